@@ -1,0 +1,249 @@
+"""The ``btk`` command line. Each command parses, calls the library and renders with rich.
+
+Heavy libraries (keras, the ML backend, OpenCV) are imported only inside commands, so
+``btk --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from btk import __version__
+from btk.errors import BtkError
+
+EPILOG_RUN = """\b
+Examples:
+  btk run                                    # built-in synthetic phantoms, a few minutes on a laptop
+  btk run --data DATA/sartaj                 # 4 classes, the safe default recipe
+  btk run --data DATA/sartaj --task binary   # tumour vs no tumour
+  btk run --data DATA/sartaj --degrade blur --degrade resolution   # train clean, test degraded too
+  btk run --data DATA/sartaj --train-degrade blur                  # train on blurred images
+  btk run --data DATA/sartaj --suite report  # the report's four experiments, one table
+  btk run --data DATA/sartaj --preset report # the report's exact recipe (raw pixels: collapses)
+
+Degradations are NAME or NAME:KEY=VALUE,...; e.g. blur:ksize=9,sigma=2 or resolution:factor=3.
+`btk plugins` lists readers, degraders, models and reporters.
+"""
+
+
+def _debug() -> bool:
+    return os.environ.get("BTK_DEBUG", "") not in ("", "0")
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise BtkError(f"bad {what} {item!r}: write KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _show_problems() -> None:
+    from btk.plugins import get_host
+
+    problems = get_host().problems
+    if problems:
+        console = _err_console()
+        for line in problems:
+            console.print(f"[yellow]btk: warning: {line}[/]", highlight=False, soft_wrap=True)
+
+
+class BtkGroup(click.Group):
+    """Turns :class:`BtkError` into one line and a non-zero exit; other errors too, unless debugging."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BtkError as exc:
+            if _debug():
+                traceback.print_exc()
+            raise click.ClickException(str(exc)) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("btk: interrupted; no run directory was completed", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if _debug():
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} (set BTK_DEBUG=1 for the traceback)"
+            ) from None
+
+
+@click.group(cls=BtkGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="btk")
+@click.option("--debug", is_flag=True, help="Show tracebacks (same as BTK_DEBUG=1).")
+def cli(debug: bool) -> None:
+    """btk: classify medical images (brain MRI first) with plugins for readers, degraders,
+    models and reporters.
+
+    Start with `btk run` (a built-in synthetic dataset) or `btk run --data FOLDER`.
+    """
+    if debug:
+        os.environ["BTK_DEBUG"] = "1"
+    _show_problems()
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), help="Data path for the reader. Without it: the built-in synthetic dataset.")
+@click.option("--reader", help="Reader plugin (default: folder with --data, synthetic without).")
+@click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
+@click.option("--task", type=click.Choice(["multiclass", "binary"]), default="multiclass", show_default=True,
+              help="All classes, or tumour vs the negative class.")
+@click.option("--negative-class", default="no_tumor", show_default=True, help="The 'no finding' class for --task binary.")
+@click.option("--preset", default="btk", show_default=True,
+              help="Training recipe: btk (safe default) or report (the report exactly: raw pixels).")
+@click.option("--model", default="seed-cnn", show_default=True, help="Model plugin.")
+@click.option("--model-option", "-M", multiple=True, metavar="KEY=VALUE", help="Model-specific option; repeatable.")
+@click.option("--degrade", "test_degrade", multiple=True, metavar="SPEC",
+              help="Also evaluate on test images degraded by SPEC; repeatable.")
+@click.option("--train-degrade", multiple=True, metavar="SPEC", help="Train on images degraded by SPEC.")
+@click.option("--suite", help="Run a plan of experiments instead of one run (report: the report's four).")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs [preset: 60; 8 on the synthetic data].")
+@click.option("--batch-size", type=click.IntRange(1), help="Batch size [preset: 32].")
+@click.option("--image-size", type=click.IntRange(8, 4096), help="Square image side in pixels [preset: 256; 96 synthetic].")
+@click.option("--channels", type=click.Choice(["1", "3"]), help="1 grayscale, 3 as cv2.imread reads [preset: 3].")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Validation share of the training data [0.1].")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), help="Adam's learning rate [btk: 1e-4, report: Keras default].")
+@click.option("--seed", type=int, default=101, show_default=True, help="Seed for splits, initialisation and shuffling.")
+@click.option("--limit-train", type=click.IntRange(0), default=0, help="Use at most N training images (0 = all).")
+@click.option("--limit-test", type=click.IntRange(0), default=0, help="Use at most N test images (0 = all).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Parent folder of run directories.")
+@click.option("--name", default="", help="Name in the run directory's name.")
+@click.option("--reporter", multiple=True, default=("terminal",), show_default=True, help="Reporter plugin(s) for the finished run.")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+def run(data, reader, reader_option, task, negative_class, preset, model, model_option, test_degrade, train_degrade,
+        suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
+        out, name, reporter, strict):
+    """Train and evaluate a model; write a run directory (config, split, history, model,
+    predictions, metrics) and report it."""
+    from rich.console import Console
+
+    from btk.config import DEMO_OVERRIDES, RunConfig, get_recipe
+    from btk.plugins import get_host
+
+    host = get_host()
+    reporters = [host.reporters.get(r) for r in reporter]
+    overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
+                     channels=int(channels) if channels else None, val_fraction=val_fraction,
+                     learning_rate=learning_rate)
+    if data is None and reader is None:
+        reader = "synthetic"
+        overrides = {**DEMO_OVERRIDES, **{k: v for k, v in overrides.items() if v is not None}}
+    recipe = get_recipe(preset, **overrides)
+    config = RunConfig(recipe=recipe, reader=reader or "folder", data=str(data) if data else None,
+                       reader_options=_pairs(reader_option, "reader option"), task=task,
+                       negative_class=negative_class, model=model, model_options=_pairs(model_option, "model option"),
+                       train_degrade=tuple(train_degrade), test_degrade=tuple(test_degrade), seed=seed,
+                       limit_train=limit_train, limit_test=limit_test, strict=strict, name=name)
+    console = Console()
+    if suite:
+        from btk.suite import run_suite
+
+        folder = run_suite(suite, config, out, console)
+        console.print(f"suite written to [bold]{folder}[/]")
+        return
+    from btk.pipeline import run_experiment
+
+    result = run_experiment(config, out, console, host)
+    for rep in reporters:
+        rep.report(result, console)
+    console.print(f"run written to [bold]{result.path}[/]")
+    if result.metrics["collapsed"]:
+        console.print("[bold red]WARNING: this run collapsed (one class predicted for every test image).[/]")
+
+
+run.epilog = EPILOG_RUN
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--reporter", multiple=True, default=("terminal",), show_default=True, help="Reporter plugin(s).")
+def report(paths, reporter):
+    """Report finished runs (run directories, or a suite directory) without re-running them.
+
+    A directory that is not a complete run is named in one line and skipped.
+    """
+    import json
+
+    from rich.console import Console
+
+    from btk.plugins import get_host
+    from btk.runs import load_run
+    from btk.suite import render_suite_table
+
+    console, err = Console(), _err_console()
+    reporters = [get_host().reporters.get(r) for r in reporter]
+    shown = 0
+    for path in paths:
+        if (path / "suite.json").exists():
+            info = json.loads((path / "suite.json").read_text())
+            render_suite_table(info["table"], console, f"suite '{info['suite']}' ({path})")
+            shown += 1
+            continue
+        try:
+            run_ = load_run(path)
+        except BtkError as exc:
+            err.print(f"[yellow]btk: skipped: {exc}[/]", highlight=False)
+            continue
+        for rep in reporters:
+            rep.report(run_, console)
+        shown += 1
+    if not shown:
+        raise BtkError("no complete run to report")
+
+
+@cli.command()
+def plugins():
+    """List the plugins, where each came from, and what each registered."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from btk.plugins import KINDS, get_host
+
+    host = get_host()
+    table = Table(title="btk plugins")
+    for col in ("plugin", "from", "version", "registered"):
+        table.add_column(col, overflow="fold")
+    for info in host.plugins:
+        parts = [f"{kind}: {', '.join(names)}" for kind in KINDS if (names := host.registry(kind).by_plugin(info.name))]
+        table.add_row(info.name, info.origin, info.version, "\n".join(parts) or "-")
+    Console().print(table)
+    for line in host.problems:
+        Console().print(f"[yellow]problem: {line}[/]", highlight=False)
+
+
+def _add_plugin_commands() -> None:
+    from btk.plugins import get_host
+
+    host = get_host()
+    for impl in host.pm.hook.btk_register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            host.problems.append(f"plugin '{impl.plugin_name}' failed in btk_register_commands: "
+                                 f"{type(exc).__name__}: {exc}")
+
+
+def main() -> None:
+    """Entry point of the ``btk`` script."""
+    try:
+        _add_plugin_commands()
+    except Exception as exc:  # never let plugin loading stop the CLI
+        print(f"btk: warning: plugins could not be loaded: {exc}", file=sys.stderr)
+    cli(prog_name="btk")

@@ -1,0 +1,113 @@
+"""Load a reader's samples into arrays: images (N x H x W x C, uint8) with labels, groups, splits.
+
+Decoding runs on a thread pool (OpenCV and friends release the GIL). An entry the reader
+cannot decode is counted and listed as skipped, or stops the load under ``strict``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from btk.errors import BtkError, UnreadableInputError
+from btk.types import Entry, ReadOptions, Reader, Sample
+
+
+@dataclass
+class Dataset:
+    """Samples as parallel arrays; ``images`` is uint8 N x H x W x C."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    sources: np.ndarray
+    splits: np.ndarray
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        """The samples at ``index`` (no copy of ``skipped``)."""
+        return Dataset(self.images[index], self.labels[index], self.groups[index],
+                       self.sources[index], self.splits[index])
+
+
+def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
+    if image.dtype != np.uint8:
+        raise BtkError(f"reader returned {image.dtype} pixels for {source}; expected uint8")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise BtkError(f"reader returned an image of shape {image.shape} for {source}; expected 2D")
+    if image.shape[-1] == 1 and channels == 3:
+        image = np.repeat(image, 3, axis=-1)
+    elif image.shape[-1] == 3 and channels == 1:
+        image = image.mean(axis=-1, keepdims=True).round().astype(np.uint8)
+    return image
+
+
+def load_dataset(
+    reader: Reader,
+    path: Path | None,
+    options: ReadOptions,
+    strict: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> Dataset:
+    """Scan and load everything ``reader`` finds at ``path``.
+
+    Args:
+        reader: a registered reader.
+        path: the data path (``None`` for readers that generate data).
+        options: image size, channels and reader options.
+        strict: raise on the first unreadable entry instead of skipping it.
+        progress: called as ``progress(done, total)`` after each entry.
+        workers: decoding threads (default: the number of CPUs).
+
+    Raises:
+        BtkError: nothing readable was found, or (``strict``) an entry could not be read.
+    """
+    entries: list[Entry] = reader.scan(path, options)
+    if not entries:
+        raise BtkError(f"reader '{reader.name}' found no images at {path}")
+
+    def load_one(entry: Entry) -> list[Sample] | str:
+        try:
+            return reader.load(entry, options)
+        except UnreadableInputError as exc:
+            return str(exc)
+        except (OSError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    samples: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for done, (entry, result) in enumerate(zip(entries, pool.map(load_one, entries)), 1):
+            if isinstance(result, str):
+                if strict:
+                    raise BtkError(f"unreadable input {entry.source}: {result} (--strict)")
+                skipped.append((entry.source, result))
+            else:
+                samples.extend(result)
+            if progress:
+                progress(done, len(entries))
+    if not samples:
+        raise BtkError(f"no readable images at {path} ({len(skipped)} unreadable)")
+    images = [_as_hwc(s.image, options.channels, s.source) for s in samples]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise BtkError(f"images have different shapes {sorted(shapes)[:3]}; set an image size")
+    return Dataset(
+        images=np.stack(images),
+        labels=np.array([s.label for s in samples], dtype=object),
+        groups=np.array([s.group for s in samples], dtype=object),
+        sources=np.array([s.source for s in samples], dtype=object),
+        splits=np.array([s.split for s in samples], dtype=object),
+        skipped=skipped,
+    )

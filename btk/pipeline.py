@@ -1,0 +1,234 @@
+"""One run, end to end: read, split, degrade, train, evaluate, write the run directory.
+
+:func:`run_experiment` is what ``btk run`` calls; a notebook can call it too.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from btk import __version__
+from btk.config import RunConfig
+from btk.dataset import Dataset, load_dataset
+from btk.degraders import Degradation, parse_spec
+from btk.errors import BtkError
+from btk.metrics import evaluate
+from btk.plugins import PluginHost, get_host
+from btk.runs import Run, RunWriter, load_run, new_run_id, unique_dir
+from btk.split import grouped_holdout, stratified_limit, tail_holdout
+from btk.training import predict, train
+from btk.types import ReadOptions
+
+
+def resolve_degradations(host: PluginHost, specs: tuple[str, ...] | list[str]) -> list[Degradation]:
+    """Parse and validate ``NAME[:K=V,...]`` specs against the registered degraders."""
+    out = []
+    for spec in specs:
+        name, params = parse_spec(spec)
+        degrader = host.degraders.get(name)
+        out.append(Degradation(degrader, degrader.resolve(params)))
+    return out
+
+
+def task_labels(data: Dataset, task: str, negative_class: str) -> tuple[np.ndarray, list[str]]:
+    """Integer labels and class names for ``multiclass`` or ``binary`` (tumour vs ``negative_class``)."""
+    names = sorted({str(x) for x in data.labels})
+    if task == "multiclass":
+        if len(names) < 2:
+            raise BtkError(f"need at least two classes, found {names}")
+        lookup = {n: i for i, n in enumerate(names)}
+        return np.array([lookup[str(x)] for x in data.labels]), names
+    if task == "binary":
+        if negative_class not in names:
+            raise BtkError(f"binary task: negative class '{negative_class}' not in the data (classes: {', '.join(names)})")
+        return np.array([0 if str(x) == negative_class else 1 for x in data.labels]), [negative_class, "tumor"]
+    raise BtkError(f"unknown task '{task}' (tasks: multiclass, binary)")
+
+
+def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.ndarray]:
+    """Indices of train, val and test. The data's own test split is used when it has one."""
+    recipe, seed = config.recipe, config.seed
+    declared_test = data.splits == "test"
+    if declared_test.any():
+        test = np.where(declared_test)[0]
+        pool = np.where(~declared_test)[0]
+    else:
+        held = grouped_holdout(y, data.groups, config.test_fraction, seed)
+        test, pool = np.where(held)[0], np.where(~held)[0]
+    if len(pool) == 0:
+        raise BtkError("no training images: every image is in the test split")
+    pool = stratified_limit(y, pool, config.limit_train, seed)
+    test = stratified_limit(y, test, config.limit_test, seed)
+    if recipe.val_method == "tail":
+        tr, va = tail_holdout(len(pool), recipe.val_fraction, seed)
+        train, val = pool[tr], pool[va]
+    else:
+        held = grouped_holdout(y[pool], data.groups[pool], recipe.val_fraction, seed)
+        train, val = pool[~held], pool[held]
+    return {"train": train, "val": val, "test": test}
+
+
+def _versions() -> dict[str, str]:
+    import cv2
+    import keras
+    import sklearn
+
+    return {"btk": __version__, "keras": keras.__version__, "backend": keras.backend.backend(),
+            "numpy": np.__version__, "opencv": cv2.__version__, "scikit-learn": sklearn.__version__,
+            "python": platform.python_version(), "machine": platform.platform()}
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
+
+
+def load_for_config(config: RunConfig, host: PluginHost, console: Console) -> Dataset:
+    """Read the config's data with a progress bar; reports skipped inputs."""
+    reader = host.readers.get(config.reader)
+    options = ReadOptions(config.recipe.image_size, config.recipe.channels, dict(config.reader_options))
+    path = Path(config.data) if config.data else None
+    with _progress(console) as bar:
+        task = bar.add_task(f"reading ({reader.name})", total=None, info="")
+        data = load_dataset(reader, path, options, strict=config.strict,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if data.skipped:
+        console.print(f"[yellow]skipped {len(data.skipped)} unreadable input(s)[/], e.g. {data.skipped[0][0]}: "
+                      f"{data.skipped[0][1]}")
+    return data
+
+
+def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Console | None = None,
+                   host: PluginHost | None = None, data: Dataset | None = None) -> Run:
+    """Train and evaluate one configuration and write its run directory.
+
+    Args:
+        config: the run's configuration.
+        out_dir: parent folder of run directories.
+        console: where progress and messages go (a quiet Console silences them).
+        host: plugin host (default: the process-wide one).
+        data: an already loaded dataset for this config's reader, data and image options
+            (a suite loads once and reuses it).
+
+    Returns:
+        The finished :class:`btk.runs.Run`.
+
+    Raises:
+        BtkError: any problem the user can fix, before anything is written where possible.
+    """
+    console = console or Console()
+    host = host or get_host()
+    recipe = config.recipe
+    model_spec = host.models.get(config.model)
+    host.readers.get(config.reader)
+    train_deg = resolve_degradations(host, config.train_degrade)
+    test_deg = resolve_degradations(host, config.test_degrade)
+    if recipe.image_size < model_spec.min_image_size:
+        raise BtkError(f"model '{model_spec.name}' needs an image size of at least {model_spec.min_image_size}, "
+                       f"got {recipe.image_size}")
+    t_start = time.perf_counter()
+    if data is None:
+        data = load_for_config(config, host, console)
+    t_loaded = time.perf_counter()
+    y, classes = task_labels(data, config.task, config.negative_class)
+    split = make_split(data, y, config)
+    if len(split["test"]) == 0:
+        raise BtkError("no test images")
+    if len(split["val"]) == 0:
+        raise BtkError("no validation images: use more data or a larger --val-fraction")
+    pool = np.concatenate([split["train"], split["val"]])
+    x_pool = data.images[pool]
+    for deg in train_deg:
+        x_pool = deg.apply(x_pool, seed=config.seed)
+    n_train = len(split["train"])
+    x_train, x_val = x_pool[:n_train], x_pool[n_train:]
+
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
+    model = model_spec.build(tuple(data.images.shape[1:]), len(classes), options)
+    console.print(f"[bold]{config.name or 'run'}[/]: {len(x_train)} train, {len(x_val)} val, "
+                  f"{len(split['test'])} test images, {len(classes)} classes, model {model_spec.name} "
+                  f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}")
+    with _progress(console) as bar:
+        task = bar.add_task("training", total=recipe.epochs, info="")
+        batch_task = bar.add_task("  epoch 1", total=None, info="")
+
+        def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
+            info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "accuracy" in k or "loss" in k)
+            bar.update(task, completed=epoch + 1, info=info)
+            bar.update(batch_task, description=f"  epoch {epoch + 2}", completed=0)
+            console.print(f"epoch {epoch + 1:>3}/{recipe.epochs}  {info}  ({seconds:.1f} s)", highlight=False)
+
+        def on_batch(batch: int, total: int) -> None:
+            bar.update(batch_task, completed=batch, total=total)
+
+        t_train = time.perf_counter()
+        history = train(model, x_train, y[split["train"]], x_val, y[split["val"]], len(classes), recipe,
+                        config.seed, on_epoch=on_epoch, on_batch=on_batch)
+        train_seconds = time.perf_counter() - t_train
+
+    test = split["test"]
+    x_test, y_test = data.images[test], y[test]
+    conditions: dict[str, dict[str, Any]] = {}
+    prediction_rows: list[list[Any]] = []
+    for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
+        images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
+        probs = predict(model, images, recipe.scale)
+        conditions[label] = evaluate(y_test, probs, classes)
+        for i, p in zip(test, probs):
+            prediction_rows.append([label, data.sources[i], classes[y[i]], classes[int(p.argmax())],
+                                    *[f"{v:.6f}" for v in p]])
+        if conditions[label]["collapsed"]:
+            only = max(conditions[label]["predicted_counts"], key=conditions[label]["predicted_counts"].get)
+            console.print(Panel(f"COLLAPSED: the model predicts '{only}' for every {label} test image.\n"
+                                "Its accuracy is only the share of that class. Training failed; "
+                                "see docs/recipes.md (the report's raw 0..255 input does this).",
+                                style="bold red", title="training collapsed"))
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = unique_dir(out_dir, new_run_id(config.name or config.task))
+    readers_plugin = host.readers.owner(config.reader)
+    resolved = {
+        "config": config.to_json(),
+        "recipe": config.recipe.__dict__,
+        "classes": classes,
+        "input_shape": list(data.images.shape[1:]),
+        "train_degrade": [d.to_json() for d in train_deg],
+        "test_degrade": [d.to_json() for d in test_deg],
+        "plugins": {"reader": readers_plugin, "model": host.models.owner(config.model)},
+        "versions": _versions(),
+    }
+    with RunWriter(final) as writer:
+        writer.write_json("config.json", resolved)
+        subset = np.empty(len(data), dtype=object)
+        for part, idx in split.items():
+            subset[idx] = part
+        writer.write_csv("split.csv", ["source", "label", "group", "subset"],
+                         ([data.sources[i], data.labels[i], data.groups[i], subset[i]]
+                          for i in range(len(data)) if subset[i] is not None))
+        writer.write_json("history.json", history)
+        model.save(writer.path("model.keras"))
+        writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
+                                             *[f"p_{c}" for c in classes]], prediction_rows)
+        writer.write_json("metrics.json", {
+            "conditions": conditions,
+            "collapsed": any(c["collapsed"] for c in conditions.values()),
+            "counts": {k: int(len(v)) for k, v in split.items()},
+            "timing": {"load_seconds": t_loaded - t_start, "train_seconds": train_seconds,
+                       "train_images_per_second": len(x_train) * len(history.get("loss", [])) / max(train_seconds, 1e-9),
+                       "total_seconds": time.perf_counter() - t_start},
+            "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
+        })
+    return load_run(final)
+

@@ -1,0 +1,143 @@
+"""Run directories: written under a temporary name and renamed when complete, then re-read.
+
+A run directory holds:
+
+- ``config.json``: the resolved configuration, classes, input shape, resolved degradations,
+  which plugin provided what, and library versions;
+- ``split.csv``: which sample went to train, val or test;
+- ``history.json``: per-epoch training history;
+- ``model.keras``: the trained model;
+- ``predictions.csv``: per test image and condition (clean, each degradation): true label,
+  predicted label and class probabilities;
+- ``metrics.json``: metrics per condition, timings and skipped inputs;
+- ``btk-run.json``: the format version and completion time, written last.
+
+An interrupted run leaves only a hidden ``.<id>.partial`` directory, which is removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from btk.errors import BtkError
+
+FORMAT_VERSION = 1
+MARKER = "btk-run.json"
+
+
+def new_run_id(name: str) -> str:
+    """``YYYYmmdd-HHMMSS-name``: sortable and readable."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{name}" if name else stamp
+
+
+def unique_dir(parent: Path, run_id: str) -> Path:
+    """``parent/run_id``, with a numeric suffix if it exists already."""
+    path, k = parent / run_id, 2
+    while path.exists() or (parent / f".{path.name}.partial").exists():
+        path, k = parent / f"{run_id}-{k}", k + 1
+    return path
+
+
+class RunWriter:
+    """Context manager that writes into ``.<id>.partial`` and renames it to ``<id>`` on success."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.tmp = final.parent / f".{final.name}.partial"
+
+    def __enter__(self) -> "RunWriter":
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.write_json(MARKER, {"format": FORMAT_VERSION, "id": self.final.name,
+                                     "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            self.tmp.rename(self.final)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, name: str) -> Path:
+        """Where file ``name`` goes while the run is being written."""
+        return self.tmp / name
+
+    def write_json(self, name: str, obj: Any) -> None:
+        """Write ``obj`` as indented JSON."""
+        self.path(name).write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+
+    def write_csv(self, name: str, header: list[str], rows: Iterator[list[Any]] | list[list[Any]]) -> None:
+        """Write rows under ``header``."""
+        with open(self.path(name), "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass
+class Run:
+    """A finished run, read back from its directory."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in model output order."""
+        return list(self.config["classes"])
+
+    @property
+    def name(self) -> str:
+        """The run directory's name."""
+        return self.path.name
+
+    def predictions(self) -> list[dict[str, str]]:
+        """The rows of ``predictions.csv``."""
+        with open(self.path / "predictions.csv", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
+def load_run(path: Path | str) -> Run:
+    """Read a complete run directory.
+
+    Raises:
+        BtkError: not a run directory, an incomplete one, or one of another format version.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BtkError(f"not a run directory: {path}")
+    marker = path / MARKER
+    if not marker.exists():
+        raise BtkError(f"{path} is not a complete btk run (no {MARKER})")
+    try:
+        info = json.loads(marker.read_text())
+        if info.get("format") != FORMAT_VERSION:
+            raise BtkError(f"{path}: run format {info.get('format')} is not supported (expected {FORMAT_VERSION})")
+        config = json.loads((path / "config.json").read_text())
+        metrics = json.loads((path / "metrics.json").read_text())
+        history = json.loads((path / "history.json").read_text())
+    except FileNotFoundError as exc:
+        raise BtkError(f"{path}: run is missing {Path(exc.filename).name}") from None
+    except json.JSONDecodeError as exc:
+        raise BtkError(f"{path}: damaged run file: {exc}") from None
+    return Run(path, config, metrics, history)

@@ -1,0 +1,87 @@
+"""The ``folder`` reader: class sub-folders of JPEG/PNG images, read the report's way.
+
+Layouts:
+    ROOT/Training/<class>/*.jpg and ROOT/Testing/<class>/*.jpg  (the Kaggle layout; also
+    ``train``/``test``, any case), or ROOT/<class>/*.jpg (one split).
+
+Images are read with ``cv2.imread`` (three equal BGR channels for a grayscale JPEG, as the
+report did; ``--channels 1`` reads grayscale) and resized with ``cv2.resize`` to the run's
+image size. Each file is its own group (the dataset has no patient ids).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from btk.errors import BtkError, UnreadableInputError
+from btk.hookspecs import hookimpl
+from btk.types import Entry, ReadOptions, Sample
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+SPLIT_NAMES = {"training": "train", "train": "train", "testing": "test", "test": "test"}
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+class FolderReader:
+    """Reads ``ROOT/[Training|Testing]/<class>/<image>`` folders."""
+
+    name = "folder"
+    description = "class sub-folders of JPEG/PNG images (Kaggle layout with Training/Testing, or one split)"
+
+    def scan(self, path: Path | None, options: ReadOptions) -> list[Entry]:
+        """List every image file with its class and split.
+
+        Raises:
+            BtkError: the folder is missing, has no class folders, or a class folder has no images.
+        """
+        if path is None:
+            raise BtkError("the folder reader needs --data PATH")
+        root = Path(path)
+        if not root.exists():
+            raise BtkError(f"data folder not found: {root}")
+        if not root.is_dir():
+            raise BtkError(f"data path is not a folder: {root}")
+        subdirs = _class_dirs(root)
+        if not subdirs:
+            raise BtkError(f"data folder {root} is empty: expected class sub-folders of images")
+        splits = {d: SPLIT_NAMES[d.name.lower()] for d in subdirs if d.name.lower() in SPLIT_NAMES}
+        if splits and len(splits) != len(subdirs):
+            extra = ", ".join(d.name for d in subdirs if d not in splits)
+            raise BtkError(f"data folder {root} mixes split folders with other folders: {extra}")
+        layout = list(splits.items()) if splits else [(root, "")]
+        entries: list[Entry] = []
+        for split_dir, split in layout:
+            class_dirs = _class_dirs(split_dir)
+            if not class_dirs:
+                raise BtkError(f"no class folders in {split_dir}")
+            for class_dir in class_dirs:
+                files = sorted(
+                    f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                )
+                if not files:
+                    raise BtkError(f"class folder has no images: {class_dir}")
+                for f in files:
+                    rel = f.relative_to(root).as_posix()
+                    entries.append(Entry(source=rel, label=class_dir.name, group=rel, split=split, payload=f))
+        return entries
+
+    def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
+        """Decode and resize one image file."""
+        import cv2
+
+        flag = cv2.IMREAD_GRAYSCALE if options.channels == 1 else cv2.IMREAD_COLOR
+        image = cv2.imread(str(entry.payload), flag)
+        if image is None:
+            raise UnreadableInputError(f"cannot decode image {entry.payload}")
+        meta = {"original_size": [int(image.shape[0]), int(image.shape[1])]}
+        if options.image_size:
+            image = cv2.resize(image, (options.image_size, options.image_size))
+        return [Sample(image, entry.label, entry.group, entry.source, entry.split, meta)]
+
+
+@hookimpl
+def btk_register_readers(register):
+    register(FolderReader())
