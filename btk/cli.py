@@ -19,7 +19,7 @@ from btk.errors import BtkError
 
 EPILOG_RUN = """\b
 Examples:
-  btk run                                    # built-in synthetic phantoms, a few minutes on a laptop
+  btk run                                    # built-in synthetic phantoms and small-cnn: minutes on a laptop
   btk run --data DATA/sartaj                 # 4 classes, the safe default recipe
   btk run --data DATA/sartaj --task binary   # tumour vs no tumour
   btk run --data DATA/sartaj --degrade blur --degrade resolution   # train clean, test degraded too
@@ -108,7 +108,7 @@ def cli(debug: bool) -> None:
 @click.option("--negative-class", default="no_tumor", show_default=True, help="The 'no finding' class for --task binary.")
 @click.option("--preset", default="btk", show_default=True,
               help="Training recipe: btk (safe default) or report (the report exactly: raw pixels).")
-@click.option("--model", default="seed-cnn", show_default=True, help="Model plugin.")
+@click.option("--model", help="Model plugin [seed-cnn; small-cnn on the synthetic data].")
 @click.option("--model-option", "-M", multiple=True, metavar="KEY=VALUE", help="Model-specific option; repeatable.")
 @click.option("--degrade", "test_degrade", multiple=True, metavar="SPEC",
               help="Also evaluate on test images degraded by SPEC; repeatable.")
@@ -144,11 +144,12 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
                      learning_rate=learning_rate)
     if data is None and reader is None:
         reader = "synthetic"
+        model = model or "small-cnn"
         overrides = {**DEMO_OVERRIDES, **{k: v for k, v in overrides.items() if v is not None}}
     recipe = get_recipe(preset, **overrides)
     config = RunConfig(recipe=recipe, reader=reader or "folder", data=str(data) if data else None,
                        reader_options=_pairs(reader_option, "reader option"), task=task,
-                       negative_class=negative_class, model=model, model_options=_pairs(model_option, "model option"),
+                       negative_class=negative_class, model=model or "seed-cnn", model_options=_pairs(model_option, "model option"),
                        train_degrade=tuple(train_degrade), test_degrade=tuple(test_degrade), seed=seed,
                        limit_train=limit_train, limit_test=limit_test, strict=strict, name=name)
     console = Console()
@@ -242,6 +243,7 @@ def _add_plugin_commands() -> None:
 
 def main() -> None:
     """Entry point of the ``btk`` script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
     try:
         _add_plugin_commands()
     except Exception as exc:  # never let plugin loading stop the CLI

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk_default.synthetic",
     "btk_default.degraders",
     "btk_default.seed_cnn",
+    "btk_default.small_cnn",
     "btk_default.reporters",
 )
 

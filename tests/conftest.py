@@ -1,0 +1,47 @@
+"""Shared fixtures: no third-party entry-point plugins, a quiet TensorFlow, small data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["BTK_LOAD_PLUGINS"] = ""  # tests see only the built-in plugins and their own
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SARTAJ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartaj"
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins():
+    """Each test starts from a freshly built plugin host."""
+    from btk import plugins
+
+    plugins.reset()
+    yield
+    plugins._EXTRA.clear()
+    plugins.reset()
+
+
+@pytest.fixture
+def sartaj() -> Path:
+    """The real dataset beside the project (CI has it)."""
+    if not SARTAJ.exists():
+        pytest.skip(f"dataset not found at {SARTAJ}")
+    return SARTAJ
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A tiny class-folder dataset of real PNG files: 3 classes x 4 images, 40x40."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(["a", "b", "c"]):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(4):
+            img = rng.integers(0, 255, (40, 40), dtype=np.uint8)
+            cv2.imwrite(str(tmp_path / "data" / cls / f"{i}.png"), img)
+    return tmp_path / "data"

@@ -1,0 +1,210 @@
+"""Plugins: the default set, a plugin registered from a test, and broken plugins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk import plugins
+from btk.cli import cli
+from btk.degraders import Degrader
+from btk.errors import BtkError
+from btk.hookspecs import hookimpl
+from btk.types import Entry, ModelSpec, Reporter, Sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ToyReader:
+    """Two classes: dark and bright squares, 16 x 16; no declared split."""
+
+    name = "toy"
+    description = "dark vs bright"
+
+    def scan(self, path, options):
+        return [Entry(f"toy/{c}/{i}", c, f"toy/{c}/{i}") for c in ("bright", "dark") for i in range(40)]
+
+    def load(self, entry, options):
+        rng = np.random.default_rng(abs(hash(entry.source)) % 2**32)
+        base = 200 if entry.label == "bright" else 40
+        image = np.clip(rng.normal(base, 20, (16, 16, 1)), 0, 255).astype(np.uint8)
+        return [Sample(image, entry.label, entry.group, entry.source)]
+
+
+def invert(image, rng):
+    return 255 - image
+
+
+def build_toy_model(input_shape, n_classes, options):
+    import keras
+
+    model = keras.Sequential([keras.Input(input_shape), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(n_classes, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(0.1), metrics=["accuracy"])
+    return model
+
+
+class ToyPlugin:
+    """A third-party-style plugin providing one of each kind."""
+
+    reported: list = []
+
+    @hookimpl
+    def btk_register_readers(self, register):
+        register(ToyReader())
+
+    @hookimpl
+    def btk_register_degraders(self, register):
+        register(Degrader("invert", invert, (), "255 - image"))
+
+    @hookimpl
+    def btk_register_models(self, register):
+        register(ModelSpec("toy-model", build_toy_model, "pooling + dense", 1))
+
+    @hookimpl
+    def btk_register_reporters(self, register):
+        register(Reporter("toy-reporter", lambda run, console: ToyPlugin.reported.append(run), "records runs"))
+
+
+def test_default_plugin_set_is_listed():
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    for name in ("btk_default.folder", "btk_default.synthetic", "btk_default.degraders", "btk_default.seed_cnn",
+                 "btk_default.small_cnn", "btk_default.reporters", "folder", "synthetic", "blur", "resolution",
+                 "seed-cnn", "small-cnn", "terminal", "json"):
+        assert name in result.output
+    host = plugins.get_host()
+    assert host.readers.owner("folder") == "btk_default.folder"
+    assert host.degraders.by_plugin("btk_default.degraders") == ["blur", "resolution"]
+    assert host.problems == []
+
+
+def test_registered_plugin_drives_btk_run(tmp_path):
+    plugin = ToyPlugin()
+    ToyPlugin.reported.clear()
+    plugins.register_plugin(plugin)
+    result = CliRunner().invoke(cli, [
+        "run", "--reader", "toy", "--model", "toy-model", "--degrade", "invert", "--reporter", "toy-reporter",
+        "--image-size", "16", "--channels", "1", "--epochs", "15", "--batch-size", "8", "--out", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    assert len(ToyPlugin.reported) == 1
+    run = ToyPlugin.reported[0]
+    assert run.config["config"]["reader"] == "toy" and run.config["config"]["model"] == "toy-model"
+    assert run.config["plugins"]["reader"] == "ToyPlugin"
+    conditions = run.metrics["conditions"]
+    assert set(conditions) == {"clean", "invert"}
+    assert conditions["clean"]["accuracy"] >= 0.9  # bright vs dark is easy
+    assert conditions["invert"]["accuracy"] <= 0.2  # inverting swaps the classes
+    rows = run.predictions()
+    assert {r["condition"] for r in rows} == {"clean", "invert"}
+    assert len(rows) == 2 * conditions["clean"]["n"]
+
+
+def test_duplicate_name_is_reported_with_both_plugins():
+    class Duplicate:
+        @hookimpl
+        def btk_register_readers(self, register):
+            register(ToyReader())
+            register(type("Folder", (ToyReader,), {"name": "folder"})())
+
+    host = plugins.load_plugins(extra=[Duplicate()], entrypoints=False)
+    assert any("'Duplicate'" in p and "'btk_default.folder'" in p and "reader 'folder'" in p for p in host.problems)
+    assert host.readers.owner("folder") == "btk_default.folder"
+    assert "toy" in host.readers  # what came before the duplicate is kept
+
+
+def test_misspelled_hook_is_reported_and_plugin_left_out():
+    class Typo:
+        @hookimpl
+        def btk_register_reader(self, register):  # missing "s"
+            pass
+
+    host = plugins.load_plugins(extra=[Typo()], entrypoints=False)
+    assert len(host.problems) == 1
+    assert "'Typo'" in host.problems[0] and "btk_register_reader" in host.problems[0]
+    assert host.info("Typo") is None
+
+
+def test_plugin_raising_in_hook_is_contained():
+    class Raises:
+        @hookimpl
+        def btk_register_models(self, register):
+            raise RuntimeError("no GPU here")
+
+    host = plugins.load_plugins(extra=[Raises()], entrypoints=False)
+    assert host.problems == ["plugin 'Raises' failed in btk_register_models: RuntimeError: no GPU here"]
+    assert "seed-cnn" in host.models
+
+
+def test_unknown_names_list_the_known_ones():
+    host = plugins.get_host()
+    with pytest.raises(BtkError, match=r"unknown model 'resnet' \(known: seed-cnn, small-cnn\)"):
+        host.models.get("resnet")
+
+
+def _fake_distribution(site: Path, body: str) -> None:
+    """An installed distribution 'btk-broken' whose entry point 'broken' imports ``body``."""
+    (site / "btk_broken_plugin.py").write_text(textwrap.dedent(body))
+    info = site / "btk_broken-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: btk-broken\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text("[btk]\nbroken = btk_broken_plugin\n")
+
+
+def _btk(args, site: Path, **env):
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "BTK_LOAD_PLUGINS"}
+    environ["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT), str(ROOT / "plugins")])
+    environ.update(env)
+    return subprocess.run([sys.executable, "-m", "btk", *args], capture_output=True, text=True, env=environ,
+                          timeout=60)
+
+
+def test_plugin_that_raises_on_import_is_named_and_cli_keeps_working(tmp_path):
+    _fake_distribution(tmp_path, "raise ImportError('needs libfoo')\n")
+    result = _btk(["plugins"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    problem = [line for line in result.stderr.splitlines() if "broken" in line]
+    assert problem == ["btk: warning: plugin 'broken' (btk-broken 1.2.3) failed to load: ImportError: needs libfoo"]
+    assert "btk_default.folder" in result.stdout
+    blocked = _btk(["plugins"], tmp_path, BTK_BLOCK_PLUGINS="broken")
+    assert "broken" not in blocked.stderr
+
+
+def test_entry_point_plugin_is_loaded_and_listed(tmp_path):
+    _fake_distribution(tmp_path, """
+        import numpy as np
+        from btk.degraders import Degrader
+        from btk.hookspecs import hookimpl
+
+        @hookimpl
+        def btk_register_degraders(register):
+            register(Degrader("invert", lambda image, rng: 255 - image, (), "255 - image"))
+    """)
+    result = _btk(["plugins"], tmp_path, COLUMNS="200")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    line = next(line for line in result.stdout.splitlines() if "broken" in line)
+    assert "btk-broken 1.2.3" in line and "degraders: invert" in line
+    none = _btk(["plugins"], tmp_path, BTK_LOAD_PLUGINS="", COLUMNS="200")
+    assert "invert" not in none.stdout
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = ("import sys; from btk.cli import cli, _add_plugin_commands; _add_plugin_commands(); "
+            "heavy = [m for m in ('keras', 'tensorflow', 'cv2', 'sklearn', 'jax', 'torch') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+    help_ = subprocess.run([sys.executable, "-m", "btk", "--help"], capture_output=True, text=True, timeout=60)
+    assert help_.returncode == 0 and "run" in help_.stdout and "plugins" in help_.stdout
