@@ -7,6 +7,18 @@ from typing import Any
 import numpy as np
 
 
+def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (scikit-learn), without its warning
+    about predicted classes that are absent from the truth."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, pred))
+
+
 def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Metrics of predicted class probabilities against integer labels.
 
@@ -17,7 +29,6 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[
     """
     from sklearn.metrics import (
         accuracy_score,
-        balanced_accuracy_score,
         confusion_matrix,
         precision_recall_fscore_support,
         roc_auc_score,
@@ -45,7 +56,7 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[
         "n": int(len(y_true)),
         "correct": int((pred == y_true).sum()),
         "accuracy": float(accuracy_score(y_true, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
+        "balanced_accuracy": _balanced_accuracy(y_true, pred),
         "precision_macro": float(pm),
         "recall_macro": float(rm),
         "f1_macro": float(fm),

@@ -1,0 +1,106 @@
+"""End to end: run directories, the report suite, and real training on the real dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.metrics import evaluate
+from btk.runs import MARKER, load_run
+
+RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predictions.csv", "metrics.json", MARKER}
+
+
+def test_synthetic_run_writes_a_complete_directory_and_reports_it(tmp_path):
+    args = ["run", "-R", "per_class=12", "-R", "test_per_class=5", "--image-size", "48", "--epochs", "2",
+            "--degrade", "blur:ksize=5", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list(tmp_path.iterdir())
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["reader"] == "synthetic" and config["config"]["model"] == "small-cnn"
+    assert config["test_degrade"] == [{"name": "blur", "params": {"ksize": 5, "sigma": 0.0}, "label": "blur:ksize=5"}]
+    assert config["versions"]["backend"] == "tensorflow"
+    with open(run_dir / "split.csv") as fh:
+        split = list(csv.DictReader(fh))
+    assert len(split) == 4 * (12 + 5)
+    assert {r["subset"] for r in split} == {"train", "val", "test"}
+    assert sum(r["subset"] == "test" for r in split) == 20
+    with open(run_dir / "predictions.csv") as fh:
+        preds = list(csv.DictReader(fh))
+    assert len(preds) == 40 and {p["condition"] for p in preds} == {"clean", "blur:ksize=5"}
+    probs = np.array([[float(p[f"p_{c}"]) for c in config["classes"]] for p in preds])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    run = load_run(run_dir)
+    assert len(run.history["loss"]) == 2
+    again = CliRunner().invoke(cli, ["report", str(run_dir), "--reporter", "json"])
+    assert again.exit_code == 0
+    assert json.loads(again.output)["metrics"]["clean"]["n"] == 20
+
+
+def test_failed_run_leaves_no_directory(tmp_path, monkeypatch):
+    from btk import pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "evaluate", boom)
+    result = CliRunner().invoke(cli, ["run", "-R", "per_class=4", "-R", "test_per_class=2", "--image-size", "32",
+                                      "--epochs", "1", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "internal error: RuntimeError: disk full" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_collapse_is_detected():
+    y = np.array([0, 1, 2, 2])
+    collapsed = evaluate(y, np.tile([0.1, 0.2, 0.7], (4, 1)), ["a", "b", "c"])
+    assert collapsed["collapsed"] and collapsed["accuracy"] == 0.5
+    fine = evaluate(y, np.eye(3)[[0, 1, 2, 1]], ["a", "b", "c"])
+    assert not fine["collapsed"] and fine["correct"] == 3
+    assert fine["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_report_suite_runs_four_experiments_and_prints_the_table(tmp_path):
+    args = ["run", "--suite", "report", "-R", "per_class=6", "-R", "test_per_class=3", "--image-size", "32",
+            "--epochs", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    (suite_dir,) = list(tmp_path.iterdir())
+    info = json.loads((suite_dir / "suite.json").read_text())
+    assert set(info["runs"]) == {"multiclass", "binary", "train-blur", "train-resolution"}
+    labels = [row["label"] for row in info["table"]]
+    assert labels[:6] == ["4 classes, clean", "binary, clean", "train clean, test blur",
+                          "train clean, test resolution", "train blur, test clean", "train resolution, test clean"]
+    assert info["table"][0]["published"]["accuracy"] == 75.13
+    binary = load_run(suite_dir / info["runs"]["binary"])
+    assert binary.classes == ["no_tumor", "tumor"]
+    train_blur = load_run(suite_dir / info["runs"]["train-blur"])
+    assert [d["name"] for d in train_blur.config["train_degrade"]] == ["blur"]
+    assert "75.1" in result.output and "train resolution, test clean" in result.output
+    report = CliRunner().invoke(cli, ["report", str(suite_dir)], env={"COLUMNS": "200"})
+    assert report.exit_code == 0 and "binary, clean" in report.output
+
+
+@pytest.mark.slow
+def test_real_data_accuracy_far_above_chance(sartaj, tmp_path):
+    """Train on 540 SARTAJ training images at 64 px; test on 200 held-out training images."""
+    args = ["run", "--data", str(sartaj / "Training"), "--model", "small-cnn", "--image-size", "64",
+            "--channels", "1", "--limit-train", "600", "--limit-test", "200", "--epochs", "6",
+            "--learning-rate", "1e-3", "--out", str(tmp_path), "--reporter", "json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    run = load_run(next(tmp_path.iterdir()))
+    clean = run.metrics["conditions"]["clean"]
+    assert clean["n"] == 200
+    held_out = {r["source"] for r in csv.DictReader(open(run.path / "split.csv")) if r["subset"] == "test"}
+    trained = {r["source"] for r in csv.DictReader(open(run.path / "split.csv")) if r["subset"] == "train"}
+    assert not held_out & trained
+    assert clean["accuracy"] >= 0.55  # chance is 0.25 (largest class 0.29); measured 0.68
+    assert not clean["collapsed"]
