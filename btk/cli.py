@@ -80,8 +80,9 @@ class BtkGroup(click.Group):
         except Exception as exc:
             if _debug():
                 raise
+            first = (str(exc).strip().splitlines() or [""])[0]
             raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (set BTK_DEBUG=1 for the traceback)"
+                f"internal error: {type(exc).__name__}: {first} (set BTK_DEBUG=1 for the traceback)"
             ) from None
 
 

@@ -188,12 +188,14 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         for i, p in zip(test, probs):
             prediction_rows.append([label, data.sources[i], classes[y[i]], classes[int(p.argmax())],
                                     *[f"{v:.6f}" for v in p]])
-        if conditions[label]["collapsed"]:
-            only = max(conditions[label]["predicted_counts"], key=conditions[label]["predicted_counts"].get)
-            console.print(Panel(f"COLLAPSED: the model predicts '{only}' for every {label} test image.\n"
-                                "Its accuracy is only the share of that class. Training failed; "
-                                "see docs/recipes.md (the report's raw 0..255 input does this).",
-                                style="bold red", title="training collapsed"))
+    collapsed = [c for c, m in conditions.items() if m["collapsed"]]
+    if collapsed:
+        counts = conditions[collapsed[0]]["predicted_counts"]
+        only = max(counts, key=counts.get)
+        console.print(Panel(f"COLLAPSED: the model predicts one class ('{only}') for every test image "
+                            f"({', '.join(collapsed)}).\nIts accuracy is only the share of that class: training "
+                            "failed. The report's raw 0..255 input does this; see docs/recipes.md.",
+                            style="bold red", title="training collapsed"))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ def test_bad_names_and_parameters(args, fragments, tmp_path):
 
 def test_image_too_small_for_seed_cnn(image_folder):
     result, lines = _run(["run", "--data", str(image_folder), "--image-size", "32"])
-    _assert_one_line_error(result, lines, "needs an image size of at least 76")
+    _assert_one_line_error(result, lines, "needs an image size of at least 84")
 
 
 def test_report_skips_bad_directories(tmp_path):

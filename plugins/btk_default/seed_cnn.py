@@ -15,7 +15,7 @@ from btk.hookspecs import hookimpl
 from btk.types import ModelSpec
 
 # The smallest square input for which every valid convolution and pooling still has output.
-MIN_IMAGE_SIZE = 76
+MIN_IMAGE_SIZE = 84
 
 
 def build_seed_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[str, Any]) -> Any:
