@@ -208,3 +208,30 @@ def test_help_does_not_import_heavy_libraries():
     assert out.stdout.strip() == ""
     help_ = subprocess.run([sys.executable, "-m", "btk", "--help"], capture_output=True, text=True, timeout=60)
     assert help_.returncode == 0 and "run" in help_.stdout and "plugins" in help_.stdout
+
+
+def test_example_plugin_registers_and_works():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import invert_plugin
+    finally:
+        sys.path.pop(0)
+    plugins.register_plugin(invert_plugin)
+    degrader = plugins.get_host().degraders.get("invert")
+    image = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
+    assert np.array_equal(degrader.apply(image), 255 - image)
+    assert np.array_equal(degrader.apply(image, {"amount": 0}), image)
+    assert plugins.get_host().degraders.owner("invert") == "invert_plugin"
+
+
+def test_every_hook_is_documented_with_its_signature():
+    import inspect
+
+    from btk import hookspecs
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(hookspecs) if name.startswith("btk_")]
+    assert len(hooks) == 5
+    for name in hooks:
+        signature = f"{name}{inspect.signature(getattr(hookspecs, name))}".replace("'", "")
+        assert signature in docs, signature
