@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from btk.hookspecs import hookimpl
+from btk.models import compile_like_report
 from btk.types import ModelSpec
 
 # The smallest square input for which every valid convolution and pooling still has output.
@@ -45,10 +46,7 @@ def build_seed_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[s
         ],
         name="seed_cnn",
     )
-    lr = options.get("learning_rate")
-    optimizer = keras.optimizers.Adam() if lr is None else keras.optimizers.Adam(float(lr))
-    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
-    return model
+    return compile_like_report(model, options)
 
 
 SEED_CNN = ModelSpec(

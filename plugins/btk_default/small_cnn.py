@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from btk.hookspecs import hookimpl
+from btk.models import compile_like_report
 from btk.types import ModelSpec
 
 
@@ -37,10 +38,7 @@ def build_small_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[
     x = layers.Dropout(float(options.get("dropout", 0.3)))(x)
     outputs = layers.Dense(n_classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="small_cnn")
-    lr = options.get("learning_rate")
-    optimizer = keras.optimizers.Adam() if lr is None else keras.optimizers.Adam(float(lr))
-    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
-    return model
+    return compile_like_report(model, options)
 
 
 SMALL_CNN = ModelSpec(

@@ -1,0 +1,19 @@
+"""Helpers for model plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def compile_like_report(model: Any, options: dict[str, Any]) -> Any:
+    """Compile ``model`` as the report's Listing 2 (categorical cross-entropy, Adam, accuracy).
+
+    ``options["learning_rate"]`` sets Adam's rate; ``None`` or absent keeps Keras' default.
+    Returns the model.
+    """
+    import keras
+
+    lr = options.get("learning_rate")
+    optimizer = keras.optimizers.Adam() if lr is None else keras.optimizers.Adam(float(lr))
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    return model
