@@ -128,9 +128,12 @@ def cli(debug: bool) -> None:
 @click.option("--name", default="", help="Name in the run directory's name.")
 @click.option("--reporter", multiple=True, default=("terminal",), show_default=True, help="Reporter plugin(s) for the finished run.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+              help="Near-copy score: copies stay on one side of the splits btk makes, and test images with a "
+                   "copy in training are also reported apart. 0 turns this off.")
 def run(data, reader, reader_option, task, negative_class, preset, model, model_option, test_degrade, train_degrade,
         suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
-        out, name, reporter, strict):
+        out, name, reporter, strict, duplicate_threshold):
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
     from rich.console import Console
@@ -152,7 +155,8 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
                        reader_options=_pairs(reader_option, "reader option"), task=task,
                        negative_class=negative_class, model=model or "seed-cnn", model_options=_pairs(model_option, "model option"),
                        train_degrade=tuple(train_degrade), test_degrade=tuple(test_degrade), seed=seed,
-                       limit_train=limit_train, limit_test=limit_test, strict=strict, name=name)
+                       limit_train=limit_train, limit_test=limit_test, strict=strict, name=name,
+                       duplicate_threshold=duplicate_threshold)
     console = Console()
     if suite:
         from btk.suite import run_suite
@@ -208,6 +212,95 @@ def report(paths, reporter):
         shown += 1
     if not shown:
         raise BtkError("no complete run to report")
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="The dataset to audit.")
+@click.option("--reader", default="folder", show_default=True, help="Reader plugin for --data.")
+@click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
+@click.option("--against", type=click.Path(path_type=Path), help="Another dataset to look for copies in.")
+@click.option("--against-reader", help="Reader for --against [same as --reader].")
+@click.option("--threshold", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+              help="Near-duplicate score (shift-tolerant normalised correlation of 64 px thumbnails).")
+@click.option("--pairs", "pairs_out", type=click.Path(path_type=Path), help="Write every pair to this .csv or .json file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
+def audit(data, reader, reader_option, against, against_reader, threshold, pairs_out, as_json):
+    """Audit a dataset: class counts, image sizes, unreadable files, and exact and
+    near-duplicate images within splits, between Testing and Training, and against another
+    dataset, with copies whose labels disagree.
+
+    \b
+    Example:
+      btk audit --data DATA/sartaj --pairs pairs.csv
+    """
+    import json
+
+    from rich.console import Console
+
+    from btk.audit import audit as run_audit
+    from btk.audit import read_image_set, write_pairs
+    from btk.pipeline import _progress
+    from btk.plugins import get_host
+
+    host = get_host()
+    console = Console()
+    options = _pairs(reader_option, "reader option")
+    main_reader = host.readers.get(reader)
+    other_reader = host.readers.get(against_reader or reader) if against else None
+    with _progress(Console(stderr=True, quiet=as_json)) as bar:
+        task = bar.add_task(f"reading {data}", total=None, info="")
+        main = read_image_set(Path(data).name, main_reader, data, options,
+                              lambda d, t: bar.update(task, completed=d, total=t))
+        other = None
+        if against:
+            task2 = bar.add_task(f"reading {against}", total=None, info="")
+            other = read_image_set(Path(against).name, other_reader, against, options,
+                                   lambda d, t: bar.update(task2, completed=d, total=t))
+    result = run_audit(main, other, threshold)
+    if pairs_out:
+        write_pairs(result, pairs_out)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=1))
+    else:
+        render_audit(result, console)
+        if pairs_out:
+            console.print(f"{len(result.pairs)} pairs written to [bold]{pairs_out}[/]")
+
+
+def render_audit(result, console) -> None:
+    """The audit as rich tables."""
+    from rich.table import Table
+
+    summary = result.summary()
+    for name, info in summary["datasets"].items():
+        table = Table(title=f"{name}: {info['images']} images")
+        splits = list(info["class_counts"])
+        classes = sorted({c for counts in info["class_counts"].values() for c in counts})
+        table.add_column("class")
+        for split in splits:
+            table.add_column(split, justify="right")
+        for c in classes:
+            table.add_row(c, *[str(info["class_counts"][s].get(c, 0)) for s in splits])
+        console.print(table)
+        sizes = ", ".join(f"{k} ({v})" for k, v in list(info["sizes"].items())[:5])
+        more = len(info["sizes"]) - 5
+        console.print(f"sizes: {sizes}{f', and {more} more' if more > 0 else ''}; channels in the files: "
+                      f"{info['channels']}; bit depth: {info['bit_depths']}")
+        if info["unreadable"]:
+            console.print(f"[yellow]{len(info['unreadable'])} unreadable file(s)[/], e.g. "
+                          f"{info['unreadable'][0]['source']}: {info['unreadable'][0]['reason']}")
+        else:
+            console.print("unreadable files: none")
+    pairs = Table(title=f"duplicate pairs (near: score >= {result.threshold})")
+    for col in ("where", "exact pairs", "near pairs", "labels disagree"):
+        pairs.add_column(col, justify="left" if col == "where" else "right")
+    for scope, counts in summary["pairs"].items():
+        pairs.add_row(scope, str(counts["exact"]), str(counts["near"]),
+                      f"[bold red]{counts['labels_disagree']}[/]" if counts["labels_disagree"] else "0")
+    console.print(pairs)
+    for title, c in summary["copies"].items():
+        console.print(f"[bold]{title}:[/] {c['exact_copy']} pixel-identical, {c['near_copy_only']} more near-copies "
+                      f"({c['any_copy']} in all); {c['copy_with_other_label']} with a copy that carries another label")
 
 
 @cli.command()

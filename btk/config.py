@@ -85,6 +85,9 @@ class RunConfig:
         test_degrade: degradation specs evaluated on the test images besides the clean ones.
         limit_train / limit_test: use at most this many images (0 = all), class balance kept.
         test_fraction: share held out for testing when the data declares no test split.
+        duplicate_threshold: near-duplicate score (:mod:`btk.duplicates`) above which images are
+            copies: copies are kept on one side of every split btk makes, and test images with
+            a copy in the training data are reported apart; 0 turns both off.
     """
 
     recipe: Recipe
@@ -103,6 +106,7 @@ class RunConfig:
     test_fraction: float = 0.2
     strict: bool = False
     name: str = ""
+    duplicate_threshold: float = 0.95
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the configuration."""

@@ -10,7 +10,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class Dataset:
     sources: np.ndarray
     splits: np.ndarray
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived data (fingerprints, clusters)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -52,6 +53,46 @@ def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
     return image
 
 
+def iter_entries(
+    reader: Reader,
+    path: Path | None,
+    options: ReadOptions,
+    strict: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    transform: Callable[[list[Sample]], Any] | None = None,
+) -> Iterator[tuple[Entry, Any]]:
+    """Scan, then load entries on a thread pool, yielding ``(entry, samples)`` in scan order.
+
+    An entry that cannot be read yields ``(entry, reason)`` with the reason as a string, or
+    raises under ``strict``. ``transform`` runs on each entry's samples inside the worker
+    (e.g. to fingerprint them without keeping the pixels).
+
+    Raises:
+        BtkError: the reader found nothing, or (``strict``) an entry could not be read.
+    """
+    entries: list[Entry] = reader.scan(path, options)
+    if not entries:
+        raise BtkError(f"reader '{reader.name}' found no images at {path}")
+
+    def load_one(entry: Entry) -> Any:
+        try:
+            samples = reader.load(entry, options)
+        except UnreadableInputError as exc:
+            return str(exc)
+        except (OSError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return transform(samples) if transform else samples
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for done, (entry, result) in enumerate(zip(entries, pool.map(load_one, entries)), 1):
+            if isinstance(result, str) and strict:
+                raise BtkError(f"unreadable input {entry.source}: {result} (--strict)")
+            yield entry, result
+            if progress:
+                progress(done, len(entries))
+
+
 def load_dataset(
     reader: Reader,
     path: Path | None,
@@ -73,30 +114,13 @@ def load_dataset(
     Raises:
         BtkError: nothing readable was found, or (``strict``) an entry could not be read.
     """
-    entries: list[Entry] = reader.scan(path, options)
-    if not entries:
-        raise BtkError(f"reader '{reader.name}' found no images at {path}")
-
-    def load_one(entry: Entry) -> list[Sample] | str:
-        try:
-            return reader.load(entry, options)
-        except UnreadableInputError as exc:
-            return str(exc)
-        except (OSError, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"
-
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for done, (entry, result) in enumerate(zip(entries, pool.map(load_one, entries)), 1):
-            if isinstance(result, str):
-                if strict:
-                    raise BtkError(f"unreadable input {entry.source}: {result} (--strict)")
-                skipped.append((entry.source, result))
-            else:
-                samples.extend(result)
-            if progress:
-                progress(done, len(entries))
+    for entry, result in iter_entries(reader, path, options, strict, progress, workers):
+        if isinstance(result, str):
+            skipped.append((entry.source, result))
+        else:
+            samples.extend(result)
     if not samples:
         raise BtkError(f"no readable images at {path} ({len(skipped)} unreadable)")
     images = [_as_hwc(s.image, options.channels, s.source) for s in samples]

@@ -19,6 +19,7 @@ from btk import __version__
 from btk.config import RunConfig
 from btk.dataset import Dataset, load_dataset
 from btk.degraders import Degradation, parse_spec
+from btk.duplicates import Fingerprints, copy_mask, duplicate_clusters, fingerprint_all
 from btk.errors import BtkError
 from btk.metrics import evaluate
 from btk.plugins import PluginHost, get_host
@@ -53,15 +54,37 @@ def task_labels(data: Dataset, task: str, negative_class: str) -> tuple[np.ndarr
     raise BtkError(f"unknown task '{task}' (tasks: multiclass, binary)")
 
 
+def split_groups(data: Dataset, threshold: float) -> np.ndarray:
+    """Group ids for splitting: the reader's groups joined with near-duplicate clusters."""
+    if threshold <= 0:
+        return data.groups
+    key = f"clusters@{threshold}"
+    if key not in data.cache:
+        data.cache[key] = duplicate_clusters(fingerprints_of(data), threshold, data.groups)
+    return data.cache[key]
+
+
+def fingerprints_of(data: Dataset) -> Fingerprints:
+    """The dataset's duplicate fingerprints, computed once."""
+    if "fingerprints" not in data.cache:
+        data.cache["fingerprints"] = fingerprint_all(data.images)
+    return data.cache["fingerprints"]
+
+
 def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.ndarray]:
-    """Indices of train, val and test. The data's own test split is used when it has one."""
+    """Indices of train, val and test. The data's own test split is used when it has one.
+
+    Splits that btk makes keep each group (the reader's group ids joined with near-duplicate
+    clusters) on one side; the report preset's validation is the tail of a shuffle, as Keras'.
+    """
     recipe, seed = config.recipe, config.seed
+    groups = split_groups(data, config.duplicate_threshold)
     declared_test = data.splits == "test"
     if declared_test.any():
         test = np.where(declared_test)[0]
         pool = np.where(~declared_test)[0]
     else:
-        held = grouped_holdout(y, data.groups, config.test_fraction, seed)
+        held = grouped_holdout(y, groups, config.test_fraction, seed)
         test, pool = np.where(held)[0], np.where(~held)[0]
     if len(pool) == 0:
         raise BtkError("no training images: every image is in the test split")
@@ -71,7 +94,7 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
         tr, va = tail_holdout(len(pool), recipe.val_fraction, seed)
         train, val = pool[tr], pool[va]
     else:
-        held = grouped_holdout(y[pool], data.groups[pool], recipe.val_fraction, seed)
+        held = grouped_holdout(y[pool], groups[pool], recipe.val_fraction, seed)
         train, val = pool[~held], pool[held]
     return {"train": train, "val": val, "test": test}
 
@@ -179,12 +202,20 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
 
     test = split["test"]
     x_test, y_test = data.images[test], y[test]
+    has_copy = np.zeros(len(test), bool)
+    if config.duplicate_threshold > 0:
+        fps = fingerprints_of(data)
+        has_copy = copy_mask(fps.subset(test), fps.subset(pool), config.duplicate_threshold)
+    unseen = ~has_copy
     conditions: dict[str, dict[str, Any]] = {}
+    unseen_conditions: dict[str, dict[str, Any]] = {}
     prediction_rows: list[list[Any]] = []
     for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
         images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
         probs = predict(model, images, recipe.scale)
         conditions[label] = evaluate(y_test, probs, classes)
+        if has_copy.any() and unseen.sum() >= 2:
+            unseen_conditions[label] = evaluate(y_test[unseen], probs[unseen], classes)
         for i, p in zip(test, probs):
             prediction_rows.append([label, data.sources[i], classes[y[i]], classes[int(p.argmax())],
                                     *[f"{v:.6f}" for v in p]])
@@ -216,8 +247,10 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         subset = np.empty(len(data), dtype=object)
         for part, idx in split.items():
             subset[idx] = part
-        writer.write_csv("split.csv", ["source", "label", "group", "subset"],
-                         ([data.sources[i], data.labels[i], data.groups[i], subset[i]]
+        copy_in_train = dict(zip(test.tolist(), has_copy.tolist()))
+        writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"],
+                         ([data.sources[i], data.labels[i], data.groups[i], subset[i],
+                           int(copy_in_train[i]) if i in copy_in_train else ""]
                           for i in range(len(data)) if subset[i] is not None))
         writer.write_json("history.json", history)
         model.save(writer.path("model.keras"))
@@ -226,6 +259,9 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         writer.write_json("metrics.json", {
             "conditions": conditions,
             "collapsed": any(c["collapsed"] for c in conditions.values()),
+            "leakage": {"threshold": config.duplicate_threshold, "test_images": int(len(test)),
+                        "test_with_copy_in_train": int(has_copy.sum()),
+                        "conditions_without_copies": unseen_conditions},
             "counts": {k: int(len(v)) for k, v in split.items()},
             "timing": {"load_seconds": t_loaded - t_start, "train_seconds": train_seconds,
                        "train_images_per_second": len(x_train) * len(history.get("loss", [])) / max(train_seconds, 1e-9),

@@ -107,9 +107,12 @@ def suite_table(suite: Suite, runs: dict[str, Run]) -> list[dict[str, Any]]:
         m = run.metrics["conditions"].get(row.condition)
         if m is None:
             continue
+        unseen = ((run.metrics.get("leakage") or {}).get("conditions_without_copies") or {}).get(row.condition)
         table.append({
             "label": row.label, "run": run.name, "condition": row.condition,
             "measured": {k: round(100 * m[k], 2) for k in METRICS},
+            "no_copy": None if unseen is None else {"accuracy": round(100 * unseen["accuracy"], 2),
+                                                    "correct": f"{unseen['correct']}/{unseen['n']}"},
             "correct": f"{m['correct']}/{m['n']}", "collapsed": m["collapsed"],
             "published": row.published,
         })
@@ -123,12 +126,15 @@ def render_suite_table(table: list[dict[str, Any]], console: Console, title: str
     for k in ("acc", "P", "R", "F1"):
         grid.add_column(f"{k}", justify="right")
     grid.add_column("correct", justify="right")
+    grid.add_column("acc, no copy in train", justify="right")
     for k in ("acc", "P", "R", "F1", "correct"):
         grid.add_column(f"report {k}", justify="right", style="dim")
     for r in table:
         pub = r["published"] or {}
         flag = " [bold red](COLLAPSED)[/]" if r["collapsed"] else ""
+        unseen = r.get("no_copy")
         grid.add_row(r["label"] + flag, *[f"{r['measured'][k]:.1f}" for k in METRICS], r["correct"],
+                     f"{unseen['accuracy']:.1f} ({unseen['correct']})" if unseen else "",
                      *[f"{pub[k]:.1f}" if k in pub else "" for k in METRICS], pub.get("correct", ""))
     console.print(grid)
 

@@ -6,7 +6,9 @@ Layouts:
 
 Images are read with ``cv2.imread`` (three equal BGR channels for a grayscale JPEG, as the
 report did; ``--channels 1`` reads grayscale) and resized with ``cv2.resize`` to the run's
-image size. Each file is its own group (the dataset has no patient ids).
+image size. Each file is its own group (the dataset has no patient ids). With the reader option
+``inspect=1`` (``btk audit`` sets it) each sample's metadata also holds the file's own channel
+count and bit depth.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ class FolderReader:
         if image is None:
             raise UnreadableInputError(f"cannot decode image {entry.payload}")
         meta = {"original_size": [int(image.shape[0]), int(image.shape[1])]}
+        if options.extra.get("inspect"):  # btk audit: what the file itself holds
+            raw = cv2.imread(str(entry.payload), cv2.IMREAD_UNCHANGED)
+            if raw is not None:
+                meta["file_channels"] = 1 if raw.ndim == 2 else int(raw.shape[2])
+                meta["bit_depth"] = int(raw.dtype.itemsize * 8)
         if options.image_size:
             image = cv2.resize(image, (options.image_size, options.image_size))
         return [Sample(image, entry.label, entry.group, entry.source, entry.split, meta)]

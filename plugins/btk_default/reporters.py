@@ -27,12 +27,19 @@ def terminal_report(run: Run, console: Console) -> None:
     summary = Table(title="test metrics (%)")
     for col in ("condition", "accuracy", "balanced acc", "macro P", "macro R", "macro F1", "macro AUC", "correct"):
         summary.add_column(col, justify="left" if col == "condition" else "right")
-    for name, m in conditions.items():
+    leakage = run.metrics.get("leakage") or {}
+    rows = list(conditions.items()) + [(f"{name}, no copy in train", m) for name, m in
+                                       (leakage.get("conditions_without_copies") or {}).items()]
+    for name, m in rows:
         style = "bold red" if m["collapsed"] else None
         summary.add_row(name + (" (COLLAPSED)" if m["collapsed"] else ""), _pct(m["accuracy"]),
                         _pct(m["balanced_accuracy"]), _pct(m["precision_macro"]), _pct(m["recall_macro"]),
                         _pct(m["f1_macro"]), _pct(m["auc_macro"]), f"{m['correct']}/{m['n']}", style=style)
     console.print(summary)
+    if leakage.get("test_with_copy_in_train"):
+        console.print(f"[yellow]{leakage['test_with_copy_in_train']} of {leakage['test_images']} test images have an "
+                      f"exact or near copy (score >= {leakage['threshold']}) in the training data; the 'no copy in "
+                      "train' rows leave them out.[/]")
     clean = conditions.get("clean") or next(iter(conditions.values()))
     classes = run.classes
     per_class = Table(title="per class, clean test images")

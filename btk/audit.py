@@ -1,0 +1,176 @@
+"""``btk audit``: what a dataset holds and where it repeats itself.
+
+Reads every image at its own size (grayscale), keeps only fingerprints and statistics, and
+reports class counts per split, image sizes, channels and bit depth, unreadable files, and
+exact and near-duplicate pairs within each split, across splits, and against another dataset,
+flagging pairs whose labels disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from btk.dataset import iter_entries
+from btk.duplicates import DEFAULT_THRESHOLD, Fingerprints, find_pairs, fingerprint
+from btk.errors import BtkError
+from btk.types import ReadOptions, Reader
+
+
+@dataclass
+class ImageSet:
+    """Fingerprints and descriptions of one dataset's images."""
+
+    name: str
+    sources: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    sizes: Counter = field(default_factory=Counter)
+    channels: Counter = field(default_factory=Counter)
+    bit_depths: Counter = field(default_factory=Counter)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    fingerprints: Fingerprints | None = None
+
+    def split_index(self, split: str) -> np.ndarray:
+        """Indices of the images in ``split``."""
+        return np.array([i for i, s in enumerate(self.splits) if s == split], dtype=int)
+
+
+def read_image_set(name: str, reader: Reader, path: Path | None, reader_options: dict[str, str] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> ImageSet:
+    """Fingerprint every image ``reader`` finds at ``path``; unreadable ones are listed, never fatal."""
+    options = ReadOptions(image_size=None, channels=1, extra={**(reader_options or {}), "inspect": "1"})
+
+    def describe(samples):
+        return [(s, fingerprint(s.image)) for s in samples]
+
+    result = ImageSet(name)
+    parts = []
+    for entry, loaded in iter_entries(reader, path, options, progress=progress, transform=describe):
+        if isinstance(loaded, str):
+            result.unreadable.append((entry.source, loaded))
+            continue
+        for sample, fp in loaded:
+            result.sources.append(sample.source)
+            result.labels.append(str(sample.label))
+            result.splits.append(sample.split or "all")
+            result.sizes[f"{sample.image.shape[1]}x{sample.image.shape[0]}"] += 1
+            result.channels[sample.meta.get("file_channels", 1 if sample.image.ndim == 2 else sample.image.shape[-1])] += 1
+            result.bit_depths[sample.meta.get("bit_depth", sample.image.dtype.itemsize * 8)] += 1
+            parts.append(fp)
+    if not parts:
+        raise BtkError(f"no readable images at {path} ({len(result.unreadable)} unreadable)")
+    result.fingerprints = Fingerprints(np.array([p[0] for p in parts], dtype=object), np.stack([p[1] for p in parts]),
+                                       np.stack([p[2] for p in parts]))
+    return result
+
+
+@dataclass
+class Pair:
+    """Two images that are copies of each other."""
+
+    scope: str  # "within Training", "Testing vs Training", "against OTHER", ...
+    a_source: str
+    a_label: str
+    b_source: str
+    b_label: str
+    kind: str  # "exact" or "near"
+    score: float
+
+    @property
+    def labels_disagree(self) -> bool:
+        """Whether the two copies carry different labels."""
+        return self.a_label != self.b_label
+
+
+@dataclass
+class AuditResult:
+    """Everything ``btk audit`` found."""
+
+    sets: list[ImageSet]
+    pairs: list[Pair]
+    threshold: float
+    copies: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        out: dict[str, Any] = {"threshold": self.threshold, "datasets": {}, "pairs": {}, "copies": self.copies}
+        for s in self.sets:
+            counts: dict[str, dict[str, int]] = {}
+            for split, label in zip(s.splits, s.labels):
+                counts.setdefault(split, {}).setdefault(label, 0)
+                counts[split][label] += 1
+            out["datasets"][s.name] = {
+                "images": len(s.sources), "class_counts": counts, "sizes": dict(s.sizes.most_common()),
+                "channels": {str(k): v for k, v in s.channels.items()},
+                "bit_depths": {str(k): v for k, v in s.bit_depths.items()},
+                "unreadable": [{"source": src, "reason": why} for src, why in s.unreadable],
+            }
+        for scope in dict.fromkeys(p.scope for p in self.pairs):
+            ps = [p for p in self.pairs if p.scope == scope]
+            out["pairs"][scope] = {"exact": sum(p.kind == "exact" for p in ps), "near": sum(p.kind == "near" for p in ps),
+                                   "labels_disagree": sum(p.labels_disagree for p in ps)}
+        return out
+
+
+SPLIT_TITLES = {"train": "Training", "test": "Testing", "all": "all"}
+
+
+def _pairs(scope: str, a: ImageSet, ia: np.ndarray, b: ImageSet | None, ib: np.ndarray | None,
+           threshold: float) -> list[Pair]:
+    fa = a.fingerprints.subset(ia)
+    fb = None if b is None else b.fingerprints.subset(ib)
+    other, io = (a, ia) if b is None else (b, ib)
+    return [Pair(scope, a.sources[ia[i]], a.labels[ia[i]], other.sources[io[j]], other.labels[io[j]], kind, score)
+            for i, j, kind, score in find_pairs(fa, fb, threshold)]
+
+
+def copies_of(pairs: list[Pair], scope: str) -> dict[str, int]:
+    """For the first side of ``scope``'s pairs: how many images have an exact copy, a near copy
+    only, and a copy with a different label."""
+    ps = [p for p in pairs if p.scope == scope]
+    exact = {p.a_source for p in ps if p.kind == "exact"}
+    near_only = {p.a_source for p in ps if p.kind == "near"} - exact
+    disagree = {p.a_source for p in ps if p.labels_disagree}
+    return {"exact_copy": len(exact), "near_copy_only": len(near_only), "any_copy": len(exact | near_only),
+            "copy_with_other_label": len(disagree)}
+
+
+def audit(main: ImageSet, against: ImageSet | None = None, threshold: float = DEFAULT_THRESHOLD) -> AuditResult:
+    """Find duplicate pairs within each split of ``main``, from its test split to its training
+    split, and from ``main`` to ``against``."""
+    pairs: list[Pair] = []
+    splits = list(dict.fromkeys(main.splits))
+    for split in splits:
+        idx = main.split_index(split)
+        pairs += _pairs(f"within {SPLIT_TITLES.get(split, split)}", main, idx, None, None, threshold)
+    copies = {}
+    if "test" in splits and "train" in splits:
+        scope = "Testing vs Training"
+        pairs += _pairs(scope, main, main.split_index("test"), main, main.split_index("train"), threshold)
+        copies["Testing images with a copy in Training"] = copies_of(pairs, scope)
+    if against is not None:
+        scope = f"{main.name} vs {against.name}"
+        pairs += _pairs(scope, main, np.arange(len(main.sources)), against, np.arange(len(against.sources)), threshold)
+        copies[f"{main.name} images with a copy in {against.name}"] = copies_of(pairs, scope)
+    return AuditResult([main] + ([against] if against else []), pairs, threshold, copies)
+
+
+def write_pairs(result: AuditResult, path: Path) -> None:
+    """Every pair as CSV (``.csv``) or JSON (any other suffix)."""
+    import csv
+    import json
+
+    rows = [{"scope": p.scope, "a": p.a_source, "a_label": p.a_label, "b": p.b_source, "b_label": p.b_label,
+             "kind": p.kind, "score": p.score, "labels_disagree": p.labels_disagree} for p in result.pairs]
+    if path.suffix.lower() == ".csv":
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scope", "a", "b"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.write_text(json.dumps({"summary": result.summary(), "pairs": rows}, indent=1) + "\n")
