@@ -65,7 +65,7 @@ def read_image_set(name: str, reader: Reader, path: Path | None, reader_options:
     if not parts:
         raise BtkError(f"no readable images at {path} ({len(result.unreadable)} unreadable)")
     result.fingerprints = Fingerprints(np.array([p[0] for p in parts], dtype=object), np.stack([p[1] for p in parts]),
-                                       np.stack([p[2] for p in parts]))
+                                       np.stack([p[2] for p in parts]).astype(np.float16))
     return result
 
 

@@ -27,7 +27,8 @@ CANDIDATE_MARGIN = 0.03  # coarse similarity may sit this far below the verified
 
 @dataclass
 class Fingerprints:
-    """Fingerprints of N images: ``exact`` hashes, ``coarse`` N x 256 unit vectors, ``fine`` N x 64 x 64."""
+    """Fingerprints of N images: ``exact`` hashes, ``coarse`` N x 256 unit vectors, ``fine`` N x 64 x 64
+    thumbnails (float16: 8 KB an image)."""
 
     exact: np.ndarray
     coarse: np.ndarray
@@ -62,12 +63,15 @@ def fingerprint(image: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
 
 def fingerprint_all(images: Iterable[np.ndarray]) -> Fingerprints:
     """Fingerprints of many images."""
-    parts = [fingerprint(im) for im in images]
-    if not parts:
-        return Fingerprints(np.array([], dtype=object), np.zeros((0, COARSE * COARSE), np.float32),
-                            np.zeros((0, FINE, FINE), np.float32))
-    return Fingerprints(np.array([p[0] for p in parts], dtype=object), np.stack([p[1] for p in parts]),
-                        np.stack([p[2] for p in parts]))
+    hashes, coarse, fine = [], [], []
+    for image in images:  # an iterator of images is consumed one at a time
+        h, c, f = fingerprint(image)
+        hashes.append(h)
+        coarse.append(c)
+        fine.append(f.astype(np.float16))
+    return Fingerprints(np.array(hashes, dtype=object),
+                        np.stack(coarse) if coarse else np.zeros((0, COARSE * COARSE), np.float32),
+                        np.stack(fine) if fine else np.zeros((0, FINE, FINE), np.float16))
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -129,7 +133,7 @@ def find_pairs(a: Fingerprints, b: Fingerprints | None = None, threshold: float 
             if a.exact[i] == other.exact[j]:
                 pairs.append((i, j, "exact", 1.0))
                 continue
-            score = shift_ncc(a.fine[i], other.fine[j])
+            score = shift_ncc(a.fine[i].astype(np.float32), other.fine[j].astype(np.float32))
             if score >= threshold:
                 pairs.append((i, j, "near", round(score, 4)))
     return pairs

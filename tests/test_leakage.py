@@ -57,8 +57,8 @@ def test_run_reports_metrics_without_test_copies_and_groups_copies(tmp_path):
 
 def test_duplicate_check_can_be_turned_off(image_folder, tmp_path):
     result = CliRunner().invoke(cli, ["run", "--data", str(image_folder), "--model", "small-cnn", "--image-size", "32",
-                                      "--epochs", "1", "--duplicate-threshold", "0", "--out", str(tmp_path)])
+                                      "--epochs", "1", "--duplicate-threshold", "0", "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    run = load_run(next(tmp_path.iterdir()))
+    run = load_run(next((tmp_path / "runs").iterdir()))
     assert run.metrics["leakage"]["test_with_copy_in_train"] == 0
     assert run.config["config"]["duplicate_threshold"] == 0
