@@ -179,39 +179,86 @@ run.epilog = EPILOG_RUN
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--reporter", multiple=True, default=("terminal",), show_default=True, help="Reporter plugin(s).")
-def report(paths, reporter):
-    """Report finished runs (run directories, or a suite directory) without re-running them.
+@click.option("--reporter", multiple=True, help="Reporter plugin(s) for each run [terminal for one run].")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Also write one self-contained HTML report here.")
+def report(paths, reporter, html_path):
+    """Report finished runs without re-running them.
 
-    A directory that is not a complete run is named in one line and skipped.
+    PATHS are run directories or suite directories (their runs are included). One run: the full
+    terminal report. Several: one comparison table (a row per run and test condition, the best
+    of each column in bold) and McNemar's test for runs on the same test images. A directory
+    that is not a complete run is named in one line and skipped.
+
+    \b
+    Examples:
+      btk report runs/20261127-101500-multiclass
+      btk report runs/* --html report.html
     """
     import json
 
     from rich.console import Console
 
     from btk.plugins import get_host
-    from btk.runs import load_run
+    from btk.runs import MARKER, load_run
     from btk.suite import render_suite_table
 
     console, err = Console(), _err_console()
-    reporters = [get_host().reporters.get(r) for r in reporter]
-    shown = 0
+    host = get_host()
+    reporters = [host.reporters.get(r) for r in reporter]
+    html_writer = host.reporters.get("html").write if html_path else None
+    runs, suites = [], []
     for path in paths:
         if (path / "suite.json").exists():
             info = json.loads((path / "suite.json").read_text())
-            render_suite_table(info["table"], console, f"suite '{info['suite']}' ({path})")
-            shown += 1
-            continue
-        try:
-            run_ = load_run(path)
-        except BtkError as exc:
-            err.print(f"[yellow]btk: skipped: {exc}[/]", highlight=False)
-            continue
-        for rep in reporters:
-            rep.report(run_, console)
-        shown += 1
-    if not shown:
+            suites.append(info)
+            candidates = [path / name for name in info.get("runs", {}).values()]
+        else:
+            candidates = [path]
+        for candidate in candidates:
+            try:
+                runs.append(load_run(candidate))
+            except BtkError as exc:
+                err.print(f"[yellow]btk: skipped: {exc}[/]", highlight=False)
+    if not runs:
         raise BtkError("no complete run to report")
+    for info in suites:
+        render_suite_table(info["table"], console, f"suite '{info['suite']}'")
+    if not reporters and len(runs) == 1 and not suites:
+        reporters = [host.reporters.get("terminal")]
+    for rep in reporters:
+        for run_ in runs:
+            rep.report(run_, console)
+    if len(runs) > 1:
+        render_comparison(runs, console)
+    if html_writer:
+        html_writer(runs, html_path, suites)
+        console.print(f"HTML report written to [bold]{html_path}[/]")
+
+
+def render_comparison(runs, console) -> None:
+    """The comparison table of several runs and their paired tests."""
+    from rich.table import Table
+
+    from btk.compare import COLUMNS, best_by_column, paired_tests, run_rows
+
+    rows = run_rows(runs)
+    best = best_by_column(rows)
+    table = Table(title=f"{len(runs)} runs (best of each column in bold)")
+    for col in ("run", "task", "reader", "train degr.", "test", "acc", "bal. acc", "macro F1", "macro AUC", "ECE"):
+        table.add_column(col, justify="right" if col in ("acc", "bal. acc", "macro F1", "macro AUC", "ECE") else "left",
+                         overflow="fold")
+    for r in rows:
+        cells = []
+        for c in COLUMNS:
+            v = r[c]
+            text = "-" if v is None else (f"{v:.3f}" if c == "ece" else f"{100 * v:.1f}")
+            cells.append(f"[bold green]{text}[/]" if v is not None and v == best.get(c) else text)
+        name = r["run"] + (" [red](COLLAPSED)[/]" if r["collapsed"] else "")
+        table.add_row(name, r["task"], r["reader"], r["train_degrade"], r["test_condition"], *cells)
+    console.print(table)
+    for t in paired_tests(runs):
+        console.print(f"McNemar (clean, {t['n']} images): {t['a']} vs {t['b']}: only A right {t['a_only']}, "
+                      f"only B right {t['b_only']}, p = {t['p_value']:.4g}", highlight=False)
 
 
 @cli.command()

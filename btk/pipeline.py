@@ -99,6 +99,23 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
     return {"train": train, "val": val, "test": test}
 
 
+def example_indices(y: np.ndarray, pred: np.ndarray, seed: int, per_kind: int = 4) -> np.ndarray:
+    """Up to ``per_kind`` right and ``per_kind`` wrong test images, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    right, wrong = np.where(pred == y)[0], np.where(pred != y)[0]
+    pick = [rng.choice(group, min(per_kind, len(group)), replace=False) for group in (right, wrong) if len(group)]
+    return np.concatenate(pick).astype(int) if pick else np.zeros(0, int)
+
+
+def thumbnails(images: np.ndarray, size: int = 128) -> np.ndarray:
+    """Grayscale ``size`` px copies of uint8 images, for the examples a run keeps."""
+    import cv2
+
+    out = [cv2.resize(im.mean(axis=-1).astype(np.uint8) if im.ndim == 3 else im, (size, size),
+                      interpolation=cv2.INTER_AREA) for im in images]
+    return np.stack(out) if out else np.zeros((0, size, size), np.uint8)
+
+
 def _versions() -> dict[str, str]:
     import cv2
     import keras
@@ -210,9 +227,15 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     conditions: dict[str, dict[str, Any]] = {}
     unseen_conditions: dict[str, dict[str, Any]] = {}
     prediction_rows: list[list[Any]] = []
+    examples: dict[str, np.ndarray] = {}
     for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
         images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
         probs = predict(model, images, recipe.scale)
+        if deg is None:
+            picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
+            examples["index"] = picked
+            examples["sources"] = data.sources[test][picked].astype(str)
+        examples[f"images/{label}"] = thumbnails(images[examples["index"]])
         conditions[label] = evaluate(y_test, probs, classes)
         if has_copy.any() and unseen.sum() >= 2:
             unseen_conditions[label] = evaluate(y_test[unseen], probs[unseen], classes)
@@ -253,6 +276,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
                            int(copy_in_train[i]) if i in copy_in_train else ""]
                           for i in range(len(data)) if subset[i] is not None))
         writer.write_json("history.json", history)
+        np.savez_compressed(writer.path("examples.npz"), **{k: v for k, v in examples.items() if k != "index"})
         model.save(writer.path("model.keras"))
         writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
                                              *[f"p_{c}" for c in classes]], prediction_rows)

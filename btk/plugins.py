@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk_default.seed_cnn",
     "btk_default.small_cnn",
     "btk_default.reporters",
+    "btk_default.html_report",
 )
 
 KINDS = ("readers", "degraders", "models", "reporters")

@@ -10,6 +10,8 @@ A run directory holds:
 - ``predictions.csv``: per test image and condition (clean, each degradation): true label,
   predicted label and class probabilities;
 - ``metrics.json``: metrics per condition, timings and skipped inputs;
+- ``examples.npz``: a few right and wrong test images (128 px grayscale) under every test
+  condition, for reports;
 - ``btk-run.json``: the format version and completion time, written last.
 
 An interrupted run leaves only a hidden ``.<id>.partial`` directory, which is removed.
@@ -116,6 +118,28 @@ class Run:
         with open(self.path / "predictions.csv", newline="") as fh:
             return list(csv.DictReader(fh))
 
+    def condition_arrays(self, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sources, true class indices, probabilities)`` of the test images under ``condition``."""
+        if "_arrays" not in self.__dict__:
+            self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+            rows = self.predictions()
+            index = {c: k for k, c in enumerate(self.classes)}
+            cols = [f"p_{c}" for c in self.classes]
+            for cond in dict.fromkeys(r["condition"] for r in rows):
+                sel = [r for r in rows if r["condition"] == cond]
+                self._arrays[cond] = (np.array([r["source"] for r in sel]),
+                                      np.array([index[r["label"]] for r in sel]),
+                                      np.array([[float(r[c]) for c in cols] for r in sel]))
+        return self._arrays[condition]
+
+    def examples(self) -> dict[str, np.ndarray]:
+        """The example images kept with the run (empty if there are none)."""
+        path = self.path / "examples.npz"
+        if not path.exists():
+            return {}
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
 
 def load_run(path: Path | str) -> Run:
     """Read a complete run directory.
@@ -136,6 +160,8 @@ def load_run(path: Path | str) -> Run:
         config = json.loads((path / "config.json").read_text())
         metrics = json.loads((path / "metrics.json").read_text())
         history = json.loads((path / "history.json").read_text())
+        if not (path / "predictions.csv").exists():
+            raise FileNotFoundError(2, "missing", str(path / "predictions.csv"))
     except FileNotFoundError as exc:
         raise BtkError(f"{path}: run is missing {Path(exc.filename).name}") from None
     except json.JSONDecodeError as exc:

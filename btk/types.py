@@ -111,9 +111,12 @@ class Reporter:
         name: the name used with ``--reporter``.
         report: ``report(run, console)`` where ``run`` is a :class:`btk.runs.Run`.
         description: one line for ``btk plugins``.
+        write: optional ``write(runs, path, suites)`` for reporters that put several runs (and
+            suite tables) into one file; ``btk report --html PATH`` uses the ``html`` reporter's.
     """
 
     name: str
     report: Callable[["Run", "Console"], None]
     description: str = ""
+    write: Callable[..., None] | None = None
 

@@ -13,7 +13,8 @@ from btk.cli import cli
 from btk.metrics import evaluate
 from btk.runs import MARKER, load_run
 
-RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predictions.csv", "metrics.json", MARKER}
+RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predictions.csv", "metrics.json",
+             "examples.npz", MARKER}
 
 
 def test_synthetic_run_writes_a_complete_directory_and_reports_it(tmp_path):

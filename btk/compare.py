@@ -1,0 +1,65 @@
+"""Side-by-side views of several runs: one row per run and test condition, paired tests."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from btk.runs import Run
+from btk.stats import mcnemar, reliability
+
+COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
+LOWER_IS_BETTER = {"ece"}
+
+
+def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """A row per run and test condition: what was run, and its headline metrics (ECE from the
+    run's predictions, 15 equal-width bins)."""
+    rows = []
+    for run in runs:
+        cfg = run.config["config"]
+        train = ", ".join(d["label"] for d in run.config.get("train_degrade", [])) or "none"
+        for condition, m in run.metrics["conditions"].items():
+            _, y, probs = run.condition_arrays(condition)
+            rows.append({
+                "run": run.name, "task": cfg["task"], "reader": cfg["reader"], "model": cfg["model"],
+                "train_degrade": train, "test_condition": condition, "n": m["n"],
+                "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "f1_macro": m["f1_macro"],
+                "auc_macro": m["auc_macro"], "ece": reliability(y, probs)["ece"], "collapsed": m["collapsed"],
+            })
+    return rows
+
+
+def best_by_column(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The best value of each metric column (lowest ECE, highest otherwise)."""
+    best = {}
+    for col in COLUMNS:
+        values = [r[col] for r in rows if r[col] is not None]
+        if values:
+            best[col] = min(values) if col in LOWER_IS_BETTER else max(values)
+    return best
+
+
+def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, Any]]:
+    """McNemar's exact test for every pair of runs evaluated on the same test images (same
+    sources, same labels) under ``condition``."""
+    out = []
+    for a, b in combinations(runs, 2):
+        if condition not in a.metrics["conditions"] or condition not in b.metrics["conditions"]:
+            continue
+        if a.classes != b.classes:
+            continue
+        sa, ya, pa = a.condition_arrays(condition)
+        sb, yb, pb = b.condition_arrays(condition)
+        if len(sa) != len(sb) or set(sa) != set(sb):
+            continue
+        order = np.argsort(sb)[np.argsort(np.argsort(sa))]  # b's rows in a's order
+        if not np.array_equal(ya, yb[order]):
+            continue
+        result = mcnemar(pa.argmax(1) == ya, pb[order].argmax(1) == yb[order])
+        out.append({"a": a.name, "b": b.name, "condition": condition, "n": int(len(sa)),
+                    "accuracy_a": float((pa.argmax(1) == ya).mean()),
+                    "accuracy_b": float((pb[order].argmax(1) == yb[order]).mean()), **result})
+    return out

@@ -1,0 +1,269 @@
+"""The ``html`` reporter: one self-contained HTML file (figures embedded, no network).
+
+Per run: the configuration; metrics per test condition with 95% bootstrap intervals (1,000
+resamples, percentile); the leakage-aware rows; per-class precision, recall, F1, support and
+AUC; the confusion matrix (counts and row-normalised); one-vs-rest ROC curves; a reliability
+diagram with ECE (15 equal-width confidence bins); training curves; example images, right and
+wrong, under every test condition. For several runs: a comparison table with the best of each column
+marked, and McNemar's exact test for every pair of runs on the same test images.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from btk.hookspecs import hookimpl
+from btk.runs import Run
+from btk.types import Reporter
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
+color:#1d232a;padding:0 1em}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:2px solid #d0d7de;padding-bottom:.2em}h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #d0d7de;padding:.25em .6em;
+text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
+.best{font-weight:bold;background:#e3f4e3}.bad{color:#b3261e;font-weight:bold}.ci{color:#57606a;font-size:.85em}
+img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
+.note{color:#57606a;font-size:.9em}.examples td{text-align:center;font-size:.75em}
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _figures(run: Run) -> str:
+    """Confusion matrices, ROC curves, reliability diagram and training curves in one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    from btk.stats import reliability
+
+    classes = run.classes
+    _, y, probs = run.condition_arrays("clean")
+    cm = np.array(run.metrics["conditions"]["clean"]["confusion"], dtype=float)
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    for ax, matrix, title, fmt in ((axes[0], cm, "confusion (counts)", "{:.0f}"),
+                                   (axes[1], cm / np.maximum(cm.sum(1, keepdims=True), 1), "row-normalised", "{:.2f}")):
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, fmt.format(v), ha="center", va="center",
+                    color="white" if v > matrix.max() * 0.6 else "black", fontsize=9)
+        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+    ax = axes[2]
+    for k, c in enumerate(classes):
+        if 0 < (y == k).sum() < len(y):
+            fpr, tpr, _ = roc_curve(y == k, probs[:, k])
+            auc = run.metrics["conditions"]["clean"]["per_class"][c]["auc"]
+            ax.plot(fpr, tpr, label=f"{c} (AUC {auc:.2f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC, one vs rest (clean)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax = axes[3]
+    rel = reliability(y, probs)
+    centers = (np.array(rel["edges"][:-1]) + np.array(rel["edges"][1:])) / 2
+    acc = np.array([np.nan if a is None else a for a in rel["accuracy"]])
+    ax.bar(centers, np.nan_to_num(acc), width=1 / rel["bins"], edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.set_xlabel(f"confidence ({rel['bins']} equal-width bins)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(f"reliability (clean): ECE {rel['ece']:.3f}")
+    ax.legend(fontsize=7, loc="upper left")
+    parts = [_png(fig)]
+    hist = {k: v for k, v in run.history.items() if k != "best_epoch"}
+    if hist.get("loss"):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 3.6))
+        epochs = np.arange(1, len(hist["loss"]) + 1)
+        for key, ax in (("loss", a1), ("accuracy", a2)):
+            for prefix, style in (("", "-"), ("val_", "--")):
+                if prefix + key in hist:
+                    ax.plot(epochs, hist[prefix + key], style, label=(prefix or "train_") + key)
+            if run.history.get("best_epoch"):
+                ax.axvline(run.history["best_epoch"][0], color="grey", ls=":", label="best epoch")
+            ax.set_xlabel("epoch")
+            ax.set_title(key)
+            ax.legend(fontsize=8)
+        parts.append(_png(fig))
+    return "\n".join(parts)
+
+
+def _examples(run: Run) -> str:
+    """Example test images under every condition, as a table of small embedded PNGs."""
+    import cv2
+
+    ex = run.examples()
+    if not ex or "sources" not in ex or not len(ex["sources"]):
+        return '<p class="note">no example images kept with this run</p>'
+    rows = []
+    for key in [k for k in ex if k.startswith("images/")]:
+        cond = key.split("/", 1)[1]
+        sources, y, probs = run.condition_arrays(cond)
+        lookup = {s: i for i, s in enumerate(sources)}
+        cells = []
+        for image, source in zip(ex[key], ex["sources"]):
+            i = lookup.get(str(source))
+            truth, pred = (run.classes[y[i]], run.classes[int(probs[i].argmax())]) if i is not None else ("?", "?")
+            data = base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()
+            css = "" if truth == pred else ' class="bad"'
+            cells.append(f'<td><img alt="{_esc(source)}" src="data:image/png;base64,{data}"><br>'
+                         f'<span{css}>true {_esc(truth)}<br>pred {_esc(pred)}</span></td>')
+        rows.append(f"<tr><th>{_esc(cond)}</th>{''.join(cells)}</tr>")
+    return f'<table class="examples">{"".join(rows)}</table><p class="note">Red: predicted wrong.</p>'
+
+
+def _metrics_table(run: Run) -> str:
+    from btk.stats import metric_cis
+
+    head = ("<tr><th>test images</th><th>n</th><th>accuracy</th><th>balanced acc</th><th>macro P</th>"
+            "<th>macro R</th><th>macro F1</th><th>macro AUC</th></tr>")
+    body = []
+    leak = run.metrics.get("leakage") or {}
+    copies = leak.get("conditions_without_copies") or {}
+    entries = [(c, m, c) for c, m in run.metrics["conditions"].items()]
+    entries += [(f"{c}, no copy in train", m, None) for c, m in copies.items()]
+    for label, m, cond in entries:
+        cis = {}
+        if cond is not None:
+            _, y, probs = run.condition_arrays(cond)
+            cis = metric_cis(y, probs)
+
+        def cell(key: str) -> str:
+            ci = cis.get(key)
+            extra = f'<br><span class="ci">[{_pct(ci[0])}, {_pct(ci[1])}]</span>' if ci else ""
+            return f"<td>{_pct(m[key])}{extra}</td>"
+
+        flag = ' <span class="bad">COLLAPSED</span>' if m["collapsed"] else ""
+        body.append(f"<tr><td>{_esc(label)}{flag}</td><td>{m['n']}</td>{cell('accuracy')}{cell('balanced_accuracy')}"
+                    f"<td>{_pct(m['precision_macro'])}</td><td>{_pct(m['recall_macro'])}</td>{cell('f1_macro')}"
+                    f"{cell('auc_macro')}</tr>")
+    note = ('<p class="note">Intervals: 95% percentile bootstrap over the test images, 1,000 resamples.')
+    if leak.get("test_with_copy_in_train"):
+        note += (f" {leak['test_with_copy_in_train']} of {leak['test_images']} test images have an exact or near "
+                 f"copy (score &ge; {leak['threshold']}) in the training data; the 'no copy' rows leave them out.")
+    return f"<table>{head}{''.join(body)}</table>{note}</p>"
+
+
+def _per_class(run: Run) -> str:
+    m = run.metrics["conditions"]["clean"]
+    rows = "".join(f"<tr><td>{_esc(c)}</td><td>{_pct(v['precision'])}</td><td>{_pct(v['recall'])}</td>"
+                   f"<td>{_pct(v['f1'])}</td><td>{v['support']}</td><td>{_pct(v['auc'])}</td></tr>"
+                   for c, v in m["per_class"].items())
+    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
+            f"<th>ROC AUC</th></tr>{rows}</table>")
+
+
+def run_section(run: Run) -> str:
+    """The HTML of one run."""
+    cfg = json.dumps({k: run.config[k] for k in ("config", "recipe", "classes", "train_degrade", "test_degrade",
+                                                  "versions") if k in run.config}, indent=1)
+    return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>'
+            f"<h3>metrics</h3>{_metrics_table(run)}<h3>per class (clean)</h3>{_per_class(run)}"
+            f"<h3>figures</h3>{_figures(run)}<h3>examples</h3>{_examples(run)}"
+            f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>")
+
+
+def comparison_section(runs: list[Run]) -> str:
+    """The table of all runs with the best of each column marked, and the paired tests."""
+    from btk.compare import COLUMNS, best_by_column, paired_tests, run_rows
+
+    rows = run_rows(runs)
+    best = best_by_column(rows)
+    head = ("<tr><th>run</th><th>task</th><th>reader</th><th>train degradation</th><th>test</th>"
+            "<th>accuracy</th><th>balanced acc</th><th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>")
+    body = []
+    for r in rows:
+        cells = "".join(
+            f'<td class="best">{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>' if r[c] is not None and r[c] == best.get(c)
+            else f'<td>{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>' for c in COLUMNS)
+        body.append(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["task"])}</td>'
+                    f"<td>{_esc(r['reader'])}</td><td>{_esc(r['train_degrade'])}</td><td>{_esc(r['test_condition'])}"
+                    f"</td>{cells}</tr>")
+    tests = paired_tests(runs)
+    paired = ""
+    if tests:
+        trows = "".join(f"<tr><td>{_esc(t['a'])}</td><td>{_esc(t['b'])}</td><td>{t['n']}</td><td>{_pct(t['accuracy_a'])}"
+                        f"</td><td>{_pct(t['accuracy_b'])}</td><td>{t['a_only']}</td><td>{t['b_only']}</td>"
+                        f"<td>{t['p_value']:.4g}</td></tr>" for t in tests)
+        paired = ("<h3>paired tests (clean test images)</h3><table><tr><th>run A</th><th>run B</th><th>n</th>"
+                  "<th>acc A</th><th>acc B</th><th>only A right</th><th>only B right</th><th>McNemar p (exact)</th>"
+                  f"</tr>{trows}</table>")
+    return (f"<h2>comparison</h2><table>{head}{''.join(body)}</table>"
+            '<p class="note">Best of each column in bold (lowest ECE). ECE: 15 equal-width confidence bins.</p>'
+            + paired)
+
+
+def _no_copy(entry: dict[str, Any] | None) -> str:
+    return f"{entry['accuracy']:.1f} ({entry['correct']})" if entry else ""
+
+
+def suite_section(info: dict[str, Any]) -> str:
+    """A suite's table, measured beside published numbers."""
+    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+    head = ("<tr><th>experiment</th><th>acc</th><th>P</th><th>R</th><th>F1</th><th>correct</th>"
+            "<th>acc, no copy in train</th><th>report acc</th><th>report P</th><th>report R</th><th>report F1</th>"
+            "<th>report correct</th></tr>")
+    rows = []
+    for r in info["table"]:
+        pub = r.get("published") or {}
+        nc = r.get("no_copy")
+        rows.append(f"<tr><td>{_esc(r['label'])}</td>" + "".join(f"<td>{r['measured'][k]:.1f}</td>" for k in keys)
+                    + f"<td>{r['correct']}</td><td>{_no_copy(nc)}</td>"
+                    + "".join(f"<td>{pub[k]:.1f}</td>" if k in pub else "<td></td>" for k in keys)
+                    + f"<td>{pub.get('correct', '')}</td></tr>")
+    return f"<h2>suite '{_esc(info['suite'])}'</h2><p>{_esc(info.get('description', ''))}</p><table>{head}{''.join(rows)}</table>"
+
+
+def write_html(runs: list[Run], path: Path, suites: list[dict[str, Any]] | None = None) -> None:
+    """Write the report of ``runs`` (and suite tables) to ``path`` as one self-contained file."""
+    body = [suite_section(s) for s in (suites or [])]
+    if len(runs) > 1:
+        body.append(comparison_section(runs))
+    body += [run_section(r) for r in runs]
+    title = "btk report" + (f": {runs[0].name}" if len(runs) == 1 else f": {len(runs)} runs")
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{''.join(body)}</body></html>\n")
+    tmp = Path(path).with_name(Path(path).name + ".partial")
+    tmp.write_text(page)
+    tmp.replace(path)
+
+
+def html_report(run: Run, console) -> None:
+    """Write ``report.html`` into the run directory."""
+    out = run.path / "report.html"
+    write_html([run], out)
+    console.print(f"HTML report: {out}")
+
+
+@hookimpl
+def btk_register_reporters(register):
+    register(Reporter("html", html_report, "a self-contained HTML report (report.html in the run directory)",
+                      write=write_html))
