@@ -72,7 +72,7 @@ def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_fold
         (["--degrade", "blur:ksize"], ["write KEY=VALUE"]),
         (["--preset", "fast"], ["unknown preset 'fast'", "btk, report"]),
         (["--suite", "nope"], ["unknown suite 'nope'", "report"]),
-        (["--reporter", "html"], ["unknown reporter 'html'", "json, terminal"]),
+        (["--reporter", "mlflow"], ["unknown reporter 'mlflow'", "html, json, terminal"]),
         (["-R", "per_class=-3"], ["'per_class' must be positive"]),
     ],
 )
