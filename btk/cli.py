@@ -63,7 +63,26 @@ def _show_problems() -> None:
 
 
 class BtkGroup(click.Group):
-    """Turns :class:`BtkError` into one line and a non-zero exit; other errors too, unless debugging."""
+    """Turns :class:`BtkError` into one line and a non-zero exit; other errors too, unless debugging.
+    Adds the plugins' commands the first time commands are looked up."""
+
+    _plugin_commands_added = False
+
+    def _ensure_plugin_commands(self) -> None:
+        if not BtkGroup._plugin_commands_added:
+            BtkGroup._plugin_commands_added = True
+            try:
+                _add_plugin_commands()
+            except Exception as exc:  # never let plugin loading stop the CLI
+                print(f"btk: warning: plugin commands could not be loaded: {exc}", file=sys.stderr)
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        self._ensure_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context):
+        self._ensure_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -351,6 +370,52 @@ def render_audit(result, console) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--reader", help="Reader for PATHS [recognised from each path: DICOM, NIfTI, image].")
+@click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
+@click.option("--slices", default="all", show_default=True, help="Slices of a series or volume: middle, all, every:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+def predict(run_dir, paths, reader, reader_option, slices, as_json):
+    """Classify new scans with a trained run: JPEG/PNG files, DICOM files or series folders,
+    NIfTI volumes. Uses the run's model and the image size, channels and scaling it recorded.
+    A series or volume gets a row per slice and one aggregated answer (mean probability).
+
+    \b
+    Example:
+      btk predict runs/20261127-101500-multiclass scan.dcm brain.nii.gz photo.jpg
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from btk.plugins import get_host
+    from btk.predict import predict_paths
+    from btk.runs import load_run
+
+    run_ = load_run(run_dir)
+    results, skipped = predict_paths(run_, list(paths), get_host(), reader, _pairs(reader_option, "reader option"),
+                                     slices)
+    err = _err_console()
+    for source, reason in skipped:
+        err.print(f"[yellow]btk: skipped {source}: {reason}[/]", highlight=False)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in results], indent=1))
+        return
+    table = Table(title=f"predictions of {run_.name}")
+    for col in ("input", "slice", "class", *run_.classes):
+        table.add_column(col, justify="right" if col in run_.classes else "left", overflow="fold")
+    for r in results:
+        slice_ = f"all {r.aggregated_over} (mean)" if r.slice is None else str(r.slice)
+        style = "bold" if r.slice is None else None
+        table.add_row(r.source, slice_, r.predicted, *[f"{r.probabilities[c]:.3f}" for c in run_.classes], style=style)
+    Console().print(table)
+    if not results:
+        raise BtkError("nothing could be read to predict")
+
+
+@cli.command()
 def plugins():
     """List the plugins, where each came from, and what each registered."""
     from rich.console import Console
@@ -385,8 +450,4 @@ def _add_plugin_commands() -> None:
 def main() -> None:
     """Entry point of the ``btk`` script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-    try:
-        _add_plugin_commands()
-    except Exception as exc:  # never let plugin loading stop the CLI
-        print(f"btk: warning: plugins could not be loaded: {exc}", file=sys.stderr)
     cli(prog_name="btk")

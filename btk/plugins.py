@@ -27,6 +27,9 @@ from btk.registry import Registry
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk_default.folder",
     "btk_default.synthetic",
+    "btk_default.dicom",
+    "btk_default.nifti",
+    "btk_default.convert",
     "btk_default.degraders",
     "btk_default.seed_cnn",
     "btk_default.small_cnn",

@@ -64,7 +64,7 @@ def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_fold
 @pytest.mark.parametrize(
     "args,fragments",
     [
-        (["--reader", "dicomm"], ["unknown reader 'dicomm'", "known: folder, synthetic"]),
+        (["--reader", "dicomm"], ["unknown reader 'dicomm'", "known: dicom, folder, nifti, synthetic"]),
         (["--model", "resnet"], ["unknown model 'resnet'", "seed-cnn, small-cnn"]),
         (["--degrade", "sharpen"], ["unknown degrader 'sharpen'", "known: blur, resolution"]),
         (["--train-degrade", "blur:ksize=200"], ["'ksize' must be between 1 and 99, got 200"]),

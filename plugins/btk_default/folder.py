@@ -32,6 +32,11 @@ class FolderReader:
 
     name = "folder"
     description = "class sub-folders of JPEG/PNG images (Kaggle layout with Training/Testing, or one split)"
+    options = ("inspect",)
+
+    def can_read(self, path: Path) -> bool:
+        """An image file, or a folder (of class folders)."""
+        return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
 
     def scan(self, path: Path | None, options: ReadOptions) -> list[Entry]:
         """List every image file with its class and split.
@@ -44,8 +49,10 @@ class FolderReader:
         root = Path(path)
         if not root.exists():
             raise BtkError(f"data folder not found: {root}")
-        if not root.is_dir():
-            raise BtkError(f"data path is not a folder: {root}")
+        if root.is_file():  # one image, unlabelled (btk predict)
+            if root.suffix.lower() not in IMAGE_SUFFIXES:
+                raise BtkError(f"not an image file ({', '.join(sorted(IMAGE_SUFFIXES))}): {root}")
+            return [Entry(root.name, None, root.name, "", payload=root)]
         subdirs = _class_dirs(root)
         if not subdirs:
             raise BtkError(f"data folder {root} is empty: expected class sub-folders of images")

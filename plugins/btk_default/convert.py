@@ -1,0 +1,127 @@
+"""``btk convert``: write an image dataset as DICOM series or NIfTI volumes, keeping its
+class-folder (and Training/Testing) layout, so the dicom and nifti readers can be tested round
+trip on real images.
+
+- DICOM: one series per synthetic patient (``--per-patient N`` images of one class as N slices,
+  5 mm apart), MR Image Storage, 8-bit MONOCHROME2, explicit VR little endian, fresh UIDs, no
+  window: the reader returns the stored pixels unchanged.
+- NIfTI: one volume per synthetic patient (.nii.gz, 1 mm pixels, 5 mm slices, RAS+ affine),
+  written so that the nifti reader's axial slices are the original images.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import click
+import numpy as np
+
+from btk.hookspecs import hookimpl
+
+SPLIT_DIRS = {"train": "Training", "test": "Testing", "": ""}
+
+
+def write_dicom_series(images: list[np.ndarray], folder: Path, patient: str, study: str | None = None,
+                       file_names: list[str] | None = None) -> list[Path]:
+    """Write 8-bit grayscale ``images`` as one DICOM series (one file per slice) in ``folder``."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study = study or generate_uid()
+    series = generate_uid()
+    paths = []
+    for k, image in enumerate(images):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / (file_names[k] if file_names else f"slice_{k:03d}.dcm")
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.PatientID, ds.PatientName = patient, f"Synthetic^{patient}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 5.0 * k]
+        ds.PixelSpacing, ds.SliceThickness = [1, 1], 5
+        ds.Rows, ds.Columns = image.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def write_nifti_volume(images: list[np.ndarray], path: Path) -> Path:
+    """Stack 8-bit ``images`` (same size) as the axial slices of a RAS+ volume in ``path``."""
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.stack([np.flipud(im).T for im in images], axis=-1)  # (x, y, z), inverse of the reader's view
+    affine = np.diag([1.0, 1.0, 5.0, 1.0])
+    nib.save(nib.Nifti1Image(data.astype(np.uint8), affine), str(path))
+    return path
+
+
+def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, options: dict[str, str]) -> int:
+    """Convert everything ``reader_name`` reads at ``data``; returns the number of images written."""
+    from btk.dataset import iter_entries
+    from btk.errors import BtkError
+    from btk.plugins import get_host
+    from btk.types import ReadOptions
+
+    reader = get_host().readers.get(reader_name)
+    if out.exists() and any(out.iterdir()):
+        raise BtkError(f"output folder is not empty: {out}")
+    groups: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for entry, samples in iter_entries(reader, data, ReadOptions(None, 1, options)):
+        if isinstance(samples, str):
+            click.echo(f"skipped {entry.source}: {samples}", err=True)
+            continue
+        for s in samples:
+            groups[(s.split, str(s.label))].append(s.image[..., 0] if s.image.ndim == 3 else s.image)
+    written, patient = 0, 0
+    for (split, label), images in sorted(groups.items()):
+        for start in range(0, len(images), per_patient):
+            chunk = images[start:start + per_patient]
+            if len({im.shape for im in chunk}) > 1:
+                import cv2
+
+                chunk = [cv2.resize(im, chunk[0].shape[::-1]) for im in chunk]
+            patient += 1
+            pid = f"SYN{patient:05d}"
+            folder = out / SPLIT_DIRS.get(split, split) / label
+            if to == "dicom":
+                write_dicom_series(chunk, folder / pid, pid)
+            else:
+                write_nifti_volume(chunk, folder / f"{pid}.nii.gz")
+            written += len(chunk)
+    return written
+
+
+@click.command(name="convert")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="The dataset to convert.")
+@click.option("--reader", default="folder", show_default=True, help="Reader for --data.")
+@click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option.")
+@click.option("--to", "to", type=click.Choice(["dicom", "nifti"]), required=True, help="Output format.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (new or empty).")
+@click.option("--per-patient", type=click.IntRange(1), default=1, show_default=True,
+              help="Images of one class per synthetic patient (slices of one series or volume).")
+def convert_command(data, reader, reader_option, to, out, per_patient):
+    """Write an image dataset as DICOM series or NIfTI volumes, keeping its class folders.
+
+    \\b
+    Example:
+      btk convert --data DATA/sartaj --to dicom --out sartaj-dicom
+    """
+    options = dict(item.split("=", 1) for item in reader_option)
+    n = convert(data, reader, to, out, per_patient, options)
+    click.echo(f"wrote {n} images as {to} to {out}")
+
+
+@hookimpl
+def btk_register_commands(cli):
+    cli.add_command(convert_command)
