@@ -111,6 +111,11 @@ def _load_entrypoints(host: PluginHost) -> None:
         _register(host, module, ep.name, origin, dist.version if dist else "?")
 
 
+def _describe(host: PluginHost, plugin: str) -> str:
+    info = host.info(plugin)
+    return f"'{plugin}' comes from {info.origin}" if info else f"'{plugin}'"
+
+
 def _collect(host: PluginHost) -> None:
     """Call each plugin's register hooks one plugin at a time, so errors stay attributable."""
     for kind in KINDS:
@@ -125,10 +130,11 @@ def _collect(host: PluginHost) -> None:
             try:
                 impl.function(register=register)
             except DuplicateNameError as exc:
-                host.problems.append(str(exc))
+                host.problems.append(f"{exc} ({_describe(host, plugin)})")
             except Exception as exc:
+                origin = host.info(plugin).origin if host.info(plugin) else "unknown origin"
                 host.problems.append(
-                    f"plugin '{plugin}' failed in btk_register_{kind}: {type(exc).__name__}: {exc}"
+                    f"plugin '{plugin}' ({origin}) failed in btk_register_{kind}: {type(exc).__name__}: {exc}"
                 )
 
 

@@ -116,7 +116,8 @@ def test_duplicate_name_is_reported_with_both_plugins():
             register(type("Folder", (ToyReader,), {"name": "folder"})())
 
     host = plugins.load_plugins(extra=[Duplicate()], entrypoints=False)
-    assert any("'Duplicate'" in p and "'btk_default.folder'" in p and "reader 'folder'" in p for p in host.problems)
+    assert any("'Duplicate'" in p and "'btk_default.folder'" in p and "reader 'folder'" in p
+               and "comes from registered at run time" in p for p in host.problems)
     assert host.readers.owner("folder") == "btk_default.folder"
     assert "toy" in host.readers  # what came before the duplicate is kept
 
@@ -140,7 +141,8 @@ def test_plugin_raising_in_hook_is_contained():
             raise RuntimeError("no GPU here")
 
     host = plugins.load_plugins(extra=[Raises()], entrypoints=False)
-    assert host.problems == ["plugin 'Raises' failed in btk_register_models: RuntimeError: no GPU here"]
+    assert host.problems == ["plugin 'Raises' (registered at run time) failed in btk_register_models: "
+                             "RuntimeError: no GPU here"]
     assert "seed-cnn" in host.models
 
 
@@ -235,3 +237,77 @@ def test_every_hook_is_documented_with_its_signature():
     for name in hooks:
         signature = f"{name}{inspect.signature(getattr(hookspecs, name))}".replace("'", "")
         assert signature in docs, signature
+
+
+# One test per hook: each registers through the hook and the registration is used.
+
+def test_hook_btk_register_readers():
+    class P:
+        @hookimpl
+        def btk_register_readers(self, register):
+            register(ToyReader())
+
+    host = plugins.load_plugins(extra=[P()], entrypoints=False)
+    assert host.readers.owner("toy") == "P" and host.readers.get("toy").scan(None, None)[0].label == "bright"
+
+
+def test_hook_btk_register_degraders():
+    class P:
+        @hookimpl
+        def btk_register_degraders(self, register):
+            register(Degrader("invert", invert, (), "255 - image"))
+
+    host = plugins.load_plugins(extra=[P()], entrypoints=False)
+    assert host.degraders.get("invert").apply(np.zeros((1, 2, 2), np.uint8)).max() == 255
+
+
+def test_hook_btk_register_models():
+    class P:
+        @hookimpl
+        def btk_register_models(self, register):
+            register(ModelSpec("toy-model", build_toy_model, "pooling + dense", 1))
+
+    host = plugins.load_plugins(extra=[P()], entrypoints=False)
+    assert host.models.get("toy-model").build((8, 8, 1), 3, {}).outputs[0].shape[-1] == 3
+
+
+def test_hook_btk_register_reporters(btk_sample_run):
+    seen = []
+
+    class P:
+        @hookimpl
+        def btk_register_reporters(self, register):
+            register(Reporter("toy-reporter", lambda run, console: seen.append(run.name), "records runs"))
+
+    plugins.register_plugin(P())
+    result = CliRunner().invoke(cli, ["report", str(btk_sample_run), "--reporter", "toy-reporter"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["sample-run"]
+
+
+def test_hook_btk_register_commands():
+    import click
+
+    class P:
+        @hookimpl
+        def btk_register_commands(self, cli):
+            @cli.command(name="hello-plugin")
+            def hello():
+                """Say hello."""
+                click.echo("hello from a plugin")
+
+    plugins.register_plugin(P())
+    from btk.cli import BtkGroup, _add_plugin_commands
+
+    _add_plugin_commands()
+    assert BtkGroup._plugin_commands_added
+    result = CliRunner().invoke(cli, ["hello-plugin"])
+    assert result.output.strip() == "hello from a plugin"
+
+
+def test_every_hook_has_a_test_of_its_own():
+    from btk import hookspecs
+
+    hooks = {name for name in dir(hookspecs) if name.startswith("btk_")}
+    tested = {name[len("test_hook_"):] for name in globals() if name.startswith("test_hook_")}
+    assert hooks == tested

@@ -1,0 +1,192 @@
+"""The plugin contract kit: checks a plugin author runs on their own reader, degrader, model or
+reporter, shipped as a pytest plugin (``pytest11`` entry point ``btk``).
+
+In a plugin's tests::
+
+    from btk.testing import check_degrader
+
+    def test_my_degrader():
+        check_degrader(MY_DEGRADER, identity={"strength": 0})
+
+or with the fixtures this module provides to pytest: ``btk_host`` (the plugin host with
+everything installed), ``btk_sample_images`` (a uint8 batch of brain-like phantoms) and
+``btk_sample_run`` (a finished run directory to report).
+
+Each ``check_*`` raises ``AssertionError`` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from btk.types import ReadOptions
+
+
+def sample_images(n: int = 4, size: int = 64, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A uint8 batch (n x size x size x channels) of brain-like phantoms."""
+    from btk_default.synthetic import CLASSES, make_phantom
+
+    images = [make_phantom(CLASSES[k % 4], np.random.default_rng([seed, k]), size) for k in range(n)]
+    batch = np.stack(images)[..., None]
+    return np.repeat(batch, channels, axis=-1) if channels == 3 else batch
+
+
+def check_reader(reader: Any, path: Path | None, options: ReadOptions | None = None, labelled: bool = True) -> int:
+    """``reader`` scans ``path`` and every entry loads into well-formed samples: uint8 2D images
+    of the requested size and channels, a label (when ``labelled``), a group id and a source.
+    Returns the number of samples."""
+    from btk.types import Entry, Sample
+
+    options = options or ReadOptions(64, 1)
+    for attr in ("name", "description", "scan", "load"):
+        assert hasattr(reader, attr), f"reader has no '{attr}'"
+    entries = reader.scan(path, options)
+    assert isinstance(entries, list) and entries, f"reader '{reader.name}' found no entries at {path}"
+    assert all(isinstance(e, Entry) for e in entries), "scan() must return btk.types.Entry objects"
+    count = 0
+    for entry in entries[:20]:
+        samples = reader.load(entry, options)
+        assert isinstance(samples, list) and samples, f"load() returned no samples for {entry.source}"
+        for s in samples:
+            assert isinstance(s, Sample), "load() must return btk.types.Sample objects"
+            assert s.image.dtype == np.uint8, f"{s.source}: image dtype {s.image.dtype}, expected uint8"
+            assert s.image.ndim in (2, 3), f"{s.source}: image shape {s.image.shape} is not 2D"
+            if options.image_size:
+                assert s.image.shape[:2] == (options.image_size, options.image_size), (
+                    f"{s.source}: shape {s.image.shape}, expected {options.image_size} px")
+            channels = 1 if s.image.ndim == 2 else s.image.shape[2]
+            assert channels == options.channels, f"{s.source}: {channels} channels, expected {options.channels}"
+            assert isinstance(s.group, str) and s.group, f"{s.source}: no group id"
+            assert isinstance(s.source, str) and s.source, "a sample has no source"
+            if labelled:
+                assert s.label not in (None, ""), f"{s.source}: no label"
+            count += 1
+    return count
+
+
+def check_degrader(degrader: Any, identity: dict[str, Any] | None = None, stronger: dict[str, Any] | None = None) -> None:
+    """``degrader`` keeps shape and dtype for grayscale and colour batches, is deterministic for a
+    seed, is the identity at its ``identity`` setting, and changes the images at its default (or
+    ``stronger``) setting."""
+    for attr in ("name", "function", "params", "apply", "resolve"):
+        assert hasattr(degrader, attr), f"degrader has no '{attr}'"
+    for channels in (1, 3):
+        images = sample_images(3, 64, channels)
+        single = degrader.function(images[0], np.random.default_rng(0), **degrader.resolve(stronger))
+        assert single.dtype == np.uint8 and single.shape == images[0].shape, (
+            f"{degrader.name}: one {images[0].shape} uint8 image became {single.shape} {single.dtype}")
+        out = degrader.apply(images, stronger, seed=7)
+        assert out.shape == images.shape, f"{degrader.name}: shape {out.shape} != {images.shape}"
+        assert out.dtype == np.uint8, f"{degrader.name}: dtype {out.dtype}, expected uint8"
+        assert np.array_equal(out, degrader.apply(images, stronger, seed=7)), f"{degrader.name}: not deterministic"
+        assert not np.array_equal(out, images), f"{degrader.name}: its default setting changes nothing"
+        if identity is not None:
+            same = degrader.apply(images, identity, seed=7)
+            assert np.array_equal(same, images), f"{degrader.name}: not the identity at {identity}"
+
+
+def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes: int = 3, tmp: Path | None = None) -> None:
+    """``spec`` builds a compiled model with a softmax over ``n_classes``, trains a step, predicts,
+    saves to .keras and loads back with the same predictions."""
+    import tempfile
+
+    import keras
+
+    size = max(spec.min_image_size, 32)
+    input_shape = input_shape or (size, size, 1)
+    model = spec.build(input_shape, n_classes, {"learning_rate": None})
+    assert getattr(model, "optimizer", None) is not None, f"model '{spec.name}' is not compiled"
+    x = np.random.default_rng(0).random((4, *input_shape), dtype=np.float32)
+    y = np.eye(n_classes, dtype=np.float32)[[0, 1, 2 % n_classes, 0]]
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    p = np.asarray(model.predict(x, verbose=0))
+    assert p.shape == (4, n_classes), f"model '{spec.name}': output shape {p.shape}, expected (4, {n_classes})"
+    assert np.allclose(p.sum(axis=1), 1, atol=1e-4), f"model '{spec.name}': outputs are not probabilities"
+    folder = Path(tmp or tempfile.mkdtemp())
+    model.save(folder / "model.keras")
+    again = keras.saving.load_model(folder / "model.keras")
+    assert np.allclose(np.asarray(again.predict(x, verbose=0)), p, atol=1e-5), f"model '{spec.name}': reload differs"
+
+
+def check_reporter(reporter: Any, run_dir: Path, expect_files: list[str] | None = None) -> str:
+    """``reporter`` reports a finished run without error and writes the files it claims
+    (``expect_files``, relative to the run directory). Returns what it printed."""
+    from rich.console import Console
+
+    from btk.runs import load_run
+
+    for attr in ("name", "report"):
+        assert hasattr(reporter, attr), f"reporter has no '{attr}'"
+    console = Console(record=True, width=160)
+    reporter.report(load_run(run_dir), console)
+    for name in expect_files or []:
+        path = Path(run_dir) / name
+        assert path.exists() and path.stat().st_size > 0, f"reporter '{reporter.name}' did not write {name}"
+    return console.export_text()
+
+
+def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray] | np.ndarray,
+             classes: list[str], sources: list[str] | None = None, task: str = "multiclass",
+             train_degrade: list[str] | None = None, examples: bool = True) -> Path:
+    """Write ``parent/name`` as a finished run whose test predictions are ``probs`` (per
+    condition, or one array for "clean"), for testing reporters."""
+    from btk.metrics import evaluate
+    from btk.runs import RunWriter
+
+    conditions = probs if isinstance(probs, dict) else {"clean": probs}
+    sources = sources or [f"img{i:05d}.png" for i in range(len(y))]
+    path = Path(parent) / name
+    with RunWriter(path) as w:
+        w.write_json("config.json", {
+            "config": {"task": task, "reader": "folder", "model": "seed-cnn", "data": "DATA", "name": name},
+            "recipe": {"name": "btk", "image_size": 64, "channels": 1, "scale": 1 / 255}, "classes": classes,
+            "input_shape": [64, 64, 1],
+            "train_degrade": [{"name": d, "params": {}, "label": d} for d in (train_degrade or [])],
+            "test_degrade": [], "plugins": {}, "versions": {}})
+        w.write_json("history.json", {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8], "val_loss": [1.1, 0.7],
+                                       "val_accuracy": [0.45, 0.7]})
+        rows = []
+        for cond, p in conditions.items():
+            rows += [[cond, s, classes[t], classes[int(q.argmax())], *[f"{v:.6f}" for v in q]]
+                     for s, t, q in zip(sources, y, p)]
+        w.write_csv("predictions.csv", ["condition", "source", "label", "predicted", *[f"p_{c}" for c in classes]], rows)
+        if examples:  # 8 example images under every condition, as btk run keeps them
+            rng = np.random.default_rng(len(y))
+            pick = np.arange(min(8, len(y)))
+            np.savez_compressed(w.path("examples.npz"), sources=np.array(sources)[pick].astype(str),
+                                **{f"images/{c}": rng.integers(0, 256, (len(pick), 128, 128), dtype=np.uint8)
+                                   for c in conditions})
+        w.write_json("metrics.json", {"conditions": {c: evaluate(y, p, classes) for c, p in conditions.items()},
+                                      "collapsed": False, "counts": {"test": len(y)}, "skipped": []})
+    return path
+
+
+try:  # pytest fixtures, when pytest is present (the pytest11 entry point loads this module)
+    import pytest
+
+    @pytest.fixture
+    def btk_host():
+        """The plugin host with every installed plugin."""
+        from btk.plugins import load_plugins
+
+        return load_plugins()
+
+    @pytest.fixture
+    def btk_sample_images():
+        """A uint8 batch of 4 brain-like phantoms, 64 x 64 x 3."""
+        return sample_images()
+
+    @pytest.fixture
+    def btk_sample_run(tmp_path):
+        """A finished run directory (3 classes, 60 test images, clean and blur) to report."""
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 3, 60)
+        p = rng.dirichlet(np.ones(3), 60)
+        p[np.arange(60), y] += 0.5
+        p /= p.sum(1, keepdims=True)
+        return make_run(tmp_path, "sample-run", y, {"clean": p, "blur": p[::-1]}, ["a", "b", "c"])
+except ImportError:  # pragma: no cover
+    pass
