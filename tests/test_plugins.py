@@ -131,6 +131,7 @@ def test_misspelled_hook_is_reported_and_plugin_left_out():
     host = plugins.load_plugins(extra=[Typo()], entrypoints=False)
     assert len(host.problems) == 1
     assert "'Typo'" in host.problems[0] and "btk_register_reader" in host.problems[0]
+    assert "\n" not in host.problems[0]
     assert host.info("Typo") is None
 
 
