@@ -4,8 +4,10 @@ A :class:`Degrader` declares its parameters in one place (:class:`Param`), so th
 line, validation and the run record all read the same declaration. The same degraders serve
 test-time degradation, degraded training copies and (later) augmentation and sweeps.
 
-A degradation is written on the command line as ``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE``,
-e.g. ``blur`` or ``blur:ksize=9,sigma=2``.
+A degradation is written on the command line as ``NAME``, ``NAME:KEY=VALUE,KEY=VALUE`` or
+``NAME@LEVEL`` (a severity level 1..5, as in the corruption-robustness benchmarks), e.g.
+``blur``, ``blur:ksize=9,sigma=2`` or ``blur@3``. Level parameters are given for 256-pixel
+images; those measured in pixels (``Degrader.scaled``) scale with the image width.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from typing import Any, Callable
 import numpy as np
 
 from btk.errors import BtkError
+
+
+REFERENCE_SIZE = 256
+LEVELS = 5
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,8 @@ class Param:
                 f"{owner}: parameter '{self.name}' must be between {self.minimum} and {self.maximum}, "
                 f"got {converted}"
             )
-        if self.odd and int(converted) % 2 == 0:
-            raise BtkError(f"{owner}: parameter '{self.name}' must be odd, got {converted}")
+        if self.odd and int(converted) % 2 == 0 and converted != 0:
+            raise BtkError(f"{owner}: parameter '{self.name}' must be odd (or 0: from sigma), got {converted}")
         return converted
 
 
@@ -75,6 +81,27 @@ class Degrader:
     function: Callable[..., np.ndarray]
     params: tuple[Param, ...] = ()
     description: str = ""
+    levels: tuple[dict[str, Any], ...] = ()
+    scaled: tuple[str, ...] = ()
+    none: dict[str, Any] | None = None
+
+    def level_params(self, level: int, width: int = REFERENCE_SIZE) -> dict[str, Any]:
+        """The parameters of severity ``level`` (1..len(levels)) for images ``width`` pixels wide.
+
+        Raises:
+            BtkError: the degrader has no levels, or ``level`` is outside them.
+        """
+        if not self.levels:
+            raise BtkError(f"degrader '{self.name}' has no severity levels")
+        if not 1 <= level <= len(self.levels):
+            raise BtkError(f"degrader '{self.name}': level must be 1..{len(self.levels)}, got {level}")
+        values = dict(self.levels[level - 1])
+        for key in self.scaled:
+            if key in values:
+                scaled = values[key] * width / REFERENCE_SIZE
+                kind = next(p.type for p in self.params if p.name == key)
+                values[key] = kind(round(scaled)) if kind is int else float(scaled)
+        return self.resolve(values)
 
     def resolve(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The full parameter set: defaults updated with validated ``overrides``.
@@ -107,38 +134,55 @@ class Degradation:
 
     degrader: Degrader
     params: dict[str, Any] = field(default_factory=dict)
+    level: int | None = None
 
     @property
     def label(self) -> str:
-        """``name`` alone at the default setting, else ``name:key=value,...``."""
+        """``name@level`` for a level, ``name`` alone at the default setting, else ``name:key=value,...``."""
+        if self.level is not None:
+            return f"{self.degrader.name}@{self.level}"
         defaults = {p.name: p.default for p in self.degrader.params}
         changed = {k: v for k, v in self.params.items() if defaults.get(k) != v}
         if not changed:
             return self.degrader.name
         return self.degrader.name + ":" + ",".join(f"{k}={v}" for k, v in changed.items())
 
+    def params_for(self, width: int) -> dict[str, Any]:
+        """The parameters used on images ``width`` pixels wide."""
+        return self.degrader.level_params(self.level, width) if self.level is not None else self.params
+
     def apply(self, images: np.ndarray, seed: int = 0) -> np.ndarray:
-        """Degrade a batch of images with the bound parameters."""
-        return self.degrader.apply(images, self.params, seed)
+        """Degrade a batch of images with the bound parameters (or level)."""
+        return self.degrader.apply(images, self.params_for(images.shape[2]), seed)
 
     def to_json(self) -> dict[str, Any]:
         """The record kept in a run's config."""
-        return {"name": self.degrader.name, "params": self.params, "label": self.label}
+        return {"name": self.degrader.name, "params": self.params, "level": self.level, "label": self.label}
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """Split ``"blur:ksize=9,sigma=2"`` into ``("blur", {"ksize": "9", "sigma": "2"})``.
+def parse_spec(spec: str) -> tuple[str, dict[str, str], int | None]:
+    """Split ``"blur:ksize=9,sigma=2"`` into ``("blur", {"ksize": "9", "sigma": "2"}, None)`` and
+    ``"blur@3"`` into ``("blur", {}, 3)``.
 
     Raises:
         BtkError: a malformed specification.
     """
-    name, _, rest = spec.strip().partition(":")
+    head, _, rest = spec.strip().partition(":")
+    name, at, level_text = head.partition("@")
     if not name:
         raise BtkError(f"empty degrader name in {spec!r}")
+    level = None
+    if at:
+        if rest:
+            raise BtkError(f"{spec!r}: give a level (NAME@LEVEL) or parameters (NAME:KEY=VALUE), not both")
+        try:
+            level = int(level_text)
+        except ValueError:
+            raise BtkError(f"{spec!r}: the level must be a whole number 1..{LEVELS}") from None
     params: dict[str, str] = {}
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise BtkError(f"bad degrader parameter {item!r} in {spec!r}: write KEY=VALUE")
         params[key.strip()] = value.strip()
-    return name, params
+    return name, params, level

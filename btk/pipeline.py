@@ -33,9 +33,13 @@ def resolve_degradations(host: PluginHost, specs: tuple[str, ...] | list[str]) -
     """Parse and validate ``NAME[:K=V,...]`` specs against the registered degraders."""
     out = []
     for spec in specs:
-        name, params = parse_spec(spec)
+        name, params, level = parse_spec(spec)
         degrader = host.degraders.get(name)
-        out.append(Degradation(degrader, degrader.resolve(params)))
+        if level is not None:
+            degrader.level_params(level)  # validates the level
+            out.append(Degradation(degrader, {}, level))
+        else:
+            out.append(Degradation(degrader, degrader.resolve(params)))
     return out
 
 

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk_default.nifti",
     "btk_default.convert",
     "btk_default.degraders",
+    "btk_default.mri_artefacts",
     "btk_default.seed_cnn",
     "btk_default.small_cnn",
     "btk_default.reporters",

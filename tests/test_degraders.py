@@ -63,7 +63,7 @@ def test_identity_settings(name, params):
     "name,params,message",
     [
         ("blur", {"ksize": 4}, "must be odd"),
-        ("blur", {"ksize": 0}, "between 1 and 99"),
+        ("blur", {"ksize": -1}, "between 0 and 99"),
         ("blur", {"sigma": -1}, "between 0.0 and 50.0"),
         ("blur", {"ksize": "big"}, "must be int"),
         ("blur", {"size": 3}, "has no parameter 'size' (parameters: ksize, sigma)"),

@@ -29,14 +29,14 @@ def _import_from(folder: Path, name: str):
         sys.path.pop(0)
 
 
-def test_ghosting_degrader_passes_the_contract_kit():
+def test_zipper_degrader_passes_the_contract_kit():
     module = _import_from(ARTEFACTS, "btk_mri_artefacts")
-    check_degrader(module.GHOSTING, identity={"strength": 0})
-    image = np.zeros((64, 64), np.uint8)
-    image[24:40, 24:40] = 200
-    ghosted = module.GHOSTING.apply(image[None], {"strength": 0.8, "period": 4})[0]
-    assert ghosted[8:16, 24:40].mean() > 5  # a ghost appears 64/4 = 16 rows away from the square
-    assert ghosted[24:40, 0:16].mean() < 1  # ...along the phase-encoding direction only
+    check_degrader(module.ZIPPER, identity={"strength": 0})
+    image = np.full((64, 64), 50, np.uint8)
+    zipped = module.ZIPPER.apply(image[None], {"strength": 0.5, "position": 0.25})[0].astype(int)
+    changed = np.abs(zipped - 50).mean(axis=0)
+    assert changed.argmax() == 16 and changed[16] > 20  # one column, a quarter of the way across
+    assert np.delete(changed, 16).max() < 1
 
 
 @pytest.mark.slow
@@ -53,21 +53,21 @@ def test_example_package_installs_lists_runs_and_uninstalls(tmp_path):
     subprocess.run([*pip, "-e", str(ROOT)], check=True, env=env, capture_output=True)
     btk = [str(env_dir / "bin" / "btk")]
     before = subprocess.run([*btk, "plugins"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
-    assert before.returncode == 0 and "ghosting" not in before.stdout
+    assert before.returncode == 0 and "zipper" not in before.stdout
     subprocess.run([*pip, str(ARTEFACTS)], check=True, env=env, capture_output=True)
     listed = subprocess.run([*btk, "plugins"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
-    line = next(line for line in listed.stdout.splitlines() if "mri_artefacts" in line)
-    assert "btk-mri-artefacts 0.1.0" in line and "degraders: ghosting" in line
+    line = next(line for line in listed.stdout.splitlines() if "btk-mri-artefacts" in line)
+    assert "btk-mri-artefacts 0.1.0" in line and "degraders: zipper" in line
     run_args = [*btk, "run", "-R", "per_class=4", "-R", "test_per_class=2", "--image-size", "32", "--epochs", "1",
-                "--degrade", "ghosting:strength=0.9", "--out", str(tmp_path / "runs"), "--reporter", "json"]
+                "--degrade", "zipper:strength=0.9", "--out", str(tmp_path / "runs"), "--reporter", "json"]
     used = subprocess.run(run_args, capture_output=True, text=True, env=env, timeout=300)
     assert used.returncode == 0, used.stderr
-    assert '"ghosting:strength=0.9"' in used.stdout
+    assert '"zipper:strength=0.9"' in used.stdout
     subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "btk-mri-artefacts"], check=True, env=env)
     after = subprocess.run([*btk, "plugins"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
-    assert "ghosting" not in after.stdout
+    assert "zipper" not in after.stdout
     gone = subprocess.run(run_args, capture_output=True, text=True, env=env, timeout=300)
-    assert gone.returncode != 0 and "unknown degrader 'ghosting'" in gone.stderr
+    assert gone.returncode != 0 and "unknown degrader 'zipper'" in gone.stderr
 
 
 def test_mlflow_reporter_logs_the_run(tmp_path, monkeypatch):

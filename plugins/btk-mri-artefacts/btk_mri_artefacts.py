@@ -1,10 +1,11 @@
-"""``ghosting``: the periodic ghosts of magnitude MRI, made in k-space.
+"""``zipper``: the RF-interference artefact of MRI, as an example third-party btk plugin.
 
-Physics: when the signal changes between phase-encoding lines (breathing, pulsation), the
-k-space lines are modulated periodically; every ``period``-th line along the phase-encoding
-direction (rows) is scaled by ``1 - strength``, which in image space adds shifted, fainter
-copies of the anatomy ("ghosts") spaced ``rows / period`` apart along that direction. The
-magnitude image is returned. ``strength=0`` is the identity. Deterministic: no randomness.
+Physics: a radio-frequency signal leaking into the scanner at one fixed frequency is recorded
+in every phase-encoding line, at the same frequency-encoding position but with a random phase
+from line to line. After the Fourier transform it lands in one image column, as a line of
+dots of random brightness across the whole image (a "zipper"). Made in k-space: each row of
+k-space gets a complex exponential at the column's frequency, amplitude ``strength`` x 255 x
+width, with a random phase per row (from the run's seed). ``strength=0`` is the identity.
 """
 
 from __future__ import annotations
@@ -15,30 +16,36 @@ from btk.degraders import Degrader, Param
 from btk.hookspecs import hookimpl
 
 
-def ghosting(image: np.ndarray, rng: np.random.Generator, strength: float, period: int) -> np.ndarray:
-    """Scale every ``period``-th phase-encoding line of k-space by ``1 - strength``."""
+def zipper(image: np.ndarray, rng: np.random.Generator, strength: float, position: float) -> np.ndarray:
+    """Add an RF zipper at ``position`` (share of the width) to each channel."""
     if strength == 0:
         return image.copy()
     planes = image[..., None] if image.ndim == 2 else image
+    h, w = planes.shape[:2]
+    column = int(round(position * (w - 1)))
+    phases = np.exp(1j * rng.uniform(0, 2 * np.pi, (h, 1)))
+    ramp = np.exp(-2j * np.pi * column * np.arange(w)[None, :] / w)
+    leak = strength * 255 * w * phases * ramp
     out = np.empty(planes.shape, np.float64)
     for c in range(planes.shape[-1]):
-        k = np.fft.fftshift(np.fft.fft2(planes[..., c].astype(np.float64)))
-        k[::period, :] *= 1.0 - strength
-        out[..., c] = np.abs(np.fft.ifft2(np.fft.ifftshift(k)))
+        k = np.fft.fft2(planes[..., c].astype(np.float64))
+        out[..., c] = np.abs(np.fft.ifft2(k + leak))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(image.shape)
 
 
-GHOSTING = Degrader(
-    name="ghosting",
-    function=ghosting,
+ZIPPER = Degrader(
+    name="zipper",
+    function=zipper,
     params=(
-        Param("strength", float, 0.5, 0.0, 1.0, "share of signal removed from the modulated lines"),
-        Param("period", int, 4, 2, 64, "every how many phase-encoding lines are modulated"),
+        Param("strength", float, 0.5, 0.0, 2.0, "amplitude of the leak (share of 255)"),
+        Param("position", float, 0.3, 0.0, 1.0, "column of the zipper, as a share of the width"),
     ),
-    description="MRI ghosting: periodic k-space line modulation (example plugin)",
+    description="MRI RF-interference zipper (example plugin)",
+    levels=tuple({"strength": s, "position": 0.3} for s in (0.1, 0.2, 0.4, 0.7, 1.0)),
+    none={"strength": 0.0},
 )
 
 
 @hookimpl
 def btk_register_degraders(register):
-    register(GHOSTING)
+    register(ZIPPER)

@@ -2,10 +2,12 @@
 
 - ``blur``: ``cv2.GaussianBlur(image, (ksize, ksize), sigma)``; the default (15, 0) is the
   report's ``apply_blur`` (sigma 0 lets OpenCV derive sigma = 2.6 px from the kernel size).
-  ``ksize=1`` is the identity.
+  ``ksize=1`` is the identity; ``ksize=0`` derives the kernel from sigma. Levels 1-5: sigma 1.14,
+  2.29, 3.43, 4.57, 6.86 px at 256 px (ImageNet-C's 1, 2, 3, 4, 6 px at 224 px), scaled with the
+  image width; the report's setting lies between levels 2 and 3.
 - ``resolution``: down-sample by ``factor`` with ``cv2.resize`` then back up to the original
   size (both bilinear, OpenCV's default); the default 5 is the report's ``modify_resolution``.
-  ``factor=1`` is the identity.
+  ``factor=1`` is the identity. Levels 1-5: factor 1.5, 2, 3, 4, 5 (level 5 is the report's).
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ BLUR = Degrader(
     name="blur",
     function=gaussian_blur,
     params=(
-        Param("ksize", int, 15, 1, 99, "kernel side in pixels (odd)", odd=True),
+        Param("ksize", int, 15, 0, 99, "kernel side in pixels (odd; 0: from sigma)", odd=True),
         Param("sigma", float, 0.0, 0.0, 50.0, "standard deviation in pixels; 0 derives it from ksize"),
     ),
     description="Gaussian blur; default = the report's cv2.GaussianBlur(image, (15, 15), 0)",
+    levels=tuple({"ksize": 0, "sigma": s} for s in (1.14, 2.29, 3.43, 4.57, 6.86)),
+    scaled=("sigma",),
+    none={"ksize": 1, "sigma": 0.0},
 )
 
 RESOLUTION = Degrader(
@@ -50,6 +55,8 @@ RESOLUTION = Degrader(
     function=lower_resolution,
     params=(Param("factor", float, 5.0, 1.0, 64.0, "down-sampling factor"),),
     description="down-sample then up-sample; default = the report's divide-by-5",
+    levels=tuple({"factor": f} for f in (1.5, 2.0, 3.0, 4.0, 5.0)),
+    none={"factor": 1.0},
 )
 
 
