@@ -133,6 +133,9 @@ def cli(debug: bool) -> None:
 @click.option("--degrade", "test_degrade", multiple=True, metavar="SPEC",
               help="Also evaluate on test images degraded by SPEC; repeatable.")
 @click.option("--train-degrade", multiple=True, metavar="SPEC", help="Train on images degraded by SPEC.")
+@click.option("--augment-degraders", metavar="NAMES",
+              help="Augment training on the fly: comma-separated degraders (or 'all'), a random one at a random "
+                   "level 1-5 for half the images.")
 @click.option("--suite", help="Run a plan of experiments instead of one run (report: the report's four).")
 @click.option("--epochs", type=click.IntRange(1), help="Epochs [preset: 60; 8 on the synthetic data].")
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size [preset: 32].")
@@ -152,7 +155,7 @@ def cli(debug: bool) -> None:
                    "copy in training are also reported apart. 0 turns this off.")
 def run(data, reader, reader_option, task, negative_class, preset, model, model_option, test_degrade, train_degrade,
         suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
-        out, name, reporter, strict, duplicate_threshold):
+        out, name, reporter, strict, duplicate_threshold, augment_degraders):
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
     from rich.console import Console
@@ -162,6 +165,13 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
 
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
+    augment: tuple[str, ...] = ()
+    if augment_degraders:
+        augment = tuple(d.name for d in host.degraders if d.levels) if augment_degraders == "all" else tuple(
+            n.strip() for n in augment_degraders.split(",") if n.strip())
+        from btk.augment import make_augmenter
+
+        make_augmenter([host.degraders.get(n) for n in augment])  # validates names and levels
     overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
                      channels=int(channels) if channels else None, val_fraction=val_fraction,
                      learning_rate=learning_rate)
@@ -175,7 +185,7 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
                        negative_class=negative_class, model=model or "seed-cnn", model_options=_pairs(model_option, "model option"),
                        train_degrade=tuple(train_degrade), test_degrade=tuple(test_degrade), seed=seed,
                        limit_train=limit_train, limit_test=limit_test, strict=strict, name=name,
-                       duplicate_threshold=duplicate_threshold)
+                       duplicate_threshold=duplicate_threshold, augment=augment)
     console = Console()
     if suite:
         from btk.suite import run_suite
@@ -413,6 +423,62 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json):
     Console().print(table)
     if not results:
         raise BtkError("nothing could be read to predict")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path), help="Run to score CE and mCE against [the first RUN_DIR].")
+@click.option("--degraders", help="Comma-separated degraders [every degrader with severity levels].")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Accuracy-against-severity plot [RUN/robustness.png].")
+def robustness(run_dirs, baseline, degraders, plot_path):
+    """Evaluate trained runs on their test images under every degrader at severity 1..5, and
+    score them as the corruption benchmarks do: corruption error (CE), mean CE and relative mCE
+    against a baseline run. Results go to each run's robustness.json.
+
+    \b
+    Example:
+      btk robustness runs/seed-cnn runs/augmented --baseline runs/seed-cnn
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from btk.plugins import get_host
+    from btk.robustness import corruption_errors, plot, sweep
+    from btk.runs import load_run
+
+    host = get_host()
+    names = [n.strip() for n in degraders.split(",")] if degraders else None
+    for n in names or []:
+        if not host.degraders.get(n).levels:
+            raise BtkError(f"degrader '{n}' has no severity levels")
+    console = Console()
+    runs = [load_run(p) for p in run_dirs]
+    base_run = load_run(baseline) if baseline else runs[0]
+    results = {}
+    for run_ in ([base_run] if base_run.path not in [r.path for r in runs] else []) + runs:
+        with console.status(f"sweeping {run_.name}") as status:
+            results[run_.name] = sweep(run_, host, names, lambda what: status.update(f"{run_.name}: {what}"))
+    base = results[base_run.name]
+    for run_ in runs:
+        res = results[run_.name]
+        scores = corruption_errors(res, base)
+        table = Table(title=f"{run_.name}: test accuracy (%) by severity; clean {100 * res['clean']:.1f}")
+        for col in ("degrader", "1", "2", "3", "4", "5", "CE", "rel. CE"):
+            table.add_column(col, justify="left" if col == "degrader" else "right")
+        for name, accs in res["degraders"].items():
+            rel = scores["relative_ce"].get(name)
+            table.add_row(name, *[f"{100 * a:.1f}" for a in accs], f"{scores['ce'].get(name, float('nan')):.3f}",
+                          "-" if rel is None else f"{rel:.3f}")
+        console.print(table)
+        console.print(f"mCE {scores['mce']:.3f}, relative mCE "
+                      f"{'-' if scores['relative_mce'] is None else format(scores['relative_mce'], '.3f')} "
+                      f"against {base_run.name}")
+        (run_.path / "robustness-scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+    out = plot_path or runs[0].path / "robustness.png"
+    plot([results[r.name] for r in runs], out)
+    console.print(f"plot: [bold]{out}[/]")
 
 
 @cli.command()

@@ -88,6 +88,8 @@ class RunConfig:
         duplicate_threshold: near-duplicate score (:mod:`btk.duplicates`) above which images are
             copies: copies are kept on one side of every split btk makes, and test images with
             a copy in the training data are reported apart; 0 turns both off.
+        augment: degraders applied on the fly to training images, each image with probability
+            ``augment_probability``, one degrader at a random level (:mod:`btk.augment`).
     """
 
     recipe: Recipe
@@ -107,12 +109,15 @@ class RunConfig:
     strict: bool = False
     name: str = ""
     duplicate_threshold: float = 0.95
+    augment: tuple[str, ...] = ()
+    augment_probability: float = 0.5
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the configuration."""
         out = asdict(self)
         out["train_degrade"] = list(self.train_degrade)
         out["test_degrade"] = list(self.test_degrade)
+        out["augment"] = list(self.augment)
         return out
 
     def with_changes(self, **changes: Any) -> "RunConfig":

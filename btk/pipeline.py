@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from btk import __version__
+from btk.augment import make_augmenter
 from btk.config import RunConfig
 from btk.dataset import Dataset, load_dataset
 from btk.degraders import Degradation, parse_spec
@@ -175,6 +176,8 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     host.readers.get(config.reader)
     train_deg = resolve_degradations(host, config.train_degrade)
     test_deg = resolve_degradations(host, config.test_degrade)
+    augment = make_augmenter([host.degraders.get(n) for n in config.augment], config.augment_probability) \
+        if config.augment else None
     if recipe.image_size < model_spec.min_image_size:
         raise BtkError(f"model '{model_spec.name}' needs an image size of at least {model_spec.min_image_size}, "
                        f"got {recipe.image_size}")
@@ -218,7 +221,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
 
         t_train = time.perf_counter()
         history = train(model, x_train, y[split["train"]], x_val, y[split["val"]], len(classes), recipe,
-                        config.seed, on_epoch=on_epoch, on_batch=on_batch)
+                        config.seed, on_epoch=on_epoch, on_batch=on_batch, augment=augment)
         train_seconds = time.perf_counter() - t_train
 
     test = split["test"]

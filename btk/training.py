@@ -16,7 +16,8 @@ from btk.config import Recipe
 
 
 def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, batch_size: int,
-                 weights: np.ndarray | None = None, shuffle_seed: int | None = None) -> Any:
+                 weights: np.ndarray | None = None, shuffle_seed: int | None = None,
+                 augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> Any:
     """A ``keras.utils.PyDataset`` over uint8 ``images`` that yields float32 batches times ``scale``.
 
     Args:
@@ -24,6 +25,9 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
         targets: one-hot N x K float32, or ``None`` for prediction.
         weights: per-sample weights (class weights), or ``None``.
         shuffle_seed: reshuffle the order after every epoch from this seed; ``None`` keeps order.
+        augment: ``augment(uint8 batch, rng) -> uint8 batch`` applied before the float
+            conversion, with a generator seeded by (seed, epoch, batch): reproducible whatever
+            the worker threads do.
     """
     import keras
 
@@ -31,6 +35,7 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
         def __init__(self) -> None:
             super().__init__(workers=min(4, os.cpu_count() or 1), use_multiprocessing=False)
             self.order = np.arange(len(images))
+            self.epoch = 0
             self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
             if self.rng is not None:
                 self.rng.shuffle(self.order)
@@ -40,7 +45,10 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
 
         def __getitem__(self, i: int):
             idx = np.sort(self.order[i * batch_size:(i + 1) * batch_size])
-            x = images[idx].astype(np.float32)
+            batch = images[idx]
+            if augment is not None:
+                batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))
+            x = batch.astype(np.float32)
             if scale != 1.0:
                 x *= np.float32(scale)
             if targets is None:
@@ -50,6 +58,7 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
             return x, targets[idx], weights[idx]
 
         def on_epoch_end(self) -> None:
+            self.epoch += 1
             if self.rng is not None:
                 self.rng.shuffle(self.order)
 
@@ -100,6 +109,7 @@ def train(
     seed: int,
     on_epoch: Callable[[int, dict[str, float], float], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
 ) -> dict[str, list[float]]:
     """Fit ``model`` following ``recipe``; returns the per-epoch history.
 
@@ -108,6 +118,7 @@ def train(
         on_epoch: called as ``on_epoch(epoch, logs, seconds)`` after each epoch.
         on_batch: called as ``on_batch(batch, n_batches)``; left out on accelerators, where a
             per-batch callback would force a device sync every step.
+        augment: on-the-fly augmentation of training batches (see :func:`make_batches`).
 
     With ``recipe.restore_best`` the weights of the epoch with the best validation accuracy
     (first best on ties) are restored at the end, and ``history["best_epoch"]`` says which.
@@ -120,7 +131,8 @@ def train(
         cw = balanced_class_weights(y_train, n_classes)
         if not np.allclose(cw, 1.0, atol=0.1):
             weights = cw[y_train].astype(np.float32)
-    train_data = make_batches(x_train, eye[y_train], recipe.scale, recipe.batch_size, weights, shuffle_seed=seed)
+    train_data = make_batches(x_train, eye[y_train], recipe.scale, recipe.batch_size, weights, shuffle_seed=seed,
+                              augment=augment)
     val_data = make_batches(x_val, eye[y_val], recipe.scale, recipe.batch_size) if len(x_val) else None
     n_batches = len(train_data)
 

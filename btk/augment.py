@@ -1,0 +1,33 @@
+"""Degradation-augmented training: random degraders at random severity levels, on the fly."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from btk.degraders import Degrader
+from btk.errors import BtkError
+
+
+def make_augmenter(degraders: list[Degrader], probability: float = 0.5) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """``augment(batch, rng)``: each image, with ``probability``, goes through one of
+    ``degraders`` picked at random, at a random level 1..5 (pixel parameters scaled to the
+    image width). The same generator state gives the same batch."""
+    for d in degraders:
+        if not d.levels:
+            raise BtkError(f"degrader '{d.name}' has no severity levels; it cannot augment")
+    if not 0 < probability <= 1:
+        raise BtkError(f"augmentation probability must be in (0, 1], got {probability}")
+
+    def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = batch.copy()
+        width = batch.shape[2]
+        for j in range(len(out)):
+            if rng.random() < probability:
+                d = degraders[int(rng.integers(len(degraders)))]
+                level = int(rng.integers(1, len(d.levels) + 1))
+                out[j] = d.function(out[j], rng, **d.level_params(level, width))
+        return out
+
+    return augment

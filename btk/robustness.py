@@ -1,0 +1,128 @@
+"""Robustness sweeps: a trained run's test images under every degrader at every severity level,
+scored the way ImageNet-C scores corruption robustness.
+
+For a model f and degrader d with error E(f, d, s) at severity s and clean error E(f, clean):
+
+- corruption error CE(f, d) = sum_s E(f, d, s) / sum_s E(base, d, s),
+- relative CE(f, d) = sum_s [E(f, d, s) - E(f, clean)] / sum_s [E(base, d, s) - E(base, clean)],
+- mCE and relative mCE: their means over the degraders, against a baseline run.
+
+The sweep is written to ``robustness.json`` and ``robustness.png`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from btk.dataset import load_dataset
+from btk.degraders import Degradation
+from btk.errors import BtkError
+from btk.plugins import PluginHost
+from btk.runs import Run
+from btk.types import ReadOptions
+
+
+def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
+    """The run's test images, read again as the run read them, and their class indices."""
+    import csv
+
+    cfg, recipe = run.config["config"], run.config["recipe"]
+    with open(run.path / "split.csv", newline="") as fh:
+        wanted = {r["source"] for r in csv.DictReader(fh) if r["subset"] == "test"}
+    reader = host.readers.get(cfg["reader"])
+    options = ReadOptions(recipe["image_size"], recipe["channels"], dict(cfg.get("reader_options") or {}))
+    data = load_dataset(reader, Path(cfg["data"]) if cfg.get("data") else None, options)
+    keep = np.array([s in wanted for s in data.sources])
+    if keep.sum() != len(wanted):
+        raise BtkError(f"{run.path}: {len(wanted) - int(keep.sum())} test images of the run are missing from {cfg['data']}")
+    classes = run.classes
+    if cfg["task"] == "binary":
+        y = np.array([0 if str(label) == classes[0] else 1 for label in data.labels[keep]])
+    else:
+        index = {c: k for k, c in enumerate(classes)}
+        y = np.array([index[str(label)] for label in data.labels[keep]])
+    return data.images[keep], y
+
+
+def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
+          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Accuracy of ``run``'s model on its test images, clean and under every level of every
+    degrader that has levels (or those named); writes ``robustness.json`` into the run."""
+    import keras
+
+    from btk.training import predict
+
+    names = degraders or [d.name for d in host.degraders if d.levels]
+    model = keras.saving.load_model(run.path / "model.keras", compile=False)
+    images, y = test_images(run, host)
+    scale = run.config["recipe"]["scale"]
+    seed = run.config["config"].get("seed", 0)
+
+    def accuracy(x: np.ndarray) -> float:
+        return float((predict(model, x, scale).argmax(axis=1) == y).mean())
+
+    result: dict[str, Any] = {"run": run.name, "n": int(len(y)), "clean": accuracy(images), "degraders": {}}
+    for name in names:
+        degrader = host.degraders.get(name)
+        if not degrader.levels:
+            raise BtkError(f"degrader '{name}' has no severity levels")
+        accs = []
+        for level in range(1, len(degrader.levels) + 1):
+            accs.append(accuracy(Degradation(degrader, {}, level).apply(images, seed=seed)))
+            if progress:
+                progress(f"{name}@{level}")
+        result["degraders"][name] = accs
+    _write_json(run.path / "robustness.json", result)
+    return result
+
+
+def corruption_errors(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """CE and relative CE per degrader, mCE and relative mCE of ``model`` against ``baseline``
+    (sweep results on the same test images)."""
+    if model["n"] != baseline["n"]:
+        raise BtkError("the two sweeps were not made on the same number of test images")
+    ce, rel = {}, {}
+    for name, accs in model["degraders"].items():
+        if name not in baseline["degraders"]:
+            continue
+        err = 1 - np.array(accs)
+        base = 1 - np.array(baseline["degraders"][name])
+        ce[name] = float(err.sum() / max(base.sum(), 1e-9))
+        drop_base = float((base - (1 - baseline["clean"])).sum())
+        rel[name] = float((err - (1 - model["clean"])).sum() / drop_base) if abs(drop_base) > 1e-9 else None
+    rel_values = [v for v in rel.values() if v is not None]
+    return {"baseline": baseline["run"], "ce": ce, "relative_ce": rel,
+            "mce": float(np.mean(list(ce.values()))) if ce else None,
+            "relative_mce": float(np.mean(rel_values)) if rel_values else None}
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against severity, a line per degrader, a panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        for name, accs in res["degraders"].items():
+            ax.plot(range(0, len(accs) + 1), [res["clean"], *accs], marker="o", ms=3, label=name)
+        ax.set_xlabel("severity (0 = clean)")
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1)
+        ax.set_title(res["run"], fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.replace(path)
