@@ -26,7 +26,8 @@ def test_synthetic_run_writes_a_complete_directory_and_reports_it(tmp_path):
     assert {p.name for p in run_dir.iterdir()} == RUN_FILES
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["reader"] == "synthetic" and config["config"]["model"] == "small-cnn"
-    assert config["test_degrade"] == [{"name": "blur", "params": {"ksize": 5, "sigma": 0.0}, "label": "blur:ksize=5"}]
+    assert config["test_degrade"] == [{"name": "blur", "params": {"ksize": 5, "sigma": 0.0}, "level": None,
+                                      "label": "blur:ksize=5"}]
     assert config["versions"]["backend"] == "tensorflow"
     with open(run_dir / "split.csv") as fh:
         split = list(csv.DictReader(fh))
