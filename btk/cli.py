@@ -482,6 +482,78 @@ def robustness(run_dirs, baseline, degraders, plot_path):
 
 
 @cli.command()
+@click.option("--data", type=click.Path(path_type=Path), help="Images to degrade (read with --reader).")
+@click.option("--reader", default="folder", show_default=True, help="Reader for --data.")
+@click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
+@click.option("--degrader", "degrader_name", help="Degrader name.")
+@click.option("--severity", type=click.IntRange(1, 5), help="Severity level 1..5.")
+@click.option("--params", "param_text", metavar="KEY=VALUE,...", help="Explicit parameters instead of a level.")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder for the degraded copies (PNG, same layout).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random degraders.")
+@click.option("--preview", type=click.Path(path_type=Path), help="Draw one image under every degrader and level here.")
+def degrade(data, reader, reader_option, degrader_name, severity, param_text, out, seed, preview):
+    """Write degraded copies of a dataset, or a preview grid of every degrader and level.
+
+    \b
+    Examples:
+      btk degrade --data DATA/sartaj --degrader blur --severity 3 --out sartaj-blur3
+      btk degrade --data DATA/sartaj --preview degraders.png
+    """
+    import cv2
+    import numpy as np
+
+    from btk.dataset import iter_entries
+    from btk.degraders import Degradation
+    from btk.pipeline import resolve_degradations
+    from btk.plugins import get_host
+    from btk.types import ReadOptions
+
+    host = get_host()
+    if not preview and not (degrader_name and out):
+        raise BtkError("give --degrader NAME (with --severity or --params) and --out, or --preview PATH")
+    deg = None
+    if degrader_name:
+        spec = f"{degrader_name}@{severity}" if severity else degrader_name + (f":{param_text}" if param_text else "")
+        (deg,) = resolve_degradations(host, [spec])
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise BtkError(f"output folder is not empty: {out}")
+    options = ReadOptions(None if not preview or out else 256, 3, _pairs(reader_option, "reader option"))
+    if preview:
+        options = ReadOptions(256, 3, options.extra)
+        first = next(iter_entries(host.readers.get(reader), data, options))
+        if isinstance(first[1], str):
+            raise BtkError(f"cannot read {first[0].source}: {first[1]}")
+        image = first[1][0].image[None]
+        rows = []
+        for d in [d for d in host.degraders if d.levels]:
+            tiles = [image[0]] + [Degradation(d, {}, lv).apply(image, seed)[0] for lv in range(1, len(d.levels) + 1)]
+            tiles = [cv2.resize(t, (160, 160)) for t in tiles]
+            label = np.zeros((160, 110, 3), np.uint8)
+            cv2.putText(label, d.name, (4, 85), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+            rows.append(np.hstack([label, *tiles]))
+        header = np.zeros((30, rows[0].shape[1], 3), np.uint8)
+        for k, text in enumerate(["clean"] + [f"level {lv}" for lv in range(1, 6)]):
+            cv2.putText(header, text, (110 + 160 * k + 40, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+        cv2.imwrite(str(preview), np.vstack([header, *rows]))
+        click.echo(f"preview of {len(rows)} degraders written to {preview}")
+    if deg is not None and out is not None:
+        written = skipped = 0
+        for entry, samples in iter_entries(host.readers.get(reader), data, options):
+            if isinstance(samples, str):
+                skipped += 1
+                click.echo(f"skipped {entry.source}: {samples}", err=True)
+                continue
+            for k, sample in enumerate(samples):
+                target = out / (Path(sample.source.split("[")[0]).with_suffix("").as_posix()
+                                + (f"_{k}" if len(samples) > 1 else "") + ".png")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(target), deg.apply(sample.image[None], seed)[0])
+                written += 1
+        click.echo(f"{written} images degraded by {deg.label} written to {out}" + (f"; {skipped} skipped" if skipped else ""))
+
+
+@cli.command()
 def plugins():
     """List the plugins, where each came from, and what each registered."""
     from rich.console import Console

@@ -1,0 +1,86 @@
+"""Robustness sweeps, corruption errors, degradation augmentation and btk degrade."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk.augment import make_augmenter
+from btk.cli import cli
+from btk.errors import BtkError
+from btk.plugins import get_host
+from btk.robustness import corruption_errors
+
+
+def test_corruption_errors_of_a_hand_worked_case():
+    model = {"run": "m", "n": 100, "clean": 0.95, "degraders": {"blur": [0.9, 0.8], "noise": [0.95, 0.95]}}
+    base = {"run": "b", "n": 100, "clean": 0.9, "degraders": {"blur": [0.8, 0.6], "noise": [0.9, 0.7]}}
+    scores = corruption_errors(model, base)
+    assert scores["ce"]["blur"] == pytest.approx((0.1 + 0.2) / (0.2 + 0.4))
+    assert scores["relative_ce"]["blur"] == pytest.approx((0.05 + 0.15) / (0.1 + 0.3))
+    assert scores["ce"]["noise"] == pytest.approx((0.05 + 0.05) / (0.1 + 0.3))
+    assert scores["relative_ce"]["noise"] == pytest.approx(0.0)
+    assert scores["mce"] == pytest.approx((0.5 + 0.25) / 2)
+    assert corruption_errors(base, base)["mce"] == pytest.approx(1.0)
+
+
+def test_augmenter_is_reproducible_and_uses_levels():
+    host = get_host()
+    augment = make_augmenter([host.degraders.get("noise"), host.degraders.get("blur")], probability=1.0)
+    batch = np.stack([cv2.resize(np.full((8, 8), v, np.uint8), (64, 64)) for v in (60, 120, 180, 240)])
+    batch[:, 20:40, 20:40] = 30
+    a = augment(batch, np.random.default_rng([1, 0, 3]))
+    b = augment(batch, np.random.default_rng([1, 0, 3]))
+    assert np.array_equal(a, b) and a.shape == batch.shape and a.dtype == np.uint8
+    assert all(not np.array_equal(x, y) for x, y in zip(a, batch))  # probability 1: every image changed
+    with pytest.raises(BtkError, match="has no severity levels"):
+        from btk.degraders import Degrader
+
+        make_augmenter([Degrader("plain", lambda im, rng: im)])
+
+
+def test_sweep_and_scores_through_the_cli(tmp_path):
+    runner = CliRunner()
+    common = ["-R", "per_class=15", "-R", "test_per_class=5", "--image-size", "48", "--epochs", "3",
+              "--out", str(tmp_path / "runs"), "--reporter", "json"]
+    assert runner.invoke(cli, ["run", *common, "--name", "plain"]).exit_code == 0
+    result = runner.invoke(cli, ["run", *common, "--name", "augmented", "--augment-degraders", "blur,noise"])
+    assert result.exit_code == 0, result.output
+    plain, augmented = sorted((tmp_path / "runs").iterdir())  # names sort by time: plain first
+    assert json.loads((augmented / "config.json").read_text())["config"]["augment"] == ["blur", "noise"]
+    out = runner.invoke(cli, ["robustness", str(plain), str(augmented), "--degraders", "blur,noise",
+                              "--plot", str(tmp_path / "plot.png")], env={"COLUMNS": "150"})
+    assert out.exit_code == 0, out.output
+    sweep = json.loads((augmented / "robustness.json").read_text())
+    assert set(sweep["degraders"]) == {"blur", "noise"} and all(len(v) == 5 for v in sweep["degraders"].values())
+    assert sweep["n"] == 20
+    scores = json.loads((plain / "robustness-scores.json").read_text())
+    assert scores["mce"] == pytest.approx(1.0)  # the baseline against itself
+    assert "mCE 1.000" in out.output and (tmp_path / "plot.png").stat().st_size > 10_000
+    bad = runner.invoke(cli, ["robustness", str(plain), "--degraders", "haze"])
+    assert bad.exit_code != 0 and "unknown degrader 'haze'" in bad.output
+
+
+def test_degrade_writes_copies_and_a_preview(image_folder, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "4",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = sorted(out.rglob("*.png"))
+    assert len(written) == 12
+    original = cv2.imread(str(image_folder / "a" / "0.png"))
+    expected = get_host().degraders.get("gibbs").apply(original[None], {"keep": 0.3})[0]
+    assert np.array_equal(cv2.imread(str(out / "a" / "0.png")), expected)
+    preview = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--preview", str(tmp_path / "grid.png")])
+    assert preview.exit_code == 0 and cv2.imread(str(tmp_path / "grid.png")).shape[0] > 10 * 160
+    again = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "4",
+                                "--out", str(out)])
+    assert again.exit_code != 0 and "output folder is not empty" in again.output
+    level = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "7",
+                                "--out", str(tmp_path / "o2")])
+    assert level.exit_code != 0 and "1<=x<=5" in level.output.replace(" ", "")
