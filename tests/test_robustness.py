@@ -84,3 +84,12 @@ def test_degrade_writes_copies_and_a_preview(image_folder, tmp_path):
     level = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "7",
                                 "--out", str(tmp_path / "o2")])
     assert level.exit_code != 0 and "1<=x<=5" in level.output.replace(" ", "")
+
+
+def test_html_report_shows_the_sweep(btk_sample_run, tmp_path):
+    sweep = {"run": "sample-run", "n": 60, "clean": 0.9, "degraders": {"blur": [0.8, 0.7, 0.6, 0.5, 0.4]}}
+    (btk_sample_run / "robustness.json").write_text(json.dumps(sweep))
+    out = CliRunner().invoke(cli, ["report", str(btk_sample_run), "--html", str(tmp_path / "r.html")])
+    assert out.exit_code == 0, out.output
+    page = (tmp_path / "r.html").read_text()
+    assert "robustness (accuracy %, clean 90.0)" in page and 'alt="accuracy against severity"' in page

@@ -181,13 +181,38 @@ def _per_class(run: Run) -> str:
             f"<th>ROC AUC</th></tr>{rows}</table>")
 
 
+def _robustness(run: Run) -> str:
+    """The run's robustness sweep (``btk robustness``), if it has one: table and plot."""
+    path = run.path / "robustness.json"
+    if not path.exists():
+        return ""
+    import tempfile
+
+    from btk.robustness import plot
+
+    res = json.loads(path.read_text())
+    scores_path = run.path / "robustness-scores.json"
+    scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
+    rows = "".join(f"<tr><td>{_esc(name)}</td>" + "".join(f"<td>{_pct(a)}</td>" for a in accs)
+                   + f"<td>{scores.get('ce', {}).get(name, float('nan')):.3f}</td></tr>"
+                   for name, accs in res["degraders"].items())
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "r.png"
+        plot([res], png)
+        img = base64.b64encode(png.read_bytes()).decode()
+    mce = (f"<p>mCE {scores['mce']:.3f} against {_esc(scores['baseline'])}</p>" if scores.get("mce") is not None else "")
+    return (f"<h3>robustness (accuracy %, clean {_pct(res['clean'])})</h3><table><tr><th>degrader</th><th>1</th>"
+            f"<th>2</th><th>3</th><th>4</th><th>5</th><th>CE</th></tr>{rows}</table>{mce}"
+            f'<img alt="accuracy against severity" src="data:image/png;base64,{img}">')
+
+
 def run_section(run: Run) -> str:
     """The HTML of one run."""
     cfg = json.dumps({k: run.config[k] for k in ("config", "recipe", "classes", "train_degrade", "test_degrade",
                                                   "versions") if k in run.config}, indent=1)
     return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>'
             f"<h3>metrics</h3>{_metrics_table(run)}<h3>per class (clean)</h3>{_per_class(run)}"
-            f"<h3>figures</h3>{_figures(run)}<h3>examples</h3>{_examples(run)}"
+            f"<h3>figures</h3>{_figures(run)}{_robustness(run)}<h3>examples</h3>{_examples(run)}"
             f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>")
 
 
