@@ -66,8 +66,8 @@ def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_fold
     [
         (["--reader", "dicomm"], ["unknown reader 'dicomm'", "known: dicom, folder, nifti, synthetic"]),
         (["--model", "resnet"], ["unknown model 'resnet'", "seed-cnn, small-cnn"]),
-        (["--degrade", "sharpen"], ["unknown degrader 'sharpen'", "known: blur, resolution"]),
-        (["--train-degrade", "blur:ksize=200"], ["'ksize' must be between 1 and 99, got 200"]),
+        (["--degrade", "sharpen"], ["unknown degrader 'sharpen'", "known: bias, blur, contrast, ghosting, gibbs"]),
+        (["--train-degrade", "blur:ksize=200"], ["'ksize' must be between 0 and 99, got 200"]),
         (["--degrade", "resolution:factor=abc"], ["'factor' must be float, got 'abc'"]),
         (["--degrade", "blur:ksize"], ["write KEY=VALUE"]),
         (["--preset", "fast"], ["unknown preset 'fast'", "btk, report"]),
