@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from runfactory import make_run  # noqa: E402
+from btk.testing import make_run
+
 
 
 def main(n_runs: int = 20, n_images: int = 394) -> None:

@@ -517,10 +517,9 @@ def degrade(data, reader, reader_option, degrader_name, severity, param_text, ou
         (deg,) = resolve_degradations(host, [spec])
     if out is not None and out.exists() and any(out.iterdir()):
         raise BtkError(f"output folder is not empty: {out}")
-    options = ReadOptions(None if not preview or out else 256, 3, _pairs(reader_option, "reader option"))
+    extra = _pairs(reader_option, "reader option")
     if preview:
-        options = ReadOptions(256, 3, options.extra)
-        first = next(iter_entries(host.readers.get(reader), data, options))
+        first = next(iter_entries(host.readers.get(reader), data, ReadOptions(256, 3, extra)))
         if isinstance(first[1], str):
             raise BtkError(f"cannot read {first[0].source}: {first[1]}")
         image = first[1][0].image[None]
@@ -539,7 +538,7 @@ def degrade(data, reader, reader_option, degrader_name, severity, param_text, ou
         click.echo(f"preview of {len(rows)} degraders written to {preview}")
     if deg is not None and out is not None:
         written = skipped = 0
-        for entry, samples in iter_entries(host.readers.get(reader), data, options):
+        for entry, samples in iter_entries(host.readers.get(reader), data, ReadOptions(None, 3, extra)):
             if isinstance(samples, str):
                 skipped += 1
                 click.echo(f"skipped {entry.source}: {samples}", err=True)

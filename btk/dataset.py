@@ -33,11 +33,6 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index: np.ndarray) -> "Dataset":
-        """The samples at ``index`` (no copy of ``skipped``)."""
-        return Dataset(self.images[index], self.labels[index], self.groups[index],
-                       self.sources[index], self.splits[index])
-
 
 def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
     if image.dtype != np.uint8:

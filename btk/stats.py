@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,30 +42,6 @@ def reliability(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> 
             conf.append(None)
     return {"ece": float(ece), "bins": bins, "edges": edges.tolist(), "count": count, "accuracy": acc,
             "confidence": conf}
-
-
-def bootstrap_ci(metric: Callable[[np.ndarray], float], n: int, resamples: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric(index)`` over ``resamples`` resamples of ``n`` items.
-
-    ``metric`` receives an index array (drawn with replacement) and returns a number; resamples
-    where it fails (e.g. a class missing for an AUC) are dropped.
-    """
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        try:
-            v = metric(idx)
-        except ValueError:
-            continue
-        if v is not None and np.isfinite(v):
-            values.append(v)
-    if not values:
-        return (float("nan"), float("nan"))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def _confusions(y: np.ndarray, pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,9 +16,8 @@ from btk.compare import paired_tests, run_rows
 from btk.metrics import evaluate
 from btk.runs import load_run
 from btk.stats import mcnemar, metric_cis, reliability
+from btk.testing import make_run
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from runfactory import make_run  # noqa: E402
 
 # A case worked by hand: labels 0 0 1 1, predictions 0 1 1 0.
 Y = np.array([0, 0, 1, 1])
