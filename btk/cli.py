@@ -20,7 +20,8 @@ from btk.errors import BtkError
 EPILOG_RUN = """\b
 Examples:
   btk run                                    # built-in synthetic phantoms and small-cnn: minutes on a laptop
-  btk run --data DATA/sartaj                 # 4 classes, the safe default recipe
+  btk run --data DATA/sartaj                 # 4 classes, the fast recipe (res-cnn, 128 px, minutes)
+  btk run --data DATA/sartaj --preset btk    # the report's CNN at 256 px, made safe (a GPU's job)
   btk run --data DATA/sartaj --task binary   # tumour vs no tumour
   btk run --data DATA/sartaj --degrade blur --degrade resolution   # train clean, test degraded too
   btk run --data DATA/sartaj --train-degrade blur                  # train on blurred images
@@ -126,9 +127,10 @@ def cli(debug: bool) -> None:
 @click.option("--task", type=click.Choice(["multiclass", "binary"]), default="multiclass", show_default=True,
               help="All classes, or tumour vs the negative class.")
 @click.option("--negative-class", default="no_tumor", show_default=True, help="The 'no finding' class for --task binary.")
-@click.option("--preset", default="btk", show_default=True,
-              help="Training recipe: btk (safe default) or report (the report exactly: raw pixels).")
-@click.option("--model", help="Model plugin [seed-cnn; small-cnn on the synthetic data].")
+@click.option("--preset",
+              help="Training recipe: fast (res-cnn at 128 px: minutes on a laptop), btk (the report's CNN made "
+                   "safe) or report (the report exactly: raw pixels) [fast; btk for --suite and the demo].")
+@click.option("--model", help="Model plugin [the preset's: seed-cnn, res-cnn for fast; small-cnn on the synthetic data].")
 @click.option("--model-option", "-M", multiple=True, metavar="KEY=VALUE", help="Model-specific option; repeatable.")
 @click.option("--degrade", "test_degrade", multiple=True, metavar="SPEC",
               help="Also evaluate on test images degraded by SPEC; repeatable.")
@@ -136,13 +138,22 @@ def cli(debug: bool) -> None:
 @click.option("--augment-degraders", metavar="NAMES",
               help="Augment training on the fly: comma-separated degraders (or 'all'), a random one at a random "
                    "level 1-5 for half the images.")
+@click.option("--augment/--no-augment", "augment_images", default=None,
+              help="On-the-fly flips, small rotations, scalings and intensity changes [fast: on].")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), help="Learning-rate schedule [fast: cosine].")
+@click.option("--patience", type=click.IntRange(0),
+              help="Stop after N epochs without a better validation accuracy; 0 never [fast: 8].")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
+              help="Compute precision; auto: what measured fastest on this kind of device [auto].")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue an interrupted run from its last epoch: its .ID.partial folder under --out.")
 @click.option("--suite", help="Run a plan of experiments instead of one run (report: the report's four).")
-@click.option("--epochs", type=click.IntRange(1), help="Epochs [preset: 60; 8 on the synthetic data].")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs [fast: 30, btk and report: 60; 8 on the synthetic data].")
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size [preset: 32].")
-@click.option("--image-size", type=click.IntRange(8, 4096), help="Square image side in pixels [preset: 256; 96 synthetic].")
-@click.option("--channels", type=click.Choice(["1", "3"]), help="1 grayscale, 3 as cv2.imread reads [preset: 3].")
+@click.option("--image-size", type=click.IntRange(8, 4096), help="Square image side in pixels [fast: 128, btk and report: 256; 96 synthetic].")
+@click.option("--channels", type=click.Choice(["1", "3"]), help="1 grayscale, 3 as cv2.imread reads [fast: 1, btk and report: 3].")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Validation share of the training data [0.1].")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), help="Adam's learning rate [btk: 1e-4, report: Keras default].")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), help="Adam's (peak) learning rate [fast: 2e-3, btk: 1e-4, report: Keras default].")
 @click.option("--seed", type=int, default=101, show_default=True, help="Seed for splits, initialisation and shuffling.")
 @click.option("--limit-train", type=click.IntRange(0), default=0, help="Use at most N training images (0 = all).")
 @click.option("--limit-test", type=click.IntRange(0), default=0, help="Use at most N test images (0 = all).")
@@ -155,7 +166,8 @@ def cli(debug: bool) -> None:
                    "copy in training are also reported apart. 0 turns this off.")
 def run(data, reader, reader_option, task, negative_class, preset, model, model_option, test_degrade, train_degrade,
         suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
-        out, name, reporter, strict, duplicate_threshold, augment_degraders):
+        out, name, reporter, strict, duplicate_threshold, augment_degraders, augment_images, schedule, patience,
+        precision, resume_dir):
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
     from rich.console import Console
@@ -165,6 +177,18 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
 
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
+    if resume_dir is not None:
+        from rich.console import Console
+
+        from btk.pipeline import resume_config, run_experiment
+
+        config, run_id = resume_config(resume_dir)
+        console = Console()
+        result = run_experiment(config, Path(resume_dir).parent, console, host, run_id=run_id)
+        for rep in reporters:
+            rep.report(result, console)
+        console.print(f"run written to [bold]{result.path}[/]")
+        return
     augment: tuple[str, ...] = ()
     if augment_degraders:
         augment = tuple(d.name for d in host.degraders if d.levels) if augment_degraders == "all" else tuple(
@@ -174,15 +198,17 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
         make_augmenter([host.degraders.get(n) for n in augment])  # validates names and levels
     overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
                      channels=int(channels) if channels else None, val_fraction=val_fraction,
-                     learning_rate=learning_rate)
+                     learning_rate=learning_rate, augment_images=augment_images, schedule=schedule, patience=patience,
+                     precision=precision)
     if data is None and reader is None:
         reader = "synthetic"
         model = model or "small-cnn"
+        preset = preset or "btk"
         overrides = {**DEMO_OVERRIDES, **{k: v for k, v in overrides.items() if v is not None}}
-    recipe = get_recipe(preset, **overrides)
+    recipe = get_recipe(preset or ("btk" if suite else "fast"), **overrides)
     config = RunConfig(recipe=recipe, reader=reader or "folder", data=str(data) if data else None,
                        reader_options=_pairs(reader_option, "reader option"), task=task,
-                       negative_class=negative_class, model=model or "seed-cnn", model_options=_pairs(model_option, "model option"),
+                       negative_class=negative_class, model=model or "", model_options=_pairs(model_option, "model option"),
                        train_degrade=tuple(train_degrade), test_degrade=tuple(test_degrade), seed=seed,
                        limit_train=limit_train, limit_test=limit_test, strict=strict, name=name,
                        duplicate_threshold=duplicate_threshold, augment=augment)
@@ -430,7 +456,9 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json):
 @click.option("--baseline", type=click.Path(path_type=Path), help="Run to score CE and mCE against [the first RUN_DIR].")
 @click.option("--degraders", help="Comma-separated degraders [every degrader with severity levels].")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Accuracy-against-severity plot [RUN/robustness.png].")
-def robustness(run_dirs, baseline, degraders, plot_path):
+@click.option("--also", multiple=True, metavar="SPEC",
+              help="Also evaluate this degradation (e.g. blur, the report's own setting); repeatable.")
+def robustness(run_dirs, baseline, degraders, plot_path, also):
     """Evaluate trained runs on their test images under every degrader at severity 1..5, and
     score them as the corruption benchmarks do: corruption error (CE), mean CE and relative mCE
     against a baseline run. Results go to each run's robustness.json.
@@ -438,6 +466,7 @@ def robustness(run_dirs, baseline, degraders, plot_path):
     \b
     Example:
       btk robustness runs/seed-cnn runs/augmented --baseline runs/seed-cnn
+      btk robustness runs/A runs/B --also blur --also resolution   # + the report's two settings
     """
     import json
 
@@ -453,13 +482,17 @@ def robustness(run_dirs, baseline, degraders, plot_path):
     for n in names or []:
         if not host.degraders.get(n).levels:
             raise BtkError(f"degrader '{n}' has no severity levels")
+    from btk.pipeline import resolve_degradations
+
+    extra = resolve_degradations(host, list(also))
     console = Console()
     runs = [load_run(p) for p in run_dirs]
     base_run = load_run(baseline) if baseline else runs[0]
     results = {}
     for run_ in ([base_run] if base_run.path not in [r.path for r in runs] else []) + runs:
         with console.status(f"sweeping {run_.name}") as status:
-            results[run_.name] = sweep(run_, host, names, lambda what: status.update(f"{run_.name}: {what}"))
+            results[run_.name] = sweep(run_, host, names, lambda what: status.update(f"{run_.name}: {what}"),
+                                       extra=extra)
     base = results[base_run.name]
     for run_ in runs:
         res = results[run_.name]
@@ -472,6 +505,16 @@ def robustness(run_dirs, baseline, degraders, plot_path):
             table.add_row(name, *[f"{100 * a:.1f}" for a in accs], f"{scores['ce'].get(name, float('nan')):.3f}",
                           "-" if rel is None else f"{rel:.3f}")
         console.print(table)
+        if res.get("extra"):
+            base_clean = base["clean"]
+            extra_table = Table(title=f"{run_.name}: test accuracy (%) under the settings given with --also")
+            for col in ("degradation", "accuracy", "loss", f"loss of {base_run.name}", "share of the baseline's loss"):
+                extra_table.add_column(col, justify="left" if col == "degradation" else "right")
+            for label, acc in res["extra"].items():
+                loss, base_loss = res["clean"] - acc, base_clean - base["extra"][label]
+                share = f"{loss / base_loss:.2f}" if base_loss > 1e-9 else "-"
+                extra_table.add_row(label, f"{100 * acc:.1f}", f"{100 * loss:.1f}", f"{100 * base_loss:.1f}", share)
+            console.print(extra_table)
         console.print(f"mCE {scores['mce']:.3f}, relative mCE "
                       f"{'-' if scores['relative_mce'] is None else format(scores['relative_mce'], '.3f')} "
                       f"against {base_run.name}")
@@ -550,6 +593,37 @@ def degrade(data, reader, reader_option, degrader_name, severity, param_text, ou
                 cv2.imwrite(str(target), deg.apply(sample.image[None], seed)[0])
                 written += 1
         click.echo(f"{written} images degraded by {deg.label} written to {out}" + (f"; {skipped} skipped" if skipped else ""))
+
+
+@cli.command()
+@click.option("--clear", is_flag=True, help="Remove every cached dataset.")
+def cache(clear):
+    """List (or clear) the decode cache: datasets already read and resized, which the next
+    run with the same files and image options maps instead of decoding again. The folder is
+    $BTK_CACHE_DIR (default ~/.cache/btk); BTK_CACHE_DIR=off turns the cache off."""
+    import time as _time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from btk import cache as decode_cache
+
+    console = Console()
+    root = decode_cache.cache_root()
+    if root is None:
+        console.print("the decode cache is off (BTK_CACHE_DIR=off)")
+        return
+    if clear:
+        console.print(f"removed {decode_cache.clear()} cached dataset(s) from {root}")
+        return
+    rows = decode_cache.entries()
+    table = Table(title=f"decode cache: {root}")
+    for col in ("key", "size", "last used"):
+        table.add_column(col)
+    for key, size, used in rows:
+        table.add_row(key, f"{size / 2**20:.1f} MiB", _time.strftime("%Y-%m-%d %H:%M", _time.localtime(used)))
+    console.print(table)
+    console.print(f"{len(rows)} dataset(s), {sum(r[1] for r in rows) / 2**20:.1f} MiB")
 
 
 @cli.command()

@@ -1,6 +1,6 @@
 """Run configuration and the training recipes (presets).
 
-Two recipes:
+Three recipes:
 
 - ``report``: the report exactly: raw 0..255 pixels, Adam at Keras' default rate, 60 epochs,
   batch 32, the last 10% of the shuffled training data for validation, the final weights.
@@ -9,6 +9,10 @@ Two recipes:
   validation fraction, made safe: pixels scaled to 0..1, Adam at 1e-4, class weights when
   classes are unbalanced, a validation split that keeps groups on one side, and the weights of
   the epoch with the best validation accuracy restored at the end.
+- ``fast``: btk's own recipe for a laptop: the ``res-cnn`` residual network on 128 px grayscale
+  images, Adam at 2e-3 with one warm-up epoch and a cosine decay, on-the-fly flips, small
+  rotations, scalings and intensity changes, early stopping (patience 8) with the best weights
+  restored, class weights and the grouped validation split. About 8 minutes for SARTAJ on 2 cores.
 
 With no ``--data`` the run uses the built-in ``synthetic`` reader, the ``small-cnn`` model and
 the demo sizes (96 px, 8 epochs, Adam at 1e-3) so it finishes in a few minutes on a laptop.
@@ -37,6 +41,12 @@ class Recipe:
     restore_best: bool = True
     image_size: int = 256
     channels: int = 3
+    model: str = "seed-cnn"
+    schedule: str = "constant"  # "constant" or "cosine" (linear warm-up, then cosine decay)
+    warmup_epochs: int = 0
+    patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
+    augment_images: bool = False  # flips, small rotations and scalings, intensity (btk.image_augment)
+    precision: str = "auto"  # "float32", "mixed_bfloat16", "mixed_float16"; auto: the measured best per device
 
 
 RECIPES: dict[str, Recipe] = {
@@ -44,7 +54,14 @@ RECIPES: dict[str, Recipe] = {
     "report": Recipe(
         "report", scale=1.0, val_method="tail", learning_rate=None, class_weight=False, restore_best=False
     ),
+    "fast": Recipe(
+        "fast", epochs=30, learning_rate=2e-3, image_size=128, channels=1, model="res-cnn", schedule="cosine",
+        warmup_epochs=1, patience=8, augment_images=True,
+    ),
 }
+
+SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 DEMO_OVERRIDES: dict[str, Any] = {"image_size": 96, "epochs": 8, "learning_rate": 1e-3}
 
@@ -69,6 +86,12 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
         raise BtkError("epochs and batch size must be at least 1")
     if recipe.channels not in (1, 3):
         raise BtkError(f"channels must be 1 or 3, got {recipe.channels}")
+    if recipe.schedule not in SCHEDULES:
+        raise BtkError(f"unknown schedule '{recipe.schedule}' (known: {', '.join(SCHEDULES)})")
+    if recipe.precision not in PRECISIONS:
+        raise BtkError(f"unknown precision '{recipe.precision}' (known: {', '.join(PRECISIONS)})")
+    if recipe.patience < 0 or recipe.warmup_epochs < 0:
+        raise BtkError("patience and warm-up epochs must be 0 or more")
     if not 0 < recipe.val_fraction < 1:
         raise BtkError(f"validation fraction must be between 0 and 1, got {recipe.val_fraction}")
     return recipe
@@ -98,7 +121,7 @@ class RunConfig:
     reader_options: dict[str, str] = field(default_factory=dict)
     task: str = "multiclass"
     negative_class: str = "no_tumor"
-    model: str = "seed-cnn"
+    model: str = ""  # empty: the recipe's model
     model_options: dict[str, str] = field(default_factory=dict)
     train_degrade: tuple[str, ...] = ()
     test_degrade: tuple[str, ...] = ()
@@ -115,10 +138,25 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the configuration."""
         out = asdict(self)
+        out["model"] = self.model_name
         out["train_degrade"] = list(self.train_degrade)
         out["test_degrade"] = list(self.test_degrade)
         out["augment"] = list(self.augment)
         return out
+
+    @property
+    def model_name(self) -> str:
+        """The model plugin to use: the run's own choice, else the recipe's."""
+        return self.model or self.recipe.model
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
+        """The configuration :meth:`to_json` wrote (unknown keys are an error)."""
+        data = dict(data)
+        recipe = Recipe(**data.pop("recipe"))
+        for key in ("train_degrade", "test_degrade", "augment"):
+            data[key] = tuple(data.get(key) or ())
+        return cls(recipe=recipe, **data)
 
     def with_changes(self, **changes: Any) -> "RunConfig":
         """A copy with fields replaced."""

@@ -1,7 +1,9 @@
 """Load a reader's samples into arrays: images (N x H x W x C, uint8) with labels, groups, splits.
 
 Decoding runs on a thread pool (OpenCV and friends release the GIL). An entry the reader
-cannot decode is counted and listed as skipped, or stops the load under ``strict``.
+cannot decode is counted and listed as skipped, or stops the load under ``strict``. A loaded
+dataset is cached (:mod:`btk.cache`): the next load of the same files with the same options
+maps the cached images instead of decoding again.
 """
 
 from __future__ import annotations
@@ -56,17 +58,20 @@ def iter_entries(
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
     transform: Callable[[list[Sample]], Any] | None = None,
+    entries: list[Entry] | None = None,
 ) -> Iterator[tuple[Entry, Any]]:
     """Scan, then load entries on a thread pool, yielding ``(entry, samples)`` in scan order.
 
     An entry that cannot be read yields ``(entry, reason)`` with the reason as a string, or
     raises under ``strict``. ``transform`` runs on each entry's samples inside the worker
-    (e.g. to fingerprint them without keeping the pixels).
+    (e.g. to fingerprint them without keeping the pixels). ``entries``: the scan's result when
+    the caller has it already.
 
     Raises:
         BtkError: the reader found nothing, or (``strict``) an entry could not be read.
     """
-    entries: list[Entry] = reader.scan(path, options)
+    if entries is None:
+        entries = reader.scan(path, options)
     if not entries:
         raise BtkError(f"reader '{reader.name}' found no images at {path}")
 
@@ -95,6 +100,7 @@ def load_dataset(
     strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    cache: bool = True,
 ) -> Dataset:
     """Scan and load everything ``reader`` finds at ``path``.
 
@@ -105,13 +111,31 @@ def load_dataset(
         strict: raise on the first unreadable entry instead of skipping it.
         progress: called as ``progress(done, total)`` after each entry.
         workers: decoding threads (default: the number of CPUs).
+        cache: use and fill the decode cache (:mod:`btk.cache`) when ``path`` is given; the
+            images of a cached dataset are a read-only memory map.
 
     Raises:
         BtkError: nothing readable was found, or (``strict``) an entry could not be read.
     """
+    from btk import cache as decode_cache
+
+    entries = reader.scan(path, options)
+    if not entries:
+        raise BtkError(f"reader '{reader.name}' found no images at {path}")
+    key = decode_cache.dataset_key(reader.name, path, options, entries) if cache and path is not None else None
+    hit = decode_cache.load_cached(key) if key else None
+    if hit is not None:
+        if strict and hit["skipped"]:
+            source, reason = hit["skipped"][0]
+            raise BtkError(f"unreadable input {source}: {reason} (--strict)")
+        if progress:
+            progress(len(entries), len(entries))
+        return Dataset(images=hit["images"], labels=np.array(hit["labels"], dtype=object),
+                       groups=np.array(hit["groups"], dtype=object), sources=np.array(hit["sources"], dtype=object),
+                       splits=np.array(hit["splits"], dtype=object), skipped=[tuple(s) for s in hit["skipped"]])
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
-    for entry, result in iter_entries(reader, path, options, strict, progress, workers):
+    for entry, result in iter_entries(reader, path, options, strict, progress, workers, entries=entries):
         if isinstance(result, str):
             skipped.append((entry.source, result))
         else:
@@ -122,7 +146,7 @@ def load_dataset(
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise BtkError(f"images have different shapes {sorted(shapes)[:3]}; set an image size")
-    return Dataset(
+    data = Dataset(
         images=np.stack(images),
         labels=np.array([s.label for s in samples], dtype=object),
         groups=np.array([s.group for s in samples], dtype=object),
@@ -130,3 +154,7 @@ def load_dataset(
         splits=np.array([s.split for s in samples], dtype=object),
         skipped=skipped,
     )
+    if key:
+        decode_cache.store(key, data.images, list(data.labels), list(data.groups), list(data.sources),
+                           list(data.splits), skipped)
+    return data

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from btk import __version__
 from btk.augment import make_augmenter
+from btk.image_augment import chain, make_image_augmenter
 from btk.config import RunConfig
 from btk.dataset import Dataset, load_dataset
 from btk.degraders import Degradation, parse_spec
@@ -26,7 +29,7 @@ from btk.metrics import evaluate
 from btk.plugins import PluginHost, get_host
 from btk.runs import Run, RunWriter, load_run, new_run_id, unique_dir
 from btk.split import grouped_holdout, stratified_limit, tail_holdout
-from btk.training import predict, train
+from btk.training import Checkpoint, Rows, build_with_precision, predict, train
 from btk.types import ReadOptions
 
 
@@ -151,8 +154,59 @@ def load_for_config(config: RunConfig, host: PluginHost, console: Console) -> Da
     return data
 
 
+RESUME_FILE = "resume.json"
+
+
+def _train_with_progress(console: Console, model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                         y_val: np.ndarray, classes: list[str], config: RunConfig, augment: Any,
+                         checkpoint: Checkpoint) -> tuple[Any, dict[str, Any], float]:
+    recipe = config.recipe
+    with _progress(console) as bar:
+        task = bar.add_task("training", total=recipe.epochs, info="")
+        batch_task = bar.add_task("  epoch 1", total=None, info="")
+
+        def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
+            info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "accuracy" in k or "loss" in k)
+            if "learning_rate" in logs:
+                info += f"  lr {logs['learning_rate']:.2g}"
+            bar.update(task, completed=epoch + 1, info=info)
+            bar.update(batch_task, description=f"  epoch {epoch + 2}", completed=0)
+            console.print(f"epoch {epoch + 1:>3}/{recipe.epochs}  {info}  ({seconds:.1f} s)", highlight=False)
+
+        def on_batch(batch: int, total: int) -> None:
+            bar.update(batch_task, completed=batch, total=total)
+
+        t_train = time.perf_counter()
+        model, history = train(model, x_train, y_train, x_val, y_val, len(classes), recipe, config.seed,
+                               on_epoch=on_epoch, on_batch=on_batch, augment=augment, checkpoint=checkpoint)
+        if "stopped_epoch" in history:
+            console.print(f"early stop after epoch {history['stopped_epoch'][0]} (best: epoch "
+                          f"{history.get('best_epoch', ['?'])[0]})", highlight=False)
+    return model, history, time.perf_counter() - t_train
+
+
+def resume_config(partial: Path) -> tuple[RunConfig, str]:
+    """The configuration and run id of the interrupted run in ``partial`` (its hidden
+    ``.<id>.partial`` folder, or the run path it would have had).
+
+    Raises:
+        BtkError: the folder holds no interrupted run.
+    """
+    partial = Path(partial)
+    if not partial.name.endswith(".partial"):
+        partial = partial.parent / f".{partial.name}.partial"
+    info = partial / RESUME_FILE
+    if not info.is_file():
+        raise BtkError(f"{partial}: not an interrupted run (no {RESUME_FILE}); nothing to resume")
+    saved = json.loads(info.read_text())
+    try:
+        return RunConfig.from_json(saved["config"]), saved["id"]
+    except (KeyError, TypeError) as exc:
+        raise BtkError(f"{info}: unreadable run configuration ({exc})") from None
+
+
 def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Console | None = None,
-                   host: PluginHost | None = None, data: Dataset | None = None) -> Run:
+                   host: PluginHost | None = None, data: Dataset | None = None, run_id: str | None = None) -> Run:
     """Train and evaluate one configuration and write its run directory.
 
     Args:
@@ -162,6 +216,11 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         host: plugin host (default: the process-wide one).
         data: an already loaded dataset for this config's reader, data and image options
             (a suite loads once and reuses it).
+        run_id: the id of an interrupted run to resume (see :func:`resume_config`): training
+            continues from its last checkpoint.
+
+    Training writes a checkpoint after every epoch into the hidden ``.<id>.partial`` folder;
+    if the run is interrupted the folder stays, and ``btk run --resume`` continues it.
 
     Returns:
         The finished :class:`btk.runs.Run`.
@@ -172,12 +231,13 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     console = console or Console()
     host = host or get_host()
     recipe = config.recipe
-    model_spec = host.models.get(config.model)
+    model_spec = host.models.get(config.model_name)
     host.readers.get(config.reader)
     train_deg = resolve_degradations(host, config.train_degrade)
     test_deg = resolve_degradations(host, config.test_degrade)
-    augment = make_augmenter([host.degraders.get(n) for n in config.augment], config.augment_probability) \
+    degrade_augment = make_augmenter([host.degraders.get(n) for n in config.augment], config.augment_probability) \
         if config.augment else None
+    augment = chain(make_image_augmenter() if recipe.augment_images else None, degrade_augment)
     if recipe.image_size < model_spec.min_image_size:
         raise BtkError(f"model '{model_spec.name}' needs an image size of at least {model_spec.min_image_size}, "
                        f"got {recipe.image_size}")
@@ -192,112 +252,119 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     if len(split["val"]) == 0:
         raise BtkError("no validation images: use more data or a larger --val-fraction")
     pool = np.concatenate([split["train"], split["val"]])
-    x_pool = data.images[pool]
-    for deg in train_deg:
-        x_pool = deg.apply(x_pool, seed=config.seed)
-    n_train = len(split["train"])
-    x_train, x_val = x_pool[:n_train], x_pool[n_train:]
+    if train_deg:
+        x_pool = data.images[pool]
+        for deg in train_deg:
+            x_pool = deg.apply(x_pool, seed=config.seed)
+        n_train = len(split["train"])
+        x_train, x_val = x_pool[:n_train], x_pool[n_train:]
+    else:  # no copy of the images: batches are gathered from the (memory-mapped) dataset
+        x_train, x_val = Rows(data.images, split["train"]), Rows(data.images, split["val"])
 
     import keras
 
     keras.utils.set_random_seed(config.seed)
     options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
-    model = model_spec.build(tuple(data.images.shape[1:]), len(classes), options)
+    model = build_with_precision(lambda: model_spec.build(tuple(data.images.shape[1:]), len(classes), options),
+                                 recipe.precision)
+    out_dir = Path(out_dir)
+    final = out_dir / run_id if run_id else unique_dir(out_dir, new_run_id(config.name or config.task))
+    partial = final.parent / f".{final.name}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / RESUME_FILE).write_text(json.dumps({"id": final.name, "config": config.to_json()}, indent=1))
+    checkpoint = Checkpoint(partial / "checkpoint")
+    resumed = checkpoint.exists
+    checkpoint_epochs = json.loads((checkpoint.folder / "state.json").read_text())["epoch"] if resumed else 0
     console.print(f"[bold]{config.name or 'run'}[/]: {len(x_train)} train, {len(x_val)} val, "
                   f"{len(split['test'])} test images, {len(classes)} classes, model {model_spec.name} "
-                  f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}")
-    with _progress(console) as bar:
-        task = bar.add_task("training", total=recipe.epochs, info="")
-        batch_task = bar.add_task("  epoch 1", total=None, info="")
+                  f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}"
+                  + (", resumed from its checkpoint" if resumed else ""))
+    try:
+        model, history, train_seconds = _train_with_progress(
+            console, model, x_train, y[split["train"]], x_val, y[split["val"]], classes, config, augment, checkpoint)
 
-        def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
-            info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "accuracy" in k or "loss" in k)
-            bar.update(task, completed=epoch + 1, info=info)
-            bar.update(batch_task, description=f"  epoch {epoch + 2}", completed=0)
-            console.print(f"epoch {epoch + 1:>3}/{recipe.epochs}  {info}  ({seconds:.1f} s)", highlight=False)
+        epochs_run = len(history.get("loss", [])) - checkpoint_epochs
+        test = split["test"]
+        x_test, y_test = data.images[test], y[test]
+        has_copy = np.zeros(len(test), bool)
+        if config.duplicate_threshold > 0:
+            fps = fingerprints_of(data)
+            has_copy = copy_mask(fps.subset(test), fps.subset(pool), config.duplicate_threshold)
+        unseen = ~has_copy
+        conditions: dict[str, dict[str, Any]] = {}
+        unseen_conditions: dict[str, dict[str, Any]] = {}
+        prediction_rows: list[list[Any]] = []
+        examples: dict[str, np.ndarray] = {}
+        for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
+            images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
+            probs = predict(model, images, recipe.scale)
+            if deg is None:
+                picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
+                examples["index"] = picked
+                examples["sources"] = data.sources[test][picked].astype(str)
+            examples[f"images/{label}"] = thumbnails(images[examples["index"]])
+            conditions[label] = evaluate(y_test, probs, classes)
+            if has_copy.any() and unseen.sum() >= 2:
+                unseen_conditions[label] = evaluate(y_test[unseen], probs[unseen], classes)
+            for i, p in zip(test, probs):
+                prediction_rows.append([label, data.sources[i], classes[y[i]], classes[int(p.argmax())],
+                                        *[f"{v:.6f}" for v in p]])
+        collapsed = [c for c, m in conditions.items() if m["collapsed"]]
+        if collapsed:
+            counts = conditions[collapsed[0]]["predicted_counts"]
+            only = max(counts, key=counts.get)
+            console.print(Panel(f"COLLAPSED: the model predicts one class ('{only}') for every test image "
+                                f"({', '.join(collapsed)}).\nIts accuracy is only the share of that class: training "
+                                "failed. The report's raw 0..255 input does this; see docs/recipes.md.",
+                                style="bold red", title="training collapsed"))
 
-        def on_batch(batch: int, total: int) -> None:
-            bar.update(batch_task, completed=batch, total=total)
-
-        t_train = time.perf_counter()
-        history = train(model, x_train, y[split["train"]], x_val, y[split["val"]], len(classes), recipe,
-                        config.seed, on_epoch=on_epoch, on_batch=on_batch, augment=augment)
-        train_seconds = time.perf_counter() - t_train
-
-    test = split["test"]
-    x_test, y_test = data.images[test], y[test]
-    has_copy = np.zeros(len(test), bool)
-    if config.duplicate_threshold > 0:
-        fps = fingerprints_of(data)
-        has_copy = copy_mask(fps.subset(test), fps.subset(pool), config.duplicate_threshold)
-    unseen = ~has_copy
-    conditions: dict[str, dict[str, Any]] = {}
-    unseen_conditions: dict[str, dict[str, Any]] = {}
-    prediction_rows: list[list[Any]] = []
-    examples: dict[str, np.ndarray] = {}
-    for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
-        images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
-        probs = predict(model, images, recipe.scale)
-        if deg is None:
-            picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
-            examples["index"] = picked
-            examples["sources"] = data.sources[test][picked].astype(str)
-        examples[f"images/{label}"] = thumbnails(images[examples["index"]])
-        conditions[label] = evaluate(y_test, probs, classes)
-        if has_copy.any() and unseen.sum() >= 2:
-            unseen_conditions[label] = evaluate(y_test[unseen], probs[unseen], classes)
-        for i, p in zip(test, probs):
-            prediction_rows.append([label, data.sources[i], classes[y[i]], classes[int(p.argmax())],
-                                    *[f"{v:.6f}" for v in p]])
-    collapsed = [c for c, m in conditions.items() if m["collapsed"]]
-    if collapsed:
-        counts = conditions[collapsed[0]]["predicted_counts"]
-        only = max(counts, key=counts.get)
-        console.print(Panel(f"COLLAPSED: the model predicts one class ('{only}') for every test image "
-                            f"({', '.join(collapsed)}).\nIts accuracy is only the share of that class: training "
-                            "failed. The report's raw 0..255 input does this; see docs/recipes.md.",
-                            style="bold red", title="training collapsed"))
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = unique_dir(out_dir, new_run_id(config.name or config.task))
-    readers_plugin = host.readers.owner(config.reader)
-    resolved = {
-        "config": config.to_json(),
-        "recipe": config.recipe.__dict__,
-        "classes": classes,
-        "input_shape": list(data.images.shape[1:]),
-        "train_degrade": [d.to_json() for d in train_deg],
-        "test_degrade": [d.to_json() for d in test_deg],
-        "plugins": {"reader": readers_plugin, "model": host.models.owner(config.model)},
-        "versions": _versions(),
-    }
-    with RunWriter(final) as writer:
-        writer.write_json("config.json", resolved)
-        subset = np.empty(len(data), dtype=object)
-        for part, idx in split.items():
-            subset[idx] = part
-        copy_in_train = dict(zip(test.tolist(), has_copy.tolist()))
-        writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"],
-                         ([data.sources[i], data.labels[i], data.groups[i], subset[i],
-                           int(copy_in_train[i]) if i in copy_in_train else ""]
-                          for i in range(len(data)) if subset[i] is not None))
-        writer.write_json("history.json", history)
-        np.savez_compressed(writer.path("examples.npz"), **{k: v for k, v in examples.items() if k != "index"})
-        model.save(writer.path("model.keras"))
-        writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
-                                             *[f"p_{c}" for c in classes]], prediction_rows)
-        writer.write_json("metrics.json", {
-            "conditions": conditions,
-            "collapsed": any(c["collapsed"] for c in conditions.values()),
-            "leakage": {"threshold": config.duplicate_threshold, "test_images": int(len(test)),
-                        "test_with_copy_in_train": int(has_copy.sum()),
-                        "conditions_without_copies": unseen_conditions},
-            "counts": {k: int(len(v)) for k, v in split.items()},
-            "timing": {"load_seconds": t_loaded - t_start, "train_seconds": train_seconds,
-                       "train_images_per_second": len(x_train) * len(history.get("loss", [])) / max(train_seconds, 1e-9),
-                       "total_seconds": time.perf_counter() - t_start},
-            "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
-        })
-    return load_run(final)
+        readers_plugin = host.readers.owner(config.reader)
+        resolved = {
+            "config": config.to_json(),
+            "recipe": config.recipe.__dict__,
+            "classes": classes,
+            "input_shape": list(data.images.shape[1:]),
+            "train_degrade": [d.to_json() for d in train_deg],
+            "test_degrade": [d.to_json() for d in test_deg],
+            "plugins": {"reader": readers_plugin, "model": host.models.owner(config.model_name)},
+            "versions": _versions(),
+        }
+        with RunWriter(final) as writer:
+            writer.write_json("config.json", resolved)
+            subset = np.empty(len(data), dtype=object)
+            for part, idx in split.items():
+                subset[idx] = part
+            copy_in_train = dict(zip(test.tolist(), has_copy.tolist()))
+            writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"],
+                             ([data.sources[i], data.labels[i], data.groups[i], subset[i],
+                               int(copy_in_train[i]) if i in copy_in_train else ""]
+                              for i in range(len(data)) if subset[i] is not None))
+            writer.write_json("history.json", history)
+            np.savez_compressed(writer.path("examples.npz"), **{k: v for k, v in examples.items() if k != "index"})
+            model.save(writer.path("model.keras"))
+            writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
+                                                 *[f"p_{c}" for c in classes]], prediction_rows)
+            writer.write_json("metrics.json", {
+                "conditions": conditions,
+                "collapsed": any(c["collapsed"] for c in conditions.values()),
+                "leakage": {"threshold": config.duplicate_threshold, "test_images": int(len(test)),
+                            "test_with_copy_in_train": int(has_copy.sum()),
+                            "conditions_without_copies": unseen_conditions},
+                "counts": {k: int(len(v)) for k, v in split.items()},
+                "timing": {"load_seconds": t_loaded - t_start, "train_seconds": train_seconds,
+                           "train_images_per_second": len(x_train) * epochs_run / max(train_seconds, 1e-9),
+                           "total_seconds": time.perf_counter() - t_start},
+                "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
+            })
+        return load_run(final)
+    except BtkError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    except BaseException as exc:  # interrupted or crashed: the checkpoint stays for --resume
+        if (partial / "checkpoint").is_dir():
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
+            console.print(f"[yellow]{what}[/]: resume with [bold]btk run --resume {partial}[/]")
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 

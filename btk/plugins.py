@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk_default.mri_artefacts",
     "btk_default.seed_cnn",
     "btk_default.small_cnn",
+    "btk_default.res_cnn",
     "btk_default.reporters",
     "btk_default.html_report",
 )

@@ -49,9 +49,10 @@ def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
-          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+          progress: Callable[[str], None] | None = None, extra: list[Degradation] | None = None) -> dict[str, Any]:
     """Accuracy of ``run``'s model on its test images, clean and under every level of every
-    degrader that has levels (or those named); writes ``robustness.json`` into the run."""
+    degrader that has levels (or those named), and under each of the ``extra`` degradations
+    (e.g. the report's own blur); writes ``robustness.json`` into the run."""
     import keras
 
     from btk.training import predict
@@ -76,6 +77,8 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
             if progress:
                 progress(f"{name}@{level}")
         result["degraders"][name] = accs
+    if extra:
+        result["extra"] = {d.label: accuracy(d.apply(images, seed=seed)) for d in extra}
     _write_json(run.path / "robustness.json", result)
     return result
 

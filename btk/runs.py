@@ -14,7 +14,9 @@ A run directory holds:
   condition, for reports;
 - ``btk-run.json``: the format version and completion time, written last.
 
-An interrupted run leaves only a hidden ``.<id>.partial`` directory, which is removed.
+While a run trains, its hidden ``.<id>.partial`` directory holds ``resume.json`` and a
+checkpoint of the last epoch; an interrupted run leaves it for ``btk run --resume``. Readers of
+runs skip it; a finished run has neither file.
 """
 
 from __future__ import annotations
@@ -57,15 +59,17 @@ class RunWriter:
         self.tmp = final.parent / f".{final.name}.partial"
 
     def __enter__(self) -> "RunWriter":
-        self.tmp.mkdir(parents=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)  # training may have checkpointed into it
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            shutil.rmtree(self.tmp / "checkpoint", ignore_errors=True)
+            (self.tmp / "resume.json").unlink(missing_ok=True)
             self.write_json(MARKER, {"format": FORMAT_VERSION, "id": self.final.name,
                                      "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             self.tmp.rename(self.final)
-        else:
+        elif not (self.tmp / "checkpoint").is_dir():  # a training checkpoint stays for --resume
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def path(self, name: str) -> Path:

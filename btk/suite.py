@@ -155,7 +155,7 @@ def run_suite(name: str, base: RunConfig, out_dir: Path | str = "runs", console:
         from btk.pipeline import resolve_degradations
 
         resolve_degradations(host, cfg.train_degrade + cfg.test_degrade)
-    host.models.get(base.model)
+    host.models.get(base.model_name)
     parent = Path(out_dir)
     parent.mkdir(parents=True, exist_ok=True)
     folder = unique_dir(parent, new_run_id(f"suite-{name}"))

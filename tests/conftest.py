@@ -10,6 +10,10 @@ import pytest
 
 os.environ["BTK_LOAD_PLUGINS"] = ""  # tests see only the built-in plugins and their own
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "BTK_CACHE_DIR" not in os.environ:  # the decode cache of the test session, not the user's
+    import tempfile
+
+    os.environ["BTK_CACHE_DIR"] = tempfile.mkdtemp(prefix="btk-test-cache-")
 
 SARTAJ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartaj"
 

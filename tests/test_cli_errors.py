@@ -70,7 +70,7 @@ def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_fold
         (["--train-degrade", "blur:ksize=200"], ["'ksize' must be between 0 and 99, got 200"]),
         (["--degrade", "resolution:factor=abc"], ["'factor' must be float, got 'abc'"]),
         (["--degrade", "blur:ksize"], ["write KEY=VALUE"]),
-        (["--preset", "fast"], ["unknown preset 'fast'", "btk, report"]),
+        (["--preset", "quick"], ["unknown preset 'quick'", "btk, report, fast"]),
         (["--suite", "nope"], ["unknown suite 'nope'", "report"]),
         (["--reporter", "mlflow"], ["unknown reporter 'mlflow'", "html, json, terminal"]),
         (["-R", "per_class=-3"], ["'per_class' must be positive"]),
@@ -84,7 +84,7 @@ def test_bad_names_and_parameters(args, fragments, tmp_path):
 
 
 def test_image_too_small_for_seed_cnn(image_folder):
-    result, lines = _run(["run", "--data", str(image_folder), "--image-size", "32"])
+    result, lines = _run(["run", "--data", str(image_folder), "--image-size", "32", "--model", "seed-cnn"])
     _assert_one_line_error(result, lines, "needs an image size of at least 84")
 
 

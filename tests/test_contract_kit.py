@@ -28,6 +28,7 @@ def test_builtin_degraders_models_and_reporters_pass(btk_host, btk_sample_run, t
     check_degrader(btk_host.degraders.get("blur"), identity={"ksize": 1})
     check_degrader(btk_host.degraders.get("resolution"), identity={"factor": 1})
     check_model(btk_host.models.get("small-cnn"), tmp=tmp_path)
+    check_model(btk_host.models.get("res-cnn"), tmp=tmp_path)
     check_model(btk_host.models.get("seed-cnn"), tmp=tmp_path)
     assert "per class" in check_reporter(btk_host.reporters.get("terminal"), btk_sample_run)
     assert '"metrics"' in check_reporter(btk_host.reporters.get("json"), btk_sample_run)

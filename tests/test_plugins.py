@@ -93,6 +93,7 @@ def test_registered_plugin_drives_btk_run(tmp_path):
     result = CliRunner().invoke(cli, [
         "run", "--reader", "toy", "--model", "toy-model", "--degrade", "invert", "--reporter", "toy-reporter",
         "--image-size", "16", "--channels", "1", "--epochs", "15", "--batch-size", "8", "--out", str(tmp_path),
+        "--preset", "btk",
     ])
     assert result.exit_code == 0, result.output
     assert len(ToyPlugin.reported) == 1
@@ -149,7 +150,7 @@ def test_plugin_raising_in_hook_is_contained():
 
 def test_unknown_names_list_the_known_ones():
     host = plugins.get_host()
-    with pytest.raises(BtkError, match=r"unknown model 'resnet' \(known: seed-cnn, small-cnn\)"):
+    with pytest.raises(BtkError, match=r"unknown model 'resnet' \(known: res-cnn, seed-cnn, small-cnn\)"):
         host.models.get("resnet")
 
 

@@ -53,11 +53,20 @@ def test_sweep_and_scores_through_the_cli(tmp_path):
     plain, augmented = sorted((tmp_path / "runs").iterdir())  # names sort by time: plain first
     assert json.loads((augmented / "config.json").read_text())["config"]["augment"] == ["blur", "noise"]
     out = runner.invoke(cli, ["robustness", str(plain), str(augmented), "--degraders", "blur,noise",
+                              "--also", "resolution", "--also", "blur:ksize=9",
                               "--plot", str(tmp_path / "plot.png")], env={"COLUMNS": "150"})
     assert out.exit_code == 0, out.output
     sweep = json.loads((augmented / "robustness.json").read_text())
     assert set(sweep["degraders"]) == {"blur", "noise"} and all(len(v) == 5 for v in sweep["degraders"].values())
     assert sweep["n"] == 20
+    assert set(sweep["extra"]) == {"resolution", "blur:ksize=9"}
+    # the extra settings agree with the run's own evaluation of the same degradation
+    from btk.runs import load_run
+
+    run_ = load_run(augmented)
+    assert "share of the baseline's loss" in out.output
+    assert 0 <= sweep["extra"]["resolution"] <= 1 and run_.metrics["conditions"]["clean"]["accuracy"] == \
+        pytest.approx(sweep["clean"])
     scores = json.loads((plain / "robustness-scores.json").read_text())
     assert scores["mce"] == pytest.approx(1.0)  # the baseline against itself
     assert "mCE 1.000" in out.output and (tmp_path / "plot.png").stat().st_size > 10_000

@@ -46,18 +46,32 @@ def test_synthetic_run_writes_a_complete_directory_and_reports_it(tmp_path):
     assert json.loads(again.output)["metrics"]["clean"]["n"] == 20
 
 
-def test_failed_run_leaves_no_directory(tmp_path, monkeypatch):
+def test_failed_run_leaves_no_run_directory_and_resumes(tmp_path, monkeypatch):
     from btk import pipeline
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(pipeline, "evaluate", boom)
-    result = CliRunner().invoke(cli, ["run", "-R", "per_class=4", "-R", "test_per_class=2", "--image-size", "32",
-                                      "--epochs", "1", "--out", str(tmp_path)])
+    args = ["run", "-R", "per_class=4", "-R", "test_per_class=2", "--image-size", "32", "--epochs", "1",
+            "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0
-    assert "internal error: RuntimeError: disk full" in result.output
-    assert list(tmp_path.iterdir()) == []
+    assert "internal error: RuntimeError: disk full" in result.output and "resume with" in result.output
+    (partial,) = tmp_path.iterdir()  # only the hidden folder with the trained epoch's checkpoint
+    assert partial.name.startswith(".") and partial.name.endswith(".partial")
+    assert not (partial / MARKER).exists() and (partial / "checkpoint" / "state.json").is_file()
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(partial)])
+    assert resumed.exit_code == 0, resumed.output
+    (done,) = tmp_path.iterdir()
+    assert {p.name for p in done.iterdir()} == RUN_FILES
+
+    # a failure before training leaves nothing at all
+    monkeypatch.setattr(pipeline, "train", boom)
+    result = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "other")])
+    assert result.exit_code != 0 and "resume with" not in result.output
+    assert not (tmp_path / "other").exists() or list((tmp_path / "other").iterdir()) == []
 
 
 def test_collapse_is_detected():

@@ -42,7 +42,7 @@ def build_seed_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[s
             layers.Dense(512, activation="relu"),
             layers.Dense(512, activation="relu"),
             layers.Dropout(rate),
-            layers.Dense(n_classes, activation="softmax"),
+            layers.Dense(n_classes, activation="softmax", dtype="float32"),  # float32 under mixed precision
         ],
         name="seed_cnn",
     )

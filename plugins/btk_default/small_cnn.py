@@ -36,7 +36,7 @@ def build_small_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[
             x = layers.MaxPooling2D(2)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(float(options.get("dropout", 0.3)))(x)
-    outputs = layers.Dense(n_classes, activation="softmax")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)  # float32 probabilities under mixed precision
     model = keras.Model(inputs, outputs, name="small_cnn")
     return compile_like_report(model, options)
 
