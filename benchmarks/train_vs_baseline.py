@@ -71,10 +71,12 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.7, help="validation accuracy for time-to-accuracy")
     ap.add_argument("--fast", action="store_true", help="also run btk's default fast recipe")
     ap.add_argument("--out", type=Path, default=None, help="where logs and results go [a temporary folder]")
+    ap.add_argument("--btk-args", default="", help="more arguments for btk's seed-cnn run, e.g. '--micro-batch 8'")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="btk-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # the same Keras backend for both sides: btk's default (TensorFlow) unless KERAS_BACKEND says otherwise
+    env = dict(os.environ, PYTHONUNBUFFERED="1", KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "tensorflow"))
     results = {}
 
     base_env = dict(env, EPOCHS=str(args.epochs), SUBSET=str(args.limit), EXPERIMENTS="multiclass",
@@ -93,7 +95,7 @@ def main() -> None:
 
     btk = [sys.executable, "-m", "btk", "run", "--data", str(args.data), "--out", str(out / "runs"),
            "--epochs", str(args.epochs), "--limit-train", str(args.limit), "--reporter", "json"]
-    sides = [("btk seed-cnn (preset btk)", ["--preset", "btk", "--model", "seed-cnn"])]
+    sides = [("btk seed-cnn (preset btk)", ["--preset", "btk", "--model", "seed-cnn", *args.btk_args.split()])]
     if args.fast:
         sides.append(("btk fast (res-cnn, 128 px)", ["--preset", "fast"]))
     for label, extra in sides:

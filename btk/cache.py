@@ -1,5 +1,9 @@
-"""A decode-once cache of loaded datasets: the resized uint8 images in a memory-mapped ``.npy``
-file, with labels, groups, sources and splits beside it.
+"""A decode-once cache of loaded datasets: the resized uint8 images in one raw file, read as a
+memory map, with labels, groups, sources and splits beside it.
+
+Images are streamed into the file as they are decoded, so a first load never holds the whole
+dataset in memory; :func:`gather` and :func:`iter_rows` read rows with positional reads, so the
+data stay in the kernel's page cache (shared, reclaimable) instead of in the process.
 
 A cache entry is keyed by the reader, the data path, the image options and every scanned
 file's modification time and size, so editing, adding or removing a file makes a new entry;
@@ -21,7 +25,7 @@ import numpy as np
 
 from btk.types import Entry, ReadOptions
 
-IMAGES = "images.npy"
+IMAGES = "images.u8"
 META = "meta.json"
 
 
@@ -33,28 +37,32 @@ def cache_root() -> Path | None:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "btk"
 
 
-def _paths_of(entry: Entry, root: Path | None) -> Iterable[str]:
+def _paths_of(entry: Entry, root: str | None, root_is_dir: bool) -> set[str]:
     """The files an entry reads: its source under the data path, and every path in its payload."""
+    paths = set()
     if root is not None:
-        yield str(root / entry.source) if root.is_dir() else str(root)
+        paths.add(os.path.join(root, entry.source) if root_is_dir else root)
     stack = [entry.payload]
     while stack:
         item = stack.pop()
         if isinstance(item, os.PathLike):
-            yield os.fspath(item)
+            paths.add(os.fspath(item))
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+    return paths
 
 
 def dataset_key(reader: str, path: Path | None, options: ReadOptions, entries: list[Entry]) -> str:
     """A hex digest of everything the loaded images depend on (see the module docstring)."""
     h = hashlib.sha256()
-    head = {"reader": reader, "path": str(Path(path).resolve()) if path else None, "size": options.image_size,
-            "channels": options.channels, "extra": sorted((options.extra or {}).items()), "format": 1}
+    root = str(Path(path).resolve()) if path else None
+    head = {"reader": reader, "path": root, "size": options.image_size,
+            "channels": options.channels, "extra": sorted((options.extra or {}).items()), "format": 2}
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
+    root_is_dir = root is not None and os.path.isdir(root)
     for entry in entries:
         h.update(f"\n{entry.source}|{entry.label}|{entry.group}|{entry.split}".encode())
-        for p in _paths_of(entry, Path(path) if path else None):
+        for p in sorted(_paths_of(entry, root, root_is_dir)):
             try:
                 st = os.stat(p)
             except OSError:
@@ -71,8 +79,8 @@ def load_cached(key: str) -> dict[str, Any] | None:
     folder = root / key
     try:
         meta = json.loads((folder / META).read_text())
-        images = np.load(folder / IMAGES, mmap_mode="r")
-    except (OSError, ValueError):
+        images = np.memmap(folder / IMAGES, dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     if len(images) != len(meta["sources"]):
         return None
@@ -80,28 +88,76 @@ def load_cached(key: str) -> dict[str, Any] | None:
     return {"images": images, **meta}
 
 
-def store(key: str, images: np.ndarray, labels: list, groups: list, sources: list, splits: list,
-          skipped: list[tuple[str, str]]) -> None:
-    """Write a cache entry (atomically: a half-written entry is never read). Failures to
-    write (a full or read-only disk) are ignored: the cache is an optimisation."""
-    root = cache_root()
-    if root is None:
-        return
-    tmp = root / f".{key}.{os.getpid()}.tmp"
-    try:
-        tmp.mkdir(parents=True, exist_ok=True)
-        np.save(tmp / IMAGES, np.ascontiguousarray(images))
-        meta = {"labels": [None if v is None else str(v) for v in labels], "groups": [str(g) for g in groups],
-                "sources": [str(s) for s in sources], "splits": [str(s) for s in splits],
-                "skipped": [list(s) for s in skipped], "created": time.time()}
-        (tmp / META).write_text(json.dumps(meta))
-        final = root / key
-        if final.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+class Writer:
+    """Streams decoded images into a new cache entry; :meth:`finish` makes it visible at once
+    (a half-written entry is never read). Raises ``OSError`` where the cache cannot be written."""
+
+    def __init__(self, key: str) -> None:
+        root = cache_root()
+        if root is None:
+            raise OSError("the cache is off")
+        self.key, self.root = key, root
+        self.tmp = root / f".{key}.{os.getpid()}.tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.tmp / IMAGES, "wb")
+        self.count = 0
+
+    def add(self, image: np.ndarray) -> None:
+        """Append one uint8 image."""
+        self.fh.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+        self.count += 1
+
+    def read_back(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The images written so far, as an in-memory array (to carry on without the cache)."""
+        self.fh.flush()
+        return np.fromfile(self.tmp / IMAGES, dtype=np.uint8, count=self.count * int(np.prod(shape))).reshape(
+            (self.count, *shape))
+
+    def finish(self, shape: tuple[int, ...], labels: list, groups: list, sources: list, splits: list,
+               skipped: list[tuple[str, str]]) -> np.memmap:
+        """Write the metadata, publish the entry and return its images as a memory map."""
+        self.fh.close()
+        meta = {"shape": [self.count, *shape], "labels": [None if v is None else str(v) for v in labels],
+                "groups": [str(g) for g in groups], "sources": [str(s) for s in sources],
+                "splits": [str(s) for s in splits], "skipped": [list(s) for s in skipped], "created": time.time()}
+        (self.tmp / META).write_text(json.dumps(meta))
+        final = self.root / self.key
+        if final.exists():  # another process cached the same files meanwhile
+            shutil.rmtree(self.tmp, ignore_errors=True)
         else:
-            tmp.rename(final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+            self.tmp.rename(final)
+        return np.memmap(final / IMAGES, dtype=np.uint8, mode="r", shape=(self.count, *shape))
+
+    def abort(self) -> None:
+        """Drop the unfinished entry."""
+        try:
+            self.fh.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def gather(images: np.ndarray, index: Any) -> np.ndarray:
+    """``images[index]`` as an in-memory array; rows of a memory-mapped cache are read with
+    positional reads, which leave the mapping untouched (its pages do not join the process)."""
+    index = np.asarray(index)
+    if not isinstance(images, np.memmap) or not getattr(images, "filename", None) or index.dtype == bool:
+        return np.asarray(images[index])
+    row = int(np.prod(images.shape[1:])) * images.itemsize
+    out = np.empty((len(index), *images.shape[1:]), images.dtype)
+    flat = out.reshape(len(index), -1).view(np.uint8)
+    fd = os.open(images.filename, os.O_RDONLY)
+    try:
+        for k, i in enumerate(index.tolist()):
+            flat[k] = np.frombuffer(os.pread(fd, row, images.offset + i * row), np.uint8)
+    finally:
+        os.close(fd)
+    return out
+
+
+def iter_rows(images: np.ndarray, chunk: int = 64) -> Iterable[np.ndarray]:
+    """Every image in order, read in chunks through :func:`gather`."""
+    for start in range(0, len(images), chunk):
+        yield from gather(images, np.arange(start, min(start + chunk, len(images))))
 
 
 def entries() -> list[tuple[str, int, float]]:

@@ -46,6 +46,7 @@ class Recipe:
     warmup_epochs: int = 0
     patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
     augment_images: bool = False  # flips, small rotations and scalings, intensity (btk.image_augment)
+    micro_batch: int = 0  # >0: split each batch into micro-batches, gradients accumulated (less memory)
     precision: str = "auto"  # "float32", "mixed_bfloat16", "mixed_float16"; auto: the measured best per device
 
 
@@ -88,6 +89,8 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
         raise BtkError(f"channels must be 1 or 3, got {recipe.channels}")
     if recipe.schedule not in SCHEDULES:
         raise BtkError(f"unknown schedule '{recipe.schedule}' (known: {', '.join(SCHEDULES)})")
+    if recipe.micro_batch and (recipe.micro_batch < 0 or recipe.batch_size % recipe.micro_batch):
+        raise BtkError(f"micro-batch {recipe.micro_batch} must divide the batch size {recipe.batch_size}")
     if recipe.precision not in PRECISIONS:
         raise BtkError(f"unknown precision '{recipe.precision}' (known: {', '.join(PRECISIONS)})")
     if recipe.patience < 0 or recipe.warmup_epochs < 0:

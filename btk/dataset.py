@@ -133,28 +133,59 @@ def load_dataset(
         return Dataset(images=hit["images"], labels=np.array(hit["labels"], dtype=object),
                        groups=np.array(hit["groups"], dtype=object), sources=np.array(hit["sources"], dtype=object),
                        splits=np.array(hit["splits"], dtype=object), skipped=[tuple(s) for s in hit["skipped"]])
-    samples: list[Sample] = []
+    writer = None
+    if key:
+        try:
+            writer = decode_cache.Writer(key)
+        except OSError:
+            writer = None  # an unwritable cache: load into memory
+    images: list[np.ndarray] = []
+    labels, groups, sources, splits = [], [], [], []
     skipped: list[tuple[str, str]] = []
-    for entry, result in iter_entries(reader, path, options, strict, progress, workers, entries=entries):
-        if isinstance(result, str):
-            skipped.append((entry.source, result))
+    shapes: set[tuple[int, ...]] = set()
+    try:
+        for entry, result in iter_entries(reader, path, options, strict, progress, workers, entries=entries):
+            if isinstance(result, str):
+                skipped.append((entry.source, result))
+                continue
+            for sample in result:
+                image = _as_hwc(sample.image, options.channels, sample.source)
+                shapes.add(image.shape)
+                if writer is not None:
+                    try:
+                        writer.add(image)
+                    except OSError:  # e.g. a full disk: carry on in memory
+                        images = list(writer.read_back(image.shape)) if len(shapes) == 1 else []
+                        writer.abort()
+                        writer = None
+                if writer is None:
+                    images.append(image)
+                labels.append(sample.label)
+                groups.append(sample.group)
+                sources.append(sample.source)
+                splits.append(sample.split)
+        if not sources:
+            raise BtkError(f"no readable images at {path} ({len(skipped)} unreadable)")
+        if len(shapes) > 1:
+            raise BtkError(f"images have different shapes {sorted(shapes)[:3]}; set an image size")
+        (shape,) = shapes
+        if writer is not None:
+            try:
+                array = writer.finish(shape, labels, groups, sources, splits, skipped)
+            except OSError:
+                array = writer.read_back(shape)
+                writer.abort()
+            writer = None
         else:
-            samples.extend(result)
-    if not samples:
-        raise BtkError(f"no readable images at {path} ({len(skipped)} unreadable)")
-    images = [_as_hwc(s.image, options.channels, s.source) for s in samples]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise BtkError(f"images have different shapes {sorted(shapes)[:3]}; set an image size")
-    data = Dataset(
-        images=np.stack(images),
-        labels=np.array([s.label for s in samples], dtype=object),
-        groups=np.array([s.group for s in samples], dtype=object),
-        sources=np.array([s.source for s in samples], dtype=object),
-        splits=np.array([s.split for s in samples], dtype=object),
+            array = np.stack(images)
+    finally:
+        if writer is not None:
+            writer.abort()
+    return Dataset(
+        images=array,
+        labels=np.array(labels, dtype=object),
+        groups=np.array(groups, dtype=object),
+        sources=np.array(sources, dtype=object),
+        splits=np.array(splits, dtype=object),
         skipped=skipped,
     )
-    if key:
-        decode_cache.store(key, data.images, list(data.labels), list(data.groups), list(data.sources),
-                           list(data.splits), skipped)
-    return data

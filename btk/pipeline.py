@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from btk import __version__
 from btk.augment import make_augmenter
+from btk.cache import gather, iter_rows
 from btk.image_augment import chain, make_image_augmenter
 from btk.config import RunConfig
 from btk.dataset import Dataset, load_dataset
@@ -29,7 +30,7 @@ from btk.metrics import evaluate
 from btk.plugins import PluginHost, get_host
 from btk.runs import Run, RunWriter, load_run, new_run_id, unique_dir
 from btk.split import grouped_holdout, stratified_limit, tail_holdout
-from btk.training import Checkpoint, Rows, build_with_precision, predict, train
+from btk.training import Checkpoint, Rows, build_with_precision, predict, step_batch_size, train
 from btk.types import ReadOptions
 
 
@@ -75,7 +76,7 @@ def split_groups(data: Dataset, threshold: float) -> np.ndarray:
 def fingerprints_of(data: Dataset) -> Fingerprints:
     """The dataset's duplicate fingerprints, computed once."""
     if "fingerprints" not in data.cache:
-        data.cache["fingerprints"] = fingerprint_all(data.images)
+        data.cache["fingerprints"] = fingerprint_all(iter_rows(data.images))
     return data.cache["fingerprints"]
 
 
@@ -253,7 +254,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         raise BtkError("no validation images: use more data or a larger --val-fraction")
     pool = np.concatenate([split["train"], split["val"]])
     if train_deg:
-        x_pool = data.images[pool]
+        x_pool = gather(data.images, pool)
         for deg in train_deg:
             x_pool = deg.apply(x_pool, seed=config.seed)
         n_train = len(split["train"])
@@ -285,7 +286,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
 
         epochs_run = len(history.get("loss", [])) - checkpoint_epochs
         test = split["test"]
-        x_test, y_test = data.images[test], y[test]
+        x_test, y_test = gather(data.images, test), y[test]
         has_copy = np.zeros(len(test), bool)
         if config.duplicate_threshold > 0:
             fps = fingerprints_of(data)
@@ -297,7 +298,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         examples: dict[str, np.ndarray] = {}
         for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
             images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
-            probs = predict(model, images, recipe.scale)
+            probs = predict(model, images, recipe.scale, step_batch_size(recipe))
             if deg is None:
                 picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
                 examples["index"] = picked

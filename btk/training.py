@@ -31,7 +31,9 @@ class Rows:
         return len(self.index)
 
     def __getitem__(self, i: Any) -> np.ndarray:
-        return np.asarray(self.images[self.index[i]])
+        from btk.cache import gather
+
+        return gather(self.images, self.index[i])
 
 
 def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, batch_size: int,
@@ -212,6 +214,11 @@ class Checkpoint:
         return model, state, best
 
 
+def step_batch_size(recipe: Recipe) -> int:
+    """Images per forward/backward pass: the micro-batch if the recipe sets one, else the batch."""
+    return recipe.micro_batch if 0 < recipe.micro_batch < recipe.batch_size else recipe.batch_size
+
+
 def train(
     model: Any,
     x_train: np.ndarray,
@@ -241,6 +248,9 @@ def train(
     weights of the epoch with the best validation accuracy (first best on ties) are restored at
     the end and ``history["best_epoch"]`` says which; with ``recipe.patience`` training stops
     after that many epochs without a better validation accuracy (``history["stopped_epoch"]``).
+    With ``recipe.micro_batch`` each batch is computed in micro-batches whose gradients are
+    averaged before one update (Keras' gradient accumulation): the same updates as the whole
+    batch (batch statistics of batch-norm layers aside), with a fraction of the memory.
     """
     import keras
 
@@ -256,9 +266,14 @@ def train(
         cw = balanced_class_weights(y_train, n_classes)
         if not np.allclose(cw, 1.0, atol=0.1):
             weights = cw[y_train].astype(np.float32)
-    train_data = make_batches(x_train, eye[y_train], recipe.scale, recipe.batch_size, weights, shuffle_seed=seed,
+    step = step_batch_size(recipe)
+    if step < recipe.batch_size and not model.optimizer.built:
+        # micro-batches: the optimizer averages the gradients of batch_size / micro_batch steps
+        # and updates once, as one batch of batch_size would (less memory for activations)
+        model.optimizer.gradient_accumulation_steps = recipe.batch_size // step
+    train_data = make_batches(x_train, eye[y_train], recipe.scale, step, weights, shuffle_seed=seed,
                               augment=augment, start_epoch=start)
-    val_data = make_batches(x_val, eye[y_val], recipe.scale, recipe.batch_size) if len(x_val) else None
+    val_data = make_batches(x_val, eye[y_val], recipe.scale, step) if len(x_val) else None
     n_batches = len(train_data)
     history: dict[str, list[float]] = {k: list(v) for k, v in prior.items()}
 
@@ -304,8 +319,10 @@ def train(
     keras.utils.set_random_seed(seed + start)
     stopped = "stopped_epoch" in history
     if start < recipe.epochs and not stopped:
+        # shuffle=False: the loader shuffles images itself (seeded, replayable on resume); Keras would
+        # also shuffle the order of batches, which splits micro-batch groups differently
         model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, initial_epoch=start, verbose=0,
-                  callbacks=callbacks)
+                  shuffle=False, callbacks=callbacks)
     history.pop("best_epoch", None)
     if progress.best is not None:
         model.set_weights(progress.best[2])

@@ -137,28 +137,41 @@ def test_image_augmentation_is_reproducible_and_keeps_shape():
 def test_second_load_comes_from_the_cache_and_edits_invalidate_it(image_folder, tmp_path, monkeypatch):
     import cv2
 
+    from btk.cache import gather, iter_rows
     from btk.dataset import load_dataset
     from btk.plugins import get_host
     from btk.types import ReadOptions
 
     monkeypatch.setenv("BTK_CACHE_DIR", str(tmp_path / "cache"))
     reader = get_host().readers.get("folder")
+    decoded = []
+    load = type(reader).load
+    monkeypatch.setattr(type(reader), "load", lambda self, entry, options: decoded.append(entry) or load(self, entry, options))
     options = ReadOptions(32, 1)
     first = load_dataset(reader, image_folder, options)
-    assert not isinstance(first.images, np.memmap)
+    assert len(decoded) == 12
+    assert isinstance(first.images, np.memmap)  # streamed into the cache while decoding
     second = load_dataset(reader, image_folder, options)
+    assert len(decoded) == 12  # nothing decoded again
     assert isinstance(second.images, np.memmap) and not second.images.flags.writeable
     assert np.array_equal(first.images, second.images)
     assert list(first.sources) == list(second.sources) and list(first.labels) == list(second.labels)
     assert list(first.groups) == list(second.groups)
+    uncached = load_dataset(reader, image_folder, options, cache=False)
+    assert not isinstance(uncached.images, np.memmap) and np.array_equal(uncached.images, second.images)
+    # rows read with positional reads equal the mapped ones
+    pick = np.array([7, 0, 11, 3])
+    assert np.array_equal(gather(second.images, pick), uncached.images[pick])
+    assert np.array_equal(np.stack(list(iter_rows(second.images, chunk=5))), uncached.images)
     # other options: another entry
-    assert not isinstance(load_dataset(reader, image_folder, ReadOptions(24, 1)).images, np.memmap)
+    load_dataset(reader, image_folder, ReadOptions(24, 1))
+    assert len(decoded) == 12 + 12 + 12
     # an edited file: decoded again, and the new pixels are seen
     target = sorted(image_folder.rglob("*.png"))[0]
     cv2.imwrite(str(target), np.full((40, 40), 255, np.uint8))
     os.utime(target, ns=(1, 10**18))
     third = load_dataset(reader, image_folder, options)
-    assert not isinstance(third.images, np.memmap)
+    assert len(decoded) == 48
     k = list(third.sources).index(target.relative_to(image_folder).as_posix())
     assert third.images[k].min() == 255 and first.images[k].min() < 255
     monkeypatch.setenv("BTK_CACHE_DIR", "off")
@@ -168,6 +181,35 @@ def test_second_load_comes_from_the_cache_and_edits_invalidate_it(image_folder, 
     assert result.exit_code == 0 and "3 dataset(s)" in result.output
     result = CliRunner().invoke(cli, ["cache", "--clear"])
     assert "removed 3" in result.output and not any((tmp_path / "cache").iterdir())
+
+
+def test_micro_batches_make_the_same_updates_as_the_whole_batch():
+    import keras
+
+    from btk.training import train
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (80, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 80)
+    weights = []
+    for micro in (0, 8):
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((8, 8, 1))
+        outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs))
+        model = keras.Model(inputs, outputs)
+        model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(0.05), metrics=["accuracy"])
+        recipe = get_recipe("btk", epochs=2, batch_size=32, micro_batch=micro, class_weight=False,
+                            restore_best=False, learning_rate=0.05)
+        model, _ = train(model, x[:64], y[:64], x[64:], y[64:], 3, recipe, seed=0)
+        weights.append(model.get_weights())
+    # the two runs start from the same weights (same seed) and see the same batches: 64 images, batch 32, so each update averages 4 micro-batches of the same 32 images
+    assert not np.allclose(weights[0][0], 0)
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    from btk.errors import BtkError
+
+    with pytest.raises(BtkError, match="must divide the batch size"):
+        get_recipe("btk", batch_size=32, micro_batch=12)
 
 
 def test_res_cnn_needs_a_tenth_of_the_seed_cnns_arithmetic_or_less():

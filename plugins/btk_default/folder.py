@@ -13,6 +13,7 @@ count and bit depth.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from btk.errors import BtkError, UnreadableInputError
@@ -67,14 +68,16 @@ class FolderReader:
             if not class_dirs:
                 raise BtkError(f"no class folders in {split_dir}")
             for class_dir in class_dirs:
-                files = sorted(
-                    f for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                )
-                if not files:
+                with os.scandir(class_dir) as listing:  # file types without a stat per file
+                    names = sorted(e.name for e in listing
+                                   if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
+                if not names:
                     raise BtkError(f"class folder has no images: {class_dir}")
-                for f in files:
-                    rel = f.relative_to(root).as_posix()
-                    entries.append(Entry(source=rel, label=class_dir.name, group=rel, split=split, payload=f))
+                prefix = class_dir.relative_to(root).as_posix() + "/"
+                for name in names:
+                    rel = prefix + name
+                    entries.append(Entry(source=rel, label=class_dir.name, group=rel, split=split,
+                                         payload=class_dir / name))
         return entries
 
     def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
