@@ -30,7 +30,8 @@ from btk.metrics import evaluate
 from btk.plugins import PluginHost, get_host
 from btk.runs import Run, RunWriter, load_run, new_run_id, unique_dir
 from btk.split import grouped_holdout, stratified_limit, tail_holdout
-from btk.training import Checkpoint, Rows, build_with_precision, predict, step_batch_size, train
+from btk.training import (Checkpoint, Rows, build_with_precision, predict, save_model_file, step_batch_size,
+                          train)
 from btk.types import ReadOptions
 
 
@@ -342,7 +343,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
                               for i in range(len(data)) if subset[i] is not None))
             writer.write_json("history.json", history)
             np.savez_compressed(writer.path("examples.npz"), **{k: v for k, v in examples.items() if k != "index"})
-            model.save(writer.path("model.keras"))
+            save_model_file(model, writer.path("model.keras"))
             writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
                                                  *[f"p_{c}" for c in classes]], prediction_rows)
             writer.write_json("metrics.json", {
