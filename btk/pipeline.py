@@ -275,8 +275,8 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     partial.mkdir(parents=True, exist_ok=True)
     (partial / RESUME_FILE).write_text(json.dumps({"id": final.name, "config": config.to_json()}, indent=1))
     checkpoint = Checkpoint(partial / "checkpoint")
-    resumed = checkpoint.exists
-    checkpoint_epochs = json.loads((checkpoint.folder / "state.json").read_text())["epoch"] if resumed else 0
+    checkpoint_epochs = checkpoint.epoch
+    resumed = checkpoint_epochs > 0
     console.print(f"[bold]{config.name or 'run'}[/]: {len(x_train)} train, {len(x_val)} val, "
                   f"{len(split['test'])} test images, {len(classes)} classes, model {model_spec.name} "
                   f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}"

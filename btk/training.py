@@ -233,6 +233,11 @@ class Checkpoint:
     def _state(self) -> dict[str, Any]:
         return json.loads((self.folder / "state.json").read_text())
 
+    @property
+    def epoch(self) -> int:
+        """Epochs the checkpoint holds (0 when there is none)."""
+        return self._state()["epoch"] if self.exists else 0
+
     def load(self) -> tuple[Any, dict[str, Any], list[np.ndarray] | None]:
         """The saved model (compiled, optimizer state included), state and best weights."""
         import keras

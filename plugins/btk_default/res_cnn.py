@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from btk.hookspecs import hookimpl
-from btk.models import compile_like_report
+from btk.models import compile_like_report, softmax_head
 from btk.types import ModelSpec
 
 STAGES = (32, 64, 128, 192)
@@ -55,9 +55,7 @@ def build_res_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[st
     for filters in STAGES:
         x = _block(x, max(8, int(filters * width)), 2)
         x = _block(x, max(8, int(filters * width)), 1)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(float(options.get("dropout", 0.3)))(x)
-    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)  # float32 probabilities under mixed precision
+    outputs = softmax_head(x, n_classes, options)
     model = keras.Model(inputs, outputs, name="res_cnn")
     return compile_like_report(model, options)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from btk.hookspecs import hookimpl
-from btk.models import compile_like_report
+from btk.models import compile_like_report, softmax_head
 from btk.types import ModelSpec
 
 
@@ -34,9 +34,7 @@ def build_small_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[
         x = layers.Activation("relu")(x)
         if 1 <= i <= 3:
             x = layers.MaxPooling2D(2)(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(float(options.get("dropout", 0.3)))(x)
-    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)  # float32 probabilities under mixed precision
+    outputs = softmax_head(x, n_classes, options)
     model = keras.Model(inputs, outputs, name="small_cnn")
     return compile_like_report(model, options)
 
