@@ -285,6 +285,7 @@ def train(
     weights of the epoch with the best validation accuracy (first best on ties) are restored at
     the end and ``history["best_epoch"]`` says which; with ``recipe.patience`` training stops
     after that many epochs without a better validation accuracy (``history["stopped_epoch"]``).
+    Both look only at the epochs after the first ``recipe.monitor_after`` share of them.
     With ``recipe.micro_batch`` each batch is computed in micro-batches whose gradients are
     averaged before one update (Keras' gradient accumulation): the same updates as the whole
     batch (batch statistics of batch-norm layers aside), with a fraction of the memory.
@@ -312,6 +313,7 @@ def train(
                               augment=augment, start_epoch=start)
     val_data = make_batches(x_val, eye[y_val], recipe.scale, step) if len(x_val) else None
     n_batches = len(train_data)
+    first_monitored = int(recipe.monitor_after * recipe.epochs)  # 0-based; always before the last epoch
     history: dict[str, list[float]] = {k: list(v) for k, v in prior.items()}
 
     class Progress(keras.callbacks.Callback):
@@ -332,10 +334,11 @@ def train(
                 logs["learning_rate"] = learning_rate_at(epoch, recipe)
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
-            if recipe.restore_best and "val_accuracy" in logs:
+            counts = epoch >= first_monitored
+            if recipe.restore_best and counts and "val_accuracy" in logs:
                 if self.best is None or logs["val_accuracy"] > self.best[0]:
                     self.best = (logs["val_accuracy"], epoch, self.model.get_weights())
-            if recipe.patience and self.best is not None and epoch - self.best[1] >= recipe.patience:
+            if recipe.patience and counts and self.best is not None and epoch - self.best[1] >= recipe.patience:
                 self.model.stop_training = True
                 history["stopped_epoch"] = [epoch + 1]
             if checkpoint is not None:

@@ -64,6 +64,23 @@ def test_early_stopping_stops_after_patience_epochs_without_progress():
     assert len(history["loss"]) == 5 and "stopped_epoch" not in history  # patience 0: never stops
 
 
+def test_monitor_after_ignores_the_first_share_of_epochs_for_best_weights_and_stopping():
+    from btk.training import train
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 2, 40)
+    # a flat validation accuracy: the first epoch that counts is the best; stopping counts from there
+    recipe = get_recipe("btk", epochs=20, patience=3, monitor_after=0.5, learning_rate=0.0, batch_size=8)
+    _, history = train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, recipe, seed=0)
+    assert history["best_epoch"] == [11] and history["stopped_epoch"] == [14] and len(history["loss"]) == 14
+    assert get_recipe("fast").monitor_after == 0.5
+    from btk.errors import BtkError
+
+    with pytest.raises(BtkError, match="monitor-after"):
+        get_recipe("fast", monitor_after=1.0)
+
+
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     from btk import training
 
