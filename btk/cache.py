@@ -58,6 +58,8 @@ def dataset_key(reader: str, path: Path | None, options: ReadOptions, entries: l
     root = str(Path(path).resolve()) if path else None
     head = {"reader": reader, "path": root, "size": options.image_size,
             "channels": options.channels, "extra": sorted((options.extra or {}).items()), "format": 2}
+    if options.crop != "none":
+        head["crop"] = options.crop
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
     root_is_dir = root is not None and os.path.isdir(root)
     for entry in entries:

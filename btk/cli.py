@@ -146,6 +146,9 @@ def cli(debug: bool) -> None:
 @click.option("--monitor-after", type=click.FloatRange(0, 1, max_open=True), metavar="SHARE",
               help="Share of the epochs to train before validation accuracy counts for the best weights and early "
                    "stopping [fast: 0.5: while the learning rate is high, validation accuracy swings; btk: 0].")
+@click.option("--crop", type=click.Choice(["none", "head"]),
+              help="Crop each image to a square around the head before resizing, so every source is framed "
+                   "alike [fast: head; btk and report: none].")
 @click.option("--micro-batch", type=click.IntRange(1),
               help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less memory.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
@@ -172,7 +175,7 @@ def cli(debug: bool) -> None:
 def run(data, reader, reader_option, task, negative_class, preset, model, model_option, test_degrade, train_degrade,
         suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
         out, name, reporter, strict, duplicate_threshold, augment_degraders, augment_images, schedule, patience,
-        monitor_after, micro_batch, precision, resume_dir):
+        monitor_after, crop, micro_batch, precision, resume_dir):
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
     from rich.console import Console
@@ -204,7 +207,7 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
     overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
                      channels=int(channels) if channels else None, val_fraction=val_fraction,
                      learning_rate=learning_rate, augment_images=augment_images, schedule=schedule, patience=patience,
-                     monitor_after=monitor_after, precision=precision, micro_batch=micro_batch)
+                     monitor_after=monitor_after, crop=crop, precision=precision, micro_batch=micro_batch)
     if data is None and reader is None:
         reader = "synthetic"
         model = model or "small-cnn"

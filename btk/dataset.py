@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from btk.errors import BtkError, UnreadableInputError
+from btk.framing import frame
 from btk.types import Entry, ReadOptions, Reader, Sample
 
 
@@ -75,9 +76,14 @@ def iter_entries(
     if not entries:
         raise BtkError(f"reader '{reader.name}' found no images at {path}")
 
+    cropping = options.crop != "none"
+    reader_options = replace(options, image_size=None, crop="none") if cropping else options
+
     def load_one(entry: Entry) -> Any:
         try:
-            samples = reader.load(entry, options)
+            samples = reader.load(entry, reader_options)
+            if cropping:
+                samples = [replace(s, image=frame(s.image, options.image_size, options.crop)) for s in samples]
         except UnreadableInputError as exc:
             return str(exc)
         except (OSError, ValueError) as exc:

@@ -144,7 +144,8 @@ def _progress(console: Console) -> Progress:
 def load_for_config(config: RunConfig, host: PluginHost, console: Console) -> Dataset:
     """Read the config's data with a progress bar; reports skipped inputs."""
     reader = host.readers.get(config.reader)
-    options = ReadOptions(config.recipe.image_size, config.recipe.channels, dict(config.reader_options))
+    options = ReadOptions(config.recipe.image_size, config.recipe.channels, dict(config.reader_options),
+                          crop=config.recipe.crop)
     path = Path(config.data) if config.data else None
     with _progress(console) as bar:
         task = bar.add_task(f"reading ({reader.name})", total=None, info="")

@@ -70,7 +70,7 @@ def predict_paths(run: Run, paths: list[Path], host: PluginHost, reader_name: st
         extra = dict(reader_options or {})
         if "slices" in getattr(reader, "options", ()) and "slices" not in extra:
             extra["slices"] = slices
-        options = ReadOptions(size, channels, extra)
+        options = ReadOptions(size, channels, extra, crop=recipe.get("crop", "none"))
         for entry, result in iter_entries(reader, Path(path), options):
             if isinstance(result, str):
                 skipped.append((entry.source, result))

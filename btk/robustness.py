@@ -34,7 +34,8 @@ def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
     with open(run.path / "split.csv", newline="") as fh:
         wanted = {r["source"] for r in csv.DictReader(fh) if r["subset"] == "test"}
     reader = host.readers.get(cfg["reader"])
-    options = ReadOptions(recipe["image_size"], recipe["channels"], dict(cfg.get("reader_options") or {}))
+    options = ReadOptions(recipe["image_size"], recipe["channels"], dict(cfg.get("reader_options") or {}),
+                          crop=recipe.get("crop", "none"))
     data = load_dataset(reader, Path(cfg["data"]) if cfg.get("data") else None, options)
     keep = np.array([s in wanted for s in data.sources])
     if keep.sum() != len(wanted):

@@ -59,11 +59,15 @@ class ReadOptions:
         image_size: side of the square output image in pixels, or ``None`` to keep sizes.
         channels: 1 (grayscale) or 3 (three equal channels, as ``cv2.imread`` gives).
         extra: reader-specific options from ``--reader-option KEY=VALUE``.
+        crop: ``none``, or ``head``: each image is cropped to a square around the head before
+            it is resized (:mod:`btk.framing`). The core does this: readers are then asked for
+            full-size images and never see this field.
     """
 
     image_size: int | None = 256
     channels: int = 3
     extra: dict[str, str] = field(default_factory=dict)
+    crop: str = "none"
 
 
 @runtime_checkable

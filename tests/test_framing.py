@@ -1,0 +1,83 @@
+"""Cropping to the head (``--crop head``): the same slice framed differently comes out alike."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.framing import crop_square, frame, head_box
+
+SLICES = ["Training/glioma_tumor/gg (1).jpg", "Training/meningioma_tumor/m (2).jpg",
+          "Training/no_tumor/1.jpg", "Training/pituitary_tumor/p (10).jpg"]
+
+
+def _reframed(image: np.ndarray, zoom: float, canvas: tuple[int, int], at: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled by ``zoom`` and pasted at ``at`` on a black canvas: another source's framing."""
+    small = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
+    out = np.zeros(canvas, np.uint8)
+    out[at[0]:at[0] + small.shape[0], at[1]:at[1] + small.shape[1]] = small
+    return out
+
+
+@pytest.mark.parametrize("name", SLICES)
+def test_a_slice_framed_another_way_is_cropped_to_the_same_image(sartaj, name):
+    image = cv2.imread(str(sartaj / name), cv2.IMREAD_GRAYSCALE)
+    other = _reframed(image, 0.55, (640, 560), (150, 20))
+    plain = [cv2.resize(i, (128, 128)).astype(float) for i in (image, other)]
+    cropped = [frame(i, 128, "head").astype(float) for i in (image, other)]
+    before = np.abs(plain[0] - plain[1]).mean()
+    after = np.abs(cropped[0] - cropped[1]).mean()
+    assert after < 10 and after < before / 5, (before, after)  # a pixel of misalignment and the lost detail remain
+
+
+def test_the_box_is_a_square_centred_on_the_head_and_padded_where_it_leaves_the_image():
+    image = np.zeros((100, 200), np.uint8)
+    cv2.ellipse(image, (150, 50), (30, 45), 0, 0, 360, 200, -1)  # a head 61 wide, 91 tall, near an edge
+    top, left, side = head_box(image, margin=0.0)
+    assert side == 91 and (top, left) == (5, 105)
+    assert head_box(image, margin=0.1) == (-4, 96, 109)
+    patch = crop_square(image, -4, 96, 109)
+    assert patch.shape == (109, 109)
+    assert np.array_equal(patch[4:104, :104], image[:, 96:200])
+    assert not patch[:4].any() and not patch[104:].any() and not patch[:, 104:].any()  # outside: black
+
+
+def test_blank_images_and_empty_slices_are_only_resized():
+    blank = np.zeros((60, 80), np.uint8)
+    assert head_box(blank) is None
+    assert frame(blank, 32, "head").shape == (32, 32)
+    speck = blank.copy()
+    speck[5, 5] = 255  # too small to be a head
+    assert head_box(speck) is None
+    color = np.zeros((64, 64, 1), np.uint8)
+    assert frame(color, 16, "none").shape == (16, 16, 1)
+    with pytest.raises(ValueError, match="unknown crop"):
+        frame(blank, 32, "brain")
+
+
+def test_run_reads_cropped_images_and_caches_them_apart(tmp_path, sartaj):
+    from btk.dataset import load_dataset
+    from btk.plugins import get_host
+    from btk.types import ReadOptions
+
+    for k, name in enumerate(SLICES[:2]):
+        image = cv2.imread(str(sartaj / name), cv2.IMREAD_GRAYSCALE)
+        for label, img in (("a", image), ("b", _reframed(image, 0.6, (600, 600), (200, 100)))):
+            (tmp_path / label).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / label / f"{k}.png"), img)
+    reader = get_host().readers.get("folder")
+    plain = load_dataset(reader, tmp_path, ReadOptions(64, 1))
+    cropped = load_dataset(reader, tmp_path, ReadOptions(64, 1, crop="head"))
+    assert cropped.images.shape == plain.images.shape == (4, 64, 64, 1)
+    a, b = (np.asarray(cropped.images[cropped.labels == c], float) for c in ("a", "b"))
+    pa, pb = (np.asarray(plain.images[plain.labels == c], float) for c in ("a", "b"))
+    assert np.abs(a - b).mean() < np.abs(pa - pb).mean() / 4
+    assert np.array_equal(load_dataset(reader, tmp_path, ReadOptions(64, 1, crop="head")).images, cropped.images)
+
+
+def test_unknown_crop_is_a_one_line_error():
+    result = CliRunner().invoke(cli, ["run", "--crop", "brain"])
+    assert result.exit_code != 0 and "brain" in result.output and "Traceback" not in result.output
