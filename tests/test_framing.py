@@ -81,3 +81,31 @@ def test_run_reads_cropped_images_and_caches_them_apart(tmp_path, sartaj):
 def test_unknown_crop_is_a_one_line_error():
     result = CliRunner().invoke(cli, ["run", "--crop", "brain"])
     assert result.exit_code != 0 and "brain" in result.output and "Traceback" not in result.output
+
+
+def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, monkeypatch):
+    import json
+    import shutil
+
+    from btk import predict as predict_module
+
+    data = tmp_path / "data"
+    for c in ("meningioma_tumor", "no_tumor"):
+        (data / c).mkdir(parents=True)
+        for f in sorted((sartaj / "Training" / c).glob("*.jpg"))[:6]:
+            shutil.copy(f, data / c / f.name)
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
+                                      "--epochs", "1", "--crop", "head", "--out", str(out), "--reporter", "json"])
+    assert result.exit_code == 0, result.output
+    run_dir = next(out.iterdir())
+    assert json.loads((run_dir / "config.json").read_text())["recipe"]["crop"] == "head"
+    scan = tmp_path / "new.png"
+    cv2.imwrite(str(scan), _reframed(cv2.imread(str(sartaj / SLICES[1]), cv2.IMREAD_GRAYSCALE), 0.5, (500, 700), (30, 300)))
+    seen = []
+    real = predict_module.predict_batches
+    monkeypatch.setattr(predict_module, "predict_batches", lambda m, x, s: seen.append(x) or real(m, x, s))
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(scan), "--json"])
+    assert result.exit_code == 0, result.output
+    expected = frame(cv2.imread(str(scan), cv2.IMREAD_GRAYSCALE), 32, "head")
+    assert np.array_equal(seen[0][0, ..., 0], expected)
