@@ -150,7 +150,9 @@ def cli(debug: bool) -> None:
               help="Crop each image to a square around the head before resizing, so every source is framed "
                    "alike [fast: head; btk and report: none].")
 @click.option("--micro-batch", type=click.IntRange(1),
-              help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less memory.")
+              help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less memory "
+                   "[auto: on a CPU, small enough to keep a step's activations under 512 MiB, for networks without "
+                   "batch norm; whole batches on accelerators]. N = the batch size: whole batches.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
               help="Compute precision; auto: what measured fastest on this kind of device [auto].")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),

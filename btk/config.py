@@ -52,7 +52,7 @@ class Recipe:
     monitor_after: float = 0.0  # share of the epochs trained before validation accuracy counts (best weights, stopping)
     augment_images: bool = False  # flips, small rotations and scalings, intensity (btk.image_augment)
     crop: str = "none"  # "head": crop each image to a square around the head before resizing (btk.framing)
-    micro_batch: int = 0  # >0: split each batch into micro-batches, gradients accumulated (less memory)
+    micro_batch: int = 0  # >0: micro-batches of this size, gradients accumulated (less memory); 0: auto (CPU, no BN)
     precision: str = "auto"  # "float32", "mixed_bfloat16", "mixed_float16"; auto: the measured best per device
 
 

@@ -281,6 +281,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     console.print(f"[bold]{config.name or 'run'}[/]: {len(x_train)} train, {len(x_val)} val, "
                   f"{len(split['test'])} test images, {len(classes)} classes, model {model_spec.name} "
                   f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}"
+                  + (f", micro-batches of {step}" if (step := step_batch_size(recipe, model)) < recipe.batch_size else "")
                   + (", resumed from its checkpoint" if resumed else ""))
     try:
         model, history, train_seconds = _train_with_progress(
@@ -300,7 +301,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         examples: dict[str, np.ndarray] = {}
         for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
             images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
-            probs = predict(model, images, recipe.scale, step_batch_size(recipe))
+            probs = predict(model, images, recipe.scale, step_batch_size(recipe, model))
             if deg is None:
                 picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
                 examples["index"] = picked

@@ -206,8 +206,8 @@ def test_micro_batches_make_the_same_updates_as_the_whole_batch():
     from btk.training import train
 
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (80, 8, 8, 1), dtype=np.uint8)
-    y = rng.integers(0, 3, 80)
+    x = rng.integers(0, 255, (88, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 88)
     weights = []
     for micro in (0, 8):
         keras.utils.set_random_seed(1)
@@ -217,9 +217,10 @@ def test_micro_batches_make_the_same_updates_as_the_whole_batch():
         model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(0.05), metrics=["accuracy"])
         recipe = get_recipe("btk", epochs=2, batch_size=32, micro_batch=micro, class_weight=False,
                             restore_best=False, learning_rate=0.05)
-        model, _ = train(model, x[:64], y[:64], x[64:], y[64:], 3, recipe, seed=0)
+        model, _ = train(model, x[:72], y[:72], x[72:], y[72:], 3, recipe, seed=0)
         weights.append(model.get_weights())
-    # the two runs start from the same weights (same seed) and see the same batches: 64 images, batch 32, so each update averages 4 micro-batches of the same 32 images
+    # the two runs start from the same weights (same seed) and see the same batches: 72 images, batch 32, so each
+    # update averages 4 micro-batches of the same 32 images, and each epoch's last batch of 8 is one update too
     assert not np.allclose(weights[0][0], 0)
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-6)
@@ -227,6 +228,25 @@ def test_micro_batches_make_the_same_updates_as_the_whole_batch():
 
     with pytest.raises(BtkError, match="must divide the batch size"):
         get_recipe("btk", batch_size=32, micro_batch=12)
+
+
+def test_automatic_micro_batches_bound_the_activations_of_networks_without_batch_norm():
+    from btk.plugins import get_host
+    from btk.training import ACTIVATION_BUDGET, activation_bytes_per_image, build_with_precision, step_batch_size
+
+    host = get_host()
+    seed_cnn = {p: build_with_precision(lambda: host.models.get("seed-cnn").build((256, 256, 3), 4, {}), p)
+                for p in ("mixed_bfloat16", "float32")}
+    # Listing 1 at 256 x 256 x 3: 13,271,556 activations per image, two bytes each in bfloat16, kept twice
+    assert activation_bytes_per_image(seed_cnn["float32"]) == 2 * 4 * 13_271_556
+    assert step_batch_size(get_recipe("btk"), seed_cnn["mixed_bfloat16"]) == 8
+    assert step_batch_size(get_recipe("btk"), seed_cnn["float32"]) == 4
+    assert 4 * activation_bytes_per_image(seed_cnn["float32"]) <= ACTIVATION_BUDGET
+    assert 8 * activation_bytes_per_image(seed_cnn["float32"]) > ACTIVATION_BUDGET
+    assert step_batch_size(get_recipe("btk", micro_batch=16), seed_cnn["float32"]) == 16  # asked for
+    assert step_batch_size(get_recipe("btk", micro_batch=32), seed_cnn["float32"]) == 32  # whole batches
+    res_cnn = host.models.get("res-cnn").build((128, 128, 1), 4, {})
+    assert step_batch_size(get_recipe("fast"), res_cnn) == 32  # batch norm: never split automatically
 
 
 def test_res_cnn_needs_a_tenth_of_the_seed_cnns_arithmetic_or_less():
