@@ -127,6 +127,9 @@ def cli(debug: bool) -> None:
 @click.option("--task", type=click.Choice(["multiclass", "binary"]), default="multiclass", show_default=True,
               help="All classes, or tumour vs the negative class.")
 @click.option("--negative-class", default="no_tumor", show_default=True, help="The 'no finding' class for --task binary.")
+@click.option("--binary-via-classes/--binary-direct", "binary_via_classes", default=None,
+              help="--task binary: train on every class and read P(tumour) = 1 - P(no tumour), so each tumour "
+                   "type stays its own target; or train on the two labels [fast: via classes; btk, report: direct].")
 @click.option("--preset",
               help="Training recipe: fast (res-cnn at 128 px: minutes on a laptop), btk (the report's CNN made "
                    "safe) or report (the report exactly: raw pixels) [fast; btk for --suite and the demo].")
@@ -174,7 +177,7 @@ def cli(debug: bool) -> None:
 @click.option("--duplicate-threshold", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Near-copy score: copies stay on one side of the splits btk makes, and test images with a "
                    "copy in training are also reported apart. 0 turns this off.")
-def run(data, reader, reader_option, task, negative_class, preset, model, model_option, test_degrade, train_degrade,
+def run(data, reader, reader_option, task, negative_class, binary_via_classes, preset, model, model_option, test_degrade, train_degrade,
         suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
         out, name, reporter, strict, duplicate_threshold, augment_degraders, augment_images, schedule, patience,
         monitor_after, crop, micro_batch, precision, resume_dir):
@@ -209,7 +212,8 @@ def run(data, reader, reader_option, task, negative_class, preset, model, model_
     overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
                      channels=int(channels) if channels else None, val_fraction=val_fraction,
                      learning_rate=learning_rate, augment_images=augment_images, schedule=schedule, patience=patience,
-                     monitor_after=monitor_after, crop=crop, precision=precision, micro_batch=micro_batch)
+                     monitor_after=monitor_after, crop=crop, binary_via_classes=binary_via_classes,
+                     precision=precision, micro_batch=micro_batch)
     if data is None and reader is None:
         reader = "synthetic"
         model = model or "small-cnn"

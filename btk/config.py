@@ -51,6 +51,7 @@ class Recipe:
     patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
     monitor_after: float = 0.0  # share of the epochs trained before validation accuracy counts (best weights, stopping)
     augment_images: bool = False  # flips, small rotations and scalings, intensity (btk.image_augment)
+    binary_via_classes: bool = False  # binary task: train on all classes, read P(positive) = 1 - P(negative)
     crop: str = "none"  # "head": crop each image to a square around the head before resizing (btk.framing)
     micro_batch: int = 0  # >0: micro-batches of this size, gradients accumulated (less memory); 0: auto (CPU, no BN)
     precision: str = "auto"  # "float32", "mixed_bfloat16", "mixed_float16"; auto: the measured best per device
@@ -64,6 +65,7 @@ RECIPES: dict[str, Recipe] = {
     "fast": Recipe(
         "fast", epochs=30, learning_rate=2e-3, image_size=128, channels=1, model="res-cnn", schedule="cosine",
         warmup_epochs=1, patience=8, monitor_after=0.5, augment_images=True, crop="head",
+        binary_via_classes=True,
     ),
 }
 

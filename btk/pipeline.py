@@ -28,7 +28,7 @@ from btk.duplicates import Fingerprints, copy_mask, duplicate_clusters, fingerpr
 from btk.errors import BtkError
 from btk.metrics import evaluate
 from btk.plugins import PluginHost, get_host
-from btk.runs import Run, RunWriter, load_run, new_run_id, unique_dir
+from btk.runs import Run, RunWriter, load_run, new_run_id, to_task_probabilities, unique_dir
 from btk.split import grouped_holdout, stratified_limit, tail_holdout
 from btk.training import (Checkpoint, Rows, build_with_precision, predict, save_model_file, step_batch_size,
                           train)
@@ -249,7 +249,14 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         data = load_for_config(config, host, console)
     t_loaded = time.perf_counter()
     y, classes = task_labels(data, config.task, config.negative_class)
-    split = make_split(data, y, config)
+    # binary via classes: the network learns every class (each tumour type is its own target, so
+    # a subgroup of one type is not absorbed into "tumour"); evaluation reads 1 - P(negative)
+    y_fit, fit_classes = y, classes
+    if config.task == "binary" and recipe.binary_via_classes:
+        all_y, all_classes = task_labels(data, "multiclass", config.negative_class)
+        if len(all_classes) > 2:
+            y_fit, fit_classes = all_y, all_classes
+    split = make_split(data, y_fit, config)
     if len(split["test"]) == 0:
         raise BtkError("no test images")
     if len(split["val"]) == 0:
@@ -268,7 +275,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
 
     keras.utils.set_random_seed(config.seed)
     options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
-    model = build_with_precision(lambda: model_spec.build(tuple(data.images.shape[1:]), len(classes), options),
+    model = build_with_precision(lambda: model_spec.build(tuple(data.images.shape[1:]), len(fit_classes), options),
                                  recipe.precision)
     out_dir = Path(out_dir)
     final = out_dir / run_id if run_id else unique_dir(out_dir, new_run_id(config.name or config.task))
@@ -279,13 +286,16 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     checkpoint_epochs = checkpoint.epoch
     resumed = checkpoint_epochs > 0
     console.print(f"[bold]{config.name or 'run'}[/]: {len(x_train)} train, {len(x_val)} val, "
-                  f"{len(split['test'])} test images, {len(classes)} classes, model {model_spec.name} "
+                  f"{len(split['test'])} test images, {len(classes)} classes"
+                  + (f" (trained on all {len(fit_classes)})" if fit_classes is not classes else "")
+                  + f", model {model_spec.name} "
                   f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}"
                   + (f", micro-batches of {step}" if (step := step_batch_size(recipe, model)) < recipe.batch_size else "")
                   + (", resumed from its checkpoint" if resumed else ""))
     try:
         model, history, train_seconds = _train_with_progress(
-            console, model, x_train, y[split["train"]], x_val, y[split["val"]], classes, config, augment, checkpoint)
+            console, model, x_train, y_fit[split["train"]], x_val, y_fit[split["val"]], fit_classes, config, augment,
+            checkpoint)
 
         epochs_run = len(history.get("loss", [])) - checkpoint_epochs
         test = split["test"]
@@ -302,6 +312,8 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
             images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
             probs = predict(model, images, recipe.scale, step_batch_size(recipe, model))
+            if fit_classes is not classes:
+                probs = to_task_probabilities(probs, fit_classes, config.negative_class)
             if deg is None:
                 picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
                 examples["index"] = picked
@@ -327,6 +339,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
             "config": config.to_json(),
             "recipe": config.recipe.__dict__,
             "classes": classes,
+            **({"trained_classes": fit_classes} if fit_classes is not classes else {}),
             "input_shape": list(data.images.shape[1:]),
             "train_degrade": [d.to_json() for d in train_deg],
             "test_degrade": [d.to_json() for d in test_deg],

@@ -65,7 +65,7 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
     seed = run.config["config"].get("seed", 0)
 
     def accuracy(x: np.ndarray) -> float:
-        return float((predict(model, x, scale).argmax(axis=1) == y).mean())
+        return float((run.task_probabilities(predict(model, x, scale)).argmax(axis=1) == y).mean())
 
     result: dict[str, Any] = {"run": run.name, "n": int(len(y)), "clean": accuracy(images), "degraders": {}}
     for name in names:

@@ -98,6 +98,14 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def to_task_probabilities(probs: np.ndarray, trained_classes: list[str], negative_class: str) -> np.ndarray:
+    """Binary probabilities ``[P(negative), P(positive)]`` from a model trained on all classes:
+    P(positive) is the sum of the positive classes' probabilities, 1 - P(negative)."""
+    neg = list(trained_classes).index(negative_class)
+    p_neg = np.asarray(probs, dtype=np.float64)[:, neg]
+    return np.stack([p_neg, 1.0 - p_neg], axis=1)
+
+
 @dataclass
 class Run:
     """A finished run, read back from its directory."""
@@ -111,6 +119,14 @@ class Run:
     def classes(self) -> list[str]:
         """Class names in model output order."""
         return list(self.config["classes"])
+
+    def task_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """The model's output ``probs`` as probabilities over :attr:`classes` (see
+        :func:`to_task_probabilities`; unchanged unless the run trained on finer classes)."""
+        trained = self.config.get("trained_classes")
+        if not trained:
+            return probs
+        return to_task_probabilities(probs, trained, self.config["config"]["negative_class"])
 
     @property
     def name(self) -> str:

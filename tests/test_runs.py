@@ -120,3 +120,44 @@ def test_real_data_accuracy_far_above_chance(sartaj, tmp_path):
     assert not held_out & trained
     assert clean["accuracy"] >= 0.55  # chance is 0.25 (largest class 0.29); measured 0.68
     assert not clean["collapsed"]
+
+
+def test_binary_via_classes_trains_on_every_class_and_reports_tumour_vs_none(tmp_path):
+    from btk.runs import to_task_probabilities
+
+    p = np.array([[0.1, 0.2, 0.6, 0.1], [0.7, 0.1, 0.1, 0.1]])
+    assert np.allclose(to_task_probabilities(p, ["g", "m", "no", "p"], "no"), [[0.6, 0.4], [0.1, 0.9]])
+    base = ["run", "--task", "binary", "--preset", "fast", "-R", "per_class=8", "-R", "test_per_class=3",
+            "--image-size", "32", "--epochs", "1", "--model", "small-cnn", "--reporter", "json"]
+    for flag, out in (("--binary-via-classes", tmp_path / "via"), ("--binary-direct", tmp_path / "direct")):
+        result = CliRunner().invoke(cli, [*base, flag, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    via, direct = (load_run(next((tmp_path / d).iterdir())) for d in ("via", "direct"))
+    assert via.classes == direct.classes == ["no_tumor", "tumor"]
+    assert via.config["trained_classes"] == ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
+    assert "trained_classes" not in direct.config
+    import keras
+
+    assert keras.saving.load_model(via.path / "model.keras").output_shape[-1] == 4
+    assert keras.saving.load_model(direct.path / "model.keras").output_shape[-1] == 2
+    _, y, probs = via.condition_arrays("clean")
+    assert probs.shape == (len(y), 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    # btk predict and btk robustness read the four outputs as tumour vs none too
+    from btk.plugins import get_host
+    from btk.robustness import test_images
+
+    images, y_test = test_images(via, get_host())
+    model = keras.saving.load_model(via.path / "model.keras", compile=False)
+    from btk.training import predict
+
+    again = via.task_probabilities(predict(model, images, via.config["recipe"]["scale"]))
+    assert np.allclose(np.sort(again[:, 1]), np.sort(probs[:, 1]), atol=1e-4)
+    import cv2
+    from btk_default.synthetic import make_phantom
+
+    scan = tmp_path / "scan.png"
+    cv2.imwrite(str(scan), make_phantom("glioma_tumor", np.random.default_rng(0), 64))
+    result = CliRunner().invoke(cli, ["predict", str(via.path), str(scan), "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert set(row["probabilities"]) == {"no_tumor", "tumor"} and abs(sum(row["probabilities"].values()) - 1) < 1e-5
