@@ -37,6 +37,20 @@ class Dataset:
         return len(self.images)
 
 
+def release_freed_memory() -> None:
+    """Hand the heap memory freed after decoding back to the system (glibc keeps it in per-thread
+    arenas otherwise: about 200 MiB after decoding SARTAJ at 256 px on two threads, which would
+    stay in the process through training). A no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
     if image.dtype != np.uint8:
         raise BtkError(f"reader returned {image.dtype} pixels for {source}; expected uint8")
@@ -187,6 +201,7 @@ def load_dataset(
     finally:
         if writer is not None:
             writer.abort()
+        release_freed_memory()
     return Dataset(
         images=array,
         labels=np.array(labels, dtype=object),
