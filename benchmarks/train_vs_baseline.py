@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.7, help="validation accuracy for time-to-accuracy")
     ap.add_argument("--fast", action="store_true", help="also run btk's default fast recipe")
     ap.add_argument("--out", type=Path, default=None, help="where logs and results go [a temporary folder]")
+    ap.add_argument("--baseline", type=Path, default=BASELINE, help="the baseline script [shared/baselines/seed_pipeline.py]")
     ap.add_argument("--btk-args", default="", help="more arguments for btk's seed-cnn run, e.g. '--micro-batch 8'")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="btk-bench-"))
@@ -81,7 +82,7 @@ def main() -> None:
 
     base_env = dict(env, EPOCHS=str(args.epochs), SUBSET=str(args.limit), EXPERIMENTS="multiclass",
                     SCALE=repr(1 / 255), SEED="101", OUT=str(out / "baseline"))
-    _, peak = measured([sys.executable, str(BASELINE), str(args.data)], base_env, out / "baseline.log")
+    _, peak = measured([sys.executable, str(args.baseline), str(args.data)], base_env, out / "baseline.log")
     (res_file,) = (out / "baseline").glob("multiclass_*.json")
     res = json.loads(res_file.read_text())
     hist = dict(res["history"], epoch_seconds=None)

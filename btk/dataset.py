@@ -9,8 +9,10 @@ maps the cached images instead of decoding again.
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -104,8 +106,19 @@ def iter_entries(
             return f"{type(exc).__name__}: {exc}"
         return transform(samples) if transform else samples
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for done, (entry, result) in enumerate(zip(entries, pool.map(load_one, entries)), 1):
+    n_workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        # a bounded window of entries in flight: decoded images never pile up ahead of the consumer
+        pending = iter(entries)
+        window = deque((e, pool.submit(load_one, e)) for e in islice(pending, 4 * n_workers))
+        done = 0
+        while window:
+            entry, future = window.popleft()
+            result = future.result()
+            following = next(pending, None)
+            if following is not None:
+                window.append((following, pool.submit(load_one, following)))
+            done += 1
             if isinstance(result, str) and strict:
                 raise BtkError(f"unreadable input {entry.source}: {result} (--strict)")
             yield entry, result
