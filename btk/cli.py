@@ -48,9 +48,10 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def _err_console():
+    """The console for warnings and skipped inputs: one line each, never wrapped at the width."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _show_problems() -> None:
@@ -60,7 +61,7 @@ def _show_problems() -> None:
     if problems:
         console = _err_console()
         for line in problems:
-            console.print(f"[yellow]btk: warning: {line}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]btk: warning: {line}[/]", highlight=False)
 
 
 class BtkGroup(click.Group):
