@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from btk.errors import BtkError, UnreadableInputError
-from btk.framing import frame
+from btk.framing import CROPS, frame
 from btk.types import Entry, ReadOptions, Reader, Sample
 
 
@@ -92,6 +92,8 @@ def iter_entries(
     if not entries:
         raise BtkError(f"reader '{reader.name}' found no images at {path}")
 
+    if options.crop not in CROPS:  # checked once here, not reported as every image being unreadable
+        raise BtkError(f"unknown crop '{options.crop}' (known: {', '.join(CROPS)})")
     cropping = options.crop != "none"
     reader_options = replace(options, image_size=None, crop="none") if cropping else options
 

@@ -256,6 +256,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         all_y, all_classes = task_labels(data, "multiclass", config.negative_class)
         if len(all_classes) > 2:
             y_fit, fit_classes = all_y, all_classes
+    via_classes = fit_classes is not classes
     split = make_split(data, y_fit, config)
     if len(split["test"]) == 0:
         raise BtkError("no test images")
@@ -285,12 +286,13 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
     checkpoint = Checkpoint(partial / "checkpoint")
     checkpoint_epochs = checkpoint.epoch
     resumed = checkpoint_epochs > 0
+    step = step_batch_size(recipe, model)
     console.print(f"[bold]{config.name or 'run'}[/]: {len(x_train)} train, {len(x_val)} val, "
                   f"{len(split['test'])} test images, {len(classes)} classes"
-                  + (f" (trained on all {len(fit_classes)})" if fit_classes is not classes else "")
+                  + (f" (trained on all {len(fit_classes)})" if via_classes else "")
                   + f", model {model_spec.name} "
                   f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}"
-                  + (f", micro-batches of {step}" if (step := step_batch_size(recipe, model)) < recipe.batch_size else "")
+                  + (f", micro-batches of {step}" if step < recipe.batch_size else "")
                   + (", resumed from its checkpoint" if resumed else ""))
     try:
         model, history, train_seconds = _train_with_progress(
@@ -311,8 +313,8 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         examples: dict[str, np.ndarray] = {}
         for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
             images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
-            probs = predict(model, images, recipe.scale, step_batch_size(recipe, model))
-            if fit_classes is not classes:
+            probs = predict(model, images, recipe.scale, step)
+            if via_classes:
                 probs = to_task_probabilities(probs, fit_classes, config.negative_class)
             if deg is None:
                 picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
@@ -339,7 +341,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
             "config": config.to_json(),
             "recipe": config.recipe.__dict__,
             "classes": classes,
-            **({"trained_classes": fit_classes} if fit_classes is not classes else {}),
+            **({"trained_classes": fit_classes} if via_classes else {}),
             "input_shape": list(data.images.shape[1:]),
             "train_degrade": [d.to_json() for d in train_deg],
             "test_degrade": [d.to_json() for d in test_deg],

@@ -66,7 +66,8 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
             super().__init__(workers=min(4, os.cpu_count() or 1), use_multiprocessing=False)
             self.order = np.arange(len(images))
             self.epoch = start_epoch
-            n, self.pad = len(images), 0
+            self.n = n = len(images)
+            self.pad = 0
             self.factor = np.ones(n, np.float32)
             if group > batch_size and targets is not None and n % group:
                 real = n % group
@@ -79,13 +80,14 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
                     self.rng.shuffle(self.order)
 
         def __len__(self) -> int:
-            return (len(images) + self.pad + batch_size - 1) // batch_size
+            return (self.n + self.pad + batch_size - 1) // batch_size
 
         def __getitem__(self, i: int):
-            part = slice(i * batch_size, (i + 1) * batch_size)
-            order = np.concatenate([self.order, self.order[:self.pad]]) if self.pad else self.order
-            ranks = np.argsort(order[part], kind="stable")  # sorted reads from the cached file
-            idx, factor = order[part][ranks], self.factor[part][ranks]
+            # positions past the end are the fill: they wrap round to the epoch's first images
+            positions = np.arange(i * batch_size, min((i + 1) * batch_size, self.n + self.pad))
+            seq = self.order[positions % self.n]
+            ranks = np.argsort(seq, kind="stable")  # sorted reads from the cached file
+            idx, factor = seq[ranks], self.factor[positions][ranks]
             batch = images[idx]
             if augment is not None:
                 batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))
