@@ -153,6 +153,10 @@ def cli(debug: bool) -> None:
 @click.option("--crop", type=click.Choice(["none", "head"]),
               help="Crop each image to a square around the head before resizing, so every source is framed "
                    "alike [fast: head; btk and report: none].")
+@click.option("--intensity", type=click.Choice(["none", "stretch", "equalize"]),
+              help="Normalise each image's intensities at the network's input: stretch (the head's 99th percentile "
+                   "becomes white) or equalize (histogram equalisation), so sources windowed differently look "
+                   "alike [none].")
 @click.option("--micro-batch", type=click.IntRange(1),
               help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less memory "
                    "[auto: on a CPU, small enough to keep a step's activations under 512 MiB, for networks without "
@@ -181,7 +185,7 @@ def cli(debug: bool) -> None:
 def run(data, reader, reader_option, task, negative_class, binary_via_classes, preset, model, model_option, test_degrade, train_degrade,
         suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
         out, name, reporter, strict, duplicate_threshold, augment_degraders, augment_images, schedule, patience,
-        monitor_after, crop, micro_batch, precision, resume_dir):
+        monitor_after, crop, intensity, micro_batch, precision, resume_dir):
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
     from rich.console import Console
@@ -213,7 +217,7 @@ def run(data, reader, reader_option, task, negative_class, binary_via_classes, p
     overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
                      channels=int(channels) if channels else None, val_fraction=val_fraction,
                      learning_rate=learning_rate, augment_images=augment_images, schedule=schedule, patience=patience,
-                     monitor_after=monitor_after, crop=crop, binary_via_classes=binary_via_classes,
+                     monitor_after=monitor_after, crop=crop, intensity=intensity, binary_via_classes=binary_via_classes,
                      precision=precision, micro_batch=micro_batch)
     if data is None and reader is None:
         reader = "synthetic"

@@ -28,6 +28,7 @@ from typing import Any
 
 from btk.errors import BtkError
 from btk.framing import CROPS
+from btk.intensity import INTENSITIES
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Recipe:
     augment_images: bool = False  # flips, small rotations and scalings, intensity (btk.image_augment)
     binary_via_classes: bool = False  # binary task: train on all classes, read P(positive) = 1 - P(negative)
     crop: str = "none"  # "head": crop each image to a square around the head before resizing (btk.framing)
+    intensity: str = "none"  # "stretch" or "equalize": per-image intensity normalisation at the input (btk.intensity)
     micro_batch: int = 0  # >0: micro-batches of this size, gradients accumulated (less memory); 0: auto (CPU, no BN)
     precision: str = "auto"  # "float32", "mixed_bfloat16", "mixed_float16"; auto: the measured best per device
 
@@ -101,6 +103,8 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
         raise BtkError(f"micro-batch {recipe.micro_batch} must divide the batch size {recipe.batch_size}")
     if recipe.crop not in CROPS:
         raise BtkError(f"unknown crop '{recipe.crop}' (known: {', '.join(CROPS)})")
+    if recipe.intensity not in INTENSITIES:
+        raise BtkError(f"unknown intensity normalisation '{recipe.intensity}' (known: {', '.join(INTENSITIES)})")
     if recipe.precision not in PRECISIONS:
         raise BtkError(f"unknown precision '{recipe.precision}' (known: {', '.join(PRECISIONS)})")
     if recipe.patience < 0 or recipe.warmup_epochs < 0:

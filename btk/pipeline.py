@@ -313,7 +313,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", console: Con
         examples: dict[str, np.ndarray] = {}
         for label, deg in [("clean", None)] + [(d.label, d) for d in test_deg]:
             images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
-            probs = predict(model, images, recipe.scale, step)
+            probs = predict(model, images, recipe.scale, step, intensity=recipe.intensity)
             if via_classes:
                 probs = to_task_probabilities(probs, fit_classes, config.negative_class)
             if deg is None:

@@ -76,7 +76,8 @@ def predict_paths(run: Run, paths: list[Path], host: PluginHost, reader_name: st
                 skipped.append((entry.source, result))
                 continue
             images = np.stack([s.image if s.image.ndim == 3 else s.image[..., None] for s in result])
-            probs = run.task_probabilities(predict_batches(model, images, recipe["scale"]))
+            probs = run.task_probabilities(predict_batches(model, images, recipe["scale"],
+                                                            intensity=recipe.get("intensity", "none")))
             for sample, p in zip(result, probs):
                 out.append(Prediction(sample.source, sample.meta.get("slice"), classes[int(p.argmax())],
                                       {c: float(v) for c, v in zip(classes, p)}))

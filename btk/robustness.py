@@ -62,10 +62,11 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
     model = keras.saving.load_model(run.path / "model.keras", compile=False)
     images, y = test_images(run, host)
     scale = run.config["recipe"]["scale"]
+    intensity = run.config["recipe"].get("intensity", "none")
     seed = run.config["config"].get("seed", 0)
 
     def accuracy(x: np.ndarray) -> float:
-        return float((run.task_probabilities(predict(model, x, scale)).argmax(axis=1) == y).mean())
+        return float((run.task_probabilities(predict(model, x, scale, intensity=intensity)).argmax(axis=1) == y).mean())
 
     result: dict[str, Any] = {"run": run.name, "n": int(len(y)), "clean": accuracy(images), "degraders": {}}
     for name in names:

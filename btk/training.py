@@ -39,7 +39,7 @@ class Rows:
 def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, batch_size: int,
                  weights: np.ndarray | None = None, shuffle_seed: int | None = None,
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-                 start_epoch: int = 0, group: int = 0) -> Any:
+                 start_epoch: int = 0, group: int = 0, intensity: str = "none") -> Any:
     """A ``keras.utils.PyDataset`` over uint8 ``images`` that yields float32 batches times ``scale``.
 
     Args:
@@ -58,7 +58,11 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
             accumulated over its micro-batches average as that partial batch's would, and no
             micro-batch spills into the next epoch's first update. Batches then always carry
             sample weights.
+        intensity: per-image intensity normalisation (:func:`btk.intensity.normalise_intensity`),
+            after ``augment`` and before the float conversion.
     """
+    from btk.intensity import normalise_intensity
+
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -91,7 +95,7 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
             batch = images[idx]
             if augment is not None:
                 batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))
-            x = batch.astype(np.float32)
+            x = normalise_intensity(batch, intensity).astype(np.float32)
             if scale != 1.0:
                 x *= np.float32(scale)
             if targets is None:
@@ -360,8 +364,8 @@ def train(
         # and updates once, as one batch of batch_size would (less memory for activations)
         model.optimizer.gradient_accumulation_steps = recipe.batch_size // step
     train_data = make_batches(x_train, eye[y_train], recipe.scale, step, weights, shuffle_seed=seed,
-                              augment=augment, start_epoch=start, group=recipe.batch_size)
-    val_data = make_batches(x_val, eye[y_val], recipe.scale, step) if len(x_val) else None
+                              augment=augment, start_epoch=start, group=recipe.batch_size, intensity=recipe.intensity)
+    val_data = make_batches(x_val, eye[y_val], recipe.scale, step, intensity=recipe.intensity) if len(x_val) else None
     n_batches = len(train_data)
     first_monitored = int(recipe.monitor_after * recipe.epochs)  # 0-based; always before the last epoch
     history: dict[str, list[float]] = {k: list(v) for k, v in prior.items()}
@@ -422,6 +426,6 @@ def train(
     return model, history
 
 
-def predict(model: Any, images: np.ndarray, scale: float, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for uint8 ``images`` (N x K float)."""
-    return np.asarray(model.predict(make_batches(images, None, scale, batch_size), verbose=0))
+def predict(model: Any, images: np.ndarray, scale: float, batch_size: int = 64, intensity: str = "none") -> np.ndarray:
+    """Class probabilities for uint8 ``images`` (N x K float), normalised as ``intensity`` says."""
+    return np.asarray(model.predict(make_batches(images, None, scale, batch_size, intensity=intensity), verbose=0))
