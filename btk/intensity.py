@@ -8,10 +8,14 @@ test images, ``btk predict``), after augmentation and degradation, as a scanner'
 would come before btk.
 
 - ``none``: the pixels as read.
-- ``stretch``: the head's 99th percentile (the head: pixels above Otsu's threshold) becomes
-  white; darker values scale in proportion, black stays black. Removes gain differences.
-- ``equalize``: histogram equalisation (``cv2.equalizeHist``): the same distribution of grey
-  levels for every image. Removes gain and gamma differences.
+- ``stretch``: the head's 99th percentile becomes white; darker values scale in proportion,
+  black stays black. Removes gain differences.
+- ``equalize``: histogram equalisation of the head: its grey levels spread evenly over 0..255
+  (the background, darker than the head, stays dark). Removes gain and gamma differences.
+
+The head is the largest region above Otsu's threshold with the tissue it encloses
+(:func:`head_mask`); an image's background is not counted, so its noise is not amplified as a
+whole-image equalisation would.
 """
 
 from __future__ import annotations
@@ -21,15 +25,40 @@ import numpy as np
 INTENSITIES = ("none", "stretch", "equalize")
 
 
-def _stretch(gray: np.ndarray) -> np.ndarray:
-    """A 256-entry look-up table mapping the head's 99th percentile of ``gray`` to 255."""
+def head_mask(gray: np.ndarray) -> np.ndarray | None:
+    """The head in ``gray`` (H x W uint8) as a filled mask: the largest region above Otsu's
+    threshold of the lightly blurred image, with the darker tissue it encloses. ``None`` for a
+    blank image."""
     import cv2
 
-    threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    head = gray[gray > threshold]
-    top = float(np.percentile(head, 99)) if head.size else float(gray.max())
-    factor = 255.0 / max(top, 1.0)
-    return np.clip(np.rint(np.arange(256) * factor), 0, 255).astype(np.uint8)
+    if int(gray.max()) == int(gray.min()):
+        return None
+    blur = cv2.GaussianBlur(gray, (5, 5), 0)
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    mask = np.zeros_like(gray)
+    cv2.drawContours(mask, [max(contours, key=cv2.contourArea)], -1, 255, thickness=cv2.FILLED)
+    return mask
+
+
+def intensity_table(gray: np.ndarray, method: str) -> np.ndarray:
+    """The 256-entry look-up table ``method`` applies to ``gray`` (H x W uint8)."""
+    import cv2
+
+    mask = head_mask(gray)
+    if mask is None:  # a blank image: nothing to normalise
+        return np.arange(256, dtype=np.uint8)
+    hist = cv2.calcHist([gray], [0], mask, [256], [0, 256]).ravel()
+    cdf = np.cumsum(hist) / hist.sum()
+    levels = np.arange(256, dtype=np.float64)
+    if method == "stretch":
+        top = int(np.searchsorted(cdf, 0.99))  # the head's 99th percentile
+        table = levels * 255.0 / max(top, 1)
+    else:  # equalize: the head's grey levels spread evenly over 0..255
+        table = cdf * 255.0
+    return np.clip(np.rint(table), 0, 255).astype(np.uint8)
 
 
 def normalise_intensity(batch: np.ndarray, method: str) -> np.ndarray:
@@ -49,5 +78,5 @@ def normalise_intensity(batch: np.ndarray, method: str) -> np.ndarray:
     for j in range(batch.shape[0]):
         for c in range(batch.shape[-1]):
             channel = np.ascontiguousarray(batch[j, ..., c])
-            out[j, ..., c] = cv2.equalizeHist(channel) if method == "equalize" else cv2.LUT(channel, _stretch(channel))
+            out[j, ..., c] = cv2.LUT(channel, intensity_table(channel, method))
     return out

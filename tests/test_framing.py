@@ -104,7 +104,7 @@ def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, monke
     cv2.imwrite(str(scan), _reframed(cv2.imread(str(sartaj / SLICES[1]), cv2.IMREAD_GRAYSCALE), 0.5, (500, 700), (30, 300)))
     seen = []
     real = predict_module.predict_batches
-    monkeypatch.setattr(predict_module, "predict_batches", lambda m, x, s: seen.append(x) or real(m, x, s))
+    monkeypatch.setattr(predict_module, "predict_batches", lambda m, x, s, **kw: seen.append(x) or real(m, x, s, **kw))
     result = CliRunner().invoke(cli, ["predict", str(run_dir), str(scan), "--json"])
     assert result.exit_code == 0, result.output
     expected = frame(cv2.imread(str(scan), cv2.IMREAD_GRAYSCALE), 32, "head")
