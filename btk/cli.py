@@ -156,7 +156,7 @@ def cli(debug: bool) -> None:
 @click.option("--intensity", type=click.Choice(["none", "stretch", "equalize"]),
               help="Normalise each image's intensities at the network's input: stretch (the head's 99th percentile "
                    "becomes white) or equalize (histogram equalisation), so sources windowed differently look "
-                   "alike [none].")
+                   "alike [fast: stretch; btk and report: none].")
 @click.option("--micro-batch", type=click.IntRange(1),
               help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less memory "
                    "[auto: on a CPU, small enough to keep a step's activations under 512 MiB, for networks without "

@@ -11,7 +11,8 @@ Three recipes:
   the epoch with the best validation accuracy restored at the end.
 - ``fast`` (the default with ``--data``): btk's own recipe for a laptop: the ``res-cnn``
   residual network on 128 px grayscale images cropped to the head (every source framed alike;
-  :mod:`btk.framing`), Adam at 2e-3 with one warm-up epoch and a cosine decay, on-the-fly
+  :mod:`btk.framing`) and stretched so the head's 99th percentile is white (every source's
+  brightness alike; :mod:`btk.intensity`), Adam at 2e-3 with one warm-up epoch and a cosine decay, on-the-fly
   flips, small rotations, scalings and intensity changes, early stopping (patience 8) with the
   best weights restored, both judged only in the second half (while the learning rate is high,
   validation accuracy swings from epoch to epoch), class weights and the grouped validation
@@ -67,7 +68,7 @@ RECIPES: dict[str, Recipe] = {
     "fast": Recipe(
         "fast", epochs=30, learning_rate=2e-3, image_size=128, channels=1, model="res-cnn", schedule="cosine",
         warmup_epochs=1, patience=8, monitor_after=0.5, augment_images=True, crop="head",
-        binary_via_classes=True,
+        intensity="stretch", binary_via_classes=True,
     ),
 }
 
