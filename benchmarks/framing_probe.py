@@ -82,7 +82,7 @@ def probe(run_dir: Path, data: Path, seed: int) -> dict[str, float]:
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     out = {}
     for name, images in views.items():
-        p = predict(model, np.stack(images), recipe["scale"]).argmax(axis=1)
+        p = predict(model, np.stack(images), recipe["scale"], intensity=recipe.get("intensity", "none")).argmax(axis=1)
         out[name] = float((p == y).mean())
     out["n"] = len(y)
     return out

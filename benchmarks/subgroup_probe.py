@@ -32,7 +32,7 @@ def tumour_calls(model, paths: list[Path], recipe: dict, classes: list[str], neg
     for path in paths:
         image = frame(cv2.imread(str(path), flag), recipe["image_size"], recipe.get("crop", "none"))
         images.append(image if image.ndim == 3 else image[..., None])
-    probs = predict(model, np.stack(images), recipe["scale"])
+    probs = predict(model, np.stack(images), recipe["scale"], intensity=recipe.get("intensity", "none"))
     return probs.argmax(axis=1) != classes.index(negative)
 
 

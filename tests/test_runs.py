@@ -150,7 +150,8 @@ def test_binary_via_classes_trains_on_every_class_and_reports_tumour_vs_none(tmp
     model = keras.saving.load_model(via.path / "model.keras", compile=False)
     from btk.training import predict
 
-    again = via.task_probabilities(predict(model, images, via.config["recipe"]["scale"]))
+    recipe = via.config["recipe"]
+    again = via.task_probabilities(predict(model, images, recipe["scale"], intensity=recipe["intensity"]))
     assert np.allclose(np.sort(again[:, 1]), np.sort(probs[:, 1]), atol=1e-4)
     import cv2
     from btk_default.synthetic import make_phantom
