@@ -51,7 +51,7 @@ def summarise(run_dir: Path, negative: str) -> dict:
     """Held-out accuracy, share called a tumour, and validation accuracy of one run."""
     rows = [r for r in csv.DictReader((run_dir / "predictions.csv").open()) if r["condition"] == "clean"]
     history = json.loads((run_dir / "history.json").read_text())
-    best = history["best_epoch"][0] if isinstance(history["best_epoch"], list) else history["best_epoch"]
+    best = history.get("best_epoch", [0])[0]
     per_class = {}
     for r in rows:
         per_class.setdefault(r["label"], []).append(r["predicted"] == r["label"])

@@ -15,6 +15,18 @@ import numpy as np
 CROPS = ("none", "head")
 
 
+def bright_mask(gray: np.ndarray) -> np.ndarray | None:
+    """The pixels of ``gray`` (H x W uint8) above Otsu's threshold of the lightly blurred image,
+    as a 0/255 mask; ``None`` for a blank (single-valued) image."""
+    import cv2
+
+    if int(gray.max()) == int(gray.min()):
+        return None
+    blur = cv2.GaussianBlur(gray, (5, 5), 0)
+    _, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return mask
+
+
 def head_box(image: np.ndarray, margin: float = 0.04, min_share: float = 0.02) -> tuple[int, int, int] | None:
     """The square ``(top, left, side)`` around the head in ``image`` (H x W or H x W x C, uint8).
 
@@ -26,11 +38,9 @@ def head_box(image: np.ndarray, margin: float = 0.04, min_share: float = 0.02) -
     import cv2
 
     gray = image if image.ndim == 2 else (image[..., 0] if image.shape[-1] == 1 else image.max(axis=-1))
-    gray = np.ascontiguousarray(gray)
-    if int(gray.max()) == int(gray.min()):
+    mask = bright_mask(np.ascontiguousarray(gray))
+    if mask is None:
         return None
-    blur = cv2.GaussianBlur(gray, (5, 5), 0)
-    _, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n < 2:
         return None

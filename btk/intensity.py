@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from btk.framing import bright_mask
+
 INTENSITIES = ("none", "stretch", "equalize")
 
 
@@ -31,10 +33,9 @@ def head_mask(gray: np.ndarray) -> np.ndarray | None:
     blank image."""
     import cv2
 
-    if int(gray.max()) == int(gray.min()):
+    bright = bright_mask(gray)
+    if bright is None:
         return None
-    blur = cv2.GaussianBlur(gray, (5, 5), 0)
-    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None

@@ -38,6 +38,32 @@ def sartaj() -> Path:
 
 
 @pytest.fixture
+def tiny_sartaj_run(tmp_path: Path, sartaj: Path):
+    """``make(*flags) -> (run_dir, data)``: a one-epoch small-cnn run at 32 px on 6 real meningioma
+    and 6 no-tumour images copied into ``tmp_path / "data"``, with extra ``btk run`` flags."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    data = tmp_path / "data"
+    for c in ("meningioma_tumor", "no_tumor"):
+        (data / c).mkdir(parents=True)
+        for f in sorted((sartaj / "Training" / c).glob("*.jpg"))[:6]:
+            shutil.copy(f, data / c / f.name)
+
+    def make(*flags: str) -> tuple[Path, Path]:
+        out = tmp_path / "runs"
+        result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
+                                          "--epochs", "1", *flags, "--out", str(out), "--reporter", "json"])
+        assert result.exit_code == 0, result.output
+        return next(out.iterdir()), data
+
+    return make
+
+
+@pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """A tiny class-folder dataset of real PNG files: 3 classes x 4 images, 40x40."""
     import cv2

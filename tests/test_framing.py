@@ -83,22 +83,12 @@ def test_unknown_crop_is_a_one_line_error():
     assert result.exit_code != 0 and "brain" in result.output and "Traceback" not in result.output
 
 
-def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, monkeypatch):
+def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, tiny_sartaj_run, monkeypatch):
     import json
-    import shutil
 
     from btk import predict as predict_module
 
-    data = tmp_path / "data"
-    for c in ("meningioma_tumor", "no_tumor"):
-        (data / c).mkdir(parents=True)
-        for f in sorted((sartaj / "Training" / c).glob("*.jpg"))[:6]:
-            shutil.copy(f, data / c / f.name)
-    out = tmp_path / "runs"
-    result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
-                                      "--epochs", "1", "--crop", "head", "--out", str(out), "--reporter", "json"])
-    assert result.exit_code == 0, result.output
-    run_dir = next(out.iterdir())
+    run_dir, _ = tiny_sartaj_run("--crop", "head")
     assert json.loads((run_dir / "config.json").read_text())["recipe"]["crop"] == "head"
     scan = tmp_path / "new.png"
     cv2.imwrite(str(scan), _reframed(cv2.imread(str(sartaj / SLICES[1]), cv2.IMREAD_GRAYSCALE), 0.5, (500, 700), (30, 300)))

@@ -4,7 +4,6 @@ different gain or gamma reaches the network alike, and every path applies the ru
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -86,20 +85,10 @@ def test_unknown_intensity_is_a_one_line_error():
         get_recipe("fast", intensity="zscore")
 
 
-def test_a_run_records_its_normalisation_and_predict_applies_it(tmp_path, sartaj, monkeypatch):
+def test_a_run_records_its_normalisation_and_predict_applies_it(tiny_sartaj_run, monkeypatch):
     from btk import predict as predict_module
 
-    data = tmp_path / "data"
-    for c in ("meningioma_tumor", "no_tumor"):
-        (data / c).mkdir(parents=True)
-        for f in sorted((sartaj / "Training" / c).glob("*.jpg"))[:6]:
-            shutil.copy(f, data / c / f.name)
-    out = tmp_path / "runs"
-    result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
-                                      "--epochs", "1", "--intensity", "equalize", "--out", str(out),
-                                      "--reporter", "json"])
-    assert result.exit_code == 0, result.output
-    run_dir = next(out.iterdir())
+    run_dir, data = tiny_sartaj_run("--intensity", "equalize")
     assert json.loads((run_dir / "config.json").read_text())["recipe"]["intensity"] == "equalize"
     seen = []
     real = predict_module.predict_batches
