@@ -18,6 +18,7 @@ import numpy as np
 from btk.dataset import iter_entries
 from btk.duplicates import DEFAULT_THRESHOLD, Fingerprints, find_pairs, fingerprint
 from btk.errors import BtkError
+from btk.feedback import Feedback
 from btk.types import ReadOptions, Reader
 
 
@@ -174,3 +175,19 @@ def write_pairs(result: AuditResult, path: Path) -> None:
             writer.writerows(rows)
     else:
         path.write_text(json.dumps({"summary": result.summary(), "pairs": rows}, indent=1) + "\n")
+
+
+def audit_paths(data: Path, reader: Reader, reader_options: dict[str, str] | None = None,
+                against: Path | None = None, against_reader: Reader | None = None,
+                threshold: float = DEFAULT_THRESHOLD, feedback: Feedback | None = None) -> AuditResult:
+    """Read ``data`` (and ``against``) with a progress task each, then :func:`audit` them."""
+    feedback = feedback or Feedback()
+    with feedback.task(f"reading {data}") as task:
+        main = read_image_set(Path(data).name, reader, data, reader_options,
+                              lambda d, t: task.update(completed=d, total=t))
+    other = None
+    if against is not None:
+        with feedback.task(f"reading {against}") as task:
+            other = read_image_set(Path(against).name, against_reader or reader, against, reader_options,
+                                   lambda d, t: task.update(completed=d, total=t))
+    return audit(main, other, threshold)

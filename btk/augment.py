@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,3 +31,18 @@ def make_augmenter(degraders: list[Degrader], probability: float = 0.5) -> Calla
         return out
 
     return augment
+
+
+def augment_names(host: Any, text: str | None) -> tuple[str, ...]:
+    """The degraders ``--augment-degraders`` names: comma-separated names, or ``all`` (every
+    degrader with severity levels); checked against the registered degraders.
+
+    Raises:
+        BtkError: an unknown degrader or one without levels.
+    """
+    if not text:
+        return ()
+    names = tuple(d.name for d in host.degraders if d.levels) if text == "all" else tuple(
+        n.strip() for n in text.split(",") if n.strip())
+    make_augmenter([host.degraders.get(n) for n in names])  # validates names and levels
+    return names

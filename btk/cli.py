@@ -1,6 +1,7 @@
-"""The ``btk`` command line. Each command parses, calls the library and renders with rich.
+"""The ``btk`` command line: each command parses its options, calls the library and hands the
+result to :mod:`btk.render` (or to the reporter plugins) to show.
 
-Heavy libraries (keras, the ML backend, OpenCV) are imported only inside commands, so
+Heavy libraries (keras, the ML backend, OpenCV, rich) are imported only inside commands, so
 ``btk --help`` answers at once.
 """
 
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from btk import __version__
+from btk.config import preset_hint
 from btk.errors import BtkError
 
 EPILOG_RUN = """\b
@@ -27,8 +30,10 @@ Examples:
   btk run --data DATA/sartaj --train-degrade blur                  # train on blurred images
   btk run --data DATA/sartaj --suite report  # the report's four experiments, one table
   btk run --data DATA/sartaj --preset report # the report's exact recipe (raw pixels: collapses)
+  btk run --data DATA/sartaj --set warmup_epochs=2 --set class_weight=off   # any recipe field
 
 Degradations are NAME or NAME:KEY=VALUE,...; e.g. blur:ksize=9,sigma=2 or resolution:factor=3.
+In [brackets]: each preset's value (docs/cli.md lists every recipe field).
 `btk plugins` lists readers, degraders, models and reporters.
 """
 
@@ -47,21 +52,32 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
-def _err_console():
-    """The console for warnings and skipped inputs: one line each, never wrapped at the width."""
-    from rich.console import Console
+def _settings(values: tuple[str, ...]) -> dict[str, Any]:
+    from btk.config import parse_field
 
-    return Console(stderr=True, soft_wrap=True)
+    return {key: parse_field(key, value) for key, value in _pairs(values, "--set value").items()}
+
+
+def _err_console():
+    from btk.render import err_console
+
+    return err_console()
 
 
 def _show_problems() -> None:
     from btk.plugins import get_host
+    from btk.render import warn_lines
 
-    problems = get_host().problems
-    if problems:
-        console = _err_console()
-        for line in problems:
-            console.print(f"[yellow]btk: warning: {line}[/]", highlight=False)
+    warn_lines(get_host().problems)
+
+
+def _recipe_option(field: str, *decls: str, extra: str = "", **kwargs: Any):
+    """An option of ``btk run`` that sets recipe field ``field``: its help is the field's, and the
+    presets' values come from the recipe table (written once, in :mod:`btk.config`)."""
+    from btk.config import field_help
+
+    hint = preset_hint(field) + (f"; {extra}" if extra else "")
+    return click.option(*decls, help=f"{kwargs.pop('help', field_help(field))} [{hint}]", **kwargs)
 
 
 class BtkGroup(click.Group):
@@ -121,6 +137,10 @@ def cli(debug: bool) -> None:
     _show_problems()
 
 
+# options of `btk run` that --resume may be given with (they do not change what is trained)
+RESUME_COMPATIBLE = ("resume_dir", "reporter")
+
+
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), help="Data path for the reader. Without it: the built-in synthetic dataset.")
 @click.option("--reader", help="Reader plugin (default: folder with --data, synthetic without).")
@@ -128,124 +148,106 @@ def cli(debug: bool) -> None:
 @click.option("--task", type=click.Choice(["multiclass", "binary"]), default="multiclass", show_default=True,
               help="All classes, or tumour vs the negative class.")
 @click.option("--negative-class", default="no_tumor", show_default=True, help="The 'no finding' class for --task binary.")
-@click.option("--binary-via-classes/--binary-direct", "binary_via_classes", default=None,
-              help="--task binary: train on every class and read P(tumour) = 1 - P(no tumour), so each tumour "
-                   "type stays its own target; or train on the two labels [fast: via classes; btk, report: direct].")
+@_recipe_option("binary_via_classes", "--binary-via-classes/--binary-direct", "binary_via_classes", default=None,
+                help="--task binary: train on every class and read P(tumour) = 1 - P(no tumour), so each tumour "
+                     "type stays its own target; or train on the two labels.")
 @click.option("--preset",
               help="Training recipe: fast (res-cnn at 128 px: minutes on a laptop), btk (the report's CNN made "
                    "safe) or report (the report exactly: raw pixels) [fast; btk for --suite and the demo].")
-@click.option("--model", help="Model plugin [the preset's: seed-cnn, res-cnn for fast; small-cnn on the synthetic data].")
+@_recipe_option("model", "--model", extra="small-cnn on the synthetic data")
 @click.option("--model-option", "-M", multiple=True, metavar="KEY=VALUE", help="Model-specific option; repeatable.")
 @click.option("--degrade", "test_degrade", multiple=True, metavar="SPEC",
               help="Also evaluate on test images degraded by SPEC; repeatable.")
 @click.option("--train-degrade", multiple=True, metavar="SPEC", help="Train on images degraded by SPEC.")
 @click.option("--augment-degraders", metavar="NAMES",
               help="Augment training on the fly: comma-separated degraders (or 'all'), a random one at a random "
-                   "level 1-5 for half the images.")
-@click.option("--augment/--no-augment", "augment_images", default=None,
-              help="On-the-fly flips, small rotations, scalings and intensity changes [fast: on].")
-@click.option("--schedule", type=click.Choice(["constant", "cosine"]), help="Learning-rate schedule [fast: cosine].")
-@click.option("--patience", type=click.IntRange(0),
-              help="Stop after N epochs without a better validation accuracy; 0 never [fast: 8].")
-@click.option("--monitor-after", type=click.FloatRange(0, 1, max_open=True), metavar="SHARE",
-              help="Share of the epochs to train before validation accuracy counts for the best weights and early "
-                   "stopping [fast: 0.5: while the learning rate is high, validation accuracy swings; btk: 0].")
-@click.option("--crop", type=click.Choice(["none", "head"]),
-              help="Crop each image to a square around the head before resizing, so every source is framed "
-                   "alike [fast: head; btk and report: none].")
-@click.option("--intensity", type=click.Choice(["none", "stretch", "equalize"]),
-              help="Normalise each image's intensities at the network's input: stretch (the head's 99th percentile "
-                   "becomes white) or equalize (histogram equalisation), so sources windowed differently look "
-                   "alike [fast: stretch; btk and report: none].")
-@click.option("--micro-batch", type=click.IntRange(1),
-              help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less memory "
-                   "[auto: on a CPU, small enough to keep a step's activations under 512 MiB, for networks without "
-                   "batch norm; whole batches on accelerators]. N = the batch size: whole batches.")
-@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
-              help="Compute precision; auto: what measured fastest on this kind of device [auto].")
+                   "level for half the images.")
+@_recipe_option("augment_images", "--augment/--no-augment", "augment_images", default=None)
+@_recipe_option("schedule", "--schedule", type=click.Choice(["constant", "cosine"]))
+@_recipe_option("patience", "--patience", type=click.IntRange(0))
+@_recipe_option("monitor_after", "--monitor-after", type=click.FloatRange(0, 1, max_open=True), metavar="SHARE")
+@_recipe_option("crop", "--crop", type=click.Choice(["none", "head"]))
+@_recipe_option("intensity", "--intensity", type=click.Choice(["none", "stretch", "equalize"]))
+@_recipe_option("micro_batch", "--micro-batch", type=click.IntRange(1),
+                help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less "
+                     "memory. N = the batch size: whole batches. Not given: automatic (on a CPU, small enough to "
+                     "keep a step's activations under 512 MiB, for networks without batch norm).")
+@_recipe_option("precision", "--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]))
+@click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+              help="Set any recipe field (docs/cli.md lists them), e.g. --set warmup_epochs=2; repeatable.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
-              help="Continue an interrupted run from its last epoch: its .ID.partial folder under --out.")
+              help="Continue an interrupted run from its last epoch: its .ID.partial folder under --out. "
+                   "The run keeps its own configuration: no other option but --reporter goes with it.")
 @click.option("--suite", help="Run a plan of experiments instead of one run (report: the report's four).")
-@click.option("--epochs", type=click.IntRange(1), help="Epochs [fast: 30, btk and report: 60; 8 on the synthetic data].")
-@click.option("--batch-size", type=click.IntRange(1), help="Batch size [preset: 32].")
-@click.option("--image-size", type=click.IntRange(8, 4096), help="Square image side in pixels [fast: 128, btk and report: 256; 96 synthetic].")
-@click.option("--channels", type=click.Choice(["1", "3"]), help="1 grayscale, 3 as cv2.imread reads [fast: 1, btk and report: 3].")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Validation share of the training data [0.1].")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), help="Adam's (peak) learning rate [fast: 2e-3, btk: 1e-4, report: Keras default].")
+@_recipe_option("epochs", "--epochs", type=click.IntRange(1))
+@_recipe_option("batch_size", "--batch-size", type=click.IntRange(1))
+@_recipe_option("image_size", "--image-size", type=click.IntRange(8, 4096))
+@_recipe_option("channels", "--channels", type=click.Choice(["1", "3"]))
+@_recipe_option("val_fraction", "--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@_recipe_option("learning_rate", "--learning-rate", type=click.FloatRange(0, min_open=True))
 @click.option("--seed", type=int, default=101, show_default=True, help="Seed for splits, initialisation and shuffling.")
 @click.option("--limit-train", type=click.IntRange(0), default=0, help="Use at most N training images (0 = all).")
 @click.option("--limit-test", type=click.IntRange(0), default=0, help="Use at most N test images (0 = all).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Parent folder of run directories.")
-@click.option("--name", default="", help="Name in the run directory's name.")
+@click.option("--name", default="", help="Name in the run directory's name (a plain name: no '/').")
 @click.option("--reporter", multiple=True, default=("terminal",), show_default=True, help="Reporter plugin(s) for the finished run.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
 @click.option("--duplicate-threshold", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Near-copy score: copies stay on one side of the splits btk makes, and test images with a "
                    "copy in training are also reported apart. 0 turns this off.")
-def run(data, reader, reader_option, task, negative_class, binary_via_classes, preset, model, model_option, test_degrade, train_degrade,
-        suite, epochs, batch_size, image_size, channels, val_fraction, learning_rate, seed, limit_train, limit_test,
-        out, name, reporter, strict, duplicate_threshold, augment_degraders, augment_images, schedule, patience,
-        monitor_after, crop, intensity, micro_batch, precision, resume_dir):
+def run(**opts: Any) -> None:
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
-    from rich.console import Console
-
-    from btk.config import DEMO_OVERRIDES, RunConfig, get_recipe
+    from btk.config import RECIPE_FIELDS, make_run_config
     from btk.plugins import get_host
+    from btk.render import collapsed_warning, out_console, written
+    from btk.render.progress import RichFeedback
 
     host = get_host()
-    reporters = [host.reporters.get(r) for r in reporter]
-    if resume_dir is not None:
-        from rich.console import Console
-
+    reporters = [host.reporters.get(r) for r in opts["reporter"]]
+    console = out_console()
+    feedback = RichFeedback(console)
+    if opts["resume_dir"] is not None:
         from btk.pipeline import resume_config, run_experiment
 
-        config, run_id = resume_config(resume_dir)
-        console = Console()
-        result = run_experiment(config, Path(resume_dir).parent, console, host, run_id=run_id)
-        for rep in reporters:
-            rep.report(result, console)
-        console.print(f"run written to [bold]{result.path}[/]")
-        return
-    augment: tuple[str, ...] = ()
-    if augment_degraders:
-        augment = tuple(d.name for d in host.degraders if d.levels) if augment_degraders == "all" else tuple(
-            n.strip() for n in augment_degraders.split(",") if n.strip())
-        from btk.augment import make_augmenter
+        ctx = click.get_current_context()
+        given = [p.opts[0] for p in ctx.command.params if p.name not in RESUME_COMPATIBLE
+                 and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+        if given:
+            raise BtkError(f"--resume continues a run with its own configuration; leave out {', '.join(given)}")
+        config, run_id = resume_config(opts["resume_dir"])
+        result = run_experiment(config, Path(opts["resume_dir"]).parent, feedback, host, run_id=run_id)
+    else:
+        from btk.augment import augment_names
 
-        make_augmenter([host.degraders.get(n) for n in augment])  # validates names and levels
-    overrides = dict(epochs=epochs, batch_size=batch_size, image_size=image_size,
-                     channels=int(channels) if channels else None, val_fraction=val_fraction,
-                     learning_rate=learning_rate, augment_images=augment_images, schedule=schedule, patience=patience,
-                     monitor_after=monitor_after, crop=crop, intensity=intensity, binary_via_classes=binary_via_classes,
-                     precision=precision, micro_batch=micro_batch)
-    if data is None and reader is None:
-        reader = "synthetic"
-        model = model or "small-cnn"
-        preset = preset or "btk"
-        overrides = {**DEMO_OVERRIDES, **{k: v for k, v in overrides.items() if v is not None}}
-    recipe = get_recipe(preset or ("btk" if suite else "fast"), **overrides)
-    config = RunConfig(recipe=recipe, reader=reader or "folder", data=str(data) if data else None,
-                       reader_options=_pairs(reader_option, "reader option"), task=task,
-                       negative_class=negative_class, model=model or "", model_options=_pairs(model_option, "model option"),
-                       train_degrade=tuple(train_degrade), test_degrade=tuple(test_degrade), seed=seed,
-                       limit_train=limit_train, limit_test=limit_test, strict=strict, name=name,
-                       duplicate_threshold=duplicate_threshold, augment=augment)
-    console = Console()
-    if suite:
-        from btk.suite import run_suite
+        overrides = {k: opts.pop(k) for k in RECIPE_FIELDS if k in opts and k != "model"}
+        if overrides["channels"] is not None:
+            overrides["channels"] = int(overrides["channels"])
+        config = make_run_config(
+            data=opts["data"], reader=opts["reader"], preset=opts["preset"], model=opts["model"], suite=opts["suite"],
+            overrides=overrides, settings=_settings(opts["settings"]),
+            reader_options=_pairs(opts["reader_option"], "reader option"), task=opts["task"],
+            negative_class=opts["negative_class"], model_options=_pairs(opts["model_option"], "model option"),
+            train_degrade=tuple(opts["train_degrade"]), test_degrade=tuple(opts["test_degrade"]), seed=opts["seed"],
+            limit_train=opts["limit_train"], limit_test=opts["limit_test"], strict=opts["strict"], name=opts["name"],
+            duplicate_threshold=opts["duplicate_threshold"], augment=augment_names(host, opts["augment_degraders"]))
+        if opts["suite"]:
+            from btk.render.tables import render_suite_table
+            from btk.suite import read_suite, run_suite
 
-        folder = run_suite(suite, config, out, console)
-        console.print(f"suite written to [bold]{folder}[/]")
-        return
-    from btk.pipeline import run_experiment
+            folder = run_suite(opts["suite"], config, opts["out"], feedback)
+            info = read_suite(folder) or {}
+            render_suite_table(info.get("table", []), console, f"suite '{opts['suite']}' ({folder})")
+            written(console, "suite written to", folder)
+            return
+        from btk.pipeline import run_experiment
 
-    result = run_experiment(config, out, console, host)
+        result = run_experiment(config, opts["out"], feedback, host)
     for rep in reporters:
         rep.report(result, console)
-    console.print(f"run written to [bold]{result.path}[/]")
+    written(console, "run written to", result.path)
     if result.metrics["collapsed"]:
-        console.print("[bold red]WARNING: this run collapsed (one class predicted for every test image).[/]")
+        collapsed_warning(console)
 
 
 run.epilog = EPILOG_RUN
@@ -268,31 +270,17 @@ def report(paths, reporter, html_path):
       btk report runs/20261127-101500-multiclass
       btk report runs/* --html report.html
     """
-    import json
-
-    from rich.console import Console
-
+    from btk.compare import best_by_column, gather_runs, paired_tests, run_rows
     from btk.plugins import get_host
-    from btk.runs import MARKER, load_run
-    from btk.suite import render_suite_table
+    from btk.render import out_console, warn_lines, written
+    from btk.render.tables import render_comparison, render_suite_table
 
-    console, err = Console(), _err_console()
+    console = out_console()
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
     html_writer = host.reporters.get("html").write if html_path else None
-    runs, suites = [], []
-    for path in paths:
-        if (path / "suite.json").exists():
-            info = json.loads((path / "suite.json").read_text())
-            suites.append(info)
-            candidates = [path / name for name in info.get("runs", {}).values()]
-        else:
-            candidates = [path]
-        for candidate in candidates:
-            try:
-                runs.append(load_run(candidate))
-            except BtkError as exc:
-                err.print(f"[yellow]btk: skipped: {exc}[/]", highlight=False)
+    runs, suites, skipped = gather_runs(list(paths))
+    warn_lines(skipped, prefix="btk: skipped: ")
     if not runs:
         raise BtkError("no complete run to report")
     for info in suites:
@@ -303,36 +291,11 @@ def report(paths, reporter, html_path):
         for run_ in runs:
             rep.report(run_, console)
     if len(runs) > 1:
-        render_comparison(runs, console)
+        rows = run_rows(runs)
+        render_comparison(rows, best_by_column(rows), paired_tests(runs), console)
     if html_writer:
         html_writer(runs, html_path, suites)
-        console.print(f"HTML report written to [bold]{html_path}[/]")
-
-
-def render_comparison(runs, console) -> None:
-    """The comparison table of several runs and their paired tests."""
-    from rich.table import Table
-
-    from btk.compare import COLUMNS, best_by_column, paired_tests, run_rows
-
-    rows = run_rows(runs)
-    best = best_by_column(rows)
-    table = Table(title=f"{len(runs)} runs (best of each column in bold)")
-    for col in ("run", "task", "reader", "train degr.", "test", "acc", "bal. acc", "macro F1", "macro AUC", "ECE"):
-        table.add_column(col, justify="right" if col in ("acc", "bal. acc", "macro F1", "macro AUC", "ECE") else "left",
-                         overflow="fold")
-    for r in rows:
-        cells = []
-        for c in COLUMNS:
-            v = r[c]
-            text = "-" if v is None else (f"{v:.3f}" if c == "ece" else f"{100 * v:.1f}")
-            cells.append(f"[bold green]{text}[/]" if v is not None and v == best.get(c) else text)
-        name = r["run"] + (" [red](COLLAPSED)[/]" if r["collapsed"] else "")
-        table.add_row(name, r["task"], r["reader"], r["train_degrade"], r["test_condition"], *cells)
-    console.print(table)
-    for t in paired_tests(runs):
-        console.print(f"McNemar (clean, {t['n']} images): {t['a']} vs {t['b']}: only A right {t['a_only']}, "
-                      f"only B right {t['b_only']}, p = {t['p_value']:.4g}", highlight=False)
+        written(console, "HTML report written to", html_path)
 
 
 @cli.command()
@@ -356,72 +319,26 @@ def audit(data, reader, reader_option, against, against_reader, threshold, pairs
     """
     import json
 
-    from rich.console import Console
-
-    from btk.audit import audit as run_audit
-    from btk.audit import read_image_set, write_pairs
-    from btk.pipeline import _progress
+    from btk.audit import audit_paths, write_pairs
     from btk.plugins import get_host
+    from btk.render import err_console, out_console, written
+    from btk.render.progress import RichFeedback
+    from btk.render.tables import render_audit
 
     host = get_host()
-    console = Console()
-    options = _pairs(reader_option, "reader option")
     main_reader = host.readers.get(reader)
     other_reader = host.readers.get(against_reader or reader) if against else None
-    with _progress(Console(stderr=True, quiet=as_json)) as bar:
-        task = bar.add_task(f"reading {data}", total=None, info="")
-        main = read_image_set(Path(data).name, main_reader, data, options,
-                              lambda d, t: bar.update(task, completed=d, total=t))
-        other = None
-        if against:
-            task2 = bar.add_task(f"reading {against}", total=None, info="")
-            other = read_image_set(Path(against).name, other_reader, against, options,
-                                   lambda d, t: bar.update(task2, completed=d, total=t))
-    result = run_audit(main, other, threshold)
+    result = audit_paths(data, main_reader, _pairs(reader_option, "reader option"), against, other_reader, threshold,
+                         RichFeedback(err_console(quiet=as_json)))
     if pairs_out:
         write_pairs(result, pairs_out)
     if as_json:
         click.echo(json.dumps(result.summary(), indent=1))
-    else:
-        render_audit(result, console)
-        if pairs_out:
-            console.print(f"{len(result.pairs)} pairs written to [bold]{pairs_out}[/]")
-
-
-def render_audit(result, console) -> None:
-    """The audit as rich tables."""
-    from rich.table import Table
-
-    summary = result.summary()
-    for name, info in summary["datasets"].items():
-        table = Table(title=f"{name}: {info['images']} images")
-        splits = list(info["class_counts"])
-        classes = sorted({c for counts in info["class_counts"].values() for c in counts})
-        table.add_column("class")
-        for split in splits:
-            table.add_column(split, justify="right")
-        for c in classes:
-            table.add_row(c, *[str(info["class_counts"][s].get(c, 0)) for s in splits])
-        console.print(table)
-        sizes = ", ".join(f"{k} ({v})" for k, v in list(info["sizes"].items())[:5])
-        more = len(info["sizes"]) - 5
-        console.print(f"sizes: {sizes}{f', and {more} more' if more > 0 else ''}; channels in the files: "
-                      f"{info['channels']}; bit depth: {info['bit_depths']}")
-        if info["unreadable"]:
-            console.print(f"[yellow]{len(info['unreadable'])} unreadable file(s)[/], e.g. "
-                          f"{info['unreadable'][0]['source']}: {info['unreadable'][0]['reason']}")
-        else:
-            console.print("unreadable files: none")
-    pairs = Table(title=f"duplicate pairs (near: score >= {result.threshold})")
-    for col in ("where", "exact pairs", "near pairs", "labels disagree"):
-        pairs.add_column(col, justify="left" if col == "where" else "right")
-    for scope, counts in summary["pairs"].items():
-        pairs.add_row(scope, str(counts["exact"]), str(counts["near"]),
-                      f"[bold red]{counts['labels_disagree']}[/]" if counts["labels_disagree"] else "0")
-    console.print(pairs)
-    for title, c in summary["copies"].items():
-        console.print(f"[bold]{title}:[/] {c['exact_copy']} pixel-identical, {c['near_copy_only']} more near-copies "
-                      f"({c['any_copy']} in all); {c['copy_with_other_label']} with a copy that carries another label")
+        return
+    console = out_console()
+    render_audit(result.summary(), console)
+    if pairs_out:
+        written(console, f"{len(result.pairs)} pairs written to", pairs_out)
 
 
 @cli.command()
@@ -442,30 +359,20 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json):
     """
     import json
 
-    from rich.console import Console
-    from rich.table import Table
-
     from btk.plugins import get_host
     from btk.predict import predict_paths
+    from btk.render import out_console, warn_lines
+    from btk.render.tables import render_predictions
     from btk.runs import load_run
 
     run_ = load_run(run_dir)
     results, skipped = predict_paths(run_, list(paths), get_host(), reader, _pairs(reader_option, "reader option"),
                                      slices)
-    err = _err_console()
-    for source, reason in skipped:
-        err.print(f"[yellow]btk: skipped {source}: {reason}[/]", highlight=False)
+    warn_lines([f"{source}: {reason}" for source, reason in skipped], prefix="btk: skipped ")
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in results], indent=1))
         return
-    table = Table(title=f"predictions of {run_.name}")
-    for col in ("input", "slice", "class", *run_.classes):
-        table.add_column(col, justify="right" if col in run_.classes else "left", overflow="fold")
-    for r in results:
-        slice_ = f"all {r.aggregated_over} (mean)" if r.slice is None else str(r.slice)
-        style = "bold" if r.slice is None else None
-        table.add_row(r.source, slice_, r.predicted, *[f"{r.probabilities[c]:.3f}" for c in run_.classes], style=style)
-    Console().print(table)
+    render_predictions(f"predictions of {run_.name}", run_.classes, results, out_console())
     if not results:
         raise BtkError("nothing could be read to predict")
 
@@ -478,69 +385,41 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json):
 @click.option("--also", multiple=True, metavar="SPEC",
               help="Also evaluate this degradation (e.g. blur, the report's own setting); repeatable.")
 def robustness(run_dirs, baseline, degraders, plot_path, also):
-    """Evaluate trained runs on their test images under every degrader at severity 1..5, and
-    score them as the corruption benchmarks do: corruption error (CE), mean CE and relative mCE
-    against a baseline run. Results go to each run's robustness.json.
+    """Evaluate trained runs on their test images under every degrader at every severity level,
+    and score them as the corruption benchmarks do: corruption error (CE), mean CE and relative
+    mCE against a baseline run. Results go to each run's robustness.json.
 
     \b
     Example:
       btk robustness runs/seed-cnn runs/augmented --baseline runs/seed-cnn
       btk robustness runs/A runs/B --also blur --also resolution   # + the report's two settings
     """
-    import json
-
-    from rich.console import Console
-    from rich.table import Table
-
+    from btk.degraders import resolve_degradations
     from btk.plugins import get_host
-    from btk.robustness import corruption_errors, plot, sweep
+    from btk.render import line, out_console, written
+    from btk.render.plots import robustness_plot
+    from btk.render.progress import RichFeedback
+    from btk.render.tables import render_robustness, render_robustness_extra
+    from btk.robustness import compare_runs
     from btk.runs import load_run
 
     host = get_host()
     names = [n.strip() for n in degraders.split(",")] if degraders else None
-    for n in names or []:
-        if not host.degraders.get(n).levels:
-            raise BtkError(f"degrader '{n}' has no severity levels")
-    from btk.pipeline import resolve_degradations
-
     extra = resolve_degradations(host, list(also))
-    console = Console()
     runs = [load_run(p) for p in run_dirs]
     base_run = load_run(baseline) if baseline else runs[0]
-    results = {}
-    for run_ in ([base_run] if base_run.path not in [r.path for r in runs] else []) + runs:
-        with console.status(f"sweeping {run_.name}") as status:
-            results[run_.name] = sweep(run_, host, names, lambda what: status.update(f"{run_.name}: {what}"),
-                                       extra=extra)
-    base = results[base_run.name]
-    for run_ in runs:
-        res = results[run_.name]
-        scores = corruption_errors(res, base)
-        table = Table(title=f"{run_.name}: test accuracy (%) by severity; clean {100 * res['clean']:.1f}")
-        for col in ("degrader", "1", "2", "3", "4", "5", "CE", "rel. CE"):
-            table.add_column(col, justify="left" if col == "degrader" else "right")
-        for name, accs in res["degraders"].items():
-            rel = scores["relative_ce"].get(name)
-            table.add_row(name, *[f"{100 * a:.1f}" for a in accs], f"{scores['ce'].get(name, float('nan')):.3f}",
-                          "-" if rel is None else f"{rel:.3f}")
-        console.print(table)
-        if res.get("extra"):
-            base_clean = base["clean"]
-            extra_table = Table(title=f"{run_.name}: test accuracy (%) under the settings given with --also")
-            for col in ("degradation", "accuracy", "loss", f"loss of {base_run.name}", "share of the baseline's loss"):
-                extra_table.add_column(col, justify="left" if col == "degradation" else "right")
-            for label, acc in res["extra"].items():
-                loss, base_loss = res["clean"] - acc, base_clean - base["extra"][label]
-                share = f"{loss / base_loss:.2f}" if base_loss > 1e-9 else "-"
-                extra_table.add_row(label, f"{100 * acc:.1f}", f"{100 * loss:.1f}", f"{100 * base_loss:.1f}", share)
-            console.print(extra_table)
-        console.print(f"mCE {scores['mce']:.3f}, relative mCE "
-                      f"{'-' if scores['relative_mce'] is None else format(scores['relative_mce'], '.3f')} "
-                      f"against {base_run.name}")
-        (run_.path / "robustness-scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+    console = out_console()
+    compared = compare_runs(runs, base_run, host, names, extra, RichFeedback(console))
+    for item in compared:
+        render_robustness(item.run.name, item.result, item.scores, console)
+        if item.extra_losses:
+            render_robustness_extra(item.run.name, base_run.name, item.extra_losses, console)
+        mce, rel = item.scores["mce"], item.scores["relative_mce"]
+        line(console, f"mCE {'-' if mce is None else format(mce, '.3f')}, relative mCE "
+                      f"{'-' if rel is None else format(rel, '.3f')} against {base_run.name}")
     out = plot_path or runs[0].path / "robustness.png"
-    plot([results[r.name] for r in runs], out)
-    console.print(f"plot: [bold]{out}[/]")
+    robustness_plot([item.result for item in compared], out)
+    written(console, "plot:", out)
 
 
 @cli.command()
@@ -548,7 +427,7 @@ def robustness(run_dirs, baseline, degraders, plot_path, also):
 @click.option("--reader", default="folder", show_default=True, help="Reader for --data.")
 @click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
 @click.option("--degrader", "degrader_name", help="Degrader name.")
-@click.option("--severity", type=click.IntRange(1, 5), help="Severity level 1..5.")
+@click.option("--severity", type=click.IntRange(1), help="Severity level (1..the degrader's number of levels).")
 @click.option("--params", "param_text", metavar="KEY=VALUE,...", help="Explicit parameters instead of a level.")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder for the degraded copies (PNG, same layout).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random degraders.")
@@ -559,59 +438,39 @@ def degrade(data, reader, reader_option, degrader_name, severity, param_text, ou
     \b
     Examples:
       btk degrade --data DATA/sartaj --degrader blur --severity 3 --out sartaj-blur3
+      btk degrade --data DATA/sartaj --degrader blur --params ksize=9,sigma=2 --out sartaj-blur
       btk degrade --data DATA/sartaj --preview degraders.png
     """
     import cv2
-    import numpy as np
 
-    from btk.dataset import iter_entries
-    from btk.degraders import Degradation
-    from btk.pipeline import resolve_degradations
+    from btk.degraded_copies import first_image, write_degraded_copies
+    from btk.degraders import resolve_degradations
     from btk.plugins import get_host
-    from btk.types import ReadOptions
+    from btk.render.images import degrader_preview
 
     host = get_host()
     if not preview and not (degrader_name and out):
         raise BtkError("give --degrader NAME (with --severity or --params) and --out, or --preview PATH")
+    if severity is not None and param_text:
+        raise BtkError("give --severity LEVEL or --params KEY=VALUE,..., not both")
     deg = None
     if degrader_name:
         spec = f"{degrader_name}@{severity}" if severity else degrader_name + (f":{param_text}" if param_text else "")
         (deg,) = resolve_degradations(host, [spec])
     if out is not None and out.exists() and any(out.iterdir()):
         raise BtkError(f"output folder is not empty: {out}")
-    extra = _pairs(reader_option, "reader option")
+    options = _pairs(reader_option, "reader option")
+    reader_ = host.readers.get(reader)
     if preview:
-        first = next(iter_entries(host.readers.get(reader), data, ReadOptions(256, 3, extra)))
-        if isinstance(first[1], str):
-            raise BtkError(f"cannot read {first[0].source}: {first[1]}")
-        image = first[1][0].image[None]
-        rows = []
-        for d in [d for d in host.degraders if d.levels]:
-            tiles = [image[0]] + [Degradation(d, {}, lv).apply(image, seed)[0] for lv in range(1, len(d.levels) + 1)]
-            tiles = [cv2.resize(t, (160, 160)) for t in tiles]
-            label = np.zeros((160, 110, 3), np.uint8)
-            cv2.putText(label, d.name, (4, 85), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-            rows.append(np.hstack([label, *tiles]))
-        header = np.zeros((30, rows[0].shape[1], 3), np.uint8)
-        for k, text in enumerate(["clean"] + [f"level {lv}" for lv in range(1, 6)]):
-            cv2.putText(header, text, (110 + 160 * k + 40, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
-                        cv2.LINE_AA)
-        cv2.imwrite(str(preview), np.vstack([header, *rows]))
-        click.echo(f"preview of {len(rows)} degraders written to {preview}")
+        degraders = [d for d in host.degraders if d.levels]
+        cv2.imwrite(str(preview), degrader_preview(first_image(reader_, data, options), degraders, seed))
+        click.echo(f"preview of {len(degraders)} degraders written to {preview}")
     if deg is not None and out is not None:
-        written = skipped = 0
-        for entry, samples in iter_entries(host.readers.get(reader), data, ReadOptions(None, 3, extra)):
-            if isinstance(samples, str):
-                skipped += 1
-                click.echo(f"skipped {entry.source}: {samples}", err=True)
-                continue
-            for k, sample in enumerate(samples):
-                target = out / (Path(sample.source.split("[")[0]).with_suffix("").as_posix()
-                                + (f"_{k}" if len(samples) > 1 else "") + ".png")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(target), deg.apply(sample.image[None], seed)[0])
-                written += 1
-        click.echo(f"{written} images degraded by {deg.label} written to {out}" + (f"; {skipped} skipped" if skipped else ""))
+        done = write_degraded_copies(reader_, data, options, deg, out, seed)
+        for source, reason in done.skipped:
+            click.echo(f"skipped {source}: {reason}", err=True)
+        click.echo(f"{done.written} images degraded by {deg.label} written to {out}"
+                   + (f"; {len(done.skipped)} skipped" if done.skipped else ""))
 
 
 @cli.command()
@@ -620,29 +479,19 @@ def cache(clear):
     """List (or clear) the decode cache: datasets already read and resized, which the next
     run with the same files and image options maps instead of decoding again. The folder is
     $BTK_CACHE_DIR (default ~/.cache/btk); BTK_CACHE_DIR=off turns the cache off."""
-    import time as _time
-
-    from rich.console import Console
-    from rich.table import Table
-
     from btk import cache as decode_cache
+    from btk.render import line, out_console
+    from btk.render.tables import render_cache
 
-    console = Console()
+    console = out_console()
     root = decode_cache.cache_root()
     if root is None:
-        console.print("the decode cache is off (BTK_CACHE_DIR=off)")
+        line(console, "the decode cache is off (BTK_CACHE_DIR=off)")
         return
     if clear:
-        console.print(f"removed {decode_cache.clear()} cached dataset(s) from {root}")
+        line(console, f"removed {decode_cache.clear()} cached dataset(s) from {root}")
         return
-    rows = decode_cache.entries()
-    table = Table(title=f"decode cache: {root}")
-    for col in ("key", "size", "last used"):
-        table.add_column(col)
-    for key, size, used in rows:
-        table.add_row(key, f"{size / 2**20:.1f} MiB", _time.strftime("%Y-%m-%d %H:%M", _time.localtime(used)))
-    console.print(table)
-    console.print(f"{len(rows)} dataset(s), {sum(r[1] for r in rows) / 2**20:.1f} MiB")
+    render_cache(root, decode_cache.entries(), console)
 
 
 @cli.command()

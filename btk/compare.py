@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,3 +64,32 @@ def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, An
                     "accuracy_a": float((pa.argmax(1) == ya).mean()),
                     "accuracy_b": float((pb[order].argmax(1) == yb[order]).mean()), **result})
     return out
+
+
+def gather_runs(paths: list[Path]) -> tuple[list[Run], list[dict[str, Any]], list[str]]:
+    """The finished runs at ``paths``: run directories, or suite directories (their runs).
+
+    Returns:
+        (runs, suites, skipped): the runs, each suite's record (``suite.json``), and one line
+        for each path that is not a complete run.
+    """
+    from btk.errors import BtkError
+    from btk.runs import load_run
+    from btk.suite import read_suite
+
+    runs: list[Run] = []
+    suites: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for path in paths:
+        info = read_suite(path)
+        if info is not None:
+            suites.append(info)
+            candidates = [Path(path) / name for name in info.get("runs", {}).values()]
+        else:
+            candidates = [Path(path)]
+        for candidate in candidates:
+            try:
+                runs.append(load_run(candidate))
+            except BtkError as exc:
+                skipped.append(str(exc))
+    return runs, suites, skipped

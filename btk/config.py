@@ -32,36 +32,58 @@ from btk.framing import CROPS
 from btk.intensity import INTENSITIES
 
 
+def _field(default: Any, help: str, flag: str = "") -> Any:
+    """A recipe field with its one-line help (shown by ``--help``, ``--set`` errors and the docs)
+    and the ``btk run`` flag that sets it, if one does besides ``--set``."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """How a model is trained; every field can be overridden on the command line."""
+    """How a model is trained. Every field can be set with ``btk run --set FIELD=VALUE``; the
+    common ones also have a flag. The presets (:data:`RECIPES`) are the only place defaults live."""
 
-    name: str
-    scale: float = 1 / 255
-    epochs: int = 60
-    batch_size: int = 32
-    val_fraction: float = 0.1
-    val_method: str = "grouped"  # "grouped" or "tail" (the report's Keras validation_split)
-    learning_rate: float | None = 1e-4
-    class_weight: bool = True
-    restore_best: bool = True
-    image_size: int = 256
-    channels: int = 3
-    model: str = "seed-cnn"
-    schedule: str = "constant"  # "constant" or "cosine" (linear warm-up, then cosine decay)
-    warmup_epochs: int = 0
-    patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
-    monitor_after: float = 0.0  # share of the epochs trained before validation accuracy counts (best weights, stopping)
-    augment_images: bool = False  # flips, small rotations and scalings, intensity (btk.image_augment)
-    binary_via_classes: bool = False  # binary task: train on all classes, read P(positive) = 1 - P(negative)
-    crop: str = "none"  # "head": crop each image to a square around the head before resizing (btk.framing)
-    intensity: str = "none"  # "stretch" or "equalize": per-image intensity normalisation at the input (btk.intensity)
-    micro_batch: int = 0  # >0: micro-batches of this size, gradients accumulated (less memory); 0: auto (CPU, no BN)
-    precision: str = "auto"  # "float32", "mixed_bfloat16", "mixed_float16"; auto: the measured best per device
+    name: str = _field("custom", "The preset this recipe starts from.", "--preset")
+    scale: float = _field(1 / 255, "Factor applied to the 0..255 pixels at the network's input.")
+    epochs: int = _field(60, "Epochs (at most, with early stopping).", "--epochs")
+    batch_size: int = _field(32, "Images per update.", "--batch-size")
+    val_fraction: float = _field(0.1, "Validation share of the training data.", "--val-fraction")
+    val_method: str = _field("grouped", "Validation split: grouped (stratified, whole groups and near-copies on one "
+                             "side) or tail (the last share of a seeded shuffle, as Keras' validation_split).")
+    learning_rate: float | None = _field(1e-4, "Adam's (peak) learning rate; none: Keras' default (1e-3).",
+                                         "--learning-rate")
+    class_weight: bool = _field(True, "Weight classes by scikit-learn's 'balanced' weights when they are unbalanced.")
+    restore_best: bool = _field(True, "Keep the weights of the epoch with the best validation accuracy (else the "
+                                "last epoch's).")
+    image_size: int = _field(256, "Square image side in pixels.", "--image-size")
+    channels: int = _field(3, "1 grayscale, 3 as cv2.imread reads.", "--channels")
+    model: str = _field("seed-cnn", "Model plugin.", "--model")
+    schedule: str = _field("constant", "Learning-rate schedule: constant, or cosine (linear warm-up, then cosine "
+                           "decay).", "--schedule")
+    warmup_epochs: int = _field(0, "Warm-up epochs of the cosine schedule.")
+    patience: int = _field(0, "Stop after N epochs without a better validation accuracy; 0 never.", "--patience")
+    monitor_after: float = _field(0.0, "Share of the epochs trained before validation accuracy counts for the best "
+                                  "weights and early stopping (while the learning rate is high, it swings).",
+                                  "--monitor-after")
+    augment_images: bool = _field(False, "On-the-fly flips, small rotations, scalings and intensity changes.",
+                                  "--augment/--no-augment")
+    binary_via_classes: bool = _field(False, "Binary task: train on every class and read P(tumour) = 1 - P(no "
+                                      "tumour), so each tumour type stays its own target.",
+                                      "--binary-via-classes/--binary-direct")
+    crop: str = _field("none", "Crop each image to a square around the head before resizing (head), so every "
+                       "source is framed alike; or none.", "--crop")
+    intensity: str = _field("none", "Per-image intensity normalisation at the network's input: stretch (the head's "
+                            "99th percentile becomes white), equalize (histogram equalisation) or none.",
+                            "--intensity")
+    micro_batch: int = _field(0, "Compute each batch in micro-batches of N, gradients accumulated: the same updates, "
+                              "less memory; 0: automatic (on a CPU, activations under 512 MiB, networks without "
+                              "batch norm).", "--micro-batch")
+    precision: str = _field("auto", "Compute precision: float32, mixed_bfloat16, mixed_float16, or auto (what "
+                            "measured fastest on this kind of device).", "--precision")
 
 
 RECIPES: dict[str, Recipe] = {
-    "btk": Recipe("btk"),
+    "btk": Recipe("btk"),  # the dataclass defaults: the report's architecture and sizes, made safe
     "report": Recipe(
         "report", scale=1.0, val_method="tail", learning_rate=None, class_weight=False, restore_best=False
     ),
@@ -76,23 +98,94 @@ SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 DEMO_OVERRIDES: dict[str, Any] = {"image_size": 96, "epochs": 8, "learning_rate": 1e-3}
+"""What ``btk run`` without ``--data`` changes in its preset (``btk``) for the synthetic demo."""
+
+RECIPE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Recipe) if f.name != "name")
+"""The recipe fields a run may set (``--set FIELD=VALUE``); ``name`` is the preset's."""
 
 
-def get_recipe(name: str, **overrides: Any) -> Recipe:
-    """The recipe ``name`` with ``overrides`` (``None`` values ignored).
+def field_help(name: str) -> str:
+    """The one-line help of recipe field ``name``."""
+    return next(f.metadata["help"] for f in fields(Recipe) if f.name == name)
+
+
+def field_flag(name: str) -> str:
+    """The ``btk run`` flag that sets recipe field ``name`` ('' when only ``--set`` does)."""
+    return next(f.metadata["flag"] for f in fields(Recipe) if f.name == name)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return "1/255" if abs(value * 255 - 1) < 1e-12 else f"{value:.4g}"
+    return str(value)
+
+
+def preset_hint(name: str, demo: bool = True) -> str:
+    """Each preset's value of recipe field ``name``, presets with the same value together, e.g.
+    ``fast: 30; btk, report: 60; demo: 8``: what ``--help`` shows in brackets."""
+    by_value: dict[str, list[str]] = {}
+    for preset in sorted(RECIPES, key=lambda p: (p != "fast", p != "btk", p)):  # the default preset first
+        by_value.setdefault(_show(getattr(RECIPES[preset], name)), []).append(preset)
+    if len(by_value) == 1:
+        text = f"every preset: {next(iter(by_value))}"
+    else:
+        text = "; ".join(f"{', '.join(presets)}: {value}" for value, presets in by_value.items())
+    if demo and name in DEMO_OVERRIDES:
+        text += f"; demo: {_show(DEMO_OVERRIDES[name])}"
+    return text
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_field(name: str, text: str) -> Any:
+    """The value of recipe field ``name`` written as ``text`` (``--set name=text``), converted to
+    the field's type: numbers, on/off (true/false, yes/no, 1/0), ``none`` where allowed.
 
     Raises:
-        BtkError: unknown recipe or field.
+        BtkError: an unknown field (the message lists them) or a value of the wrong type.
+    """
+    if name not in RECIPE_FIELDS:
+        raise BtkError(f"unknown recipe field '{name}' (fields: {', '.join(RECIPE_FIELDS)})")
+    kind = str(next(f.type for f in fields(Recipe) if f.name == name))
+    value = text.strip()
+    try:
+        if "None" in kind and value.lower() == "none":
+            return None
+        if kind.startswith("bool"):
+            if value.lower() in _TRUE:
+                return True
+            if value.lower() in _FALSE:
+                return False
+            raise ValueError
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        return value
+    except ValueError:
+        raise BtkError(f"recipe field '{name}' ({kind}): cannot read {text!r}") from None
+
+
+def get_recipe(name: str, settings: dict[str, Any] | None = None, **overrides: Any) -> Recipe:
+    """The recipe ``name`` with ``overrides`` (``None`` values ignored: flags not given) and
+    ``settings`` (taken as they are, ``None`` included: ``--set learning_rate=none``).
+
+    Raises:
+        BtkError: unknown recipe or field, or a value out of range.
     """
     try:
         recipe = RECIPES[name]
     except KeyError:
         raise BtkError(f"unknown preset '{name}' (known: {', '.join(RECIPES)})") from None
-    valid = {f.name for f in fields(Recipe)}
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    bad = set(clean) - valid
+    clean = {**{k: v for k, v in overrides.items() if v is not None}, **(settings or {})}
+    bad = set(clean) - set(RECIPE_FIELDS)
     if bad:
-        raise BtkError(f"unknown recipe field(s): {', '.join(sorted(bad))}")
+        raise BtkError(f"unknown recipe field(s): {', '.join(sorted(bad))} (fields: {', '.join(RECIPE_FIELDS)})")
     recipe = replace(recipe, **clean)
     if recipe.epochs < 1 or recipe.batch_size < 1:
         raise BtkError("epochs and batch size must be at least 1")
@@ -115,6 +208,20 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     if not 0 < recipe.val_fraction < 1:
         raise BtkError(f"validation fraction must be between 0 and 1, got {recipe.val_fraction}")
     return recipe
+
+
+def check_run_name(name: str) -> None:
+    """A run's name goes into its directory's name, so it must be one path component: no path
+    separator, not ``.`` or ``..``, and not hidden (a leading dot marks unfinished runs).
+
+    Raises:
+        BtkError: the name is not usable.
+    """
+    if not name:
+        return
+    if "/" in name or "\\" in name or name in (".", "..") or name.startswith(".") or "\0" in name:
+        raise BtkError(f"run name {name!r} must be a plain name (no '/', '\\', leading '.' or '..'): "
+                       "it becomes part of the run directory's name")
 
 
 @dataclass(frozen=True)
@@ -155,6 +262,9 @@ class RunConfig:
     augment: tuple[str, ...] = ()
     augment_probability: float = 0.5
 
+    def __post_init__(self) -> None:
+        check_run_name(self.name)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the configuration."""
         out = asdict(self)
@@ -181,3 +291,32 @@ class RunConfig:
     def with_changes(self, **changes: Any) -> "RunConfig":
         """A copy with fields replaced."""
         return replace(self, **changes)
+
+
+def make_run_config(*, data: Any = None, reader: str | None = None, preset: str | None = None,
+                    model: str | None = None, suite: str | None = None, overrides: dict[str, Any] | None = None,
+                    settings: dict[str, Any] | None = None, **fields_: Any) -> RunConfig:
+    """The configuration ``btk run``'s options describe.
+
+    Args:
+        data, reader: the data and its reader; with neither, the built-in synthetic demo
+            (``small-cnn``, the ``btk`` preset with :data:`DEMO_OVERRIDES`).
+        preset: the recipe [``fast``; ``btk`` for a suite].
+        overrides: recipe fields from their flags (``None``: flag not given).
+        settings: recipe fields from ``--set`` (see :func:`parse_field`).
+        fields_: the other :class:`RunConfig` fields.
+
+    Raises:
+        BtkError: a field given both as a flag and with ``--set``, or any invalid value.
+    """
+    explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
+    both = sorted(set(explicit) & set(settings or {}))
+    if both:
+        raise BtkError(f"recipe field(s) {', '.join(both)} given both by a flag and with --set: give each once")
+    values = dict(explicit)
+    if data is None and reader is None:  # the built-in demo
+        reader, model, preset = "synthetic", model or "small-cnn", preset or "btk"
+        values = {**DEMO_OVERRIDES, **values}
+    recipe = get_recipe(preset or ("btk" if suite else "fast"), settings, **values)
+    return RunConfig(recipe=recipe, reader=reader or "folder", data=str(data) if data else None, model=model or "",
+                     **fields_)

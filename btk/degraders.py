@@ -186,3 +186,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str], int | None]:
             raise BtkError(f"bad degrader parameter {item!r} in {spec!r}: write KEY=VALUE")
         params[key.strip()] = value.strip()
     return name, params, level
+
+
+def resolve_degradations(host: Any, specs: tuple[str, ...] | list[str]) -> list[Degradation]:
+    """Parse and validate ``NAME[:K=V,...]`` specs against the registered degraders."""
+    out = []
+    for spec in specs:
+        name, params, level = parse_spec(spec)
+        degrader = host.degraders.get(name)
+        if level is not None:
+            degrader.level_params(level)  # validates the level
+            out.append(Degradation(degrader, {}, level))
+        else:
+            out.append(Degradation(degrader, degrader.resolve(params)))
+    return out

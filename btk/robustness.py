@@ -7,12 +7,14 @@ For a model f and degrader d with error E(f, d, s) at severity s and clean error
 - relative CE(f, d) = sum_s [E(f, d, s) - E(f, clean)] / sum_s [E(base, d, s) - E(base, clean)],
 - mCE and relative mCE: their means over the degraders, against a baseline run.
 
-The sweep is written to ``robustness.json`` and ``robustness.png`` in the run directory.
+The sweep is written to ``robustness.json`` in the run directory; :func:`btk.render.plots.robustness_plot`
+draws it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +23,7 @@ import numpy as np
 from btk.dataset import load_dataset
 from btk.degraders import Degradation
 from btk.errors import BtkError
+from btk.feedback import Feedback
 from btk.plugins import PluginHost
 from btk.runs import Run
 from btk.types import ReadOptions
@@ -105,29 +108,62 @@ def corruption_errors(model: dict[str, Any], baseline: dict[str, Any]) -> dict[s
             "relative_mce": float(np.mean(rel_values)) if rel_values else None}
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy against severity, a line per degrader, a panel per run."""
-    import matplotlib
+def level_count(result: dict[str, Any]) -> int:
+    """The most severity levels any degrader of a sweep has (degraders may have any number)."""
+    return max((len(accs) for accs in result["degraders"].values()), default=0)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
-    for ax, res in zip(axes[0], results):
-        for name, accs in res["degraders"].items():
-            ax.plot(range(0, len(accs) + 1), [res["clean"], *accs], marker="o", ms=3, label=name)
-        ax.set_xlabel("severity (0 = clean)")
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(0, 1)
-        ax.set_title(res["run"], fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+def extra_losses(result: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each explicit degradation of a sweep (``extra``): the accuracy, the loss against the
+    clean accuracy, the baseline's loss, and the loss as a share of the baseline's (``None``
+    when the baseline lost nothing)."""
+    rows = []
+    for label, acc in (result.get("extra") or {}).items():
+        loss = result["clean"] - acc
+        base_loss = baseline["clean"] - baseline["extra"][label] if label in (baseline.get("extra") or {}) else None
+        share = loss / base_loss if base_loss is not None and base_loss > 1e-9 else None
+        rows.append({"label": label, "accuracy": acc, "loss": loss, "baseline_loss": base_loss, "share": share})
+    return rows
 
 
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
     tmp.replace(path)
+
+
+@dataclass
+class RunRobustness:
+    """One run's sweep scored against the baseline's (:func:`compare_runs`)."""
+
+    run: Run
+    result: dict[str, Any]
+    scores: dict[str, Any]
+    extra_losses: list[dict[str, Any]]
+
+
+def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: list[str] | None = None,
+                 extra: list[Degradation] | None = None, feedback: Feedback | None = None) -> list[RunRobustness]:
+    """Sweep every run (and the baseline, if it is not among them), score each against the
+    baseline's sweep, and write each run's ``robustness-scores.json``.
+
+    Raises:
+        BtkError: a named degrader has no severity levels.
+    """
+    feedback = feedback or Feedback()
+    for name in degraders or []:
+        if not host.degraders.get(name).levels:
+            raise BtkError(f"degrader '{name}' has no severity levels")
+    results: dict[str, dict[str, Any]] = {}
+    for run in ([baseline] if baseline.path not in [r.path for r in runs] else []) + runs:
+        with feedback.task(f"sweeping {run.name}") as task:
+            results[run.name] = sweep(run, host, degraders,
+                                      lambda what, run=run, task=task: task.update(description=f"{run.name}: {what}"),
+                                      extra=extra)
+    base = results[baseline.name]
+    out = []
+    for run in runs:
+        scores = corruption_errors(results[run.name], base)
+        (run.path / "robustness-scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+        out.append(RunRobustness(run, results[run.name], scores, extra_losses(results[run.name], base)))
+    return out

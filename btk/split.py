@@ -1,10 +1,19 @@
-"""Train / validation / test splits that keep a group (patient, volume, file) on one side."""
+"""Labels for a task, and train / validation / test splits that keep a group (patient, volume,
+file, near-copies) on one side."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from btk.cache import iter_rows
+from btk.duplicates import Fingerprints, duplicate_clusters, fingerprint_all
 from btk.errors import BtkError
+
+if TYPE_CHECKING:
+    from btk.config import RunConfig
+    from btk.dataset import Dataset
 
 
 def grouped_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -53,3 +62,63 @@ def stratified_limit(labels: np.ndarray, index: np.ndarray, limit: int, seed: in
     stratify = labels[index] if counts.min() >= 2 and limit >= len(counts) else None
     kept, _ = train_test_split(index, train_size=limit, stratify=stratify, random_state=seed)
     return np.sort(kept)
+
+
+def task_labels(data: Dataset, task: str, negative_class: str) -> tuple[np.ndarray, list[str]]:
+    """Integer labels and class names for ``multiclass`` or ``binary`` (tumour vs ``negative_class``)."""
+    names = sorted({str(x) for x in data.labels})
+    if task == "multiclass":
+        if len(names) < 2:
+            raise BtkError(f"need at least two classes, found {names}")
+        lookup = {n: i for i, n in enumerate(names)}
+        return np.array([lookup[str(x)] for x in data.labels]), names
+    if task == "binary":
+        if negative_class not in names:
+            raise BtkError(f"binary task: negative class '{negative_class}' not in the data (classes: {', '.join(names)})")
+        return np.array([0 if str(x) == negative_class else 1 for x in data.labels]), [negative_class, "tumor"]
+    raise BtkError(f"unknown task '{task}' (tasks: multiclass, binary)")
+
+
+def split_groups(data: Dataset, threshold: float) -> np.ndarray:
+    """Group ids for splitting: the reader's groups joined with near-duplicate clusters."""
+    if threshold <= 0:
+        return data.groups
+    key = f"clusters@{threshold}"
+    if key not in data.cache:
+        data.cache[key] = duplicate_clusters(fingerprints_of(data), threshold, data.groups)
+    return data.cache[key]
+
+
+def fingerprints_of(data: Dataset) -> Fingerprints:
+    """The dataset's duplicate fingerprints, computed once."""
+    if "fingerprints" not in data.cache:
+        data.cache["fingerprints"] = fingerprint_all(iter_rows(data.images))
+    return data.cache["fingerprints"]
+
+
+def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.ndarray]:
+    """Indices of train, val and test. The data's own test split is used when it has one.
+
+    Splits that btk makes keep each group (the reader's group ids joined with near-duplicate
+    clusters) on one side; the report preset's validation is the tail of a shuffle, as Keras'.
+    """
+    recipe, seed = config.recipe, config.seed
+    groups = split_groups(data, config.duplicate_threshold)
+    declared_test = data.splits == "test"
+    if declared_test.any():
+        test = np.where(declared_test)[0]
+        pool = np.where(~declared_test)[0]
+    else:
+        held = grouped_holdout(y, groups, config.test_fraction, seed)
+        test, pool = np.where(held)[0], np.where(~held)[0]
+    if len(pool) == 0:
+        raise BtkError("no training images: every image is in the test split")
+    pool = stratified_limit(y, pool, config.limit_train, seed)
+    test = stratified_limit(y, test, config.limit_test, seed)
+    if recipe.val_method == "tail":
+        tr, va = tail_holdout(len(pool), recipe.val_fraction, seed)
+        train, val = pool[tr], pool[va]
+    else:
+        held = grouped_holdout(y[pool], groups[pool], recipe.val_fraction, seed)
+        train, val = pool[~held], pool[held]
+    return {"train": train, "val": val, "test": test}

@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from btk.config import RunConfig
 from btk.errors import BtkError
+from btk.feedback import Feedback
 from btk.runs import Run, new_run_id, unique_dir
 
 
@@ -119,41 +117,32 @@ def suite_table(suite: Suite, runs: dict[str, Run]) -> list[dict[str, Any]]:
     return table
 
 
-def render_suite_table(table: list[dict[str, Any]], console: Console, title: str) -> None:
-    """Print measured beside published numbers."""
-    grid = Table(title=title, show_lines=False)
-    grid.add_column("experiment")
-    for k in ("acc", "P", "R", "F1"):
-        grid.add_column(f"{k}", justify="right")
-    grid.add_column("correct", justify="right")
-    grid.add_column("acc, no copy in train", justify="right")
-    for k in ("acc", "P", "R", "F1", "correct"):
-        grid.add_column(f"report {k}", justify="right", style="dim")
-    for r in table:
-        pub = r["published"] or {}
-        flag = " [bold red](COLLAPSED)[/]" if r["collapsed"] else ""
-        unseen = r.get("no_copy")
-        grid.add_row(r["label"] + flag, *[f"{r['measured'][k]:.1f}" for k in METRICS], r["correct"],
-                     f"{unseen['accuracy']:.1f} ({unseen['correct']})" if unseen else "",
-                     *[f"{pub[k]:.1f}" if k in pub else "" for k in METRICS], pub.get("correct", ""))
-    console.print(grid)
+def read_suite(folder: Path) -> dict[str, Any] | None:
+    """The ``suite.json`` of a suite directory, or ``None`` when ``folder`` is not one."""
+    path = Path(folder) / "suite.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BtkError(f"{path}: unreadable suite record ({exc})") from None
 
 
-def run_suite(name: str, base: RunConfig, out_dir: Path | str = "runs", console: Console | None = None) -> Path:
-    """Run every experiment of suite ``name`` on ``base`` and write the suite directory.
+def run_suite(name: str, base: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None) -> Path:
+    """Run every experiment of suite ``name`` on ``base`` and write the suite directory; its
+    ``suite.json`` (:func:`read_suite`) holds the comparison table.
 
     The data are read once and shared by the runs.
     """
+    from btk.degraders import resolve_degradations
     from btk.pipeline import load_for_config, run_experiment
     from btk.plugins import get_host
 
-    console = console or Console()
+    feedback = feedback or Feedback()
     suite = get_suite(name)
     host = get_host()
     configs = [base.with_changes(name=exp.name, **exp.changes) for exp in suite.experiments]
     for cfg in configs:  # validate every plan before the first long run
-        from btk.pipeline import resolve_degradations
-
         resolve_degradations(host, cfg.train_degrade + cfg.test_degrade)
     host.models.get(base.model_name)
     parent = Path(out_dir)
@@ -161,16 +150,15 @@ def run_suite(name: str, base: RunConfig, out_dir: Path | str = "runs", console:
     folder = unique_dir(parent, new_run_id(f"suite-{name}"))
     folder.mkdir()
     t0 = time.perf_counter()
-    data = load_for_config(base, host, console)
+    data = load_for_config(base, host, feedback)
     runs: dict[str, Run] = {}
     for exp, cfg in zip(suite.experiments, configs):
-        console.rule(f"{suite.name}: {exp.name}")
-        runs[exp.name] = run_experiment(cfg, folder, console, host, data)
+        feedback.section(f"{suite.name}: {exp.name}")
+        runs[exp.name] = run_experiment(cfg, folder, feedback, host, data)
     table = suite_table(suite, runs)
     (folder / "suite.json").write_text(json.dumps({
         "suite": suite.name, "description": suite.description, "base": base.to_json(),
         "runs": {k: r.name for k, r in runs.items()}, "table": table,
         "seconds": time.perf_counter() - t0,
     }, indent=1) + "\n")
-    render_suite_table(table, console, f"suite '{suite.name}' ({folder})")
     return folder

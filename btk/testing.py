@@ -114,13 +114,12 @@ def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes
 def check_reporter(reporter: Any, run_dir: Path, expect_files: list[str] | None = None) -> str:
     """``reporter`` reports a finished run without error and writes the files it claims
     (``expect_files``, relative to the run directory). Returns what it printed."""
-    from rich.console import Console
-
+    from btk.render import out_console
     from btk.runs import load_run
 
     for attr in ("name", "report"):
         assert hasattr(reporter, attr), f"reporter has no '{attr}'"
-    console = Console(record=True, width=160)
+    console = out_console(record=True, width=160)
     reporter.report(load_run(run_dir), console)
     for name in expect_files or []:
         path = Path(run_dir) / name

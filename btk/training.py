@@ -1,22 +1,23 @@
 """The training loop: batches converted to float one at a time, class weights, best-epoch
-weights, a learning-rate schedule, early stopping, a checkpoint each epoch, rich progress. Models
-only build and compile; everything here is shared by all.
+weights, a learning-rate schedule, early stopping, a checkpoint each epoch, progress callbacks.
+Models only build and compile; everything here is shared by all. The device and precision are
+:mod:`btk.device`'s, checkpoints :mod:`btk.checkpoint`'s.
 
 Uses ``keras`` only (imported inside functions): TensorFlow, JAX and PyTorch backends alike.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from btk.checkpoint import Checkpoint
 from btk.config import Recipe
+from btk.device import accelerator_present, step_batch_size
 
 
 class Rows:
@@ -124,67 +125,6 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return w
 
 
-def accelerator_present() -> bool:
-    """Whether the Keras backend runs on a GPU or other accelerator."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "jax":
-            import jax
-
-            return jax.devices()[0].platform != "cpu"
-        if backend == "torch":
-            import torch
-
-            return bool(torch.cuda.is_available())
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_logical_devices("GPU"))
-    except Exception:
-        return False
-    return False
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX; Linux only)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """The Keras dtype policy for a recipe's ``precision``.
-
-    ``auto`` picks what measured fastest per device (docs/performance.md): ``mixed_bfloat16``
-    on CPUs with native bfloat16 (res-cnn trained 1.54x faster at the same accuracy on a
-    2-core AVX512-BF16 machine), ``float32`` on other CPUs (no native bfloat16) and on
-    accelerators (not yet measured there).
-    """
-    if precision != "auto":
-        return precision
-    if not accelerator_present() and cpu_has_bf16():
-        return "mixed_bfloat16"
-    return "float32"
-
-
-def build_with_precision(build: Callable[[], Any], precision: str) -> Any:
-    """Call ``build()`` (a model plugin's build) under the dtype policy for ``precision``."""
-    import keras
-
-    policy = resolve_precision(precision)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        return build()
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def learning_rate_at(epoch: int, recipe: Recipe) -> float:
     """The learning rate of ``epoch`` (0-based) under the recipe's schedule.
 
@@ -199,115 +139,6 @@ def learning_rate_at(epoch: int, recipe: Recipe) -> float:
         return base * (epoch + 1) / (warm + 1)
     span = max(recipe.epochs - warm, 1)
     return base * 0.5 * (1.0 + math.cos(math.pi * (epoch - warm) / span))
-
-
-def save_model_file(model: Any, path: Path | str) -> None:
-    """Save ``model`` as a ``.keras`` file without assembling the archive in memory: Keras
-    writes an unzipped model directory, which is then zipped from disk (same file names, so
-    ``keras.saving.load_model`` reads it as any ``.keras`` file)."""
-    import shutil
-    import tempfile
-    import zipfile
-
-    path = Path(path)
-    tmp = Path(tempfile.mkdtemp(prefix=".keras-", dir=path.parent))
-    try:
-        model.save(tmp / "model", zipped=False)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-            for f in sorted((tmp / "model").rglob("*")):
-                if f.is_file():
-                    zf.write(f, f.relative_to(tmp / "model").as_posix())
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class Checkpoint:
-    """A training checkpoint in a folder: the model with its optimizer state, the best weights
-    so far and the loop's state, rewritten after every epoch (each file replaced atomically)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    @property
-    def exists(self) -> bool:
-        return (self.folder / "state.json").is_file()
-
-    def save(self, model: Any, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
-        """Write the model, the best weights and ``state`` (JSON-ready).
-
-        The model goes to an unzipped Keras directory, written straight to disk (a zipped
-        ``.keras`` file is assembled in memory first: hundreds of MB for a large network), into
-        whichever of two slots the current state does not point to; ``state.json``, replaced
-        last, names the slot, so an interruption at any moment leaves a complete checkpoint.
-        """
-        import shutil
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        current = self._state().get("slot") if self.exists else None
-        slot = "model-b" if current == "model-a" else "model-a"
-        shutil.rmtree(self.folder / slot, ignore_errors=True)
-        model.save(self.folder / slot, zipped=False)
-        if best_weights is not None:
-            with open(self.folder / "best.tmp.npz", "wb") as fh:
-                np.savez(fh, *best_weights)
-            os.replace(self.folder / "best.tmp.npz", self.folder / "best.npz")
-        (self.folder / "state.tmp.json").write_text(json.dumps({**state, "slot": slot}))
-        os.replace(self.folder / "state.tmp.json", self.folder / "state.json")
-
-    def _state(self) -> dict[str, Any]:
-        return json.loads((self.folder / "state.json").read_text())
-
-    @property
-    def epoch(self) -> int:
-        """Epochs the checkpoint holds (0 when there is none)."""
-        return self._state()["epoch"] if self.exists else 0
-
-    def load(self) -> tuple[Any, dict[str, Any], list[np.ndarray] | None]:
-        """The saved model (compiled, optimizer state included), state and best weights."""
-        import keras
-
-        state = self._state()
-        model = keras.saving.load_model(self.folder / state["slot"])
-        best = None
-        if (self.folder / "best.npz").is_file():
-            with np.load(self.folder / "best.npz") as z:
-                best = [z[f"arr_{i}"] for i in range(len(z.files))]
-        return model, state, best
-
-
-ACTIVATION_BUDGET = 512 * 2**20  # bytes of activations one training step may hold when micro-batches are automatic
-
-
-def has_batch_norm(model: Any) -> bool:
-    """Whether ``model`` (or a model nested in it) has a batch-normalisation layer."""
-    return any("BatchNormalization" in type(layer).__name__ or (hasattr(layer, "layers") and has_batch_norm(layer))
-               for layer in model.layers)
-
-
-def activation_bytes_per_image(model: Any) -> int:
-    """Estimated activation memory of one training image: every layer's output at its dtype's
-    width, twice (kept for the backward pass, and its gradient there)."""
-    return 2 * sum(int(np.prod(layer.output.shape[1:])) * np.dtype(layer.output.dtype).itemsize
-                   for layer in model.layers)
-
-
-def step_batch_size(recipe: Recipe, model: Any = None) -> int:
-    """Images per forward/backward pass.
-
-    ``recipe.micro_batch`` > 0 sets it. 0 (auto) splits batches on CPUs only, and only for
-    networks without batch norm (whose statistics would change): into the largest micro-batch
-    that divides the batch and keeps the step's activations (:func:`activation_bytes_per_image`)
-    under ``ACTIVATION_BUDGET``. The report's CNN at 256 x 256 x 3 gets micro-batches of 8 in
-    bfloat16 and 4 in float32; btk's compact networks keep whole batches.
-    """
-    batch = recipe.batch_size
-    if recipe.micro_batch > 0:
-        return min(recipe.micro_batch, batch)
-    if model is None or has_batch_norm(model) or accelerator_present():
-        return batch
-    per_image = activation_bytes_per_image(model)
-    fitting = [d for d in range(1, batch + 1) if batch % d == 0 and d * per_image <= ACTIVATION_BUDGET]
-    return max(fitting) if fitting else 1
 
 
 def train(
@@ -350,7 +181,7 @@ def train(
     if checkpoint is not None and checkpoint.exists:
         model, state, best_weights = checkpoint.load()
         start, prior = state["epoch"], state["history"]
-        if state.get("best") is not None and best_weights is not None:
+        if state.get("best") is not None:
             best = (state["best"][0], state["best"][1], best_weights)
     eye = np.eye(n_classes, dtype=np.float32)
     weights = None
@@ -375,6 +206,8 @@ def train(
     class Progress(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
+            # (validation accuracy, epoch, weights): the best monitored epoch so far; early
+            # stopping needs it whether or not the best weights are kept (weights then None)
             self.best: tuple[float, int, Any] | None = best
             self.t0 = 0.0
 
@@ -391,9 +224,8 @@ def train(
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             counts = epoch >= first_monitored
-            if recipe.restore_best and counts and "val_accuracy" in logs:
-                if self.best is None or logs["val_accuracy"] > self.best[0]:
-                    self.best = (logs["val_accuracy"], epoch, self.model.get_weights())
+            if counts and "val_accuracy" in logs and (self.best is None or logs["val_accuracy"] > self.best[0]):
+                self.best = (logs["val_accuracy"], epoch, self.model.get_weights() if recipe.restore_best else None)
             if recipe.patience and counts and self.best is not None and epoch - self.best[1] >= recipe.patience:
                 self.model.stop_training = True
                 history["stopped_epoch"] = [epoch + 1]
@@ -420,7 +252,7 @@ def train(
         model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, initial_epoch=start, verbose=0,
                   shuffle=False, callbacks=callbacks)
     history.pop("best_epoch", None)
-    if progress.best is not None:
+    if recipe.restore_best and progress.best is not None and progress.best[2] is not None:
         model.set_weights(progress.best[2])
         history["best_epoch"] = [progress.best[1] + 1]
     return model, history

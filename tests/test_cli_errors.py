@@ -95,3 +95,35 @@ def test_report_skips_bad_directories(tmp_path):
     assert result.exit_code != 0
     assert "is not a complete btk run" in result.output
     assert "no complete run to report" in result.output
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "a\\b"])
+def test_a_run_name_is_one_plain_path_component(tmp_path, name):
+    out = tmp_path / "deep" / "runs"
+    result, lines = _run(["run", "--out", str(out), "--name", name, *FAST])
+    _assert_one_line_error(result, lines, "run name", "plain name")
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "x").exists()  # nothing written anywhere
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path):
+    partial = tmp_path / ".20261128-000000-run.partial"
+    result, lines = _run(["run", "--resume", str(partial), "--epochs", "3", "--seed", "7"])
+    _assert_one_line_error(result, lines, "--resume", "--epochs", "--seed")
+    result, lines = _run(["run", "--resume", str(partial), "--reporter", "json"])
+    _assert_one_line_error(result, lines, "not an interrupted run")  # --reporter goes with --resume
+
+
+def test_set_reaches_any_recipe_field_and_checks_it():
+    from btk.config import make_run_config, parse_field
+
+    config = make_run_config(data="DATA", settings={"warmup_epochs": 2, "class_weight": False,
+                                                    "learning_rate": None})
+    assert (config.recipe.warmup_epochs, config.recipe.class_weight, config.recipe.learning_rate) == (2, False, None)
+    assert config.recipe.epochs == 30  # the fast preset's, untouched
+    assert parse_field("augment_images", "off") is False and parse_field("scale", "1") == 1.0
+    result, lines = _run(["run", "--set", "warmup=2", *FAST])
+    _assert_one_line_error(result, lines, "unknown recipe field 'warmup'", "warmup_epochs")
+    result, lines = _run(["run", "--set", "patience=soon", *FAST])
+    _assert_one_line_error(result, lines, "patience", "soon")
+    result, lines = _run(["run", "--set", "epochs=2", *FAST])
+    _assert_one_line_error(result, lines, "epochs", "both")

@@ -92,7 +92,55 @@ def test_degrade_writes_copies_and_a_preview(image_folder, tmp_path):
     assert again.exit_code != 0 and "output folder is not empty" in again.output
     level = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "7",
                                 "--out", str(tmp_path / "o2")])
-    assert level.exit_code != 0 and "1<=x<=5" in level.output.replace(" ", "")
+    assert level.exit_code != 0 and "level must be 1..5, got 7" in level.output
+    both = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "blur", "--severity", "2",
+                               "--params", "sigma=3", "--out", str(tmp_path / "o3")])
+    assert both.exit_code != 0 and "not both" in both.output and not (tmp_path / "o3").exists()
+
+
+def _three_level_degrader():
+    from btk.degraders import Degrader, Param
+
+    def darken(image, rng, amount):
+        return (image * (1 - amount)).astype(np.uint8)
+
+    return Degrader("darken", darken, (Param("amount", float, 0.0, 0.0, 1.0),), "three levels only",
+                    levels=({"amount": 0.2}, {"amount": 0.4}, {"amount": 0.6}))
+
+
+def test_tables_and_previews_follow_each_degraders_number_of_levels(image_folder, tmp_path):
+    """A plugin degrader with three levels beside the built-in five: the preview grid, the sweep
+    table and the HTML table give it three cells and keep the CE column in place."""
+    from rich.console import Console
+
+    from btk.render.images import LABEL_WIDTH, TILE, degrader_preview
+    from btk.render.tables import render_robustness
+
+    darken = _three_level_degrader()
+    blur = get_host().degraders.get("blur")
+    image = cv2.imread(str(image_folder / "a" / "0.png"))
+    grid = degrader_preview(image, [darken, blur], seed=0)
+    assert grid.shape == (30 + 2 * TILE, LABEL_WIDTH + 6 * TILE, 3)
+    assert not grid[30:30 + TILE, LABEL_WIDTH + 4 * TILE:].any()  # darken's row ends in black tiles
+    assert grid[30 + TILE:, LABEL_WIDTH + 5 * TILE:].any()  # blur's fifth level is drawn
+    result = {"run": "r", "n": 10, "clean": 0.9, "degraders": {"darken": [0.8, 0.7, 0.6],
+                                                                 "blur": [0.8, 0.7, 0.6, 0.5, 0.4]}}
+    scores = {"ce": {"darken": 1.25, "blur": 1.0}, "relative_ce": {"darken": None, "blur": 1.0}}
+    console = Console(record=True, width=200)
+    render_robustness("r", result, scores, console)
+    lines = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+             for line in console.export_text().splitlines() if line.count("│") > 3}
+    assert lines["darken"] == ["80.0", "70.0", "60.0", "", "", "1.250", "-"]
+    assert lines["blur"] == ["80.0", "70.0", "60.0", "50.0", "40.0", "1.000", "1.000"]
+    from btk.testing import make_run
+
+    run = make_run(tmp_path, "three", np.array([0, 1, 0, 1]), np.eye(2)[[0, 1, 0, 1]] * 0.8 + 0.1, ["a", "b"])
+    (run / "robustness.json").write_text(json.dumps(result))
+    (run / "robustness-scores.json").write_text(json.dumps({**scores, "baseline": "r", "mce": 1.1}))
+    out = CliRunner().invoke(cli, ["report", str(run), "--html", str(tmp_path / "r.html")])
+    assert out.exit_code == 0, out.output
+    page = (tmp_path / "r.html").read_text()
+    assert "<td>60.0</td><td></td><td></td><td>1.250</td>" in page and "<th>5</th><th>CE</th>" in page
 
 
 def test_html_report_shows_the_sweep(btk_sample_run, tmp_path):

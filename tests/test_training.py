@@ -64,6 +64,20 @@ def test_early_stopping_stops_after_patience_epochs_without_progress():
     assert len(history["loss"]) == 5 and "stopped_epoch" not in history  # patience 0: never stops
 
 
+def test_early_stopping_works_without_restoring_the_best_weights():
+    """The report preset keeps its final weights (restore_best off); --patience must still stop it."""
+    from btk.training import train
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 2, 40)
+    recipe = get_recipe("report", epochs=20, patience=3, learning_rate=0.0, batch_size=8)
+    assert not recipe.restore_best
+    _, history = train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, recipe, seed=0)
+    assert len(history["loss"]) == 4 and history["stopped_epoch"] == [4]
+    assert "best_epoch" not in history  # the final weights are kept, as the report does
+
+
 def test_monitor_after_ignores_the_first_share_of_epochs_for_best_weights_and_stopping():
     from btk.training import train
 
@@ -232,7 +246,7 @@ def test_micro_batches_make_the_same_updates_as_the_whole_batch():
 
 def test_automatic_micro_batches_bound_the_activations_of_networks_without_batch_norm():
     from btk.plugins import get_host
-    from btk.training import ACTIVATION_BUDGET, activation_bytes_per_image, build_with_precision, step_batch_size
+    from btk.device import ACTIVATION_BUDGET, activation_bytes_per_image, build_with_precision, step_batch_size
 
     host = get_host()
     seed_cnn = {p: build_with_precision(lambda: host.models.get("seed-cnn").build((256, 256, 3), 4, {}), p)

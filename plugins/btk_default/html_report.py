@@ -188,21 +188,25 @@ def _robustness(run: Run) -> str:
         return ""
     import tempfile
 
-    from btk.robustness import plot
+    from btk.render.plots import robustness_plot
+    from btk.robustness import level_count
 
     res = json.loads(path.read_text())
     scores_path = run.path / "robustness-scores.json"
     scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
+    levels = level_count(res)  # degraders may have any number of levels: blank cells pad the shorter rows
     rows = "".join(f"<tr><td>{_esc(name)}</td>" + "".join(f"<td>{_pct(a)}</td>" for a in accs)
+                   + "<td></td>" * (levels - len(accs))
                    + f"<td>{scores.get('ce', {}).get(name, float('nan')):.3f}</td></tr>"
                    for name, accs in res["degraders"].items())
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "r.png"
-        plot([res], png)
+        robustness_plot([res], png)
         img = base64.b64encode(png.read_bytes()).decode()
     mce = (f"<p>mCE {scores['mce']:.3f} against {_esc(scores['baseline'])}</p>" if scores.get("mce") is not None else "")
-    return (f"<h3>robustness (accuracy %, clean {_pct(res['clean'])})</h3><table><tr><th>degrader</th><th>1</th>"
-            f"<th>2</th><th>3</th><th>4</th><th>5</th><th>CE</th></tr>{rows}</table>{mce}"
+    return (f"<h3>robustness (accuracy %, clean {_pct(res['clean'])})</h3><table><tr><th>degrader</th>"
+            + "".join(f"<th>{k}</th>" for k in range(1, levels + 1))
+            + f"<th>CE</th></tr>{rows}</table>{mce}"
             f'<img alt="accuracy against severity" src="data:image/png;base64,{img}">')
 
 

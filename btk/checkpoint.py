@@ -1,0 +1,84 @@
+"""Saving models: the run's ``model.keras`` and the checkpoint written after every epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def save_model_file(model: Any, path: Path | str) -> None:
+    """Save ``model`` as a ``.keras`` file without assembling the archive in memory: Keras
+    writes an unzipped model directory, which is then zipped from disk (same file names, so
+    ``keras.saving.load_model`` reads it as any ``.keras`` file)."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=".keras-", dir=path.parent))
+    try:
+        model.save(tmp / "model", zipped=False)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+            for f in sorted((tmp / "model").rglob("*")):
+                if f.is_file():
+                    zf.write(f, f.relative_to(tmp / "model").as_posix())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Checkpoint:
+    """A training checkpoint in a folder: the model with its optimizer state, the best weights
+    so far and the loop's state, rewritten after every epoch (each file replaced atomically)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @property
+    def exists(self) -> bool:
+        return (self.folder / "state.json").is_file()
+
+    def save(self, model: Any, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+        """Write the model, the best weights and ``state`` (JSON-ready).
+
+        The model goes to an unzipped Keras directory, written straight to disk (a zipped
+        ``.keras`` file is assembled in memory first: hundreds of MB for a large network), into
+        whichever of two slots the current state does not point to; ``state.json``, replaced
+        last, names the slot, so an interruption at any moment leaves a complete checkpoint.
+        """
+        import shutil
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        current = self._state().get("slot") if self.exists else None
+        slot = "model-b" if current == "model-a" else "model-a"
+        shutil.rmtree(self.folder / slot, ignore_errors=True)
+        model.save(self.folder / slot, zipped=False)
+        if best_weights is not None:
+            with open(self.folder / "best.tmp.npz", "wb") as fh:
+                np.savez(fh, *best_weights)
+            os.replace(self.folder / "best.tmp.npz", self.folder / "best.npz")
+        (self.folder / "state.tmp.json").write_text(json.dumps({**state, "slot": slot}))
+        os.replace(self.folder / "state.tmp.json", self.folder / "state.json")
+
+    def _state(self) -> dict[str, Any]:
+        return json.loads((self.folder / "state.json").read_text())
+
+    @property
+    def epoch(self) -> int:
+        """Epochs the checkpoint holds (0 when there is none)."""
+        return self._state()["epoch"] if self.exists else 0
+
+    def load(self) -> tuple[Any, dict[str, Any], list[np.ndarray] | None]:
+        """The saved model (compiled, optimizer state included), state and best weights."""
+        import keras
+
+        state = self._state()
+        model = keras.saving.load_model(self.folder / state["slot"])
+        best = None
+        if (self.folder / "best.npz").is_file():
+            with np.load(self.folder / "best.npz") as z:
+                best = [z[f"arr_{i}"] for i in range(len(z.files))]
+        return model, state, best

@@ -1,0 +1,61 @@
+"""``btk degrade``'s work: degraded copies of a dataset on disk, and the first image of one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from btk.dataset import iter_entries
+from btk.degraders import Degradation
+from btk.errors import BtkError
+from btk.types import ReadOptions
+
+
+@dataclass
+class CopyReport:
+    """What :func:`write_degraded_copies` did: images written, inputs skipped with their reasons."""
+
+    written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def first_image(reader: Any, path: Path | None, reader_options: dict[str, str], size: int = 256) -> np.ndarray:
+    """The first image ``reader`` finds at ``path``, ``size`` px, three channels (uint8).
+
+    Raises:
+        BtkError: it cannot be read.
+    """
+    entry, samples = next(iter_entries(reader, path, ReadOptions(size, 3, reader_options)))
+    if isinstance(samples, str):
+        raise BtkError(f"cannot read {entry.source}: {samples}")
+    return samples[0].image
+
+
+def write_degraded_copies(reader: Any, path: Path | None, reader_options: dict[str, str], degradation: Degradation,
+                          out: Path, seed: int = 0) -> CopyReport:
+    """Write every image ``reader`` finds at ``path``, degraded, as PNG under ``out`` in the same
+    layout (a volume's or series' slices get ``_k`` suffixes). Unreadable inputs are skipped and
+    listed.
+
+    Raises:
+        BtkError: ``out`` exists and is not empty.
+    """
+    import cv2
+
+    if out.exists() and any(out.iterdir()):
+        raise BtkError(f"output folder is not empty: {out}")
+    report = CopyReport()
+    for entry, samples in iter_entries(reader, path, ReadOptions(None, 3, reader_options)):
+        if isinstance(samples, str):
+            report.skipped.append((entry.source, samples))
+            continue
+        for k, sample in enumerate(samples):
+            target = out / (Path(sample.source.split("[")[0]).with_suffix("").as_posix()
+                            + (f"_{k}" if len(samples) > 1 else "") + ".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(target), degradation.apply(sample.image[None], seed)[0])
+            report.written += 1
+    return report

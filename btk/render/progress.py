@@ -1,0 +1,75 @@
+"""Progress bars and messages of long library calls, drawn with rich."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from btk.feedback import Feedback, Task
+
+
+def progress_bar(console: Console) -> Progress:
+    """A transient progress display: description, bar, count, elapsed and remaining time, info."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
+
+
+class _RichTask(Task):
+    def __init__(self, progress: Progress, task_id: Any) -> None:
+        self.progress, self.task_id = progress, task_id
+
+    def update(self, completed: float | None = None, total: float | None = None, info: str | None = None,
+               description: str | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if completed is not None:
+            fields["completed"] = completed
+        if total is not None:
+            fields["total"] = total
+        if info is not None:
+            fields["info"] = info
+        if description is not None:
+            fields["description"] = description
+        self.progress.update(self.task_id, **fields)
+
+
+class RichFeedback(Feedback):
+    """Shows a library call's progress on a rich console: every open task is a bar of one live
+    display (bars vanish when their task ends), messages print above it."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self._progress: Progress | None = None
+        self._open = 0
+
+    def info(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
+    def warn(self, text: str) -> None:
+        self.console.print(text, style="yellow", highlight=False, markup=False)
+
+    def alert(self, title: str, text: str) -> None:
+        self.console.print(Panel(text, style="bold red", title=title))
+
+    def section(self, title: str) -> None:
+        self.console.rule(title)
+
+    @contextmanager
+    def task(self, description: str, total: float | None = None) -> Iterator[Task]:
+        if self._progress is None:
+            self._progress = progress_bar(self.console)
+            self._progress.start()
+        self._open += 1
+        progress = self._progress
+        task_id = progress.add_task(description, total=total, info="")
+        try:
+            yield _RichTask(progress, task_id)
+        finally:
+            progress.remove_task(task_id)
+            self._open -= 1
+            if self._open == 0:
+                progress.stop()
+                self._progress = None

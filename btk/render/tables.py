@@ -1,0 +1,160 @@
+"""Rich tables of what the library returns: run comparisons, audits, suites, robustness sweeps,
+predictions, the decode cache and the plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _percent(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def render_comparison(rows: list[dict[str, Any]], best: dict[str, Any], tests: list[dict[str, Any]],
+                      console: Console) -> None:
+    """Several runs side by side (:func:`btk.compare.run_rows`), the best of each column in bold,
+    and McNemar's test for each pair of runs on the same images (:func:`btk.compare.paired_tests`)."""
+    from btk.compare import COLUMNS
+
+    runs = len(dict.fromkeys(r["run"] for r in rows))
+    table = Table(title=f"{runs} runs (best of each column in bold)")
+    numeric = ("acc", "bal. acc", "macro F1", "macro AUC", "ECE")
+    for col in ("run", "task", "reader", "train degr.", "test", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
+    for r in rows:
+        cells = []
+        for c in COLUMNS:
+            v = r[c]
+            text = "-" if v is None else (f"{v:.3f}" if c == "ece" else f"{100 * v:.1f}")
+            cells.append(f"[bold green]{text}[/]" if v is not None and v == best.get(c) else text)
+        name = r["run"] + (" [red](COLLAPSED)[/]" if r["collapsed"] else "")
+        table.add_row(name, r["task"], r["reader"], r["train_degrade"], r["test_condition"], *cells)
+    console.print(table)
+    for t in tests:
+        console.print(f"McNemar (clean, {t['n']} images): {t['a']} vs {t['b']}: only A right {t['a_only']}, "
+                      f"only B right {t['b_only']}, p = {t['p_value']:.4g}", highlight=False)
+
+
+def render_audit(summary: dict[str, Any], console: Console) -> None:
+    """An audit's summary (:meth:`btk.audit.AuditResult.summary`) as tables and lines."""
+    for name, info in summary["datasets"].items():
+        table = Table(title=f"{name}: {info['images']} images")
+        splits = list(info["class_counts"])
+        classes = sorted({c for counts in info["class_counts"].values() for c in counts})
+        table.add_column("class")
+        for split in splits:
+            table.add_column(split, justify="right")
+        for c in classes:
+            table.add_row(c, *[str(info["class_counts"][s].get(c, 0)) for s in splits])
+        console.print(table)
+        sizes = ", ".join(f"{k} ({v})" for k, v in list(info["sizes"].items())[:5])
+        more = len(info["sizes"]) - 5
+        console.print(f"sizes: {sizes}{f', and {more} more' if more > 0 else ''}; channels in the files: "
+                      f"{info['channels']}; bit depth: {info['bit_depths']}")
+        if info["unreadable"]:
+            console.print(f"[yellow]{len(info['unreadable'])} unreadable file(s)[/], e.g. "
+                          f"{info['unreadable'][0]['source']}: {info['unreadable'][0]['reason']}")
+        else:
+            console.print("unreadable files: none")
+    pairs = Table(title=f"duplicate pairs (near: score >= {summary['threshold']})")
+    for col in ("where", "exact pairs", "near pairs", "labels disagree"):
+        pairs.add_column(col, justify="left" if col == "where" else "right")
+    for scope, counts in summary["pairs"].items():
+        pairs.add_row(scope, str(counts["exact"]), str(counts["near"]),
+                      f"[bold red]{counts['labels_disagree']}[/]" if counts["labels_disagree"] else "0")
+    console.print(pairs)
+    for title, c in summary["copies"].items():
+        console.print(f"[bold]{title}:[/] {c['exact_copy']} pixel-identical, {c['near_copy_only']} more near-copies "
+                      f"({c['any_copy']} in all); {c['copy_with_other_label']} with a copy that carries another label")
+
+
+def render_suite_table(table: list[dict[str, Any]], console: Console, title: str) -> None:
+    """A suite's rows (:func:`btk.suite.suite_table`): measured beside published numbers."""
+    from btk.suite import METRICS
+
+    grid = Table(title=title, show_lines=False)
+    grid.add_column("experiment")
+    for k in ("acc", "P", "R", "F1"):
+        grid.add_column(f"{k}", justify="right")
+    grid.add_column("correct", justify="right")
+    grid.add_column("acc, no copy in train", justify="right")
+    for k in ("acc", "P", "R", "F1", "correct"):
+        grid.add_column(f"report {k}", justify="right", style="dim")
+    for r in table:
+        pub = r["published"] or {}
+        flag = " [bold red](COLLAPSED)[/]" if r["collapsed"] else ""
+        unseen = r.get("no_copy")
+        grid.add_row(r["label"] + flag, *[f"{r['measured'][k]:.1f}" for k in METRICS], r["correct"],
+                     f"{unseen['accuracy']:.1f} ({unseen['correct']})" if unseen else "",
+                     *[f"{pub[k]:.1f}" if k in pub else "" for k in METRICS], pub.get("correct", ""))
+    console.print(grid)
+
+
+def render_robustness(run_name: str, result: dict[str, Any], scores: dict[str, Any], console: Console) -> None:
+    """A sweep's accuracy by degrader and severity, with CE and relative CE. Degraders may have
+    any number of levels: there is a column per level up to the most any of them has."""
+    from btk.robustness import level_count
+
+    levels = level_count(result)
+    table = Table(title=f"{run_name}: test accuracy (%) by severity; clean {100 * result['clean']:.1f}")
+    for col in ("degrader", *[str(k) for k in range(1, levels + 1)], "CE", "rel. CE"):
+        table.add_column(col, justify="left" if col == "degrader" else "right")
+    for name, accs in result["degraders"].items():
+        rel = scores["relative_ce"].get(name)
+        ce = scores["ce"].get(name)
+        table.add_row(name, *[f"{100 * a:.1f}" for a in accs], *[""] * (levels - len(accs)),
+                      "-" if ce is None else f"{ce:.3f}", "-" if rel is None else f"{rel:.3f}")
+    console.print(table)
+
+
+def render_robustness_extra(run_name: str, baseline_name: str, losses: list[dict[str, Any]], console: Console) -> None:
+    """Accuracy under explicit degradations (``--also``) and each loss as a share of the
+    baseline's (:func:`btk.robustness.extra_losses`)."""
+    table = Table(title=f"{run_name}: test accuracy (%) under the settings given with --also")
+    for col in ("degradation", "accuracy", "loss", f"loss of {baseline_name}", "share of the baseline's loss"):
+        table.add_column(col, justify="left" if col == "degradation" else "right")
+    for row in losses:
+        share = "-" if row["share"] is None else f"{row['share']:.2f}"
+        table.add_row(row["label"], _percent(row["accuracy"]), _percent(row["loss"]), _percent(row["baseline_loss"]),
+                      share)
+    console.print(table)
+
+
+def render_predictions(title: str, classes: Sequence[str], predictions: Sequence[Any], console: Console) -> None:
+    """Predictions (:class:`btk.predict.Prediction`): a row per image or slice, aggregated rows in bold."""
+    table = Table(title=title)
+    for col in ("input", "slice", "class", *classes):
+        table.add_column(col, justify="right" if col in classes else "left", overflow="fold")
+    for r in predictions:
+        slice_ = f"all {r.aggregated_over} (mean)" if r.slice is None else str(r.slice)
+        style = "bold" if r.slice is None else None
+        table.add_row(r.source, slice_, r.predicted, *[f"{r.probabilities[c]:.3f}" for c in classes], style=style)
+    console.print(table)
+
+
+def render_cache(root: Path, rows: list[tuple[str, int, float]], console: Console) -> None:
+    """The decode cache's entries: key, size, when last used."""
+    import time
+
+    table = Table(title=f"decode cache: {root}")
+    for col in ("key", "size", "last used"):
+        table.add_column(col)
+    for key, size, used in rows:
+        table.add_row(key, f"{size / 2**20:.1f} MiB", time.strftime("%Y-%m-%d %H:%M", time.localtime(used)))
+    console.print(table)
+    console.print(f"{len(rows)} dataset(s), {sum(r[1] for r in rows) / 2**20:.1f} MiB")
+
+
+def render_plugins(plugins: list[dict[str, Any]], console: Console) -> None:
+    """The plugins (:func:`btk.plugins.describe_plugins`): where each came from, what it registered."""
+    table = Table(title="btk plugins")
+    for col in ("plugin", "from", "version", "registered"):
+        table.add_column(col, overflow="fold")
+    for p in plugins:
+        parts = [f"{kind}: {', '.join(names)}" for kind, names in p["registered"].items() if names]
+        table.add_row(p["name"], p["origin"], p["version"], "\n".join(parts) or "-")
+    console.print(table)
