@@ -114,7 +114,8 @@ def field_flag(name: str) -> str:
     return next(f.metadata["flag"] for f in fields(Recipe) if f.name == name)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A recipe value as `--help` and the docs show it (on/off, none, 1/255)."""
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -129,13 +130,13 @@ def preset_hint(name: str, demo: bool = True) -> str:
     ``fast: 30; btk, report: 60; demo: 8``: what ``--help`` shows in brackets."""
     by_value: dict[str, list[str]] = {}
     for preset in sorted(RECIPES, key=lambda p: (p != "fast", p != "btk", p)):  # the default preset first
-        by_value.setdefault(_show(getattr(RECIPES[preset], name)), []).append(preset)
+        by_value.setdefault(show_value(getattr(RECIPES[preset], name)), []).append(preset)
     if len(by_value) == 1:
         text = f"every preset: {next(iter(by_value))}"
     else:
         text = "; ".join(f"{', '.join(presets)}: {value}" for value, presets in by_value.items())
     if demo and name in DEMO_OVERRIDES:
-        text += f"; demo: {_show(DEMO_OVERRIDES[name])}"
+        text += f"; demo: {show_value(DEMO_OVERRIDES[name])}"
     return text
 
 

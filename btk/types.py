@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rich.console import Console
-
     from btk.runs import Run
 
 
@@ -113,14 +111,15 @@ class Reporter:
 
     Attributes:
         name: the name used with ``--reporter``.
-        report: ``report(run, console)`` where ``run`` is a :class:`btk.runs.Run`.
+        report: ``report(run, console)`` where ``run`` is a :class:`btk.runs.Run` and ``console``
+            a ``rich.console.Console`` (reporters draw with rich; the core passes the console).
         description: one line for ``btk plugins``.
         write: optional ``write(runs, path, suites)`` for reporters that put several runs (and
             suite tables) into one file; ``btk report --html PATH`` uses the ``html`` reporter's.
     """
 
     name: str
-    report: Callable[["Run", "Console"], None]
+    report: Callable[["Run", Any], None]
     description: str = ""
     write: Callable[..., None] | None = None
 

@@ -1,0 +1,64 @@
+"""The generated docs match the code, the recipe table is the one source of preset values, and the
+library leaves drawing to btk.render."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from btk.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cli_reference_is_generated_from_the_commands():
+    from btk.clidoc import cli_reference
+
+    assert (ROOT / "docs" / "cli.md").read_text() == cli_reference(), "run `python -m btk.clidoc` to regenerate"
+
+
+def test_recipe_table_in_the_docs_is_generated_from_the_presets():
+    from btk.clidoc import with_recipe_table
+
+    text = (ROOT / "docs" / "recipes.md").read_text()
+    assert text == with_recipe_table(text), "run `python -m btk.clidoc` to regenerate"
+
+
+def test_run_help_shows_each_presets_value_from_the_recipe_table(monkeypatch):
+    from btk.config import RECIPE_FIELDS, RECIPES, field_flag
+
+    run = cli.get_command(None, "run")
+    flags = {opt for p in run.params for opt in (*p.opts, *p.secondary_opts)}
+    for name in RECIPE_FIELDS:
+        flag = field_flag(name)
+        assert not flag or all(f in flags for f in flag.split("/")), f"{name}: {flag} is not an option of btk run"
+    text = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200).output
+    assert "[fast: 30; btk, report: 60; demo: 8]" in " ".join(text.split())
+    monkeypatch.setitem(RECIPES, "fast", RECIPES["fast"].__class__(**{**RECIPES["fast"].__dict__, "epochs": 17}))
+    from btk.config import preset_hint
+
+    assert preset_hint("epochs").startswith("fast: 17;")  # --help and docs read the table, not a copy
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_rendering_package_and_the_reporters_import_rich():
+    allowed = {"render", "default_plugins/reporters.py", "default_plugins/html_report.py"}
+    offenders = []
+    for path in sorted((ROOT / "btk").rglob("*.py")):
+        rel = path.relative_to(ROOT / "btk").as_posix()
+        if rel.split("/")[0] == "render" or rel in allowed:
+            continue
+        if any(name == "rich" or name.startswith("rich.") for name in _imports(path)):
+            offenders.append(rel)
+    assert offenders == []
