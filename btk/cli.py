@@ -655,7 +655,8 @@ def plugins():
 
     host = get_host()
     table = Table(title="btk plugins")
-    for col in ("plugin", "from", "version", "registered"):
+    table.add_column("plugin", no_wrap=True)  # a module path such as btk.default_plugins.mri_artefacts
+    for col in ("from", "version", "registered"):
         table.add_column(col, overflow="fold")
     for info in host.plugins:
         parts = [f"{kind}: {', '.join(names)}" for kind in KINDS if (names := host.registry(kind).by_plugin(info.name))]

@@ -25,18 +25,18 @@ from btk.errors import DuplicateNameError
 from btk.registry import Registry
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "btk_default.folder",
-    "btk_default.synthetic",
-    "btk_default.dicom",
-    "btk_default.nifti",
-    "btk_default.convert",
-    "btk_default.degraders",
-    "btk_default.mri_artefacts",
-    "btk_default.seed_cnn",
-    "btk_default.small_cnn",
-    "btk_default.res_cnn",
-    "btk_default.reporters",
-    "btk_default.html_report",
+    "btk.default_plugins.folder",
+    "btk.default_plugins.synthetic",
+    "btk.default_plugins.dicom",
+    "btk.default_plugins.nifti",
+    "btk.default_plugins.convert",
+    "btk.default_plugins.degraders",
+    "btk.default_plugins.mri_artefacts",
+    "btk.default_plugins.seed_cnn",
+    "btk.default_plugins.small_cnn",
+    "btk.default_plugins.res_cnn",
+    "btk.default_plugins.reporters",
+    "btk.default_plugins.html_report",
 )
 
 KINDS = ("readers", "degraders", "models", "reporters")

@@ -77,13 +77,13 @@ class ToyPlugin:
 def test_default_plugin_set_is_listed():
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0, result.output
-    for name in ("btk_default.folder", "btk_default.synthetic", "btk_default.degraders", "btk_default.seed_cnn",
-                 "btk_default.small_cnn", "btk_default.reporters", "folder", "synthetic", "blur", "resolution",
-                 "seed-cnn", "small-cnn", "terminal", "json"):
+    for name in ("btk.default_plugins.folder", "btk.default_plugins.synthetic", "btk.default_plugins.degraders",
+                 "btk.default_plugins.seed_cnn", "btk.default_plugins.small_cnn", "btk.default_plugins.reporters",
+                 "folder", "synthetic", "blur", "resolution", "seed-cnn", "small-cnn", "terminal", "json"):
         assert name in result.output
     host = plugins.get_host()
-    assert host.readers.owner("folder") == "btk_default.folder"
-    assert host.degraders.by_plugin("btk_default.degraders") == ["blur", "resolution"]
+    assert host.readers.owner("folder") == "btk.default_plugins.folder"
+    assert host.degraders.by_plugin("btk.default_plugins.degraders") == ["blur", "resolution"]
     assert host.problems == []
 
 
@@ -118,9 +118,9 @@ def test_duplicate_name_is_reported_with_both_plugins():
             register(type("Folder", (ToyReader,), {"name": "folder"})())
 
     host = plugins.load_plugins(extra=[Duplicate()], entrypoints=False)
-    assert any("'Duplicate'" in p and "'btk_default.folder'" in p and "reader 'folder'" in p
+    assert any("'Duplicate'" in p and "'btk.default_plugins.folder'" in p and "reader 'folder'" in p
                and "comes from registered at run time" in p for p in host.problems)
-    assert host.readers.owner("folder") == "btk_default.folder"
+    assert host.readers.owner("folder") == "btk.default_plugins.folder"
     assert "toy" in host.readers  # what came before the duplicate is kept
 
 
@@ -180,7 +180,7 @@ def test_plugin_that_raises_on_import_is_named_and_cli_keeps_working(tmp_path):
     assert result.returncode == 0, result.stderr
     problem = [line for line in result.stderr.splitlines() if "broken" in line]
     assert problem == ["btk: warning: plugin 'broken' (btk-broken 1.2.3) failed to load: ImportError: needs libfoo"]
-    assert "btk_default.folder" in result.stdout
+    assert "btk.default_plugins.folder" in result.stdout
     blocked = _btk(["plugins"], tmp_path, BTK_BLOCK_PLUGINS="broken")
     assert "broken" not in blocked.stderr
 

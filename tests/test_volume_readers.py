@@ -84,7 +84,7 @@ def test_multiframe_file_is_one_series_of_frames():
 
 
 def test_series_with_shuffled_file_names_is_read_in_anatomical_order(tmp_path):
-    from btk_default.convert import write_dicom_series
+    from btk.default_plugins.convert import write_dicom_series
 
     slices = [np.full((16, 16), 10 * (k + 1), np.uint8) for k in range(6)]  # slice k is brightness 10(k+1)
     names = ["f.dcm", "c.dcm", "a.dcm", "e.dcm", "b.dcm", "d.dcm"]  # alphabetical order is not z order
@@ -166,8 +166,8 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
 
 
 def test_no_patient_on_both_sides_of_a_split(tmp_path):
-    from btk_default.convert import write_dicom_series
-    from btk_default.synthetic import CLASSES, make_phantom
+    from btk.default_plugins.convert import write_dicom_series
+    from btk.default_plugins.synthetic import CLASSES, make_phantom
 
     for c in CLASSES[:2]:
         for p in range(8):
