@@ -27,7 +27,7 @@ from btk.types import ReadOptions
 
 def sample_images(n: int = 4, size: int = 64, channels: int = 3, seed: int = 0) -> np.ndarray:
     """A uint8 batch (n x size x size x channels) of brain-like phantoms."""
-    from btk.default_plugins.synthetic import CLASSES, make_phantom
+    from btk.phantoms import CLASSES, make_phantom
 
     images = [make_phantom(CLASSES[k % 4], np.random.default_rng([seed, k]), size) for k in range(n)]
     batch = np.stack(images)[..., None]

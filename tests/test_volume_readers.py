@@ -167,7 +167,7 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
 
 def test_no_patient_on_both_sides_of_a_split(tmp_path):
     from btk.default_plugins.convert import write_dicom_series
-    from btk.default_plugins.synthetic import CLASSES, make_phantom
+    from btk.phantoms import CLASSES, make_phantom
 
     for c in CLASSES[:2]:
         for p in range(8):
