@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from btk.hookspecs import hookimpl
+from btk.api import BtkError, ReadOptions, get_host, hookimpl, iter_entries
 
 SPLIT_DIRS = {"train": "Training", "test": "Testing", "": ""}
 
@@ -68,11 +68,6 @@ def write_nifti_volume(images: list[np.ndarray], path: Path) -> Path:
 
 def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, options: dict[str, str]) -> int:
     """Convert everything ``reader_name`` reads at ``data``; returns the number of images written."""
-    from btk.dataset import iter_entries
-    from btk.errors import BtkError
-    from btk.plugins import get_host
-    from btk.types import ReadOptions
-
     reader = get_host().readers.get(reader_name)
     if out.exists() and any(out.iterdir()):
         raise BtkError(f"output folder is not empty: {out}")

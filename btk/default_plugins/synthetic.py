@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from btk.errors import BtkError
-from btk.hookspecs import hookimpl
+from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, hookimpl
 from btk.phantoms import CLASSES, make_phantom
-from btk.types import Entry, ReadOptions, Sample
 
 
 class SyntheticReader:
@@ -73,5 +71,5 @@ class SyntheticReader:
 
 
 @hookimpl
-def btk_register_readers(register):
+def btk_register_readers(register: RegisterReader) -> None:
     register(SyntheticReader())
