@@ -63,6 +63,8 @@ class PluginHost:
     reporters: Registry = field(default_factory=lambda: Registry("reporter"))
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # plugin name -> the commands it added to the ``btk`` group (filled in by the command line)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     def registry(self, kind: str) -> Registry:
         """The registry for ``kind`` (one of :data:`KINDS`)."""

@@ -303,9 +303,66 @@ def test_hook_btk_register_commands():
     from btk.cli import BtkGroup, _add_plugin_commands
 
     _add_plugin_commands()
-    assert BtkGroup._plugin_commands_added
+    assert BtkGroup._plugin_commands_host is plugins.get_host()
+    assert plugins.get_host().commands["P"] == ["hello-plugin"]
     result = CliRunner().invoke(cli, ["hello-plugin"])
     assert result.output.strip() == "hello from a plugin"
+
+
+def test_btk_plugins_lists_the_commands_a_plugin_added():
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "btk.default_plugins.convert" in line)
+    assert "commands: convert" in row
+    assert plugins.get_host().commands == {"btk.default_plugins.convert": ["convert"]}
+
+
+def test_a_plugin_registered_after_the_first_cli_call_gets_its_commands():
+    import click
+
+    class Hello:
+        @hookimpl
+        def btk_register_commands(self, cli):
+            @cli.command(name="hello")
+            def hello():
+                """Say hello."""
+                click.echo("hello again")
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["plugins"]).exit_code == 0  # plugin commands added for the first host
+    plugin = Hello()
+    plugins.register_plugin(plugin)
+    try:
+        result = runner.invoke(cli, ["hello"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "hello again"
+        assert plugins.get_host().commands["Hello"] == ["hello"]
+    finally:
+        plugins.unregister_plugin(plugin)
+    result = runner.invoke(cli, ["hello"])  # the new host has no such plugin: its command is gone
+    assert result.exit_code != 0 and "No such command 'hello'" in result.output
+    assert runner.invoke(cli, ["convert", "--help"]).exit_code == 0
+
+
+def test_a_core_command_a_plugin_replaced_comes_back_without_the_plugin():
+    import click
+
+    class Override:
+        @hookimpl
+        def btk_register_commands(self, cli):
+            @cli.command(name="cache")
+            def cache():
+                """Not the real cache command."""
+                click.echo("overridden")
+
+    runner = CliRunner()
+    plugin = Override()
+    plugins.register_plugin(plugin)
+    try:
+        assert runner.invoke(cli, ["cache"]).output.strip() == "overridden"
+    finally:
+        plugins.unregister_plugin(plugin)
+    assert "decode cache" in runner.invoke(cli, ["cache", "--help"]).output
 
 
 def test_every_hook_has_a_test_of_its_own():
