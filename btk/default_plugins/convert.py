@@ -108,7 +108,7 @@ def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, 
 def convert_command(data, reader, reader_option, to, out, per_patient):
     """Write an image dataset as DICOM series or NIfTI volumes, keeping its class folders.
 
-    \\b
+    \b
     Example:
       btk convert --data DATA/sartaj --to dicom --out sartaj-dicom
     """
