@@ -22,7 +22,7 @@ from btk.types import ReadOptions
 
 def main() -> None:
     import nibabel as nib
-    from btk_default.convert import write_dicom_series
+    from btk.default_plugins.convert import write_dicom_series
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -82,17 +82,17 @@ def _recipe_option(field: str, *decls: str, extra: str = "", **kwargs: Any):
 
 class BtkGroup(click.Group):
     """Turns :class:`BtkError` into one line and a non-zero exit; other errors too, unless debugging.
-    Adds the plugins' commands the first time commands are looked up."""
+    Adds the plugins' commands when commands are looked up, again whenever the plugin host is
+    rebuilt (:func:`btk.plugins.reset`, :func:`btk.plugins.register_plugin`)."""
 
-    _plugin_commands_added = False
+    _plugin_commands_host: Any = None  # the plugin host whose plugins' commands the group holds
+    _displaced: dict[str, click.Command] = {}  # core commands a plugin command replaced, by name
 
     def _ensure_plugin_commands(self) -> None:
-        if not BtkGroup._plugin_commands_added:
-            BtkGroup._plugin_commands_added = True
-            try:
-                _add_plugin_commands()
-            except Exception as exc:  # never let plugin loading stop the CLI
-                print(f"btk: warning: plugin commands could not be loaded: {exc}", file=sys.stderr)
+        try:
+            _add_plugin_commands()
+        except Exception as exc:  # never let plugin loading stop the CLI
+            print(f"btk: warning: plugin commands could not be loaded: {exc}", file=sys.stderr)
 
     def get_command(self, ctx: click.Context, cmd_name: str):
         self._ensure_plugin_commands()
@@ -504,26 +504,51 @@ def plugins():
 
     host = get_host()
     table = Table(title="btk plugins")
-    for col in ("plugin", "from", "version", "registered"):
+    table.add_column("plugin", no_wrap=True)  # a module path such as btk.default_plugins.mri_artefacts
+    for col in ("from", "version", "registered"):
         table.add_column(col, overflow="fold")
     for info in host.plugins:
         parts = [f"{kind}: {', '.join(names)}" for kind in KINDS if (names := host.registry(kind).by_plugin(info.name))]
+        if info.name in host.commands:
+            parts.append(f"commands: {', '.join(host.commands[info.name])}")
         table.add_row(info.name, info.origin, info.version, "\n".join(parts) or "-")
     Console().print(table)
     for line in host.problems:
         Console().print(f"[yellow]problem: {line}[/]", highlight=False)
 
 
-def _add_plugin_commands() -> None:
+def _add_plugin_commands(host: Any = None) -> None:
+    """Give ``cli`` the commands of ``host``'s plugins (default: the process's plugin host) and
+    record in ``host.commands`` which plugin added which. Nothing happens if ``cli`` has them
+    already; the commands of an earlier host's plugins are taken away first (a command one of them
+    replaced comes back)."""
     from btk.plugins import get_host
 
-    host = get_host()
+    host = host if host is not None else get_host()
+    previous = BtkGroup._plugin_commands_host
+    if previous is host:
+        return
+    if previous is not None:
+        for name in {n for names in previous.commands.values() for n in names}:
+            cli.commands.pop(name, None)
+            if name in BtkGroup._displaced:
+                cli.commands[name] = BtkGroup._displaced.pop(name)
+    BtkGroup._plugin_commands_host = host
+    host.commands.clear()
     for impl in host.pm.hook.btk_register_commands.get_hookimpls():
+        before = dict(cli.commands)
         try:
             impl.function(cli=cli)
         except Exception as exc:
             host.problems.append(f"plugin '{impl.plugin_name}' failed in btk_register_commands: "
                                  f"{type(exc).__name__}: {exc}")
+        added = sorted(n for n, command in cli.commands.items() if before.get(n) is not command)
+        from_plugins = {n for names in host.commands.values() for n in names}
+        for name in added:
+            if name in before and name not in from_plugins:
+                BtkGroup._displaced.setdefault(name, before[name])
+        if added:
+            host.commands.setdefault(impl.plugin_name, []).extend(added)
 
 
 def main() -> None:

@@ -25,18 +25,18 @@ from btk.errors import DuplicateNameError
 from btk.registry import Registry
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "btk_default.folder",
-    "btk_default.synthetic",
-    "btk_default.dicom",
-    "btk_default.nifti",
-    "btk_default.convert",
-    "btk_default.degraders",
-    "btk_default.mri_artefacts",
-    "btk_default.seed_cnn",
-    "btk_default.small_cnn",
-    "btk_default.res_cnn",
-    "btk_default.reporters",
-    "btk_default.html_report",
+    "btk.default_plugins.folder",
+    "btk.default_plugins.synthetic",
+    "btk.default_plugins.dicom",
+    "btk.default_plugins.nifti",
+    "btk.default_plugins.convert",
+    "btk.default_plugins.degraders",
+    "btk.default_plugins.mri_artefacts",
+    "btk.default_plugins.seed_cnn",
+    "btk.default_plugins.small_cnn",
+    "btk.default_plugins.res_cnn",
+    "btk.default_plugins.reporters",
+    "btk.default_plugins.html_report",
 )
 
 KINDS = ("readers", "degraders", "models", "reporters")
@@ -63,6 +63,8 @@ class PluginHost:
     reporters: Registry = field(default_factory=lambda: Registry("reporter"))
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # plugin name -> the commands it added to the ``btk`` group (filled in by the command line)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     def registry(self, kind: str) -> Registry:
         """The registry for ``kind`` (one of :data:`KINDS`)."""

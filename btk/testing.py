@@ -27,7 +27,7 @@ from btk.types import ReadOptions
 
 def sample_images(n: int = 4, size: int = 64, channels: int = 3, seed: int = 0) -> np.ndarray:
     """A uint8 batch (n x size x size x channels) of brain-like phantoms."""
-    from btk_default.synthetic import CLASSES, make_phantom
+    from btk.phantoms import CLASSES, make_phantom
 
     images = [make_phantom(CLASSES[k % 4], np.random.default_rng([seed, k]), size) for k in range(n)]
     batch = np.stack(images)[..., None]
@@ -90,10 +90,9 @@ def check_degrader(degrader: Any, identity: dict[str, Any] | None = None, strong
 
 def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes: int = 3, tmp: Path | None = None) -> None:
     """``spec`` builds a compiled model with a softmax over ``n_classes``, trains a step, predicts,
-    saves to .keras and loads back with the same predictions."""
+    saves to .keras and loads back with the same predictions. The model file goes into ``tmp``,
+    or into a temporary folder that is removed afterwards."""
     import tempfile
-
-    import keras
 
     size = max(spec.min_image_size, 32)
     input_shape = input_shape or (size, size, 1)
@@ -105,10 +104,20 @@ def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes
     p = np.asarray(model.predict(x, verbose=0))
     assert p.shape == (4, n_classes), f"model '{spec.name}': output shape {p.shape}, expected (4, {n_classes})"
     assert np.allclose(p.sum(axis=1), 1, atol=1e-4), f"model '{spec.name}': outputs are not probabilities"
-    folder = Path(tmp or tempfile.mkdtemp())
+    if tmp is not None:
+        _check_reload(model, Path(tmp), x, p, spec.name)
+    else:  # a folder of its own, removed afterwards
+        with tempfile.TemporaryDirectory(prefix="btk-check-model-") as folder:
+            _check_reload(model, Path(folder), x, p, spec.name)
+
+
+def _check_reload(model: Any, folder: Path, x: np.ndarray, p: np.ndarray, name: str) -> None:
+    """``model`` saved to ``folder`` as .keras loads back with the same predictions ``p`` on ``x``."""
+    import keras
+
     model.save(folder / "model.keras")
     again = keras.saving.load_model(folder / "model.keras")
-    assert np.allclose(np.asarray(again.predict(x, verbose=0)), p, atol=1e-5), f"model '{spec.name}': reload differs"
+    assert np.allclose(np.asarray(again.predict(x, verbose=0)), p, atol=1e-5), f"model '{name}': reload differs"
 
 
 def check_reporter(reporter: Any, run_dir: Path, expect_files: list[str] | None = None) -> str:

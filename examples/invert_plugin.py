@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from btk.degraders import Degrader, Param
-from btk.hookspecs import hookimpl
+from btk.api import Degrader, Param, RegisterDegrader, hookimpl
 
 
 def invert(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -26,6 +25,6 @@ def invert(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.nda
 
 
 @hookimpl
-def btk_register_degraders(register):
+def btk_register_degraders(register: RegisterDegrader) -> None:
     register(Degrader("invert", invert, (Param("amount", float, 1.0, 0.0, 1.0, "share of the negative"),),
                       "blend with the negative image"))

@@ -82,6 +82,24 @@ def test_broken_model_fails():
         check_model(ModelSpec("no-softmax", build_linear, "", 1))
 
 
+def test_check_model_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    def build(input_shape, n_classes, options):
+        import keras
+
+        model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                                  keras.layers.Dense(n_classes, activation="softmax")])
+        model.compile(loss="categorical_crossentropy", optimizer="adam")
+        return model
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    check_model(ModelSpec("tiny", build, "", 1))  # no tmp: the kit finds a folder of its own
+    assert list(scratch.iterdir()) == []
+
+
 def test_broken_reporter_fails(btk_sample_run):
     silent = Reporter("silent", lambda run, console: None, "claims a file it never writes")
     with pytest.raises(AssertionError, match="did not write summary.txt"):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from btk.cli import cli
 from btk.runs import load_run
-from btk_default.synthetic import CLASSES, make_phantom
+from btk.phantoms import CLASSES, make_phantom
 
 
 def _write(path, image):

@@ -77,13 +77,13 @@ class ToyPlugin:
 def test_default_plugin_set_is_listed():
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0, result.output
-    for name in ("btk_default.folder", "btk_default.synthetic", "btk_default.degraders", "btk_default.seed_cnn",
-                 "btk_default.small_cnn", "btk_default.reporters", "folder", "synthetic", "blur", "resolution",
-                 "seed-cnn", "small-cnn", "terminal", "json"):
+    for name in ("btk.default_plugins.folder", "btk.default_plugins.synthetic", "btk.default_plugins.degraders",
+                 "btk.default_plugins.seed_cnn", "btk.default_plugins.small_cnn", "btk.default_plugins.reporters",
+                 "folder", "synthetic", "blur", "resolution", "seed-cnn", "small-cnn", "terminal", "json"):
         assert name in result.output
     host = plugins.get_host()
-    assert host.readers.owner("folder") == "btk_default.folder"
-    assert host.degraders.by_plugin("btk_default.degraders") == ["blur", "resolution"]
+    assert host.readers.owner("folder") == "btk.default_plugins.folder"
+    assert host.degraders.by_plugin("btk.default_plugins.degraders") == ["blur", "resolution"]
     assert host.problems == []
 
 
@@ -118,9 +118,9 @@ def test_duplicate_name_is_reported_with_both_plugins():
             register(type("Folder", (ToyReader,), {"name": "folder"})())
 
     host = plugins.load_plugins(extra=[Duplicate()], entrypoints=False)
-    assert any("'Duplicate'" in p and "'btk_default.folder'" in p and "reader 'folder'" in p
+    assert any("'Duplicate'" in p and "'btk.default_plugins.folder'" in p and "reader 'folder'" in p
                and "comes from registered at run time" in p for p in host.problems)
-    assert host.readers.owner("folder") == "btk_default.folder"
+    assert host.readers.owner("folder") == "btk.default_plugins.folder"
     assert "toy" in host.readers  # what came before the duplicate is kept
 
 
@@ -180,7 +180,7 @@ def test_plugin_that_raises_on_import_is_named_and_cli_keeps_working(tmp_path):
     assert result.returncode == 0, result.stderr
     problem = [line for line in result.stderr.splitlines() if "broken" in line]
     assert problem == ["btk: warning: plugin 'broken' (btk-broken 1.2.3) failed to load: ImportError: needs libfoo"]
-    assert "btk_default.folder" in result.stdout
+    assert "btk.default_plugins.folder" in result.stdout
     blocked = _btk(["plugins"], tmp_path, BTK_BLOCK_PLUGINS="broken")
     assert "broken" not in blocked.stderr
 
@@ -303,9 +303,66 @@ def test_hook_btk_register_commands():
     from btk.cli import BtkGroup, _add_plugin_commands
 
     _add_plugin_commands()
-    assert BtkGroup._plugin_commands_added
+    assert BtkGroup._plugin_commands_host is plugins.get_host()
+    assert plugins.get_host().commands["P"] == ["hello-plugin"]
     result = CliRunner().invoke(cli, ["hello-plugin"])
     assert result.output.strip() == "hello from a plugin"
+
+
+def test_btk_plugins_lists_the_commands_a_plugin_added():
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "btk.default_plugins.convert" in line)
+    assert "commands: convert" in row
+    assert plugins.get_host().commands == {"btk.default_plugins.convert": ["convert"]}
+
+
+def test_a_plugin_registered_after_the_first_cli_call_gets_its_commands():
+    import click
+
+    class Hello:
+        @hookimpl
+        def btk_register_commands(self, cli):
+            @cli.command(name="hello")
+            def hello():
+                """Say hello."""
+                click.echo("hello again")
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["plugins"]).exit_code == 0  # plugin commands added for the first host
+    plugin = Hello()
+    plugins.register_plugin(plugin)
+    try:
+        result = runner.invoke(cli, ["hello"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "hello again"
+        assert plugins.get_host().commands["Hello"] == ["hello"]
+    finally:
+        plugins.unregister_plugin(plugin)
+    result = runner.invoke(cli, ["hello"])  # the new host has no such plugin: its command is gone
+    assert result.exit_code != 0 and "No such command 'hello'" in result.output
+    assert runner.invoke(cli, ["convert", "--help"]).exit_code == 0
+
+
+def test_a_core_command_a_plugin_replaced_comes_back_without_the_plugin():
+    import click
+
+    class Override:
+        @hookimpl
+        def btk_register_commands(self, cli):
+            @cli.command(name="cache")
+            def cache():
+                """Not the real cache command."""
+                click.echo("overridden")
+
+    runner = CliRunner()
+    plugin = Override()
+    plugins.register_plugin(plugin)
+    try:
+        assert runner.invoke(cli, ["cache"]).output.strip() == "overridden"
+    finally:
+        plugins.unregister_plugin(plugin)
+    assert "decode cache" in runner.invoke(cli, ["cache", "--help"]).output
 
 
 def test_every_hook_has_a_test_of_its_own():

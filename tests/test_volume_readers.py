@@ -84,7 +84,7 @@ def test_multiframe_file_is_one_series_of_frames():
 
 
 def test_series_with_shuffled_file_names_is_read_in_anatomical_order(tmp_path):
-    from btk_default.convert import write_dicom_series
+    from btk.default_plugins.convert import write_dicom_series
 
     slices = [np.full((16, 16), 10 * (k + 1), np.uint8) for k in range(6)]  # slice k is brightness 10(k+1)
     names = ["f.dcm", "c.dcm", "a.dcm", "e.dcm", "b.dcm", "d.dcm"]  # alphabetical order is not z order
@@ -135,6 +135,20 @@ def test_nifti_orientation_is_canonical_whatever_the_affine(tmp_path):
         assert rows.max() < 24 / 2 and cols.min() > 20 / 2, name  # anterior at the top, right on the right
 
 
+def test_convert_help_shows_its_example_without_a_stray_backspace_marker():
+    runner = CliRunner()
+    result = runner.invoke(cli, ["convert", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "\\b" not in result.output and "\b" not in result.output
+    lines = result.output.splitlines()
+    example = lines.index("  Example:")  # click's \b paragraph: kept as written, on lines of its own
+    assert lines[example + 1].strip() == "btk convert --data DATA/sartaj --to dicom --out sartaj-dicom"
+    for name in runner.invoke(cli, ["--help"]).output.split("Commands:")[1].split():
+        if name in cli.commands:  # every command's help, built-in or from a plugin
+            output = runner.invoke(cli, [name, "--help"]).output
+            assert "\\b" not in output and "\b" not in output, name
+
+
 def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_path):
     src = tmp_path / "src"
     for split, n in (("Training", 8), ("Testing", 3)):
@@ -166,8 +180,8 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
 
 
 def test_no_patient_on_both_sides_of_a_split(tmp_path):
-    from btk_default.convert import write_dicom_series
-    from btk_default.synthetic import CLASSES, make_phantom
+    from btk.default_plugins.convert import write_dicom_series
+    from btk.phantoms import CLASSES, make_phantom
 
     for c in CLASSES[:2]:
         for p in range(8):

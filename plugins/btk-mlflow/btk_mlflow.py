@@ -18,8 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from btk.hookspecs import hookimpl
-from btk.types import Reporter
+from btk.api import RegisterReporter, Reporter, get_host, hookimpl
 
 METRICS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "auc_macro")
 
@@ -71,7 +70,6 @@ def log_run(run, console) -> str:
         for file in ("model.keras", "metrics.json", "config.json", "predictions.csv"):
             if (run.path / file).exists():
                 mlflow.log_artifact(str(run.path / file))
-        from btk.plugins import get_host
 
         html = get_host().reporters.get("html").write
         with tempfile.TemporaryDirectory() as tmp:
@@ -83,5 +81,5 @@ def log_run(run, console) -> str:
 
 
 @hookimpl
-def btk_register_reporters(register):
+def btk_register_reporters(register: RegisterReporter) -> None:
     register(Reporter("mlflow", log_run, "log the run to a local MLflow store (BTK_MLFLOW_DIR, default ./mlruns)"))

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from btk.degraders import Degrader, Param
-from btk.hookspecs import hookimpl
+from btk.api import Degrader, Param, RegisterDegrader, hookimpl
 
 
 def zipper(image: np.ndarray, rng: np.random.Generator, strength: float, position: float) -> np.ndarray:
@@ -47,5 +46,5 @@ ZIPPER = Degrader(
 
 
 @hookimpl
-def btk_register_degraders(register):
+def btk_register_degraders(register: RegisterDegrader) -> None:
     register(ZIPPER)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from btk.errors import BtkError, UnreadableInputError
-from btk.hookspecs import hookimpl
-from btk.types import Entry, ReadOptions, Sample
+from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, hookimpl
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 SPLIT_NAMES = {"training": "train", "train": "train", "testing": "test", "test": "test"}
@@ -100,5 +98,5 @@ class FolderReader:
 
 
 @hookimpl
-def btk_register_readers(register):
+def btk_register_readers(register: RegisterReader) -> None:
     register(FolderReader())

@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from btk.hookspecs import hookimpl
-from btk.runs import Run
-from btk.types import Reporter
+from btk.api import RegisterReporter, Reporter, Run, hookimpl
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -293,6 +291,6 @@ def html_report(run: Run, console) -> None:
 
 
 @hookimpl
-def btk_register_reporters(register):
+def btk_register_reporters(register: RegisterReporter) -> None:
     register(Reporter("html", html_report, "a self-contained HTML report (report.html in the run directory)",
                       write=write_html))

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from btk.errors import BtkError, UnreadableInputError
-from btk.hookspecs import hookimpl
-from btk.types import Entry, ReadOptions, Sample
-from btk.volumes import choose_slices, find_files, folder_label, read_manifest, to_uint8
+from btk.api import (BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices,
+                     find_files, folder_label, hookimpl, read_manifest, to_uint8)
 
 OPTIONS = ("slices", "window", "manifest")
 
@@ -188,5 +186,5 @@ class DicomReader:
 
 
 @hookimpl
-def btk_register_readers(register):
+def btk_register_readers(register: RegisterReader) -> None:
     register(DicomReader())

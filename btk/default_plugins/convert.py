@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from btk.hookspecs import hookimpl
+from btk.api import BtkError, ReadOptions, get_host, hookimpl, iter_entries
 
 SPLIT_DIRS = {"train": "Training", "test": "Testing", "": ""}
 
@@ -68,11 +68,6 @@ def write_nifti_volume(images: list[np.ndarray], path: Path) -> Path:
 
 def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, options: dict[str, str]) -> int:
     """Convert everything ``reader_name`` reads at ``data``; returns the number of images written."""
-    from btk.dataset import iter_entries
-    from btk.errors import BtkError
-    from btk.plugins import get_host
-    from btk.types import ReadOptions
-
     reader = get_host().readers.get(reader_name)
     if out.exists() and any(out.iterdir()):
         raise BtkError(f"output folder is not empty: {out}")
@@ -113,7 +108,7 @@ def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, 
 def convert_command(data, reader, reader_option, to, out, per_patient):
     """Write an image dataset as DICOM series or NIfTI volumes, keeping its class folders.
 
-    \\b
+    \b
     Example:
       btk convert --data DATA/sartaj --to dicom --out sartaj-dicom
     """

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from btk.degraders import Degrader, Param
-from btk.hookspecs import hookimpl
+from btk.api import Degrader, Param, RegisterDegrader, hookimpl
 
 
 def _plane(image: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -178,6 +177,6 @@ DEGRADERS = (
 
 
 @hookimpl
-def btk_register_degraders(register):
+def btk_register_degraders(register: RegisterDegrader) -> None:
     for degrader in DEGRADERS:
         register(degrader)

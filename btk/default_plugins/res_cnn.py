@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from btk.hookspecs import hookimpl
-from btk.models import compile_like_report, softmax_head
-from btk.types import ModelSpec
+from btk.api import ModelSpec, RegisterModel, compile_like_report, hookimpl, softmax_head
 
 STAGES = (32, 64, 128, 192)
 
@@ -69,5 +67,5 @@ RES_CNN = ModelSpec(
 
 
 @hookimpl
-def btk_register_models(register):
+def btk_register_models(register: RegisterModel) -> None:
     register(RES_CNN)

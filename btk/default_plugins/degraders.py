@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from btk.degraders import Degrader, Param
-from btk.hookspecs import hookimpl
+from btk.api import Degrader, Param, RegisterDegrader, hookimpl
 
 
 def gaussian_blur(image: np.ndarray, rng: np.random.Generator, ksize: int, sigma: float) -> np.ndarray:
@@ -61,6 +60,6 @@ RESOLUTION = Degrader(
 
 
 @hookimpl
-def btk_register_degraders(register):
+def btk_register_degraders(register: RegisterDegrader) -> None:
     register(BLUR)
     register(RESOLUTION)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from btk.hookspecs import hookimpl
-from btk.models import compile_like_report
-from btk.types import ModelSpec
+from btk.api import ModelSpec, RegisterModel, compile_like_report, hookimpl
 
 # The smallest square input for which every valid convolution and pooling still has output.
 MIN_IMAGE_SIZE = 84
@@ -58,5 +56,5 @@ SEED_CNN = ModelSpec(
 
 
 @hookimpl
-def btk_register_models(register):
+def btk_register_models(register: RegisterModel) -> None:
     register(SEED_CNN)

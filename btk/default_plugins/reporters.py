@@ -7,9 +7,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from btk.hookspecs import hookimpl
-from btk.runs import Run
-from btk.types import Reporter
+from btk.api import RegisterReporter, Reporter, Run, hookimpl
 
 
 def _pct(x: float | None) -> str:
@@ -71,6 +69,6 @@ def json_report(run: Run, console: Console) -> None:
 
 
 @hookimpl
-def btk_register_reporters(register):
+def btk_register_reporters(register: RegisterReporter) -> None:
     register(Reporter("terminal", terminal_report, "rich tables in the terminal (the default)"))
     register(Reporter("json", json_report, "the metrics as one JSON object on standard output"))

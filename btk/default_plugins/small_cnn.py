@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from btk.hookspecs import hookimpl
-from btk.models import compile_like_report, softmax_head
-from btk.types import ModelSpec
+from btk.api import ModelSpec, RegisterModel, compile_like_report, hookimpl, softmax_head
 
 
 def build_small_cnn(input_shape: tuple[int, ...], n_classes: int, options: dict[str, Any]) -> Any:
@@ -48,5 +46,5 @@ SMALL_CNN = ModelSpec(
 
 
 @hookimpl
-def btk_register_models(register):
+def btk_register_models(register: RegisterModel) -> None:
     register(SMALL_CNN)

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from btk.errors import BtkError, UnreadableInputError
-from btk.hookspecs import hookimpl
-from btk.types import Entry, ReadOptions, Sample
-from btk.volumes import choose_slices, find_files, folder_label, read_manifest, to_uint8
+from btk.api import (BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices,
+                     find_files, folder_label, hookimpl, read_manifest, to_uint8)
 
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 PERCENTILE_SAMPLE = 1 << 18  # percentiles come from at most this many evenly strided voxels
@@ -138,5 +136,5 @@ class NiftiReader:
 
 
 @hookimpl
-def btk_register_readers(register):
+def btk_register_readers(register: RegisterReader) -> None:
     register(NiftiReader())
