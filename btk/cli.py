@@ -497,24 +497,12 @@ def cache(clear):
 @cli.command()
 def plugins():
     """List the plugins, where each came from, and what each registered."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from btk.plugins import KINDS, get_host
+    from btk.plugins import describe_plugins, get_host
+    from btk.render import out_console
+    from btk.render.tables import render_plugins
 
     host = get_host()
-    table = Table(title="btk plugins")
-    table.add_column("plugin", no_wrap=True)  # a module path such as btk.default_plugins.mri_artefacts
-    for col in ("from", "version", "registered"):
-        table.add_column(col, overflow="fold")
-    for info in host.plugins:
-        parts = [f"{kind}: {', '.join(names)}" for kind in KINDS if (names := host.registry(kind).by_plugin(info.name))]
-        if info.name in host.commands:
-            parts.append(f"commands: {', '.join(host.commands[info.name])}")
-        table.add_row(info.name, info.origin, info.version, "\n".join(parts) or "-")
-    Console().print(table)
-    for line in host.problems:
-        Console().print(f"[yellow]problem: {line}[/]", highlight=False)
+    render_plugins(describe_plugins(host), host.problems, out_console())
 
 
 def _add_plugin_commands(host: Any = None) -> None:

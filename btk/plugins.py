@@ -171,6 +171,17 @@ def load_plugins(extra: list[Any] | None = None, entrypoints: bool = True) -> Pl
     return host
 
 
+def describe_plugins(host: PluginHost) -> list[dict[str, Any]]:
+    """Each loaded plugin: its name, where it came from, its version and what it registered
+    (names per kind, and the commands it added to the CLI)."""
+    out = []
+    for info in host.plugins:
+        registered = {kind: host.registry(kind).by_plugin(info.name) for kind in KINDS}
+        registered["commands"] = list(host.commands.get(info.name, []))
+        out.append({"name": info.name, "origin": info.origin, "version": info.version, "registered": registered})
+    return out
+
+
 _HOST: PluginHost | None = None
 _EXTRA: list[Any] = []
 

@@ -149,12 +149,16 @@ def render_cache(root: Path, rows: list[tuple[str, int, float]], console: Consol
     console.print(f"{len(rows)} dataset(s), {sum(r[1] for r in rows) / 2**20:.1f} MiB")
 
 
-def render_plugins(plugins: list[dict[str, Any]], console: Console) -> None:
-    """The plugins (:func:`btk.plugins.describe_plugins`): where each came from, what it registered."""
+def render_plugins(plugins: list[dict[str, Any]], problems: list[str], console: Console) -> None:
+    """The plugins (:func:`btk.plugins.describe_plugins`): where each came from, what it
+    registered; then a line for each plugin that could not be loaded."""
     table = Table(title="btk plugins")
-    for col in ("plugin", "from", "version", "registered"):
+    table.add_column("plugin", no_wrap=True)  # a module path such as btk.default_plugins.mri_artefacts
+    for col in ("from", "version", "registered"):
         table.add_column(col, overflow="fold")
     for p in plugins:
         parts = [f"{kind}: {', '.join(names)}" for kind, names in p["registered"].items() if names]
         table.add_row(p["name"], p["origin"], p["version"], "\n".join(parts) or "-")
     console.print(table)
+    for problem in problems:
+        console.print(f"problem: {problem}", style="yellow", markup=False, highlight=False)
