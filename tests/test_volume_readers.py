@@ -135,6 +135,7 @@ def test_nifti_orientation_is_canonical_whatever_the_affine(tmp_path):
         assert rows.max() < 24 / 2 and cols.min() > 20 / 2, name  # anterior at the top, right on the right
 
 
+@pytest.mark.slow
 def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_path):
     src = tmp_path / "src"
     for split, n in (("Training", 8), ("Testing", 3)):
@@ -165,6 +166,7 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
     assert sorted(map(key, from_jpeg)) == sorted(map(key, from_dicom))
 
 
+@pytest.mark.slow
 def test_no_patient_on_both_sides_of_a_split(tmp_path):
     from btk_default.convert import write_dicom_series
     from btk_default.synthetic import CLASSES, make_phantom
