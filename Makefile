@@ -1,14 +1,15 @@
 # The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
+# `make lint` runs ruff and mypy; `make test-fast` skips the tests marked slow (real training).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint install clean
 
 $(BIN)/btk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(BIN)/btk
 
 install: $(BIN)/btk
@@ -18,6 +19,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check btk plugins examples benchmarks tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs

@@ -45,6 +45,7 @@ def test_class_folder_without_images(image_folder):
     _assert_one_line_error(result, lines, "class folder has no images", "/d")
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_folder, tmp_path):
     (image_folder / "a" / "broken.png").write_bytes(b"this is not a png")
     strict, lines = _run(["run", "--data", str(image_folder), "--strict", "--out", str(tmp_path / "r1"), *FAST])

@@ -24,6 +24,7 @@ def test_builtin_readers_pass(image_folder):
     assert check_reader(host.readers.get("nifti"), nifti, ReadOptions(64, 1, {"slices": "all"}), labelled=False) > 1
 
 
+@pytest.mark.slow
 def test_builtin_degraders_models_and_reporters_pass(btk_host, btk_sample_run, tmp_path):
     check_degrader(btk_host.degraders.get("blur"), identity={"ksize": 1})
     check_degrader(btk_host.degraders.get("resolution"), identity={"factor": 1})

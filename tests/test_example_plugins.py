@@ -70,6 +70,7 @@ def test_example_package_installs_lists_runs_and_uninstalls(tmp_path):
     assert gone.returncode != 0 and "unknown degrader 'zipper'" in gone.stderr
 
 
+@pytest.mark.slow
 def test_mlflow_reporter_logs_the_run(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     import mlflow
@@ -99,6 +100,7 @@ def test_mlflow_reporter_logs_the_run(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns").exists()  # everything went to BTK_MLFLOW_DIR
 
 
+@pytest.mark.slow
 def test_mlflow_reporter_passes_the_contract_kit(btk_sample_run, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     module = _import_from(MLFLOW, "btk_mlflow")

@@ -83,6 +83,7 @@ def test_unknown_crop_is_a_one_line_error():
     assert result.exit_code != 0 and "brain" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, tiny_sartaj_run, monkeypatch):
     import json
 

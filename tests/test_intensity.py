@@ -85,6 +85,7 @@ def test_unknown_intensity_is_a_one_line_error():
         get_recipe("fast", intensity="zscore")
 
 
+@pytest.mark.slow
 def test_a_run_records_its_normalisation_and_predict_applies_it(tiny_sartaj_run, monkeypatch):
     from btk import predict as predict_module
 

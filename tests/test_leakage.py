@@ -7,6 +7,7 @@ import csv
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from btk.cli import cli
@@ -19,6 +20,7 @@ def _write(path, image):
     cv2.imwrite(str(path), image)
 
 
+@pytest.mark.slow
 def test_run_reports_metrics_without_test_copies_and_groups_copies(tmp_path):
     root = tmp_path / "data"
     train = {}
@@ -55,6 +57,7 @@ def test_run_reports_metrics_without_test_copies_and_groups_copies(tmp_path):
     assert "2 of 10 test images have an exact or near copy" in result.output
 
 
+@pytest.mark.slow
 def test_duplicate_check_can_be_turned_off(image_folder, tmp_path):
     result = CliRunner().invoke(cli, ["run", "--data", str(image_folder), "--model", "small-cnn", "--image-size", "32",
                                       "--epochs", "1", "--duplicate-threshold", "0", "--out", str(tmp_path / "runs")])

@@ -87,6 +87,7 @@ def test_default_plugin_set_is_listed():
     assert host.problems == []
 
 
+@pytest.mark.slow
 def test_registered_plugin_drives_btk_run(tmp_path):
     plugin = ToyPlugin()
     ToyPlugin.reported.clear()

@@ -43,6 +43,7 @@ def test_augmenter_is_reproducible_and_uses_levels():
         make_augmenter([Degrader("plain", lambda im, rng: im)])
 
 
+@pytest.mark.slow
 def test_sweep_and_scores_through_the_cli(tmp_path):
     runner = CliRunner()
     common = ["-R", "per_class=15", "-R", "test_per_class=5", "--image-size", "48", "--epochs", "3",

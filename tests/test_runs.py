@@ -17,6 +17,7 @@ RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predict
              "examples.npz", MARKER}
 
 
+@pytest.mark.slow
 def test_synthetic_run_writes_a_complete_directory_and_reports_it(tmp_path):
     args = ["run", "-R", "per_class=12", "-R", "test_per_class=5", "--image-size", "48", "--epochs", "2",
             "--degrade", "blur:ksize=5", "--out", str(tmp_path)]
@@ -46,6 +47,7 @@ def test_synthetic_run_writes_a_complete_directory_and_reports_it(tmp_path):
     assert json.loads(again.output)["metrics"]["clean"]["n"] == 20
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_no_run_directory_and_resumes(tmp_path, monkeypatch):
     from btk import pipeline
 
@@ -83,6 +85,7 @@ def test_collapse_is_detected():
     assert fine["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
 
 
+@pytest.mark.slow
 def test_report_suite_runs_four_experiments_and_prints_the_table(tmp_path):
     args = ["run", "--suite", "report", "-R", "per_class=6", "-R", "test_per_class=3", "--image-size", "32",
             "--epochs", "1", "--out", str(tmp_path)]
@@ -122,6 +125,7 @@ def test_real_data_accuracy_far_above_chance(sartaj, tmp_path):
     assert not clean["collapsed"]
 
 
+@pytest.mark.slow
 def test_binary_via_classes_trains_on_every_class_and_reports_tumour_vs_none(tmp_path):
     from btk.runs import to_task_probabilities
 

@@ -49,6 +49,7 @@ def _tiny_model(n_classes=2):
     return model
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_after_patience_epochs_without_progress():
     from btk.training import train
 
@@ -64,6 +65,7 @@ def test_early_stopping_stops_after_patience_epochs_without_progress():
     assert len(history["loss"]) == 5 and "stopped_epoch" not in history  # patience 0: never stops
 
 
+@pytest.mark.slow
 def test_early_stopping_works_without_restoring_the_best_weights():
     """The report preset keeps its final weights (restore_best off); --patience must still stop it."""
     from btk.training import train
@@ -78,6 +80,7 @@ def test_early_stopping_works_without_restoring_the_best_weights():
     assert "best_epoch" not in history  # the final weights are kept, as the report does
 
 
+@pytest.mark.slow
 def test_monitor_after_ignores_the_first_share_of_epochs_for_best_weights_and_stopping():
     from btk.training import train
 
@@ -95,6 +98,7 @@ def test_monitor_after_ignores_the_first_share_of_epochs_for_best_weights_and_st
         get_recipe("fast", monitor_after=1.0)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     from btk import training
 
@@ -214,6 +218,7 @@ def test_second_load_comes_from_the_cache_and_edits_invalidate_it(image_folder, 
     assert "removed 3" in result.output and not any((tmp_path / "cache").iterdir())
 
 
+@pytest.mark.slow
 def test_micro_batches_make_the_same_updates_as_the_whole_batch():
     import keras
 

@@ -149,6 +149,7 @@ def test_convert_help_shows_its_example_without_a_stray_backspace_marker():
             assert "\\b" not in output and "\b" not in output, name
 
 
+@pytest.mark.slow
 def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_path):
     src = tmp_path / "src"
     for split, n in (("Training", 8), ("Testing", 3)):
@@ -179,6 +180,7 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
     assert sorted(map(key, from_jpeg)) == sorted(map(key, from_dicom))
 
 
+@pytest.mark.slow
 def test_no_patient_on_both_sides_of_a_split(tmp_path):
     from btk.default_plugins.convert import write_dicom_series
     from btk.phantoms import CLASSES, make_phantom
