@@ -10,7 +10,6 @@ and their ratio. Usage: python benchmarks/augment_overhead.py [DATA]
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

@@ -19,7 +19,7 @@ from itertools import chain
 import cv2
 import numpy as np
 
-from btk.duplicates import fingerprint_all, find_pairs
+from btk.duplicates import find_pairs, fingerprint_all
 
 
 def texture(rng: np.random.Generator, size: int = 128) -> np.ndarray:

@@ -22,6 +22,7 @@ from btk.types import ReadOptions
 
 def main() -> None:
     import nibabel as nib
+
     from btk.default_plugins.convert import write_dicom_series
 
     rng = np.random.default_rng(0)

@@ -18,7 +18,6 @@ import numpy as np
 from btk.testing import make_run
 
 
-
 def main(n_runs: int = 20, n_images: int = 394) -> None:
     classes = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
     with tempfile.TemporaryDirectory() as tmp:

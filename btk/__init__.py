@@ -6,6 +6,6 @@ functions importable from here, so a notebook can do what ``btk`` does.
 
 __version__ = "0.1.0"
 
-from btk.errors import BtkError  # noqa: E402
+from btk.errors import BtkError
 
 __all__ = ["BtkError", "__version__"]

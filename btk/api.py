@@ -22,17 +22,17 @@ from btk.hookspecs import RegisterDegrader, RegisterModel, RegisterReader, Regis
 from btk.models import compile_like_report, softmax_head
 from btk.plugins import get_host
 from btk.runs import Run
-from btk.types import Entry, ModelSpec, ReadOptions, Reader, Reporter, Sample
+from btk.types import Entry, ModelSpec, Reader, ReadOptions, Reporter, Sample
 from btk.volumes import choose_slices, find_files, folder_label, read_manifest, to_uint8
 
 __all__ = [
+    "LEVELS",
+    "REFERENCE_SIZE",
     "BtkError",
     "Degrader",
     "Entry",
-    "LEVELS",
     "ModelSpec",
     "Param",
-    "REFERENCE_SIZE",
     "ReadOptions",
     "Reader",
     "RegisterDegrader",

@@ -9,9 +9,10 @@ flagging pairs whose labels disagree.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from btk.dataset import iter_entries
 from btk.duplicates import DEFAULT_THRESHOLD, Fingerprints, find_pairs, fingerprint
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.types import ReadOptions, Reader
+from btk.types import Reader, ReadOptions
 
 
 @dataclass

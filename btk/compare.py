@@ -60,7 +60,7 @@ def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, An
         if not np.array_equal(ya, yb[order]):
             continue
         result = mcnemar(pa.argmax(1) == ya, pb[order].argmax(1) == yb[order])
-        out.append({"a": a.name, "b": b.name, "condition": condition, "n": int(len(sa)),
+        out.append({"a": a.name, "b": b.name, "condition": condition, "n": len(sa),
                     "accuracy_a": float((pa.argmax(1) == ya).mean()),
                     "accuracy_b": float((pb[order].argmax(1) == yb[order]).mean()), **result})
     return out

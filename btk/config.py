@@ -281,7 +281,7 @@ class RunConfig:
         return self.model or self.recipe.model
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_json(cls, data: dict[str, Any]) -> RunConfig:
         """The configuration :meth:`to_json` wrote (unknown keys are an error)."""
         data = dict(data)
         recipe = Recipe(**data.pop("recipe"))
@@ -289,7 +289,7 @@ class RunConfig:
             data[key] = tuple(data.get(key) or ())
         return cls(recipe=recipe, **data)
 
-    def with_changes(self, **changes: Any) -> "RunConfig":
+    def with_changes(self, **changes: Any) -> RunConfig:
         """A copy with fields replaced."""
         return replace(self, **changes)
 

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from btk.errors import BtkError, UnreadableInputError
 from btk.framing import CROPS, frame
-from btk.types import Entry, ReadOptions, Reader, Sample
+from btk.types import Entry, Reader, ReadOptions, Sample
 
 
 @dataclass

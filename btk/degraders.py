@@ -12,13 +12,13 @@ images; those measured in pixels (``Degrader.scaled``) scale with the image widt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from btk.errors import BtkError
-
 
 REFERENCE_SIZE = 256
 LEVELS = 5

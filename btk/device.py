@@ -6,7 +6,8 @@ Uses ``keras`` only (imported inside functions): TensorFlow, JAX and PyTorch bac
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

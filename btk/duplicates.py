@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class Fingerprints:
     def __len__(self) -> int:
         return len(self.exact)
 
-    def subset(self, index: np.ndarray) -> "Fingerprints":
+    def subset(self, index: np.ndarray) -> Fingerprints:
         """The fingerprints at ``index``."""
         return Fingerprints(self.exact[index], self.coarse[index], self.fine[index])
 

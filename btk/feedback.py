@@ -9,9 +9,9 @@ and coloured lines; a notebook or a test passes :class:`Feedback` itself (silent
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 
 class Task:

@@ -16,7 +16,7 @@ annotate its hook implementations, e.g.::
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import click
 import pluggy

@@ -53,7 +53,7 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[
     present = np.unique(y_true)
     predicted = np.unique(pred)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "correct": int((pred == y_true).sum()),
         "accuracy": float(accuracy_score(y_true, pred)),
         "balanced_accuracy": _balanced_accuracy(y_true, pred),

@@ -15,9 +15,10 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,20 @@ from btk.split import fingerprints_of, make_split, task_labels
 from btk.training import Rows, predict, train
 from btk.types import ModelSpec, ReadOptions
 
-__all__ = ["Prepared", "Fitted", "TestResults", "prepare", "fit", "evaluate_test", "write_run", "run_experiment",
-           "load_for_config", "resume_config", "resolve_degradations", "versions"]
+__all__ = [
+    "Fitted",
+    "Prepared",
+    "TestResults",
+    "evaluate_test",
+    "fit",
+    "load_for_config",
+    "prepare",
+    "resolve_degradations",
+    "resume_config",
+    "run_experiment",
+    "versions",
+    "write_run",
+]
 
 RESUME_FILE = "resume.json"
 
@@ -353,10 +366,10 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         writer.write_json("metrics.json", {
             "conditions": results.conditions,
             "collapsed": any(c["collapsed"] for c in results.conditions.values()),
-            "leakage": {"threshold": config.duplicate_threshold, "test_images": int(len(test)),
+            "leakage": {"threshold": config.duplicate_threshold, "test_images": len(test),
                         "test_with_copy_in_train": int(results.has_copy.sum()),
                         "conditions_without_copies": results.unseen_conditions},
-            "counts": {k: int(len(v)) for k, v in split.items()},
+            "counts": {k: len(v) for k, v in split.items()},
             "timing": {"load_seconds": prep.load_seconds, "train_seconds": fitted.train_seconds,
                        "train_images_per_second": fitted.n_train * fitted.epochs_run / max(fitted.train_seconds, 1e-9),
                        "total_seconds": total_seconds},

@@ -14,9 +14,10 @@ draws it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
     def accuracy(x: np.ndarray) -> float:
         return float((run.task_probabilities(predict(model, x, scale, intensity=intensity)).argmax(axis=1) == y).mean())
 
-    result: dict[str, Any] = {"run": run.name, "n": int(len(y)), "clean": accuracy(images), "degraders": {}}
+    result: dict[str, Any] = {"run": run.name, "n": len(y), "clean": accuracy(images), "degraders": {}}
     for name in names:
         degrader = host.degraders.get(name)
         if not degrader.levels:

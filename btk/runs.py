@@ -25,9 +25,10 @@ import csv
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class RunWriter:
         self.final = final
         self.tmp = final.parent / f".{final.name}.partial"
 
-    def __enter__(self) -> "RunWriter":
+    def __enter__(self) -> RunWriter:
         self.tmp.mkdir(parents=True, exist_ok=True)  # training may have checkpointed into it
         return self
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -62,9 +63,9 @@ def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, b
         intensity: per-image intensity normalisation (:func:`btk.intensity.normalise_intensity`),
             after ``augment`` and before the float conversion.
     """
-    from btk.intensity import normalise_intensity
-
     import keras
+
+    from btk.intensity import normalise_intensity
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:

@@ -7,9 +7,10 @@ same attributes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class Reporter:
     """
 
     name: str
-    report: Callable[["Run", Any], None]
+    report: Callable[[Run, Any], None]
     description: str = ""
     write: Callable[..., None] | None = None
 

@@ -4,8 +4,8 @@ labels from a manifest or class folders, and the reader-option parsing they shar
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

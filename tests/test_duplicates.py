@@ -126,7 +126,7 @@ def test_sartaj_audit_numbers(sartaj, tmp_path):
     assert summary["datasets"]["sartaj"]["class_counts"]["train"] == {
         "glioma_tumor": 826, "meningioma_tumor": 822, "no_tumor": 395, "pituitary_tumor": 827}
     assert summary["datasets"]["sartaj"]["unreadable"] == []
-    assert (251, 139) == _independent_exact_twins(sartaj)
+    assert _independent_exact_twins(sartaj) == (251, 139)
     assert (tmp_path / "p.csv").read_text().count("\n") == 1 + sum(
         v["exact"] + v["near"] for v in summary["pairs"].values())
 

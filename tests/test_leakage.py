@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from btk.cli import cli
-from btk.runs import load_run
 from btk.phantoms import CLASSES, make_phantom
+from btk.runs import load_run
 
 
 def _write(path, image):

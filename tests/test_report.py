@@ -18,7 +18,6 @@ from btk.runs import load_run
 from btk.stats import mcnemar, metric_cis, reliability
 from btk.testing import make_run
 
-
 # A case worked by hand: labels 0 0 1 1, predictions 0 1 1 0.
 Y = np.array([0, 0, 1, 1])
 P = np.array([[0.9, 0.1], [0.38, 0.62], [0.3, 0.7], [0.82, 0.18]])

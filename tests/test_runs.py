@@ -158,6 +158,7 @@ def test_binary_via_classes_trains_on_every_class_and_reports_tumour_vs_none(tmp
     again = via.task_probabilities(predict(model, images, recipe["scale"], intensity=recipe["intensity"]))
     assert np.allclose(np.sort(again[:, 1]), np.sort(probs[:, 1]), atol=1e-4)
     import cv2
+
     from btk.phantoms import make_phantom
 
     scan = tmp_path / "scan.png"

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from btk.cli import cli
-from btk.errors import BtkError
 from btk.degraders import resolve_degradations
+from btk.errors import BtkError
 from btk.plugins import get_host
 
 LEVELLED = ["blur", "resolution", "noise", "motion", "ghosting", "spike", "bias", "gibbs", "jpeg", "contrast"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,8 +249,8 @@ def test_micro_batches_make_the_same_updates_as_the_whole_batch():
 
 
 def test_automatic_micro_batches_bound_the_activations_of_networks_without_batch_norm():
-    from btk.plugins import get_host
     from btk.device import ACTIVATION_BUDGET, activation_bytes_per_image, build_with_precision, step_batch_size
+    from btk.plugins import get_host
 
     host = get_host()
     seed_cnn = {p: build_with_precision(lambda: host.models.get("seed-cnn").build((256, 256, 3), 4, {}), p)

@@ -23,8 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from btk.api import (BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices,
-                     find_files, folder_label, hookimpl, read_manifest, to_uint8)
+from btk.api import (
+    BtkError,
+    Entry,
+    ReadOptions,
+    RegisterReader,
+    Sample,
+    UnreadableInputError,
+    choose_slices,
+    find_files,
+    folder_label,
+    hookimpl,
+    read_manifest,
+    to_uint8,
+)
 
 OPTIONS = ("slices", "window", "manifest")
 

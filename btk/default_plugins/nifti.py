@@ -22,8 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from btk.api import (BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices,
-                     find_files, folder_label, hookimpl, read_manifest, to_uint8)
+from btk.api import (
+    BtkError,
+    Entry,
+    ReadOptions,
+    RegisterReader,
+    Sample,
+    UnreadableInputError,
+    choose_slices,
+    find_files,
+    folder_label,
+    hookimpl,
+    read_manifest,
+    to_uint8,
+)
 
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 PERCENTILE_SAMPLE = 1 << 18  # percentiles come from at most this many evenly strided voxels

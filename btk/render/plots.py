@@ -16,7 +16,7 @@ def robustness_plot(results: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
     for ax, res in zip(axes[0], results):
         for name, accs in res["degraders"].items():
-            ax.plot(range(0, len(accs) + 1), [res["clean"], *accs], marker="o", ms=3, label=name)
+            ax.plot(range(len(accs) + 1), [res["clean"], *accs], marker="o", ms=3, label=name)
         ax.set_xlabel("severity (0 = clean)")
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
