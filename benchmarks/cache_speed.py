@@ -61,7 +61,8 @@ def main() -> None:
     print(f"{n} images at {args.image_size} px x {args.channels} ({first.images.nbytes / 2**20:.0f} MiB), "
           f"{os.cpu_count()} CPUs")
     print(f"report's loop (imread + resize, 1 thread):  {t_report:6.2f} s")
-    print(f"btk first load (parallel decode + store):    {t_first:6.2f} s  ({t_report / t_first:.1f}x the report's loop);"
+    print(f"btk first load (parallel decode + store):    {t_first:6.2f} s  "
+          f"({t_report / t_first:.1f}x the report's loop);"
           f" then every pixel read: {t_first_read:.2f} s")
     print(f"btk second load (from the cache):            {t_second:6.2f} s  ({t_first / t_second:.0f}x faster than the "
           f"first); then every pixel read: {t_second_read:.2f} s ({t_first_read / t_second_read:.1f}x)")

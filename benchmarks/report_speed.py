@@ -34,7 +34,8 @@ def main(n_runs: int = 20, n_images: int = 394) -> None:
         runs = sorted(str(p) for p in folder.iterdir())
         for label, extra in (("without HTML", []), ("with --html", ["--html", str(folder / "r.html")])):
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "btk", "report", *runs, *extra], capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "-m", "btk", "report", *runs, *extra], capture_output=True,
+                                  text=True)
             seconds = time.perf_counter() - t0
             assert proc.returncode == 0, proc.stderr
             print(f"btk report, {n_runs} runs x 3 conditions x {n_images} images, {label}: {seconds:.1f} s")

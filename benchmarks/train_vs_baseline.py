@@ -60,7 +60,8 @@ def time_to(history: dict, target: float) -> float | None:
 
 def median(values: list[float]) -> float:
     values = sorted(values)
-    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def main() -> None:
@@ -71,7 +72,8 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.7, help="validation accuracy for time-to-accuracy")
     ap.add_argument("--fast", action="store_true", help="also run btk's default fast recipe")
     ap.add_argument("--out", type=Path, default=None, help="where logs and results go [a temporary folder]")
-    ap.add_argument("--baseline", type=Path, default=BASELINE, help="the baseline script [shared/baselines/seed_pipeline.py]")
+    ap.add_argument("--baseline", type=Path, default=BASELINE,
+                    help="the baseline script [shared/baselines/seed_pipeline.py]")
     ap.add_argument("--btk-args", default="", help="more arguments for btk's seed-cnn run, e.g. '--micro-batch 8'")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="btk-bench-"))

@@ -61,7 +61,8 @@ def read_image_set(name: str, reader: Reader, path: Path | None, reader_options:
             result.labels.append(str(sample.label))
             result.splits.append(sample.split or "all")
             result.sizes[f"{sample.image.shape[1]}x{sample.image.shape[0]}"] += 1
-            result.channels[sample.meta.get("file_channels", 1 if sample.image.ndim == 2 else sample.image.shape[-1])] += 1
+            channels = 1 if sample.image.ndim == 2 else sample.image.shape[-1]
+            result.channels[sample.meta.get("file_channels", channels)] += 1
             result.bit_depths[sample.meta.get("bit_depth", sample.image.dtype.itemsize * 8)] += 1
             parts.append(fp)
     if not parts:
@@ -114,7 +115,8 @@ class AuditResult:
             }
         for scope in dict.fromkeys(p.scope for p in self.pairs):
             ps = [p for p in self.pairs if p.scope == scope]
-            out["pairs"][scope] = {"exact": sum(p.kind == "exact" for p in ps), "near": sum(p.kind == "near" for p in ps),
+            out["pairs"][scope] = {"exact": sum(p.kind == "exact" for p in ps),
+                                   "near": sum(p.kind == "near" for p in ps),
                                    "labels_disagree": sum(p.labels_disagree for p in ps)}
         return out
 

@@ -11,7 +11,8 @@ from btk.degraders import Degrader
 from btk.errors import BtkError
 
 
-def make_augmenter(degraders: list[Degrader], probability: float = 0.5) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+def make_augmenter(degraders: list[Degrader],
+                   probability: float = 0.5) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     """``augment(batch, rng)``: each image, with ``probability``, goes through one of
     ``degraders`` picked at random, at a random level 1..5 (pixel parameters scaled to the
     image width). The same generator state gives the same batch."""

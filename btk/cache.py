@@ -102,7 +102,7 @@ class Writer:
         self.key, self.root = key, root
         self.tmp = root / f".{key}.{os.getpid()}.tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.tmp / IMAGES, "wb")
+        self.fh = open(self.tmp / IMAGES, "wb")  # noqa: SIM115 (open while the writer streams; closed in finish/abort)
         self.count = 0
 
     def add(self, image: np.ndarray) -> None:

@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 from click.core import ParameterSource
@@ -86,7 +86,7 @@ class BtkGroup(click.Group):
     rebuilt (:func:`btk.plugins.reset`, :func:`btk.plugins.register_plugin`)."""
 
     _plugin_commands_host: Any = None  # the plugin host whose plugins' commands the group holds
-    _displaced: dict[str, click.Command] = {}  # core commands a plugin command replaced, by name
+    _displaced: ClassVar[dict[str, click.Command]] = {}  # core commands a plugin command replaced, by name
 
     def _ensure_plugin_commands(self) -> None:
         try:
@@ -142,12 +142,14 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 
 
 @cli.command()
-@click.option("--data", type=click.Path(path_type=Path), help="Data path for the reader. Without it: the built-in synthetic dataset.")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Data path for the reader. Without it: the built-in synthetic dataset.")
 @click.option("--reader", help="Reader plugin (default: folder with --data, synthetic without).")
 @click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
 @click.option("--task", type=click.Choice(["multiclass", "binary"]), default="multiclass", show_default=True,
               help="All classes, or tumour vs the negative class.")
-@click.option("--negative-class", default="no_tumor", show_default=True, help="The 'no finding' class for --task binary.")
+@click.option("--negative-class", default="no_tumor", show_default=True,
+              help="The 'no finding' class for --task binary.")
 @_recipe_option("binary_via_classes", "--binary-via-classes/--binary-direct", "binary_via_classes", default=None,
                 help="--task binary: train on every class and read P(tumour) = 1 - P(no tumour), so each tumour "
                      "type stays its own target; or train on the two labels.")
@@ -188,9 +190,11 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @click.option("--seed", type=int, default=101, show_default=True, help="Seed for splits, initialisation and shuffling.")
 @click.option("--limit-train", type=click.IntRange(0), default=0, help="Use at most N training images (0 = all).")
 @click.option("--limit-test", type=click.IntRange(0), default=0, help="Use at most N test images (0 = all).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Parent folder of run directories.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Parent folder of run directories.")
 @click.option("--name", default="", help="Name in the run directory's name (a plain name: no '/').")
-@click.option("--reporter", multiple=True, default=("terminal",), show_default=True, help="Reporter plugin(s) for the finished run.")
+@click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
+              help="Reporter plugin(s) for the finished run.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
 @click.option("--duplicate-threshold", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Near-copy score: copies stay on one side of the splits btk makes, and test images with a "
@@ -256,7 +260,8 @@ run.epilog = EPILOG_RUN
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--reporter", multiple=True, help="Reporter plugin(s) for each run [terminal for one run].")
-@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Also write one self-contained HTML report here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path),
+              help="Also write one self-contained HTML report here.")
 def report(paths, reporter, html_path):
     """Report finished runs without re-running them.
 
@@ -306,7 +311,8 @@ def report(paths, reporter, html_path):
 @click.option("--against-reader", help="Reader for --against [same as --reader].")
 @click.option("--threshold", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="Near-duplicate score (shift-tolerant normalised correlation of 64 px thumbnails).")
-@click.option("--pairs", "pairs_out", type=click.Path(path_type=Path), help="Write every pair to this .csv or .json file.")
+@click.option("--pairs", "pairs_out", type=click.Path(path_type=Path),
+              help="Write every pair to this .csv or .json file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 def audit(data, reader, reader_option, against, against_reader, threshold, pairs_out, as_json):
     """Audit a dataset: class counts, image sizes, unreadable files, and exact and
@@ -379,9 +385,11 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json):
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--baseline", type=click.Path(path_type=Path), help="Run to score CE and mCE against [the first RUN_DIR].")
+@click.option("--baseline", type=click.Path(path_type=Path),
+              help="Run to score CE and mCE against [the first RUN_DIR].")
 @click.option("--degraders", help="Comma-separated degraders [every degrader with severity levels].")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Accuracy-against-severity plot [RUN/robustness.png].")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path),
+              help="Accuracy-against-severity plot [RUN/robustness.png].")
 @click.option("--also", multiple=True, metavar="SPEC",
               help="Also evaluate this degradation (e.g. blur, the report's own setting); repeatable.")
 def robustness(run_dirs, baseline, degraders, plot_path, also):

@@ -25,7 +25,7 @@ def count_macs(model: Any) -> int:
         if kind not in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"):
             continue
         out = layer.output.shape
-        spatial = int(np.prod([d for d in out[1:-1]])) if len(out) > 2 else 1
+        spatial = int(np.prod(list(out[1:-1]))) if len(out) > 2 else 1
         c_in = int(layer.input.shape[-1])
         if kind == "Dense":
             total += c_in * int(out[-1])

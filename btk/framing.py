@@ -56,7 +56,7 @@ def head_box(image: np.ndarray, margin: float = 0.04, min_share: float = 0.02) -
 
 def crop_square(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
     """``image[top:top+side, left:left+side]``, padded with zeros where the square leaves the image."""
-    out = np.zeros((side, side) + image.shape[2:], dtype=image.dtype)
+    out = np.zeros((side, side, *image.shape[2:]), dtype=image.dtype)
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + side, image.shape[0]), min(left + side, image.shape[1])
     out[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]

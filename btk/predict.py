@@ -45,7 +45,8 @@ def pick_reader(host: PluginHost, path: Path, name: str | None) -> Any:
 
 
 def predict_paths(run: Run, paths: list[Path], host: PluginHost, reader_name: str | None = None,
-                  reader_options: dict[str, str] | None = None, slices: str = "all") -> tuple[list[Prediction], list[tuple[str, str]]]:
+                  reader_options: dict[str, str] | None = None,
+                  slices: str = "all") -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predict every image, slice, series or volume at ``paths`` with ``run``'s model.
 
     Returns:

@@ -43,7 +43,8 @@ def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
     data = load_dataset(reader, Path(cfg["data"]) if cfg.get("data") else None, options)
     keep = np.array([s in wanted for s in data.sources])
     if keep.sum() != len(wanted):
-        raise BtkError(f"{run.path}: {len(wanted) - int(keep.sum())} test images of the run are missing from {cfg['data']}")
+        raise BtkError(f"{run.path}: {len(wanted) - int(keep.sum())} test images of the run are missing "
+                       f"from {cfg['data']}")
     classes = run.classes
     if cfg["task"] == "binary":
         y = np.array([0 if str(label) == classes[0] else 1 for label in data.labels[keep]])

@@ -74,7 +74,8 @@ def task_labels(data: Dataset, task: str, negative_class: str) -> tuple[np.ndarr
         return np.array([lookup[str(x)] for x in data.labels]), names
     if task == "binary":
         if negative_class not in names:
-            raise BtkError(f"binary task: negative class '{negative_class}' not in the data (classes: {', '.join(names)})")
+            raise BtkError(f"binary task: negative class '{negative_class}' not in the data "
+                           f"(classes: {', '.join(names)})")
         return np.array([0 if str(x) == negative_class else 1 for x in data.labels]), [negative_class, "tumor"]
     raise BtkError(f"unknown task '{task}' (tasks: multiclass, binary)")
 

@@ -67,7 +67,8 @@ def check_reader(reader: Any, path: Path | None, options: ReadOptions | None = N
     return count
 
 
-def check_degrader(degrader: Any, identity: dict[str, Any] | None = None, stronger: dict[str, Any] | None = None) -> None:
+def check_degrader(degrader: Any, identity: dict[str, Any] | None = None,
+                   stronger: dict[str, Any] | None = None) -> None:
     """``degrader`` keeps shape and dtype for grayscale and colour batches, is deterministic for a
     seed, is the identity at its ``identity`` setting, and changes the images at its default (or
     ``stronger``) setting."""
@@ -88,7 +89,8 @@ def check_degrader(degrader: Any, identity: dict[str, Any] | None = None, strong
             assert np.array_equal(same, images), f"{degrader.name}: not the identity at {identity}"
 
 
-def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes: int = 3, tmp: Path | None = None) -> None:
+def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes: int = 3,
+                tmp: Path | None = None) -> None:
     """``spec`` builds a compiled model with a softmax over ``n_classes``, trains a step, predicts,
     saves to .keras and loads back with the same predictions. The model file goes into ``tmp``,
     or into a temporary folder that is removed afterwards."""
@@ -160,7 +162,8 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
         for cond, p in conditions.items():
             rows += [[cond, s, classes[t], classes[int(q.argmax())], *[f"{v:.6f}" for v in q]]
                      for s, t, q in zip(sources, y, p)]
-        w.write_csv("predictions.csv", ["condition", "source", "label", "predicted", *[f"p_{c}" for c in classes]], rows)
+        w.write_csv("predictions.csv", ["condition", "source", "label", "predicted", *[f"p_{c}" for c in classes]],
+                    rows)
         if examples:  # 8 example images under every condition, as btk run keeps them
             rng = np.random.default_rng(len(y))
             pick = np.arange(min(8, len(y)))

@@ -78,7 +78,8 @@ def folder_label(root: Path, file: Path) -> tuple[str | None, str]:
     return (parts[0] if parts else None), split
 
 
-def find_files(path: Path | str | None, reader: str, keep: Callable[[Path], bool], what: str) -> tuple[Path, list[Path]]:
+def find_files(path: Path | str | None, reader: str, keep: Callable[[Path], bool],
+               what: str) -> tuple[Path, list[Path]]:
     """``(base, files)``: ``path`` itself if it is a file, else every file under it that ``keep``
     accepts, sorted; ``base`` is what sources are relative to.
 

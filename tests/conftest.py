@@ -69,7 +69,7 @@ def image_folder(tmp_path: Path) -> Path:
     import cv2
 
     rng = np.random.default_rng(0)
-    for k, cls in enumerate(["a", "b", "c"]):
+    for cls in ["a", "b", "c"]:
         (tmp_path / "data" / cls).mkdir(parents=True)
         for i in range(4):
             img = rng.integers(0, 255, (40, 40), dtype=np.uint8)

@@ -61,7 +61,7 @@ def test_broken_degraders_fail():
     with pytest.raises(AssertionError, match="not the identity"):
         check_degrader(shrinking, identity={"s": 0})
     to_float = Degrader("float", lambda im, rng: im * 0.5)
-    with pytest.raises(AssertionError, match="became .* float64"):
+    with pytest.raises(AssertionError, match=r"became .* float64"):
         check_degrader(to_float)
 
 
@@ -103,5 +103,5 @@ def test_check_model_leaves_no_temporary_folder(tmp_path, monkeypatch):
 
 def test_broken_reporter_fails(btk_sample_run):
     silent = Reporter("silent", lambda run, console: None, "claims a file it never writes")
-    with pytest.raises(AssertionError, match="did not write summary.txt"):
+    with pytest.raises(AssertionError, match=r"did not write summary\.txt"):
         check_reporter(silent, btk_sample_run, expect_files=["summary.txt"])

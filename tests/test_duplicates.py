@@ -96,8 +96,8 @@ def _independent_exact_twins(sartaj):
         files = sorted((sartaj / split).glob("*/*.jpg"))
         return files, [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
 
-    ftr, itr = load("Training")
-    fte, ite = load("Testing")
+    _, itr = load("Training")
+    _, ite = load("Testing")
     buckets: dict = {}
     for k, im in enumerate(itr):
         buckets.setdefault((im.shape, int(im.sum(dtype=np.int64))), []).append(k)

@@ -92,7 +92,8 @@ def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, tiny_
     run_dir, _ = tiny_sartaj_run("--crop", "head")
     assert json.loads((run_dir / "config.json").read_text())["recipe"]["crop"] == "head"
     scan = tmp_path / "new.png"
-    cv2.imwrite(str(scan), _reframed(cv2.imread(str(sartaj / SLICES[1]), cv2.IMREAD_GRAYSCALE), 0.5, (500, 700), (30, 300)))
+    slice_ = cv2.imread(str(sartaj / SLICES[1]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(scan), _reframed(slice_, 0.5, (500, 700), (30, 300)))
     seen = []
     real = predict_module.predict_batches
     monkeypatch.setattr(predict_module, "predict_batches", lambda m, x, s, **kw: seen.append(x) or real(m, x, s, **kw))

@@ -32,7 +32,8 @@ def test_run_reports_metrics_without_test_copies_and_groups_copies(tmp_path):
             if i < 3:  # duplicates inside Training: must stay on one side of the validation split
                 _write(root / "Training" / c / f"{i}_dup.png", image)
         for i in range(4):
-            _write(root / "Testing" / c / f"new{i}.png", make_phantom(c, np.random.default_rng([9, CLASSES.index(c), i]), 64))
+            image = make_phantom(c, np.random.default_rng([9, CLASSES.index(c), i]), 64)
+            _write(root / "Testing" / c / f"new{i}.png", image)
     _write(root / "Testing" / CLASSES[0] / "copy.png", train[(CLASSES[0], 5)])
     _write(root / "Testing" / CLASSES[1] / "brighter.png",
            np.clip(train[(CLASSES[1], 7)].astype(int) + 30, 0, 255).astype(np.uint8))
@@ -46,7 +47,7 @@ def test_run_reports_metrics_without_test_copies_and_groups_copies(tmp_path):
     assert leakage["test_images"] == 10 and leakage["test_with_copy_in_train"] == 2
     assert run.metrics["conditions"]["clean"]["n"] == 10
     assert leakage["conditions_without_copies"]["clean"]["n"] == 8
-    rows = list(csv.DictReader(open(run.path / "split.csv")))
+    rows = list(csv.DictReader((run.path / "split.csv").read_text().splitlines()))
     flagged = {r["source"] for r in rows if r["copy_in_train"] == "1"}
     assert flagged == {f"Testing/{CLASSES[0]}/copy.png", f"Testing/{CLASSES[1]}/brighter.png"}
     side = {r["source"]: r["subset"] for r in rows}

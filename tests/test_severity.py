@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import cv2
 import numpy as np
 import pytest
@@ -44,7 +46,7 @@ def test_none_is_identity_levels_are_monotone_and_seeded(name, sartaj):
         assert out.shape == images.shape and out.dtype == np.uint8
         assert np.array_equal(out, d.apply(images, d.level_params(level, 256), seed=3))  # same seed, same output
         scores.append(np.mean([psnr(o, i) for o, i in zip(out, images)]))
-    assert all(a > b for a, b in zip(scores, scores[1:])), (name, [round(s, 2) for s in scores])
+    assert all(a > b for a, b in pairwise(scores)), (name, [round(s, 2) for s in scores])
 
 
 def test_pixel_parameters_scale_with_the_image_width():

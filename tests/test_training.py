@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert rates[0] == pytest.approx(1e-3 / 3) and rates[1] == pytest.approx(2e-3 / 3)
     assert rates[2] == pytest.approx(1e-3)  # the peak, then a half cosine over the 8 epochs left
     assert rates[6] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
-    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert all(a > b for a, b in pairwise(rates[2:]))
     assert learning_rate_at(5, get_recipe("btk", learning_rate=3e-4)) == 3e-4  # constant
 
 
@@ -125,7 +126,8 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch)
 
     result = CliRunner().invoke(cli, ["run", "--resume", str(partial)])
     assert result.exit_code == 0, result.output
-    assert "resumed from its checkpoint" in result.output and "epoch   3/4" in result.output and "epoch   1/4" not in result.output
+    assert "resumed from its checkpoint" in result.output
+    assert "epoch   3/4" in result.output and "epoch   1/4" not in result.output
     (done,) = (tmp_path / "b").iterdir()
     assert not done.name.startswith(".") and (done / MARKER).is_file()
     assert not (done / "checkpoint").exists() and not (done / "resume.json").exists()
@@ -180,7 +182,8 @@ def test_second_load_comes_from_the_cache_and_edits_invalidate_it(image_folder, 
     reader = get_host().readers.get("folder")
     decoded = []
     load = type(reader).load
-    monkeypatch.setattr(type(reader), "load", lambda self, entry, options: decoded.append(entry) or load(self, entry, options))
+    monkeypatch.setattr(type(reader), "load",
+                        lambda self, entry, options: decoded.append(entry) or load(self, entry, options))
     options = ReadOptions(32, 1)
     first = load_dataset(reader, image_folder, options)
     assert len(decoded) == 12

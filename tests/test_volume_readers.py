@@ -158,8 +158,9 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
             for f in sorted((sartaj / split / c).glob("*.jpg"))[:n]:
                 shutil.copy(f, src / split / c / f.name)
     runner = CliRunner()
-    assert runner.invoke(cli, ["convert", "--data", str(src), "--to", "dicom", "--out", str(tmp_path / "dcm")]).exit_code == 0
-    assert runner.invoke(cli, ["convert", "--data", str(src), "--to", "nifti", "--out", str(tmp_path / "nii")]).exit_code == 0
+    for kind, folder in (("dicom", "dcm"), ("nifti", "nii")):
+        out = tmp_path / folder
+        assert runner.invoke(cli, ["convert", "--data", str(src), "--to", kind, "--out", str(out)]).exit_code == 0
     jpeg = _read("folder", src, 64, 1)
     dicom = _read("dicom", tmp_path / "dcm", 64, 1)
     nifti = _read("nifti", tmp_path / "nii", 64, 1, clip="none")
@@ -195,7 +196,7 @@ def test_no_patient_on_both_sides_of_a_split(tmp_path):
                                       "--model", "small-cnn", "--image-size", "32", "--channels", "1", "--epochs", "1",
                                       "--val-fraction", "0.25", "--duplicate-threshold", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(next(out.iterdir()) / "split.csv")))
+    rows = list(csv.DictReader((next(out.iterdir()) / "split.csv").read_text().splitlines()))
     assert len(rows) == 2 * 8 * 4
     sides: dict[str, set] = {}
     for r in rows:

@@ -117,7 +117,8 @@ class DicomReader:
     def _check(self, options: ReadOptions) -> None:
         unknown = set(options.extra) - set(OPTIONS) - {"inspect"}
         if unknown:
-            raise BtkError(f"dicom reader: unknown option(s) {', '.join(sorted(unknown))} (options: {', '.join(OPTIONS)})")
+            raise BtkError(f"dicom reader: unknown option(s) {', '.join(sorted(unknown))} "
+                           f"(options: {', '.join(OPTIONS)})")
         choose_slices(3, options.extra.get("slices", "middle"), [1, 1, 1])
         _window_option(options.extra.get("window"))
 
@@ -166,7 +167,8 @@ class DicomReader:
             keyed = []
             for f, ds in zip(files, datasets):
                 pos = slice_position(ds)
-                keyed.append(((0, pos) if pos is not None else (1, float(ds.get("InstanceNumber", 0) or 0)), str(f), ds))
+                order = (0, pos) if pos is not None else (1, float(ds.get("InstanceNumber", 0) or 0))
+                keyed.append((order, str(f), ds))
             keyed.sort(key=lambda t: (t[0], t[1]))
             slices, metas = [], []
             for _, f, ds in keyed:
@@ -180,7 +182,8 @@ class DicomReader:
                     metas.append({"file": f, "frame": k, "series": uid,
                                   "spacing": [float(v) for v in ds.get("PixelSpacing", [1, 1])]})
         except Exception as exc:  # any decoding problem makes this series unreadable, not btk
-            raise UnreadableInputError(f"cannot decode DICOM series {entry.source}: {type(exc).__name__}: {exc}") from None
+            raise UnreadableInputError(
+                f"cannot decode DICOM series {entry.source}: {type(exc).__name__}: {exc}") from None
         samples = []
         for k in choose_slices(len(slices), options.extra.get("slices", "middle")):
             image = slices[k]

@@ -201,7 +201,8 @@ def _robustness(run: Run) -> str:
         png = Path(tmp) / "r.png"
         robustness_plot([res], png)
         img = base64.b64encode(png.read_bytes()).decode()
-    mce = (f"<p>mCE {scores['mce']:.3f} against {_esc(scores['baseline'])}</p>" if scores.get("mce") is not None else "")
+    mce = (f"<p>mCE {scores['mce']:.3f} against {_esc(scores['baseline'])}</p>"
+           if scores.get("mce") is not None else "")
     return (f"<h3>robustness (accuracy %, clean {_pct(res['clean'])})</h3><table><tr><th>degrader</th>"
             + "".join(f"<th>{k}</th>" for k in range(1, levels + 1))
             + f"<th>CE</th></tr>{rows}</table>{mce}"
@@ -229,7 +230,8 @@ def comparison_section(runs: list[Run]) -> str:
     body = []
     for r in rows:
         cells = "".join(
-            f'<td class="best">{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>' if r[c] is not None and r[c] == best.get(c)
+            f'<td class="best">{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>'
+            if r[c] is not None and r[c] == best.get(c)
             else f'<td>{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>' for c in COLUMNS)
         body.append(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["task"])}</td>'
                     f"<td>{_esc(r['reader'])}</td><td>{_esc(r['train_degrade'])}</td><td>{_esc(r['test_condition'])}"
@@ -237,7 +239,8 @@ def comparison_section(runs: list[Run]) -> str:
     tests = paired_tests(runs)
     paired = ""
     if tests:
-        trows = "".join(f"<tr><td>{_esc(t['a'])}</td><td>{_esc(t['b'])}</td><td>{t['n']}</td><td>{_pct(t['accuracy_a'])}"
+        trows = "".join(f"<tr><td>{_esc(t['a'])}</td><td>{_esc(t['b'])}</td><td>{t['n']}</td>"
+                        f"<td>{_pct(t['accuracy_a'])}"
                         f"</td><td>{_pct(t['accuracy_b'])}</td><td>{t['a_only']}</td><td>{t['b_only']}</td>"
                         f"<td>{t['p_value']:.4g}</td></tr>" for t in tests)
         paired = ("<h3>paired tests (clean test images)</h3><table><tr><th>run A</th><th>run B</th><th>n</th>"
@@ -266,7 +269,8 @@ def suite_section(info: dict[str, Any]) -> str:
                     + f"<td>{r['correct']}</td><td>{_no_copy(nc)}</td>"
                     + "".join(f"<td>{pub[k]:.1f}</td>" if k in pub else "<td></td>" for k in keys)
                     + f"<td>{pub.get('correct', '')}</td></tr>")
-    return f"<h2>suite '{_esc(info['suite'])}'</h2><p>{_esc(info.get('description', ''))}</p><table>{head}{''.join(rows)}</table>"
+    return (f"<h2>suite '{_esc(info['suite'])}'</h2><p>{_esc(info.get('description', ''))}</p>"
+            f"<table>{head}{''.join(rows)}</table>")
 
 
 def write_html(runs: list[Run], path: Path, suites: list[dict[str, Any]] | None = None) -> None:

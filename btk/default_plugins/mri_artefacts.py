@@ -132,7 +132,7 @@ def jpeg(image, rng, quality):
 
     if quality == 0:
         return image.copy()
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     flag = cv2.IMREAD_GRAYSCALE if image.ndim == 2 or image.shape[-1] == 1 else cv2.IMREAD_COLOR
     return cv2.imdecode(data, flag).reshape(image.shape)
 
@@ -159,7 +159,8 @@ DEGRADERS = (
              "periodic ghosts (k-space line modulation)",
              levels=tuple({"strength": s, "period": 4} for s in (0.15, 0.3, 0.45, 0.6, 0.8)), none={"strength": 0.0}),
     Degrader("spike", spike, (Param("amplitude", float, 0.06, 0.0, 1.0, "stripe amplitude as a share of 255"),),
-             "k-space spike: herringbone stripes", levels=tuple({"amplitude": a} for a in (0.02, 0.04, 0.06, 0.09, 0.13)),
+             "k-space spike: herringbone stripes",
+             levels=tuple({"amplitude": a} for a in (0.02, 0.04, 0.06, 0.09, 0.13)),
              none={"amplitude": 0.0}),
     Degrader("bias", bias_field, (Param("strength", float, 0.3, 0.0, 2.0, "log-amplitude of the field"),),
              "smooth multiplicative bias field (coil inhomogeneity)",

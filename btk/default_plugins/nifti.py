@@ -7,7 +7,8 @@
   shown with the anterior (axial, sagittal) or superior (coronal) side at the top.
 - 4D volumes: ``volume=N`` picks the N-th 3D volume (default 0).
 - Intensity: clipped to the volume's 1st and 99th percentiles (``clip=LOW/HIGH``; the full range
-  when they are equal; estimated from at most 262,144 evenly strided voxels) and scaled to 0..255, the same mapping for every slice of a volume;
+  when they are equal; estimated from at most 262,144 evenly strided voxels) and scaled to 0..255,
+  the same mapping for every slice of a volume;
   ``clip=none`` keeps the values as they are (for 8-bit volumes such as ``btk convert`` writes).
 - Slices: ``slices=middle`` (default), ``all``, ``every:N``, or ``content:F`` (slices where at
   least a share F of the pixels is above the volume's background).
@@ -68,7 +69,8 @@ class NiftiReader:
         extra = options.extra
         unknown = set(extra) - set(OPTIONS) - {"inspect"}
         if unknown:
-            raise BtkError(f"nifti reader: unknown option(s) {', '.join(sorted(unknown))} (options: {', '.join(OPTIONS)})")
+            raise BtkError(f"nifti reader: unknown option(s) {', '.join(sorted(unknown))} "
+                           f"(options: {', '.join(OPTIONS)})")
         axis = extra.get("axis", "axial")
         if axis not in AXES:
             raise BtkError(f"nifti reader: unknown axis {axis!r} (axes: {', '.join(AXES)})")
@@ -117,7 +119,8 @@ class NiftiReader:
             data = data[..., None]
         if data.ndim != 3:
             raise UnreadableInputError(f"{entry.source}: expected a 3D or 4D volume, got shape {data.shape}")
-        integer = img.get_data_dtype().kind in "iu" and getattr(img.dataobj, "slope", 1) in (None, 1) and getattr(img.dataobj, "inter", 0) in (None, 0)
+        integer = (img.get_data_dtype().kind in "iu" and getattr(img.dataobj, "slope", 1) in (None, 1)
+                   and getattr(img.dataobj, "inter", 0) in (None, 0))
         flat = data.ravel(order="K")
         finite = flat if integer else flat[np.isfinite(flat)]
         finite = finite[:: max(1, finite.size // PERCENTILE_SAMPLE)]

@@ -1,7 +1,8 @@
 """``small-cnn``: a compact CNN with batch normalisation and global average pooling.
 
 Five 3x3 convolutions (32, 64, 128, 128, 256 filters; the first with stride 2), each followed
-by batch normalisation (momentum 0.9, so short runs have usable statistics) and ReLU, max pooling after the second to fourth, then global average
+by batch normalisation (momentum 0.9, so short runs have usable statistics) and ReLU, max
+pooling after the second to fourth, then global average
 pooling, dropout and a softmax. About 0.54 M parameters whatever the image size; it trains
 from scratch in a few epochs where the seed CNN needs dozens, so the built-in demo uses it.
 Compiled like ``seed-cnn`` (categorical cross-entropy, Adam, accuracy).
