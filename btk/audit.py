@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -126,9 +126,10 @@ SPLIT_TITLES = {"train": "Training", "test": "Testing", "all": "all"}
 
 def _pairs(scope: str, a: ImageSet, ia: np.ndarray, b: ImageSet | None, ib: np.ndarray | None,
            threshold: float) -> list[Pair]:
-    fa = a.fingerprints.subset(ia)
-    fb = None if b is None else b.fingerprints.subset(ib)
-    other, io = (a, ia) if b is None else (b, ib)
+    # every ImageSet from read_image_set has fingerprints, and ib comes with b
+    fa = cast(Fingerprints, a.fingerprints).subset(ia)
+    fb = None if b is None else cast(Fingerprints, b.fingerprints).subset(cast(np.ndarray, ib))
+    other, io = (a, ia) if b is None else (b, cast(np.ndarray, ib))
     return [Pair(scope, a.sources[ia[i]], a.labels[ia[i]], other.sources[io[j]], other.labels[io[j]], kind, score)
             for i, j, kind, score in find_pairs(fa, fb, threshold)]
 

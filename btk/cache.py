@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -148,7 +148,7 @@ def gather(images: np.ndarray, index: Any) -> np.ndarray:
     row = int(np.prod(images.shape[1:])) * images.itemsize
     out = np.empty((len(index), *images.shape[1:]), images.dtype)
     flat = out.reshape(len(index), -1).view(np.uint8)
-    fd = os.open(images.filename, os.O_RDONLY)
+    fd = os.open(cast(str, images.filename), os.O_RDONLY)  # a file name: checked above
     try:
         for k, i in enumerate(index.tolist()):
             flat[k] = np.frombuffer(os.pread(fd, row, images.offset + i * row), np.uint8)
@@ -181,6 +181,7 @@ def clear() -> int:
     root = cache_root()
     removed = 0
     for key, _, _ in entries():
+        assert root is not None  # entries() is empty when the cache is off
         shutil.rmtree(root / key, ignore_errors=True)
         removed += 1
     return removed

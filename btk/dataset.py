@@ -207,7 +207,7 @@ def load_dataset(
         (shape,) = shapes
         if writer is not None:
             try:
-                array = writer.finish(shape, labels, groups, sources, splits, skipped)
+                array: np.ndarray = writer.finish(shape, labels, groups, sources, splits, skipped)
             except OSError:
                 array = writer.read_back(shape)
                 writer.abort()

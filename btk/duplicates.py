@@ -54,7 +54,8 @@ def fingerprint(image: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
 
     digest = hashlib.sha1(f"{image.shape}{image.dtype}".encode() + np.ascontiguousarray(image).tobytes()).hexdigest()
     gray = _gray(image).astype(np.float32)
-    coarse = cv2.GaussianBlur(cv2.resize(gray, (COARSE, COARSE), interpolation=cv2.INTER_AREA), (0, 0), 0.5).ravel()
+    coarse: np.ndarray = cv2.GaussianBlur(
+        cv2.resize(gray, (COARSE, COARSE), interpolation=cv2.INTER_AREA), (0, 0), 0.5).ravel()
     coarse -= coarse.mean()
     coarse /= np.linalg.norm(coarse) + 1e-6
     fine = cv2.resize(gray, (FINE, FINE), interpolation=cv2.INTER_AREA)
@@ -105,7 +106,8 @@ def shift_ncc(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0 if np.allclose(a, b, atol=1.0) else 0.0
     r = cv2.matchTemplate(a, b[m:-m, m:-m], cv2.TM_CCOEFF_NORMED)
     px, py = _peak(r)
-    moved = cv2.warpAffine(b, np.float32([[1, 0, px - m], [0, 1, py - m]]), b.shape[::-1],
+    # np.float32(nested list) is a float32 array at run time; numpy's stubs only know the scalar
+    moved = cv2.warpAffine(b, np.float32([[1, 0, px - m], [0, 1, py - m]]), b.shape[::-1],  # type: ignore[arg-type,call-overload]
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return max(float(r.max()), _ncc(a[m:-m, m:-m], moved[m:-m, m:-m]))
 
@@ -119,7 +121,7 @@ def find_pairs(a: Fingerprints, b: Fingerprints | None = None, threshold: float 
         each pair once with ``i < j``.
     """
     within = b is None
-    other = a if within else b
+    other = a if b is None else b  # the same as `within`, spelled so that mypy sees other is set
     candidate = threshold - CANDIDATE_MARGIN
     pairs: list[tuple[int, int, str, float]] = []
     for start in range(0, len(a), block):

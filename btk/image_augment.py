@@ -34,7 +34,7 @@ def make_image_augmenter(rotate: float = 10.0, scale: float = 0.1, shift: float 
                 image = image[:, ::-1]
             angle = rng.uniform(-rotate, rotate)
             factor = 1.0 + rng.uniform(-scale, scale)
-            matrix = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle, factor)
+            matrix: np.ndarray = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle, factor)
             matrix[:, 2] += rng.uniform(-shift, shift, 2) * (w, h)
             warped = cv2.warpAffine(np.ascontiguousarray(image), matrix, (w, h), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)

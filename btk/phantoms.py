@@ -34,7 +34,7 @@ def make_phantom(label: str, rng: np.random.Generator, size: int = GENERATION_SI
     import cv2
 
     s = float(size)
-    img = np.zeros((size, size), np.float32)
+    img: np.ndarray = np.zeros((size, size), np.float32)
     cx, cy = s / 2 + rng.normal(0, 0.02 * s), s / 2 + rng.normal(0, 0.02 * s)
     ax, ay = s * rng.uniform(0.33, 0.40), s * rng.uniform(0.40, 0.46)
     tilt = rng.uniform(-12, 12)
@@ -42,7 +42,7 @@ def make_phantom(label: str, rng: np.random.Generator, size: int = GENERATION_SI
     _ellipse(img, (cx, cy), (ax * 0.93, ay * 0.94), tilt, 0.25)  # bone (dark) band
     brain = np.zeros_like(img)
     _ellipse(brain, (cx, cy), (ax * 0.88, ay * 0.89), tilt, 1.0)
-    texture = cv2.GaussianBlur(rng.normal(0, 1, img.shape).astype(np.float32), (0, 0), s / 40)
+    texture: np.ndarray = cv2.GaussianBlur(rng.normal(0, 1, img.shape).astype(np.float32), (0, 0), s / 40)
     texture /= texture.std() + 1e-6
     tissue = rng.uniform(0.45, 0.6) + 0.05 * texture
     img = np.where(brain > 0.5, tissue, img)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -251,6 +251,8 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
 
     feedback = feedback or Feedback()
     config, recipe, data, split = prep.config, prep.config.recipe, prep.data, prep.split
+    x_train: np.ndarray | Rows
+    x_val: np.ndarray | Rows
     if prep.train_degradations:
         x_pool = gather(data.images, prep.pool)
         for deg in prep.train_degradations:
@@ -359,7 +361,8 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
                            int(copy_in_train[i]) if i in copy_in_train else ""]
                           for i in range(len(data)) if subset[i] is not None))
         writer.write_json("history.json", fitted.history)
-        np.savez_compressed(writer.path("examples.npz"), **results.examples)
+        # Any: with a dict[str, ndarray], numpy's stubs would match **kwargs against allow_pickle
+        np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
         save_model_file(fitted.model, writer.path("model.keras"))
         writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
                                              *[f"p_{c}" for c in prep.classes]], results.rows)

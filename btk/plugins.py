@@ -16,7 +16,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -136,7 +136,7 @@ def _collect(host: PluginHost) -> None:
             except DuplicateNameError as exc:
                 host.problems.append(f"{exc} ({_describe(host, plugin)})")
             except Exception as exc:
-                origin = host.info(plugin).origin if host.info(plugin) else "unknown origin"
+                origin = cast(PluginInfo, host.info(plugin)).origin if host.info(plugin) else "unknown origin"
                 host.problems.append(
                     f"plugin '{plugin}' ({origin}) failed in btk_register_{kind}: {type(exc).__name__}: {exc}"
                 )

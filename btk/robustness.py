@@ -160,7 +160,8 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     for run in ([baseline] if baseline.path not in [r.path for r in runs] else []) + runs:
         with feedback.task(f"sweeping {run.name}") as task:
             results[run.name] = sweep(run, host, degraders,
-                                      lambda what, run=run, task=task: task.update(description=f"{run.name}: {what}"),
+                                      # mypy cannot type a lambda with default arguments (which bind the loop variables)
+                                      lambda what, run=run, task=task: task.update(description=f"{run.name}: {what}"),  # type: ignore[misc]
                                       extra=extra)
     base = results[baseline.name]
     out = []

@@ -26,7 +26,9 @@ def reliability(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> 
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    count, acc, conf = [], [], []
+    count: list[int] = []
+    acc: list[float | None] = []  # None for an empty bin
+    conf: list[float | None] = []
     ece = 0.0
     for b in range(bins):
         sel = which == b

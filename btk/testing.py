@@ -18,7 +18,7 @@ Each ``check_*`` raises ``AssertionError`` naming what is wrong.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -167,9 +167,11 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
         if examples:  # 8 example images under every condition, as btk run keeps them
             rng = np.random.default_rng(len(y))
             pick = np.arange(min(8, len(y)))
+            # Any: with a dict of arrays, numpy's stubs would match **kwargs against allow_pickle
             np.savez_compressed(w.path("examples.npz"), sources=np.array(sources)[pick].astype(str),
-                                **{f"images/{c}": rng.integers(0, 256, (len(pick), 128, 128), dtype=np.uint8)
-                                   for c in conditions})
+                                **cast(dict[str, Any],
+                                       {f"images/{c}": rng.integers(0, 256, (len(pick), 128, 128), dtype=np.uint8)
+                                        for c in conditions}))
         w.write_json("metrics.json", {"conditions": {c: evaluate(y, p, classes) for c, p in conditions.items()},
                                       "collapsed": False, "counts": {"test": len(y)}, "skipped": []})
     return path

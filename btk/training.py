@@ -38,7 +38,7 @@ class Rows:
         return gather(self.images, self.index[i])
 
 
-def make_batches(images: np.ndarray, targets: np.ndarray | None, scale: float, batch_size: int,
+def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: float, batch_size: int,
                  weights: np.ndarray | None = None, shuffle_seed: int | None = None,
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
                  start_epoch: int = 0, group: int = 0, intensity: str = "none") -> Any:
@@ -144,9 +144,9 @@ def learning_rate_at(epoch: int, recipe: Recipe) -> float:
 
 def train(
     model: Any,
-    x_train: np.ndarray,
+    x_train: np.ndarray | Rows,
     y_train: np.ndarray,
-    x_val: np.ndarray,
+    x_val: np.ndarray | Rows,
     y_val: np.ndarray,
     n_classes: int,
     recipe: Recipe,
@@ -239,6 +239,7 @@ def train(
 
     class BatchProgress(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            assert on_batch is not None  # only installed when on_batch is given
             on_batch(batch + 1, n_batches)
 
     progress = Progress()

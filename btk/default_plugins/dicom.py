@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ class DicomReader:
         self._check(options)
         base, files = find_files(path, "dicom", lambda p: True, "files")
         manifest = read_manifest(options.extra["manifest"]) if "manifest" in options.extra else None
-        series: dict[str, list[tuple[Path, object]]] = defaultdict(list)
+        series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
         entries: list[Entry] = []
         for f in files:
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, hookimpl
 
@@ -86,7 +87,7 @@ class FolderReader:
         image = cv2.imread(str(entry.payload), flag)
         if image is None:
             raise UnreadableInputError(f"cannot decode image {entry.payload}")
-        meta = {"original_size": [int(image.shape[0]), int(image.shape[1])]}
+        meta: dict[str, Any] = {"original_size": [int(image.shape[0]), int(image.shape[1])]}
         if options.extra.get("inspect"):  # btk audit: what the file itself holds
             raw = cv2.imread(str(entry.payload), cv2.IMREAD_UNCHANGED)
             if raw is not None:

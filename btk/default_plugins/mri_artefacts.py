@@ -9,6 +9,8 @@ Images with equal colour channels (grayscale read as BGR) are degraded once and 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from btk.api import Degrader, Param, RegisterDegrader, hookimpl
@@ -134,7 +136,7 @@ def jpeg(image, rng, quality):
         return image.copy()
     _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     flag = cv2.IMREAD_GRAYSCALE if image.ndim == 2 or image.shape[-1] == 1 else cv2.IMREAD_COLOR
-    return cv2.imdecode(data, flag).reshape(image.shape)
+    return cast(np.ndarray, cv2.imdecode(data, flag)).reshape(image.shape)  # decoding what imencode made
 
 
 def contrast(image, rng, factor):
