@@ -58,12 +58,6 @@ def _settings(values: tuple[str, ...]) -> dict[str, Any]:
     return {key: parse_field(key, value) for key, value in _pairs(values, "--set value").items()}
 
 
-def _err_console():
-    from btk.render import err_console
-
-    return err_console()
-
-
 def _show_problems() -> None:
     from btk.plugins import get_host
     from btk.render import warn_lines

@@ -106,8 +106,7 @@ def shift_ncc(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0 if np.allclose(a, b, atol=1.0) else 0.0
     r = cv2.matchTemplate(a, b[m:-m, m:-m], cv2.TM_CCOEFF_NORMED)
     px, py = _peak(r)
-    # np.float32(nested list) is a float32 array at run time; numpy's stubs only know the scalar
-    moved = cv2.warpAffine(b, np.float32([[1, 0, px - m], [0, 1, py - m]]), b.shape[::-1],  # type: ignore[arg-type,call-overload]
+    moved = cv2.warpAffine(b, np.array([[1, 0, px - m], [0, 1, py - m]], np.float32), b.shape[::-1],
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return max(float(r.max()), _ncc(a[m:-m, m:-m], moved[m:-m, m:-m]))
 
@@ -121,7 +120,7 @@ def find_pairs(a: Fingerprints, b: Fingerprints | None = None, threshold: float 
         each pair once with ``i < j``.
     """
     within = b is None
-    other = a if b is None else b  # the same as `within`, spelled so that mypy sees other is set
+    other = a if b is None else b
     candidate = threshold - CANDIDATE_MARGIN
     pairs: list[tuple[int, int, str, float]] = []
     for start in range(0, len(a), block):

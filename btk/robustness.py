@@ -24,7 +24,7 @@ import numpy as np
 from btk.dataset import load_dataset
 from btk.degraders import Degradation
 from btk.errors import BtkError
-from btk.feedback import Feedback
+from btk.feedback import Feedback, Task
 from btk.plugins import PluginHost
 from btk.runs import Run
 from btk.types import ReadOptions
@@ -156,13 +156,13 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     for name in degraders or []:
         if not host.degraders.get(name).levels:
             raise BtkError(f"degrader '{name}' has no severity levels")
+    def describe(task: Task, name: str) -> Callable[[str], None]:
+        return lambda what: task.update(description=f"{name}: {what}")
+
     results: dict[str, dict[str, Any]] = {}
     for run in ([baseline] if baseline.path not in [r.path for r in runs] else []) + runs:
         with feedback.task(f"sweeping {run.name}") as task:
-            results[run.name] = sweep(run, host, degraders,
-                                      # mypy cannot type a lambda with default arguments (which bind the loop variables)
-                                      lambda what, run=run, task=task: task.update(description=f"{run.name}: {what}"),  # type: ignore[misc]
-                                      extra=extra)
+            results[run.name] = sweep(run, host, degraders, describe(task, run.name), extra=extra)
     base = results[baseline.name]
     out = []
     for run in runs:

@@ -19,6 +19,19 @@ from btk.errors import BtkError
 from btk.hookspecs import hookimpl
 from btk.types import Entry, ModelSpec, Reporter, Sample
 
+
+def _command_plugin(class_name, command, text):
+    """A plugin object (of class ``class_name``: its plugin name) adding ``btk COMMAND`` that echoes ``text``."""
+    import click
+
+    def btk_register_commands(self, cli):
+        @cli.command(name=command)
+        def echo():
+            """Say something."""
+            click.echo(text)
+
+    return type(class_name, (), {"btk_register_commands": hookimpl(btk_register_commands)})()
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -289,17 +302,7 @@ def test_hook_btk_register_reporters(btk_sample_run):
 
 
 def test_hook_btk_register_commands():
-    import click
-
-    class P:
-        @hookimpl
-        def btk_register_commands(self, cli):
-            @cli.command(name="hello-plugin")
-            def hello():
-                """Say hello."""
-                click.echo("hello from a plugin")
-
-    plugins.register_plugin(P())
+    plugins.register_plugin(_command_plugin("P", "hello-plugin", "hello from a plugin"))
     from btk.cli import BtkGroup, _add_plugin_commands
 
     _add_plugin_commands()
@@ -318,19 +321,9 @@ def test_btk_plugins_lists_the_commands_a_plugin_added():
 
 
 def test_a_plugin_registered_after_the_first_cli_call_gets_its_commands():
-    import click
-
-    class Hello:
-        @hookimpl
-        def btk_register_commands(self, cli):
-            @cli.command(name="hello")
-            def hello():
-                """Say hello."""
-                click.echo("hello again")
-
     runner = CliRunner()
     assert runner.invoke(cli, ["plugins"]).exit_code == 0  # plugin commands added for the first host
-    plugin = Hello()
+    plugin = _command_plugin("Hello", "hello", "hello again")
     plugins.register_plugin(plugin)
     try:
         result = runner.invoke(cli, ["hello"])
@@ -345,18 +338,8 @@ def test_a_plugin_registered_after_the_first_cli_call_gets_its_commands():
 
 
 def test_a_core_command_a_plugin_replaced_comes_back_without_the_plugin():
-    import click
-
-    class Override:
-        @hookimpl
-        def btk_register_commands(self, cli):
-            @cli.command(name="cache")
-            def cache():
-                """Not the real cache command."""
-                click.echo("overridden")
-
     runner = CliRunner()
-    plugin = Override()
+    plugin = _command_plugin("Override", "cache", "overridden")
     plugins.register_plugin(plugin)
     try:
         assert runner.invoke(cli, ["cache"]).output.strip() == "overridden"

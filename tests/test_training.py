@@ -49,47 +49,42 @@ def _tiny_model(n_classes=2):
     return model
 
 
-@pytest.mark.slow
-def test_early_stopping_stops_after_patience_epochs_without_progress():
+def _train_flat(recipe):
+    """Train the tiny model for two classes on 32 random images (8 for validation): with learning
+    rate 0 the validation accuracy never changes."""
     from btk.training import train
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
     y = rng.integers(0, 2, 40)
+    return train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, recipe, seed=0)
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_after_patience_epochs_without_progress():
     # learning rate 0: the validation accuracy never changes, so epoch 1 stays the best
     recipe = get_recipe("btk", epochs=20, patience=3, learning_rate=0.0, batch_size=8)
-    _, history = train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, recipe, seed=0)
+    _, history = _train_flat(recipe)
     assert len(history["loss"]) == 4 and history["stopped_epoch"] == [4] and history["best_epoch"] == [1]
-    _, history = train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, get_recipe("btk", epochs=5, learning_rate=0.0,
-                                                                                    batch_size=8), seed=0)
+    _, history = _train_flat(get_recipe("btk", epochs=5, learning_rate=0.0, batch_size=8))
     assert len(history["loss"]) == 5 and "stopped_epoch" not in history  # patience 0: never stops
 
 
 @pytest.mark.slow
 def test_early_stopping_works_without_restoring_the_best_weights():
     """The report preset keeps its final weights (restore_best off); --patience must still stop it."""
-    from btk.training import train
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
-    y = rng.integers(0, 2, 40)
     recipe = get_recipe("report", epochs=20, patience=3, learning_rate=0.0, batch_size=8)
     assert not recipe.restore_best
-    _, history = train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, recipe, seed=0)
+    _, history = _train_flat(recipe)
     assert len(history["loss"]) == 4 and history["stopped_epoch"] == [4]
     assert "best_epoch" not in history  # the final weights are kept, as the report does
 
 
 @pytest.mark.slow
 def test_monitor_after_ignores_the_first_share_of_epochs_for_best_weights_and_stopping():
-    from btk.training import train
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
-    y = rng.integers(0, 2, 40)
     # a flat validation accuracy: the first epoch that counts is the best; stopping counts from there
     recipe = get_recipe("btk", epochs=20, patience=3, monitor_after=0.5, learning_rate=0.0, batch_size=8)
-    _, history = train(_tiny_model(), x[:32], y[:32], x[32:], y[32:], 2, recipe, seed=0)
+    _, history = _train_flat(recipe)
     assert history["best_epoch"] == [11] and history["stopped_epoch"] == [14] and len(history["loss"]) == 14
     assert get_recipe("fast").monitor_after == 0.5
     from btk.errors import BtkError

@@ -44,7 +44,6 @@ class RichFeedback(Feedback):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self._progress: Progress | None = None
-        self._open = 0
 
     def info(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
@@ -63,14 +62,12 @@ class RichFeedback(Feedback):
         if self._progress is None:
             self._progress = progress_bar(self.console)
             self._progress.start()
-        self._open += 1
         progress = self._progress
         task_id = progress.add_task(description, total=total, info="")
         try:
             yield _RichTask(progress, task_id)
         finally:
             progress.remove_task(task_id)
-            self._open -= 1
-            if self._open == 0:
+            if not progress.tasks:
                 progress.stop()
                 self._progress = None
