@@ -53,12 +53,7 @@ def predict_paths(run: Run, paths: list[Path], host: PluginHost, reader_name: st
         (predictions, skipped): per-slice predictions followed, for every entry with several
         slices, by their mean ("aggregated"), and the unreadable inputs with their reasons.
     """
-    import keras
-
-    model_path = run.path / "model.keras"
-    if not model_path.exists():
-        raise BtkError(f"{run.path} has no model.keras")
-    model = keras.saving.load_model(model_path, compile=False)
+    model = run.load_model()
     recipe = run.config["recipe"]
     size, channels = recipe["image_size"], recipe["channels"]
     classes = run.classes

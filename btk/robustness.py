@@ -59,12 +59,10 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
     """Accuracy of ``run``'s model on its test images, clean and under every level of every
     degrader that has levels (or those named), and under each of the ``extra`` degradations
     (e.g. the report's own blur); writes ``robustness.json`` into the run."""
-    import keras
-
     from btk.training import predict
 
     names = degraders or [d.name for d in host.degraders if d.levels]
-    model = keras.saving.load_model(run.path / "model.keras", compile=False)
+    model = run.load_model()
     images, y = test_images(run, host)
     scale = run.config["recipe"]["scale"]
     intensity = run.config["recipe"].get("intensity", "none")

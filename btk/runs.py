@@ -153,6 +153,28 @@ class Run:
                                       np.array([[float(r[c]) for c in cols] for r in sel]))
         return self._arrays[condition]
 
+    def load_model(self) -> Any:
+        """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode.
+
+        Raises:
+            BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
+                ``Lambda`` layer holds arbitrary Python code).
+        """
+        import keras
+
+        path = self.path / "model.keras"
+        if not path.is_file():
+            raise BtkError(f"{self.path}: run has no model.keras")
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises ValueError, TypeError, zipfile and h5 errors alike
+            text = str(exc)
+            if "Lambda" in text or "safe_mode" in text:
+                raise BtkError(f"{path}: Keras refuses to load this model safely: it holds a Lambda layer "
+                               "(arbitrary Python code); btk loads only models without one") from None
+            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            raise BtkError(f"{path}: not a loadable Keras model ({first})") from None
+
     def examples(self) -> dict[str, np.ndarray]:
         """The example images kept with the run (empty if there are none)."""
         path = self.path / "examples.npz"
