@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from btk.classmap import map_labels, unknown_classes, vocabulary_error
 from btk.dataset import iter_entries
 from btk.duplicates import DEFAULT_THRESHOLD, Fingerprints, find_pairs, fingerprint
 from btk.errors import BtkError
@@ -83,11 +84,12 @@ class Pair:
     b_label: str
     kind: str  # "exact" or "near"
     score: float
+    labels_compared: bool = True  # False where the two datasets name their classes differently
 
     @property
     def labels_disagree(self) -> bool:
-        """Whether the two copies carry different labels."""
-        return self.a_label != self.b_label
+        """Whether the two copies carry different labels (never, where labels are not compared)."""
+        return self.labels_compared and self.a_label != self.b_label
 
 
 @dataclass
@@ -97,11 +99,14 @@ class AuditResult:
     sets: list[ImageSet]
     pairs: list[Pair]
     threshold: float
-    copies: dict[str, dict[str, int]] = field(default_factory=dict)
+    copies: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    class_map: dict[str, str] = field(default_factory=dict)
+    uncompared: dict[str, str] = field(default_factory=dict)  # scope -> why its labels were not compared
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary."""
-        out: dict[str, Any] = {"threshold": self.threshold, "datasets": {}, "pairs": {}, "copies": self.copies}
+        out: dict[str, Any] = {"threshold": self.threshold, "datasets": {}, "pairs": {}, "copies": self.copies,
+                               "class_map": self.class_map, "labels_not_compared": self.uncompared}
         for s in self.sets:
             counts: dict[str, dict[str, int]] = {}
             for split, label in zip(s.splits, s.labels):
@@ -117,7 +122,8 @@ class AuditResult:
             ps = [p for p in self.pairs if p.scope == scope]
             out["pairs"][scope] = {"exact": sum(p.kind == "exact" for p in ps),
                                    "near": sum(p.kind == "near" for p in ps),
-                                   "labels_disagree": sum(p.labels_disagree for p in ps)}
+                                   "labels_disagree": None if scope in self.uncompared
+                                   else sum(p.labels_disagree for p in ps)}
         return out
 
 
@@ -125,29 +131,45 @@ SPLIT_TITLES = {"train": "Training", "test": "Testing", "all": "all"}
 
 
 def _pairs(scope: str, a: ImageSet, ia: np.ndarray, b: ImageSet | None, ib: np.ndarray | None,
-           threshold: float) -> list[Pair]:
+           threshold: float, compared: bool = True) -> list[Pair]:
     # every ImageSet from read_image_set has fingerprints, and ib comes with b
     fa = cast(Fingerprints, a.fingerprints).subset(ia)
     fb = None if b is None else cast(Fingerprints, b.fingerprints).subset(cast(np.ndarray, ib))
     other, io = (a, ia) if b is None else (b, cast(np.ndarray, ib))
-    return [Pair(scope, a.sources[ia[i]], a.labels[ia[i]], other.sources[io[j]], other.labels[io[j]], kind, score)
+    return [Pair(scope, a.sources[ia[i]], a.labels[ia[i]], other.sources[io[j]], other.labels[io[j]], kind, score,
+                 compared)
             for i, j, kind, score in find_pairs(fa, fb, threshold)]
 
 
-def copies_of(pairs: list[Pair], scope: str) -> dict[str, int]:
+def copies_of(pairs: list[Pair], scope: str, compared: bool = True) -> dict[str, int | None]:
     """For the first side of ``scope``'s pairs: how many images have an exact copy, a near copy
-    only, and a copy with a different label."""
+    only, and a copy with a different label (``None`` where labels were not compared)."""
     ps = [p for p in pairs if p.scope == scope]
     exact = {p.a_source for p in ps if p.kind == "exact"}
     near_only = {p.a_source for p in ps if p.kind == "near"} - exact
     disagree = {p.a_source for p in ps if p.labels_disagree}
     return {"exact_copy": len(exact), "near_copy_only": len(near_only), "any_copy": len(exact | near_only),
-            "copy_with_other_label": len(disagree)}
+            "copy_with_other_label": len(disagree) if compared else None}
 
 
-def audit(main: ImageSet, against: ImageSet | None = None, threshold: float = DEFAULT_THRESHOLD) -> AuditResult:
+def comparable_vocabularies(a: set[str], b: set[str]) -> bool:
+    """Whether two datasets name their classes alike: one's class names are all the other's."""
+    return a <= b or b <= a
+
+
+def audit(main: ImageSet, against: ImageSet | None = None, threshold: float = DEFAULT_THRESHOLD,
+          class_map: dict[str, str] | None = None) -> AuditResult:
     """Find duplicate pairs within each split of ``main``, from its test split to its training
-    split, and from ``main`` to ``against``."""
+    split, and from ``main`` to ``against``.
+
+    ``class_map`` renames ``against``'s classes into ``main``'s before labels are compared.
+    Without it, two datasets whose class names differ have their copies found but no label
+    conflicts counted (every pair would be one).
+
+    Raises:
+        BtkError: ``class_map`` is given and the renamed classes still do not match ``main``'s.
+    """
+    class_map = dict(class_map or {})
     pairs: list[Pair] = []
     splits = list(dict.fromkeys(main.splits))
     for split in splits:
@@ -158,11 +180,26 @@ def audit(main: ImageSet, against: ImageSet | None = None, threshold: float = DE
         scope = "Testing vs Training"
         pairs += _pairs(scope, main, main.split_index("test"), main, main.split_index("train"), threshold)
         copies["Testing images with a copy in Training"] = copies_of(pairs, scope)
+    uncompared: dict[str, str] = {}
     if against is not None:
         scope = f"{main.name} vs {against.name}"
-        pairs += _pairs(scope, main, np.arange(len(main.sources)), against, np.arange(len(against.sources)), threshold)
-        copies[f"{main.name} images with a copy in {against.name}"] = copies_of(pairs, scope)
-    return AuditResult([main] + ([against] if against else []), pairs, threshold, copies)
+        if class_map:
+            unknown = unknown_classes(class_map, against.labels)
+            if unknown:
+                raise BtkError(f"--map names classes {against.name} does not have: {', '.join(unknown)} "
+                               f"({against.name} has {', '.join(sorted(set(against.labels)))})")
+            against.labels = map_labels(against.labels, class_map)
+        mine, theirs = set(main.labels), set(against.labels)
+        compared = comparable_vocabularies(mine, theirs)
+        if not compared:
+            if class_map:
+                raise vocabulary_error(against.name, theirs, main.name, mine, class_map)
+            uncompared[scope] = (f"the class names differ ({main.name}: {', '.join(sorted(mine))}; {against.name}: "
+                                 f"{', '.join(sorted(theirs))}): give --map SRC=DST to compare labels")
+        pairs += _pairs(scope, main, np.arange(len(main.sources)), against, np.arange(len(against.sources)), threshold,
+                        compared)
+        copies[f"{main.name} images with a copy in {against.name}"] = copies_of(pairs, scope, compared)
+    return AuditResult([main] + ([against] if against else []), pairs, threshold, copies, class_map, uncompared)
 
 
 def write_pairs(result: AuditResult, path: Path) -> None:
@@ -183,8 +220,10 @@ def write_pairs(result: AuditResult, path: Path) -> None:
 
 def audit_paths(data: Path, reader: Reader, reader_options: dict[str, str] | None = None,
                 against: Path | None = None, against_reader: Reader | None = None,
-                threshold: float = DEFAULT_THRESHOLD, feedback: Feedback | None = None) -> AuditResult:
-    """Read ``data`` (and ``against``) with a progress task each, then :func:`audit` them."""
+                threshold: float = DEFAULT_THRESHOLD, feedback: Feedback | None = None,
+                class_map: dict[str, str] | None = None) -> AuditResult:
+    """Read ``data`` (and ``against``) with a progress task each, then :func:`audit` them
+    (``class_map``: ``against``'s class names renamed into ``data``'s)."""
     feedback = feedback or Feedback()
     with feedback.task(f"reading {data}") as task:
         main = read_image_set(Path(data).name, reader, data, reader_options,
@@ -194,4 +233,4 @@ def audit_paths(data: Path, reader: Reader, reader_options: dict[str, str] | Non
         with feedback.task(f"reading {against}") as task:
             other = read_image_set(Path(against).name, against_reader or reader, against, reader_options,
                                    lambda d, t: task.update(completed=d, total=t))
-    return audit(main, other, threshold)
+    return audit(main, other, threshold, class_map)

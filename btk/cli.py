@@ -303,33 +303,41 @@ def report(paths, reporter, html_path):
 @click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")
 @click.option("--against", type=click.Path(path_type=Path), help="Another dataset to look for copies in.")
 @click.option("--against-reader", help="Reader for --against [same as --reader].")
+@click.option("--map", "class_map", multiple=True, metavar="SRC=DST",
+              help="Rename --against's class SRC to --data's class DST before labels are compared; repeatable.")
 @click.option("--threshold", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="Near-duplicate score (shift-tolerant normalised correlation of 64 px thumbnails).")
 @click.option("--pairs", "pairs_out", type=click.Path(path_type=Path),
               help="Write every pair to this .csv or .json file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
-def audit(data, reader, reader_option, against, against_reader, threshold, pairs_out, as_json):
+def audit(data, reader, reader_option, against, against_reader, class_map, threshold, pairs_out, as_json):
     """Audit a dataset: class counts, image sizes, unreadable files, and exact and
     near-duplicate images within splits, between Testing and Training, and against another
-    dataset, with copies whose labels disagree.
+    dataset, with copies whose labels disagree. Labels are compared across datasets only when
+    their class names match (after --map); otherwise the copies are still found and reported.
 
     \b
-    Example:
+    Examples:
       btk audit --data DATA/sartaj --pairs pairs.csv
+      btk audit --data DATA/sartaj --against DATA/other --map notumor=no_tumor --map glioma=glioma_tumor
     """
     import json
 
     from btk.audit import audit_paths, write_pairs
+    from btk.classmap import parse_class_map
     from btk.plugins import get_host
     from btk.render import err_console, out_console, written
     from btk.render.progress import RichFeedback
     from btk.render.tables import render_audit
 
+    mapping = parse_class_map(class_map)
+    if mapping and not against:
+        raise BtkError("--map renames --against's classes: give --against too")
     host = get_host()
     main_reader = host.readers.get(reader)
     other_reader = host.readers.get(against_reader or reader) if against else None
     result = audit_paths(data, main_reader, _pairs(reader_option, "reader option"), against, other_reader, threshold,
-                         RichFeedback(err_console(quiet=as_json)))
+                         RichFeedback(err_console(quiet=as_json)), mapping)
     if pairs_out:
         write_pairs(result, pairs_out)
     if as_json:

@@ -149,3 +149,48 @@ def test_audit_counts_unreadable_files_and_keeps_going(image_folder, tmp_path):
     assert summary["pairs"]["within all"] == {"exact": 1, "near": 0, "labels_disagree": 1}
     text = CliRunner().invoke(cli, ["audit", "--data", str(image_folder), "--against", str(image_folder)])
     assert text.exit_code == 0 and "1 unreadable file(s)" in text.output and "data vs data" in text.output
+
+
+def test_audit_against_a_renamed_copy_compares_labels_only_after_mapping(image_folder, tmp_path):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    renamed = tmp_path / "renamed"
+    for old, new in (("a", "alpha"), ("b", "beta"), ("c", "gamma")):
+        shutil.copytree(image_folder / old, renamed / new)
+    base = ["audit", "--data", str(image_folder), "--against", str(renamed), "--json"]
+    scope = "data vs renamed"
+
+    plain = CliRunner().invoke(cli, base)
+    assert plain.exit_code == 0, plain.output
+    summary = json.loads(plain.output)
+    assert summary["pairs"][scope] == {"exact": 12, "near": 0, "labels_disagree": None}
+    assert summary["copies"]["data images with a copy in renamed"]["any_copy"] == 12
+    assert "class names differ" in summary["labels_not_compared"][scope]
+    table = CliRunner().invoke(cli, base[:-1])
+    assert "not compared" in table.output and "give --map" in table.output.replace("\n", " ")
+
+    mapped = CliRunner().invoke(cli, [*base, "--map", "alpha=a", "--map", "beta=b", "--map", "gamma=c"])
+    assert mapped.exit_code == 0, mapped.output
+    summary = json.loads(mapped.output)
+    assert summary["pairs"][scope] == {"exact": 12, "near": 0, "labels_disagree": 0}
+    assert summary["copies"]["data images with a copy in renamed"]["copy_with_other_label"] == 0
+
+    # one class relabelled in the copy: its four copies are the conflicts
+    crossed = CliRunner().invoke(cli, [*base, "--map", "alpha=b", "--map", "beta=b", "--map", "gamma=c"])
+    assert json.loads(crossed.output)["pairs"][scope]["labels_disagree"] == 4
+
+    partial = CliRunner().invoke(cli, [*base, "--map", "alpha=a", "--map", "beta=b"])
+    assert partial.exit_code == 1
+    lines = partial.output.strip().splitlines()
+    assert len(lines) == 1 and "renamed has a, b, gamma" in lines[0] and "data has a, b, c" in lines[0]
+    assert "not in data: gamma" in lines[0]
+
+    wrong = CliRunner().invoke(cli, [*base, "--map", "delta=a"])
+    assert wrong.exit_code == 1 and "renamed does not have: delta" in wrong.output
+    bad = CliRunner().invoke(cli, [*base, "--map", "alpha"])
+    assert bad.exit_code == 1 and "SRC=DST" in bad.output

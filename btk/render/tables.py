@@ -65,12 +65,20 @@ def render_audit(summary: dict[str, Any], console: Console) -> None:
     for col in ("where", "exact pairs", "near pairs", "labels disagree"):
         pairs.add_column(col, justify="left" if col == "where" else "right")
     for scope, counts in summary["pairs"].items():
+        disagree = counts["labels_disagree"]
         pairs.add_row(scope, str(counts["exact"]), str(counts["near"]),
-                      f"[bold red]{counts['labels_disagree']}[/]" if counts["labels_disagree"] else "0")
+                      "not compared" if disagree is None else f"[bold red]{disagree}[/]" if disagree else "0")
     console.print(pairs)
     for title, c in summary["copies"].items():
+        other = c["copy_with_other_label"]
         console.print(f"[bold]{title}:[/] {c['exact_copy']} pixel-identical, {c['near_copy_only']} more near-copies "
-                      f"({c['any_copy']} in all); {c['copy_with_other_label']} with a copy that carries another label")
+                      f"({c['any_copy']} in all)"
+                      + ("" if other is None else f"; {other} with a copy that carries another label"))
+    if summary.get("class_map"):
+        console.print("classes renamed for the comparison: "
+                      + ", ".join(f"{k} -> {v}" for k, v in summary["class_map"].items()))
+    for reason in summary.get("labels_not_compared", {}).values():
+        console.print(f"[yellow]labels not compared: {reason}[/]")
 
 
 def render_suite_table(table: list[dict[str, Any]], console: Console, title: str) -> None:
