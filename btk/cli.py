@@ -259,17 +259,19 @@ run.epilog = EPILOG_RUN
 def report(paths, reporter, html_path):
     """Report finished runs without re-running them.
 
-    PATHS are run directories or suite directories (their runs are included). One run: the full
-    terminal report. Several: one comparison table (a row per run and test condition, the best
-    of each column in bold) and McNemar's test for runs on the same test images. A directory
-    that is not a complete run is named in one line and skipped.
+    PATHS are run directories, suite directories (their runs are included) or evaluation
+    directories (`btk evaluate`). One run: the full terminal report. Several: one comparison
+    table (a row per run and test condition, the best of each column in bold) and McNemar's test
+    for runs on the same test images. A run's evaluations are shown beside its own test metrics.
+    A directory that is not a complete run is named in one line and skipped.
 
     \b
     Examples:
       btk report runs/20261127-101500-multiclass
+      btk report runs/20261127-101500-multiclass/evaluations/*
       btk report runs/* --html report.html
     """
-    from btk.compare import best_by_column, gather_runs, paired_tests, run_rows
+    from btk.compare import best_by_column, evaluation_groups, gather_runs, paired_tests, run_rows
     from btk.plugins import get_host
     from btk.render import out_console, warn_lines, written
     from btk.render.tables import render_comparison, render_suite_table
@@ -292,9 +294,81 @@ def report(paths, reporter, html_path):
     if len(runs) > 1:
         rows = run_rows(runs)
         render_comparison(rows, best_by_column(rows), paired_tests(runs), console)
+    groups, unreadable = evaluation_groups(runs)
+    warn_lines(unreadable, prefix="btk: skipped: ")
+    for group in groups:
+        rows = run_rows(group)
+        tests = [t for t in paired_tests(group) if t["a"] == group[0].name]
+        render_comparison(rows, best_by_column(rows), tests, console,
+                          title=f"{group[0].name}: its own test images and {len(group) - 1} evaluation(s)")
     if html_writer:
         html_writer(runs, html_path, suites)
         written(console, "HTML report written to", html_path)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="The labelled dataset to evaluate on.")
+@click.option("--reader", help="Reader plugin for --data [the run's].")
+@click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE",
+              help="Reader-specific option; repeatable [the run's, with the run's reader].")
+@click.option("--split", help="Split of --data: Testing, Training or all [Testing if the data has one, else all].")
+@click.option("--map", "class_map", multiple=True, metavar="SRC=DST",
+              help="Rename the data's class SRC to the run's class DST; repeatable.")
+@click.option("--degrade", multiple=True, metavar="SPEC",
+              help="Also evaluate on images degraded by SPEC (e.g. blur@3); repeatable.")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1),
+              help="Near-duplicate score for the copy check against the run's training images; 0 turns it off "
+                   "[the run's].")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Parent folder of the evaluation directory [RUN_DIR/evaluations].")
+@click.option("--name", default="", help="Name in the evaluation directory's name [the data folder and split].")
+@click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
+              help="Reporter plugin(s) for the evaluation; repeatable.")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, duplicate_threshold, out, name,
+             reporter, strict):
+    """Evaluate a finished run on another labelled dataset (external validation).
+
+    The images are read as the run read its own (image size, channels, crop, intensity,
+    scaling; tumour vs none for a binary run) and scored with every metric a run has, clean
+    and under each --degrade. Images with an exact or near copy among the run's training
+    images are found and scored apart. The evaluation directory (run format, written
+    atomically) goes into the run's evaluations/ folder; `btk report` shows it beside the
+    run's own test metrics, with McNemar's test where the images are the same.
+
+    \b
+    Examples:
+      btk evaluate runs/20261127-101500-multiclass --data DATA/sartaj
+      btk evaluate runs/20261127-101500-multiclass --data DATA/other --split all \\
+          --map glioma=glioma_tumor --map meningioma=meningioma_tumor \\
+          --map notumor=no_tumor --map pituitary=pituitary_tumor --degrade blur@3
+    """
+    import time
+
+    from btk.classmap import parse_class_map
+    from btk.compare import best_by_column, paired_tests, run_rows
+    from btk.evaluate import default_destination, evaluate_run, plan_evaluation, write_evaluation
+    from btk.plugins import get_host
+    from btk.render import out_console, written
+    from btk.render.progress import RichFeedback
+    from btk.render.tables import render_comparison
+
+    t_start = time.perf_counter()
+    host = get_host()
+    reporters = [host.reporters.get(r) for r in reporter]
+    plan = plan_evaluation(run_dir, data, host, reader, _pairs(reader_option, "reader option"), split,
+                           parse_class_map(class_map), degrade, duplicate_threshold, strict)
+    console = out_console()
+    evaluation = evaluate_run(plan, host, RichFeedback(console))
+    destination = default_destination(plan, evaluation.split, out, name)
+    result = write_evaluation(destination, evaluation, time.perf_counter() - t_start)
+    for rep in reporters:
+        rep.report(result, console)
+    rows = run_rows([plan.run, result])
+    render_comparison(rows, best_by_column(rows), paired_tests([plan.run, result]), console,
+                      title=f"{plan.run.name}: its own test images and this evaluation")
+    written(console, "evaluation written to", result.path)
 
 
 @cli.command()

@@ -66,6 +66,43 @@ def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, An
     return out
 
 
+def evaluation_groups(runs: list[Run]) -> tuple[list[list[Run]], list[str]]:
+    """Each run beside its evaluations (``btk evaluate``): a run given with evaluations in its
+    folder, and the run of evaluations given without it, first in a group with them.
+
+    Returns:
+        (groups, skipped): the groups, and one line for each evaluation or run that cannot be read.
+    """
+    from btk.errors import BtkError
+    from btk.runs import load_run
+
+    parents: dict[Path, Run] = {}
+    members: dict[Path, dict[Path, Run]] = {}
+    skipped: list[str] = []
+    for run in runs:
+        if run.is_evaluation:
+            key = Path(run.config["evaluation"]["run"]).resolve()
+            members.setdefault(key, {})[run.path.resolve()] = run
+            continue
+        key = run.path.resolve()
+        parents[key] = run
+        for path in run.evaluations():
+            try:
+                members.setdefault(key, {}).setdefault(path.resolve(), load_run(path))
+            except BtkError as exc:
+                skipped.append(str(exc))
+    groups = []
+    for key, evaluations in members.items():
+        if key not in parents:
+            try:
+                parents[key] = load_run(key)
+            except BtkError as exc:
+                skipped.append(f"the run of {', '.join(r.name for r in evaluations.values())} cannot be read ({exc})")
+                continue
+        groups.append([parents[key], *evaluations.values()])
+    return groups, skipped
+
+
 def gather_runs(paths: list[Path]) -> tuple[list[Run], list[dict[str, Any]], list[str]]:
     """The finished runs at ``paths``: run directories, or suite directories (their runs).
 

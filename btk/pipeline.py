@@ -52,6 +52,7 @@ __all__ = [
     "resolve_degradations",
     "resume_config",
     "run_experiment",
+    "score_images",
     "versions",
     "write_run",
 ]
@@ -299,40 +300,55 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
     return Fitted(model, history, train_seconds, epochs_run, step, len(x_train))
 
 
+def score_images(images: np.ndarray, y: np.ndarray, classes: list[str], sources: np.ndarray,
+                 probabilities: Callable[[np.ndarray], np.ndarray], degradations: list[Degradation], seed: int,
+                 has_copy: np.ndarray) -> TestResults:
+    """Predict ``images`` clean and under each degradation (seeded with ``seed``) and score them
+    against ``y``; the images with ``has_copy`` set are also left out in a second score.
+
+    Args:
+        probabilities: uint8 images -> probabilities over ``classes`` (the model and its
+            preprocessing, task probabilities included).
+    """
+    unseen = ~has_copy
+    conditions: dict[str, dict[str, Any]] = {}
+    unseen_conditions: dict[str, dict[str, Any]] = {}
+    rows: list[list[Any]] = []
+    examples: dict[str, np.ndarray] = {}
+    for label, deg in [("clean", None)] + [(d.label, d) for d in degradations]:
+        x = images if deg is None else deg.apply(images, seed=seed)
+        probs = probabilities(x)
+        if deg is None:
+            picked = example_indices(y, probs.argmax(axis=1), seed)
+            examples["index"] = picked
+            examples["sources"] = np.asarray(sources)[picked].astype(str)
+        examples[f"images/{label}"] = thumbnails(x[examples["index"]])
+        conditions[label] = evaluate(y, probs, classes)
+        if has_copy.any() and unseen.sum() >= 2:
+            unseen_conditions[label] = evaluate(y[unseen], probs[unseen], classes)
+        for source, truth, p in zip(sources, y, probs):
+            rows.append([label, source, classes[truth], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    examples.pop("index", None)
+    return TestResults(conditions, unseen_conditions, has_copy, rows, examples)
+
+
 def evaluate_test(prep: Prepared, model: Any, step: int | None = None) -> TestResults:
     """Predict the test images, clean and under each test degradation, and score them; test
     images with an exact or near copy among the training images are also scored apart."""
     config, recipe, data = prep.config, prep.config.recipe, prep.data
     step = step or step_batch_size(recipe, model)
     test = prep.split["test"]
-    x_test, y_test = gather(data.images, test), prep.y[test]
     has_copy = np.zeros(len(test), bool)
     if config.duplicate_threshold > 0:
         fps = fingerprints_of(data)
         has_copy = copy_mask(fps.subset(test), fps.subset(prep.pool), config.duplicate_threshold)
-    unseen = ~has_copy
-    conditions: dict[str, dict[str, Any]] = {}
-    unseen_conditions: dict[str, dict[str, Any]] = {}
-    rows: list[list[Any]] = []
-    examples: dict[str, np.ndarray] = {}
-    for label, deg in [("clean", None)] + [(d.label, d) for d in prep.test_degradations]:
-        images = x_test if deg is None else deg.apply(x_test, seed=config.seed)
+
+    def probabilities(images: np.ndarray) -> np.ndarray:
         probs = predict(model, images, recipe.scale, step, intensity=recipe.intensity)
-        if prep.via_classes:
-            probs = to_task_probabilities(probs, prep.fit_classes, config.negative_class)
-        if deg is None:
-            picked = example_indices(y_test, probs.argmax(axis=1), config.seed)
-            examples["index"] = picked
-            examples["sources"] = data.sources[test][picked].astype(str)
-        examples[f"images/{label}"] = thumbnails(images[examples["index"]])
-        conditions[label] = evaluate(y_test, probs, prep.classes)
-        if has_copy.any() and unseen.sum() >= 2:
-            unseen_conditions[label] = evaluate(y_test[unseen], probs[unseen], prep.classes)
-        for i, p in zip(test, probs):
-            rows.append([label, data.sources[i], prep.classes[prep.y[i]], prep.classes[int(p.argmax())],
-                         *[f"{v:.6f}" for v in p]])
-    examples.pop("index", None)
-    return TestResults(conditions, unseen_conditions, has_copy, rows, examples)
+        return to_task_probabilities(probs, prep.fit_classes, config.negative_class) if prep.via_classes else probs
+
+    return score_images(gather(data.images, test), prep.y[test], prep.classes, data.sources[test], probabilities,
+                        prep.test_degradations, config.seed, has_copy)
 
 
 def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float) -> Run:

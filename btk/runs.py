@@ -12,7 +12,11 @@ A run directory holds:
 - ``metrics.json``: metrics per condition, timings and skipped inputs;
 - ``examples.npz``: a few right and wrong test images (128 px grayscale) under every test
   condition, for reports;
-- ``btk-run.json``: the format version and completion time, written last.
+- ``btk-run.json``: the format version, kind and completion time, written last.
+
+``btk evaluate`` writes an evaluation directory (by default into the run's ``evaluations/``)
+in the same format, with ``"kind": "evaluation"`` in its ``config.json``: the run's model
+scored on other data. Everything that reads runs reads it too.
 
 While a run trains, its hidden ``.<id>.partial`` directory holds ``resume.json`` and a
 checkpoint of the last epoch; an interrupted run leaves it for ``btk run --resume``. Readers of
@@ -36,6 +40,7 @@ from btk.errors import BtkError
 
 FORMAT_VERSION = 1
 MARKER = "btk-run.json"
+EVALUATIONS = "evaluations"  # btk evaluate's default folder inside a run
 
 
 def new_run_id(name: str) -> str:
@@ -55,8 +60,9 @@ def unique_dir(parent: Path, run_id: str) -> Path:
 class RunWriter:
     """Context manager that writes into ``.<id>.partial`` and renames it to ``<id>`` on success."""
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, kind: str = "run") -> None:
         self.final = final
+        self.kind = kind
         self.tmp = final.parent / f".{final.name}.partial"
 
     def __enter__(self) -> RunWriter:
@@ -67,7 +73,7 @@ class RunWriter:
         if exc_type is None:
             shutil.rmtree(self.tmp / "checkpoint", ignore_errors=True)
             (self.tmp / "resume.json").unlink(missing_ok=True)
-            self.write_json(MARKER, {"format": FORMAT_VERSION, "id": self.final.name,
+            self.write_json(MARKER, {"format": FORMAT_VERSION, "id": self.final.name, "kind": self.kind,
                                      "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             self.tmp.rename(self.final)
         elif not (self.tmp / "checkpoint").is_dir():  # a training checkpoint stays for --resume
@@ -133,6 +139,18 @@ class Run:
     def name(self) -> str:
         """The run directory's name."""
         return self.path.name
+
+    @property
+    def is_evaluation(self) -> bool:
+        """Whether this is an evaluation of a run on other data (``btk evaluate``), not a run."""
+        return self.config.get("kind") == "evaluation"
+
+    def evaluations(self) -> list[Path]:
+        """The evaluation directories ``btk evaluate`` wrote into this run, oldest first."""
+        folder = self.path / EVALUATIONS
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if (p / MARKER).is_file())
 
     def predictions(self) -> list[dict[str, str]]:
         """The rows of ``predictions.csv``."""

@@ -14,30 +14,63 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def terminal_report(run: Run, console: Console) -> None:
-    """Metrics per condition, the per-class table, the confusion matrix and ROC AUC, with rich."""
+def _header(run: Run) -> str:
     cfg = run.config["config"]
+    what = (f"task {cfg['task']}, model {cfg['model']}, preset {run.config['recipe']['name']}, train degradation "
+            f"{', '.join(d['label'] for d in run.config['train_degrade']) or 'none'}")
+    if run.is_evaluation:
+        ev = run.config["evaluation"]
+        renamed = ", ".join(f"{k} -> {v}" for k, v in ev.get("class_map", {}).items())
+        return (f"[bold]evaluation[/] {run.path}\n  of run {ev['run_id']} ({what})\n  on {ev['data']} "
+                f"({ev['split']}, reader {ev['reader']}" + (f"; classes renamed {renamed}" if renamed else "") + ")")
+    return f"[bold]run[/] {run.path}  {what}"
+
+
+def _accuracy_interval(run: Run, condition: str) -> str:
+    from btk.stats import metric_cis
+
+    _, y, probs = run.condition_arrays(condition)
+    low, high = metric_cis(y, probs)["accuracy"]
+    return f"{_pct(low)}-{_pct(high)}"
+
+
+def terminal_report(run: Run, console: Console) -> None:
+    """Metrics per condition (with the accuracy's 95% bootstrap interval and the expected
+    calibration error), the per-class table, the confusion matrix and ROC AUC, with rich."""
+    from btk.stats import reliability
+
     conditions = run.metrics["conditions"]
     timing = run.metrics.get("timing", {})
-    console.print(f"[bold]run[/] {run.path}  task {cfg['task']}, model {cfg['model']}, "
-                  f"preset {run.config['recipe']['name']}, train degradation "
-                  f"{', '.join(d['label'] for d in run.config['train_degrade']) or 'none'}")
+    console.print(_header(run))
     summary = Table(title="test metrics (%)")
-    for col in ("condition", "accuracy", "balanced acc", "macro P", "macro R", "macro F1", "macro AUC", "correct"):
+    for col in ("condition", "accuracy", "95% CI", "balanced acc", "macro P", "macro R", "macro F1", "macro AUC",
+                "ECE", "correct"):
         summary.add_column(col, justify="left" if col == "condition" else "right")
     leakage = run.metrics.get("leakage") or {}
-    rows = list(conditions.items()) + [(f"{name}, no copy in train", m) for name, m in
-                                       (leakage.get("conditions_without_copies") or {}).items()]
-    for name, m in rows:
+    rows = [(name, m, name) for name, m in conditions.items()]
+    rows += [(f"{name}, no copy in train", m, None)
+             for name, m in (leakage.get("conditions_without_copies") or {}).items()]
+    for name, m, condition in rows:
         style = "bold red" if m["collapsed"] else None
-        summary.add_row(name + (" (COLLAPSED)" if m["collapsed"] else ""), _pct(m["accuracy"]),
+        interval = ece = ""
+        if condition is not None:
+            interval = _accuracy_interval(run, condition)
+            _, y, probs = run.condition_arrays(condition)
+            ece = f"{reliability(y, probs)['ece']:.3f}"
+        summary.add_row(name + (" (COLLAPSED)" if m["collapsed"] else ""), _pct(m["accuracy"]), interval,
                         _pct(m["balanced_accuracy"]), _pct(m["precision_macro"]), _pct(m["recall_macro"]),
-                        _pct(m["f1_macro"]), _pct(m["auc_macro"]), f"{m['correct']}/{m['n']}", style=style)
+                        _pct(m["f1_macro"]), _pct(m["auc_macro"]), ece, f"{m['correct']}/{m['n']}", style=style)
     console.print(summary)
+    where = "the run's training data" if run.is_evaluation else "the training data"
     if leakage.get("test_with_copy_in_train"):
         console.print(f"[yellow]{leakage['test_with_copy_in_train']} of {leakage['test_images']} test images have an "
-                      f"exact or near copy (score >= {leakage['threshold']}) in the training data; the 'no copy in "
+                      f"exact or near copy (score >= {leakage['threshold']}) in {where}; the 'no copy in "
                       "train' rows leave them out.[/]")
+    elif run.is_evaluation and leakage.get("checked"):
+        console.print(f"none of the {leakage['test_images']} images has a copy in {where} "
+                      f"(score >= {leakage['threshold']})")
+    elif run.is_evaluation:
+        console.print("[yellow]copies in the run's training data were not looked for[/]")
     clean = conditions.get("clean") or next(iter(conditions.values()))
     classes = run.classes
     per_class = Table(title="per class, clean test images")
@@ -55,9 +88,12 @@ def terminal_report(run: Run, console: Console) -> None:
     for c, row in zip(classes, clean["confusion"]):
         cm.add_row(c, *[str(v) for v in row])
     console.print(cm)
-    if timing:
+    if "train_seconds" in timing:
         console.print(f"loading {timing['load_seconds']:.1f} s, training {timing['train_seconds']:.1f} s "
                       f"({timing['train_images_per_second']:.1f} images/s), total {timing['total_seconds']:.1f} s")
+    elif "predict_seconds" in timing:
+        console.print(f"loading {timing['load_seconds']:.1f} s, predicting {timing['predict_seconds']:.1f} s "
+                      f"({timing['predicted_images_per_second']:.1f} images/s), total {timing['total_seconds']:.1f} s")
     if run.metrics.get("skipped"):
         console.print(f"[yellow]{len(run.metrics['skipped'])} unreadable input(s) skipped[/]")
 

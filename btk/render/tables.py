@@ -16,13 +16,13 @@ def _percent(value: float | None, digits: int = 1) -> str:
 
 
 def render_comparison(rows: list[dict[str, Any]], best: dict[str, Any], tests: list[dict[str, Any]],
-                      console: Console) -> None:
+                      console: Console, title: str = "") -> None:
     """Several runs side by side (:func:`btk.compare.run_rows`), the best of each column in bold,
     and McNemar's test for each pair of runs on the same images (:func:`btk.compare.paired_tests`)."""
     from btk.compare import COLUMNS
 
     runs = len(dict.fromkeys(r["run"] for r in rows))
-    table = Table(title=f"{runs} runs (best of each column in bold)")
+    table = Table(title=f"{title or f'{runs} runs'} (best of each column in bold)")
     numeric = ("acc", "bal. acc", "macro F1", "macro AUC", "ECE")
     for col in ("run", "task", "reader", "train degr.", "test", *numeric):
         table.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
