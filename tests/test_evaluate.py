@@ -109,3 +109,21 @@ def test_evaluate_checks_its_inputs_before_reading(tmp_path, image_folder):
     not_a_run = CliRunner().invoke(cli, ["evaluate", str(tmp_path), "--data", str(image_folder)])
     assert not_a_run.exit_code == 1 and "is not a complete btk run" in not_a_run.output
     assert len(not_a_run.output.strip().splitlines()) == 1
+
+
+def test_a_binary_run_reads_other_data_as_tumour_vs_none(tmp_path):
+    from btk.errors import BtkError
+    from btk.evaluate import task_targets
+    from btk.runs import Run
+
+    (tmp_path / "split.csv").write_text("source,label,group,subset,copy_in_train\n"
+                                        "a.jpg,glioma_tumor,a,train,\nb.jpg,no_tumor,b,train,\nc.jpg,no_tumor,c,test,0\n")
+    run = Run(tmp_path, {"classes": ["no_tumor", "tumor"],
+                         "config": {"task": "binary", "negative_class": "no_tumor"}}, {}, {})
+    labels = ["notumor", "glioma", "notumor", "pituitary"]
+    with pytest.raises(BtkError, match="not in run .*: glioma, notumor, pituitary"):
+        task_targets(run, labels, {}, "other")
+    mapping = {"notumor": "no_tumor", "glioma": "glioma_tumor", "pituitary": "tumor"}
+    assert task_targets(run, labels, mapping, "other").tolist() == [0, 1, 0, 1]
+    with pytest.raises(BtkError, match="not in run .*: pituitary"):
+        task_targets(run, labels, {"notumor": "no_tumor", "glioma": "tumor"}, "other")
