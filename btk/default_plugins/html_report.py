@@ -211,9 +211,14 @@ def _robustness(run: Run) -> str:
 
 def run_section(run: Run) -> str:
     """The HTML of one run."""
-    cfg = json.dumps({k: run.config[k] for k in ("config", "recipe", "classes", "train_degrade", "test_degrade",
-                                                  "versions") if k in run.config}, indent=1)
-    return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>'
+    cfg = json.dumps({k: run.config[k] for k in ("evaluation", "config", "recipe", "classes", "train_degrade",
+                                                  "test_degrade", "versions") if k in run.config}, indent=1)
+    about = ""
+    if run.is_evaluation:
+        ev = run.config["evaluation"]
+        about = (f"<p>Evaluation of run {_esc(ev['run_id'])} on {_esc(ev['data'])} ({_esc(ev['split'])}, reader "
+                 f"{_esc(ev['reader'])}): the run's model and preprocessing, nothing re-trained.</p>")
+    return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}'
             f"<h3>metrics</h3>{_metrics_table(run)}<h3>per class (clean)</h3>{_per_class(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}<h3>examples</h3>{_examples(run)}"
             f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>")
