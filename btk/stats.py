@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -97,15 +98,16 @@ def metric_cis(y_true: np.ndarray, probs: np.ndarray, resamples: int = 1000, see
         low, high = np.percentile(values, [tail, 100 - tail])
         return float(low), float(high)
 
-    out = {
-        "accuracy": interval(diag.sum(axis=1) / len(y)),
-        "balanced_accuracy": interval(np.nanmean(recall, axis=1)),
-        "f1_macro": interval(f1.mean(axis=1)),
-    }
     weights = np.stack([np.bincount(row, minlength=len(y)) for row in idx])
     aucs = np.stack([weighted_auc(probs[:, c], y == c, weights) for c in range(k) if 0 < (y == c).sum() < len(y)])
-    out["auc_macro"] = interval(np.nanmean(aucs, axis=0)) if len(aucs) else (float("nan"), float("nan"))
-    return out
+    with warnings.catch_warnings():  # a resample of a tiny set may hold one class: its AUC is undefined, skipped
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "accuracy": interval(diag.sum(axis=1) / len(y)),
+            "balanced_accuracy": interval(np.nanmean(recall, axis=1)),
+            "f1_macro": interval(f1.mean(axis=1)),
+            "auc_macro": interval(np.nanmean(aucs, axis=0)) if len(aucs) else (float("nan"), float("nan")),
+        }
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
