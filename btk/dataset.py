@@ -54,7 +54,12 @@ def release_freed_memory() -> None:
         pass
 
 
-def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
+def as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
+    """A reader's uint8 ``image`` (H x W or H x W x C) as H x W x ``channels``.
+
+    Raises:
+        BtkError: not uint8, or not a 2D image.
+    """
     if image.dtype != np.uint8:
         raise BtkError(f"reader returned {image.dtype} pixels for {source}; expected uint8")
     if image.ndim == 2:
@@ -185,7 +190,7 @@ def load_dataset(
                 skipped.append((entry.source, result))
                 continue
             for sample in result:
-                image = _as_hwc(sample.image, options.channels, sample.source)
+                image = as_hwc(sample.image, options.channels, sample.source)
                 shapes.add(image.shape)
                 if writer is not None:
                     try:
