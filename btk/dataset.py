@@ -12,6 +12,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -71,6 +72,22 @@ def as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
     elif image.shape[-1] == 3 and channels == 1:
         image = image.mean(axis=-1, keepdims=True).round().astype(np.uint8)
     return image
+
+
+@contextmanager
+def opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's own thread count set to ``n`` inside the block (then set back). With a pool of
+    decoding threads, one OpenCV thread each does the same work for less CPU time: measured on
+    SARTAJ's JPEGs, 2.2 ms instead of 2.9 ms of CPU per image read and cropped to the head, the
+    pixels identical."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def iter_entries(

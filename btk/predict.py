@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from btk.dataset import as_hwc, iter_entries
+from btk.dataset import as_hwc, iter_entries, opencv_threads
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.plugins import PluginHost
@@ -164,7 +164,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
     batch: list[np.ndarray] = []
     owners: list[tuple[_Pending, int]] = []
     done = 0
-    with ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead, \
+    with opencv_threads(1), \
+            ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead, \
             feedback.task("loading the model", total=len(jobs)) as task:
         model = run.load_model()
         task.update(description="predicting")

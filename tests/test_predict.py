@@ -174,7 +174,7 @@ def test_the_table_is_printed_in_chunks_of_the_same_widths():
     from btk.render.tables import PredictionTable
 
     console = Console(record=True, width=100)
-    table = PredictionTable("predictions", ["a", "b"], console, chunk=10)
+    table = PredictionTable("predictions", ["a", "b"], console, slices=False, chunk=10)
     for i in range(25):
         table.write(Prediction(f"folder/image{i:02d}.jpg", None, "a", {"a": 0.75, "b": 0.25}))
         assert len(table.rows) < 10

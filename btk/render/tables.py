@@ -129,19 +129,22 @@ def render_robustness_extra(run_name: str, baseline_name: str, losses: list[dict
 class PredictionTable:
     """Predictions (:class:`btk.predict.Prediction`) printed as they come: a table drawn in
     chunks of ``chunk`` rows with the same column widths, the first with the title and header,
-    so no more than a chunk is held. Means over a series' or volume's slices are in bold."""
+    so no more than a chunk is held. Means over a series' or volume's slices are in bold.
+    ``slices``: whether series or volumes may come (the slice column is then wide enough for
+    ``all N (mean)``)."""
 
-    def __init__(self, title: str, classes: Sequence[str], console: Console, chunk: int = 50) -> None:
+    def __init__(self, title: str, classes: Sequence[str], console: Console, slices: bool = True,
+                 chunk: int = 50) -> None:
         self.title, self.classes, self.console, self.chunk = title, list(classes), console, chunk
         self.rows: list[Any] = []
         self.printed = 0
-        # fixed widths, the same for every chunk: probabilities fit "0.123" (a long class name wraps
-        # in the header), the input takes what is left (one space of padding each side of a column
-        # and a separator between columns)
-        self.widths = {"slice": len("all 999 (mean)"), "class": min(max(len("class"), *map(len, self.classes)), 16),
-                       **{c: min(max(len(c), 5), 10) for c in self.classes}}
-        overhead = 3 * len(self.widths)
-        self.widths["input"] = max(12, console.width - sum(self.widths.values()) - overhead)
+        # fixed widths, the same for every chunk: a probability column is as wide as the longest
+        # word of its class (the header wraps at the words); the input gets what is left, less a
+        # space between columns
+        self.widths = {"slice": len("all 999 (mean)") if slices else len("slice"),
+                       "class": max(len("class"), *map(len, self.classes)),
+                       **{c: max(5, *map(len, c.split("_"))) for c in self.classes}}
+        self.widths["input"] = max(16, console.width - sum(self.widths.values()) - len(self.widths))
 
     def write(self, prediction: Any) -> None:
         """Queue one row; a full chunk is printed."""
@@ -159,10 +162,10 @@ class PredictionTable:
             return
         first = self.printed == 0
         table = Table(title=self.title if first else None, show_header=first, box=box.SIMPLE_HEAD, show_edge=False,
-                      pad_edge=False)
+                      pad_edge=False, padding=(0, 0))
         for col in ("input", "slice", "class", *self.classes):
-            table.add_column(col, justify="right" if col in self.classes else "left", overflow="fold",
-                             width=self.widths[col])
+            table.add_column(col.replace("_", " ") if col in self.classes else col, width=self.widths[col],
+                             justify="right" if col in self.classes else "left", overflow="fold")
         for r in self.rows:
             table.add_row(r.path, r.slice_label(), r.predicted, *[f"{r.probabilities[c]:.3f}" for c in self.classes],
                           style="bold" if r.aggregated_over is not None else None)
