@@ -5,7 +5,8 @@ again, the same names in numbered sub-folders (``copy00/Training/glioma_tumor/gg
 ``copy01/...``). Each command runs in its own process; its peak RSS is the kernel's count for
 that child (``os.wait4``). Flat memory means the two peaks differ by little: what grows with the
 number of files is only a small record per file.
-Usage: python benchmarks/predict_memory.py --data DATA/sartaj --run RUN_DIR [--counts 500,20000]
+Usage: python benchmarks/predict_memory.py --data DATA/sartaj [--run RUN_DIR] [--counts 500,20000]
+(without --run, a one-epoch run of the fast recipe is trained first, as in predict_speed.py)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+from predict_speed import ENV, make_run
 
 
 def link_files(data: Path, n: int, root: Path) -> Path:
@@ -47,15 +48,16 @@ def peak_rss(command: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="SARTAJ folder (Training/ and Testing/)")
-    parser.add_argument("--run", type=Path, required=True, help="a run of the fast recipe")
+    parser.add_argument("--run", type=Path, help="a run of the fast recipe [trained here, one epoch]")
     parser.add_argument("--counts", default="500,20000", help="numbers of files, comma-separated")
     args = parser.parse_args()
     peaks = {}
     with tempfile.TemporaryDirectory() as tmp:
+        run = args.run or make_run(args.data, Path(tmp) / "runs")
         for n in (int(c) for c in args.counts.split(",")):
             folder = link_files(args.data, n, Path(tmp))
             out = Path(tmp) / f"x-{n}.csv"
-            peaks[n], seconds = peak_rss([sys.executable, "-m", "btk", "predict", str(args.run), str(folder),
+            peaks[n], seconds = peak_rss([sys.executable, "-m", "btk", "predict", str(run), str(folder),
                                           "--out", str(out)])
             with open(out) as fh:
                 rows = sum(1 for _ in fh) - 1

@@ -36,14 +36,33 @@ def make_run(data: Path, parent: Path) -> Path:
     return next(p for p in parent.iterdir() if not p.name.startswith("."))
 
 
-def end_to_end(run: Path, data: Path, batch_size: int, out: Path) -> tuple[float, int]:
-    """Seconds of one ``btk predict`` command over Training and Testing, and its CSV's rows."""
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (Linux's /proc/stat), or None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def end_to_end(run: Path, data: Path, batch_size: int, out: Path) -> tuple[float, int, float, float | None]:
+    """One ``btk predict`` command over Training and Testing: ``(seconds, rows of its CSV, its CPU
+    seconds, CPU seconds other processes used meanwhile)``."""
+    busy = busy_cpu_seconds()
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "btk", "predict", str(run), str(data / "Training"), str(data / "Testing"),
-                    "--out", str(out), "--batch-size", str(batch_size)], check=True, env=ENV, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-m", "btk", "predict", str(run), str(data / "Training"),
+                              str(data / "Testing"), "--out", str(out), "--batch-size", str(batch_size)],
+                             env=ENV, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit("btk predict failed")
+    cpu = usage.ru_utime + usage.ru_stime
+    after = busy_cpu_seconds()
+    others = None if busy is None or after is None else max(0.0, after - busy - cpu)
     with open(out, newline="") as fh:
-        return seconds, sum(1 for _ in csv.DictReader(fh))
+        return seconds, sum(1 for _ in csv.DictReader(fh)), cpu, others
 
 
 def in_memory(run_dir: Path, data: Path, batch_size: int) -> tuple[int, float, float]:
@@ -89,9 +108,10 @@ def main() -> None:
         run = args.run or make_run(args.data, Path(tmp) / "runs")
         times = []
         for _ in range(args.repeat):
-            seconds, rows = end_to_end(run, args.data, args.batch_size, Path(tmp) / "x.csv")
+            seconds, rows, cpu, others = end_to_end(run, args.data, args.batch_size, Path(tmp) / "x.csv")
             times.append(seconds)
-            print(f"btk predict: {rows} images in {seconds:.2f} s = {rows / seconds:,.0f} images/s end to end")
+            print(f"btk predict: {rows} images in {seconds:.2f} s = {rows / seconds:,.0f} images/s end to end "
+                  f"({cpu:.1f} CPU-s; other processes meanwhile: {'?' if others is None else f'{others:.1f}'} CPU-s)")
         n, on_batch, keras_loop = in_memory(run, args.data, args.batch_size)
     best = rows / min(times)
     print(f"in memory ({n} images, preprocessed): predict_on_batch {on_batch:,.0f} images/s, "
