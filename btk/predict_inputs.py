@@ -11,7 +11,7 @@ inside a given folder.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,19 +54,18 @@ def pick_reader(host: PluginHost, path: Path, name: str | None) -> Any:
     raise BtkError(f"no reader recognises {path} (use --reader; readers: {', '.join(host.readers.names())})")
 
 
-def image_entries(root: Path) -> list[Entry]:
-    """Every image file under folder ``root`` at any depth (hidden files and folders left out),
-    as unlabelled entries named by their path inside ``root``, sorted."""
-    from btk.default_plugins.folder import IMAGE_SUFFIXES
-
+def file_entries(root: Path, can_read: Callable[[Path], bool]) -> list[Entry]:
+    """Every file under folder ``root`` at any depth that ``can_read`` accepts (hidden files and
+    folders left out), as unlabelled entries named by their path inside ``root``, sorted."""
     entries = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         inside = Path(folder).relative_to(root)
         for name in files:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+            path = Path(folder) / name
+            if not name.startswith(".") and can_read(path):
                 rel = (inside / name).as_posix()
-                entries.append(Entry(rel, None, rel, "", payload=Path(folder) / name))
+                entries.append(Entry(rel, None, rel, "", payload=path))
     entries.sort(key=lambda e: e.source)
     return entries
 
@@ -98,8 +97,8 @@ def gather_inputs(paths: Sequence[str | Path], host: PluginHost, recipe: dict[st
             extra["slices"] = slices
         options = ReadOptions(recipe["image_size"], recipe["channels"], extra, crop=recipe.get("crop", "none"))
         folder = Path(given).is_dir()
-        if folder and reader.name == "folder":
-            entries = image_entries(Path(given))
+        if folder and reader.name == "folder":  # its scan wants class folders: any image file here
+            entries = file_entries(Path(given), reader.can_read)
         else:
             entries = reader.scan(Path(given), options)
         if not entries:
