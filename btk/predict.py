@@ -10,7 +10,7 @@ batch is predicted, and each row is handed on as soon as its file (series, volum
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,65 @@ class _Pending:
     left: int
 
 
+class _Batcher:
+    """Images of consecutive entries gathered into batches of ``batch_size`` for ``predict``
+    (uint8 batch -> probabilities); each entry's rows come out, in order, once its last image is
+    predicted. The last batch is padded to the full size if a full one came before, so the
+    model keeps the shape it was traced for."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
+                 tally: PredictionTally) -> None:
+        self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
+        self.pending: deque[_Pending] = deque()
+        self.images: list[np.ndarray] = []
+        self.owners: list[tuple[_Pending, int]] = []
+        self.full = False
+        self.done = 0  # entries whose rows came out
+
+    def add(self, path: str, slices: list[tuple[int | None, np.ndarray]]) -> Iterator[Prediction]:
+        """Queue an entry's images; yields the rows of the entries a full batch completed."""
+        record = _Pending(path, [k for k, _ in slices], np.zeros((len(slices), len(self.classes))), len(slices))
+        self.pending.append(record)
+        for k, (_, image) in enumerate(slices):
+            self.images.append(image)
+            self.owners.append((record, k))
+            if len(self.images) == self.batch_size:
+                self._predict()
+                yield from self._complete()
+
+    def finish(self) -> Iterator[Prediction]:
+        """Predict what is queued; yields the remaining rows."""
+        if self.images:
+            self._predict()
+        yield from self._complete()
+
+    def _predict(self) -> None:
+        x = np.stack(self.images)
+        n = len(x)
+        if self.full and n < self.batch_size:
+            x = np.concatenate([x, np.zeros((self.batch_size - n, *x.shape[1:]), x.dtype)])
+        self.full = True
+        for (record, k), p in zip(self.owners, self.predict(x)[:n]):
+            record.probs[k] = p
+            record.left -= 1
+        self.tally.images += n
+        self.images.clear()
+        self.owners.clear()
+
+    def _complete(self) -> Iterator[Prediction]:
+        classes = self.classes
+        while self.pending and self.pending[0].left == 0:
+            record = self.pending.popleft()
+            self.done += 1
+            for k, p in zip(record.slices, record.probs):
+                yield _row(record.path, k, p, classes)
+            answer = record.probs[0]
+            if len(record.slices) > 1:
+                answer = record.probs.mean(axis=0)
+                yield _row(record.path, None, answer, classes, len(record.slices))
+            self.tally.answers[classes[int(answer.argmax())]] += 1
+
+
 def _row(path: str, slice_: int | None, probs: np.ndarray, classes: list[str],
          aggregated_over: int | None = None) -> Prediction:
     return Prediction(path, slice_, classes[int(probs.argmax())], {c: float(v) for c, v in zip(classes, probs)},
@@ -143,7 +202,6 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
     recipe = run.config["recipe"]
     size, channels = int(recipe["image_size"]), int(recipe["channels"])
     scale, intensity = recipe["scale"], recipe.get("intensity", "none")
-    classes = run.classes
     shape = (size, size, channels)
     adapter = _Inputs(inputs)
     jobs = adapter.scan(None, ReadOptions())
@@ -160,61 +218,22 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
     decoded = iter_entries(adapter, None, ReadOptions(size, channels, {}, crop=recipe.get("crop", "none")),
                            workers=workers, transform=prepare, entries=jobs)
     limit = max(batch_size, READ_AHEAD_BYTES // (size * size * channels))
-    pending: deque[_Pending] = deque()
-    batch: list[np.ndarray] = []
-    owners: list[tuple[_Pending, int]] = []
-    done = 0
     with opencv_threads(1), \
             ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead, \
             feedback.task("loading the model", total=len(jobs)) as task:
         model = run.load_model()
         task.update(description="predicting")
-        full_batches = False
-
-        def predict_batch() -> None:
-            nonlocal full_batches
-            x = np.stack(batch)
-            n = len(x)
-            if full_batches and n < batch_size:  # the last batch: padded, so the model keeps its traced shape
-                x = np.concatenate([x, np.zeros((batch_size - n, *shape), np.uint8)])
-            full_batches = True
-            probs = run.task_probabilities(predict_batches(model, x, scale, intensity=intensity))[:n]
-            for (record, k), p in zip(owners, probs):
-                record.probs[k] = p
-                record.left -= 1
-            tally.images += n
-            batch.clear()
-            owners.clear()
-
-        def finished() -> Iterator[Prediction]:
-            nonlocal done
-            while pending and pending[0].left == 0:
-                record = pending.popleft()
-                done += 1
-                for k, p in zip(record.slices, record.probs):
-                    yield _row(record.path, k, p, classes)
-                answer = record.probs[0]
-                if len(record.slices) > 1:
-                    answer = record.probs.mean(axis=0)
-                    yield _row(record.path, None, answer, classes, len(record.slices))
-                tally.answers[classes[int(answer.argmax())]] += 1
-            task.update(completed=done + len(tally.skipped))
-
+        batcher = _Batcher(lambda x: run.task_probabilities(predict_batches(model, x, scale, intensity=intensity)),
+                           batch_size, run.classes, tally)
         for job, result in ahead:
             if isinstance(result, str) or not result:
                 tally.skipped.append((job.source, result or "no slices to predict"))
                 continue
-            record = _Pending(job.source, [k for k, _ in result], np.zeros((len(result), len(classes))), len(result))
-            pending.append(record)
-            for k, (_, image) in enumerate(result):
-                batch.append(image)
-                owners.append((record, k))
-                if len(batch) == batch_size:
-                    predict_batch()
-                    yield from finished()
-        if batch:
-            predict_batch()
-        yield from finished()
+            for row in batcher.add(job.source, result):
+                yield row
+                task.update(completed=batcher.done + len(tally.skipped))
+        yield from batcher.finish()
+        task.update(completed=len(jobs))
 
 
 def predict_paths(run: Run, paths: Sequence[str | Path], host: PluginHost, reader_name: str | None = None,
