@@ -283,3 +283,21 @@ def test_read_ahead_keeps_order_stops_at_its_limit_and_passes_errors_on():
             rest.append(item)
     assert rest == list(range(1, 10))
     ahead.close()
+
+
+def test_an_interrupted_file_leaves_nothing_and_a_complete_one_replaces_the_old(tmp_path):
+    from btk.predict import Prediction
+    from btk.predict_output import PredictionFile
+
+    out = tmp_path / "rows.csv"
+    row = Prediction("a.png", None, "a", {"a": 0.5, "b": 0.5})
+    with pytest.raises(KeyboardInterrupt), PredictionFile(out, ["a", "b"]) as writer:
+        writer.write(row)
+        assert (tmp_path / "rows.csv.partial").exists() and not out.exists()
+        raise KeyboardInterrupt
+    assert not any(tmp_path.iterdir())
+    out.write_text("an older file\n")
+    with PredictionFile(out, ["a", "b"]) as writer:
+        writer.write(row)
+    assert out.read_text().splitlines() == ["path,slice,predicted,p_a,p_b", "a.png,,a,0.5,0.5"]
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
