@@ -12,6 +12,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -54,7 +55,12 @@ def release_freed_memory() -> None:
         pass
 
 
-def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
+def as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
+    """A reader's uint8 ``image`` (H x W or H x W x C) as H x W x ``channels``.
+
+    Raises:
+        BtkError: not uint8, or not a 2D image.
+    """
     if image.dtype != np.uint8:
         raise BtkError(f"reader returned {image.dtype} pixels for {source}; expected uint8")
     if image.ndim == 2:
@@ -66,6 +72,22 @@ def _as_hwc(image: np.ndarray, channels: int, source: str) -> np.ndarray:
     elif image.shape[-1] == 3 and channels == 1:
         image = image.mean(axis=-1, keepdims=True).round().astype(np.uint8)
     return image
+
+
+@contextmanager
+def opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's own thread count set to ``n`` inside the block (then set back). With a pool of
+    decoding threads, one OpenCV thread each does the same work for less CPU time: measured on
+    SARTAJ's JPEGs, 2.2 ms instead of 2.9 ms of CPU per image read and cropped to the head, the
+    pixels identical."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def iter_entries(
@@ -185,7 +207,7 @@ def load_dataset(
                 skipped.append((entry.source, result))
                 continue
             for sample in result:
-                image = _as_hwc(sample.image, options.channels, sample.source)
+                image = as_hwc(sample.image, options.channels, sample.source)
                 shapes.add(image.shape)
                 if writer is not None:
                     try:

@@ -1,84 +1,249 @@
-"""Classify new images with a trained run: its model and the preprocessing it recorded."""
+"""Classify new images with a trained run: its model and the preprocessing it recorded.
+
+:func:`predict_stream` yields predictions as they come. The inputs (:mod:`btk.predict_inputs`)
+are decoded on a thread pool, ahead of the model within a fixed memory budget, starting while
+the model loads; the model is called once per batch of ``batch_size`` images, which may come
+from many files. Memory stays flat in the number of files: decoded images live only until their
+batch is predicted, and each row is handed on as soon as its file (series, volume) is complete.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from btk.dataset import iter_entries
+from btk.dataset import as_hwc, iter_entries, opencv_threads
 from btk.errors import BtkError
+from btk.feedback import Feedback
 from btk.plugins import PluginHost
+from btk.predict_inputs import PredictInput, gather_inputs, pick_reader
+from btk.read_ahead import ReadAhead
 from btk.runs import Run
-from btk.training import predict as predict_batches
-from btk.types import ReadOptions
+from btk.training import network_input
+from btk.types import Entry, ReadOptions, Sample
+
+__all__ = ["Prediction", "PredictionTally", "pick_reader", "predict_batches", "predict_paths", "predict_stream"]
+
+BATCH_SIZE = 128  # images per model call
+READ_AHEAD_BYTES = 64 * 2**20  # decoded images held ready ahead of the model, at most (about)
 
 
 @dataclass
 class Prediction:
-    """One slice's (or image's) answer, or a series' / volume's aggregated answer (``slice`` None)."""
+    """One image's or slice's answer, or a series' / volume's mean over its slices.
 
-    source: str
+    Attributes:
+        path: the input as the user named it (a given file, or a file inside a given folder).
+        slice: the slice index in a series or volume; ``None`` for a 2D image and a mean.
+        predicted: the class with the highest probability.
+        probabilities: class name -> probability.
+        aggregated_over: for a mean, the number of slices averaged; ``None`` otherwise.
+    """
+
+    path: str
     slice: int | None
     predicted: str
     probabilities: dict[str, float]
-    aggregated_over: int = 1
+    aggregated_over: int | None = None
+
+    def slice_label(self) -> str:
+        """The slice column: empty for a 2D image, ``all N (mean)`` for a mean."""
+        if self.aggregated_over is not None:
+            return f"all {self.aggregated_over} (mean)"
+        return "" if self.slice is None else str(self.slice)
+
+    def record(self) -> dict[str, Any]:
+        """The prediction as a JSON object."""
+        return {"path": self.path, "slice": self.slice, "predicted": self.predicted,
+                "probabilities": self.probabilities, "aggregated_over": self.aggregated_over}
 
 
-READER_ORDER = ("dicom", "nifti", "folder")
+@dataclass
+class PredictionTally:
+    """What a prediction stream did, filled in as it runs: the inputs it could not read (with
+    the reason), how many images and slices it predicted, and each file's (series', volume's)
+    answer counted by class."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    images: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
 
 
-def pick_reader(host: PluginHost, path: Path, name: str | None) -> Any:
-    """The reader for ``path``: ``name`` if given, else the first that says it can read it
-    (DICOM and NIfTI before plain images, then any other reader with ``can_read``)."""
-    if name:
-        return host.readers.get(name)
-    ordered = [host.readers.get(n) for n in READER_ORDER if n in host.readers]
-    ordered += [r for r in host.readers if r.name not in READER_ORDER]
-    for reader in ordered:
-        can_read = getattr(reader, "can_read", None)
-        if can_read is not None and can_read(path):
-            return reader
-    raise BtkError(f"no reader recognises {path} (use --reader; readers: {', '.join(host.readers.names())})")
+def predict_batches(model: Any, images: np.ndarray, scale: float, intensity: str = "none") -> np.ndarray:
+    """The model's output for uint8 ``images`` (N x H x W x C) in one model call, prepared as in
+    training (:func:`btk.training.network_input`)."""
+    return np.asarray(model.predict_on_batch(network_input(images, scale, intensity)))
 
 
-def predict_paths(run: Run, paths: list[Path], host: PluginHost, reader_name: str | None = None,
+class _Inputs:
+    """One reader over every input: each entry is loaded by its own input's reader, with that
+    input's reader options (so one thread pool decodes them all)."""
+
+    name = "predict"
+    description = "the inputs of btk predict, each read by its own reader"
+
+    def __init__(self, inputs: Sequence[PredictInput]) -> None:
+        self.inputs = inputs
+
+    def scan(self, path: Path | None, options: ReadOptions) -> list[Entry]:
+        return [Entry(inp.name(e), None, inp.name(e), payload=(k, e))
+                for k, inp in enumerate(self.inputs) for e in inp.entries]
+
+    def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
+        k, inner = entry.payload
+        inp = self.inputs[k]
+        return inp.reader.load(inner, replace(options, extra=inp.options.extra))
+
+
+@dataclass
+class _Pending:
+    """A file (series, volume) whose slices are in batches not yet predicted."""
+
+    path: str
+    slices: list[int | None]
+    probs: np.ndarray
+    left: int
+
+
+class _Batcher:
+    """Images of consecutive entries gathered into batches of ``batch_size`` for ``predict``
+    (uint8 batch -> probabilities); each entry's rows come out, in order, once its last image is
+    predicted. The last batch is padded to the full size if a full one came before, so the
+    model keeps the shape it was traced for."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
+                 tally: PredictionTally) -> None:
+        self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
+        self.pending: deque[_Pending] = deque()
+        self.images: list[np.ndarray] = []
+        self.owners: list[tuple[_Pending, int]] = []
+        self.full = False
+        self.done = 0  # entries whose rows came out
+
+    def add(self, path: str, slices: list[tuple[int | None, np.ndarray]]) -> Iterator[Prediction]:
+        """Queue an entry's images; yields the rows of the entries a full batch completed."""
+        record = _Pending(path, [k for k, _ in slices], np.zeros((len(slices), len(self.classes))), len(slices))
+        self.pending.append(record)
+        for k, (_, image) in enumerate(slices):
+            self.images.append(image)
+            self.owners.append((record, k))
+            if len(self.images) == self.batch_size:
+                self._predict()
+                yield from self._complete()
+
+    def finish(self) -> Iterator[Prediction]:
+        """Predict what is queued; yields the remaining rows."""
+        if self.images:
+            self._predict()
+        yield from self._complete()
+
+    def _predict(self) -> None:
+        x = np.stack(self.images)
+        n = len(x)
+        if self.full and n < self.batch_size:
+            x = np.concatenate([x, np.zeros((self.batch_size - n, *x.shape[1:]), x.dtype)])
+        self.full = True
+        for (record, k), p in zip(self.owners, self.predict(x)[:n]):
+            record.probs[k] = p
+            record.left -= 1
+        self.tally.images += n
+        self.images.clear()
+        self.owners.clear()
+
+    def _complete(self) -> Iterator[Prediction]:
+        classes = self.classes
+        while self.pending and self.pending[0].left == 0:
+            record = self.pending.popleft()
+            self.done += 1
+            for k, p in zip(record.slices, record.probs):
+                yield _row(record.path, k, p, classes)
+            answer = record.probs[0]
+            if len(record.slices) > 1:
+                answer = record.probs.mean(axis=0)
+                yield _row(record.path, None, answer, classes, len(record.slices))
+            self.tally.answers[classes[int(answer.argmax())]] += 1
+
+
+def _row(path: str, slice_: int | None, probs: np.ndarray, classes: list[str],
+         aggregated_over: int | None = None) -> Prediction:
+    return Prediction(path, slice_, classes[int(probs.argmax())], {c: float(v) for c, v in zip(classes, probs)},
+                      aggregated_over)
+
+
+def _slice_of(sample: Sample) -> int | None:
+    meta = sample.meta
+    return meta.get("slice") if meta.get("slices", 1) > 1 else None
+
+
+def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback | None = None,
+                   batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
+                   workers: int | None = None) -> Generator[Prediction, None, None]:
+    """Predict every entry of ``inputs`` with ``run``'s model, yielding rows in input order as
+    soon as each entry is complete: one per image or slice, then, for an entry of several
+    slices, their mean (``aggregated_over``). The model is loaded (:meth:`Run.load_model`) when
+    iteration starts, while the first images are being decoded.
+
+    Args:
+        feedback: shows the progress (entries done of all).
+        batch_size: images per model call.
+        tally: receives the unreadable entries, counts and answers as the stream runs.
+        workers: decoding threads (default: one per CPU).
+
+    Raises:
+        BtkError: the model cannot be loaded, or a reader returned an image of the wrong kind.
+    """
+    feedback = feedback or Feedback()
+    tally = tally if tally is not None else PredictionTally()
+    recipe = run.config["recipe"]
+    size, channels = int(recipe["image_size"]), int(recipe["channels"])
+    scale, intensity = recipe["scale"], recipe.get("intensity", "none")
+    shape = (size, size, channels)
+    adapter = _Inputs(inputs)
+    jobs = adapter.scan(None, ReadOptions())
+
+    def prepare(samples: list[Sample]) -> list[tuple[int | None, np.ndarray]]:  # runs on the decoding threads
+        out = []
+        for s in samples:
+            image = as_hwc(s.image, channels, s.source)
+            if image.shape != shape:
+                raise BtkError(f"reader returned an image of shape {image.shape} for {s.source}; expected {shape}")
+            out.append((_slice_of(s), image))
+        return out
+
+    decoded = iter_entries(adapter, None, ReadOptions(size, channels, {}, crop=recipe.get("crop", "none")),
+                           workers=workers, transform=prepare, entries=jobs)
+    limit = max(batch_size, READ_AHEAD_BYTES // (size * size * channels))
+    with opencv_threads(1), \
+            ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead, \
+            feedback.task("loading the model", total=len(jobs)) as task:
+        model = run.load_model()
+        task.update(description="predicting")
+        batcher = _Batcher(lambda x: run.task_probabilities(predict_batches(model, x, scale, intensity=intensity)),
+                           batch_size, run.classes, tally)
+        for job, result in ahead:
+            if isinstance(result, str) or not result:
+                tally.skipped.append((job.source, result or "no slices to predict"))
+                continue
+            for row in batcher.add(job.source, result):
+                yield row
+                task.update(completed=batcher.done + len(tally.skipped))
+        yield from batcher.finish()
+        task.update(completed=len(jobs))
+
+
+def predict_paths(run: Run, paths: Sequence[str | Path], host: PluginHost, reader_name: str | None = None,
                   reader_options: dict[str, str] | None = None,
                   slices: str = "all") -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Predict every image, slice, series or volume at ``paths`` with ``run``'s model.
+    """Every prediction for ``paths`` in one list (:func:`predict_stream`; for a few files).
 
     Returns:
-        (predictions, skipped): per-slice predictions followed, for every entry with several
-        slices, by their mean ("aggregated"), and the unreadable inputs with their reasons.
+        (predictions, skipped): the rows, and the unreadable inputs with their reasons.
     """
-    model = run.load_model()
-    recipe = run.config["recipe"]
-    size, channels = recipe["image_size"], recipe["channels"]
-    classes = run.classes
-    out: list[Prediction] = []
-    skipped: list[tuple[str, str]] = []
-    for path in paths:
-        if not Path(path).exists():
-            raise BtkError(f"not found: {path}")
-        reader = pick_reader(host, Path(path), reader_name)
-        extra = dict(reader_options or {})
-        if "slices" in getattr(reader, "options", ()) and "slices" not in extra:
-            extra["slices"] = slices
-        options = ReadOptions(size, channels, extra, crop=recipe.get("crop", "none"))
-        for entry, result in iter_entries(reader, Path(path), options):
-            if isinstance(result, str):
-                skipped.append((entry.source, result))
-                continue
-            images = np.stack([s.image if s.image.ndim == 3 else s.image[..., None] for s in result])
-            probs = run.task_probabilities(predict_batches(model, images, recipe["scale"],
-                                                            intensity=recipe.get("intensity", "none")))
-            for sample, p in zip(result, probs):
-                out.append(Prediction(sample.source, sample.meta.get("slice"), classes[int(p.argmax())],
-                                      {c: float(v) for c, v in zip(classes, p)}))
-            if len(result) > 1:
-                mean = probs.mean(axis=0)
-                out.append(Prediction(entry.source, None, classes[int(mean.argmax())],
-                                      {c: float(v) for c, v in zip(classes, mean)}, aggregated_over=len(result)))
-    return out, skipped
+    tally = PredictionTally()
+    inputs = gather_inputs(paths, host, run.config["recipe"], reader_name, reader_options, slices)
+    return list(predict_stream(run, inputs, tally=tally)), tally.skipped

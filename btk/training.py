@@ -38,6 +38,18 @@ class Rows:
         return gather(self.images, self.index[i])
 
 
+def network_input(batch: np.ndarray, scale: float, intensity: str = "none") -> np.ndarray:
+    """What the network sees of a uint8 ``batch``: normalised as ``intensity`` says
+    (:func:`btk.intensity.normalise_intensity`), as float32, times ``scale``. Training,
+    evaluation and ``btk predict`` all prepare their batches here."""
+    from btk.intensity import normalise_intensity
+
+    x = normalise_intensity(batch, intensity).astype(np.float32)
+    if scale != 1.0:
+        x *= np.float32(scale)
+    return x
+
+
 def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: float, batch_size: int,
                  weights: np.ndarray | None = None, shuffle_seed: int | None = None,
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
@@ -64,8 +76,6 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             after ``augment`` and before the float conversion.
     """
     import keras
-
-    from btk.intensity import normalise_intensity
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -97,9 +107,7 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             batch = images[idx]
             if augment is not None:
                 batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))
-            x = normalise_intensity(batch, intensity).astype(np.float32)
-            if scale != 1.0:
-                x *= np.float32(scale)
+            x = network_input(batch, scale, intensity)
             if targets is None:
                 return (x,)
             if group > batch_size:

@@ -19,6 +19,7 @@ Reader options (``-R KEY=VALUE``): ``slices``, ``window``, ``manifest``.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,8 @@ class DicomReader:
 
     def can_read(self, path: Path) -> bool:
         """A .dcm file, a file with the DICOM preamble, or a folder holding such files."""
-        if path.is_dir():
-            return any(self.can_read(p) for p in list(path.rglob("*"))[:50] if p.is_file())
+        if path.is_dir():  # the first 50 files found tell
+            return any(self.can_read(p) for p in islice((p for p in path.rglob("*") if p.is_file()), 50))
         if path.suffix.lower() == ".dcm":
             return True
         try:

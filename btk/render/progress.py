@@ -71,3 +71,12 @@ class RichFeedback(Feedback):
             if not progress.tasks:
                 progress.stop()
                 self._progress = None
+
+
+def stderr_feedback() -> Feedback:
+    """Progress bars on standard error when it is a terminal; silence otherwise (a pipe, a log
+    file), where a bar would only add lines."""
+    from btk.render import err_console
+
+    console = err_console()
+    return RichFeedback(console) if console.is_terminal else Feedback()

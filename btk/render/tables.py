@@ -3,10 +3,11 @@ predictions, the decode cache and the plugins."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -133,16 +134,61 @@ def render_robustness_extra(run_name: str, baseline_name: str, losses: list[dict
     console.print(table)
 
 
-def render_predictions(title: str, classes: Sequence[str], predictions: Sequence[Any], console: Console) -> None:
-    """Predictions (:class:`btk.predict.Prediction`): a row per image or slice, aggregated rows in bold."""
-    table = Table(title=title)
-    for col in ("input", "slice", "class", *classes):
-        table.add_column(col, justify="right" if col in classes else "left", overflow="fold")
-    for r in predictions:
-        slice_ = f"all {r.aggregated_over} (mean)" if r.slice is None else str(r.slice)
-        style = "bold" if r.slice is None else None
-        table.add_row(r.source, slice_, r.predicted, *[f"{r.probabilities[c]:.3f}" for c in classes], style=style)
-    console.print(table)
+class PredictionTable:
+    """Predictions (:class:`btk.predict.Prediction`) printed as they come: a table drawn in
+    chunks of ``chunk`` rows with the same column widths, the first with the title and header,
+    so no more than a chunk is held. Means over a series' or volume's slices are in bold.
+    ``slices``: whether series or volumes may come (the slice column is then wide enough for
+    ``all N (mean)``)."""
+
+    def __init__(self, title: str, classes: Sequence[str], console: Console, slices: bool = True,
+                 chunk: int = 50) -> None:
+        self.title, self.classes, self.console, self.chunk = title, list(classes), console, chunk
+        self.rows: list[Any] = []
+        self.printed = 0
+        # fixed widths, the same for every chunk: a probability column is as wide as the longest
+        # word of its class (the header wraps at the words); the input gets what is left, less a
+        # space between columns
+        self.widths = {"slice": len("all 999 (mean)") if slices else len("slice"),
+                       "class": max(len("class"), *map(len, self.classes)),
+                       **{c: max(5, *map(len, c.split("_"))) for c in self.classes}}
+        self.widths["input"] = max(16, console.width - sum(self.widths.values()) - len(self.widths))
+
+    def write(self, prediction: Any) -> None:
+        """Queue one row; a full chunk is printed."""
+        self.rows.append(prediction)
+        if len(self.rows) >= self.chunk:
+            self.flush()
+
+    def close(self) -> None:
+        """Print the rows still queued."""
+        self.flush()
+
+    def flush(self) -> None:
+        """Print the queued rows."""
+        if not self.rows:
+            return
+        first = self.printed == 0
+        table = Table(title=self.title if first else None, show_header=first, box=box.SIMPLE_HEAD, show_edge=False,
+                      pad_edge=False, padding=(0, 0))
+        for col in ("input", "slice", "class", *self.classes):
+            table.add_column(col.replace("_", " ") if col in self.classes else col, width=self.widths[col],
+                             justify="right" if col in self.classes else "left", overflow="fold")
+        for r in self.rows:
+            table.add_row(r.path, r.slice_label(), r.predicted, *[f"{r.probabilities[c]:.3f}" for c in self.classes],
+                          style="bold" if r.aggregated_over is not None else None)
+        self.console.print(table)
+        self.printed += len(self.rows)
+        self.rows.clear()
+
+
+def render_prediction_summary(answers: Mapping[str, int], images: int, console: Console) -> None:
+    """One line: how many files (series, volumes) got an answer, how many images and slices were
+    predicted, and the answers counted by class."""
+    counts = ", ".join(f"{c} {n:,}" for c, n in sorted(answers.items(), key=lambda kv: (-kv[1], kv[0])))
+    files = sum(answers.values())
+    console.print(f"{files:,} input(s) predicted ({images:,} images and slices): {counts or 'none'}",
+                  highlight=False, markup=False)
 
 
 def render_cache(root: Path, rows: list[tuple[str, int, float]], console: Console) -> None:

@@ -1,0 +1,107 @@
+"""The inputs of ``btk predict``, gathered before any model is loaded: every path checked, given
+its reader and scanned, so that a missing path, an unknown file or a folder without images is
+reported at once.
+
+A folder read by the ``folder`` reader (the default for folders that hold no DICOM or NIfTI
+files) is scanned recursively for image files, with or without class sub-folders. Each entry
+keeps the name the user would write for it: the path as given, joined with the entry's path
+inside a given folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from btk.errors import BtkError
+from btk.plugins import PluginHost
+from btk.types import Entry, ReadOptions
+
+READER_ORDER = ("dicom", "nifti", "folder")
+
+
+@dataclass
+class PredictInput:
+    """One path given to ``btk predict``: its reader, the options to read it with and its entries
+    (files, series, volumes)."""
+
+    given: str  # the path as the user wrote it
+    reader: Any
+    options: ReadOptions
+    entries: list[Entry] = field(default_factory=list)
+    folder: bool = False  # a folder (else a file)
+
+    def name(self, entry: Entry) -> str:
+        """``entry``'s path as the user would write it: the given path itself for a file, the given
+        folder joined with the entry's path inside it for a folder."""
+        return os.path.join(self.given, entry.source) if self.folder else self.given
+
+
+def pick_reader(host: PluginHost, path: Path, name: str | None) -> Any:
+    """The reader for ``path``: ``name`` if given, else the first that says it can read it
+    (DICOM and NIfTI before plain images, then any other reader with ``can_read``)."""
+    if name:
+        return host.readers.get(name)
+    ordered = [host.readers.get(n) for n in READER_ORDER if n in host.readers]
+    ordered += [r for r in host.readers if r.name not in READER_ORDER]
+    for reader in ordered:
+        can_read = getattr(reader, "can_read", None)
+        if can_read is not None and can_read(path):
+            return reader
+    raise BtkError(f"no reader recognises {path} (use --reader; readers: {', '.join(host.readers.names())})")
+
+
+def file_entries(root: Path, can_read: Callable[[Path], bool]) -> list[Entry]:
+    """Every file under folder ``root`` at any depth that ``can_read`` accepts (hidden files and
+    folders left out), as unlabelled entries named by their path inside ``root``, sorted."""
+    entries = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        inside = Path(folder).relative_to(root)
+        for name in files:
+            path = Path(folder) / name
+            if not name.startswith(".") and can_read(path):
+                rel = (inside / name).as_posix()
+                entries.append(Entry(rel, None, rel, "", payload=path))
+    entries.sort(key=lambda e: e.source)
+    return entries
+
+
+def gather_inputs(paths: Sequence[str | Path], host: PluginHost, recipe: dict[str, Any],
+                  reader_name: str | None = None, reader_options: dict[str, str] | None = None,
+                  slices: str = "all") -> list[PredictInput]:
+    """Check, recognise and scan every path, in order, before anything is decoded.
+
+    Args:
+        paths: files and folders as the user gave them.
+        recipe: the run's recipe (image size, channels, crop).
+        reader_name: one reader for every path, else each path's own (:func:`pick_reader`).
+        reader_options: ``-R`` options, passed to every reader.
+        slices: the slice rule for readers that take one (series, volumes).
+
+    Raises:
+        BtkError: a path does not exist, no reader recognises it, or nothing readable is in it.
+    """
+    for path in paths:
+        if not os.path.exists(path):
+            raise BtkError(f"not found: {path}")
+    inputs = []
+    for path in paths:
+        given = os.fspath(path)
+        reader = pick_reader(host, Path(given), reader_name)
+        extra = dict(reader_options or {})
+        if "slices" in getattr(reader, "options", ()) and "slices" not in extra:
+            extra["slices"] = slices
+        options = ReadOptions(recipe["image_size"], recipe["channels"], extra, crop=recipe.get("crop", "none"))
+        folder = Path(given).is_dir()
+        if folder and reader.name == "folder":  # its scan wants class folders: any image file here
+            entries = file_entries(Path(given), reader.can_read)
+        else:
+            entries = reader.scan(Path(given), options)
+        if not entries:
+            raise BtkError(f"nothing to read in {given}: no image files, DICOM series or NIfTI volumes")
+        inputs.append(PredictInput(given, reader, options, entries, folder))
+    return inputs
