@@ -121,9 +121,9 @@ def test_a_binary_run_reads_other_data_as_tumour_vs_none(tmp_path):
     run = Run(tmp_path, {"classes": ["no_tumor", "tumor"],
                          "config": {"task": "binary", "negative_class": "no_tumor"}}, {}, {})
     labels = ["notumor", "glioma", "notumor", "pituitary"]
-    with pytest.raises(BtkError, match="not in run .*: glioma, notumor, pituitary"):
+    with pytest.raises(BtkError, match=r"not in run .*: glioma, notumor, pituitary"):
         task_targets(run, labels, {}, "other")
     mapping = {"notumor": "no_tumor", "glioma": "glioma_tumor", "pituitary": "tumor"}
     assert task_targets(run, labels, mapping, "other").tolist() == [0, 1, 0, 1]
-    with pytest.raises(BtkError, match="not in run .*: pituitary"):
+    with pytest.raises(BtkError, match=r"not in run .*: pituitary"):
         task_targets(run, labels, {"notumor": "no_tumor", "glioma": "tumor"}, "other")
