@@ -45,6 +45,30 @@ def test_the_box_is_a_square_centred_on_the_head_and_padded_where_it_leaves_the_
     assert not patch[:4].any() and not patch[104:].any() and not patch[:, 104:].any()  # outside: black
 
 
+def _box_from_opencv_statistics(image: np.ndarray, margin: float = 0.04, min_share: float = 0.02):
+    """head_box computed the plain way: OpenCV's statistics of every region."""
+    from btk.framing import bright_mask
+
+    mask = bright_mask(image)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[k])
+    if area < min_share * image.size:
+        return None
+    side = int(round(max(w, h) * (1 + 2 * margin)))
+    return y + h // 2 - side // 2, x + w // 2 - side // 2, side
+
+
+def test_the_head_box_is_the_one_opencvs_region_statistics_give(sartaj):
+    files = sorted(sartaj.glob("*/*/*.jpg"))[::40]
+    images = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+    twins = np.zeros((64, 64), np.uint8)  # two regions of the same area: the first one wins in both
+    twins[5:15, 5:15] = twins[40:50, 30:40] = 200
+    for image in [*images, twins]:
+        assert head_box(image) == _box_from_opencv_statistics(image)
+    assert head_box(twins)[2] == round(10 * 1.08)
+
+
 def test_blank_images_and_empty_slices_are_only_resized():
     blank = np.zeros((60, 80), np.uint8)
     assert head_box(blank) is None
