@@ -53,6 +53,31 @@ def _paths_of(entry: Entry, root: str | None, root_is_dir: bool) -> set[str]:
     return paths
 
 
+def file_listing_digest(path: Path | None, entries: list[Entry]) -> dict[str, Any]:
+    """A fingerprint of what a reader found: how many entries and files, their total size, and a
+    SHA-256 over the sorted file list with each file's size (independent of modification times,
+    so a copy of the same files elsewhere has the same digest)."""
+    h = hashlib.sha256()
+    root = str(Path(path).resolve()) if path else None
+    root_is_dir = root is not None and os.path.isdir(root)
+    rows = []
+    for entry in entries:
+        for p in _paths_of(entry, root, root_is_dir):
+            try:
+                size = os.stat(p).st_size
+            except OSError:
+                continue
+            rows.append((os.path.relpath(p, root) if root_is_dir else os.path.basename(p), size))
+    rows = sorted(set(rows))
+    for name, size in rows:
+        h.update(f"{name}|{size}\n".encode())
+    if not rows:  # generated data: the entries themselves
+        for entry in entries:
+            h.update(f"{entry.source}|{entry.label}|{entry.split}\n".encode())
+    return {"entries": len(entries), "files": len(rows), "bytes": sum(size for _, size in rows),
+            "sha256": h.hexdigest()}
+
+
 def dataset_key(reader: str, path: Path | None, options: ReadOptions, entries: list[Entry]) -> str:
     """A hex digest of everything the loaded images depend on (see the module docstring)."""
     h = hashlib.sha256()

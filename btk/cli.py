@@ -171,6 +171,9 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @_recipe_option("precision", "--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]))
 @click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
               help="Set any recipe field (docs/cli.md lists them), e.g. --set warmup_epochs=2; repeatable.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Read the configuration from a TOML or JSON file (a run directory's config.json works as it "
+                   "is); options given on the command line override it.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue an interrupted run from its last epoch: its .ID.partial folder under --out. "
                    "The run keeps its own configuration: no other option but --reporter goes with it.")
@@ -221,14 +224,22 @@ def run(**opts: Any) -> None:
         overrides = {k: opts.pop(k) for k in RECIPE_FIELDS if k in opts and k != "model"}
         if overrides["channels"] is not None:
             overrides["channels"] = int(overrides["channels"])
+        settings = _settings(opts["settings"])
         config = make_run_config(
             data=opts["data"], reader=opts["reader"], preset=opts["preset"], model=opts["model"], suite=opts["suite"],
-            overrides=overrides, settings=_settings(opts["settings"]),
+            overrides=overrides, settings=settings,
             reader_options=_pairs(opts["reader_option"], "reader option"), task=opts["task"],
             negative_class=opts["negative_class"], model_options=_pairs(opts["model_option"], "model option"),
             train_degrade=tuple(opts["train_degrade"]), test_degrade=tuple(opts["test_degrade"]), seed=opts["seed"],
             limit_train=opts["limit_train"], limit_test=opts["limit_test"], strict=opts["strict"], name=opts["name"],
             duplicate_threshold=opts["duplicate_threshold"], augment=augment_names(host, opts["augment_degraders"]))
+        if opts["config_file"] is not None:
+            from btk.config_file import read_config_file, with_command_line
+
+            ctx = click.get_current_context()
+            typed = {p.name for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name)
+                     in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+            config = with_command_line(read_config_file(opts["config_file"]), config, typed, settings)
         if opts["suite"]:
             from btk.render.tables import render_suite_table
             from btk.suite import read_suite, run_suite
@@ -249,6 +260,54 @@ def run(**opts: Any) -> None:
 
 
 run.epilog = EPILOG_RUN
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, help="Repeat with another seed [the run's own: the same run again].")
+@click.option("--out", type=click.Path(path_type=Path), help="Parent folder of the new run [the run's parent].")
+@click.option("--reporter", multiple=True, help="Reporter plugin(s) for the new run [none: the agreement only].")
+def rerun(run_dir, seed, out, reporter):
+    """Repeat a finished run from its recorded configuration and say whether the predictions
+    agree: per test condition, how many test images get the same class, the largest
+    probability difference, and McNemar's exact test of the two runs' correctness. With the
+    same seed on the same machine a run repeats exactly; --seed shows how much it moves with
+    the seed.
+
+    \b
+    Examples:
+      btk rerun runs/20261127-101500-multiclass
+      btk rerun runs/20261127-101500-multiclass --seed 102
+    """
+    from btk.compare import agreement
+    from btk.config import RunConfig
+    from btk.pipeline import run_experiment
+    from btk.plugins import get_host
+    from btk.render import out_console, written
+    from btk.render.progress import RichFeedback
+    from btk.render.tables import render_agreement
+    from btk.runs import load_run
+
+    original = load_run(run_dir)
+    if original.is_evaluation:
+        raise BtkError(f"{original.path} is an evaluation: rerun the run it evaluated")
+    config = RunConfig.from_json(original.config["config"])
+    if seed is not None:
+        config = config.with_changes(seed=seed)
+    if config.data is not None and not Path(config.data).exists():
+        made_in = (original.config.get("provenance") or {}).get("cwd")
+        if made_in and not Path(config.data).is_absolute() and (Path(made_in) / config.data).exists():
+            config = config.with_changes(data=str(Path(made_in) / config.data))
+        else:
+            raise BtkError(f"the run's data {config.data} is not here (run from the folder the run was made in)")
+    host = get_host()
+    reporters = [host.reporters.get(r) for r in reporter]
+    console = out_console()
+    result = run_experiment(config, Path(out) if out else original.path.parent, RichFeedback(console), host)
+    for rep in reporters:
+        rep.report(result, console)
+    render_agreement(original.name, result.name, agreement(original, result), console)
+    written(console, "run written to", result.path)
 
 
 @cli.command()

@@ -66,6 +66,32 @@ def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, An
     return out
 
 
+def agreement(a: Run, b: Run) -> list[dict[str, Any]]:
+    """How far two runs' predictions agree on the test images they share, per condition both
+    have: the images, how many get the same class, the largest probability difference, and
+    McNemar's exact test of their correctness (``btk rerun``: a run against its repeat)."""
+    out = []
+    for condition in a.metrics["conditions"]:
+        if condition not in b.metrics["conditions"]:
+            continue
+        sa, ya, pa = a.condition_arrays(condition)
+        sb, yb, pb = b.condition_arrays(condition)
+        row_of_b = {s: i for i, s in enumerate(sb)}
+        ia = np.array([i for i, s in enumerate(sa) if s in row_of_b], dtype=int)
+        if not len(ia) or a.classes != b.classes:
+            continue
+        ib = np.array([row_of_b[s] for s in sa[ia]], dtype=int)
+        same_label = ya[ia] == yb[ib]
+        ia, ib = ia[same_label], ib[same_label]
+        right_a, right_b = pa[ia].argmax(1) == ya[ia], pb[ib].argmax(1) == yb[ib]
+        out.append({"condition": condition, "n": len(ia),
+                    "same_class": int((pa[ia].argmax(1) == pb[ib].argmax(1)).sum()),
+                    "max_probability_difference": float(np.abs(pa[ia] - pb[ib]).max()) if len(ia) else 0.0,
+                    "accuracy_a": float(right_a.mean()), "accuracy_b": float(right_b.mean()),
+                    **mcnemar(right_a, right_b)})
+    return out
+
+
 def evaluation_groups(runs: list[Run]) -> tuple[list[list[Run]], list[str]]:
     """Each run beside its evaluations (``btk evaluate``): a run given with evaluations in its
     folder, and the run of evaluations given without it, first in a group with them.

@@ -36,6 +36,7 @@ class Dataset:
     splits: np.ndarray
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived data (fingerprints, clusters)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # what was read (see load_dataset)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -181,6 +182,8 @@ def load_dataset(
     if not entries:
         raise BtkError(f"reader '{reader.name}' found no images at {path}")
     key = decode_cache.dataset_key(reader.name, path, options, entries) if cache and path is not None else None
+    fingerprint = {"reader": reader.name, "path": str(path) if path is not None else None,
+                   **decode_cache.file_listing_digest(path, entries), "cache_key": key}
     hit = decode_cache.load_cached(key) if key else None
     if hit is not None:
         if strict and hit["skipped"]:
@@ -190,7 +193,8 @@ def load_dataset(
             progress(len(entries), len(entries))
         return Dataset(images=hit["images"], labels=np.array(hit["labels"], dtype=object),
                        groups=np.array(hit["groups"], dtype=object), sources=np.array(hit["sources"], dtype=object),
-                       splits=np.array(hit["splits"], dtype=object), skipped=[tuple(s) for s in hit["skipped"]])
+                       splits=np.array(hit["splits"], dtype=object), skipped=[tuple(s) for s in hit["skipped"]],
+                       fingerprint=fingerprint)
     writer = None
     if key:
         try:
@@ -247,4 +251,5 @@ def load_dataset(
         sources=np.array(sources, dtype=object),
         splits=np.array(splits, dtype=object),
         skipped=skipped,
+        fingerprint=fingerprint,
     )

@@ -23,8 +23,9 @@ from btk.degraders import Degradation, resolve_degradations
 from btk.duplicates import Fingerprints, copy_mask
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.pipeline import TestResults, load_for_config, score_images, versions
+from btk.pipeline import TestResults, load_for_config, model_precision, score_images, versions
 from btk.plugins import PluginHost, get_host
+from btk.provenance import now, provenance
 from btk.runs import EVALUATIONS, Run, RunWriter, load_run, new_run_id, unique_dir
 from btk.split import fingerprints_of
 from btk.types import ReadOptions
@@ -174,6 +175,9 @@ class Evaluation:
     skipped: list[tuple[str, str]]
     load_seconds: float
     predict_seconds: float
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"
+    started: str = ""
 
 
 def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback: Feedback | None = None) -> Evaluation:
@@ -187,6 +191,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     host = host or get_host()
     feedback = feedback or Feedback()
     run = plan.run
+    started = now()
     t_load = time.perf_counter()
     reader = host.readers.get(plan.reader)
     with feedback.task(f"reading {plan.data} ({reader.name})") as task:
@@ -231,7 +236,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
         results = score_images(gather(data.images, index), y, run.classes, data.sources[index], counted,
                                plan.degradations, int(run.config["config"].get("seed", 0)), has_copy)
     return Evaluation(plan, split, len(index), results, copies_checked, list(data.skipped), load_seconds,
-                      time.perf_counter() - t_predict)
+                      time.perf_counter() - t_predict, data.fingerprint, model_precision(model), started)
 
 
 def default_destination(plan: EvaluationPlan, split: str, out: Path | None = None, name: str = "") -> Path:
@@ -242,8 +247,9 @@ def default_destination(plan: EvaluationPlan, split: str, out: Path | None = Non
     return unique_dir(parent, new_run_id(f"eval-{label}"))
 
 
-def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float) -> Run:
-    """Write the evaluation directory ``final`` (atomically) and read it back."""
+def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, command: str | None = None) -> Run:
+    """Write the evaluation directory ``final`` (atomically) and read it back (``command``: the
+    command line for its provenance; default: this process's)."""
     plan, results, run = evaluation.plan, evaluation.results, evaluation.plan.run
     config = {**run.config["config"], "data": str(plan.data), "reader": plan.reader,
               "reader_options": plan.reader_options}
@@ -261,6 +267,8 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float) 
         "test_degrade": [d.to_json() for d in plan.degradations],
         "plugins": run.config.get("plugins", {}),
         "versions": versions(),
+        "provenance": provenance(evaluation.precision, evaluation.data_fingerprint, evaluation.started or now(),
+                                 command),
     }
     n = evaluation.n_images
     with RunWriter(final, kind="evaluation") as writer:

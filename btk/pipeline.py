@@ -36,6 +36,7 @@ from btk.feedback import Feedback
 from btk.image_augment import chain, make_image_augmenter
 from btk.metrics import evaluate
 from btk.plugins import PluginHost, get_host
+from btk.provenance import now, provenance
 from btk.runs import Run, RunWriter, load_run, new_run_id, to_task_probabilities, unique_dir
 from btk.split import fingerprints_of, make_split, task_labels
 from btk.training import Rows, predict, train
@@ -147,6 +148,12 @@ def thumbnails(images: np.ndarray, size: int = 128) -> np.ndarray:
     out = [cv2.resize(im.mean(axis=-1).astype(np.uint8) if im.ndim == 3 else im, (size, size),
                       interpolation=cv2.INTER_AREA) for im in images]
     return np.stack(out) if out else np.zeros((0, size, size), np.uint8)
+
+
+def model_precision(model: Any) -> str:
+    """The dtype policy a Keras model computes in (``float32``, ``mixed_bfloat16``, ...)."""
+    policy = getattr(model, "dtype_policy", None)
+    return str(getattr(policy, "name", policy) or "float32")
 
 
 def versions() -> dict[str, str]:
@@ -351,8 +358,14 @@ def evaluate_test(prep: Prepared, model: Any, step: int | None = None) -> TestRe
                         prep.test_degradations, config.seed, has_copy)
 
 
-def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float) -> Run:
-    """Write the run directory ``final`` (through its hidden ``.partial`` folder) and read it back."""
+def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float,
+              started: str | None = None, command: str | None = None) -> Run:
+    """Write the run directory ``final`` (through its hidden ``.partial`` folder) and read it back.
+
+    Args:
+        started: when the run started (:func:`btk.provenance.now`); ``command``: the command
+            line (default: this process's), both for the provenance record.
+    """
     config, data, split, host = prep.config, prep.data, prep.split, prep.host
     test = split["test"]
     resolved = {
@@ -365,6 +378,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "test_degrade": [d.to_json() for d in prep.test_degradations],
         "plugins": {"reader": host.readers.owner(config.reader), "model": host.models.owner(config.model_name)},
         "versions": versions(),
+        "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
     }
     with RunWriter(final) as writer:
         writer.write_json("config.json", resolved)
@@ -398,7 +412,8 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
 
 
 def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
-                   host: PluginHost | None = None, data: Dataset | None = None, run_id: str | None = None) -> Run:
+                   host: PluginHost | None = None, data: Dataset | None = None, run_id: str | None = None,
+                   command: str | None = None) -> Run:
     """Train and evaluate one configuration and write its run directory.
 
     Args:
@@ -410,6 +425,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
             (a suite loads once and reuses it).
         run_id: the id of an interrupted run to resume (see :func:`resume_config`): training
             continues from its last checkpoint.
+        command: the command line kept in the run's provenance (default: this process's).
 
     Training writes a checkpoint after every epoch into the hidden ``.<id>.partial`` folder;
     if the run is interrupted the folder stays, and ``btk run --resume`` continues it.
@@ -421,7 +437,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
         BtkError: any problem the user can fix, before anything is written where possible.
     """
     feedback = feedback or Feedback()
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), now()
     prep = prepare(config, host, feedback, data)
     out_dir = Path(out_dir)
     final = out_dir / run_id if run_id else unique_dir(out_dir, new_run_id(config.name or config.task))
@@ -438,7 +454,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
                            f"COLLAPSED: the model predicts one class ('{only}') for every test image "
                            f"({', '.join(results.collapsed)}).\nIts accuracy is only the share of that class: "
                            "training failed. The report's raw 0..255 input does this; see docs/recipes.md.")
-        return write_run(final, prep, fitted, results, time.perf_counter() - t_start)
+        return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command)
     except BtkError:
         shutil.rmtree(partial, ignore_errors=True)
         raise

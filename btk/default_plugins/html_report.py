@@ -211,8 +211,8 @@ def _robustness(run: Run) -> str:
 
 def run_section(run: Run) -> str:
     """The HTML of one run."""
-    cfg = json.dumps({k: run.config[k] for k in ("evaluation", "config", "recipe", "classes", "train_degrade",
-                                                  "test_degrade", "versions") if k in run.config}, indent=1)
+    kept = ("evaluation", "config", "recipe", "classes", "train_degrade", "test_degrade", "versions", "provenance")
+    cfg = json.dumps({k: run.config[k] for k in kept if k in run.config}, indent=1)
     about = ""
     if run.is_evaluation:
         ev = run.config["evaluation"]

@@ -26,6 +26,22 @@ def _header(run: Run) -> str:
     return f"[bold]run[/] {run.path}  {what}"
 
 
+def _provenance(run: Run) -> str | None:
+    """One paragraph of what made the run (runs written before provenance was kept have none)."""
+    made = run.config.get("provenance")
+    if not made:
+        return None
+    versions = run.config.get("versions", {})
+    source = made.get("source")
+    commit = f" (commit {source['commit'][:10]}{', uncommitted changes' if source['dirty'] else ''})" if source else ""
+    data = made.get("data") or {}
+    listing = (f"; data {data.get('path') or data.get('reader')}: {data.get('files') or data.get('entries')} files, "
+               f"sha256 {data['sha256'][:12]}") if data.get("sha256") else ""
+    return (f"made by btk {versions.get('btk', '?')}{commit}, keras {versions.get('keras', '?')} on "
+            f"{made['backend']['name']} {made['backend']['version']}, {made['device']}, {made['precision']}"
+            f"{listing}; {made['started']} to {made['ended']}\n  command: {made['command']}")
+
+
 def _accuracy_interval(run: Run, condition: str) -> str:
     from btk.stats import metric_cis
 
@@ -42,6 +58,9 @@ def terminal_report(run: Run, console: Console) -> None:
     conditions = run.metrics["conditions"]
     timing = run.metrics.get("timing", {})
     console.print(_header(run))
+    made = _provenance(run)
+    if made:
+        console.print(made, style="dim", highlight=False, markup=False)
     summary = Table(title="test metrics (%)")
     for col in ("condition", "accuracy", "95% CI", "balanced acc", "macro P", "macro R", "macro F1", "macro AUC",
                 "ECE", "correct"):

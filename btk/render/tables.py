@@ -41,6 +41,29 @@ def render_comparison(rows: list[dict[str, Any]], best: dict[str, Any], tests: l
                       f"only B right {t['b_only']}, p = {t['p_value']:.4g}", highlight=False)
 
 
+def render_agreement(a: str, b: str, rows: list[dict[str, Any]], console: Console) -> None:
+    """Two runs' predictions on their shared test images (:func:`btk.compare.agreement`)."""
+    table = Table(title=f"{a} (A) and its repeat {b} (B)")
+    for col in ("test", "images", "same class", "largest prob. difference", "acc A", "acc B", "only A right",
+                "only B right", "McNemar p"):
+        table.add_column(col, justify="left" if col == "test" else "right")
+    for r in rows:
+        table.add_row(r["condition"], str(r["n"]), f"{r['same_class']}/{r['n']}",
+                      f"{r['max_probability_difference']:.2g}", f"{100 * r['accuracy_a']:.1f}",
+                      f"{100 * r['accuracy_b']:.1f}", str(r["a_only"]),
+                      str(r["b_only"]), f"{r['p_value']:.3g}")
+    console.print(table)
+    for r in rows:
+        if r["same_class"] == r["n"] and r["max_probability_difference"] == 0:
+            verdict = "identical predictions"
+        elif r["same_class"] == r["n"]:
+            verdict = "the same classes, probabilities differ slightly"
+        else:
+            verdict = (f"{r['n'] - r['same_class']} image(s) change class; McNemar p = {r['p_value']:.3g}"
+                       + (" (no evidence that either is more accurate)" if r["p_value"] >= 0.05 else ""))
+        console.print(f"{r['condition']}: {verdict}", highlight=False)
+
+
 def render_audit(summary: dict[str, Any], console: Console) -> None:
     """An audit's summary (:meth:`btk.audit.AuditResult.summary`) as tables and lines."""
     for name, info in summary["datasets"].items():
