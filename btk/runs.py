@@ -3,7 +3,9 @@
 A run directory holds:
 
 - ``config.json``: the resolved configuration, classes, input shape, resolved degradations,
-  which plugin provided what, and library versions;
+  which plugin provided what, library versions, and ``provenance`` (:mod:`btk.provenance`: the
+  command, backend version, btk's commit, device, precision, a fingerprint of the files read,
+  start and end); ``btk run --config`` reads it back, ``btk rerun`` repeats it;
 - ``split.csv``: which sample went to train, val or test;
 - ``history.json``: per-epoch training history;
 - ``model.keras``: the trained model;
