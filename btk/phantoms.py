@@ -92,7 +92,7 @@ def make_phantom(label: str, rng: np.random.Generator, size: int = GENERATION_SI
         r = s * rng.uniform(0.03, 0.05)
         _ellipse(img, (cx + rng.normal(0, s * 0.01), cy + ay * 0.42), (r, r * 0.8), 0, 0.95)
     img = cv2.GaussianBlur(img, (0, 0), 0.6)
-    img *= 1 + rng.uniform(0.05, 0.15) * _smooth_noise(rng, shape, s / 5)  # coil sensitivity (bias field)
+    img = img * (1 + rng.uniform(0.05, 0.15) * _smooth_noise(rng, shape, s / 5))  # coil sensitivity (bias field)
     rot = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-15, 15), rng.uniform(0.92, 1.08))
     img = cv2.warpAffine(img, rot, (size, size))
     # magnitude MR noise: Rician (|signal + complex Gaussian noise|)
