@@ -10,10 +10,29 @@ from typing import Any
 import numpy as np
 
 
+def network_only(model: Any) -> Any:
+    """``model`` without its training state: a clone (same architecture, layer names and dtype
+    policies) holding the same weights, never compiled, so saving it writes no optimizer
+    variables (Adam's moments: twice the weights again) and no compile configuration.
+    ``model`` itself when Keras cannot clone it."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    try:  # from its config, not keras.models.clone_model: that one compiles the clone like the model
+        clone = type(model).from_config(model.get_config())
+        if not clone.built:
+            clone.build_from_config(model.get_build_config())
+        clone.set_weights(model.get_weights())
+    except Exception:  # a model Keras cannot rebuild from its config: saved as it is
+        return model
+    return clone
+
+
 def save_model_file(model: Any, path: Path | str) -> None:
-    """Save ``model`` as a ``.keras`` file without assembling the archive in memory: Keras
+    """Save ``model``'s network (architecture and weights, no optimizer state: see
+    :func:`network_only`) as a ``.keras`` file, without assembling the archive in memory: Keras
     writes an unzipped model directory, which is then zipped from disk (same file names, so
-    ``keras.saving.load_model`` reads it as any ``.keras`` file)."""
+    ``keras.saving.load_model`` reads it as any ``.keras`` file). The training checkpoint
+    (:class:`Checkpoint`) keeps the optimizer state that resuming needs."""
     import shutil
     import tempfile
     import zipfile
@@ -21,7 +40,7 @@ def save_model_file(model: Any, path: Path | str) -> None:
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(prefix=".keras-", dir=path.parent))
     try:
-        model.save(tmp / "model", zipped=False)
+        network_only(model).save(tmp / "model", zipped=False)
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
             for f in sorted((tmp / "model").rglob("*")):
                 if f.is_file():

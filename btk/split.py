@@ -3,6 +3,7 @@ file, near-copies) on one side."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,13 +81,23 @@ def task_labels(data: Dataset, task: str, negative_class: str) -> tuple[np.ndarr
     raise BtkError(f"unknown task '{task}' (tasks: multiclass, binary)")
 
 
-def split_groups(data: Dataset, threshold: float) -> np.ndarray:
-    """Group ids for splitting: the reader's groups joined with near-duplicate clusters."""
+def split_groups(data: Dataset, threshold: float, index: np.ndarray | None = None) -> np.ndarray:
+    """Group ids for splitting: the reader's groups joined with near-duplicate clusters.
+
+    With ``index``, the groups of those images only, their clusters found among them alone (an
+    image outside ``index`` never links two inside it); the result is aligned with ``index``.
+    """
+    if index is None:
+        index = np.arange(len(data.groups))
+        key = f"clusters@{threshold}"
+    else:
+        index = np.asarray(index)
+        digest = hashlib.sha1(np.ascontiguousarray(index, dtype=np.int64).tobytes()).hexdigest()[:16]
+        key = f"clusters@{threshold}:{digest}"
     if threshold <= 0:
-        return data.groups
-    key = f"clusters@{threshold}"
+        return data.groups[index]
     if key not in data.cache:
-        data.cache[key] = duplicate_clusters(fingerprints_of(data), threshold, data.groups)
+        data.cache[key] = duplicate_clusters(fingerprints_of(data).subset(index), threshold, data.groups[index])
     return data.cache[key]
 
 
@@ -102,15 +113,18 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
 
     Splits that btk makes keep each group (the reader's group ids joined with near-duplicate
     clusters) on one side; the report preset's validation is the tail of a shuffle, as Keras'.
+    The validation split's groups are found among the pool (training and validation candidates)
+    alone, so it depends on the training images, the options and the seed, not on the test
+    images. Without a declared test split, the test images are held out first, over the whole
+    data's groups.
     """
     recipe, seed = config.recipe, config.seed
-    groups = split_groups(data, config.duplicate_threshold)
     declared_test = data.splits == "test"
     if declared_test.any():
         test = np.where(declared_test)[0]
         pool = np.where(~declared_test)[0]
     else:
-        held = grouped_holdout(y, groups, config.test_fraction, seed)
+        held = grouped_holdout(y, split_groups(data, config.duplicate_threshold), config.test_fraction, seed)
         test, pool = np.where(held)[0], np.where(~held)[0]
     if len(pool) == 0:
         raise BtkError("no training images: every image is in the test split")
@@ -120,6 +134,6 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
         tr, va = tail_holdout(len(pool), recipe.val_fraction, seed)
         train, val = pool[tr], pool[va]
     else:
-        held = grouped_holdout(y[pool], groups[pool], recipe.val_fraction, seed)
+        held = grouped_holdout(y[pool], split_groups(data, config.duplicate_threshold, pool), recipe.val_fraction, seed)
         train, val = pool[~held], pool[held]
     return {"train": train, "val": val, "test": test}

@@ -114,11 +114,15 @@ def check_model(spec: Any, input_shape: tuple[int, ...] | None = None, n_classes
 
 
 def _check_reload(model: Any, folder: Path, x: np.ndarray, p: np.ndarray, name: str) -> None:
-    """``model`` saved to ``folder`` as .keras loads back with the same predictions ``p`` on ``x``."""
+    """``model`` saved to ``folder`` as a run saves it (:func:`btk.checkpoint.save_model_file`:
+    the network without optimizer state) loads back as a run loads it, with the same predictions
+    ``p`` on ``x``."""
     import keras
 
-    model.save(folder / "model.keras")
-    again = keras.saving.load_model(folder / "model.keras")
+    from btk.checkpoint import save_model_file
+
+    save_model_file(model, folder / "model.keras")
+    again = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
     assert np.allclose(np.asarray(again.predict(x, verbose=0)), p, atol=1e-5), f"model '{name}': reload differs"
 
 
