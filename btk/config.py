@@ -97,7 +97,7 @@ RECIPES: dict[str, Recipe] = {
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
-DEMO_OVERRIDES: dict[str, Any] = {"image_size": 96, "epochs": 8, "learning_rate": 1e-3}
+DEMO_OVERRIDES: dict[str, Any] = {"image_size": 96, "epochs": 10, "learning_rate": 1e-3, "schedule": "cosine"}
 """What ``btk run`` without ``--data`` changes in its preset (``btk``) for the synthetic demo."""
 
 RECIPE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Recipe) if f.name != "name")
@@ -127,7 +127,7 @@ def show_value(value: Any) -> str:
 
 def preset_hint(name: str, demo: bool = True) -> str:
     """Each preset's value of recipe field ``name``, presets with the same value together, e.g.
-    ``fast: 30; btk, report: 60; demo: 8``: what ``--help`` shows in brackets."""
+    ``fast: 30; btk, report: 60; demo: 10``: what ``--help`` shows in brackets."""
     by_value: dict[str, list[str]] = {}
     for preset in sorted(RECIPES, key=lambda p: (p != "fast", p != "btk", p)):  # the default preset first
         by_value.setdefault(show_value(getattr(RECIPES[preset], name)), []).append(preset)

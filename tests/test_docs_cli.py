@@ -35,7 +35,7 @@ def test_run_help_shows_each_presets_value_from_the_recipe_table(monkeypatch):
         flag = field_flag(name)
         assert not flag or all(f in flags for f in flag.split("/")), f"{name}: {flag} is not an option of btk run"
     text = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200).output
-    assert "[fast: 30; btk, report: 60; demo: 8]" in " ".join(text.split())
+    assert "[fast: 30; btk, report: 60; demo: 10]" in " ".join(text.split())
     monkeypatch.setitem(RECIPES, "fast", RECIPES["fast"].__class__(**{**RECIPES["fast"].__dict__, "epochs": 17}))
     from btk.config import preset_hint
 
