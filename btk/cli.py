@@ -664,7 +664,10 @@ def main() -> None:
     """Entry point of the ``btk`` script."""
     import gc
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    from btk import quiet
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines after its import
+    quiet.install()  # its start-up lines at the import, other libraries' warnings (shown with --debug)
     try:
         cli(prog_name="btk")
     finally:
