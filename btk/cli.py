@@ -119,7 +119,9 @@ class BtkGroup(click.Group):
 
 @click.group(cls=BtkGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="btk")
-@click.option("--debug", is_flag=True, help="Show tracebacks (same as BTK_DEBUG=1).")
+@click.option("--debug", is_flag=True,
+              help="Show tracebacks, the ML backend's start-up lines and other libraries' warnings "
+                   "(same as BTK_DEBUG=1).")
 def cli(debug: bool) -> None:
     """btk: classify medical images (brain MRI first) with plugins for readers, degraders,
     models and reporters.

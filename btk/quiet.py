@@ -97,13 +97,10 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     """btk's own warnings as one line; other libraries' (deprecations inside keras, TensorFlow,
     NumPy: nothing a user can act on) only when debugging, in Python's usual form."""
     if debugging():
-        _python_show_warning(message, category, filename, lineno, file, line)
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
     elif str(Path(filename).resolve()).startswith(_BTK_DIR + os.sep):
         first = (str(message).strip().splitlines() or [""])[0]
         print(f"btk: warning: {first}", file=file or sys.stderr)
-
-
-_python_show_warning = warnings.showwarning
 
 
 def install() -> None:
