@@ -41,19 +41,28 @@ def debugging() -> bool:
 def stderr_silenced() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null while the block runs (what C and C++ code writes
     there is lost; Python's ``sys.stderr`` is flushed first and writes there too), then back."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    _flush(sys.stderr)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 at all: nothing to silence
+        yield
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
         yield
     finally:
         try:
-            sys.stderr.flush()
+            _flush(sys.stderr)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
+
+
+def _flush(stream: TextIO | None) -> None:
+    if stream is not None:  # None without a console (pythonw)
+        stream.flush()
 
 
 class _QuietLoader(importlib.abc.Loader):
