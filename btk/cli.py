@@ -119,7 +119,9 @@ class BtkGroup(click.Group):
 
 @click.group(cls=BtkGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="btk")
-@click.option("--debug", is_flag=True, help="Show tracebacks (same as BTK_DEBUG=1).")
+@click.option("--debug", is_flag=True,
+              help="Show tracebacks, the ML backend's start-up lines and other libraries' warnings "
+                   "(same as BTK_DEBUG=1).")
 def cli(debug: bool) -> None:
     """btk: classify medical images (brain MRI first) with plugins for readers, degraders,
     models and reporters.
@@ -723,7 +725,10 @@ def main() -> None:
     """Entry point of the ``btk`` script."""
     import gc
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+    from btk import quiet
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ log lines after its import
+    quiet.install()  # its start-up lines at the import, other libraries' warnings (shown with --debug)
     try:
         cli(prog_name="btk")
     finally:

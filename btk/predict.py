@@ -219,21 +219,25 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                            workers=workers, transform=prepare, entries=jobs)
     limit = max(batch_size, READ_AHEAD_BYTES // (size * size * channels))
     with opencv_threads(1), \
-            ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead, \
-            feedback.task("loading the model", total=len(jobs)) as task:
-        model = run.load_model()
-        task.update(description="predicting")
-        batcher = _Batcher(lambda x: run.task_probabilities(predict_batches(model, x, scale, intensity=intensity)),
-                           batch_size, run.classes, tally)
-        for job, result in ahead:
-            if isinstance(result, str) or not result:
-                tally.skipped.append((job.source, result or "no slices to predict"))
-                continue
-            for row in batcher.add(job.source, result):
-                yield row
-                task.update(completed=batcher.done + len(tally.skipped))
-        yield from batcher.finish()
-        task.update(completed=len(jobs))
+            ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead:
+        # The backend is imported (seconds) while the first images are decoded, before the progress
+        # display starts: the command line silences standard error during that import (btk.quiet),
+        # and no redraw of the display may fall into it.
+        import keras  # noqa: F401
+        with feedback.task("loading the model", total=len(jobs)) as task:
+            model = run.load_model()
+            task.update(description="predicting")
+            batcher = _Batcher(lambda x: run.task_probabilities(predict_batches(model, x, scale, intensity=intensity)),
+                               batch_size, run.classes, tally)
+            for job, result in ahead:
+                if isinstance(result, str) or not result:
+                    tally.skipped.append((job.source, result or "no slices to predict"))
+                    continue
+                for row in batcher.add(job.source, result):
+                    yield row
+                    task.update(completed=batcher.done + len(tally.skipped))
+            yield from batcher.finish()
+            task.update(completed=len(jobs))
 
 
 def predict_paths(run: Run, paths: Sequence[str | Path], host: PluginHost, reader_name: str | None = None,

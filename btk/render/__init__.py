@@ -7,14 +7,38 @@ the command line imports rich except this package and the reporter plugins.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Columns of the results when standard output is not a terminal (a file, a pipe, a CI log): rich
+# would draw at 80 and cut values ("317/3…"); tables take only their natural width, so a wide
+# page costs nothing, and every value is printed in full. COLUMNS, if larger, wins.
+PIPE_WIDTH = 250
+# Columns of panels and rules when not on a terminal (they fill the width they are given).
+PIPE_FRAME_WIDTH = 80
 
 
 def out_console(**kwargs: Any) -> Any:
-    """The console for a command's results (standard output)."""
+    """The console for a command's results (standard output): the terminal's width on a
+    terminal, :data:`PIPE_WIDTH` columns (or COLUMNS if larger) elsewhere."""
     from rich.console import Console
 
-    return Console(**kwargs)
+    console = Console(**kwargs)
+    if "width" not in kwargs and not console.is_terminal:
+        console.width = max(PIPE_WIDTH, _columns())
+    return console
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return 0
+
+
+def frame_width(console: Any) -> int | None:
+    """The width for a panel or rule on ``console``: all of a terminal, 80 columns elsewhere."""
+    return None if console.is_terminal else min(console.width, PIPE_FRAME_WIDTH)
 
 
 def err_console(**kwargs: Any) -> Any:

@@ -9,8 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.rule import Rule
 
 from btk.feedback import Feedback, Task
+from btk.render import frame_width
 
 
 def progress_bar(console: Console) -> Progress:
@@ -52,10 +54,10 @@ class RichFeedback(Feedback):
         self.console.print(text, style="yellow", highlight=False, markup=False)
 
     def alert(self, title: str, text: str) -> None:
-        self.console.print(Panel(text, style="bold red", title=title))
+        self.console.print(Panel(text, style="bold red", title=title, width=frame_width(self.console)))
 
     def section(self, title: str) -> None:
-        self.console.rule(title)
+        self.console.print(Rule(title), width=frame_width(self.console))
 
     @contextmanager
     def task(self, description: str, total: float | None = None) -> Iterator[Task]:
