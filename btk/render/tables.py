@@ -160,7 +160,8 @@ def render_robustness_extra(run_name: str, baseline_name: str, losses: list[dict
 class PredictionTable:
     """Predictions (:class:`btk.predict.Prediction`) printed as they come: a table drawn in
     chunks of ``chunk`` rows with the same column widths, the first with the title and header,
-    so no more than a chunk is held. Means over a series' or volume's slices are in bold.
+    so no more than a chunk is held (a longer path in a later chunk folds onto a second line).
+    Means over a series' or volume's slices are in bold.
     ``slices``: whether series or volumes may come (the slice column is then wide enough for
     ``all N (mean)``)."""
 
@@ -175,7 +176,7 @@ class PredictionTable:
         self.widths = {"slice": len("all 999 (mean)") if slices else len("slice"),
                        "class": max(len("class"), *map(len, self.classes)),
                        **{c: max(5, *map(len, c.split("_"))) for c in self.classes}}
-        self.widths["input"] = max(16, console.width - sum(self.widths.values()) - len(self.widths))
+        self.room = max(16, console.width - sum(self.widths.values()) - len(self.widths))
 
     def write(self, prediction: Any) -> None:
         """Queue one row; a full chunk is printed."""
@@ -192,6 +193,9 @@ class PredictionTable:
         if not self.rows:
             return
         first = self.printed == 0
+        if first:  # on a terminal, what is left of its width; elsewhere the first chunk's longest path
+            longest = max(len(r.path) for r in self.rows)
+            self.widths["input"] = self.room if self.console.is_terminal else max(16, min(self.room, longest))
         table = Table(title=self.title if first else None, show_header=first, box=box.SIMPLE_HEAD, show_edge=False,
                       pad_edge=False, padding=(0, 0))
         for col in ("input", "slice", "class", *self.classes):
