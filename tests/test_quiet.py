@@ -28,9 +28,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _backend_lines(text: str) -> list[str]:
-    """Lines that mention the backend or its logging, but for btk's own "backend tensorflow"."""
-    return [line for line in text.splitlines()
-            if any(w in line.lower().replace("backend tensorflow", "") for w in BACKEND_WORDS)]
+    """Lines that mention the backend or its logging, but for btk's own "backend tensorflow" and
+    its provenance line ("made by btk ..., keras 3.x on tensorflow 2.y, ...")."""
+    return [line for line in text.splitlines() if not line.startswith("made by btk ")
+            and any(w in line.lower().replace("backend tensorflow", "") for w in BACKEND_WORDS)]
 
 
 def _btk(*args: str, code: str = "") -> subprocess.CompletedProcess:
