@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from btk.cli import cli
 
 CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor")
+SARTAJ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartaj"  # as tests/conftest.py
 RENAMED = {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "no_tumor": "notumor"}
 
 
@@ -20,8 +21,6 @@ def trained(tmp_path_factory, request):
     """A two-epoch small-cnn run at 32 px on real SARTAJ images (Training 10 and Testing 6 per
     class, one Testing image a copy of a Training one), tested also under blur@2, and a
     renamed plain class-folder copy of its Testing images."""
-    from tests.conftest import SARTAJ
-
     if not SARTAJ.exists():
         pytest.skip(f"dataset not found at {SARTAJ}")
     root = tmp_path_factory.mktemp("evaluate")

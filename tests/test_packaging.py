@@ -18,9 +18,11 @@ def test_the_mit_licence_is_there_and_declared():
 
 
 def test_the_default_plugins_and_py_typed_are_packaged():
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert setuptools["packages"]["find"]["include"] == ["btk", "btk.*"]
-    assert "py.typed" in setuptools["package-data"]["btk"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["build-system"]["build-backend"] == "hatchling.build"
+    hatch = project["tool"]["hatch"]["build"]
+    assert hatch["targets"]["wheel"]["packages"] == ["btk"]  # the whole package folder, py.typed with it
+    assert hatch["dev-mode-exact"] is True
     assert (ROOT / "btk" / "default_plugins" / "__init__.py").exists()
     assert (ROOT / "btk" / "py.typed").exists()
     assert not (ROOT / "plugins" / "btk_default").exists()
