@@ -433,6 +433,30 @@ def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, du
 
 
 @cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def card(run_dirs):
+    """Write each run's MODEL_CARD.md again: what the model is for and not for, its data,
+    training, metrics with intervals, calibration, robustness, explanations, external
+    evaluations and known limitations, from the run's own files. `btk run` writes the card;
+    run this after `btk robustness`, `btk evaluate` or `btk explain` added to it.
+
+    \b
+    Example:
+      btk card runs/20261127-101500-multiclass
+    """
+    from btk.model_card import write_card
+    from btk.render import out_console, written
+    from btk.runs import load_run
+
+    console = out_console()
+    for path in run_dirs:
+        run_ = load_run(path)
+        if run_.is_evaluation:
+            raise BtkError(f"{run_.path} is an evaluation: its run has the model card")
+        written(console, "model card written to", write_card(run_))
+
+
+@cli.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="The dataset to audit.")
 @click.option("--reader", default="folder", show_default=True, help="Reader plugin for --data.")
 @click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option; repeatable.")

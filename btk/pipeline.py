@@ -35,6 +35,7 @@ from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.image_augment import chain, make_image_augmenter
 from btk.metrics import evaluate
+from btk.model_card import write_card
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
 from btk.runs import Run, RunWriter, load_run, new_run_id, to_task_probabilities, unique_dir
@@ -396,7 +397,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         save_model_file(fitted.model, writer.path("model.keras"))
         writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
                                              *[f"p_{c}" for c in prep.classes]], results.rows)
-        writer.write_json("metrics.json", {
+        metrics = {
             "conditions": results.conditions,
             "collapsed": any(c["collapsed"] for c in results.conditions.values()),
             "leakage": {"threshold": config.duplicate_threshold, "test_images": len(test),
@@ -407,7 +408,9 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
                        "train_images_per_second": fitted.n_train * fitted.epochs_run / max(fitted.train_seconds, 1e-9),
                        "total_seconds": total_seconds},
             "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
-        })
+        }
+        writer.write_json("metrics.json", metrics)
+        write_card(Run(writer.tmp, resolved, metrics, fitted.history), final.name)
     return load_run(final)
 
 

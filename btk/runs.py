@@ -14,6 +14,7 @@ A run directory holds:
 - ``metrics.json``: metrics per condition, timings and skipped inputs;
 - ``examples.npz``: a few right and wrong test images (128 px grayscale) under every test
   condition, for reports;
+- ``MODEL_CARD.md``: the model card (:mod:`btk.model_card`; ``btk card`` writes it again);
 - ``btk-run.json``: the format version, kind and completion time, written last.
 
 ``btk evaluate`` writes an evaluation directory (by default into the run's ``evaluations/``)

@@ -14,7 +14,7 @@ from btk.metrics import evaluate
 from btk.runs import MARKER, load_run
 
 RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predictions.csv", "metrics.json",
-             "examples.npz", MARKER}
+             "examples.npz", "MODEL_CARD.md", MARKER}
 
 
 @pytest.mark.slow

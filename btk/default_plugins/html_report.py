@@ -209,6 +209,14 @@ def _robustness(run: Run) -> str:
             f'<img alt="accuracy against severity" src="data:image/png;base64,{img}">')
 
 
+def _card(run: Run) -> str:
+    """The run's model card (``MODEL_CARD.md``), as written, under a heading."""
+    path = run.path / "MODEL_CARD.md"
+    if not path.exists():
+        return ""
+    return f"<h3>model card</h3><pre class=\"card\">{_esc(path.read_text())}</pre>"
+
+
 def run_section(run: Run) -> str:
     """The HTML of one run."""
     kept = ("evaluation", "config", "recipe", "classes", "train_degrade", "test_degrade", "versions", "provenance")
@@ -221,7 +229,7 @@ def run_section(run: Run) -> str:
     return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}'
             f"<h3>metrics</h3>{_metrics_table(run)}<h3>per class (clean)</h3>{_per_class(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}<h3>examples</h3>{_examples(run)}"
-            f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>")
+            f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>{_card(run)}")
 
 
 def comparison_section(runs: list[Run]) -> str:
