@@ -22,7 +22,7 @@ SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training",
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
+    return "-" if x is None or x != x else f"{100 * x:.1f}%"  # None or NaN: not defined
 
 
 def _split_counts(run: Run) -> dict[str, Counter]:

@@ -99,7 +99,8 @@ def metric_cis(y_true: np.ndarray, probs: np.ndarray, resamples: int = 1000, see
         return float(low), float(high)
 
     weights = np.stack([np.bincount(row, minlength=len(y)) for row in idx])
-    aucs = np.stack([weighted_auc(probs[:, c], y == c, weights) for c in range(k) if 0 < (y == c).sum() < len(y)])
+    per_class = [weighted_auc(probs[:, c], y == c, weights) for c in range(k) if 0 < (y == c).sum() < len(y)]
+    aucs = np.stack(per_class) if per_class else np.zeros((0, resamples))  # one class present: no AUC
     with warnings.catch_warnings():  # a resample of a tiny set may hold one class: its AUC is undefined, skipped
         warnings.simplefilter("ignore", RuntimeWarning)
         return {
