@@ -250,9 +250,9 @@ def render_explanations(rows: Sequence[Mapping[str, Any]], console: Console, tit
     """``btk explain``'s rows (path, predicted, probability, method, outside_head_share) and the
     mean outside-the-head share."""
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for col, justify in (("input", "left"), ("predicted", "left"), ("probability", "right"), ("method", "left"),
-                         ("outside head %", "right")):
-        table.add_column(col, justify=justify, overflow="fold")
+    for col in ("input", "predicted", "probability", "method", "outside head %"):
+        table.add_column(col, justify="right" if col in ("probability", "outside head %") else "left",
+                         overflow="fold")
     shares = []
     for r in rows:
         share = r["outside_head_share"]
