@@ -581,6 +581,55 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
         written(console, f"{sinks[0].rows:,} rows written to", out_path)
 
 
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("explain"), show_default=True,
+              help="Folder for the heat-map PNGs, grid.png, explain.json and explain.csv.")
+@click.option("--method", type=click.Choice(["gradcam", "occlusion"]), default="gradcam", show_default=True,
+              help="Grad-CAM (last convolutional layer) or occlusion (a black square moved over the image).")
+@click.option("--reader", help="Reader for PATHS [recognised from each path: DICOM, NIfTI, image].")
+def explain(run_dir, paths, out_dir, method, reader):
+    """Show what drove each prediction: a heat map over the image as the network saw it (after
+    the run's crop and resize), one PNG per image and a grid of all, and the share of each map
+    outside the head (a high share: the model looks at the background, not the anatomy).
+
+    Grad-CAM needs a convolutional layer and the TensorFlow backend; otherwise occlusion is
+    used, with a note. A series or volume is explained by its middle slice.
+
+    \b
+    Examples:
+      btk explain runs/20261127-101500-multiclass scan1.jpg scan2.jpg --out explain/
+      btk explain runs/20261127-101500-multiclass new-scans/ --method occlusion
+    """
+    import numpy as np
+
+    from btk.explain import explain_images, read_network_images, write_outputs
+    from btk.plugins import get_host
+    from btk.render import out_console, warn_lines, written
+    from btk.render.tables import render_explanations
+    from btk.runs import load_run
+
+    run_ = load_run(run_dir)
+    host = get_host()
+    images, skipped = read_network_images(run_, paths, host, reader)
+    warn_lines([f"{source}: {reason}" for source, reason in skipped], prefix="btk: skipped ")
+    if not images:
+        raise BtkError("nothing could be read to explain")
+    recipe = run_.config["recipe"]
+    try:  # a model plugin may name the layer Grad-CAM should use
+        layer_name = host.models.get(run_.config["config"]["model"]).gradcam_layer
+    except (BtkError, KeyError, AttributeError):
+        layer_name = None
+    classes = run_.config.get("trained_classes") or run_.classes
+    result = explain_images(run_.load_model(), np.stack([im for _, im in images]), [n for n, _ in images], classes,
+                            recipe["scale"], recipe.get("intensity", "none"), method, layer_name)
+    write_outputs(result, out_dir)
+    console = out_console()
+    render_explanations([e.record() for e in result], console, f"what drove the predictions of {run_.name}")
+    written(console, f"{len(result)} heat map(s), grid.png and explain.json written to", out_dir)
+
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--baseline", type=click.Path(path_type=Path),

@@ -98,12 +98,15 @@ class ModelSpec:
             ``--model-option KEY=VALUE``.
         description: one line for ``btk plugins``.
         min_image_size: the smallest square input the architecture accepts.
+        gradcam_layer: the name of the layer whose output ``btk explain`` uses for Grad-CAM;
+            ``None``: the last layer with a 4-D output.
     """
 
     name: str
     build: Callable[..., Any]
     description: str = ""
     min_image_size: int = 1
+    gradcam_layer: str | None = None
 
 
 @dataclass(frozen=True)

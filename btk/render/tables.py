@@ -244,3 +244,23 @@ def render_plugins(plugins: list[dict[str, Any]], problems: list[str], console: 
     console.print(table)
     for problem in problems:
         console.print(f"problem: {problem}", style="yellow", markup=False, highlight=False)
+
+
+def render_explanations(rows: Sequence[Mapping[str, Any]], console: Console, title: str) -> None:
+    """``btk explain``'s rows (path, predicted, probability, method, outside_head_share) and the
+    mean outside-the-head share."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in ("input", "predicted", "probability", "method", "outside head %"):
+        table.add_column(col, justify="right" if col in ("probability", "outside head %") else "left",
+                         overflow="fold")
+    shares = []
+    for r in rows:
+        share = r["outside_head_share"]
+        if share is not None:
+            shares.append(share)
+        table.add_row(r["path"], r["predicted"], f"{r['probability']:.3f}", r["method"],
+                      "-" if share is None else _percent(share))
+    console.print(table)
+    mean = _percent(sum(shares) / len(shares)) if shares else "-"
+    console.print(f"mean share of the heat outside the head: {mean} over {len(shares)} image(s)", highlight=False,
+                  markup=False)

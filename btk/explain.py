@@ -1,0 +1,350 @@
+"""What drove a prediction: a heat map per image (Grad-CAM or occlusion) and how much of it
+lies outside the head.
+
+Grad-CAM (Selvaraju et al. 2017) weighs each channel of the last convolutional feature map by
+the spatial mean of the gradient of the predicted class score (the logit before the softmax
+where the model ends in a softmax ``Dense`` layer, else the output) and keeps the positive part
+of the weighted sum. Occlusion needs no gradients: a black square (1/8 of the side, moved by
+half its side) is laid over the image as the network sees it, and each pixel gets the mean drop
+of the predicted class' probability over the squares that covered it.
+
+The outside-the-head share is the part of a map's mass outside the head mask
+(:func:`head_mask`): a model that looks at the background, the border or a label burnt into
+the image rather than at the anatomy has a high share.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from btk.errors import BtkError
+
+__all__ = ["Explanation", "explain_images", "find_gradcam_layer", "gradcam", "head_mask", "occlusion",
+           "outside_share", "read_network_images"]
+
+METHODS = ("gradcam", "occlusion")
+
+
+@dataclass
+class Explanation:
+    """One image's heat map.
+
+    Attributes:
+        path: the input as named by the user (a slice index appended for a series or volume).
+        image: the image as the network saw it (uint8, H x W x C, after crop and resize).
+        heat: the map, H x W float in 0..1.
+        predicted: the predicted class.
+        probability: its probability.
+        method: ``gradcam`` or ``occlusion``.
+        outside_head_share: the map's mass outside the head mask (``None`` for an empty map).
+    """
+
+    path: str
+    image: np.ndarray
+    heat: np.ndarray
+    predicted: str
+    probability: float
+    method: str
+    outside_head_share: float | None
+
+    def record(self) -> dict[str, Any]:
+        """The row written to ``explain.json`` and ``explain.csv``."""
+        return {"path": self.path, "predicted": self.predicted, "probability": round(self.probability, 6),
+                "method": self.method, "outside_head_share": None if self.outside_head_share is None
+                else round(self.outside_head_share, 4)}
+
+
+def note(text: str) -> None:
+    """One line on standard error."""
+    print(f"btk: {text}", file=sys.stderr)
+
+
+def find_gradcam_layer(model: Any, name: str | None = None) -> Any | None:
+    """The layer whose output Grad-CAM uses: ``name`` if the model has it, else the last layer
+    (searching ``model.layers`` backwards) whose output is 4-D (a convolution, or the
+    normalisation or activation after one); ``None`` when there is none."""
+    if name:
+        try:
+            return model.get_layer(name)
+        except ValueError:
+            pass
+    for layer in reversed(model.layers):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # no single output
+            continue
+        if len(shape) == 4 and type(layer).__name__ != "InputLayer":
+            return layer
+    return None
+
+
+def _score_layer(model: Any) -> Any | None:
+    """The final softmax ``Dense`` layer, whose logits make a better score than the probability
+    (no saturation at probabilities near 1); ``None`` otherwise."""
+    import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Dense) and getattr(last.activation, "__name__", "") == "softmax":
+        return last
+    return None
+
+
+def gradcam(model: Any, x: np.ndarray, layer: Any, classes: np.ndarray | None = None) -> np.ndarray:
+    """Grad-CAM maps (N x H x W, each 0..1) of network inputs ``x`` (N x H x W x C float32) for
+    ``classes`` (default: the predicted ones), from ``layer``'s output.
+
+    Raises:
+        NotImplementedError: the Keras backend is not TensorFlow.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(f"Grad-CAM on the {keras.backend.backend()} backend")
+    import tensorflow as tf
+
+    dense = _score_layer(model)
+    sub = keras.Model(model.inputs, [layer.output, dense.input if dense is not None else model.output])
+    xt = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        features, out = sub(xt, training=False)
+        scores = tf.cast(out, tf.float32)
+        if dense is not None:
+            scores = tf.matmul(scores, tf.cast(dense.kernel, tf.float32))
+            if dense.bias is not None:
+                scores = scores + tf.cast(dense.bias, tf.float32)
+        if classes is None:
+            classes = np.asarray(tf.argmax(scores, axis=-1))
+        chosen = tf.gather(scores, tf.constant(classes, tf.int32), axis=1, batch_dims=1)
+    grads = tape.gradient(chosen, features)
+    weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1))
+    return _normalise(_resize(np.asarray(cam), x.shape[1:3]))
+
+
+def occlusion(predict: Any, x: np.ndarray, classes: np.ndarray, patch: int | None = None,
+              batch_size: int = 256) -> np.ndarray:
+    """Occlusion maps (N x H x W, each 0..1) of network inputs ``x`` for ``classes``.
+
+    ``predict(batch) -> probabilities``. A black (zero) square of side ``patch`` (default 1/8 of
+    the image side) moves by half its side; a pixel's value is the mean drop of the class
+    probability over the squares that covered it (negative drops count as zero).
+    """
+    n, h, w = x.shape[:3]
+    side = patch or max(2, min(h, w) // 8)
+    stride = max(1, side // 2)
+    spots = [(t, left) for t in range(0, max(h - side, 0) + 1, stride)
+             for left in range(0, max(w - side, 0) + 1, stride)]
+    base = predict(x)
+    maps = np.zeros((n, h, w), np.float32)
+    for i in range(n):
+        drops = np.zeros((h, w), np.float32)
+        counts = np.zeros((h, w), np.float32)
+        for start in range(0, len(spots), batch_size):
+            chunk = spots[start:start + batch_size]
+            batch = np.repeat(x[i:i + 1], len(chunk), axis=0)
+            for k, (t, left) in enumerate(chunk):
+                batch[k, t:t + side, left:left + side] = 0
+            probs = predict(batch)[:, classes[i]]
+            for (t, left), p in zip(chunk, probs):
+                drops[t:t + side, left:left + side] += base[i, classes[i]] - p
+                counts[t:t + side, left:left + side] += 1
+        maps[i] = np.maximum(drops / np.maximum(counts, 1), 0)
+    return _normalise(maps)
+
+
+def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(m.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+                     for m in maps])
+
+
+def _normalise(maps: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(maps, dtype=np.float32)
+    for i, m in enumerate(maps):
+        m = np.maximum(m, 0)
+        top = float(m.max())
+        out[i] = m / top if top > 0 else m
+    return out
+
+
+def head_mask(image: np.ndarray) -> np.ndarray:
+    """The head in ``image`` (H x W or H x W x C uint8, as the network saw it) as a boolean mask.
+
+    The largest connected region above Otsu's threshold (:func:`btk.framing.bright_mask`), with
+    its holes filled (dark ventricles, a dark tumour core and the skull's dark inner band are
+    inside the head), then dilated by 1/32 of the side so the scalp's edge counts as head. A
+    blank image has no head: the mask is all false.
+    """
+    import cv2
+
+    from btk.framing import bright_mask
+
+    gray = image if image.ndim == 2 else (image[..., 0] if image.shape[-1] == 1 else image.max(axis=-1))
+    mask = bright_mask(np.ascontiguousarray(gray))
+    if mask is None:
+        return np.zeros(gray.shape, bool)
+    n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
+    if n < 2:
+        return np.zeros(gray.shape, bool)
+    areas = np.bincount(labels.ravel(), minlength=n)
+    region = (labels == 1 + int(np.argmax(areas[1:]))).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(region)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    k = max(1, min(gray.shape) // 32)
+    filled = cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    return filled.astype(bool)
+
+
+def outside_share(heat: np.ndarray, mask: np.ndarray) -> float | None:
+    """The share of ``heat``'s mass outside ``mask``; ``None`` for an all-zero map."""
+    total = float(heat.sum())
+    if total <= 0:
+        return None
+    return float(heat[~mask].sum()) / total
+
+
+def read_network_images(run: Any, paths: Sequence[str | Path], host: Any,
+                        reader_name: str | None = None) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
+    """The images of ``paths`` as ``run``'s network sees them (uint8, after its crop and resize),
+    read as ``btk predict`` reads them; a series or volume gives its middle slice.
+
+    Returns:
+        (images, skipped): ``(name, image)`` pairs in input order, and the unreadable inputs.
+    """
+    from btk.dataset import as_hwc, iter_entries
+    from btk.predict import _Inputs
+    from btk.predict_inputs import gather_inputs
+    from btk.types import ReadOptions
+
+    recipe = run.config["recipe"]
+    size, channels = int(recipe["image_size"]), int(recipe["channels"])
+    inputs = gather_inputs(paths, host, recipe, reader_name, None, "middle")
+    adapter = _Inputs(inputs)
+    jobs = adapter.scan(None, ReadOptions())
+    images, skipped = [], []
+    for job, samples in iter_entries(adapter, None, ReadOptions(size, channels, {}, crop=recipe.get("crop", "none")),
+                                     entries=jobs):
+        if isinstance(samples, str) or not samples:
+            skipped.append((job.source, samples or "no slices"))
+            continue
+        images.append((job.source, as_hwc(samples[0].image, channels, samples[0].source)))
+    return images, skipped
+
+
+def explain_images(model: Any, images: np.ndarray, names: Sequence[str], classes: Sequence[str], scale: float,
+                   intensity: str = "none", method: str = "gradcam", layer_name: str | None = None,
+                   batch_size: int = 32) -> list[Explanation]:
+    """Heat maps of uint8 ``images`` (N x H x W x C) for ``model``'s predicted classes.
+
+    ``method`` ``gradcam`` falls back to occlusion, with a note on standard error, for a model
+    with no convolutional layer or a backend without Grad-CAM here.
+    """
+    from btk.training import network_input
+
+    if method not in METHODS:
+        raise BtkError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+
+    x = network_input(images, scale, intensity)
+    probs = np.concatenate([predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    predicted = probs.argmax(axis=1)
+    used = method
+    if method == "gradcam":
+        layer = find_gradcam_layer(model, layer_name)
+        if layer is None:
+            note("the model has no convolutional layer: occlusion instead of Grad-CAM")
+            used = "occlusion"
+        else:
+            try:
+                heat = np.concatenate([gradcam(model, x[i:i + batch_size], layer, predicted[i:i + batch_size])
+                                       for i in range(0, len(x), batch_size)])
+            except NotImplementedError as e:
+                note(f"{e} is not implemented: occlusion instead")
+                used = "occlusion"
+    if used == "occlusion":
+        heat = occlusion(predict, x, predicted)
+    return [Explanation(name, image, h, classes[int(c)], float(p[int(c)]), used, outside_share(h, head_mask(image)))
+            for name, image, h, c, p in zip(names, images, heat, predicted, probs)]
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, side: int = 256) -> np.ndarray:
+    """``heat`` in OpenCV's jet colours over ``image`` (uint8), with the head mask's outline in
+    white, enlarged to ``side`` pixels: a BGR uint8 image."""
+    import cv2
+
+    gray = image if image.ndim == 2 else (image[..., 0] if image.shape[-1] == 1 else image.max(axis=-1))
+    base = cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
+    colours = cv2.applyColorMap((np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    out = cv2.addWeighted(base, 0.6, colours, 0.4, 0)
+    out = cv2.resize(out, (side, side), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(head_mask(image).astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (255, 255, 255), 1)
+    return out
+
+
+def grid(tiles: Sequence[np.ndarray], labels: Sequence[str], columns: int = 8) -> np.ndarray:
+    """``tiles`` (equal-size BGR images) in rows of ``columns``, each with its label on top."""
+    import cv2
+
+    h, w = tiles[0].shape[:2]
+    band = 18
+    rows = -(-len(tiles) // columns)
+    canvas = np.zeros((rows * (h + band), min(columns, len(tiles)) * w, 3), np.uint8)
+    for k, (tile, label) in enumerate(zip(tiles, labels)):
+        r, c = divmod(k, columns)
+        y, x0 = r * (h + band), c * w
+        canvas[y + band:y + band + h, x0:x0 + w] = tile
+        cv2.putText(canvas, label[:34], (x0 + 3, y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return canvas
+
+
+def write_outputs(explanations: Sequence[Explanation], out: Path, columns: int = 8) -> list[Path]:
+    """One overlay PNG per image (named by its folder and file name), ``grid.png`` of them all,
+    ``explain.json`` and ``explain.csv`` into ``out`` (created). Returns the PNG paths written."""
+    import csv
+    import json
+    import re
+
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    written, tiles, labels, used = [], [], [], set()
+    for k, e in enumerate(explanations):
+        tile = overlay(e.image, e.heat)
+        where = Path(e.path)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{where.parent.name}-{where.stem}").strip("_-") or f"image{k}"
+        name = stem
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name)
+        path = out / f"{name}.png"
+        cv2.imwrite(str(path), tile)
+        written.append(path)
+        tiles.append(cv2.resize(tile, (160, 160), interpolation=cv2.INTER_AREA))
+        share = "-" if e.outside_head_share is None else f"{e.outside_head_share:.2f}"
+        labels.append(f"{e.predicted} {e.probability:.2f} out {share}")
+    if tiles:
+        cv2.imwrite(str(out / "grid.png"), grid(tiles, labels, columns))
+    rows = [e.record() for e in explanations]
+    shares = [e.outside_head_share for e in explanations if e.outside_head_share is not None]
+    summary = {"images": rows, "mean_outside_head_share": float(np.mean(shares)) if shares else None}
+    (out / "explain.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with open(out / "explain.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "predicted", "probability", "method", "outside_head_share"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return written

@@ -1,0 +1,133 @@
+"""btk explain: Grad-CAM and occlusion find what decides the class, the outside-the-head
+share, the fallback for a model without convolutions, and the command on a tiny real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from btk.explain import explain_images, find_gradcam_layer, gradcam, head_mask, occlusion, outside_share
+
+SIDE = 64
+
+
+def _blob_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` noisy 64 x 64 images; class 1 has a bright disc (radius 5) at a random position.
+    Returns (uint8 images N x H x W x 1, labels, blob centres (row, column))."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = rng.normal(60, 15, (n, SIDE, SIDE)).clip(0, 255).astype(np.uint8)
+    labels = np.arange(n) % 2
+    centres = rng.integers(10, SIDE - 10, (n, 2))
+    for i in np.flatnonzero(labels):
+        cv2.circle(images[i], (int(centres[i, 1]), int(centres[i, 0])), 5, 230, -1)
+    return images[..., None], labels, centres
+
+
+def _train(name: str) -> object:
+    import keras
+
+    from btk.plugins import get_host
+
+    keras.utils.set_random_seed(0)
+    images, labels, _ = _blob_images(256, 0)
+    model = get_host().models.get(name).build((SIDE, SIDE, 1), 2, {"learning_rate": 0.003})
+    model.fit(images.astype(np.float32) / 255, keras.utils.to_categorical(labels, 2), epochs=10, batch_size=32,
+              verbose=0)
+    return model
+
+
+def _peak(heat: np.ndarray) -> np.ndarray:
+    return np.array(np.unravel_index(int(np.argmax(heat)), heat.shape))
+
+
+def _near_cell(heat: np.ndarray, point: np.ndarray, cell: int, slack: int = 8) -> bool:
+    """Whether ``point`` lies within ``slack`` pixels of the feature-map cell (``cell`` pixels
+    a side) that holds ``heat``'s peak: a coarse map cannot place its peak more finely."""
+    top, left = (_peak(heat) // cell) * cell
+    dy = max(top - point[0], 0, point[0] - (top + cell - 1))
+    dx = max(left - point[1], 0, point[1] - (left + cell - 1))
+    return max(dy, dx) <= slack
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["small-cnn", "res-cnn"])
+def test_gradcam_and_occlusion_peak_on_the_blob(name: str) -> None:
+    model = _train(name)
+    images, labels, centres = _blob_images(16, 1)
+    x = images.astype(np.float32) / 255
+    probs = np.asarray(model.predict_on_batch(x))
+    assert (probs.argmax(axis=1) == labels).mean() >= 0.8
+    held = [i for i in np.flatnonzero(labels) if probs[i, 1] > 0.5][:3]
+    assert held
+    layer = find_gradcam_layer(model)
+    cell = SIDE // int(layer.output.shape[1])  # small-cnn: 4 x 4 at 64 px, res-cnn: 2 x 2
+    cams = gradcam(model, x[held], layer, np.ones(len(held), int))
+    occ = occlusion(lambda b: np.asarray(model.predict_on_batch(b)), x[held], np.ones(len(held), int))
+    for cam, o, i in zip(cams, occ, held):
+        assert cam.shape == (SIDE, SIDE) and cam.min() >= 0 and cam.max() == pytest.approx(1)
+        assert _near_cell(cam, centres[i], cell), (_peak(cam), centres[i])
+        assert np.abs(_peak(o) - centres[i]).max() <= 8, (_peak(o), centres[i])
+        assert _near_cell(cam, _peak(o), cell), (_peak(cam), _peak(o))  # the two methods agree
+
+
+def _head() -> np.ndarray:
+    import cv2
+
+    image = np.zeros((SIDE, SIDE, 1), np.uint8)
+    cv2.circle(image, (32, 32), 20, 200, -1)
+    cv2.circle(image, (32, 32), 6, 40, -1)  # a dark hole inside the head is head
+    return image
+
+
+def test_outside_share_inside_and_on_the_border() -> None:
+    mask = head_mask(_head())
+    assert mask[32, 32] and not mask[2, 2]
+    inside = np.zeros((SIDE, SIDE), np.float32)
+    inside[28:37, 28:37] = 1
+    border = np.zeros((SIDE, SIDE), np.float32)
+    border[:, :4] = 1
+    border[:4, :] = 1
+    assert outside_share(inside, mask) == pytest.approx(0, abs=0.01)
+    assert outside_share(border, mask) == pytest.approx(1, abs=0.01)
+    assert outside_share(np.zeros((SIDE, SIDE)), mask) is None
+    assert not head_mask(np.zeros((SIDE, SIDE), np.uint8)).any()
+
+
+def test_model_without_convolution_falls_back_to_occlusion(capsys: pytest.CaptureFixture[str]) -> None:
+    import keras
+
+    inputs = keras.Input((16, 16, 1))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    assert find_gradcam_layer(model) is None
+    images = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 1), dtype=np.uint8)
+    result = explain_images(model, images, ["a.png", "b.png"], ["x", "y"], 1 / 255)
+    assert [e.method for e in result] == ["occlusion", "occlusion"]
+    assert all(e.heat.shape == (16, 16) for e in result)
+    err = capsys.readouterr().err
+    assert "no convolutional layer" in err and err.count("\n") == 1
+
+
+def test_cli_writes_a_png_per_image_the_grid_and_the_json(tiny_sartaj_run, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    run_dir, data = tiny_sartaj_run()
+    files = sorted((data / "no_tumor").glob("*.jpg"))[:2] + sorted((data / "meningioma_tumor").glob("*.jpg"))[:1]
+    out = tmp_path / "explained"
+    result = CliRunner().invoke(cli, ["explain", str(run_dir), *map(str, files), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == len(files) + 1 and "grid.png" in pngs
+    summary = json.loads((out / "explain.json").read_text())
+    assert [r["path"] for r in summary["images"]] == list(map(str, files))
+    assert {r["method"] for r in summary["images"]} == {"gradcam"}
+    assert all(0 <= r["outside_head_share"] <= 1 for r in summary["images"])
+    assert (out / "explain.csv").read_text().startswith("path,predicted,probability,method,outside_head_share")
+    assert "mean share of the heat outside the head" in result.output
