@@ -424,6 +424,10 @@ def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, du
     evaluation = evaluate_run(plan, host, RichFeedback(console))
     destination = default_destination(plan, evaluation.split, out, name)
     result = write_evaluation(destination, evaluation, time.perf_counter() - t_start)
+    if destination.parent == plan.run.path / "evaluations":  # the run's card lists its evaluations
+        from btk.model_card import write_card
+
+        write_card(plan.run)
     for rep in reporters:
         rep.report(result, console)
     rows = run_rows([plan.run, result])
@@ -603,6 +607,8 @@ def explain(run_dir, paths, out_dir, method, reader):
       btk explain runs/20261127-101500-multiclass scan1.jpg scan2.jpg --out explain/
       btk explain runs/20261127-101500-multiclass new-scans/ --method occlusion
     """
+    import shutil
+
     import numpy as np
 
     from btk.explain import explain_images, read_network_images, write_outputs
@@ -626,6 +632,11 @@ def explain(run_dir, paths, out_dir, method, reader):
     result = explain_images(run_.load_model(), np.stack([im for _, im in images]), [n for n, _ in images], classes,
                             recipe["scale"], recipe.get("intensity", "none"), method, layer_name)
     write_outputs(result, out_dir)
+    if not run_.is_evaluation:  # the run keeps the summary of its latest explanations, for its model card
+        from btk.model_card import write_card
+
+        shutil.copyfile(Path(out_dir) / "explain.json", run_.path / "explain.json")
+        write_card(run_)
     console = out_console()
     render_explanations([e.record() for e in result], console, f"what drove the predictions of {run_.name}")
     written(console, f"{len(result)} heat map(s), grid.png and explain.json written to", out_dir)
@@ -675,6 +686,11 @@ def robustness(run_dirs, baseline, degraders, plot_path, also):
     out = plot_path or runs[0].path / "robustness.png"
     robustness_plot([item.result for item in compared], out)
     written(console, "plot:", out)
+    from btk.model_card import write_card
+
+    for item in compared:  # each run's card shows its sweep
+        if not item.run.is_evaluation:
+            write_card(item.run)
 
 
 @cli.command()

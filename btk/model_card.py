@@ -161,7 +161,8 @@ def model_card(run: Run, name: str | None = None) -> str:
     shares = [r.get("outside_head_share") for r in explained.get("images", [])
               if r.get("outside_head_share") is not None]
     if shares:
-        lines.append(f"{len(shares)} images explained ({explained.get('method', '?')}); share of the heat map "
+        method = explained.get("method") or explained["images"][0].get("method", "?")
+        lines.append(f"{len(shares)} images explained ({method}); share of the heat map "
                      f"outside the head: mean {sum(shares) / len(shares):.2f}, max {max(shares):.2f}.")
     else:
         lines.append("Not measured with this run: `btk explain` shows where the network looked.")
