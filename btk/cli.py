@@ -524,7 +524,10 @@ def audit(data, reader, reader_option, against, against_reader, class_map, thres
                    "the terminal then shows a summary.")
 @click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
               help="Images per model call (from one file or many).")
-def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size):
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
+              help="Answer 'uncertain' (probabilities still given) where the top calibrated probability is "
+                   "below P; the run's report shows accuracy against coverage for such thresholds.")
+def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size, min_confidence):
     """Classify new scans with a trained run: JPEG/PNG files or folders of them (searched at any
     depth), DICOM files or series folders, NIfTI volumes. Uses the run's model and the image
     size, channels, framing, intensity normalisation and scaling it recorded.
@@ -532,6 +535,9 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
     Each row names its input by the path given (a file inside a given folder: the folder's path
     joined with the file's). A series or volume gets a row per slice and one aggregated answer
     (mean probability). Files that cannot be read are listed at the end and the rest predicted.
+
+    The probabilities are calibrated with the temperature the run fitted on its validation
+    split (docs/calibration.md); the predicted class is the model's.
 
     \b
     Examples:
@@ -565,7 +571,8 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
         elif out_path is None:
             slices = any("slices" in getattr(inp.reader, "options", ()) for inp in inputs)
             sinks.append(PredictionTable(f"predictions of {run_.name}", run_.classes, console, slices))
-        stream = stack.enter_context(closing(predict_stream(run_, inputs, stderr_feedback(), batch_size, tally)))
+        stream = stack.enter_context(closing(predict_stream(run_, inputs, stderr_feedback(), batch_size, tally,
+                                                            min_confidence=min_confidence)))
         for prediction in stream:
             for sink in sinks:
                 sink.write(prediction)

@@ -25,6 +25,7 @@ import numpy as np
 from btk import __version__
 from btk.augment import make_augmenter
 from btk.cache import gather
+from btk.calibration import apply_temperature, fit_temperature, nll
 from btk.checkpoint import Checkpoint, save_model_file
 from btk.config import RunConfig
 from btk.dataset import Dataset, load_dataset
@@ -40,6 +41,7 @@ from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
 from btk.runs import Run, RunWriter, load_run, new_run_id, to_task_probabilities, unique_dir
 from btk.split import fingerprints_of, make_split, task_labels
+from btk.stats import reliability
 from btk.training import Rows, predict, train
 from btk.types import ModelSpec, ReadOptions
 
@@ -108,6 +110,7 @@ class Fitted:
     epochs_run: int
     step: int
     n_train: int
+    calibration: dict[str, float] | None = None
 
 
 @dataclass
@@ -308,6 +311,30 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
     return Fitted(model, history, train_seconds, epochs_run, step, len(x_train))
 
 
+def calibrate(prep: Prepared, model: Any, step: int | None = None) -> dict[str, float] | None:
+    """Fit a temperature (:func:`btk.calibration.fit_temperature`) on the network's outputs for
+    the clean validation images, and measure ECE and NLL over the task's classes before and after.
+
+    Returns:
+        ``{"temperature", "val_ece_raw", "val_ece_calibrated", "val_nll_raw", "val_nll_calibrated"}``,
+        or None when there are no validation images.
+    """
+    config, recipe, val = prep.config, prep.config.recipe, prep.split["val"]
+    if len(val) == 0:
+        return None
+    step = step or step_batch_size(recipe, model)
+    raw = predict(model, gather(prep.data.images, val), recipe.scale, step, intensity=recipe.intensity)
+    temperature = fit_temperature(raw, prep.y_fit[val])
+    calibrated = apply_temperature(raw, temperature)
+    if prep.via_classes:
+        raw = to_task_probabilities(raw, prep.fit_classes, config.negative_class)
+        calibrated = to_task_probabilities(calibrated, prep.fit_classes, config.negative_class)
+    y = prep.y[val]
+    return {"temperature": temperature,
+            "val_ece_raw": reliability(y, raw)["ece"], "val_ece_calibrated": reliability(y, calibrated)["ece"],
+            "val_nll_raw": nll(raw, y), "val_nll_calibrated": nll(calibrated, y)}
+
+
 def score_images(images: np.ndarray, y: np.ndarray, classes: list[str], sources: np.ndarray,
                  probabilities: Callable[[np.ndarray], np.ndarray], degradations: list[Degradation], seed: int,
                  has_copy: np.ndarray) -> TestResults:
@@ -379,6 +406,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "test_degrade": [d.to_json() for d in prep.test_degradations],
         "plugins": {"reader": host.readers.owner(config.reader), "model": host.models.owner(config.model_name)},
         "versions": versions(),
+        **({"calibration": fitted.calibration} if fitted.calibration else {}),
         "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
     }
     with RunWriter(final) as writer:
@@ -449,6 +477,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
     (partial / RESUME_FILE).write_text(json.dumps({"id": final.name, "config": config.to_json()}, indent=1))
     try:
         fitted = fit(prep, Checkpoint(partial / "checkpoint"), feedback)
+        fitted.calibration = calibrate(prep, fitted.model, fitted.step)
         results = evaluate_test(prep, fitted.model, fitted.step)
         if results.collapsed:
             counts = results.conditions[results.collapsed[0]]["predicted_counts"]

@@ -30,6 +30,7 @@ from btk.types import Entry, ReadOptions, Sample
 __all__ = ["Prediction", "PredictionTally", "pick_reader", "predict_batches", "predict_paths", "predict_stream"]
 
 BATCH_SIZE = 128  # images per model call
+UNCERTAIN = "uncertain"  # the answer of a row below --min-confidence
 READ_AHEAD_BYTES = 64 * 2**20  # decoded images held ready ahead of the model, at most (about)
 
 
@@ -40,7 +41,8 @@ class Prediction:
     Attributes:
         path: the input as the user named it (a given file, or a file inside a given folder).
         slice: the slice index in a series or volume; ``None`` for a 2D image and a mean.
-        predicted: the class with the highest probability.
+        predicted: the class with the highest probability, or ``"uncertain"`` when that is
+            below the ``--min-confidence`` asked for.
         probabilities: class name -> probability.
         aggregated_over: for a mean, the number of slices averaged; ``None`` otherwise.
     """
@@ -117,8 +119,9 @@ class _Batcher:
     model keeps the shape it was traced for."""
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
-                 tally: PredictionTally) -> None:
+                 tally: PredictionTally, min_confidence: float = 0.0) -> None:
         self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
+        self.min_confidence = min_confidence
         self.pending: deque[_Pending] = deque()
         self.images: list[np.ndarray] = []
         self.owners: list[tuple[_Pending, int]] = []
@@ -161,18 +164,24 @@ class _Batcher:
             record = self.pending.popleft()
             self.done += 1
             for k, p in zip(record.slices, record.probs):
-                yield _row(record.path, k, p, classes)
+                yield _row(record.path, k, p, classes, min_confidence=self.min_confidence)
             answer = record.probs[0]
             if len(record.slices) > 1:
                 answer = record.probs.mean(axis=0)
-                yield _row(record.path, None, answer, classes, len(record.slices))
-            self.tally.answers[classes[int(answer.argmax())]] += 1
+                yield _row(record.path, None, answer, classes, len(record.slices), self.min_confidence)
+            self.tally.answers[_answer(answer, classes, self.min_confidence)] += 1
+
+
+def _answer(probs: np.ndarray, classes: list[str], min_confidence: float) -> str:
+    """The class with the highest probability, or :data:`UNCERTAIN` when that is below
+    ``min_confidence``."""
+    return UNCERTAIN if float(probs.max()) < min_confidence else classes[int(probs.argmax())]
 
 
 def _row(path: str, slice_: int | None, probs: np.ndarray, classes: list[str],
-         aggregated_over: int | None = None) -> Prediction:
-    return Prediction(path, slice_, classes[int(probs.argmax())], {c: float(v) for c, v in zip(classes, probs)},
-                      aggregated_over)
+         aggregated_over: int | None = None, min_confidence: float = 0.0) -> Prediction:
+    return Prediction(path, slice_, _answer(probs, classes, min_confidence),
+                      {c: float(v) for c, v in zip(classes, probs)}, aggregated_over)
 
 
 def _slice_of(sample: Sample) -> int | None:
@@ -182,7 +191,7 @@ def _slice_of(sample: Sample) -> int | None:
 
 def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback | None = None,
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
-                   workers: int | None = None) -> Generator[Prediction, None, None]:
+                   workers: int | None = None, min_confidence: float = 0.0) -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s model, yielding rows in input order as
     soon as each entry is complete: one per image or slice, then, for an entry of several
     slices, their mean (``aggregated_over``). The model is loaded (:meth:`Run.load_model`) when
@@ -193,6 +202,11 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         batch_size: images per model call.
         tally: receives the unreadable entries, counts and answers as the stream runs.
         workers: decoding threads (default: one per CPU).
+        min_confidence: rows whose top probability is below this answer :data:`UNCERTAIN`
+            (their probabilities are still given).
+
+    The probabilities are the model's with the run's temperature applied
+    (:meth:`Run.calibrated`, fitted on its validation split; the top class is the model's).
 
     Raises:
         BtkError: the model cannot be loaded, or a reader returned an image of the wrong kind.
@@ -227,8 +241,9 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         with feedback.task("loading the model", total=len(jobs)) as task:
             model = run.load_model()
             task.update(description="predicting")
-            batcher = _Batcher(lambda x: run.task_probabilities(predict_batches(model, x, scale, intensity=intensity)),
-                               batch_size, run.classes, tally)
+            batcher = _Batcher(
+                lambda x: run.task_probabilities(run.calibrated(predict_batches(model, x, scale, intensity=intensity))),
+                batch_size, run.classes, tally, min_confidence)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))

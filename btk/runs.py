@@ -5,7 +5,9 @@ A run directory holds:
 - ``config.json``: the resolved configuration, classes, input shape, resolved degradations,
   which plugin provided what, library versions, and ``provenance`` (:mod:`btk.provenance`: the
   command, backend version, btk's commit, device, precision, a fingerprint of the files read,
-  start and end); ``btk run --config`` reads it back, ``btk rerun`` repeats it;
+  start and end), and ``calibration`` (the temperature fitted on the validation split, with the
+  validation ECE and NLL before and after, :mod:`btk.calibration`); ``btk run --config`` reads it
+  back, ``btk rerun`` repeats it;
 - ``split.csv``: which sample went to train, val or test;
 - ``history.json``: per-epoch training history;
 - ``model.keras``: the trained model;
@@ -137,6 +139,18 @@ class Run:
         if not trained:
             return probs
         return to_task_probabilities(probs, trained, self.config["config"]["negative_class"])
+
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted on the validation split at the end of training
+        (:mod:`btk.calibration`); 1.0 (no change) for runs from before calibration."""
+        return float((self.config.get("calibration") or {}).get("temperature", 1.0))
+
+    def calibrated(self, probs: np.ndarray) -> np.ndarray:
+        """The model's output ``probs`` with the run's temperature applied (same top class)."""
+        from btk.calibration import apply_temperature
+
+        return apply_temperature(probs, self.temperature)
 
     @property
     def name(self) -> str:

@@ -88,11 +88,14 @@ def test_batches_across_files_give_the_one_by_one_probabilities(tiny, monkeypatc
         for cls in run.classes:
             assert abs(a.probabilities[cls] - b.probabilities[cls]) < 1e-6
             assert abs(a.probabilities[cls] - c.probabilities[cls]) < 1e-6
-    # and as the Keras predict loop of training and evaluation gives them for the images read as a dataset
+    # and as the Keras predict loop of training and evaluation gives them (calibrated) for the images read
+    # as a dataset
     recipe = run.config["recipe"]
     dataset = load_dataset(get_host().readers.get("folder"), data,
                            ReadOptions(recipe["image_size"], recipe["channels"], crop=recipe["crop"]), cache=False)
-    expected = keras_predict(run.load_model(), dataset.images, recipe["scale"], intensity=recipe["intensity"])
+    raw = keras_predict(run.load_model(), dataset.images, recipe["scale"], intensity=recipe["intensity"])
+    expected = run.calibrated(raw)  # with the run's temperature; the top class is the model's
+    assert (expected.argmax(axis=1) == raw.argmax(axis=1)).all()
     by_name = {os.path.join(str(data), s): p for s, p in zip(dataset.sources, expected)}
     for p in in_one:
         assert np.allclose([p.probabilities[c] for c in run.classes], by_name[p.path], atol=1e-6)
@@ -301,3 +304,27 @@ def test_an_interrupted_file_leaves_nothing_and_a_complete_one_replaces_the_old(
         writer.write(row)
     assert out.read_text().splitlines() == ["path,slice,predicted,p_a,p_b", "a.png,,a,0.5,0.5"]
     assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
+
+
+def test_min_confidence_one_marks_every_answer_uncertain(tiny, tmp_path):
+    run_dir, data = tiny
+    classes = load_run(run_dir).classes
+    for name in ("rows.csv", "rows.jsonl"):
+        result, _ = _predict(str(run_dir), str(data), "--out", str(tmp_path / name), "--min-confidence", "1.0")
+        assert result.exit_code == 0, result.output
+    with open(tmp_path / "rows.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    records = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert len(table) == len(records) == 8
+    assert {r["predicted"] for r in table} == {r["predicted"] for r in records} == {"uncertain"}
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in classes) - 1) < 1e-5 for r in table)
+    result, _ = _predict(str(run_dir), str(data), "--min-confidence", "1")
+    assert result.exit_code == 0 and "uncertain 8" in result.output, result.output
+    result, _ = _predict(str(run_dir), str(data), "--min-confidence", "0")
+    assert "uncertain" not in result.output
+
+
+def test_min_confidence_outside_zero_to_one_is_a_usage_error(tiny):
+    run_dir, data = tiny
+    result, _ = _predict(str(run_dir), str(data), "--min-confidence", "1.5")
+    assert result.exit_code == 2 and "--min-confidence" in result.output

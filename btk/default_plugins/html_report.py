@@ -3,9 +3,10 @@
 Per run: the configuration; metrics per test condition with 95% bootstrap intervals (1,000
 resamples, percentile); the leakage-aware rows; per-class precision, recall, F1, support and
 AUC; the confusion matrix (counts and row-normalised); one-vs-rest ROC curves; a reliability
-diagram with ECE (15 equal-width confidence bins); training curves; example images, right and
-wrong, under every test condition. For several runs: a comparison table with the best of each column
-marked, and McNemar's exact test for every pair of runs on the same test images.
+diagram with ECE (15 equal-width confidence bins), before and after the run's temperature
+scaling; training curves; example images, right and wrong, under every test condition. For
+several runs: a comparison table with the best of each column marked, and McNemar's exact test
+for every pair of runs on the same test images.
 """
 
 from __future__ import annotations
@@ -90,11 +91,19 @@ def _figures(run: Run) -> str:
     rel = reliability(y, probs)
     centers = (np.array(rel["edges"][:-1]) + np.array(rel["edges"][1:])) / 2
     acc = np.array([np.nan if a is None else a for a in rel["accuracy"]])
-    ax.bar(centers, np.nan_to_num(acc), width=1 / rel["bins"], edgecolor="black", alpha=0.7, label="accuracy")
+    ax.bar(centers, np.nan_to_num(acc), width=1 / rel["bins"], edgecolor="black", alpha=0.7,
+           label="accuracy, raw")
+    title = f"reliability (clean): ECE {rel['ece']:.3f}"
+    if run.temperature != 1.0:  # after temperature scaling: accuracy per bin of calibrated confidence
+        cal = reliability(y, run.calibrated(probs))
+        cal_acc = np.array([np.nan if a is None else a for a in cal["accuracy"]])
+        ax.plot(centers, cal_acc, "o-", color="tab:orange", markersize=3,
+                label=f"accuracy, calibrated (T = {run.temperature:.2f})")
+        title += f", calibrated {cal['ece']:.3f}"
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ax.set_xlabel(f"confidence ({rel['bins']} equal-width bins)")
     ax.set_ylabel("accuracy in bin")
-    ax.set_title(f"reliability (clean): ECE {rel['ece']:.3f}")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     parts = [_png(fig)]
     hist = {k: v for k, v in run.history.items() if k != "best_epoch"}

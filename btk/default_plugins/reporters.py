@@ -50,6 +50,31 @@ def _accuracy_interval(run: Run, condition: str) -> str:
     return f"{_pct(low)}-{_pct(high)}"
 
 
+def _calibration(run: Run, console: Console) -> None:
+    """The run's temperature, and accuracy against coverage on the clean test images when
+    answers below a calibrated confidence are withheld (``btk predict --min-confidence``)."""
+    from btk.calibration import coverage_curve
+
+    fitted = run.config.get("calibration")
+    if fitted:
+        console.print(f"temperature {fitted['temperature']:.3f} (fitted on the validation split): validation ECE "
+                      f"{fitted['val_ece_raw']:.3f} -> {fitted['val_ece_calibrated']:.3f}, NLL "
+                      f"{fitted['val_nll_raw']:.3f} -> {fitted['val_nll_calibrated']:.3f}", highlight=False)
+    else:
+        console.print("no temperature fitted (a run from before calibration): probabilities as the model gives them",
+                      style="dim")
+    condition = "clean" if "clean" in run.metrics["conditions"] else next(iter(run.metrics["conditions"]))
+    _, y, probs = run.condition_arrays(condition)
+    table = Table(title=f"accuracy against coverage, {condition} test images (answer only at calibrated "
+                        "confidence >= threshold)")
+    for col in ("min confidence", "answered", "coverage %", "accuracy %"):
+        table.add_column(col, justify="right")
+    for point in coverage_curve(y, run.calibrated(probs)):
+        table.add_row(f"{point['threshold']:.2f}", f"{point['answered']}/{len(y)}", _pct(point["coverage"]),
+                      _pct(point["accuracy"]))
+    console.print(table)
+
+
 def terminal_report(run: Run, console: Console) -> None:
     """Metrics per condition (with the accuracy's 95% bootstrap interval and the expected
     calibration error), the per-class table, the confusion matrix and ROC AUC, with rich."""
@@ -63,7 +88,7 @@ def terminal_report(run: Run, console: Console) -> None:
         console.print(made, style="dim", highlight=False, markup=False)
     summary = Table(title="test metrics (%)")
     for col in ("condition", "accuracy", "95% CI", "balanced acc", "macro P", "macro R", "macro F1", "macro AUC",
-                "ECE", "correct"):
+                "ECE", "ECE calibrated", "correct"):
         summary.add_column(col, justify="left" if col == "condition" else "right")
     leakage = run.metrics.get("leakage") or {}
     rows = [(name, m, name) for name, m in conditions.items()]
@@ -71,14 +96,16 @@ def terminal_report(run: Run, console: Console) -> None:
              for name, m in (leakage.get("conditions_without_copies") or {}).items()]
     for name, m, condition in rows:
         style = "bold red" if m["collapsed"] else None
-        interval = ece = ""
+        interval = ece = ece_calibrated = ""
         if condition is not None:
             interval = _accuracy_interval(run, condition)
             _, y, probs = run.condition_arrays(condition)
             ece = f"{reliability(y, probs)['ece']:.3f}"
+            ece_calibrated = f"{reliability(y, run.calibrated(probs))['ece']:.3f}"
         summary.add_row(name + (" (COLLAPSED)" if m["collapsed"] else ""), _pct(m["accuracy"]), interval,
                         _pct(m["balanced_accuracy"]), _pct(m["precision_macro"]), _pct(m["recall_macro"]),
-                        _pct(m["f1_macro"]), _pct(m["auc_macro"]), ece, f"{m['correct']}/{m['n']}", style=style)
+                        _pct(m["f1_macro"]), _pct(m["auc_macro"]), ece, ece_calibrated, f"{m['correct']}/{m['n']}",
+                        style=style)
     console.print(summary)
     where = "the run's training data" if run.is_evaluation else "the training data"
     if leakage.get("test_with_copy_in_train"):
@@ -90,6 +117,7 @@ def terminal_report(run: Run, console: Console) -> None:
                       f"(score >= {leakage['threshold']})")
     elif run.is_evaluation:
         console.print("[yellow]copies in the run's training data were not looked for[/]")
+    _calibration(run, console)
     clean = conditions.get("clean") or next(iter(conditions.values()))
     classes = run.classes
     per_class = Table(title="per class, clean test images")
