@@ -26,9 +26,8 @@ from btk.feedback import Feedback
 from btk.pipeline import TestResults, load_for_config, model_precision, score_images, versions
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
-from btk.runs import EVALUATIONS, Run, RunWriter, load_run, new_run_id, unique_dir
+from btk.runs import EVALUATIONS, Run, RunWriter, load_run, new_run_id, recipe_read_options, unique_dir
 from btk.split import fingerprints_of
-from btk.types import ReadOptions
 
 SPLIT_NAMES = {"testing": "test", "test": "test", "training": "train", "train": "train"}
 SPLIT_TITLES = {"test": "Testing", "train": "Training"}
@@ -77,12 +76,6 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
     threshold = cfg.get("duplicate_threshold", 0.95) if duplicate_threshold is None else duplicate_threshold
     return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}),
                           resolve_degradations(host, tuple(degrade)), threshold, strict)
-
-
-def read_options(run: Run, reader_options: dict[str, str]) -> ReadOptions:
-    """The image options the run read its data with."""
-    recipe = run.config["recipe"]
-    return ReadOptions(recipe["image_size"], recipe["channels"], dict(reader_options), crop=recipe.get("crop", "none"))
 
 
 def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
@@ -195,7 +188,8 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     t_load = time.perf_counter()
     reader = host.readers.get(plan.reader)
     with feedback.task(f"reading {plan.data} ({reader.name})") as task:
-        data = load_dataset(reader, plan.data, read_options(run, plan.reader_options), strict=plan.strict,
+        options = recipe_read_options(run.config["recipe"], plan.reader_options)
+        data = load_dataset(reader, plan.data, options, strict=plan.strict,
                             progress=lambda done, total: task.update(completed=done, total=total))
     if data.skipped:
         feedback.warn(f"skipped {len(data.skipped)} unreadable input(s), e.g. {data.skipped[0][0]}: "

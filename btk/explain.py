@@ -220,17 +220,18 @@ def read_network_images(run: Any, paths: Sequence[str | Path], host: Any,
         (images, skipped): ``(name, image)`` pairs in input order, and the unreadable inputs.
     """
     from btk.dataset import as_hwc, iter_entries
-    from btk.predict import _Inputs
+    from btk.predict import InputsReader
     from btk.predict_inputs import gather_inputs
+    from btk.runs import recipe_read_options
     from btk.types import ReadOptions
 
     recipe = run.config["recipe"]
-    size, channels = int(recipe["image_size"]), int(recipe["channels"])
+    channels = int(recipe["channels"])
     inputs = gather_inputs(paths, host, recipe, reader_name, None, "middle")
-    adapter = _Inputs(inputs)
+    adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
     images, skipped = [], []
-    for job, samples in iter_entries(adapter, None, ReadOptions(size, channels, {}, crop=recipe.get("crop", "none")),
+    for job, samples in iter_entries(adapter, None, recipe_read_options(recipe),
                                      entries=jobs):
         if isinstance(samples, str) or not samples:
             skipped.append((job.source, samples or "no slices"))

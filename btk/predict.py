@@ -23,7 +23,7 @@ from btk.feedback import Feedback
 from btk.plugins import PluginHost
 from btk.predict_inputs import PredictInput, gather_inputs, pick_reader
 from btk.read_ahead import ReadAhead
-from btk.runs import Run
+from btk.runs import Run, recipe_read_options
 from btk.training import network_input
 from btk.types import Entry, ReadOptions, Sample
 
@@ -82,7 +82,7 @@ def predict_batches(model: Any, images: np.ndarray, scale: float, intensity: str
     return np.asarray(model.predict_on_batch(network_input(images, scale, intensity)))
 
 
-class _Inputs:
+class InputsReader:
     """One reader over every input: each entry is loaded by its own input's reader, with that
     input's reader options (so one thread pool decodes them all)."""
 
@@ -217,7 +217,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
     size, channels = int(recipe["image_size"]), int(recipe["channels"])
     scale, intensity = recipe["scale"], recipe.get("intensity", "none")
     shape = (size, size, channels)
-    adapter = _Inputs(inputs)
+    adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
 
     def prepare(samples: list[Sample]) -> list[tuple[int | None, np.ndarray]]:  # runs on the decoding threads
@@ -229,7 +229,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             out.append((_slice_of(s), image))
         return out
 
-    decoded = iter_entries(adapter, None, ReadOptions(size, channels, {}, crop=recipe.get("crop", "none")),
+    decoded = iter_entries(adapter, None, recipe_read_options(recipe),
                            workers=workers, transform=prepare, entries=jobs)
     limit = max(batch_size, READ_AHEAD_BYTES // (size * size * channels))
     with opencv_threads(1), \

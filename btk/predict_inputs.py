@@ -18,6 +18,7 @@ from typing import Any
 
 from btk.errors import BtkError
 from btk.plugins import PluginHost
+from btk.runs import recipe_read_options
 from btk.types import Entry, ReadOptions
 
 READER_ORDER = ("dicom", "nifti", "folder")
@@ -95,7 +96,7 @@ def gather_inputs(paths: Sequence[str | Path], host: PluginHost, recipe: dict[st
         extra = dict(reader_options or {})
         if "slices" in getattr(reader, "options", ()) and "slices" not in extra:
             extra["slices"] = slices
-        options = ReadOptions(recipe["image_size"], recipe["channels"], extra, crop=recipe.get("crop", "none"))
+        options = recipe_read_options(recipe, extra)
         folder = Path(given).is_dir()
         if folder and reader.name == "folder":  # its scan wants class folders: any image file here
             entries = file_entries(Path(given), reader.can_read)

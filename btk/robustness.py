@@ -26,8 +26,7 @@ from btk.degraders import Degradation
 from btk.errors import BtkError
 from btk.feedback import Feedback, Task
 from btk.plugins import PluginHost
-from btk.runs import Run
-from btk.types import ReadOptions
+from btk.runs import Run, recipe_read_options
 
 
 def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
@@ -38,8 +37,7 @@ def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
     with open(run.path / "split.csv", newline="") as fh:
         wanted = {r["source"] for r in csv.DictReader(fh) if r["subset"] == "test"}
     reader = host.readers.get(cfg["reader"])
-    options = ReadOptions(recipe["image_size"], recipe["channels"], dict(cfg.get("reader_options") or {}),
-                          crop=recipe.get("crop", "none"))
+    options = recipe_read_options(recipe, cfg.get("reader_options"))
     data = load_dataset(reader, Path(cfg["data"]) if cfg.get("data") else None, options)
     keep = np.array([s in wanted for s in data.sources])
     if keep.sum() != len(wanted):

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from btk.errors import BtkError
+from btk.types import ReadOptions
 
 FORMAT_VERSION = 1
 MARKER = "btk-run.json"
@@ -108,6 +109,13 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def recipe_read_options(recipe: dict[str, Any], extra: dict[str, str] | None = None) -> ReadOptions:
+    """The image options a run's recorded ``recipe`` read its data with (size, channels, crop),
+    with reader options ``extra``: what every command that reads images for a run uses."""
+    return ReadOptions(int(recipe["image_size"]), int(recipe["channels"]), dict(extra or {}),
+                       crop=recipe.get("crop", "none"))
 
 
 def to_task_probabilities(probs: np.ndarray, trained_classes: list[str], negative_class: str) -> np.ndarray:
