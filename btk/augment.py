@@ -11,16 +11,18 @@ from btk.degraders import Degrader
 from btk.errors import BtkError
 
 
-def make_augmenter(degraders: list[Degrader],
-                   probability: float = 0.5) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+def make_augmenter(degraders: list[Degrader], probability: float = 0.5,
+                   max_level: int = 5) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     """``augment(batch, rng)``: each image, with ``probability``, goes through one of
-    ``degraders`` picked at random, at a random level 1..5 (pixel parameters scaled to the
-    image width). The same generator state gives the same batch."""
+    ``degraders`` picked at random, at a random level 1..``max_level`` (pixel parameters scaled
+    to the image width). The same generator state gives the same batch."""
     for d in degraders:
         if not d.levels:
             raise BtkError(f"degrader '{d.name}' has no severity levels; it cannot augment")
     if not 0 < probability <= 1:
         raise BtkError(f"augmentation probability must be in (0, 1], got {probability}")
+    if max_level < 1:
+        raise BtkError(f"augmentation's highest level must be at least 1, got {max_level}")
 
     def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = batch.copy()
@@ -28,7 +30,7 @@ def make_augmenter(degraders: list[Degrader],
         for j in range(len(out)):
             if rng.random() < probability:
                 d = degraders[int(rng.integers(len(degraders)))]
-                level = int(rng.integers(1, len(d.levels) + 1))
+                level = int(rng.integers(1, min(max_level, len(d.levels)) + 1))
                 out[j] = d.function(out[j], rng, **d.level_params(level, width))
         return out
 
@@ -42,7 +44,7 @@ def augment_names(host: Any, text: str | None) -> tuple[str, ...]:
     Raises:
         BtkError: an unknown degrader or one without levels.
     """
-    if not text:
+    if not text or text.strip().lower() == "none":
         return ()
     names = tuple(d.name for d in host.degraders if d.levels) if text == "all" else tuple(
         n.strip() for n in text.split(",") if n.strip())

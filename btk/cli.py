@@ -157,9 +157,9 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @click.option("--degrade", "test_degrade", multiple=True, metavar="SPEC",
               help="Also evaluate on test images degraded by SPEC; repeatable.")
 @click.option("--train-degrade", multiple=True, metavar="SPEC", help="Train on images degraded by SPEC.")
-@click.option("--augment-degraders", metavar="NAMES",
-              help="Augment training on the fly: comma-separated degraders (or 'all'), a random one at a random "
-                   "level for half the images.")
+@_recipe_option("augment_degraders", "--augment-degraders", metavar="NAMES",
+                help="Augment training on the fly: comma-separated degraders, 'all' or 'none'; a random one at a "
+                     "random level for a share of the images (--set augment_probability=P, augment_max_level=L).")
 @_recipe_option("augment_images", "--augment/--no-augment", "augment_images", default=None)
 @_recipe_option("schedule", "--schedule", type=click.Choice(["constant", "cosine"]))
 @_recipe_option("patience", "--patience", type=click.IntRange(0))
@@ -221,8 +221,6 @@ def run(**opts: Any) -> None:
         config, run_id = resume_config(opts["resume_dir"])
         result = run_experiment(config, Path(opts["resume_dir"]).parent, feedback, host, run_id=run_id)
     else:
-        from btk.augment import augment_names
-
         overrides = {k: opts.pop(k) for k in RECIPE_FIELDS if k in opts and k != "model"}
         if overrides["channels"] is not None:
             overrides["channels"] = int(overrides["channels"])
@@ -234,7 +232,7 @@ def run(**opts: Any) -> None:
             negative_class=opts["negative_class"], model_options=_pairs(opts["model_option"], "model option"),
             train_degrade=tuple(opts["train_degrade"]), test_degrade=tuple(opts["test_degrade"]), seed=opts["seed"],
             limit_train=opts["limit_train"], limit_test=opts["limit_test"], strict=opts["strict"], name=opts["name"],
-            duplicate_threshold=opts["duplicate_threshold"], augment=augment_names(host, opts["augment_degraders"]))
+            duplicate_threshold=opts["duplicate_threshold"])
         if opts["config_file"] is not None:
             from btk.config_file import read_config_file, with_command_line
 

@@ -75,6 +75,12 @@ class Recipe:
     intensity: str = _field("none", "Per-image intensity normalisation at the network's input: stretch (the head's "
                             "99th percentile becomes white), equalize (histogram equalisation) or none.",
                             "--intensity")
+    augment_degraders: str = _field("", "Degraders that augment training on the fly: comma-separated names, all (every "
+                                    "degrader with levels) or none; each training image, with augment_probability, "
+                                    "goes through one at a random level 1..augment_max_level.",
+                                    "--augment-degraders")
+    augment_probability: float = _field(0.5, "Share of training images that augment_degraders degrade.")
+    augment_max_level: int = _field(5, "Highest severity level augment_degraders draw (1-5).")
     micro_batch: int = _field(0, "Compute each batch in micro-batches of N, gradients accumulated: the same updates, "
                               "less memory; 0: automatic (on a CPU, activations under 512 MiB, networks without "
                               "batch norm).", "--micro-batch")
@@ -116,7 +122,7 @@ def field_flag(name: str) -> str:
 
 def show_value(value: Any) -> str:
     """A recipe value as `--help` and the docs show it (on/off, none, 1/255)."""
-    if value is None:
+    if value is None or value == "":
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -206,6 +212,10 @@ def get_recipe(name: str, settings: dict[str, Any] | None = None, **overrides: A
         raise BtkError("patience and warm-up epochs must be 0 or more")
     if not 0 <= recipe.monitor_after < 1:
         raise BtkError(f"monitor-after must be a share of the epochs in [0, 1), got {recipe.monitor_after}")
+    if not 0 < recipe.augment_probability <= 1:
+        raise BtkError(f"augment_probability must be in (0, 1], got {recipe.augment_probability}")
+    if not 1 <= recipe.augment_max_level <= 5:
+        raise BtkError(f"augment_max_level must be 1..5, got {recipe.augment_max_level}")
     if not 0 < recipe.val_fraction < 1:
         raise BtkError(f"validation fraction must be between 0 and 1, got {recipe.val_fraction}")
     return recipe
@@ -239,8 +249,6 @@ class RunConfig:
         duplicate_threshold: near-duplicate score (:mod:`btk.duplicates`) above which images are
             copies: copies are kept on one side of every split btk makes, and test images with
             a copy in the training data are reported apart; 0 turns both off.
-        augment: degraders applied on the fly to training images, each image with probability
-            ``augment_probability``, one degrader at a random level (:mod:`btk.augment`).
     """
 
     recipe: Recipe
@@ -260,8 +268,6 @@ class RunConfig:
     strict: bool = False
     name: str = ""
     duplicate_threshold: float = 0.95
-    augment: tuple[str, ...] = ()
-    augment_probability: float = 0.5
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
@@ -272,7 +278,6 @@ class RunConfig:
         out["model"] = self.model_name
         out["train_degrade"] = list(self.train_degrade)
         out["test_degrade"] = list(self.test_degrade)
-        out["augment"] = list(self.augment)
         return out
 
     @property
@@ -283,15 +288,31 @@ class RunConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
         """The configuration :meth:`to_json` wrote (unknown keys are an error)."""
-        data = dict(data)
+        data = migrate_augment(dict(data))
         recipe = Recipe(**data.pop("recipe"))
-        for key in ("train_degrade", "test_degrade", "augment"):
+        for key in ("train_degrade", "test_degrade"):
             data[key] = tuple(data.get(key) or ())
         return cls(recipe=recipe, **data)
 
     def with_changes(self, **changes: Any) -> RunConfig:
         """A copy with fields replaced."""
         return replace(self, **changes)
+
+
+def migrate_augment(data: dict[str, Any]) -> dict[str, Any]:
+    """A configuration written before degradation augmentation was a recipe field (``augment``
+    and ``augment_probability`` beside the recipe) with those moved into its recipe."""
+    names = data.pop("augment", None)
+    probability = data.pop("augment_probability", None)
+    recipe = data.get("recipe")
+    if isinstance(recipe, dict):
+        recipe = dict(recipe)
+        if names:
+            recipe.setdefault("augment_degraders", ",".join(names))
+        if probability is not None and names:
+            recipe.setdefault("augment_probability", probability)
+        data["recipe"] = recipe
+    return data
 
 
 def make_run_config(*, data: Any = None, reader: str | None = None, preset: str | None = None,

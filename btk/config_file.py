@@ -14,17 +14,17 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from btk.config import RECIPE_FIELDS, Recipe, RunConfig, get_recipe
+from btk.config import RECIPE_FIELDS, Recipe, RunConfig, get_recipe, migrate_augment
 from btk.errors import BtkError
 
 RUN_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name != "recipe")
-TUPLE_FIELDS = ("train_degrade", "test_degrade", "augment")
+TUPLE_FIELDS = ("train_degrade", "test_degrade")
 
 # btk run's options -> the RunConfig field each sets (recipe fields are set by name)
 OPTION_FIELDS = {"data": "data", "reader": "reader", "reader_option": "reader_options", "task": "task",
                  "negative_class": "negative_class", "model": "model", "model_option": "model_options",
-                 "test_degrade": "test_degrade", "train_degrade": "train_degrade", "augment_degraders": "augment",
-                 "seed": "seed", "limit_train": "limit_train", "limit_test": "limit_test", "name": "name",
+                 "test_degrade": "test_degrade", "train_degrade": "train_degrade", "seed": "seed",
+                 "limit_train": "limit_train", "limit_test": "limit_test", "name": "name",
                  "strict": "strict", "duplicate_threshold": "duplicate_threshold"}
 
 
@@ -57,6 +57,9 @@ def read_config_file(path: Path | str) -> RunConfig:
     """
     path = Path(path)
     data = _load(path)
+    if "augment" in data or "augment_probability" in data:  # written before these were recipe fields
+        data.setdefault("recipe", {})
+        data = migrate_augment(data)
     preset = data.pop("preset", None)
     recipe_values = data.pop("recipe", {}) or {}
     if not isinstance(recipe_values, dict):

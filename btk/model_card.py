@@ -21,6 +21,15 @@ SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training",
             "Robustness", "Explanations", "External evaluations", "Known limitations")
 
 
+def _augment_text(recipe: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """The run's degradation augmentation in words (old runs kept it beside the recipe)."""
+    names = recipe.get("augment_degraders") or ",".join(cfg.get("augment") or [])
+    if not names or names == "none":
+        return "none"
+    share = recipe.get("augment_probability", cfg.get("augment_probability", 0.5))
+    return f"{names.replace(',', ', ')} (share {share}, levels 1-{recipe.get('augment_max_level', 5)})"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}%"  # None or NaN: not defined
 
@@ -118,7 +127,7 @@ def model_card(run: Run, name: str | None = None) -> str:
               f"- Images {recipe['image_size']} px, {recipe['channels']} channel(s), crop {recipe.get('crop', 'none')}"
               f", intensity {recipe.get('intensity', 'none')}, scale {recipe['scale']:.4g}; augmentation "
               f"{'on' if recipe.get('augment_images') else 'off'}; trained on degraded images: {train_degrade}; "
-              f"degraders applied on the fly: {', '.join(cfg.get('augment') or []) or 'none'}.", ""]
+              f"degraders applied on the fly: {_augment_text(recipe, cfg)}.", ""]
 
     lines += ["## Metrics", "",
               f"On the run's {clean['n']} test images; intervals: 95% percentile bootstrap, 1,000 resamples. "

@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from btk import __version__
-from btk.augment import make_augmenter
+from btk.augment import augment_names, make_augmenter
 from btk.cache import gather
 from btk.calibration import apply_temperature, fit_temperature, nll
 from btk.checkpoint import Checkpoint, save_model_file
@@ -225,8 +225,9 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
     host.readers.get(config.reader)
     train_deg = resolve_degradations(host, config.train_degrade)
     test_deg = resolve_degradations(host, config.test_degrade)
-    degrade_augment = make_augmenter([host.degraders.get(n) for n in config.augment], config.augment_probability) \
-        if config.augment else None
+    augment_with = augment_names(host, recipe.augment_degraders)
+    degrade_augment = make_augmenter([host.degraders.get(n) for n in augment_with], recipe.augment_probability,
+                                     recipe.augment_max_level) if augment_with else None
     augment = chain(make_image_augmenter() if recipe.augment_images else None, degrade_augment)
     if recipe.image_size < model_spec.min_image_size:
         raise BtkError(f"model '{model_spec.name}' needs an image size of at least {model_spec.min_image_size}, "

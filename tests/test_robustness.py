@@ -52,7 +52,7 @@ def test_sweep_and_scores_through_the_cli(tmp_path):
     result = runner.invoke(cli, ["run", *common, "--name", "augmented", "--augment-degraders", "blur,noise"])
     assert result.exit_code == 0, result.output
     plain, augmented = sorted((tmp_path / "runs").iterdir())  # names sort by time: plain first
-    assert json.loads((augmented / "config.json").read_text())["config"]["augment"] == ["blur", "noise"]
+    assert json.loads((augmented / "config.json").read_text())["config"]["recipe"]["augment_degraders"] == "blur,noise"
     out = runner.invoke(cli, ["robustness", str(plain), str(augmented), "--degraders", "blur,noise",
                               "--also", "resolution", "--also", "blur:ksize=9",
                               "--plot", str(tmp_path / "plot.png")], env={"COLUMNS": "150"})
