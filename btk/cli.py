@@ -198,6 +198,12 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @click.option("--duplicate-threshold", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="Near-copy score: copies stay on one side of the splits btk makes, and test images with a "
                    "copy in training are also reported apart. 0 turns this off.")
+@click.option("--tta", is_flag=True,
+              help="Score the test (and validation) images with test-time augmentation: each image and its mirror "
+                   "image, probabilities averaged; predict and evaluate follow the run.")
+@click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Train N members (seeds SEED..SEED+N-1) on one split, each written as a run, and write one "
+                   "more run whose model averages theirs (N times the training time).")
 def run(**opts: Any) -> None:
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
@@ -232,7 +238,7 @@ def run(**opts: Any) -> None:
             negative_class=opts["negative_class"], model_options=_pairs(opts["model_option"], "model option"),
             train_degrade=tuple(opts["train_degrade"]), test_degrade=tuple(opts["test_degrade"]), seed=opts["seed"],
             limit_train=opts["limit_train"], limit_test=opts["limit_test"], strict=opts["strict"], name=opts["name"],
-            duplicate_threshold=opts["duplicate_threshold"])
+            duplicate_threshold=opts["duplicate_threshold"], tta=opts["tta"], ensemble=opts["ensemble"])
         if opts["config_file"] is not None:
             from btk.config_file import read_config_file, with_command_line
 
@@ -240,6 +246,8 @@ def run(**opts: Any) -> None:
             typed = {p.name for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name)
                      in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
             config = with_command_line(read_config_file(opts["config_file"]), config, typed, settings)
+        if opts["suite"] and config.ensemble > 1:
+            raise BtkError("--ensemble trains one configuration: it does not go with --suite")
         if opts["suite"]:
             from btk.render.tables import render_suite_table
             from btk.suite import read_suite, run_suite
@@ -249,9 +257,16 @@ def run(**opts: Any) -> None:
             render_suite_table(info.get("table", []), console, f"suite '{opts['suite']}' ({folder})")
             written(console, "suite written to", folder)
             return
-        from btk.pipeline import run_experiment
+        if config.ensemble > 1:
+            from btk.ensemble import run_ensemble
+            from btk.render.tables import render_ensemble
 
-        result = run_experiment(config, opts["out"], feedback, host)
+            result = run_ensemble(config, opts["out"], feedback, host)[1]
+            render_ensemble(result, console)
+        else:
+            from btk.pipeline import run_experiment
+
+            result = run_experiment(config, opts["out"], feedback, host)
     for rep in reporters:
         rep.report(result, console)
     written(console, "run written to", result.path)
@@ -303,11 +318,57 @@ def rerun(run_dir, seed, out, reporter):
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
     console = out_console()
-    result = run_experiment(config, Path(out) if out else original.path.parent, RichFeedback(console), host)
+    parent = Path(out) if out else original.path.parent
+    if config.ensemble > 1:  # an ensemble is repeated as it was made: its members, then their mean
+        from btk.ensemble import run_ensemble
+
+        result = run_ensemble(config, parent, RichFeedback(console), host)[1]
+    else:
+        result = run_experiment(config, parent, RichFeedback(console), host)
     for rep in reporters:
         rep.report(result, console)
     render_agreement(original.name, result.name, agreement(original, result), console)
     written(console, "run written to", result.path)
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Parent folder of the new run [the first run's parent].")
+@click.option("--name", default="", help="Name in the new run directory's name [ensembleN].")
+@click.option("--tta/--no-tta", default=None,
+              help="Test-time augmentation around the ensemble [the first run's choice].")
+@click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
+              help="Reporter plugin(s) for the new run.")
+def ensemble(run_dirs, out, name, tta, reporter):
+    """Average the models of finished runs into one model, written as a new run and scored on
+    their test images: what btk run --ensemble N does after training its members.
+
+    The runs must have the same data, task, classes and image preparation and the same test
+    images. The ensemble's model.keras is plain Keras (one input, each member a layer, the mean
+    of their probabilities); predict, evaluate, explain, robustness and report treat it as one
+    model. A temperature is fitted only when every run held out the same validation images
+    (members of one --ensemble do; runs with different seeds do not).
+
+    \b
+    Example:
+      btk ensemble runs/*-seed101 runs/*-seed102 runs/*-seed103 --name three-seeds
+    """
+    from btk.ensemble import combine
+    from btk.plugins import get_host
+    from btk.render import out_console, written
+    from btk.render.progress import RichFeedback
+    from btk.render.tables import render_ensemble
+    from btk.runs import load_run
+
+    runs = [load_run(p) for p in run_dirs]
+    host = get_host()
+    reporters = [host.reporters.get(r) for r in reporter]
+    console = out_console()
+    result = combine(runs, Path(out) if out else runs[0].path.parent, host, RichFeedback(console), name, tta)
+    for rep in reporters:
+        rep.report(result, console)
+    render_ensemble(result, console)
+    written(console, "ensemble written to", result.path)
 
 
 @cli.command()
@@ -385,8 +446,11 @@ def report(paths, reporter, html_path):
 @click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
               help="Reporter plugin(s) for the evaluation; repeatable.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+@click.option("--tta/--no-tta", default=None,
+              help="Test-time augmentation: average the probabilities of each image and its mirror image "
+                   "[the run's own choice].")
 def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, duplicate_threshold, out, name,
-             reporter, strict):
+             reporter, strict, tta):
     """Evaluate a finished run on another labelled dataset (external validation).
 
     The images are read as the run read its own (image size, channels, crop, intensity,
@@ -417,7 +481,7 @@ def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, du
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
     plan = plan_evaluation(run_dir, data, host, reader, _pairs(reader_option, "reader option"), split,
-                           parse_class_map(class_map), degrade, duplicate_threshold, strict)
+                           parse_class_map(class_map), degrade, duplicate_threshold, strict, tta)
     console = out_console()
     evaluation = evaluate_run(plan, host, RichFeedback(console))
     destination = default_destination(plan, evaluation.split, out, name)
@@ -525,7 +589,10 @@ def audit(data, reader, reader_option, against, against_reader, class_map, thres
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
               help="Answer 'uncertain' (probabilities still given) where the top calibrated probability is "
                    "below P; the run's report shows accuracy against coverage for such thresholds.")
-def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size, min_confidence):
+@click.option("--tta/--no-tta", default=None,
+              help="Test-time augmentation: average the probabilities of each image and its mirror image "
+                   "[the run's own choice].")
+def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size, min_confidence, tta):
     """Classify new scans with a trained run: JPEG/PNG files or folders of them (searched at any
     depth), DICOM files or series folders, NIfTI volumes. Uses the run's model and the image
     size, channels, framing, intensity normalisation and scaling it recorded.
@@ -654,8 +721,16 @@ def explain(run_dir, paths, out_dir, method, reader):
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               help="Accuracy-against-severity plot [RUN/robustness.png].")
 @click.option("--also", multiple=True, metavar="SPEC",
-              help="Also evaluate this degradation (e.g. blur, the report's own setting); repeatable.")
-def robustness(run_dirs, baseline, degraders, plot_path, also):
+              help="Also evaluate this degradation; repeatable. blur@report and resolution@report: the report's "
+                   "settings at the report's scale (its 256 px images); blur, resolution: its settings as written, "
+                   "at the run's image size.")
+@click.option("--subset", type=click.Choice(["test", "validation"]), default="test", show_default=True,
+              help="Sweep the run's test images, or its validation images (held out from training, never "
+                   "Testing: for choosing a recipe); validation results go to robustness-validation.json.")
+@click.option("--tta/--no-tta", default=None,
+              help="Test-time augmentation: average the probabilities of each image and its mirror image "
+                   "[the run's own choice].")
+def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta):
     """Evaluate trained runs on their test images under every degrader at every severity level,
     and score them as the corruption benchmarks do: corruption error (CE), mean CE and relative
     mCE against a baseline run. Results go to each run's robustness.json.
@@ -663,7 +738,8 @@ def robustness(run_dirs, baseline, degraders, plot_path, also):
     \b
     Example:
       btk robustness runs/seed-cnn runs/augmented --baseline runs/seed-cnn
-      btk robustness runs/A runs/B --also blur --also resolution   # + the report's two settings
+      btk robustness runs/A runs/B --also blur@report --also resolution@report
+      btk robustness runs/A --subset validation       # choose recipes without Testing
     """
     from btk.degraders import resolve_degradations
     from btk.plugins import get_host
@@ -680,21 +756,21 @@ def robustness(run_dirs, baseline, degraders, plot_path, also):
     runs = [load_run(p) for p in run_dirs]
     base_run = load_run(baseline) if baseline else runs[0]
     console = out_console()
-    compared = compare_runs(runs, base_run, host, names, extra, RichFeedback(console))
+    compared = compare_runs(runs, base_run, host, names, extra, RichFeedback(console), subset=subset, tta=tta)
     for item in compared:
         render_robustness(item.run.name, item.result, item.scores, console)
         if item.extra_losses:
-            render_robustness_extra(item.run.name, base_run.name, item.extra_losses, console)
+            render_robustness_extra(item.run.name, base_run.name, item.extra_losses, console, subset)
         mce, rel = item.scores["mce"], item.scores["relative_mce"]
         line(console, f"mCE {'-' if mce is None else format(mce, '.3f')}, relative mCE "
                       f"{'-' if rel is None else format(rel, '.3f')} against {base_run.name}")
-    out = plot_path or runs[0].path / "robustness.png"
+    out = plot_path or runs[0].path / ("robustness.png" if subset == "test" else f"robustness-{subset}.png")
     robustness_plot([item.result for item in compared], out)
     written(console, "plot:", out)
     from btk.model_card import write_card
 
     for item in compared:  # each run's card shows its sweep
-        if not item.run.is_evaluation:
+        if not item.run.is_evaluation and subset == "test":
             write_card(item.run)
 
 

@@ -249,6 +249,10 @@ class RunConfig:
         duplicate_threshold: near-duplicate score (:mod:`btk.duplicates`) above which images are
             copies: copies are kept on one side of every split btk makes, and test images with
             a copy in the training data are reported apart; 0 turns both off.
+        tta: score test (and validation, for the temperature) images with test-time
+            augmentation (:mod:`btk.tta`); ``predict`` and ``evaluate`` follow the run's choice.
+        split_seed: the seed of the splits (``None``: ``seed``); an ensemble's members share one.
+        ensemble: members trained (``btk run --ensemble N``), seeds ``seed`` .. ``seed + N - 1``.
     """
 
     recipe: Recipe
@@ -268,6 +272,9 @@ class RunConfig:
     strict: bool = False
     name: str = ""
     duplicate_threshold: float = 0.95
+    tta: bool = False
+    split_seed: int | None = None
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         check_run_name(self.name)

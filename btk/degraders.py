@@ -8,6 +8,12 @@ A degradation is written on the command line as ``NAME``, ``NAME:KEY=VALUE,KEY=V
 ``NAME@LEVEL`` (a severity level 1..5, as in the corruption-robustness benchmarks), e.g.
 ``blur``, ``blur:ksize=9,sigma=2`` or ``blur@3``. Level parameters are given for 256-pixel
 images; those measured in pixels (``Degrader.scaled``) scale with the image width.
+
+``NAME@report`` is the degrader's default setting (for ``blur`` and ``resolution``, the
+report's) at the report's scale: given for 256-pixel images, as the report applied it, and
+rescaled to the width of the images degraded (``Degrader.rescale``), so that a 128 px network
+sees the blur the report's 256 px network saw, relative to the head. Plain ``blur`` applies the
+report's 15 x 15 kernel to whatever size the images are.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from btk.errors import BtkError
 
 REFERENCE_SIZE = 256
 LEVELS = 5
+AT_REPORT = "report"
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,21 @@ class Degrader:
     levels: tuple[dict[str, Any], ...] = ()
     scaled: tuple[str, ...] = ()
     none: dict[str, Any] | None = None
+    rescale: Callable[[dict[str, Any], float], dict[str, Any]] | None = None
+
+    def rescaled(self, params: dict[str, Any], factor: float) -> dict[str, Any]:
+        """``params`` given for images of one width, for images ``factor`` times as wide: the
+        degrader's own ``rescale`` if it has one, else its ``scaled`` parameters times ``factor``."""
+        if factor == 1:
+            return self.resolve(params)
+        if self.rescale is not None:
+            return self.resolve(self.rescale(dict(params), factor))
+        values = dict(params)
+        for key in self.scaled:
+            if key in values:
+                kind = next(p.type for p in self.params if p.name == key)
+                values[key] = kind(round(values[key] * factor)) if kind is int else float(values[key] * factor)
+        return self.resolve(values)
 
     def level_params(self, level: int, width: int = REFERENCE_SIZE) -> dict[str, Any]:
         """The parameters of severity ``level`` (1..len(levels)) for images ``width`` pixels wide.
@@ -135,10 +157,14 @@ class Degradation:
     degrader: Degrader
     params: dict[str, Any] = field(default_factory=dict)
     level: int | None = None
+    reference: int | None = None  # params are for images this wide, rescaled to the actual width (@report)
 
     @property
     def label(self) -> str:
-        """``name@level`` for a level, ``name`` alone at the default setting, else ``name:key=value,...``."""
+        """``name@level`` for a level, ``name@report`` at the report's scale, ``name`` alone at the
+        default setting, else ``name:key=value,...``."""
+        if self.reference is not None:
+            return f"{self.degrader.name}@{AT_REPORT}"
         if self.level is not None:
             return f"{self.degrader.name}@{self.level}"
         defaults = {p.name: p.default for p in self.degrader.params}
@@ -149,6 +175,8 @@ class Degradation:
 
     def params_for(self, width: int) -> dict[str, Any]:
         """The parameters used on images ``width`` pixels wide."""
+        if self.reference is not None:
+            return self.degrader.rescaled(self.params, width / self.reference)
         return self.degrader.level_params(self.level, width) if self.level is not None else self.params
 
     def apply(self, images: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -157,7 +185,10 @@ class Degradation:
 
     def to_json(self) -> dict[str, Any]:
         """The record kept in a run's config."""
-        return {"name": self.degrader.name, "params": self.params, "level": self.level, "label": self.label}
+        out = {"name": self.degrader.name, "params": self.params, "level": self.level, "label": self.label}
+        if self.reference is not None:
+            out["reference_width"] = self.reference
+        return out
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str], int | None]:
@@ -178,7 +209,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str], int | None]:
         try:
             level = int(level_text)
         except ValueError:
-            raise BtkError(f"{spec!r}: the level must be a whole number 1..{LEVELS}") from None
+            raise BtkError(f"{spec!r}: the level must be a whole number 1..{LEVELS} or '{AT_REPORT}'") from None
     params: dict[str, str] = {}
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, eq, value = item.partition("=")
@@ -192,6 +223,10 @@ def resolve_degradations(host: Any, specs: tuple[str, ...] | list[str]) -> list[
     """Parse and validate ``NAME[:K=V,...]`` specs against the registered degraders."""
     out = []
     for spec in specs:
+        if spec.strip().endswith("@" + AT_REPORT):
+            degrader = host.degraders.get(spec.strip()[: -len(AT_REPORT) - 1])
+            out.append(Degradation(degrader, degrader.resolve({}), reference=REFERENCE_SIZE))
+            continue
         name, params, level = parse_spec(spec)
         degrader = host.degraders.get(name)
         if level is not None:

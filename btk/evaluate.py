@@ -46,12 +46,14 @@ class EvaluationPlan:
     degradations: list[Degradation] = field(default_factory=list)
     duplicate_threshold: float = 0.95
     strict: bool = False
+    tta: bool | None = None  # None: the run's own choice
 
 
 def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | None = None, reader: str | None = None,
                     reader_options: dict[str, str] | None = None, split: str | None = None,
                     class_map: dict[str, str] | None = None, degrade: tuple[str, ...] | list[str] = (),
-                    duplicate_threshold: float | None = None, strict: bool = False) -> EvaluationPlan:
+                    duplicate_threshold: float | None = None, strict: bool = False,
+                    tta: bool | None = None) -> EvaluationPlan:
     """Check everything that can be checked before any image is read.
 
     The reader defaults to the run's; its options default to the run's when the reader is the
@@ -75,7 +77,7 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
         options = dict(cfg.get("reader_options") or {})
     threshold = cfg.get("duplicate_threshold", 0.95) if duplicate_threshold is None else duplicate_threshold
     return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}),
-                          resolve_degradations(host, tuple(degrade)), threshold, strict)
+                          resolve_degradations(host, tuple(degrade)), threshold, strict, tta)
 
 
 def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
@@ -208,7 +210,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     from btk.device import step_batch_size
     from btk.training import predict
 
-    model = run.load_model()
+    model = run.load_model(plan.tta)
     recipe = Recipe(**run.config["recipe"])
     step = step_batch_size(recipe, model)
     feedback.info(f"evaluating {run.name} on {len(index)} images of {plan.data} ({split}), "
@@ -246,7 +248,7 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
     command line for its provenance; default: this process's)."""
     plan, results, run = evaluation.plan, evaluation.results, evaluation.plan.run
     config = {**run.config["config"], "data": str(plan.data), "reader": plan.reader,
-              "reader_options": plan.reader_options}
+              "reader_options": plan.reader_options, "tta": run.tta if plan.tta is None else plan.tta}
     resolved: dict[str, Any] = {
         "kind": "evaluation",
         "evaluation": {"run": str(run.path.resolve()), "run_id": run.name, "data": str(plan.data),

@@ -21,6 +21,20 @@ SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training",
             "Robustness", "Explanations", "External evaluations", "Known limitations")
 
 
+def _ensemble_lines(run: Run) -> list[str]:
+    """An ensemble's members and the test-time augmentation, if any, as card lines."""
+    lines = []
+    info = run.config.get("ensemble")
+    if info:
+        members = ", ".join(f"{m['run']} (seed {m['seed']})" for m in info["members"])
+        lines.append(f"- An ensemble: the mean of the probabilities of {len(info['members'])} runs: {members}; "
+                     + ("they held out the same validation images." if info.get("shared_validation") else
+                        "they held out different validation images, so no temperature was fitted."))
+    if run.config["config"].get("tta"):
+        lines.append("- Test-time augmentation: each image's probabilities are averaged with its mirror image's.")
+    return lines
+
+
 def _augment_text(recipe: dict[str, Any], cfg: dict[str, Any]) -> str:
     """The run's degradation augmentation in words (old runs kept it beside the recipe)."""
     names = recipe.get("augment_degraders") or ",".join(cfg.get("augment") or [])
@@ -127,7 +141,8 @@ def model_card(run: Run, name: str | None = None) -> str:
               f"- Images {recipe['image_size']} px, {recipe['channels']} channel(s), crop {recipe.get('crop', 'none')}"
               f", intensity {recipe.get('intensity', 'none')}, scale {recipe['scale']:.4g}; augmentation "
               f"{'on' if recipe.get('augment_images') else 'off'}; trained on degraded images: {train_degrade}; "
-              f"degraders applied on the fly: {_augment_text(recipe, cfg)}.", ""]
+              f"degraders applied on the fly: {_augment_text(recipe, cfg)}.",
+              *_ensemble_lines(run), ""]
 
     lines += ["## Metrics", "",
               f"On the run's {clean['n']} test images; intervals: 95% percentile bootstrap, 1,000 resamples. "

@@ -387,13 +387,24 @@ def evaluate_test(prep: Prepared, model: Any, step: int | None = None) -> TestRe
                         prep.test_degradations, config.seed, has_copy)
 
 
+def scoring_model(model: Any, tta: bool) -> Any:
+    """The model that scores images: ``model``, or with test-time augmentation around it."""
+    if not tta:
+        return model
+    from btk.tta import with_tta
+
+    return with_tta(model)
+
+
 def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float,
-              started: str | None = None, command: str | None = None) -> Run:
+              started: str | None = None, command: str | None = None, extra: dict[str, Any] | None = None) -> Run:
     """Write the run directory ``final`` (through its hidden ``.partial`` folder) and read it back.
 
     Args:
         started: when the run started (:func:`btk.provenance.now`); ``command``: the command
             line (default: this process's), both for the provenance record.
+        extra: more top-level entries for ``config.json`` and ``metrics.json`` (an ensemble's
+            members), as ``{"config": {...}, "metrics": {...}}``.
     """
     config, data, split, host = prep.config, prep.data, prep.split, prep.host
     test = split["test"]
@@ -409,6 +420,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "versions": versions(),
         **({"calibration": fitted.calibration} if fitted.calibration else {}),
         "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
+        **((extra or {}).get("config") or {}),
     }
     with RunWriter(final) as writer:
         writer.write_json("config.json", resolved)
@@ -437,6 +449,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
                        "train_images_per_second": fitted.n_train * fitted.epochs_run / max(fitted.train_seconds, 1e-9),
                        "total_seconds": total_seconds},
             "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
+            **((extra or {}).get("metrics") or {}),
         }
         writer.write_json("metrics.json", metrics)
         write_card(Run(writer.tmp, resolved, metrics, fitted.history), final.name)
@@ -478,8 +491,9 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
     (partial / RESUME_FILE).write_text(json.dumps({"id": final.name, "config": config.to_json()}, indent=1))
     try:
         fitted = fit(prep, Checkpoint(partial / "checkpoint"), feedback)
-        fitted.calibration = calibrate(prep, fitted.model, fitted.step)
-        results = evaluate_test(prep, fitted.model, fitted.step)
+        scorer = scoring_model(fitted.model, config.tta)
+        fitted.calibration = calibrate(prep, scorer, fitted.step)
+        results = evaluate_test(prep, scorer, fitted.step)
         if results.collapsed:
             counts = results.conditions[results.collapsed[0]]["predicted_counts"]
             only = max(counts, key=counts.get)

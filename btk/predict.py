@@ -191,7 +191,8 @@ def _slice_of(sample: Sample) -> int | None:
 
 def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback | None = None,
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
-                   workers: int | None = None, min_confidence: float = 0.0) -> Generator[Prediction, None, None]:
+                   workers: int | None = None, min_confidence: float = 0.0,
+                   tta: bool | None = None) -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s model, yielding rows in input order as
     soon as each entry is complete: one per image or slice, then, for an entry of several
     slices, their mean (``aggregated_over``). The model is loaded (:meth:`Run.load_model`) when
@@ -204,6 +205,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         workers: decoding threads (default: one per CPU).
         min_confidence: rows whose top probability is below this answer :data:`UNCERTAIN`
             (their probabilities are still given).
+        tta: test-time augmentation (:mod:`btk.tta`); default: the run's own choice.
 
     The probabilities are the model's with the run's temperature applied
     (:meth:`Run.calibrated`, fitted on its validation split; the top class is the model's).
@@ -239,7 +241,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         # and no redraw of the display may fall into it.
         import keras  # noqa: F401
         with feedback.task("loading the model", total=len(jobs)) as task:
-            model = run.load_model()
+            model = run.load_model(tta)
             task.update(description="predicting")
             batcher = _Batcher(
                 lambda x: run.task_probabilities(run.calibrated(predict_batches(model, x, scale, intensity=intensity))),

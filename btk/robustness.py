@@ -28,20 +28,33 @@ from btk.feedback import Feedback, Task
 from btk.plugins import PluginHost
 from btk.runs import Run, recipe_read_options
 
+SUBSETS = {"test": "test", "validation": "val"}
+"""The subsets a sweep can run on: the name on the command line -> the name in ``split.csv``."""
 
-def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
-    """The run's test images, read again as the run read them, and their class indices."""
+
+def result_file(subset: str, scores: bool = False) -> str:
+    """``robustness.json`` for the test images, ``robustness-validation.json`` for the
+    validation images (``robustness-scores[-validation].json`` for the scores)."""
+    stem = "robustness-scores" if scores else "robustness"
+    return f"{stem}.json" if subset == "test" else f"{stem}-{subset}.json"
+
+
+def test_images(run: Run, host: PluginHost, subset: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """The run's test (or ``validation``) images, read again as the run read them, and their
+    class indices."""
     import csv
 
     cfg, recipe = run.config["config"], run.config["recipe"]
     with open(run.path / "split.csv", newline="") as fh:
-        wanted = {r["source"] for r in csv.DictReader(fh) if r["subset"] == "test"}
+        wanted = {r["source"] for r in csv.DictReader(fh) if r["subset"] == SUBSETS[subset]}
+    if not wanted:
+        raise BtkError(f"{run.path}: the run has no {subset} images")
     reader = host.readers.get(cfg["reader"])
     options = recipe_read_options(recipe, cfg.get("reader_options"))
     data = load_dataset(reader, Path(cfg["data"]) if cfg.get("data") else None, options)
     keep = np.array([s in wanted for s in data.sources])
     if keep.sum() != len(wanted):
-        raise BtkError(f"{run.path}: {len(wanted) - int(keep.sum())} test images of the run are missing "
+        raise BtkError(f"{run.path}: {len(wanted) - int(keep.sum())} {subset} images of the run are missing "
                        f"from {cfg['data']}")
     classes = run.classes
     if cfg["task"] == "binary":
@@ -53,15 +66,18 @@ def test_images(run: Run, host: PluginHost) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
-          progress: Callable[[str], None] | None = None, extra: list[Degradation] | None = None) -> dict[str, Any]:
-    """Accuracy of ``run``'s model on its test images, clean and under every level of every
-    degrader that has levels (or those named), and under each of the ``extra`` degradations
-    (e.g. the report's own blur); writes ``robustness.json`` into the run."""
+          progress: Callable[[str], None] | None = None, extra: list[Degradation] | None = None,
+          subset: str = "test", tta: bool | None = None) -> dict[str, Any]:
+    """Accuracy of ``run``'s model on its test (or ``validation``) images, clean and under every
+    level of every degrader that has levels (or those named), and under each of the ``extra``
+    degradations (e.g. the report's own blur); writes ``robustness.json`` (or
+    ``robustness-validation.json``) into the run. ``tta``: test-time augmentation (default: the
+    run's own choice)."""
     from btk.training import predict
 
     names = degraders or [d.name for d in host.degraders if d.levels]
-    model = run.load_model()
-    images, y = test_images(run, host)
+    model = run.load_model(tta)
+    images, y = test_images(run, host, subset)
     scale = run.config["recipe"]["scale"]
     intensity = run.config["recipe"].get("intensity", "none")
     seed = run.config["config"].get("seed", 0)
@@ -69,7 +85,8 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
     def accuracy(x: np.ndarray) -> float:
         return float((run.task_probabilities(predict(model, x, scale, intensity=intensity)).argmax(axis=1) == y).mean())
 
-    result: dict[str, Any] = {"run": run.name, "n": len(y), "clean": accuracy(images), "degraders": {}}
+    result: dict[str, Any] = {"run": run.name, "subset": subset, "tta": run.tta if tta is None else tta,
+                              "n": len(y), "clean": accuracy(images), "degraders": {}}
     for name in names:
         degrader = host.degraders.get(name)
         if not degrader.levels:
@@ -82,7 +99,7 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
         result["degraders"][name] = accs
     if extra:
         result["extra"] = {d.label: accuracy(d.apply(images, seed=seed)) for d in extra}
-    _write_json(run.path / "robustness.json", result)
+    _write_json(run.path / result_file(subset), result)
     return result
 
 
@@ -141,9 +158,11 @@ class RunRobustness:
 
 
 def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: list[str] | None = None,
-                 extra: list[Degradation] | None = None, feedback: Feedback | None = None) -> list[RunRobustness]:
-    """Sweep every run (and the baseline, if it is not among them), score each against the
-    baseline's sweep, and write each run's ``robustness-scores.json``.
+                 extra: list[Degradation] | None = None, feedback: Feedback | None = None,
+                 subset: str = "test", tta: bool | None = None) -> list[RunRobustness]:
+    """Sweep every run (and the baseline, if it is not among them) on its ``subset`` images,
+    score each against the baseline's sweep, and write each run's ``robustness-scores.json``
+    (``robustness-scores-validation.json``).
 
     Raises:
         BtkError: a named degrader has no severity levels.
@@ -158,11 +177,12 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     results: dict[str, dict[str, Any]] = {}
     for run in ([baseline] if baseline.path not in [r.path for r in runs] else []) + runs:
         with feedback.task(f"sweeping {run.name}") as task:
-            results[run.name] = sweep(run, host, degraders, describe(task, run.name), extra=extra)
+            results[run.name] = sweep(run, host, degraders, describe(task, run.name), extra=extra, subset=subset,
+                                      tta=tta)
     base = results[baseline.name]
     out = []
     for run in runs:
         scores = corruption_errors(results[run.name], base)
-        (run.path / "robustness-scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+        (run.path / result_file(subset, scores=True)).write_text(json.dumps(scores, indent=1) + "\n")
         out.append(RunRobustness(run, results[run.name], scores, extra_losses(results[run.name], base)))
     return out

@@ -196,8 +196,15 @@ class Run:
                                       np.array([[float(r[c]) for c in cols] for r in sel]))
         return self._arrays[condition]
 
-    def load_model(self) -> Any:
-        """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode.
+    @property
+    def tta(self) -> bool:
+        """Whether the run scores images with test-time augmentation (:mod:`btk.tta`)."""
+        return bool(self.config["config"].get("tta", False))
+
+    def load_model(self, tta: bool | None = None) -> Any:
+        """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode; with
+        ``tta`` (default: the run's own choice) wrapped to average it over the image and its
+        mirror image (:func:`btk.tta.with_tta`).
 
         Raises:
             BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
@@ -209,7 +216,7 @@ class Run:
         if not path.is_file():
             raise BtkError(f"{self.path}: run has no model.keras")
         try:
-            return keras.saving.load_model(path, compile=False, safe_mode=True)
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises ValueError, TypeError, zipfile and h5 errors alike
             text = str(exc)
             if "Lambda" in text or "safe_mode" in text:
@@ -217,6 +224,11 @@ class Run:
                                "(arbitrary Python code); btk loads only models without one") from None
             first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             raise BtkError(f"{path}: not a loadable Keras model ({first})") from None
+        if self.tta if tta is None else tta:
+            from btk.tta import with_tta
+
+            model = with_tta(model)
+        return model
 
     def examples(self) -> dict[str, np.ndarray]:
         """The example images kept with the run (empty if there are none)."""

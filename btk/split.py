@@ -118,7 +118,8 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
     images. Without a declared test split, the test images are held out first, over the whole
     data's groups.
     """
-    recipe, seed = config.recipe, config.seed
+    recipe = config.recipe
+    seed = config.seed if config.split_seed is None else config.split_seed
     declared_test = data.splits == "test"
     if declared_test.any():
         test = np.where(declared_test)[0]

@@ -85,3 +85,27 @@ def test_stronger_settings_lose_more_detail():
         blur.apply(image, {"ksize": 31}))
     assert err(res.apply(image, {"factor": 2})) < err(res.apply(image, {"factor": 5})) < err(
         res.apply(image, {"factor": 10}))
+
+
+def test_report_scale_is_the_report_at_256_and_the_same_relative_blur_at_128(sartaj):
+    from btk.degraders import resolve_degradations
+
+    host = get_host()
+    blur, lowres = resolve_degradations(host, ["blur@report", "resolution@report"])
+    assert (blur.label, lowres.label) == ("blur@report", "resolution@report")
+    images = _real_images(sartaj, 3)
+    # at the report's own size: the report's functions, pixel for pixel
+    assert np.array_equal(blur.apply(images), np.stack([report_apply_blur(i) for i in images]))
+    assert np.array_equal(lowres.apply(images), np.stack([report_modify_resolution(i) for i in images]))
+    # at 128 px: half the kernel and sigma (OpenCV's 2.6 px for 15 x 15), 51 px across as at 256 / 5
+    assert blur.params_for(128) == {"ksize": 7, "sigma": pytest.approx(1.3)}
+    assert lowres.params_for(128) == {"factor": 2.5}
+    small = np.stack([cv2.resize(i, (128, 128)) for i in images])
+    expected = np.stack([cv2.GaussianBlur(i, (7, 7), 1.3) for i in small])
+    assert np.array_equal(blur.apply(small), expected)
+    # plain 'blur' keeps the report's 15 x 15 kernel at any size: twice the relative blur at 128 px
+    plain = resolve_degradations(host, ["blur"])[0]
+    assert plain.params_for(128) == {"ksize": 15, "sigma": 0.0}
+    # the label written into a run reads back as the same degradation
+    again = resolve_degradations(host, [blur.label])[0]
+    assert again.params_for(128) == blur.params_for(128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
@@ -43,6 +44,31 @@ def test_augmenter_is_reproducible_and_uses_levels():
         make_augmenter([Degrader("plain", lambda im, rng: im)])
 
 
+def test_augmenter_draws_levels_up_to_its_highest():
+    from btk.degraders import Degradation
+
+    blur = get_host().degraders.get("blur")
+    batch = np.random.default_rng(0).integers(0, 256, (6, 64, 64), dtype=np.uint8)
+    out = make_augmenter([blur], probability=1.0, max_level=1)(batch, np.random.default_rng(3))
+    assert np.array_equal(out, Degradation(blur, {}, 1).apply(batch))  # only level 1 can be drawn
+    with pytest.raises(BtkError, match="at least 1"):
+        make_augmenter([blur], max_level=0)
+
+
+def test_old_configs_with_augmentation_beside_the_recipe_still_load(tmp_path):
+    from btk.config import RunConfig, get_recipe
+    from btk.config_file import read_config_file
+
+    old = RunConfig(recipe=get_recipe("fast")).to_json()
+    for key in ("augment_degraders", "augment_probability", "augment_max_level"):
+        old["recipe"].pop(key)
+    old.update(augment=["blur", "noise"], augment_probability=0.3)
+    config = RunConfig.from_json(old)
+    assert (config.recipe.augment_degraders, config.recipe.augment_probability) == ("blur,noise", 0.3)
+    (tmp_path / "config.json").write_text(json.dumps({"config": old}))
+    assert read_config_file(tmp_path / "config.json").recipe.augment_degraders == "blur,noise"
+
+
 @pytest.mark.slow
 def test_sweep_and_scores_through_the_cli(tmp_path):
     runner = CliRunner()
@@ -71,6 +97,17 @@ def test_sweep_and_scores_through_the_cli(tmp_path):
     scores = json.loads((plain / "robustness-scores.json").read_text())
     assert scores["mce"] == pytest.approx(1.0)  # the baseline against itself
     assert "mCE 1.000" in out.output and (tmp_path / "plot.png").stat().st_size > 10_000
+    # on the validation images (for choosing a recipe without Testing), with the report's settings at its scale
+    out = runner.invoke(cli, ["robustness", str(augmented), "--subset", "validation", "--degraders", "blur",
+                              "--also", "blur@report", "--also", "resolution@report"], env={"COLUMNS": "150"})
+    assert out.exit_code == 0, out.output
+    on_val = json.loads((augmented / "robustness-validation.json").read_text())
+    with open(augmented / "split.csv", newline="") as fh:
+        n_val = sum(r["subset"] == "val" for r in csv.DictReader(fh))
+    assert on_val["subset"] == "validation" and on_val["n"] == n_val > 0
+    assert set(on_val["extra"]) == {"blur@report", "resolution@report"}
+    assert (augmented / "robustness-validation.png").exists()
+    assert json.loads((augmented / "robustness.json").read_text()) == sweep  # the test sweep is kept
     bad = runner.invoke(cli, ["robustness", str(plain), "--degraders", "haze"])
     assert bad.exit_code != 0 and "unknown degrader 'haze'" in bad.output
 

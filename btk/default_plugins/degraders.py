@@ -36,6 +36,31 @@ def lower_resolution(image: np.ndarray, rng: np.random.Generator, factor: float)
     return out.reshape(image.shape)
 
 
+def opencv_sigma(ksize: int) -> float:
+    """The sigma OpenCV derives from a kernel size when it is given sigma 0."""
+    return 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+
+
+def rescale_blur(params: dict, factor: float) -> dict:
+    """A blur for images ``factor`` times as wide: sigma (made explicit) times ``factor``, the
+    kernel side times ``factor``, rounded down to an odd number (the report's 15 x 15, sigma 2.6 at
+    256 px is 7 x 7, sigma 1.3 at 128 px: the same truncation at 2.7 sigma)."""
+    ksize, sigma = int(params["ksize"]), float(params["sigma"])
+    if sigma == 0 and ksize > 1:
+        sigma = opencv_sigma(ksize)
+    sigma *= factor
+    if ksize > 1:
+        ksize = max(1, int(ksize * factor))
+        ksize -= 1 - ksize % 2
+    return {"ksize": ksize, "sigma": sigma}
+
+
+def rescale_resolution(params: dict, factor: float) -> dict:
+    """Down-sampling for images ``factor`` times as wide that keeps the same number of pixels
+    across the head (the report's divide-by-5 at 256 px, 51 px across, is divide-by-2.5 at 128)."""
+    return {"factor": max(1.0, float(params["factor"]) * factor)}
+
+
 BLUR = Degrader(
     name="blur",
     function=gaussian_blur,
@@ -47,6 +72,7 @@ BLUR = Degrader(
     levels=tuple({"ksize": 0, "sigma": s} for s in (1.14, 2.29, 3.43, 4.57, 6.86)),
     scaled=("sigma",),
     none={"ksize": 1, "sigma": 0.0},
+    rescale=rescale_blur,
 )
 
 RESOLUTION = Degrader(
@@ -56,6 +82,7 @@ RESOLUTION = Degrader(
     description="down-sample then up-sample; default = the report's divide-by-5",
     levels=tuple({"factor": f} for f in (1.5, 2.0, 3.0, 4.0, 5.0)),
     none={"factor": 1.0},
+    rescale=rescale_resolution,
 )
 
 

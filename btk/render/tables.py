@@ -64,6 +64,35 @@ def render_agreement(a: str, b: str, rows: list[dict[str, Any]], console: Consol
         console.print(f"{r['condition']}: {verdict}", highlight=False)
 
 
+def render_ensemble(run: Any, console: Console) -> None:
+    """An ensemble run's members beside the ensemble: validation and test accuracy, the
+    members' mean, and what the ensemble gains over it."""
+    info = run.metrics.get("ensemble") or {}
+    members = info.get("members", [])
+    table = Table(title=f"{run.name}: {len(members)} members averaged")
+    for col in ("model", "seed", "validation", "test"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    for m in members:
+        table.add_row(m["run"], str(m.get("seed", "")), pct(m.get("val_accuracy")), pct(m.get("test_accuracy")))
+    vals = [m["val_accuracy"] for m in members if m.get("val_accuracy") is not None]
+    tests = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
+    mean_val = sum(vals) / len(vals) if vals else None
+    mean_test = sum(tests) / len(tests) if tests else None
+    table.add_row("members' mean", "", pct(mean_val), pct(mean_test))
+    test = run.metrics["conditions"]["clean"]["accuracy"]
+    table.add_row("ensemble", "", pct(info.get("val_accuracy")), pct(test))
+    console.print(table)
+    if mean_test is not None:
+        gain = f"ensemble against the members' mean: test {100 * (test - mean_test):+.1f} points"
+        if info.get("val_accuracy") is not None and mean_val is not None:
+            gain += f", validation {100 * (info['val_accuracy'] - mean_val):+.1f}"
+        console.print(gain, highlight=False)
+
+
 def render_audit(summary: dict[str, Any], console: Console) -> None:
     """An audit's summary (:meth:`btk.audit.AuditResult.summary`) as tables and lines."""
     for name, info in summary["datasets"].items():
@@ -133,7 +162,8 @@ def render_robustness(run_name: str, result: dict[str, Any], scores: dict[str, A
     from btk.robustness import level_count
 
     levels = level_count(result)
-    table = Table(title=f"{run_name}: test accuracy (%) by severity; clean {100 * result['clean']:.1f}")
+    table = Table(title=f"{run_name}: {result.get('subset', 'test')} accuracy (%) by severity; "
+                        f"clean {100 * result['clean']:.1f}")
     for col in ("degrader", *[str(k) for k in range(1, levels + 1)], "CE", "rel. CE"):
         table.add_column(col, justify="left" if col == "degrader" else "right")
     for name, accs in result["degraders"].items():
@@ -144,10 +174,11 @@ def render_robustness(run_name: str, result: dict[str, Any], scores: dict[str, A
     console.print(table)
 
 
-def render_robustness_extra(run_name: str, baseline_name: str, losses: list[dict[str, Any]], console: Console) -> None:
+def render_robustness_extra(run_name: str, baseline_name: str, losses: list[dict[str, Any]], console: Console,
+                            subset: str = "test") -> None:
     """Accuracy under explicit degradations (``--also``) and each loss as a share of the
     baseline's (:func:`btk.robustness.extra_losses`)."""
-    table = Table(title=f"{run_name}: test accuracy (%) under the settings given with --also")
+    table = Table(title=f"{run_name}: {subset} accuracy (%) under the settings given with --also")
     for col in ("degradation", "accuracy", "loss", f"loss of {baseline_name}", "share of the baseline's loss"):
         table.add_column(col, justify="left" if col == "degradation" else "right")
     for row in losses:

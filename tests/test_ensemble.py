@@ -1,0 +1,111 @@
+"""Ensembles (btk run --ensemble, btk ensemble) and test-time augmentation: the ensemble's model
+is plain Keras and outputs the mean of its members' probabilities; the mirror-image average is
+exact and symmetric."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.runs import load_run
+
+
+def _probabilities(run_dir: Path) -> dict[str, np.ndarray]:
+    with open(run_dir / "predictions.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["condition"] == "clean"]
+    return {r["source"]: np.array([float(v) for k, v in r.items() if k.startswith("p_")]) for r in rows}
+
+
+def _subset(run_dir: Path, subset: str) -> set[str]:
+    with open(run_dir / "split.csv", newline="") as fh:
+        return {r["source"] for r in csv.DictReader(fh) if r["subset"] == subset}
+
+
+def test_tta_averages_the_image_and_its_mirror_image():
+    import keras
+
+    from btk.tta import with_tta
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 10, 1))
+    x = keras.layers.Conv2D(3, 3)(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    images = np.random.default_rng(0).random((5, 12, 10, 1)).astype("float32")
+    plain = model.predict(images, verbose=0)
+    mirrored = model.predict(images[:, :, ::-1], verbose=0)
+    assert not np.allclose(plain, mirrored, atol=1e-3)  # the network is not symmetric by itself
+    tta = with_tta(model)
+    out = tta.predict(images, verbose=0)
+    assert np.allclose(out, (plain + mirrored) / 2, atol=1e-6)
+    assert np.allclose(tta.predict(images[:, :, ::-1], verbose=0), out, atol=1e-6)  # mirror-invariant
+
+
+@pytest.mark.slow
+def test_ensemble_run_is_the_mean_of_its_members_and_plain_keras_loads_it(tiny_sartaj_run, tmp_path):
+    import keras
+
+    tiny_sartaj_run("--ensemble", "2", "--name", "e", "--tta")
+    runs = {p.name.split("-", 2)[-1]: p for p in (tmp_path / "runs").iterdir()}
+    assert sorted(runs) == ["e-ensemble2", "e-member1", "e-member2"]
+    m1, m2, ens = runs["e-member1"], runs["e-member2"], runs["e-ensemble2"]
+    c1, c2 = (json.loads((m / "config.json").read_text())["config"] for m in (m1, m2))
+    assert (c1["seed"], c2["seed"], c1["split_seed"], c2["split_seed"]) == (101, 102, 101, 101)
+    for subset in ("train", "val", "test"):  # members share one split, so the temperature is fitted
+        assert _subset(m1, subset) == _subset(m2, subset) == _subset(ens, subset)
+    run = load_run(ens)
+    assert run.config["ensemble"]["shared_validation"] and "calibration" in run.config and run.tta
+    assert [m["seed"] for m in run.metrics["ensemble"]["members"]] == [101, 102]
+    # every test image's probabilities: the mean of the members' (each with test-time augmentation)
+    p1, p2, pe = _probabilities(m1), _probabilities(m2), _probabilities(ens)
+    assert set(pe) == set(p1) and len(pe) >= 2
+    for source, probs in pe.items():
+        assert np.allclose(probs, (p1[source] + p2[source]) / 2, atol=2e-6)
+    # plain Keras, safe mode, nothing of btk's: one input, a layer per member, their mean
+    model = keras.saving.load_model(ens / "model.keras", compile=False, safe_mode=True)
+    assert [layer.name for layer in model.layers] == ["image", "member_1", "member_2", "mean_probability"]
+    x = np.random.default_rng(1).random((3, *model.input_shape[1:])).astype("float32")
+    members = [keras.saving.load_model(m / "model.keras", compile=False) for m in (m1, m2)]
+    assert np.allclose(model.predict(x, verbose=0), sum(m.predict(x, verbose=0) for m in members) / 2, atol=1e-6)
+    # btk ensemble of the same two runs writes the same predictions; other runs are refused
+    result = CliRunner().invoke(cli, ["ensemble", str(m1), str(m2), "--name", "again", "--reporter", "json"])
+    assert result.exit_code == 0, result.output
+    again = next(p for p in (tmp_path / "runs").iterdir() if p.name.endswith("-again"))
+    assert all(np.allclose(_probabilities(again)[s], p, atol=1e-6) for s, p in pe.items())
+    single = CliRunner().invoke(cli, ["ensemble", str(m1)])
+    assert single.exit_code != 0 and "at least two runs" in single.output and "Traceback" not in single.output
+    nested = CliRunner().invoke(cli, ["ensemble", str(ens), str(m1)])
+    assert nested.exit_code != 0 and "ensemble already" in nested.output
+
+
+@pytest.mark.slow
+def test_runs_with_other_validation_images_combine_without_a_temperature(tmp_path, sartaj):
+    import shutil
+
+    data = tmp_path / "data"
+    for c in ("meningioma_tumor", "no_tumor"):
+        files = sorted((sartaj / "Training" / c).glob("*.jpg"))[:10]
+        for split, part in (("Training", files[:7]), ("Testing", files[7:])):
+            (data / split / c).mkdir(parents=True)
+            for f in part:
+                shutil.copy(f, data / split / c / f.name)
+    out = tmp_path / "runs"
+    for seed, name in (("101", "a"), ("7", "b")):
+        result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
+                                          "--epochs", "1", "--seed", seed, "--name", name, "--out", str(out),
+                                          "--reporter", "json"])
+        assert result.exit_code == 0, result.output
+    a, b = (next(p for p in out.iterdir() if p.name.endswith(f"-{n}")) for n in "ab")
+    assert _subset(a, "val") != _subset(b, "val") and _subset(a, "test") == _subset(b, "test")
+    result = CliRunner().invoke(cli, ["ensemble", str(a), str(b), "--reporter", "json"])
+    assert result.exit_code == 0, result.output
+    assert "different validation images" in result.output
+    ens = load_run(next(p for p in out.iterdir() if "ensemble2" in p.name))
+    assert "calibration" not in ens.config and ens.temperature == 1.0
+    assert not ens.config["ensemble"]["shared_validation"]
