@@ -332,6 +332,48 @@ def rerun(run_dir, seed, out, reporter):
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
+              help="The new site's unlabelled images: files or folders (searched at any depth), DICOM, NIfTI; "
+                   "repeatable. Every slice of a series or volume counts.")
+@click.option("--reader", help="Reader for --data [recognised from each path].")
+@click.option("--out", type=click.Path(path_type=Path), help="Parent folder of the new run [the run's parent].")
+@click.option("--name", default="", help="Name in the new run directory's name [the run's name + -adapted].")
+@click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
+              help="Reporter plugin(s) for the new run.")
+def adapt(run_dir, paths, reader, out, name, reporter):
+    """Adapt a trained run to a new site's scans without labels: re-estimate its batch-norm
+    statistics on them (AdaBN; nothing else is trained) and write a new run that records what it
+    was adapted on, scored again on the run's own validation and test images.
+
+    It needs a whole cohort of the new site (hundreds of images; fewer than 32 is refused), and a
+    model with batch normalisation (res-cnn, the fast default's, has it). Check the new run with
+    btk evaluate on labelled images of that site before trusting it (docs/adapt.md).
+
+    \b
+    Example:
+      btk adapt runs/20261128-161834-fast101 --data new-hospital/ --name hospital-b
+    """
+    from btk.adapt import adapt_run
+    from btk.plugins import get_host
+    from btk.render import out_console, written
+    from btk.render.progress import RichFeedback
+    from btk.runs import load_run
+
+    run_ = load_run(run_dir)
+    host = get_host()
+    reporters = [host.reporters.get(r) for r in reporter]
+    console = out_console()
+    result = adapt_run(run_, list(paths), out, host, RichFeedback(console), reader, name)
+    for rep in reporters:
+        rep.report(result, console)
+    info = result.config["adaptation"]
+    console.print(f"adapted on {info['images']} images: validation accuracy {100 * info['val_accuracy_before']:.1f}"
+                  f" -> {100 * info['val_accuracy_after']:.1f}", highlight=False)
+    written(console, "adapted run written to", result.path)
+
+
+@cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Parent folder of the new run [the first run's parent].")
 @click.option("--name", default="", help="Name in the new run directory's name [ensembleN].")

@@ -211,10 +211,11 @@ def outside_share(heat: np.ndarray, mask: np.ndarray) -> float | None:
     return float(heat[~mask].sum()) / total
 
 
-def read_network_images(run: Any, paths: Sequence[str | Path], host: Any,
-                        reader_name: str | None = None) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
+def read_network_images(run: Any, paths: Sequence[str | Path], host: Any, reader_name: str | None = None,
+                        slices: str = "middle") -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
     """The images of ``paths`` as ``run``'s network sees them (uint8, after its crop and resize),
-    read as ``btk predict`` reads them; a series or volume gives its middle slice.
+    read as ``btk predict`` reads them; a series or volume gives its middle slice (``slices``:
+    ``all``, every one).
 
     Returns:
         (images, skipped): ``(name, image)`` pairs in input order, and the unreadable inputs.
@@ -227,7 +228,7 @@ def read_network_images(run: Any, paths: Sequence[str | Path], host: Any,
 
     recipe = run.config["recipe"]
     channels = int(recipe["channels"])
-    inputs = gather_inputs(paths, host, recipe, reader_name, None, "middle")
+    inputs = gather_inputs(paths, host, recipe, reader_name, None, slices)
     adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
     images, skipped = [], []
@@ -236,7 +237,7 @@ def read_network_images(run: Any, paths: Sequence[str | Path], host: Any,
         if isinstance(samples, str) or not samples:
             skipped.append((job.source, samples or "no slices"))
             continue
-        images.append((job.source, as_hwc(samples[0].image, channels, samples[0].source)))
+        images += [(job.source, as_hwc(s.image, channels, s.source)) for s in samples[: None if slices == "all" else 1]]
     return images, skipped
 
 

@@ -1,0 +1,196 @@
+"""Unsupervised adaptation to a new site: re-estimate batch-norm statistics (AdaBN).
+
+A network with batch normalisation keeps, per channel of every normalised layer, the mean and
+variance its inputs had on the training images. Another scanner or hospital shifts those
+statistics; AdaBN (Li et al. 2016, "Revisiting batch normalization for practical domain
+adaptation") replaces them with the new site's, computed on its unlabelled images, and trains
+nothing else. :func:`adapt_model` does it exactly, layer by layer in the network's order: each
+layer's statistics are measured on its inputs in inference mode, with the layers before it
+already adapted (not batch statistics of a training pass). Models nested in a model (the
+members of an ensemble) are adapted one by one.
+
+The statistics of a few scans are noise: adaptation wants a whole cohort (hundreds of images);
+fewer than :data:`MIN_IMAGES` is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from btk.errors import BtkError
+
+MIN_IMAGES = 32
+"""The fewest images ``btk adapt`` accepts."""
+COHORT_IMAGES = 200
+"""Below this many images ``btk adapt`` warns that the statistics are rough."""
+
+
+def batch_norm_layers(model: Any) -> list[Any]:
+    """The batch-normalisation layers of ``model`` (not of models nested in it), in order."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def nested_models(model: Any) -> list[Any]:
+    """The models used as layers of ``model`` (an ensemble's members)."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def count_batch_norm(model: Any) -> int:
+    """Batch-normalisation layers in ``model`` and in the models nested in it."""
+    return len(batch_norm_layers(model)) + sum(count_batch_norm(m) for m in nested_models(model))
+
+
+def _moments(extract: Any, batches: Callable[[], Any], axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and (population) variance of ``extract``'s output over all batches."""
+    total, total_sq, count = None, None, 0
+    for batch in batches():
+        out = np.asarray(extract(batch, training=False), dtype=np.float64)
+        s, sq = out.sum(axis=axes), np.square(out).sum(axis=axes)
+        total = s if total is None else total + s
+        total_sq = sq if total_sq is None else total_sq + sq
+        count += int(np.prod([out.shape[a] for a in axes]))
+    assert total is not None and total_sq is not None
+    mean = total / count
+    return mean, np.maximum(total_sq / count - np.square(mean), 0.0)
+
+
+def adapt_model(model: Any, batches: Callable[[], Any], progress: Callable[[int, int], None] | None = None) -> int:
+    """Set every batch-norm layer's moving mean and variance (``model``'s own, then those of
+    the models nested in it) to the statistics of its inputs over ``batches()`` (an iterable of
+    network-ready float batches, made anew for each layer). Returns the layers adapted.
+
+    Raises:
+        BtkError: the model has no batch-normalisation layer.
+    """
+    import keras
+
+    if count_batch_norm(model) == 0:
+        raise BtkError(f"model '{model.name}' has no batch-normalisation layer: there are no statistics to adapt")
+    done = [0]
+    total = count_batch_norm(model)
+
+    def adapt_one(net: Any) -> None:
+        for layer in batch_norm_layers(net):
+            extract = keras.Model(net.input, layer.input)
+            axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+            rank = len(layer.input.shape)
+            axes = tuple(a for a in range(rank) if a != axis % rank)
+            mean, var = _moments(extract, batches, axes)
+            layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+            layer.moving_variance.assign(var.astype(layer.moving_variance.dtype))
+            done[0] += 1
+            if progress:
+                progress(done[0], total)
+        for inner in nested_models(net):
+            adapt_one(inner)
+
+    adapt_one(model)
+    return done[0]
+
+
+def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None, feedback: Any = None,
+              reader_name: str | None = None, name: str = "", command: str | None = None) -> Any:
+    """``btk adapt``: a new run whose model is ``run``'s with its batch-norm statistics
+    re-estimated on the unlabelled images of ``paths`` (read as the run reads images), scored
+    again on the run's own validation and test images; the run records what it was adapted on.
+
+    Raises:
+        BtkError: a model without batch norm, nothing readable, fewer than :data:`MIN_IMAGES`
+            images.
+    """
+    import time
+    from pathlib import Path
+
+    from btk.cache import gather
+    from btk.config import RunConfig
+    from btk.explain import read_network_images
+    from btk.feedback import Feedback
+    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, scoring_model, write_run
+    from btk.plugins import get_host
+    from btk.provenance import now
+    from btk.runs import new_run_id, unique_dir
+    from btk.training import network_input, predict
+
+    host = host or get_host()
+    feedback = feedback or Feedback()
+    t_start, started = time.perf_counter(), now()
+    if run.is_evaluation:
+        raise BtkError(f"{run.path} is an evaluation, not a run")
+    model = run.load_model(tta=False)
+    if count_batch_norm(model) == 0:
+        raise BtkError(f"{run.name}: its model ({model.name}) has no batch-normalisation layer, so there is "
+                       "nothing to adapt (AdaBN re-estimates batch-norm statistics)")
+    with feedback.task(f"reading {', '.join(map(str, paths))}"):
+        pairs, skipped = read_network_images(run, paths, host, reader_name, slices="all")
+    if skipped:
+        feedback.warn(f"skipped {len(skipped)} unreadable input(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
+    if not pairs:
+        raise BtkError(f"no readable images in {', '.join(map(str, paths))} ({len(skipped)} unreadable)")
+    if len(pairs) < MIN_IMAGES:
+        raise BtkError(f"only {len(pairs)} image(s) to adapt on: batch-norm statistics need a whole cohort "
+                       f"(at least {MIN_IMAGES}; hundreds are better)")
+    if len(pairs) < COHORT_IMAGES:
+        feedback.warn(f"{len(pairs)} images: the new site's statistics will be rough (a cohort of "
+                      f"{COHORT_IMAGES}+ images is better)")
+    images = np.stack([im for _, im in pairs])
+    recipe = run.config["recipe"]
+    scale, intensity = recipe["scale"], recipe.get("intensity", "none")
+
+    def batches() -> Any:
+        for i in range(0, len(images), 64):
+            yield network_input(images[i:i + 64], scale, intensity)
+
+    config = RunConfig.from_json(run.config["config"])
+    config = config.with_changes(name=name or f"{config.name or config.task}-adapted")
+    if config.split_seed is None:
+        config = config.with_changes(split_seed=config.seed)
+    prep = prepare(config, host, feedback)
+    val = prep.split["val"]
+    x_val = gather(prep.data.images, val)
+
+    def val_accuracy(m: Any) -> float:
+        probs = predict(scoring_model(m, config.tta), x_val, scale, intensity=intensity)
+        return float((probs.argmax(axis=1) == prep.y_fit[val]).mean())
+
+    before = val_accuracy(model)
+    with feedback.task("re-estimating batch-norm statistics", total=count_batch_norm(model)) as task:
+        layers = adapt_model(model, batches, lambda done, total: task.update(completed=done))
+    after = val_accuracy(model)
+    feedback.info(f"adapted {layers} batch-norm layers on {len(images)} images; validation accuracy "
+                  f"{100 * before:.1f} -> {100 * after:.1f}")
+    scorer = scoring_model(model, config.tta)
+    calibration = calibrate(prep, scorer)
+    results = evaluate_test(prep, scorer)
+    sources = sorted({src for src, _ in pairs})
+    record = {"from_run": run.name, "from_path": str(Path(run.path).resolve()), "data": [str(p) for p in paths],
+              "images": len(images), "inputs": len(sources), "skipped": len(skipped),
+              "inputs_sha256": _listing_sha256(sources),
+              "batch_norm_layers": layers, "method": "AdaBN (Li et al. 2016): batch-norm statistics only",
+              "val_accuracy_before": before, "val_accuracy_after": after,
+              "test_accuracy_before": run.metrics.get("conditions", {}).get("clean", {}).get("accuracy")}
+    extra_config: dict[str, Any] = {"adaptation": record}
+    if run.config.get("ensemble"):
+        extra_config["ensemble"] = run.config["ensemble"]
+    fitted = Fitted(model, dict(run.history), 0.0, 0, recipe["batch_size"], len(prep.split["train"]), calibration)
+    final = unique_dir(Path(out_dir) if out_dir else Path(run.path).parent, new_run_id(config.name))
+    return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
+                     extra={"config": extra_config, "metrics": {"adaptation": record}})
+
+
+def _listing_sha256(sources: list[str]) -> str:
+    """SHA-256 over the sorted input names with their file sizes (what was adapted on)."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for src in sources:
+        size = os.path.getsize(src) if os.path.isfile(src) else -1
+        h.update(f"{src}\t{size}\n".encode())
+    return h.hexdigest()
