@@ -165,7 +165,7 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @_recipe_option("patience", "--patience", type=click.IntRange(0))
 @_recipe_option("monitor_after", "--monitor-after", type=click.FloatRange(0, 1, max_open=True), metavar="SHARE")
 @_recipe_option("crop", "--crop", type=click.Choice(["none", "head"]))
-@_recipe_option("intensity", "--intensity", type=click.Choice(["none", "stretch", "equalize"]))
+@_recipe_option("intensity", "--intensity", type=click.Choice(["none", "stretch", "equalize", "nyul"]))
 @_recipe_option("micro_batch", "--micro-batch", type=click.IntRange(1),
                 help="Compute each batch in micro-batches of N (gradients accumulated): the same updates, less "
                      "memory. N = the batch size: whole batches. Not given: automatic (on a CPU, small enough to "

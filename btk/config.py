@@ -29,7 +29,7 @@ from typing import Any
 
 from btk.errors import BtkError
 from btk.framing import CROPS
-from btk.intensity import INTENSITIES
+from btk.intensity import INTENSITIES, is_intensity
 
 
 def _field(default: Any, help: str, flag: str = "") -> Any:
@@ -73,7 +73,8 @@ class Recipe:
     crop: str = _field("none", "Crop each image to a square around the head before resizing (head), so every "
                        "source is framed alike; or none.", "--crop")
     intensity: str = _field("none", "Per-image intensity normalisation at the network's input: stretch (the head's "
-                            "99th percentile becomes white), equalize (histogram equalisation) or none.",
+                            "99th percentile becomes white), equalize (histogram equalisation), nyul (Nyul-Udupa "
+                            "landmarks mapped to a scale learned from the training images) or none.",
                             "--intensity")
     augment_degraders: str = _field("", "Degraders that augment training on the fly: comma-separated names, all (every "
                                     "degrader with levels) or none; each training image, with augment_probability, "
@@ -204,7 +205,7 @@ def get_recipe(name: str, settings: dict[str, Any] | None = None, **overrides: A
         raise BtkError(f"micro-batch {recipe.micro_batch} must divide the batch size {recipe.batch_size}")
     if recipe.crop not in CROPS:
         raise BtkError(f"unknown crop '{recipe.crop}' (known: {', '.join(CROPS)})")
-    if recipe.intensity not in INTENSITIES:
+    if not is_intensity(recipe.intensity):
         raise BtkError(f"unknown intensity normalisation '{recipe.intensity}' (known: {', '.join(INTENSITIES)})")
     if recipe.precision not in PRECISIONS:
         raise BtkError(f"unknown precision '{recipe.precision}' (known: {', '.join(PRECISIONS)})")

@@ -247,6 +247,12 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
     split = make_split(data, y_fit, config)
     if len(split["test"]) == 0:
         raise BtkError("no test images")
+    if recipe.intensity == "nyul":  # learned from the training images; the run records the scale
+        from dataclasses import replace
+
+        from btk.intensity import fit_nyul
+
+        config = config.with_changes(recipe=replace(recipe, intensity=fit_nyul(gather(data.images, split["train"]))))
     if len(split["val"]) == 0:
         raise BtkError("no validation images: use more data or a larger --val-fraction")
     return Prepared(config, host, model_spec, data, y, classes, y_fit, fit_classes, split, train_deg, test_deg,

@@ -100,3 +100,32 @@ def test_a_run_records_its_normalisation_and_predict_applies_it(tiny_sartaj_run,
     result = CliRunner().invoke(cli, ["predict", str(run_dir), *scans, "--json"])
     assert result.exit_code == 0, result.output
     assert seen and all(kw == {"intensity": "equalize"} for kw in seen)
+
+
+def test_nyul_maps_every_export_of_a_slice_onto_the_learned_landmarks(sartaj):
+    from btk.intensity import NYUL_PERCENTILES, fit_nyul, nyul_landmarks, parse_nyul
+
+    files = sorted((sartaj / "Training" / "meningioma_tumor").glob("*.jpg"))[:20]
+    training = np.stack([cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (128, 128))[..., None] for f in files])
+    method = fit_nyul(training)
+    standard = parse_nyul(method)
+    assert len(standard) == len(NYUL_PERCENTILES) and np.all(np.diff(standard) > 0)
+    assert standard[0] == pytest.approx(0, abs=0.01) and standard[-1] == pytest.approx(255, abs=0.01)
+    image = cv2.imread(str(sartaj / SLICE), cv2.IMREAD_GRAYSCALE)
+    exports = _batch(image, _exported(image, 0.6, 1.0), _exported(image, 0.8, 1.6), _exported(image, 1.0, 0.7))
+    out = normalise_intensity(exports, method)
+    marks = np.stack([nyul_landmarks(np.ascontiguousarray(o[..., 0])) for o in out])
+    # gain and gamma differences gone: each export's landmarks land on the standard scale
+    before = np.stack([nyul_landmarks(np.ascontiguousarray(e[..., 0])) for e in exports])
+    assert np.abs(before - before.mean(axis=0)).max() > 20
+    assert np.abs(marks - standard).max() < 8, marks - standard  # 8-bit quantisation of the steep parts
+    assert out[:, 0, 0, 0].max() == 0  # the black background stays black
+
+
+@pytest.mark.slow
+def test_a_nyul_run_records_its_fitted_scale(tiny_sartaj_run):
+    from btk.intensity import is_intensity
+
+    run_dir, _ = tiny_sartaj_run("--intensity", "nyul")
+    recorded = json.loads((run_dir / "config.json").read_text())["recipe"]["intensity"]
+    assert recorded.startswith("nyul:") and is_intensity(recorded)
