@@ -679,7 +679,7 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
             slices = any("slices" in getattr(inp.reader, "options", ()) for inp in inputs)
             sinks.append(PredictionTable(f"predictions of {run_.name}", run_.classes, console, slices))
         stream = stack.enter_context(closing(predict_stream(run_, inputs, stderr_feedback(), batch_size, tally,
-                                                            min_confidence=min_confidence)))
+                                                            min_confidence=min_confidence, tta=tta)))
         for prediction in stream:
             for sink in sinks:
                 sink.write(prediction)

@@ -73,6 +73,21 @@ def test_ensemble_run_is_the_mean_of_its_members_and_plain_keras_loads_it(tiny_s
     x = np.random.default_rng(1).random((3, *model.input_shape[1:])).astype("float32")
     members = [keras.saving.load_model(m / "model.keras", compile=False) for m in (m1, m2)]
     assert np.allclose(model.predict(x, verbose=0), sum(m.predict(x, verbose=0) for m in members) / 2, atol=1e-6)
+    # predict and evaluate follow the run's test-time augmentation unless told otherwise
+    scans = [str(p) for p in sorted((tmp_path / "data" / "no_tumor").iterdir())[:3]]
+
+    def predicted(*flags: str) -> np.ndarray:
+        out = CliRunner().invoke(cli, ["predict", str(ens), *scans, "--json", *flags])
+        assert out.exit_code == 0, out.output
+        rows = json.loads(out.output)
+        return np.array([[row["probabilities"][c] for c in sorted(row["probabilities"])] for row in rows])
+
+    assert np.allclose(predicted(), predicted("--tta")) and not np.allclose(predicted(), predicted("--no-tta"))
+    out = CliRunner().invoke(cli, ["evaluate", str(ens), "--data", str(tmp_path / "data"), "--no-tta",
+                                   "--reporter", "json"])
+    assert out.exit_code == 0, out.output
+    evaluation = next((ens / "evaluations").iterdir())
+    assert json.loads((evaluation / "config.json").read_text())["config"]["tta"] is False
     # btk ensemble of the same two runs writes the same predictions; other runs are refused
     result = CliRunner().invoke(cli, ["ensemble", str(m1), str(m2), "--name", "again", "--reporter", "json"])
     assert result.exit_code == 0, result.output
