@@ -181,6 +181,7 @@ def _explanations(run: Run) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     text = (f"<p>Heat maps ({_esc(info['method'])}) of {info['n']} of the {info.get('n_test', info['n'])} clean test "
             f"images, each for its predicted class: on average {_pct(info['mean'])}% of a map's mass lies outside "
@@ -198,6 +199,7 @@ def _explanations(run: Run) -> str:
         ax.axvline(50, color="#b3261e", lw=1, ls="--")
         ax.set_xlabel("heat outside the head (%)")
         ax.set_ylabel("test images")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         text += _png(fig)
     return f"<h3>what drove the predictions</h3>{text}"
 
