@@ -25,10 +25,12 @@ import numpy as np
 
 from btk.errors import BtkError
 
-__all__ = ["Explanation", "explain_images", "find_gradcam_layer", "gradcam", "head_mask", "occlusion",
-           "outside_share", "read_network_images"]
+__all__ = ["Explanation", "explain_images", "explain_test_images", "find_gradcam_layer", "gradcam", "head_mask",
+           "heat_summary", "occlusion", "outside_share", "read_network_images"]
 
 METHODS = ("gradcam", "occlusion")
+TEST_IMAGE_LIMIT = 400  # a run explains at most this many of its test images
+OCCLUSION_LIMIT = 32  # ... and at most this many when it has to fall back to occlusion
 
 
 @dataclass
@@ -350,3 +352,122 @@ def write_outputs(explanations: Sequence[Explanation], out: Path, columns: int =
         writer.writeheader()
         writer.writerows(rows)
     return written
+
+
+def heat_summary(heats: Sequence[np.ndarray], masks: Sequence[np.ndarray], method: str,
+                 bins: int = 10) -> dict[str, Any]:
+    """The outside-the-head distribution of heat maps ``heats`` against head masks ``masks``.
+
+    Returns:
+        ``method``, ``n`` (maps summarised), ``n_empty`` (all-zero maps, left out of the
+        figures), ``mean`` and ``median`` outside-the-head share, ``n_over_half`` and
+        ``share_over_half`` (maps with a share above 0.5), ``histogram`` (counts in ``bins``
+        equal bins over 0..1, ``bin_edges`` beside it) and ``mostly_outside`` (the median share
+        is above 0.5: the model mostly looks outside the head).
+    """
+    shares = [outside_share(h, m) for h, m in zip(heats, masks)]
+    kept = np.asarray([s for s in shares if s is not None], float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts = np.histogram(np.clip(kept, 0, 1), bins=edges)[0] if len(kept) else np.zeros(bins, int)
+    median = float(np.median(kept)) if len(kept) else None
+    over = int((kept > 0.5).sum())
+    return {"method": method, "n": len(shares), "n_empty": len(shares) - len(kept),
+            "mean": float(kept.mean()) if len(kept) else None, "median": median,
+            "n_over_half": over, "share_over_half": over / len(kept) if len(kept) else None,
+            "histogram": [int(c) for c in counts], "bin_edges": [round(float(e), 4) for e in edges],
+            "mostly_outside": bool(median is not None and median > 0.5)}
+
+
+def _members(model: Any) -> list[Any]:
+    """The networks inside a wrapper of Keras models with the same output (test-time
+    augmentation: one, looked into in turn; an ensemble: its members), else ``[model]``."""
+    import keras
+
+    out = tuple(model.output.shape[1:])
+    inner = [layer for layer in model.layers
+             if isinstance(layer, keras.Model) and tuple(layer.output.shape[1:]) == out]
+    return _members(inner[0]) if len(inner) == 1 else inner or [model]
+
+
+def _subset(n: int, limit: int, seed: int, strata: np.ndarray | None) -> np.ndarray:
+    """Every index below ``n``, or ``limit`` of them drawn with ``seed`` (in proportion to
+    ``strata``'s groups when given), sorted."""
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if strata is None or len(strata) != n:
+        return np.sort(rng.choice(n, limit, replace=False))
+    picked: list[np.ndarray] = []
+    groups = np.unique(strata)
+    for g in groups:
+        members = np.flatnonzero(strata == g)
+        picked.append(rng.choice(members, min(len(members), max(1, round(limit * len(members) / n))), replace=False))
+    out = np.unique(np.concatenate(picked))
+    if len(out) > limit:
+        out = np.sort(rng.choice(out, limit, replace=False))
+    return out
+
+
+def explain_test_images(model: Any, images: np.ndarray, scale: float, intensity: str = "none",
+                        examples: Sequence[int] | np.ndarray = (), strata: np.ndarray | None = None,
+                        layer_name: str | None = None, limit: int = TEST_IMAGE_LIMIT, seed: int = 0,
+                        batch_size: int = 32, thumbnail: int = 128) -> tuple[dict[str, Any], np.ndarray]:
+    """Heat maps of a run's test images (uint8, N x H x W x C, as the network sees them) for
+    ``model``'s predicted classes, and their outside-the-head distribution (:func:`heat_summary`).
+
+    At most ``limit`` images are explained (a seeded draw, stratified by ``strata`` when given,
+    e.g. the labels), plus the ``examples`` (indices into ``images``) whose maps are kept. A
+    wrapper of one model (test-time augmentation) is explained through the model inside.
+    Grad-CAM runs ``batch_size`` images per gradient call; a model without a convolutional
+    layer falls back to occlusion on at most :data:`OCCLUSION_LIMIT` images. An ensemble (a
+    wrapper of several models) gets its members' Grad-CAM maps of its own predicted class,
+    averaged.
+
+    Returns:
+        (summary, heat): the summary with ``n_test`` (test images) and ``n`` (images explained)
+        added, and float16 maps of the ``examples`` resized to ``thumbnail`` px
+        (len(examples) x thumbnail x thumbnail).
+    """
+    import cv2
+
+    from btk.training import network_input
+
+    members = _members(model)
+    layers = [find_gradcam_layer(m, layer_name) for m in members]
+    method = "gradcam" if all(layer is not None for layer in layers) else "occlusion"
+    wanted = np.asarray(examples, int)
+    chosen = _subset(len(images), limit, seed, strata)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+
+    heat = None
+    if method == "gradcam":
+        index = np.union1d(chosen, wanted).astype(int)
+        x = network_input(images[index], scale, intensity)
+        try:
+            if len(members) == 1:
+                heat = np.concatenate([gradcam(members[0], x[i:i + batch_size], layers[0])
+                                       for i in range(0, len(x), batch_size)])
+            else:  # an ensemble: its members' maps of the class the ensemble predicts, averaged
+                predicted = np.concatenate([predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+                predicted = predicted.argmax(axis=1)
+                heat = _normalise(np.mean([np.concatenate([
+                    gradcam(m, x[i:i + batch_size], layer, predicted[i:i + batch_size])
+                    for i in range(0, len(x), batch_size)]) for m, layer in zip(members, layers)], axis=0))
+        except NotImplementedError:
+            method = "occlusion"
+    if heat is None:
+        chosen = chosen[:OCCLUSION_LIMIT]
+        index = np.union1d(chosen, wanted).astype(int)
+        x = network_input(images[index], scale, intensity)
+        probs = np.concatenate([predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        heat = occlusion(predict, x, probs.argmax(axis=1))
+    position = {int(k): i for i, k in enumerate(index)}
+    rows = [position[int(k)] for k in chosen if int(k) in position]
+    summary = heat_summary([heat[i] for i in rows], [head_mask(images[index[i]]) for i in rows], method)
+    summary = {"n_test": len(images), **summary}
+    kept = [cv2.resize(heat[position[int(k)]], (thumbnail, thumbnail), interpolation=cv2.INTER_AREA)
+            for k in wanted]
+    out = np.stack(kept).astype(np.float16) if kept else np.zeros((0, thumbnail, thumbnail), np.float16)
+    return summary, out

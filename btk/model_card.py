@@ -181,14 +181,26 @@ def model_card(run: Run, name: str | None = None) -> str:
     lines.append("")
 
     lines += ["## Explanations", ""]
+    own = metrics.get("explanations") or {}
+    if own.get("n") and own.get("median") is not None:
+        lines.append(f"Heat maps ({own.get('method', '?')}) of {own['n']} of the {own.get('n_test', own['n'])} clean "
+                     f"test images, each for its predicted class: share of the heat map outside the head mean "
+                     f"{own['mean']:.2f}, median {own['median']:.2f}; {own['n_over_half']} image(s) "
+                     f"({_pct(own['share_over_half'])}) above 0.5.")
+        if own.get("mostly_outside"):
+            lines.append("")
+            lines.append("**Warning: the model mostly looks outside the head** (median share above 0.5): it may "
+                         "have learnt the background, the border or burnt-in labels rather than the anatomy.")
     explained = _json(run.path / "explain.json") or {}
     shares = [r.get("outside_head_share") for r in explained.get("images", [])
               if r.get("outside_head_share") is not None]
     if shares:
         method = explained.get("method") or explained["images"][0].get("method", "?")
+        if own.get("n"):
+            lines.append("")
         lines.append(f"{len(shares)} images explained ({method}); share of the heat map "
                      f"outside the head: mean {sum(shares) / len(shares):.2f}, max {max(shares):.2f}.")
-    else:
+    elif not own.get("n"):
         lines.append("Not measured with this run: `btk explain` shows where the network looked.")
     lines.append("")
 

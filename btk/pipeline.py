@@ -50,6 +50,7 @@ __all__ = [
     "Prepared",
     "TestResults",
     "evaluate_test",
+    "explain_test",
     "fit",
     "load_for_config",
     "prepare",
@@ -122,7 +123,10 @@ class TestResults:
         unseen_conditions: the same on the test images with no copy in the training data.
         has_copy: per test image, whether it has an exact or near copy in the training data.
         rows: ``predictions.csv`` rows (condition, source, label, predicted, probabilities).
-        examples: thumbnails of a few right and wrong test images per condition.
+        examples: thumbnails of a few right and wrong test images per condition (and
+            ``heat/clean``, their clean heat maps, when explained).
+        example_index: the examples' positions among the test images.
+        explanations: the clean test images' heat-map summary (:func:`explain_test`).
     """
 
     conditions: dict[str, dict[str, Any]]
@@ -130,6 +134,8 @@ class TestResults:
     has_copy: np.ndarray
     rows: list[list[Any]]
     examples: dict[str, np.ndarray]
+    example_index: np.ndarray | None = None
+    explanations: dict[str, Any] | None = None
 
     @property
     def collapsed(self) -> list[str]:
@@ -370,13 +376,14 @@ def score_images(images: np.ndarray, y: np.ndarray, classes: list[str], sources:
             unseen_conditions[label] = evaluate(y[unseen], probs[unseen], classes)
         for source, truth, p in zip(sources, y, probs):
             rows.append([label, source, classes[truth], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
-    examples.pop("index", None)
-    return TestResults(conditions, unseen_conditions, has_copy, rows, examples)
+    index = examples.pop("index", None)
+    return TestResults(conditions, unseen_conditions, has_copy, rows, examples, index)
 
 
-def evaluate_test(prep: Prepared, model: Any, step: int | None = None) -> TestResults:
+def evaluate_test(prep: Prepared, model: Any, step: int | None = None, feedback: Feedback | None = None) -> TestResults:
     """Predict the test images, clean and under each test degradation, and score them; test
-    images with an exact or near copy among the training images are also scored apart."""
+    images with an exact or near copy among the training images are also scored apart. The
+    clean test images are then explained (:func:`explain_test`)."""
     config, recipe, data = prep.config, prep.config.recipe, prep.data
     step = step or step_batch_size(recipe, model)
     test = prep.split["test"]
@@ -389,8 +396,31 @@ def evaluate_test(prep: Prepared, model: Any, step: int | None = None) -> TestRe
         probs = predict(model, images, recipe.scale, step, intensity=recipe.intensity)
         return to_task_probabilities(probs, prep.fit_classes, config.negative_class) if prep.via_classes else probs
 
-    return score_images(gather(data.images, test), prep.y[test], prep.classes, data.sources[test], probabilities,
-                        prep.test_degradations, config.seed, has_copy)
+    images = gather(data.images, test)
+    results = score_images(images, prep.y[test], prep.classes, data.sources[test], probabilities,
+                           prep.test_degradations, config.seed, has_copy)
+    return explain_test(results, model, images, prep.y[test], recipe.scale, recipe.intensity, config.seed, feedback,
+                        getattr(prep.model_spec, "gradcam_layer", None))
+
+
+def explain_test(results: TestResults, model: Any, images: np.ndarray, y: np.ndarray, scale: float,
+                 intensity: str, seed: int, feedback: Feedback | None = None,
+                 layer_name: str | None = None) -> TestResults:
+    """Add heat maps of the clean test ``images`` (labels ``y``) to ``results``
+    (:func:`btk.explain.explain_test_images`): the summary as ``results.explanations``, the
+    examples' maps as ``examples["heat/clean"]``. Never fails: any error is one warning."""
+    from btk.explain import explain_test_images
+
+    t0 = time.perf_counter()
+    try:
+        index = results.example_index if results.example_index is not None else np.zeros(0, int)
+        summary, heat = explain_test_images(model, images, scale, intensity, index, y, layer_name, seed=seed)
+    except Exception as e:  # an explanation never fails a run
+        (feedback or Feedback()).warn(f"no heat maps of the test images: {type(e).__name__}: {e}"[:300])
+        return results
+    results.explanations = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
+    results.examples["heat/clean"] = heat
+    return results
 
 
 def scoring_model(model: Any, tta: bool) -> Any:
@@ -455,6 +485,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
                        "train_images_per_second": fitted.n_train * fitted.epochs_run / max(fitted.train_seconds, 1e-9),
                        "total_seconds": total_seconds},
             "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
+            **({"explanations": results.explanations} if results.explanations else {}),
             **((extra or {}).get("metrics") or {}),
         }
         writer.write_json("metrics.json", metrics)
@@ -499,7 +530,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
         fitted = fit(prep, Checkpoint(partial / "checkpoint"), feedback)
         scorer = scoring_model(fitted.model, config.tta)
         fitted.calibration = calibrate(prep, scorer, fitted.step)
-        results = evaluate_test(prep, scorer, fitted.step)
+        results = evaluate_test(prep, scorer, fitted.step, feedback)
         if results.collapsed:
             counts = results.conditions[results.collapsed[0]]["predicted_counts"]
             only = max(counts, key=counts.get)

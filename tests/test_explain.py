@@ -131,3 +131,68 @@ def test_cli_writes_a_png_per_image_the_grid_and_the_json(tiny_sartaj_run, tmp_p
     assert all(0 <= r["outside_head_share"] <= 1 for r in summary["images"])
     assert (out / "explain.csv").read_text().startswith("path,predicted,probability,method,outside_head_share")
     assert "mean share of the heat outside the head" in result.output
+
+
+def test_heat_summary_of_maps_inside_and_on_the_border() -> None:
+    from btk.explain import heat_summary
+
+    mask = head_mask(_head())
+    inside = np.zeros((SIDE, SIDE), np.float32)
+    inside[28:37, 28:37] = 1
+    border = np.zeros((SIDE, SIDE), np.float32)
+    border[:, :4] = 1
+    border[:4, :] = 1
+    looking_in = heat_summary([inside] * 3 + [border], [mask] * 4, "gradcam")
+    assert looking_in["n"] == 4 and looking_in["median"] == pytest.approx(0, abs=0.01)
+    assert not looking_in["mostly_outside"] and looking_in["n_over_half"] == 1
+    assert looking_in["share_over_half"] == pytest.approx(0.25)
+    assert sum(looking_in["histogram"]) == 4 and looking_in["histogram"][0] == 3 and looking_in["histogram"][-1] == 1
+    looking_out = heat_summary([border] * 3 + [inside, np.zeros((SIDE, SIDE))], [mask] * 5, "occlusion")
+    assert looking_out["mostly_outside"] and looking_out["median"] == pytest.approx(1, abs=0.01)
+    assert looking_out["n"] == 5 and looking_out["n_empty"] == 1 and sum(looking_out["histogram"]) == 4
+    assert looking_out["mean"] == pytest.approx(0.75, abs=0.01) and looking_out["method"] == "occlusion"
+
+
+def test_test_images_are_capped_and_the_examples_maps_kept() -> None:
+    import keras
+
+    from btk.explain import explain_test_images
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 1))
+    features = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).integers(0, 255, (10, 16, 16, 1), dtype=np.uint8)
+    summary, heat = explain_test_images(model, images, 1 / 255, examples=[0, 9], strata=np.arange(10) % 2, limit=4,
+                                        thumbnail=32)
+    assert summary["n_test"] == 10 and summary["n"] == 4 and summary["method"] == "gradcam"
+    assert heat.shape == (2, 32, 32) and heat.dtype == np.float16
+    assert sum(summary["histogram"]) == summary["n"] - summary["n_empty"]
+
+
+def test_a_run_explains_its_test_images_and_the_report_shows_them(tiny_sartaj_run, tmp_path: Path) -> None:
+    import csv
+
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    run_dir, _ = tiny_sartaj_run()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with open(run_dir / "predictions.csv") as f:
+        clean = [r for r in csv.DictReader(f) if r["condition"] == "clean"]
+    info = metrics["explanations"]
+    assert info["n"] == info["n_test"] == len(clean) and info["method"] == "gradcam"
+    assert sum(info["histogram"]) == info["n"] - info["n_empty"] and isinstance(info["mostly_outside"], bool)
+    with np.load(run_dir / "examples.npz") as ex:
+        assert ex["heat/clean"].shape == ex["images/clean"].shape and ex["heat/clean"].dtype == np.float16
+    html_path = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(run_dir), "--html", str(html_path)])
+    assert result.exit_code == 0, result.output
+    page = html_path.read_text()
+    assert "what drove the predictions" in page and "heat map (clean)" in page
+    assert "## Explanations" in (run_dir / "MODEL_CARD.md").read_text()
+    assert f"of the {len(clean)} clean test images" in (run_dir / "MODEL_CARD.md").read_text()
+    terminal = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert f"heat maps of {info['n']} test images: median" in terminal.output

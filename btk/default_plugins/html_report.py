@@ -144,7 +144,64 @@ def _examples(run: Run) -> str:
             cells.append(f'<td><img alt="{_esc(source)}" src="data:image/png;base64,{data}"><br>'
                          f'<span{css}>true {_esc(truth)}<br>pred {_esc(pred)}</span></td>')
         rows.append(f"<tr><th>{_esc(cond)}</th>{''.join(cells)}</tr>")
-    return f'<table class="examples">{"".join(rows)}</table><p class="note">Red: predicted wrong.</p>'
+        if cond == "clean" and "heat/clean" in ex and len(ex["heat/clean"]) == len(ex[key]):
+            rows.append(f"<tr><th>heat map (clean)</th>{_heat_cells(ex[key], ex['heat/clean'])}</tr>")
+    note = "Red: predicted wrong."
+    if "heat/clean" in ex:
+        note += (" Heat map: what drove the predicted class (red: most), over the clean image, with the head's "
+                 "outline in white.")
+    return f'<table class="examples">{"".join(rows)}</table><p class="note">{note}</p>'
+
+
+def _heat_cells(images: np.ndarray, heats: np.ndarray) -> str:
+    """One table cell per example: its heat map in OpenCV's jet colours over the thumbnail."""
+    import cv2
+
+    from btk.explain import head_mask, outside_share, overlay
+
+    cells = []
+    for image, heat in zip(images, heats):
+        heat = np.asarray(heat, np.float32)
+        tile = overlay(image, heat, side=image.shape[0])
+        data = base64.b64encode(cv2.imencode(".png", tile)[1].tobytes()).decode()
+        share = outside_share(heat, head_mask(image))
+        cells.append(f'<td><img alt="heat map" src="data:image/png;base64,{data}"><br>'
+                     f"outside the head {_pct(share)}%</td>")
+    return "".join(cells)
+
+
+def _explanations(run: Run) -> str:
+    """What drove the predictions: the outside-the-head share of the clean test images' heat
+    maps (mean, median, share above one half, a histogram), with a warning when most lies
+    outside the head; empty for a run without them."""
+    info = run.metrics.get("explanations")
+    if not info or not info.get("n"):
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    text = (f"<p>Heat maps ({_esc(info['method'])}) of {info['n']} of the {info.get('n_test', info['n'])} clean test "
+            f"images, each for its predicted class: on average {_pct(info['mean'])}% of a map's mass lies outside "
+            f"the head (median {_pct(info['median'])}%); {info['n_over_half']} image(s) "
+            f"({_pct(info['share_over_half'])}%) have more than half of it outside.</p>")
+    if info.get("mostly_outside"):
+        text += ('<p class="bad">Warning: for most test images the model looks mainly outside the head (background, '
+                 "border, burnt-in labels), not at the anatomy: its accuracy may not carry over to other "
+                 "scanners or sites.</p>")
+    edges, counts = info.get("bin_edges"), info.get("histogram")
+    if edges and counts:
+        fig, ax = plt.subplots(figsize=(4, 2.2))
+        ax.bar([100 * e for e in edges[:-1]], counts, width=100 * (edges[1] - edges[0]), align="edge",
+               color="#4a78c2", edgecolor="white")
+        ax.axvline(50, color="#b3261e", lw=1, ls="--")
+        ax.set_xlabel("heat outside the head (%)")
+        ax.set_ylabel("test images")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        text += _png(fig)
+    return f"<h3>what drove the predictions</h3>{text}"
 
 
 def _metrics_table(run: Run) -> str:
@@ -237,7 +294,7 @@ def run_section(run: Run) -> str:
                  f"{_esc(ev['reader'])}): the run's model and preprocessing, nothing re-trained.</p>")
     return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}'
             f"<h3>metrics</h3>{_metrics_table(run)}<h3>per class (clean)</h3>{_per_class(run)}"
-            f"<h3>figures</h3>{_figures(run)}{_robustness(run)}<h3>examples</h3>{_examples(run)}"
+            f"<h3>figures</h3>{_figures(run)}{_robustness(run)}{_explanations(run)}<h3>examples</h3>{_examples(run)}"
             f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>{_card(run)}")
 
 

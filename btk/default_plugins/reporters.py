@@ -143,6 +143,19 @@ def terminal_report(run: Run, console: Console) -> None:
                       f"({timing['predicted_images_per_second']:.1f} images/s), total {timing['total_seconds']:.1f} s")
     if run.metrics.get("skipped"):
         console.print(f"[yellow]{len(run.metrics['skipped'])} unreadable input(s) skipped[/]")
+    _explanations(run, console)
+
+
+def _explanations(run: Run, console: Console) -> None:
+    """One line on the clean test images' heat maps, and a warning when most lies outside the head."""
+    info = run.metrics.get("explanations")
+    if not info or not info.get("n") or info.get("median") is None:
+        return
+    console.print(f"heat maps of {info['n']} test images: median {_pct(info['median'])}% of the mass outside the head",
+                  highlight=False)
+    if info.get("mostly_outside"):
+        console.print("[bold red]warning: the model mostly looks outside the head (background, border, labels), "
+                      "not at the anatomy[/]")
 
 
 def json_report(run: Run, console: Console) -> None:
