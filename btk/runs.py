@@ -199,7 +199,7 @@ class Run:
     @property
     def tta(self) -> bool:
         """Whether the run scores images with test-time augmentation (:mod:`btk.tta`)."""
-        return bool(self.config["config"].get("tta", False))
+        return bool((self.config.get("config") or {}).get("tta", False))
 
     def load_model(self, tta: bool | None = None) -> Any:
         """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode; with
