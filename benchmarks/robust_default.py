@@ -75,7 +75,8 @@ def main() -> None:
     table = {}
     for variant in args.variants.split(","):
         dirs = sorted(p for p in args.runs.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and f"-{variant}-seed" in p.name)
+                      if p.is_dir() and not p.name.startswith(".") and f"-{variant}-seed" in p.name
+                      and not p.name.endswith("-adapted"))
         rows = [measure(d, host, args.negative_class) for d in dirs]
         for r in rows:
             worst3 = min(r["level3_retention"].items(), key=lambda kv: kv[1])

@@ -61,10 +61,21 @@ def _moments(extract: Any, batches: Callable[[], Any], axes: tuple[int, ...]) ->
     return mean, np.maximum(total_sq / count - np.square(mean), 0.0)
 
 
-def adapt_model(model: Any, batches: Callable[[], Any], progress: Callable[[int, int], None] | None = None) -> int:
+def adapt_model(model: Any, batches: Callable[[], Any], progress: Callable[[int, int], None] | None = None,
+                strength: float = 1.0, depth: int = 0, guard: Callable[[], float] | None = None,
+                floor: float = 0.0) -> int:
     """Set every batch-norm layer's moving mean and variance (``model``'s own, then those of
     the models nested in it) to the statistics of its inputs over ``batches()`` (an iterable of
     network-ready float batches, made anew for each layer). Returns the layers adapted.
+
+    ``strength`` below 1 mixes the two sites: the statistics become those of a population that
+    is ``strength`` new site and the rest training images (mean and variance of the mixture).
+    ``depth`` > 0 adapts only the first ``depth`` batch-norm layers of each network (the early
+    ones see the acquisition: contrast, noise, texture; the late ones the classes, so a new
+    cohort's mix of classes would move them). With ``guard`` (a score of the model, e.g. the
+    accuracy on the training site's validation images), every layer is adapted in order and the
+    score taken after each; the adaptation kept is the deepest one whose score is at or above
+    ``floor``, and the layers after it get their statistics back.
 
     Raises:
         BtkError: the model has no batch-normalisation layer.
@@ -75,16 +86,25 @@ def adapt_model(model: Any, batches: Callable[[], Any], progress: Callable[[int,
         raise BtkError(f"model '{model.name}' has no batch-normalisation layer: there are no statistics to adapt")
     done = [0]
     total = count_batch_norm(model)
+    history: list[tuple[Any, np.ndarray, np.ndarray, float]] = []  # layer, old statistics, score after it
 
     def adapt_one(net: Any) -> None:
-        for layer in batch_norm_layers(net):
+        for layer in batch_norm_layers(net)[: depth or None]:
+            saved = (layer.moving_mean.numpy().copy(), layer.moving_variance.numpy().copy())
             extract = keras.Model(net.input, layer.input)
             axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
             rank = len(layer.input.shape)
             axes = tuple(a for a in range(rank) if a != axis % rank)
             mean, var = _moments(extract, batches, axes)
+            if strength < 1:
+                old_mean = np.asarray(layer.moving_mean.numpy(), np.float64)
+                old_var = np.asarray(layer.moving_variance.numpy(), np.float64)
+                a = strength
+                var = (1 - a) * old_var + a * var + a * (1 - a) * np.square(mean - old_mean)
+                mean = (1 - a) * old_mean + a * mean
             layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
             layer.moving_variance.assign(var.astype(layer.moving_variance.dtype))
+            history.append((layer, saved[0], saved[1], guard() if guard is not None else 0.0))
             done[0] += 1
             if progress:
                 progress(done[0], total)
@@ -92,14 +112,25 @@ def adapt_model(model: Any, batches: Callable[[], Any], progress: Callable[[int,
             adapt_one(inner)
 
     adapt_one(model)
-    return done[0]
+    if guard is None:
+        return done[0]
+    keep = max((k + 1 for k, h in enumerate(history) if h[3] >= floor), default=0)
+    for layer, mean, var, _ in history[keep:]:
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(var)
+    return keep
 
 
 def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None, feedback: Any = None,
-              reader_name: str | None = None, name: str = "", command: str | None = None) -> Any:
+              reader_name: str | None = None, name: str = "", command: str | None = None,
+              strength: float = 1.0, depth: int | None = None, tolerance: float = 0.01) -> Any:
     """``btk adapt``: a new run whose model is ``run``'s with its batch-norm statistics
     re-estimated on the unlabelled images of ``paths`` (read as the run reads images), scored
     again on the run's own validation and test images; the run records what it was adapted on.
+
+    ``depth`` ``None`` (automatic): layers are adapted in order while the accuracy on the run's
+    own validation images stays within ``tolerance`` of the unadapted model's; ``0``: every
+    layer; ``N``: the first N.
 
     Raises:
         BtkError: a model without batch norm, nothing readable, fewer than :data:`MIN_IMAGES`
@@ -161,9 +192,12 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
 
     before = val_accuracy(model)
     with feedback.task("re-estimating batch-norm statistics", total=count_batch_norm(model)) as task:
-        layers = adapt_model(model, batches, lambda done, total: task.update(completed=done))
+        guarded = depth is None
+        layers = adapt_model(model, batches, lambda done, total: task.update(completed=done), strength,
+                             depth or 0, (lambda: val_accuracy(model)) if guarded else None, before - tolerance)
     after = val_accuracy(model)
-    feedback.info(f"adapted {layers} batch-norm layers on {len(images)} images; validation accuracy "
+    feedback.info(f"adapted {layers} of {count_batch_norm(model)} batch-norm layers on {len(images)} images; "
+                  "validation accuracy "
                   f"{100 * before:.1f} -> {100 * after:.1f}")
     scorer = scoring_model(model, config.tta)
     calibration = calibrate(prep, scorer)
@@ -172,7 +206,10 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     record = {"from_run": run.name, "from_path": str(Path(run.path).resolve()), "data": [str(p) for p in paths],
               "images": len(images), "inputs": len(sources), "skipped": len(skipped),
               "inputs_sha256": _listing_sha256(sources),
-              "batch_norm_layers": layers, "method": "AdaBN (Li et al. 2016): batch-norm statistics only",
+              "batch_norm_layers": layers, "batch_norm_layers_in_model": count_batch_norm(model),
+              "strength": strength, "depth": "auto" if depth is None else depth,
+              "tolerance": tolerance if depth is None else None,
+              "method": "AdaBN (Li et al. 2016): batch-norm statistics only",
               "val_accuracy_before": before, "val_accuracy_after": after,
               "test_accuracy_before": run.metrics.get("conditions", {}).get("clean", {}).get("accuracy")}
     extra_config: dict[str, Any] = {"adaptation": record}

@@ -339,9 +339,15 @@ def rerun(run_dir, seed, out, reporter):
 @click.option("--reader", help="Reader for --data [recognised from each path].")
 @click.option("--out", type=click.Path(path_type=Path), help="Parent folder of the new run [the run's parent].")
 @click.option("--name", default="", help="Name in the new run directory's name [the run's name + -adapted].")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Share of the new site in the statistics: 1 replaces the training images' statistics, 0.5 "
+                   "describes both sites alike.")
 @click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
               help="Reporter plugin(s) for the new run.")
-def adapt(run_dir, paths, reader, out, name, reporter):
+@click.option("--depth", default="auto", show_default=True, metavar="auto|N|all",
+              help="Batch-norm layers to adapt, in order: auto (as many as keep the accuracy on the run's own "
+                   "validation images within a point of the unadapted model's), N (the first N) or all.")
+def adapt(run_dir, paths, reader, out, name, strength, depth, reporter):
     """Adapt a trained run to a new site's scans without labels: re-estimate its batch-norm
     statistics on them (AdaBN; nothing else is trained) and write a new run that records what it
     was adapted on, scored again on the run's own validation and test images.
@@ -364,12 +370,17 @@ def adapt(run_dir, paths, reader, out, name, reporter):
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
     console = out_console()
-    result = adapt_run(run_, list(paths), out, host, RichFeedback(console), reader, name)
+    if depth not in ("auto", "all") and not (depth.isdigit() and int(depth) > 0):
+        raise click.BadParameter(f"{depth!r}: give auto, all or a number of layers", param_hint="--depth")
+    layers = None if depth == "auto" else 0 if depth == "all" else int(depth)
+    result = adapt_run(run_, list(paths), out, host, RichFeedback(console), reader, name, strength=strength,
+                       depth=layers)
     for rep in reporters:
         rep.report(result, console)
     info = result.config["adaptation"]
-    console.print(f"adapted on {info['images']} images: validation accuracy {100 * info['val_accuracy_before']:.1f}"
-                  f" -> {100 * info['val_accuracy_after']:.1f}", highlight=False)
+    console.print(f"adapted {info['batch_norm_layers']} of {info['batch_norm_layers_in_model']} batch-norm layers on "
+                  f"{info['images']} images: accuracy on the run's validation images "
+                  f"{100 * info['val_accuracy_before']:.1f} -> {100 * info['val_accuracy_after']:.1f}", highlight=False)
     written(console, "adapted run written to", result.path)
 
 

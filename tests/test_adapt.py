@@ -49,6 +49,22 @@ def test_statistics_are_those_of_each_layers_inputs_in_order():
     assert np.allclose((out.mean(axis=(0, 1, 2)) - beta) / gamma, 0, atol=1e-3)
 
 
+def test_a_guard_keeps_the_deepest_adaptation_that_scores_well_enough():
+    from btk.adapt import adapt_model
+
+    model = _bn_model()
+    original = {n: model.get_layer(n).moving_mean.numpy().copy() for n in ("bn1", "bn2")}
+    images = np.random.default_rng(1).normal(3.0, 2.0, (40, 8, 8, 1)).astype("float32")
+    scores = iter([0.9, 0.5])  # after bn1: fine; after bn2: below the floor
+    kept = adapt_model(model, lambda: iter([images]), guard=lambda: next(scores), floor=0.8)
+    assert kept == 1
+    assert not np.allclose(model.get_layer("bn1").moving_mean.numpy(), original["bn1"])
+    assert np.array_equal(model.get_layer("bn2").moving_mean.numpy(), original["bn2"])  # restored
+    scores = iter([0.5, 0.9])  # not monotonic: the deeper one is kept
+    model = _bn_model()
+    assert adapt_model(model, lambda: iter([images]), guard=lambda: next(scores), floor=0.8) == 2
+
+
 def test_a_model_without_batch_norm_is_refused():
     import keras
 
@@ -68,7 +84,8 @@ def test_adapt_writes_a_run_that_records_its_cohort_and_refuses_bad_input(tiny_s
     for f in sorted((sartaj / "Testing" / "pituitary_tumor").glob("*.jpg"))[:40]:
         shutil.copy(f, site / f.name)
     runner = CliRunner()
-    result = runner.invoke(cli, ["adapt", str(run_dir), "--data", str(site), "--name", "site", "--reporter", "json"])
+    result = runner.invoke(cli, ["adapt", str(run_dir), "--data", str(site), "--name", "site", "--depth", "all",
+                                 "--reporter", "json"])
     assert result.exit_code == 0, result.output
     assert "a cohort of 200+ images is better" in result.output
     adapted = next(p for p in run_dir.parent.iterdir() if p.name.endswith("-site"))
