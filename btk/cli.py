@@ -133,6 +133,18 @@ def cli(debug: bool) -> None:
     _show_problems()
 
 
+def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """``--seeds``: the seeds of :func:`btk.plan.parse_seeds`, a usage error when malformed."""
+    if value is None:
+        return None
+    from btk.plan import parse_seeds
+
+    try:
+        return parse_seeds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 # options of `btk run` that --resume may be given with (they do not change what is trained)
 RESUME_COMPATIBLE = ("resume_dir", "reporter")
 
@@ -180,6 +192,13 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
               help="Continue an interrupted run from its last epoch: its .ID.partial folder under --out. "
                    "The run keeps its own configuration: no other option but --reporter goes with it.")
 @click.option("--suite", help="Run a plan of experiments instead of one run (report: the report's four).")
+@click.option("--seeds", callback=_seeds_option, metavar="LIST",
+              help="Run the plan (the suite's experiments, or this one run) once per seed: e.g. 101-105, "
+                   "101,103,107 or 101-103,110; the runs' names carry the seed and the table shows the mean and "
+                   "range over seeds. Not with --seed.")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Run the plan's runs as separate processes, N at a time, each with cpu_count/N CPU threads "
+                   "(and, with GPUs, one of them in turn); 1: one after another in this process.")
 @_recipe_option("epochs", "--epochs", type=click.IntRange(1))
 @_recipe_option("batch_size", "--batch-size", type=click.IntRange(1))
 @_recipe_option("image_size", "--image-size", type=click.IntRange(8, 4096))
@@ -216,6 +235,11 @@ def run(**opts: Any) -> None:
     reporters = [host.reporters.get(r) for r in opts["reporter"]]
     console = out_console()
     feedback = RichFeedback(console)
+    if opts["seeds"] is not None and click.get_current_context().get_parameter_source("seed") in (
+            ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        raise click.UsageError("--seeds runs each seed it lists: leave out --seed")
+    if opts["resume_dir"] is not None and opts["jobs"] > 1:
+        raise BtkError("--resume continues one run in this process: leave out --jobs")
     if opts["resume_dir"] is not None:
         from btk.pipeline import resume_config, run_experiment
 
@@ -246,16 +270,27 @@ def run(**opts: Any) -> None:
             typed = {p.name for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name)
                      in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
             config = with_command_line(read_config_file(opts["config_file"]), config, typed, settings)
-        if opts["suite"] and config.ensemble > 1:
-            raise BtkError("--ensemble trains one configuration: it does not go with --suite")
-        if opts["suite"]:
-            from btk.render.tables import render_suite_table
+        if (opts["suite"] or opts["seeds"]) and config.ensemble > 1:
+            raise BtkError("--ensemble trains one configuration: it does not go with --suite or --seeds")
+        if opts["suite"] or opts["seeds"]:
+            from btk.render.tables import render_suite_aggregate, render_suite_table
             from btk.suite import read_suite, run_suite
 
-            folder = run_suite(opts["suite"], config, opts["out"], feedback)
+            folder = run_suite(opts["suite"], config, opts["out"], feedback, seeds=opts["seeds"], jobs=opts["jobs"])
             info = read_suite(folder) or {}
-            render_suite_table(info.get("table", []), console, f"suite '{opts['suite']}' ({folder})")
+            title = f"suite '{info.get('suite', opts['suite'])}' ({folder})"
+            render_suite_table(info.get("table", []), console, title)
+            if info.get("aggregate"):
+                render_suite_aggregate(info["aggregate"], console, f"{title}: mean (range) over seeds")
             written(console, "suite written to", folder)
+            failed = info.get("failed") or []
+            for f in failed:
+                log = f"; log {folder / f['log']}" if f.get("log") else ""
+                console.print(f"FAILED {f['member']}: exit status {f['returncode']}{log}"
+                              + (f" ({f['error']})" if f.get("error") else ""), markup=False, highlight=False)
+            if failed:
+                raise BtkError(f"{len(failed)} of {len(failed) + len(info.get('runs', {}))} runs failed "
+                               "(suite.json lists them; the table holds the others)")
             return
         if config.ensemble > 1:
             from btk.ensemble import run_ensemble

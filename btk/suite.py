@@ -15,7 +15,7 @@ from typing import Any
 from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.runs import Run, new_run_id, unique_dir
+from btk.runs import Run, load_run, new_run_id, unique_dir
 
 
 @dataclass(frozen=True)
@@ -128,37 +128,110 @@ def read_suite(folder: Path) -> dict[str, Any] | None:
         raise BtkError(f"{path}: unreadable suite record ({exc})") from None
 
 
-def run_suite(name: str, base: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None) -> Path:
-    """Run every experiment of suite ``name`` on ``base`` and write the suite directory; its
+def plain_suite(base: RunConfig) -> Suite:
+    """A one-experiment plan: ``base`` as it is (``btk run --seeds`` without ``--suite``); its
+    table has a row for each test condition the runs have."""
+    name = base.name or base.task
+    return Suite(name=name, description=f"one run ({name}) over seeds", experiments=(Experiment(name),), rows=())
+
+
+def _rows(suite: Suite, runs: dict[str, Run]) -> tuple[Row, ...]:
+    if suite.rows:
+        return suite.rows
+    conditions: list[str] = []
+    for run in runs.values():
+        conditions += [c for c in run.metrics["conditions"] if c not in conditions]
+    exp = suite.experiments[0].name
+    return tuple(Row(exp if c == "clean" else f"{exp}, test {c}", exp, c) for c in conditions)
+
+
+def aggregate_table(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row of a plan over seeds: the mean, lowest and highest of each metric (percent) over
+    the seeds that finished, with the seeds and how many runs collapsed."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in table:
+        groups.setdefault(entry.get("row", entry["label"]), []).append(entry)
+    out = []
+    for label, entries in groups.items():
+        values = {k: [e["measured"][k] for e in entries] for k in METRICS}
+        out.append({
+            "label": label, "condition": entries[0]["condition"],
+            "seeds": [e.get("seed") for e in entries], "n": len(entries),
+            "mean": {k: round(sum(v) / len(v), 2) for k, v in values.items()},
+            "min": {k: min(v) for k, v in values.items()}, "max": {k: max(v) for k, v in values.items()},
+            "collapsed": sum(1 for e in entries if e["collapsed"]), "published": entries[0]["published"],
+        })
+    return out
+
+
+def plan_table(suite: Suite, runs: dict[str, Run], seeds: tuple[int, ...] | None) -> list[dict[str, Any]]:
+    """The suite's table for runs keyed by member name: without seeds, :func:`suite_table`;
+    with them, its rows for each seed in turn, each labelled with its seed and carrying
+    ``row`` (the plain label) and ``seed``."""
+    rows = _rows(suite, runs)
+    shaped = Suite(suite.name, suite.description, suite.experiments, rows)
+    if not seeds:
+        return suite_table(shaped, runs)
+    table = []
+    for seed in seeds:
+        by_experiment = {exp.name: runs[f"{exp.name}-seed{seed}"] for exp in suite.experiments
+                         if f"{exp.name}-seed{seed}" in runs}
+        for entry in suite_table(shaped, by_experiment):
+            table.append({**entry, "label": f"{entry['label']} (seed {seed})", "row": entry["label"], "seed": seed})
+    return table
+
+
+def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
+              seeds: tuple[int, ...] | None = None, jobs: int = 1) -> Path:
+    """Run every experiment of suite ``name`` (``None``: ``base`` alone, see :func:`plain_suite`)
+    on ``base``, for each of ``seeds`` when given, and write the suite directory; its
     ``suite.json`` (:func:`read_suite`) holds the comparison table.
 
-    The data are read once and shared by the runs.
+    With ``jobs`` 1 the runs go one after another in this process and the data are read once;
+    above 1 they run as separate processes, at most ``jobs`` at a time (:mod:`btk.plan`).
+    Runs that fail are listed under ``failed`` in ``suite.json``; the table holds the others.
     """
     from btk.degraders import resolve_degradations
-    from btk.pipeline import load_for_config, run_experiment
+    from btk.plan import check_jobs, plan_members, run_in_process, run_parallel
     from btk.plugins import get_host
 
     feedback = feedback or Feedback()
-    suite = get_suite(name)
+    check_jobs(jobs)
+    suite = get_suite(name) if name is not None else plain_suite(base)
     host = get_host()
-    configs = [base.with_changes(name=exp.name, **exp.changes) for exp in suite.experiments]
-    for cfg in configs:  # validate every plan before the first long run
-        resolve_degradations(host, cfg.train_degrade + cfg.test_degrade)
+    members = plan_members(base, [(exp.name, exp.changes) for exp in suite.experiments], seeds)
+    for member in members:  # validate every plan before the first long run
+        resolve_degradations(host, member.config.train_degrade + member.config.test_degrade)
     host.models.get(base.model_name)
     parent = Path(out_dir)
     parent.mkdir(parents=True, exist_ok=True)
-    folder = unique_dir(parent, new_run_id(f"suite-{name}"))
+    folder = unique_dir(parent, new_run_id(f"suite-{suite.name}" if name is not None else f"seeds-{suite.name}"))
     folder.mkdir()
     t0 = time.perf_counter()
-    data = load_for_config(base, host, feedback)
+    if jobs > 1:
+        feedback.section(f"{suite.name}: {len(members)} runs, {jobs} at a time")
+        results = run_parallel(members, folder, jobs, feedback)
+    else:
+        results = run_in_process(members, folder, feedback)
     runs: dict[str, Run] = {}
-    for exp, cfg in zip(suite.experiments, configs):
-        feedback.section(f"{suite.name}: {exp.name}")
-        runs[exp.name] = run_experiment(cfg, folder, feedback, host, data)
-    table = suite_table(suite, runs)
-    (folder / "suite.json").write_text(json.dumps({
+    failed = []
+    for result in results:
+        if result.ok:
+            try:
+                runs[result.member.name] = load_run(folder / str(result.run_name))
+                continue
+            except BtkError as exc:
+                result.error = str(exc)
+        failed.append({"member": result.member.name, "returncode": result.returncode,
+                       "log": None if result.log is None else str(result.log.relative_to(folder)),
+                       **({"error": result.error} if result.error else {})})
+    table = plan_table(suite, runs, seeds)
+    record: dict[str, Any] = {
         "suite": suite.name, "description": suite.description, "base": base.to_json(),
         "runs": {k: r.name for k, r in runs.items()}, "table": table,
-        "seconds": time.perf_counter() - t0,
-    }, indent=1) + "\n")
+    }
+    if seeds:
+        record.update(seeds=list(seeds), aggregate=aggregate_table(table))
+    record.update(jobs=jobs, failed=failed, seconds=time.perf_counter() - t0)
+    (folder / "suite.json").write_text(json.dumps(record, indent=1) + "\n")
     return folder

@@ -156,6 +156,26 @@ def render_suite_table(table: list[dict[str, Any]], console: Console, title: str
     console.print(grid)
 
 
+def render_suite_aggregate(aggregate: list[dict[str, Any]], console: Console, title: str) -> None:
+    """A plan over seeds, one line per row of its suite (:func:`btk.suite.aggregate_table`):
+    each metric's mean over the seeds and its range (lowest-highest), beside the published one."""
+    from btk.suite import METRICS
+
+    grid = Table(title=title, show_lines=False)
+    grid.add_column("experiment")
+    grid.add_column("seeds", justify="right")
+    for k in ("acc", "P", "R", "F1"):
+        grid.add_column(f"{k} mean (range)", justify="right")
+    grid.add_column("report acc", justify="right", style="dim")
+    for r in aggregate:
+        pub = r.get("published") or {}
+        flag = f" [bold red]({r['collapsed']} collapsed)[/]" if r["collapsed"] else ""
+        grid.add_row(r["label"] + flag, str(r["n"]),
+                     *[f"{r['mean'][k]:.1f} ({r['min'][k]:.1f}-{r['max'][k]:.1f})" for k in METRICS],
+                     f"{pub['accuracy']:.1f}" if "accuracy" in pub else "")
+    console.print(grid)
+
+
 def render_robustness(run_name: str, result: dict[str, Any], scores: dict[str, Any], console: Console) -> None:
     """A sweep's accuracy by degrader and severity, with CE and relative CE. Degraders may have
     any number of levels: there is a column per level up to the most any of them has."""

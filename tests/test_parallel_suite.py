@@ -1,0 +1,112 @@
+"""Plans of runs over seeds, run as parallel processes: members, failures, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.plan import KILL_MEMBER_ENV, cpu_threads, member_env, parse_seeds, plan_members, visible_devices
+
+TINY = ["-R", "per_class=15", "-R", "test_per_class=5", "--image-size", "32", "--epochs", "1",
+        "--model", "small-cnn", "--reporter", "json"]
+
+
+def _suite_dir(out: Path) -> Path:
+    (folder,) = [p for p in out.iterdir() if (p / "suite.json").is_file()]
+    return folder
+
+
+def test_parse_seeds():
+    assert parse_seeds("101-105") == (101, 102, 103, 104, 105)
+    assert parse_seeds("101,103,107") == (101, 103, 107)
+    assert parse_seeds("101-103,110") == (101, 102, 103, 110)
+    assert parse_seeds("7, 7,8") == (7, 8)
+    for bad in ("abc", "105-101", "", "1-2-3", "101,"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)
+
+
+def test_report_suite_members_over_seeds():
+    from btk.config import make_run_config
+    from btk.suite import get_suite
+
+    suite = get_suite("report")
+    base = make_run_config(suite="report")
+    members = plan_members(base, [(e.name, e.changes) for e in suite.experiments], (101, 102))
+    assert [m.name for m in members] == [f"{e.name}-seed{s}" for s in (101, 102) for e in suite.experiments]
+    assert len(members) == 8 and {m.config.seed for m in members} == {101, 102}
+    assert all(m.config.name == m.name for m in members)
+    binary = next(m for m in members if m.name == "binary-seed102")
+    assert binary.config.task == "binary" and binary.experiment == "binary" and binary.seed == 102
+    # without seeds a member keeps its experiment's name and the base seed
+    assert [m.name for m in plan_members(base, [("binary", {"task": "binary"})])] == ["binary"]
+
+
+def test_member_environment():
+    env = member_env(3, 2, ["0", "1"], environ={"PYTHONPATH": "/elsewhere"}, cpu_count=16)
+    assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == "8"
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env["PYTHONPATH"].split(":")[0] == str(Path(__file__).resolve().parents[1])
+    assert "CUDA_VISIBLE_DEVICES" not in member_env(0, 4, [], environ={}, cpu_count=2)
+    assert cpu_threads(4, 2) == 1 and cpu_threads(1, 2) == 2
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_seeds_in_parallel_processes(tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(cli, ["run", *TINY, "--seeds", "101-103", "--jobs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    folder = _suite_dir(out)
+    info = json.loads((folder / "suite.json").read_text())
+    names = [f"multiclass-seed{s}" for s in (101, 102, 103)]
+    assert sorted(info["runs"]) == names and info["failed"] == [] and info["seeds"] == [101, 102, 103]
+    for name in names:
+        run_dir = folder / info["runs"][name]
+        assert (run_dir / "metrics.json").is_file()
+        assert json.loads((run_dir / "config.json").read_text())["config"]["seed"] == int(name[-3:])
+        assert (folder / "members" / f"{name}.log").is_file()
+    assert [r["seed"] for r in info["table"]] == [101, 102, 103]
+    (agg,) = info["aggregate"]
+    assert agg["n"] == 3 and agg["min"]["accuracy"] <= agg["mean"]["accuracy"] <= agg["max"]["accuracy"]
+    assert "mean (range) over seeds" in result.output
+    # btk report reads the plan's folder as a suite
+    from btk.compare import gather_runs
+
+    runs, suites, skipped = gather_runs([folder])
+    assert len(runs) == 3 and len(suites) == 1 and not skipped
+
+
+def test_a_killed_member_is_reported_and_the_others_kept(tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(cli, ["run", *TINY, "--seeds", "101-103", "--jobs", "2", "--out", str(out)],
+                                env={KILL_MEMBER_ENV: "multiclass-seed102"})
+    assert result.exit_code == 1, result.output
+    assert "FAILED multiclass-seed102" in result.output and "1 of 3 runs failed" in result.output
+    folder = _suite_dir(out)
+    info = json.loads((folder / "suite.json").read_text())
+    (failed,) = info["failed"]
+    assert failed["member"] == "multiclass-seed102" and failed["returncode"] == -9
+    assert (folder / failed["log"]).is_file()
+    assert sorted(info["runs"]) == ["multiclass-seed101", "multiclass-seed103"]
+    for name in info["runs"].values():
+        assert (folder / name / "metrics.json").is_file()
+    assert [r["seed"] for r in info["table"]] == [101, 103]
+
+
+@pytest.mark.parametrize(("args", "code", "text"), [
+    (["--jobs", "0"], 2, "--jobs"),
+    (["--seeds", "abc"], 2, "'abc' is not a seed"),
+    (["--seeds", "105-101"], 2, "runs backwards"),
+    (["--seeds", "101-102", "--seed", "7"], 2, "leave out --seed"),
+    (["--resume", "nowhere", "--jobs", "2"], 1, "Error: --resume continues one run in this process"),
+])
+def test_bad_input(tmp_path, args, code, text):
+    result = CliRunner().invoke(cli, ["run", *args, "--out", str(tmp_path)])
+    assert result.exit_code == code, result.output
+    assert text in result.output
+    assert not any(tmp_path.iterdir())  # nothing was written
