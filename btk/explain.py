@@ -99,15 +99,27 @@ def _score_layer(model: Any) -> Any | None:
 
 def gradcam(model: Any, x: np.ndarray, layer: Any, classes: np.ndarray | None = None) -> np.ndarray:
     """Grad-CAM maps (N x H x W, each 0..1) of network inputs ``x`` (N x H x W x C float32) for
-    ``classes`` (default: the predicted ones), from ``layer``'s output.
+    ``classes`` (default: the predicted ones), from ``layer``'s output. On TensorFlow (a gradient
+    tape) and on JAX (``jax.grad`` through the part of the network after ``layer``).
 
     Raises:
-        NotImplementedError: the Keras backend is not TensorFlow.
+        NotImplementedError: another Keras backend, or (JAX) a network whose part after
+            ``layer`` also needs tensors from before it.
     """
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError(f"Grad-CAM on the {keras.backend.backend()} backend")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        cam = _gradcam_tensorflow(model, x, layer, classes)
+    elif backend == "jax":
+        cam = _gradcam_jax(model, x, layer, classes)
+    else:
+        raise NotImplementedError(f"Grad-CAM on the {backend} backend")
+    return _normalise(_resize(cam, x.shape[1:3]))
+
+
+def _gradcam_tensorflow(model: Any, x: np.ndarray, layer: Any, classes: np.ndarray | None) -> np.ndarray:
+    import keras
     import tensorflow as tf
 
     dense = _score_layer(model)
@@ -125,8 +137,39 @@ def gradcam(model: Any, x: np.ndarray, layer: Any, classes: np.ndarray | None = 
         chosen = tf.gather(scores, tf.constant(classes, tf.int32), axis=1, batch_dims=1)
     grads = tape.gradient(chosen, features)
     weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1))
-    return _normalise(_resize(np.asarray(cam), x.shape[1:3]))
+    return np.asarray(tf.nn.relu(tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1)))
+
+
+def _gradcam_jax(model: Any, x: np.ndarray, layer: Any, classes: np.ndarray | None) -> np.ndarray:
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    dense = _score_layer(model)
+    bottom = keras.Model(model.inputs, layer.output)
+    try:  # the network after the layer, as a model of its own: the gradient is taken through it
+        top = keras.Model(layer.output, dense.input if dense is not None else model.output)
+    except ValueError as exc:
+        raise NotImplementedError(f"Grad-CAM on JAX needs the network after '{layer.name}' to depend on it "
+                                  f"alone ({str(exc).splitlines()[0]})") from None
+    features = jnp.asarray(bottom(x, training=False), jnp.float32)
+    kernel = jnp.asarray(dense.kernel, jnp.float32) if dense is not None else None
+    bias = jnp.asarray(dense.bias, jnp.float32) if dense is not None and dense.bias is not None else None
+
+    def scores(f: Any) -> Any:
+        out = jnp.asarray(top(f.astype(features.dtype), training=False), jnp.float32)
+        if kernel is not None:
+            out = out @ kernel
+            if bias is not None:
+                out = out + bias
+        return out
+
+    if classes is None:
+        classes = np.asarray(jnp.argmax(scores(features), axis=-1))
+    picked = jnp.asarray(classes, jnp.int32)[:, None]
+    grads = jax.grad(lambda f: jnp.take_along_axis(scores(f), picked, axis=1).sum())(features)
+    weights = grads.mean(axis=(1, 2), keepdims=True)
+    return np.asarray(jax.nn.relu((weights * features).sum(axis=-1)))
 
 
 def occlusion(predict: Any, x: np.ndarray, classes: np.ndarray, patch: int | None = None,

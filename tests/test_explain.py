@@ -56,7 +56,7 @@ def _near_cell(heat: np.ndarray, point: np.ndarray, cell: int, slack: int = 8) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["small-cnn", "res-cnn"])
-def test_gradcam_and_occlusion_peak_on_the_blob(name: str) -> None:
+def test_gradcam_and_occlusion_peak_on_the_blob(name: str, tmp_path: Path) -> None:
     model = _train(name)
     images, labels, centres = _blob_images(16, 1)
     x = images.astype(np.float32) / 255
@@ -73,6 +73,37 @@ def test_gradcam_and_occlusion_peak_on_the_blob(name: str) -> None:
         assert _near_cell(cam, centres[i], cell), (_peak(cam), centres[i])
         assert np.abs(_peak(o) - centres[i]).max() <= 8, (_peak(o), centres[i])
         assert _near_cell(cam, _peak(o), cell), (_peak(cam), _peak(o))  # the two methods agree
+    _same_maps_on_jax(model, x[held], cams, tmp_path)
+
+
+JAX_GRADCAM = """
+import sys
+import keras
+import numpy as np
+from btk.explain import find_gradcam_layer, gradcam
+assert keras.backend.backend() == "jax", keras.backend.backend()
+model = keras.saving.load_model(sys.argv[1], compile=False)
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], gradcam(model, x, find_gradcam_layer(model), np.ones(len(x), int)))
+"""
+
+
+def _same_maps_on_jax(model: object, x: np.ndarray, cams: np.ndarray, folder: Path) -> None:
+    """The same network (saved and loaded again) under the JAX backend gives the same maps."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    model.save(folder / "m.keras")  # type: ignore[attr-defined]
+    np.save(folder / "x.npy", x)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", JAX_GRADCAM, str(folder / "m.keras"), str(folder / "x.npy"),
+                           str(folder / "jax.npy")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    on_jax = np.load(folder / "jax.npy")
+    assert on_jax.shape == cams.shape
+    assert np.abs(on_jax - cams).max() < 0.02, np.abs(on_jax - cams).max()
 
 
 def _head() -> np.ndarray:
