@@ -220,12 +220,35 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @click.option("--tta", is_flag=True,
               help="Score the test (and validation) images with test-time augmentation: each image and its mirror "
                    "image, probabilities averaged; predict and evaluate follow the run.")
+@click.option("--devices", default="", metavar="auto|N|LIST",
+              help="Data-parallel training (Keras' DataParallel): auto (every device), N (the first N) or device "
+                   "indices (0,1). The global batch (--batch-size) is split evenly over the devices; the learning "
+                   "rate and batch size are per global batch. JAX backend only (KERAS_BACKEND=jax): on TensorFlow "
+                   "and PyTorch, auto and 1 train on one device and say so, more are refused. "
+                   "Not given: one device.")
+@click.option("--coordinator", metavar="HOST:PORT",
+              help="Several hosts (JAX): process 0's address; every process runs the same command "
+                   "[JAX_COORDINATOR_ADDRESS]. Only process 0 writes the run directory.")
+@click.option("--num-processes", type=click.IntRange(1), metavar="N",
+              help="Several hosts: how many processes [JAX_NUM_PROCESSES, else SLURM_NTASKS].")
+@click.option("--process-id", type=click.IntRange(0), metavar="K",
+              help="Several hosts: this process's index, 0..N-1 [JAX_PROCESS_ID, else SLURM_PROCID].")
 @click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True, metavar="N",
               help="Train N members (seeds SEED..SEED+N-1) on one split, each written as a run, and write one "
                    "more run whose model averages theirs (N times the training time).")
 def run(**opts: Any) -> None:
     """Train and evaluate a model; write a run directory (config, split, history, model,
     predictions, metrics) and report it."""
+    from btk.distribute import init_multihost, multihost_from
+
+    multihost = multihost_from(opts.pop("coordinator"), opts.pop("num_processes"), opts.pop("process_id"))
+    if multihost is not None and (opts["suite"] or opts["seeds"] or opts["ensemble"] > 1 or opts["jobs"] > 1
+                                  or opts["resume_dir"] is not None):
+        raise BtkError("several processes (--coordinator) train one run: leave out --suite, --seeds, --ensemble, "
+                       "--jobs and --resume")
+    init_multihost(multihost)  # before anything else touches JAX
+    if multihost is not None and not opts["devices"]:
+        opts["devices"] = "auto"  # every process's devices
     from btk.config import RECIPE_FIELDS, make_run_config
     from btk.plugins import get_host
     from btk.render import collapsed_warning, out_console, written
@@ -262,7 +285,8 @@ def run(**opts: Any) -> None:
             negative_class=opts["negative_class"], model_options=_pairs(opts["model_option"], "model option"),
             train_degrade=tuple(opts["train_degrade"]), test_degrade=tuple(opts["test_degrade"]), seed=opts["seed"],
             limit_train=opts["limit_train"], limit_test=opts["limit_test"], strict=opts["strict"], name=opts["name"],
-            duplicate_threshold=opts["duplicate_threshold"], tta=opts["tta"], ensemble=opts["ensemble"])
+            duplicate_threshold=opts["duplicate_threshold"], tta=opts["tta"], ensemble=opts["ensemble"],
+            devices=opts["devices"])
         if opts["config_file"] is not None:
             from btk.config_file import read_config_file, with_command_line
 
@@ -298,6 +322,12 @@ def run(**opts: Any) -> None:
 
             result = run_ensemble(config, opts["out"], feedback, host)[1]
             render_ensemble(result, console)
+        elif multihost is not None:
+            from btk.distribute import run_multihost
+
+            result = run_multihost(config, opts["out"], feedback, host)
+            if result is None:  # a process other than 0: trained with the others, wrote nothing
+                return
         else:
             from btk.pipeline import run_experiment
 

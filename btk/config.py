@@ -256,6 +256,8 @@ class RunConfig:
             augmentation (:mod:`btk.tta`); ``predict`` and ``evaluate`` follow the run's choice.
         split_seed: the seed of the splits (``None``: ``seed``); an ensemble's members share one.
         ensemble: members trained (``btk run --ensemble N``), seeds ``seed`` .. ``seed + N - 1``.
+        devices: data-parallel training (:mod:`btk.distribute`): ``auto``, a count or device
+            indices such as ``0,1``; empty: Keras' default device.
     """
 
     recipe: Recipe
@@ -278,6 +280,7 @@ class RunConfig:
     tta: bool = False
     split_seed: int | None = None
     ensemble: int = 1
+    devices: str = ""
 
     def __post_init__(self) -> None:
         check_run_name(self.name)

@@ -25,7 +25,8 @@ OPTION_FIELDS = {"data": "data", "reader": "reader", "reader_option": "reader_op
                  "negative_class": "negative_class", "model": "model", "model_option": "model_options",
                  "test_degrade": "test_degrade", "train_degrade": "train_degrade", "seed": "seed",
                  "limit_train": "limit_train", "limit_test": "limit_test", "name": "name",
-                 "strict": "strict", "duplicate_threshold": "duplicate_threshold"}
+                 "strict": "strict", "duplicate_threshold": "duplicate_threshold",
+                 "devices": "devices"}
 
 
 def _load(path: Path) -> dict[str, Any]:

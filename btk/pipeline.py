@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from btk import __version__
+from btk import __version__, distribute
 from btk.augment import augment_names, make_augmenter
 from btk.cache import gather
 from btk.calibration import apply_temperature, fit_temperature, nll
@@ -112,6 +112,7 @@ class Fitted:
     step: int
     n_train: int
     calibration: dict[str, float] | None = None
+    distribution: dict[str, Any] | None = None  # the device layout trained on (btk.distribute.begin)
 
 
 @dataclass
@@ -287,6 +288,7 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
     else:  # no copy of the images: batches are gathered from the (memory-mapped) dataset
         x_train, x_val = Rows(data.images, split["train"]), Rows(data.images, split["val"])
     keras.utils.set_random_seed(config.seed)
+    layout = distribute.begin(config.devices, recipe.batch_size, feedback)  # before the model is built
     options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
     model = build_with_precision(
         lambda: prep.model_spec.build(tuple(data.images.shape[1:]), len(prep.fit_classes), options), recipe.precision)
@@ -317,11 +319,12 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
                                len(prep.fit_classes), recipe, config.seed, on_epoch=on_epoch, on_batch=on_batch,
                                augment=prep.augment, checkpoint=checkpoint)
         train_seconds = time.perf_counter() - t_train
+    distribute.end()
     if "stopped_epoch" in history:
         feedback.info(f"early stop after epoch {history['stopped_epoch'][0]} (best: epoch "
                       f"{history.get('best_epoch', ['?'])[0]})")
     epochs_run = len(history.get("loss", [])) - checkpoint_epochs
-    return Fitted(model, history, train_seconds, epochs_run, step, len(x_train))
+    return Fitted(model, history, train_seconds, epochs_run, step, len(x_train), distribution=layout)
 
 
 def calibrate(prep: Prepared, model: Any, step: int | None = None) -> dict[str, float] | None:
@@ -455,6 +458,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "plugins": {"reader": host.readers.owner(config.reader), "model": host.models.owner(config.model_name)},
         "versions": versions(),
         **({"calibration": fitted.calibration} if fitted.calibration else {}),
+        **({"distribution": fitted.distribution} if fitted.distribution else {}),
         "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
         **((extra or {}).get("config") or {}),
     }

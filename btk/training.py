@@ -19,6 +19,8 @@ import numpy as np
 from btk.checkpoint import Checkpoint
 from btk.config import Recipe
 from btk.device import accelerator_present, step_batch_size
+from btk.distribute import batch_layout
+from btk.errors import BtkError
 
 
 class Rows:
@@ -53,7 +55,8 @@ def network_input(batch: np.ndarray, scale: float, intensity: str = "none") -> n
 def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: float, batch_size: int,
                  weights: np.ndarray | None = None, shuffle_seed: int | None = None,
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-                 start_epoch: int = 0, group: int = 0, intensity: str = "none") -> Any:
+                 start_epoch: int = 0, group: int = 0, intensity: str = "none", multiple: int = 1,
+                 shard: tuple[int, int] = (0, 1)) -> Any:
     """A ``keras.utils.PyDataset`` over uint8 ``images`` that yields float32 batches times ``scale``.
 
     Args:
@@ -74,6 +77,15 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             sample weights.
         intensity: per-image intensity normalisation (:func:`btk.intensity.normalise_intensity`),
             after ``augment`` and before the float conversion.
+        multiple: with data-parallel training (:mod:`btk.distribute`), the device count: every
+            batch's length must be a multiple of it. Without micro-batches, the epoch's last
+            partial batch of ``r`` images is then filled up to the next multiple with zero-weight
+            copies and its real images are weighted ``filled / r``, so its loss (and gradient) is
+            the mean over the real images, as without filling. Batch-norm statistics of that one
+            batch, and metrics Keras computes without sample weights (accuracy), include the
+            copies. Batches with targets then always carry sample weights.
+        shard: ``(process, processes)``: with several processes (multi-host), this process
+            yields rows ``process::processes`` of every batch; together they make the batch.
     """
     import keras
 
@@ -90,6 +102,13 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
                 self.pad = group - real
                 self.factor = np.concatenate([np.ones(n - real, np.float32), np.full(real, group / real, np.float32),
                                               np.zeros(self.pad, np.float32)])
+            elif multiple > 1 and group <= batch_size and n % batch_size % multiple:
+                real = n % batch_size
+                self.pad = -real % multiple
+                scale_real = (real + self.pad) / real
+                self.factor = np.concatenate([np.ones(n - real, np.float32), np.full(real, scale_real, np.float32),
+                                              np.zeros(self.pad, np.float32)])
+            self.weighted = group > batch_size or multiple > 1
             self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
             if self.rng is not None:
                 for _ in range(start_epoch + 1):
@@ -104,13 +123,15 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             seq = self.order[positions % self.n]
             ranks = np.argsort(seq, kind="stable")  # sorted reads from the cached file
             idx, factor = seq[ranks], self.factor[positions][ranks]
+            if shard[1] > 1:  # this process's rows of the batch
+                idx, factor = idx[shard[0]::shard[1]], factor[shard[0]::shard[1]]
             batch = images[idx]
             if augment is not None:
                 batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))
             x = network_input(batch, scale, intensity)
             if targets is None:
                 return (x,)
-            if group > batch_size:
+            if self.weighted:
                 return x, targets[idx], factor if weights is None else weights[idx] * factor
             if weights is None:
                 return x, targets[idx]
@@ -203,9 +224,16 @@ def train(
         # micro-batches: the optimizer averages the gradients of batch_size / micro_batch steps
         # and updates once, as one batch of batch_size would (less memory for activations)
         model.optimizer.gradient_accumulation_steps = recipe.batch_size // step
+    multiple, process, processes = batch_layout()
+    if step % multiple:
+        raise BtkError(f"micro-batches of {step} do not split over {multiple} devices: set --micro-batch to a "
+                       f"multiple of {multiple}")
+    shard = (process, processes)
     train_data = make_batches(x_train, eye[y_train], recipe.scale, step, weights, shuffle_seed=seed,
-                              augment=augment, start_epoch=start, group=recipe.batch_size, intensity=recipe.intensity)
-    val_data = make_batches(x_val, eye[y_val], recipe.scale, step, intensity=recipe.intensity) if len(x_val) else None
+                              augment=augment, start_epoch=start, group=recipe.batch_size, intensity=recipe.intensity,
+                              multiple=multiple, shard=shard)
+    val_data = make_batches(x_val, eye[y_val], recipe.scale, step, intensity=recipe.intensity, multiple=multiple,
+                            shard=shard) if len(x_val) else None
     n_batches = len(train_data)
     first_monitored = int(recipe.monitor_after * recipe.epochs)  # 0-based; always before the last epoch
     history: dict[str, list[float]] = {k: list(v) for k, v in prior.items()}

@@ -1,0 +1,255 @@
+"""Data-parallel training over several devices, and over several hosts, through the Keras 3
+distribution API (``keras.distribution.DataParallel`` over a ``DeviceMesh``).
+
+- :func:`parse_devices` reads ``btk run --devices`` (``auto``, a count ``N`` or a list of
+  device indices such as ``0,2``) against the devices there are.
+- :func:`begin` sets the distribution before the model is built and returns the layout a run
+  records in its ``config.json``; :func:`end` unsets it after training, so evaluation and
+  ``btk predict`` run on one device, as any saved model does.
+- :func:`init_multihost` starts ``jax.distributed`` (several processes, one per host) before
+  anything else touches JAX.
+- :func:`batch_layout` tells the training loop how batches must be cut: every batch a multiple
+  of the device count, each process feeding its own share.
+
+The distribution API is JAX-only in Keras 3: on TensorFlow and PyTorch btk trains on one device
+(``--devices auto`` or ``1`` says so in one line; more than one device is refused).
+
+Heavy libraries (keras, jax) are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from btk.errors import BtkError
+from btk.feedback import Feedback
+
+__all__ = ["MultiHost", "batch_layout", "begin", "end", "init_multihost", "is_writer", "multihost_from",
+           "parse_devices", "run_multihost"]
+
+
+def parse_devices(spec: str, available: int) -> list[int]:
+    """The device indices ``spec`` names among ``available`` devices.
+
+    ``auto``: all of them; ``N``: the first N; ``I,J,...``: those indices (0-based, each once).
+
+    Raises:
+        BtkError: a malformed spec, more devices than there are, or an index that does not exist.
+    """
+    text = spec.strip().lower()
+    if text == "auto":
+        return list(range(available))
+    try:
+        if "," not in text:
+            count = int(text)
+            if count < 1:
+                raise BtkError(f"--devices {spec}: give at least 1 device")
+            if count > available:
+                raise BtkError(f"--devices {spec}: only {available} device(s) here")
+            return list(range(count))
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise BtkError(f"--devices {spec!r}: write auto, a count (2) or device indices (0,1)") from None
+    bad = [i for i in indices if not 0 <= i < available]
+    if bad:
+        raise BtkError(f"--devices {spec}: no device {bad[0]} (there are {available}: indices 0..{available - 1})")
+    if len(set(indices)) != len(indices):
+        raise BtkError(f"--devices {spec}: a device is named twice")
+    return indices
+
+
+def begin(spec: str, batch_size: int, feedback: Feedback | None = None) -> dict[str, Any] | None:
+    """Set Keras' data-parallel distribution over the devices ``spec`` names (see
+    :func:`parse_devices`), before the model is built. ``""``: no distribution (Keras' default
+    device), nothing recorded.
+
+    The global batch (``batch_size``) is split evenly over the devices, so it must be a multiple
+    of their number. On TensorFlow and PyTorch (no distribution API in Keras 3) ``auto`` and
+    ``1`` train on one device, with one line to ``feedback``.
+
+    Returns:
+        The layout a run records: ``{"devices", "mesh", "backend", "processes",
+        "per_device_batch"}``, or None when ``spec`` is empty.
+
+    Raises:
+        BtkError: a bad spec, a batch that does not split, or several devices on a backend
+            without the distribution API.
+    """
+    end()  # a distribution left by an earlier run in this process
+    if not spec:
+        return None
+    import keras
+
+    feedback = feedback or Feedback()
+    backend = keras.backend.backend()
+    if backend != "jax":
+        if spec.strip().lower() not in ("auto", "1"):
+            raise BtkError(f"--devices {spec}: training on several devices needs the JAX backend (Keras' "
+                           f"distribution API is JAX-only); this is {backend}: set KERAS_BACKEND=jax")
+        feedback.info(f"--devices {spec}: backend {backend} has no Keras distribution API: training on one device "
+                      "(KERAS_BACKEND=jax trains on all)")
+        return {"devices": [], "mesh": None, "backend": backend, "processes": 1, "per_device_batch": batch_size,
+                "note": "one device: Keras' distribution API is JAX-only"}
+    import jax
+
+    names = keras.distribution.list_devices()
+    chosen = [names[i] for i in parse_devices(spec, len(names))]
+    if batch_size % len(chosen):
+        raise BtkError(f"batch size {batch_size} does not split over {len(chosen)} devices: give a multiple of "
+                       f"{len(chosen)}")
+    mesh = keras.distribution.DeviceMesh(shape=(len(chosen),), axis_names=["batch"], devices=chosen)
+    # auto_shard_dataset off: btk's batches are already cut per process (batch_layout)
+    keras.distribution.set_distribution(keras.distribution.DataParallel(device_mesh=mesh, auto_shard_dataset=False))
+    processes = jax.process_count()
+    feedback.info(f"data-parallel over {len(chosen)} device(s) ({', '.join(chosen)})"
+                  + (f" in {processes} processes" if processes > 1 else "")
+                  + f": {batch_size // len(chosen)} images per device per step")
+    return {"devices": chosen, "mesh": {"shape": [len(chosen)], "axis_names": ["batch"]}, "backend": backend,
+            "processes": processes, "per_device_batch": batch_size // len(chosen)}
+
+
+def end() -> None:
+    """Unset the distribution :func:`begin` set (evaluation then runs on one device)."""
+    import keras
+
+    if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+        keras.distribution.set_distribution(None)
+
+
+def batch_layout() -> tuple[int, int, int]:
+    """``(multiple, process, processes)`` for the batches of the distribution now set: each
+    batch's length must be a multiple of ``multiple`` (the devices), and this process feeds
+    rows ``process::processes`` of each batch. ``(1, 0, 1)`` without a distribution."""
+    import keras
+
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        return 1, 0, 1
+    import jax
+
+    mesh = keras.distribution.distribution().device_mesh
+    return int(mesh.shape[0]), jax.process_index(), jax.process_count()
+
+
+@dataclass(frozen=True)
+class MultiHost:
+    """One process of a multi-host run: the coordinator's ``HOST:PORT``, how many processes
+    there are and which one this is."""
+
+    coordinator: str
+    num_processes: int
+    process_id: int
+
+
+def multihost_from(coordinator: str | None, num_processes: int | None, process_id: int | None,
+                   environ: Mapping[str, str] | None = None) -> MultiHost | None:
+    """The multi-host setting from ``btk run``'s options, each defaulting to the environment:
+    ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` (else Slurm's ``SLURM_NTASKS``),
+    ``JAX_PROCESS_ID`` (else ``SLURM_PROCID``). None: a single process.
+
+    Raises:
+        BtkError: a process count or id without a coordinator, or an id out of range.
+    """
+    env = os.environ if environ is None else environ
+
+    def number(value: int | None, *names: str) -> int | None:
+        if value is not None:
+            return value
+        for name in names:
+            if env.get(name, "").strip():
+                try:
+                    return int(env[name])
+                except ValueError:
+                    raise BtkError(f"{name}={env[name]!r} is not a number") from None
+        return None
+
+    coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS", "").strip() or None
+    explicit_count = num_processes is not None or bool(env.get("JAX_NUM_PROCESSES", "").strip())
+    count = number(num_processes, "JAX_NUM_PROCESSES", "SLURM_NTASKS")
+    index = number(process_id, "JAX_PROCESS_ID", "SLURM_PROCID")
+    if coordinator is None:
+        if explicit_count or process_id is not None or env.get("JAX_PROCESS_ID", "").strip():
+            raise BtkError("several processes need a coordinator: give --coordinator HOST:PORT (or set "
+                           "JAX_COORDINATOR_ADDRESS)")
+        return None  # Slurm variables alone (an ordinary srun job) do not start a multi-host run
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise BtkError(f"--coordinator {coordinator!r}: write HOST:PORT, e.g. node01:1234")
+    if count is None or index is None:
+        raise BtkError("--coordinator needs --num-processes and --process-id (or JAX_NUM_PROCESSES and "
+                       "JAX_PROCESS_ID, or Slurm's SLURM_NTASKS and SLURM_PROCID)")
+    if count < 1:
+        raise BtkError(f"--num-processes {count}: give at least 1")
+    if not 0 <= index < count:
+        raise BtkError(f"--process-id {index} must be below --num-processes {count} (0..{count - 1})")
+    return MultiHost(coordinator, count, index)
+
+
+def init_multihost(setting: MultiHost | None) -> None:
+    """Start ``jax.distributed`` for ``setting`` (nothing for None); call it before anything
+    else touches JAX. Every process then sees every process's devices
+    (``keras.distribution.list_devices()``).
+
+    Raises:
+        BtkError: a backend other than JAX, or JAX failing to connect (one line).
+    """
+    if setting is None:
+        return
+    backend = os.environ.get("KERAS_BACKEND", "")
+    if not backend:
+        import keras
+
+        backend = keras.backend.backend()
+    if backend != "jax":
+        raise BtkError(f"several processes (--coordinator) need the JAX backend; this is {backend}: "
+                       "set KERAS_BACKEND=jax")
+    import jax
+
+    try:
+        jax.distributed.initialize(coordinator_address=setting.coordinator, num_processes=setting.num_processes,
+                                   process_id=setting.process_id)
+    except Exception as exc:  # JAX's errors are long; one line says what failed
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise BtkError(f"process {setting.process_id} of {setting.num_processes} could not join "
+                       f"{setting.coordinator}: {type(exc).__name__}: {first}") from None
+
+
+def run_multihost(config: Any, out_dir: Any, feedback: Feedback | None = None, host: Any = None) -> Any:
+    """Train ``config`` (a :class:`btk.config.RunConfig`) as one process of a multi-host run,
+    after :func:`init_multihost`. Every process trains and evaluates alike (each step's
+    collectives need them all); process 0 writes its run directory under ``out_dir``, the others
+    work in a temporary folder they delete.
+
+    Returns:
+        The finished :class:`btk.runs.Run` on process 0; None on the others.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from btk.pipeline import run_experiment
+
+    if is_writer():
+        return run_experiment(config, out_dir, feedback, host)
+    scratch = Path(tempfile.mkdtemp(prefix="btk-process-"))
+    try:
+        run_experiment(config, scratch, feedback, host)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run directory: process 0 of a multi-host run, or the
+    only process."""
+    if "jax" not in sys.modules:
+        return True
+    import jax
+
+    try:
+        return int(jax.process_index()) == 0
+    except Exception:
+        return True

@@ -1,0 +1,178 @@
+"""Data-parallel training (btk.distribute): 4 virtual CPU devices train as 1 does, the run records
+its devices, its model predicts on one device; bad --devices and multi-host options are one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.distribute import multihost_from, parse_devices
+from btk.errors import BtkError
+
+pytest.importorskip("jax")
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSS_TOLERANCE = 1e-4  # relative, per epoch (float32; measured about 1e-6: the order of float sums)
+
+
+def _env(devices: int | None) -> dict[str, str]:
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("XLA_FLAGS", None)
+    if devices:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+TRAIN = textwrap.dedent("""
+    import json, sys
+    from btk.config import make_run_config
+    from btk.pipeline import run_experiment
+
+    out = {}
+    for devices in ("4", "1"):
+        config = make_run_config(overrides={"image_size": 32, "epochs": 2, "batch_size": 8, "augment_images": False,
+                                            "precision": "float32"},
+                                 reader_options={"per_class": "8", "test_per_class": "4"}, devices=devices,
+                                 name=f"d{devices}", duplicate_threshold=0)
+        run = run_experiment(config, sys.argv[1])
+        out[devices] = {"path": str(run.path), "loss": run.history["loss"], "val_loss": run.history["val_loss"],
+                        "distribution": run.config["distribution"]}
+
+    # batch norm under DataParallel: the statistics are the global batch's, not each device's
+    import keras, numpy as np
+    x = np.arange(8 * 3, dtype="float32").reshape(8, 3) ** 2
+    keras.distribution.set_distribution(keras.distribution.DataParallel(
+        device_mesh=keras.distribution.DeviceMesh((4,), ["batch"], keras.distribution.list_devices())))
+    bn = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.0)])
+    bn.compile("sgd", "mse")
+    bn.fit(x, np.zeros_like(x), batch_size=8, epochs=1, verbose=0)
+    out["bn_moving_mean"] = np.asarray(bn.layers[0].moving_mean).tolist()
+    out["batch_mean"] = x.mean(axis=0).tolist()
+    print("RESULT " + json.dumps(out))
+""")
+
+PREDICT = textwrap.dedent("""
+    import sys, keras, numpy as np
+    model = keras.saving.load_model(sys.argv[1])
+    print("DEVICES", len(keras.distribution.list_devices()), "SHAPE", model.predict(np.zeros((3, 32, 32, 3)),
+          verbose=0).shape)
+""")
+
+
+@pytest.mark.slow
+def test_four_devices_train_as_one(tmp_path):
+    done = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path)], env=_env(4), capture_output=True, text=True,
+                          timeout=900)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, done.stdout[-2000:] + done.stderr[-3000:]
+    out = json.loads(line[len("RESULT "):])
+    four, one = out["4"], out["1"]
+    assert four["distribution"]["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]
+    assert four["distribution"]["backend"] == "jax" and four["distribution"]["per_device_batch"] == 2
+    assert one["distribution"]["devices"] == ["cpu:0"]
+    for key in ("loss", "val_loss"):
+        for a, b in zip(four[key], one[key], strict=True):
+            assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (key, four[key], one[key])
+    # batch norm's statistics span the whole (global) batch of 8, not a device's 2 images
+    assert out["bn_moving_mean"] == pytest.approx(out["batch_mean"], rel=1e-5)
+    # the saved model is a plain Keras file: it loads and predicts on one device
+    model = Path(four["path"]) / "model.keras"
+    done = subprocess.run([sys.executable, "-c", PREDICT, str(model)], env=_env(None), capture_output=True,
+                          text=True, timeout=300)
+    assert "DEVICES 1 SHAPE (3, 4)" in done.stdout, done.stdout[-1000:] + done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_run(tmp_path):
+    """Two jax.distributed processes on 127.0.0.1 (2 virtual CPU devices each; CPU collectives
+    through gloo): both exit 0, process 0 alone writes the run, which records 4 devices."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from multihost_loopback import loopback
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    result = loopback(tmp_path / "runs", epochs=1)
+    assert result["ok"], result
+
+
+def test_parse_devices():
+    assert parse_devices("auto", 4) == [0, 1, 2, 3]
+    assert parse_devices("2", 4) == [0, 1]
+    assert parse_devices("3,1", 4) == [3, 1]
+    with pytest.raises(BtkError, match="only 4 device"):
+        parse_devices("8", 4)
+    with pytest.raises(BtkError, match=r"no device 5 \(there are 4"):
+        parse_devices("0,5", 4)
+    with pytest.raises(BtkError, match="write auto"):
+        parse_devices("many", 4)
+
+
+def test_multihost_settings():
+    assert multihost_from(None, None, None, {}) is None
+    assert multihost_from(None, None, None, {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}) is None  # plain srun
+    got = multihost_from(None, None, None, {"JAX_COORDINATOR_ADDRESS": "h:1", "SLURM_NTASKS": "2", "SLURM_PROCID": "1"})
+    assert (got.coordinator, got.num_processes, got.process_id) == ("h:1", 2, 1)
+    assert multihost_from("h:1", 2, 0, {}).process_id == 0
+    with pytest.raises(BtkError, match="need a coordinator"):
+        multihost_from(None, 2, None, {})
+    with pytest.raises(BtkError, match="must be below"):
+        multihost_from("h:1", 2, 2, {})
+    with pytest.raises(BtkError, match="HOST:PORT"):
+        multihost_from("nohostport", 2, 0, {})
+
+
+def _one_line_error(args: list[str], *fragments: str) -> None:
+    result = CliRunner().invoke(cli, ["run", *args])
+    assert result.exit_code != 0
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_bad_multihost_options(tmp_path):
+    out = ["--out", str(tmp_path / "runs")]
+    _one_line_error(["--num-processes", "2", *out], "coordinator")
+    _one_line_error(["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2", *out],
+                    "--process-id 2 must be below --num-processes 2")
+    assert not (tmp_path / "runs").exists()
+
+
+DEVICES_ERROR = textwrap.dedent("""
+    import sys
+    from click.testing import CliRunner
+    from btk.cli import cli
+    for spec in sys.argv[2:]:
+        result = CliRunner().invoke(cli, ["run", "--devices", spec, "--epochs", "1", "--image-size", "32",
+                                          "-R", "per_class=2", "--out", sys.argv[1]])
+        print("EXIT", result.exit_code, "|".join(l for l in result.output.splitlines() if l.startswith("Error:")))
+""")
+
+
+def test_bad_devices(tmp_path):
+    done = subprocess.run([sys.executable, "-c", DEVICES_ERROR, str(tmp_path / "runs"), "8", "0,7"], env=_env(4),
+                          capture_output=True, text=True, timeout=300)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("EXIT")]
+    assert len(lines) == 2, done.stdout[-1000:] + done.stderr[-2000:]
+    assert lines[0].startswith("EXIT 1 Error:") and "only 4 device(s)" in lines[0], lines[0]
+    assert lines[1].startswith("EXIT 1 Error:") and "no device 7 (there are 4" in lines[1], lines[1]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_tensorflow_refuses_several_devices(tmp_path):
+    env = {**_env(None), "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", DEVICES_ERROR, str(tmp_path / "runs"), "2"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("EXIT")]
+    assert len(lines) == 1, done.stdout[-1000:] + done.stderr[-2000:]
+    assert lines[0].startswith("EXIT 1 Error:") and "needs the JAX backend" in lines[0], lines[0]
