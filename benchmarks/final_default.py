@@ -46,10 +46,29 @@ def scores(run_dir: Path, temperature: float, negative: str = "no_tumor") -> dic
             "ece_calibrated": reliability(y, apply_temperature(probs, temperature))["ece"]}
 
 
+def validation_with_and_without_tta(run) -> tuple[float, float]:
+    """Accuracy on the run's validation images (over the classes the network learned), without
+    and with test-time augmentation."""
+    from btk.plugins import get_host
+    from btk.robustness import test_images
+    from btk.training import predict
+
+    images, y = test_images(run, get_host(), "validation")
+    recipe = run.config["recipe"]
+    out = []
+    for tta in (False, True):
+        probs = run.task_probabilities(predict(run.load_model(tta), images, recipe["scale"],
+                                               intensity=recipe.get("intensity", "none")))
+        out.append(float((probs.argmax(axis=1) == y).mean()))
+    return out[0], out[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--tta-name", default="tta", help="name of the --tta evaluations inside each run")
+    ap.add_argument("--validation-tta", action="store_true",
+                    help="also score each run's validation images with and without test-time augmentation")
     args = ap.parse_args()
     from btk.runs import load_run
 
@@ -68,6 +87,10 @@ def main() -> None:
             else []
         if tta:
             row["tta"] = scores(tta[-1], run.temperature)
+        if args.validation_tta:
+            row["val_plain"], row["val_tta"] = validation_with_and_without_tta(run)
+            print(f"{run.name}: validation {100 * row['val_plain']:.1f}, with TTA {100 * row['val_tta']:.1f}",
+                  flush=True)
         table.append(row)
     head = ("model", "val", "test", "F1", "no copy", "no-tumour rec.", "tumour vs none", "ECE raw", "ECE cal.")
     print(" | ".join(head))
