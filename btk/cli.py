@@ -65,6 +65,15 @@ def _show_problems() -> None:
     warn_lines(get_host().problems)
 
 
+def _scoring_devices_option():
+    """``--devices`` of the commands that score images (evaluate, predict, robustness)."""
+    return click.option("--devices", default="", metavar="auto|N|LIST",
+                        help="Split every batch of images over these devices (Keras' DataParallel): auto (every "
+                             "device), N (the first N) or indices (0,1); batches stream through them as on one. "
+                             "JAX backend only (KERAS_BACKEND=jax); on TensorFlow and PyTorch auto and 1 use one "
+                             "device, more are refused. Not given: one device.")
+
+
 def _recipe_option(field: str, *decls: str, extra: str = "", **kwargs: Any):
     """An option of ``btk run`` that sets recipe field ``field``: its help is the field's, and the
     presets' values come from the recipe table (written once, in :mod:`btk.config`)."""
@@ -567,8 +576,9 @@ def report(paths, reporter, html_path):
 @click.option("--tta/--no-tta", default=None,
               help="Test-time augmentation: average the probabilities of each image and its mirror image "
                    "[the run's own choice].")
+@_scoring_devices_option()
 def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, duplicate_threshold, out, name,
-             reporter, strict, tta):
+             reporter, strict, tta, devices):
     """Evaluate a finished run on another labelled dataset (external validation).
 
     The images are read as the run read its own (image size, channels, crop, intensity,
@@ -599,7 +609,7 @@ def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, du
     host = get_host()
     reporters = [host.reporters.get(r) for r in reporter]
     plan = plan_evaluation(run_dir, data, host, reader, _pairs(reader_option, "reader option"), split,
-                           parse_class_map(class_map), degrade, duplicate_threshold, strict, tta)
+                           parse_class_map(class_map), degrade, duplicate_threshold, strict, tta, devices)
     console = out_console()
     evaluation = evaluate_run(plan, host, RichFeedback(console))
     destination = default_destination(plan, evaluation.split, out, name)
@@ -710,7 +720,9 @@ def audit(data, reader, reader_option, against, against_reader, class_map, thres
 @click.option("--tta/--no-tta", default=None,
               help="Test-time augmentation: average the probabilities of each image and its mirror image "
                    "[the run's own choice].")
-def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size, min_confidence, tta):
+@_scoring_devices_option()
+def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size, min_confidence, tta,
+            devices):
     """Classify new scans with a trained run: JPEG/PNG files or folders of them (searched at any
     depth), DICOM files or series folders, NIfTI volumes. Uses the run's model and the image
     size, channels, framing, intensity normalisation and scaling it recorded.
@@ -738,9 +750,12 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
     from btk.render.tables import PredictionTable, render_prediction_summary
     from btk.runs import load_run
 
+    from btk.distribute import check_devices
+
     if out_path is not None:
         out_kind(out_path)
     options = _pairs(reader_option, "reader option")
+    check_devices(devices)
     run_ = load_run(run_dir)
     inputs = gather_inputs(paths, get_host(), run_.config["recipe"], reader, options, slices)
     console = out_console()
@@ -755,7 +770,8 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
             slices = any("slices" in getattr(inp.reader, "options", ()) for inp in inputs)
             sinks.append(PredictionTable(f"predictions of {run_.name}", run_.classes, console, slices))
         stream = stack.enter_context(closing(predict_stream(run_, inputs, stderr_feedback(), batch_size, tally,
-                                                            min_confidence=min_confidence, tta=tta)))
+                                                            min_confidence=min_confidence, tta=tta,
+                                                            devices=devices)))
         for prediction in stream:
             for sink in sinks:
                 sink.write(prediction)
@@ -848,7 +864,8 @@ def explain(run_dir, paths, out_dir, method, reader):
 @click.option("--tta/--no-tta", default=None,
               help="Test-time augmentation: average the probabilities of each image and its mirror image "
                    "[the run's own choice].")
-def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta):
+@_scoring_devices_option()
+def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta, devices):
     """Evaluate trained runs on their test images under every degrader at every severity level,
     and score them as the corruption benchmarks do: corruption error (CE), mean CE and relative
     mCE against a baseline run. Results go to each run's robustness.json.
@@ -868,13 +885,17 @@ def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta):
     from btk.robustness import compare_runs
     from btk.runs import load_run
 
+    from btk.distribute import check_devices
+
     host = get_host()
     names = [n.strip() for n in degraders.split(",")] if degraders else None
     extra = resolve_degradations(host, list(also))
+    check_devices(devices)
     runs = [load_run(p) for p in run_dirs]
     base_run = load_run(baseline) if baseline else runs[0]
     console = out_console()
-    compared = compare_runs(runs, base_run, host, names, extra, RichFeedback(console), subset=subset, tta=tta)
+    compared = compare_runs(runs, base_run, host, names, extra, RichFeedback(console), subset=subset, tta=tta,
+                            devices=devices)
     for item in compared:
         render_robustness(item.run.name, item.result, item.scores, console)
         if item.extra_losses:

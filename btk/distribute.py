@@ -4,8 +4,11 @@ distribution API (``keras.distribution.DataParallel`` over a ``DeviceMesh``).
 - :func:`parse_devices` reads ``btk run --devices`` (``auto``, a count ``N`` or a list of
   device indices such as ``0,2``) against the devices there are.
 - :func:`begin` sets the distribution before the model is built and returns the layout a run
-  records in its ``config.json``; :func:`end` unsets it after training, so evaluation and
-  ``btk predict`` run on one device, as any saved model does.
+  records in its ``config.json``; :func:`end` unsets it after training, so a saved model loads
+  and predicts on one device.
+- :func:`scoring` does the same for evaluation and prediction (``btk evaluate``, ``btk predict``,
+  ``btk robustness --devices``): every batch of images is split over the devices, the last one
+  padded to a multiple of their number (:func:`pad_to_multiple`) and the padding dropped.
 - :func:`init_multihost` starts ``jax.distributed`` (several processes, one per host) before
   anything else touches JAX.
 - :func:`batch_layout` tells the training loop how batches must be cut: every batch a multiple
@@ -21,15 +24,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from btk.errors import BtkError
 from btk.feedback import Feedback
 
-__all__ = ["MultiHost", "batch_layout", "begin", "end", "init_multihost", "is_writer", "multihost_from",
-           "parse_devices", "run_multihost"]
+__all__ = ["MultiHost", "batch_layout", "begin", "check_devices", "end", "init_multihost", "is_writer", "multihost_from",
+           "pad_to_multiple", "parse_devices", "run_multihost", "scoring"]
 
 
 def parse_devices(spec: str, available: int) -> list[int]:
@@ -62,6 +66,40 @@ def parse_devices(spec: str, available: int) -> list[int]:
     return indices
 
 
+def _set_mesh(spec: str, feedback: Feedback, what: str, batch_size: int | None = None) -> dict[str, Any] | None:
+    """Set ``DataParallel`` over the devices ``spec`` names for ``what`` (training, scoring);
+    the layout record, or None for an empty ``spec``."""
+    end()  # a distribution left by an earlier run in this process
+    if not spec:
+        return None
+    import keras
+
+    check_devices(spec, what)
+    backend = keras.backend.backend()
+    if backend != "jax":
+        feedback.info(f"--devices {spec}: backend {backend} has no Keras distribution API: {what} on one device "
+                      "(KERAS_BACKEND=jax uses all)")
+        return {"devices": [], "mesh": None, "backend": backend, "processes": 1,
+                **({"per_device_batch": batch_size} if batch_size else {}),
+                "note": "one device: Keras' distribution API is JAX-only"}
+    import jax
+
+    names = keras.distribution.list_devices()
+    chosen = [names[i] for i in parse_devices(spec, len(names))]
+    if batch_size is not None and batch_size % len(chosen):
+        raise BtkError(f"batch size {batch_size} does not split over {len(chosen)} devices: give a multiple of "
+                       f"{len(chosen)}")
+    mesh = keras.distribution.DeviceMesh(shape=(len(chosen),), axis_names=["batch"], devices=chosen)
+    # auto_shard_dataset off: btk's batches are already cut per process (batch_layout)
+    keras.distribution.set_distribution(keras.distribution.DataParallel(device_mesh=mesh, auto_shard_dataset=False))
+    processes = jax.process_count()
+    layout: dict[str, Any] = {"devices": chosen, "mesh": {"shape": [len(chosen)], "axis_names": ["batch"]},
+                              "backend": backend, "processes": processes}
+    if batch_size is not None:
+        layout["per_device_batch"] = batch_size // len(chosen)
+    return layout
+
+
 def begin(spec: str, batch_size: int, feedback: Feedback | None = None) -> dict[str, Any] | None:
     """Set Keras' data-parallel distribution over the devices ``spec`` names (see
     :func:`parse_devices`), before the model is built. ``""``: no distribution (Keras' default
@@ -79,37 +117,79 @@ def begin(spec: str, batch_size: int, feedback: Feedback | None = None) -> dict[
         BtkError: a bad spec, a batch that does not split, or several devices on a backend
             without the distribution API.
     """
-    end()  # a distribution left by an earlier run in this process
+    feedback = feedback or Feedback()
+    layout = _set_mesh(spec, feedback, "training", batch_size)
+    if layout and layout["devices"]:
+        chosen, processes = layout["devices"], layout["processes"]
+        feedback.info(f"data-parallel over {len(chosen)} device(s) ({', '.join(chosen)})"
+                      + (f" in {processes} processes" if processes > 1 else "")
+                      + f": {batch_size // len(chosen)} images per device per step")
+    return layout
+
+
+def check_devices(spec: str, what: str = "scoring") -> None:
+    """Refuse, before any long work, a ``--devices`` spec that :func:`scoring` (or
+    :func:`begin`) would refuse: malformed, more devices than there are, or several devices on a
+    backend without Keras' distribution API. ``""`` is always fine.
+
+    Raises:
+        BtkError: one line naming the problem.
+    """
     if not spec:
-        return None
+        return
     import keras
 
-    feedback = feedback or Feedback()
     backend = keras.backend.backend()
     if backend != "jax":
         if spec.strip().lower() not in ("auto", "1"):
-            raise BtkError(f"--devices {spec}: training on several devices needs the JAX backend (Keras' "
+            raise BtkError(f"--devices {spec}: {what} on several devices needs the JAX backend (Keras' "
                            f"distribution API is JAX-only); this is {backend}: set KERAS_BACKEND=jax")
-        feedback.info(f"--devices {spec}: backend {backend} has no Keras distribution API: training on one device "
-                      "(KERAS_BACKEND=jax trains on all)")
-        return {"devices": [], "mesh": None, "backend": backend, "processes": 1, "per_device_batch": batch_size,
-                "note": "one device: Keras' distribution API is JAX-only"}
-    import jax
+        return
+    parse_devices(spec, len(keras.distribution.list_devices()))
 
-    names = keras.distribution.list_devices()
-    chosen = [names[i] for i in parse_devices(spec, len(names))]
-    if batch_size % len(chosen):
-        raise BtkError(f"batch size {batch_size} does not split over {len(chosen)} devices: give a multiple of "
-                       f"{len(chosen)}")
-    mesh = keras.distribution.DeviceMesh(shape=(len(chosen),), axis_names=["batch"], devices=chosen)
-    # auto_shard_dataset off: btk's batches are already cut per process (batch_layout)
-    keras.distribution.set_distribution(keras.distribution.DataParallel(device_mesh=mesh, auto_shard_dataset=False))
-    processes = jax.process_count()
-    feedback.info(f"data-parallel over {len(chosen)} device(s) ({', '.join(chosen)})"
-                  + (f" in {processes} processes" if processes > 1 else "")
-                  + f": {batch_size // len(chosen)} images per device per step")
-    return {"devices": chosen, "mesh": {"shape": [len(chosen)], "axis_names": ["batch"]}, "backend": backend,
-            "processes": processes, "per_device_batch": batch_size // len(chosen)}
+
+@contextmanager
+def scoring(spec: str, feedback: Feedback | None = None) -> Iterator[dict[str, Any] | None]:
+    """Evaluate or predict over the devices ``spec`` names (:func:`parse_devices`) inside the
+    ``with`` block: load the model inside it, after the distribution is set. Every batch is then
+    split over the devices (:func:`btk.training.predict` and :func:`btk.predict.predict_batches`
+    pad the last one, see :func:`pad_to_multiple`). ``""``: Keras' default device. The
+    distribution is unset when the block ends.
+
+    Yields:
+        The layout (as a run records it, without ``per_device_batch``), or None for ``""``.
+
+    Raises:
+        BtkError: a bad spec, several devices on a backend without the distribution API, or a
+            multi-host process (scoring runs in one process).
+    """
+    feedback = feedback or Feedback()
+    if spec and "jax" in sys.modules:
+        import jax
+
+        if jax.process_count() > 1:
+            raise BtkError("--devices: evaluation and prediction run in one process; start them without "
+                           "--coordinator")
+    layout = _set_mesh(spec, feedback, "scoring")
+    if layout and layout["devices"]:
+        feedback.info(f"scoring over {len(layout['devices'])} device(s) ({', '.join(layout['devices'])}): "
+                      "every batch split between them")
+    try:
+        yield layout
+    finally:
+        end()
+
+
+def pad_to_multiple(x: Any, multiple: int) -> tuple[Any, int]:
+    """``x`` with copies of its last row appended until its length is a multiple of
+    ``multiple``, and its own length (the rows to keep of the answers)."""
+    import numpy as np
+
+    n = len(x)
+    pad = -n % multiple
+    if pad and n:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return x, n
 
 
 def end() -> None:

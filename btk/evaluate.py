@@ -47,21 +47,26 @@ class EvaluationPlan:
     duplicate_threshold: float = 0.95
     strict: bool = False
     tta: bool | None = None  # None: the run's own choice
+    devices: str = ""  # split every batch over these devices (btk.distribute.scoring); "": Keras' default
 
 
 def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | None = None, reader: str | None = None,
                     reader_options: dict[str, str] | None = None, split: str | None = None,
                     class_map: dict[str, str] | None = None, degrade: tuple[str, ...] | list[str] = (),
                     duplicate_threshold: float | None = None, strict: bool = False,
-                    tta: bool | None = None) -> EvaluationPlan:
+                    tta: bool | None = None, devices: str = "") -> EvaluationPlan:
     """Check everything that can be checked before any image is read.
 
     The reader defaults to the run's; its options default to the run's when the reader is the
     same. The copy threshold defaults to the run's.
 
     Raises:
-        BtkError: not a finished run, a missing data path, an unknown reader or degrader.
+        BtkError: not a finished run, a missing data path, an unknown reader or degrader,
+            devices that cannot be used (:func:`btk.distribute.check_devices`).
     """
+    from btk.distribute import check_devices
+
+    check_devices(devices)
     host = host or get_host()
     run = load_run(run_dir)
     if run.is_evaluation:
@@ -76,8 +81,9 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
     if not reader_options and reader_name == cfg["reader"]:
         options = dict(cfg.get("reader_options") or {})
     threshold = cfg.get("duplicate_threshold", 0.95) if duplicate_threshold is None else duplicate_threshold
-    return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}),
-                          resolve_degradations(host, tuple(degrade)), threshold, strict, tta)
+    degradations = resolve_degradations(host, tuple(degrade))
+    return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}), degradations, threshold,
+                          strict, tta, devices)
 
 
 def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
@@ -173,6 +179,7 @@ class Evaluation:
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"
     started: str = ""
+    distribution: dict[str, Any] | None = None  # the devices scored on (btk.distribute.scoring)
 
 
 def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback: Feedback | None = None) -> Evaluation:
@@ -208,31 +215,34 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     load_seconds = time.perf_counter() - t_load
 
     from btk.device import step_batch_size
+    from btk.distribute import scoring
     from btk.training import predict
 
-    model = run.load_model(plan.tta)
-    recipe = Recipe(**run.config["recipe"])
-    step = step_batch_size(recipe, model)
-    feedback.info(f"evaluating {run.name} on {len(index)} images of {plan.data} ({split}), "
-                  f"{1 + len(plan.degradations)} condition(s)")
+    with scoring(plan.devices, feedback) as layout:
+        model = run.load_model(plan.tta)
+        recipe = Recipe(**run.config["recipe"])
+        step = step_batch_size(recipe, model)
+        feedback.info(f"evaluating {run.name} on {len(index)} images of {plan.data} ({split}), "
+                      f"{1 + len(plan.degradations)} condition(s)")
 
-    def probabilities(images: np.ndarray) -> np.ndarray:
-        return run.task_probabilities(predict(model, images, recipe.scale, step, intensity=recipe.intensity))
+        def probabilities(images: np.ndarray) -> np.ndarray:
+            return run.task_probabilities(predict(model, images, recipe.scale, step, intensity=recipe.intensity))
 
-    t_predict = time.perf_counter()
-    with feedback.task("predicting", total=1 + len(plan.degradations)) as task:
-        done = [0]
+        t_predict = time.perf_counter()
+        with feedback.task("predicting", total=1 + len(plan.degradations)) as task:
+            done = [0]
 
-        def counted(images: np.ndarray) -> np.ndarray:
-            probs = probabilities(images)
-            done[0] += 1
-            task.update(completed=done[0])
-            return probs
+            def counted(images: np.ndarray) -> np.ndarray:
+                probs = probabilities(images)
+                done[0] += 1
+                task.update(completed=done[0])
+                return probs
 
-        results = score_images(gather(data.images, index), y, run.classes, data.sources[index], counted,
-                               plan.degradations, int(run.config["config"].get("seed", 0)), has_copy)
+            results = score_images(gather(data.images, index), y, run.classes, data.sources[index], counted,
+                                   plan.degradations, int(run.config["config"].get("seed", 0)), has_copy)
+        predict_seconds = time.perf_counter() - t_predict
     return Evaluation(plan, split, len(index), results, copies_checked, list(data.skipped), load_seconds,
-                      time.perf_counter() - t_predict, data.fingerprint, model_precision(model), started)
+                      predict_seconds, data.fingerprint, model_precision(model), started, layout)
 
 
 def default_destination(plan: EvaluationPlan, split: str, out: Path | None = None, name: str = "") -> Path:
@@ -261,6 +271,7 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
         "input_shape": run.config.get("input_shape"),
         "train_degrade": run.config.get("train_degrade", []),
         "test_degrade": [d.to_json() for d in plan.degradations],
+        **({"distribution": evaluation.distribution} if evaluation.distribution else {}),
         "plugins": run.config.get("plugins", {}),
         "versions": versions(),
         "provenance": provenance(evaluation.precision, evaluation.data_fingerprint, evaluation.started or now(),

@@ -79,7 +79,14 @@ class PredictionTally:
 def predict_batches(model: Any, images: np.ndarray, scale: float, intensity: str = "none") -> np.ndarray:
     """The model's output for uint8 ``images`` (N x H x W x C) in one model call, prepared as in
     training (:func:`btk.training.network_input`)."""
-    return np.asarray(model.predict_on_batch(network_input(images, scale, intensity)))
+    from btk.distribute import batch_layout, pad_to_multiple
+
+    x = network_input(images, scale, intensity)
+    multiple = batch_layout()[0]
+    if multiple == 1:
+        return np.asarray(model.predict_on_batch(x))
+    x, n = pad_to_multiple(x, multiple)  # split over the devices (btk.distribute.scoring)
+    return np.asarray(model.predict(x, batch_size=len(x), verbose=0))[:n]
 
 
 class InputsReader:
@@ -192,7 +199,7 @@ def _slice_of(sample: Sample) -> int | None:
 def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback | None = None,
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
                    workers: int | None = None, min_confidence: float = 0.0,
-                   tta: bool | None = None) -> Generator[Prediction, None, None]:
+                   tta: bool | None = None, devices: str = "") -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s model, yielding rows in input order as
     soon as each entry is complete: one per image or slice, then, for an entry of several
     slices, their mean (``aggregated_over``). The model is loaded (:meth:`Run.load_model`) when
@@ -206,6 +213,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         min_confidence: rows whose top probability is below this answer :data:`UNCERTAIN`
             (their probabilities are still given).
         tta: test-time augmentation (:mod:`btk.tta`); default: the run's own choice.
+        devices: split every batch over these devices (:func:`btk.distribute.scoring`:
+            ``auto``, a count or indices; JAX backend); ``""``: Keras' default device.
 
     The probabilities are the model's with the run's temperature applied
     (:meth:`Run.calibrated`, fitted on its validation split; the top class is the model's).
@@ -240,7 +249,9 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         # display starts: the command line silences standard error during that import (btk.quiet),
         # and no redraw of the display may fall into it.
         import keras  # noqa: F401
-        with feedback.task("loading the model", total=len(jobs)) as task:
+
+        from btk.distribute import scoring
+        with scoring(devices, feedback), feedback.task("loading the model", total=len(jobs)) as task:
             model = run.load_model(tta)
             task.update(description="predicting")
             batcher = _Batcher(

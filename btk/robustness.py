@@ -67,12 +67,21 @@ def test_images(run: Run, host: PluginHost, subset: str = "test") -> tuple[np.nd
 
 def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
           progress: Callable[[str], None] | None = None, extra: list[Degradation] | None = None,
-          subset: str = "test", tta: bool | None = None) -> dict[str, Any]:
+          subset: str = "test", tta: bool | None = None, devices: str = "") -> dict[str, Any]:
     """Accuracy of ``run``'s model on its test (or ``validation``) images, clean and under every
     level of every degrader that has levels (or those named), and under each of the ``extra``
     degradations (e.g. the report's own blur); writes ``robustness.json`` (or
     ``robustness-validation.json``) into the run. ``tta``: test-time augmentation (default: the
-    run's own choice)."""
+    run's own choice). ``devices``: split every batch over these devices
+    (:func:`btk.distribute.scoring`)."""
+    from btk.distribute import scoring
+
+    with scoring(devices):
+        return _sweep(run, host, degraders, progress, extra, subset, tta)
+
+
+def _sweep(run: Run, host: PluginHost, degraders: list[str] | None, progress: Callable[[str], None] | None,
+           extra: list[Degradation] | None, subset: str, tta: bool | None) -> dict[str, Any]:
     from btk.training import predict
 
     names = degraders or [d.name for d in host.degraders if d.levels]
@@ -159,15 +168,20 @@ class RunRobustness:
 
 def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: list[str] | None = None,
                  extra: list[Degradation] | None = None, feedback: Feedback | None = None,
-                 subset: str = "test", tta: bool | None = None) -> list[RunRobustness]:
+                 subset: str = "test", tta: bool | None = None, devices: str = "") -> list[RunRobustness]:
     """Sweep every run (and the baseline, if it is not among them) on its ``subset`` images,
     score each against the baseline's sweep, and write each run's ``robustness-scores.json``
     (``robustness-scores-validation.json``).
 
+    ``devices``: split every batch over these devices (:func:`btk.distribute.scoring`).
+
     Raises:
-        BtkError: a named degrader has no severity levels.
+        BtkError: a named degrader has no severity levels, devices that cannot be used.
     """
+    from btk.distribute import check_devices
+
     feedback = feedback or Feedback()
+    check_devices(devices)
     for name in degraders or []:
         if not host.degraders.get(name).levels:
             raise BtkError(f"degrader '{name}' has no severity levels")
@@ -178,7 +192,7 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     for run in ([baseline] if baseline.path not in [r.path for r in runs] else []) + runs:
         with feedback.task(f"sweeping {run.name}") as task:
             results[run.name] = sweep(run, host, degraders, describe(task, run.name), extra=extra, subset=subset,
-                                      tta=tta)
+                                      tta=tta, devices=devices)
     base = results[baseline.name]
     out = []
     for run in runs:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -176,3 +177,92 @@ def test_tensorflow_refuses_several_devices(tmp_path):
     lines = [x for x in done.stdout.splitlines() if x.startswith("EXIT")]
     assert len(lines) == 1, done.stdout[-1000:] + done.stderr[-2000:]
     assert lines[0].startswith("EXIT 1 Error:") and "needs the JAX backend" in lines[0], lines[0]
+
+
+SCORING = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import keras, numpy as np
+    from click.testing import CliRunner
+    from btk.cli import cli
+    from btk.distribute import scoring
+    from btk.runs import load_run
+
+    run_dir, data, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    result = {}
+
+    def invoke(args):
+        done = CliRunner().invoke(cli, args)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    # btk predict: batches of 5 (not a multiple of 4) over 4 devices, and on Keras' default device
+    for spec in ("", "4"):
+        text = invoke(["predict", str(run_dir), data, "--json", "--batch-size", "5",
+                       *(["--devices", spec] if spec else [])])
+        rows = json.loads(text[text.index("["):])
+        result[f"predict{spec}"] = [[r["probabilities"][c] for c in sorted(r["probabilities"])] for r in rows]
+
+    # btk evaluate: the run's whole data folder, 4 devices against none
+    for spec in ("", "4"):
+        invoke(["evaluate", str(run_dir), "--data", data, "--split", "all", "--out", str(out / (spec or "one")),
+                "--reporter", "json", "--duplicate-threshold", "0", *(["--devices", spec] if spec else [])])
+        evaluation = load_run(next((out / (spec or "one")).iterdir()))
+        result[f"evaluate{spec}"] = {"metrics": evaluation.metrics["conditions"]["clean"],
+                                     "distribution": evaluation.config.get("distribution")}
+
+    # btk robustness: one degrader over 2 devices against none
+    for spec in ("", "2"):
+        invoke(["robustness", str(run_dir), "--degraders", "blur", "--plot", str(out / f"r{spec}.png"),
+                *(["--devices", spec] if spec else [])])
+        result[f"robustness{spec}"] = json.loads((run_dir / "robustness.json").read_text())
+
+    # the weights sit on every device while scoring; the distribution is unset afterwards
+    with scoring("4"):
+        model = load_run(run_dir).load_model()
+        result["weight_devices"] = len(model.weights[0].value.sharding.device_set)
+    result["after"] = keras.distribution.distribution() is None
+    print("RESULT " + json.dumps(result))
+""")
+
+
+@pytest.mark.slow
+def test_evaluate_predict_and_robustness_stream_over_four_devices(tiny_sartaj_run, tmp_path):
+    """A run trained on TensorFlow, scored under JAX on 4 virtual devices (every batch split over
+    them, the last one padded) and on one: the same probabilities, metrics and sweep; the
+    evaluation records its devices."""
+    run_dir, data = tiny_sartaj_run("--precision", "float32")  # bfloat16 sums in another order differ by ~1e-3
+    done = subprocess.run([sys.executable, "-c", SCORING, str(run_dir), str(data), str(tmp_path / "evals")],
+                          env=_env(4), capture_output=True, text=True, timeout=600)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, done.stdout[-2000:] + done.stderr[-3000:]
+    out = json.loads(line[len("RESULT "):])
+    one, four = np.array(out["predict"]), np.array(out["predict4"])
+    assert one.shape == four.shape == (12, 2)
+    assert np.abs(one - four).max() < 1e-5
+    assert out["evaluate4"]["distribution"]["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]
+    assert out["evaluate"]["distribution"] is None
+    for key in ("accuracy", "f1_macro", "auc_macro"):
+        assert out["evaluate4"]["metrics"][key] == pytest.approx(out["evaluate"]["metrics"][key], abs=1e-9), key
+    assert out["robustness2"]["clean"] == out["robustness"]["clean"]
+    assert out["robustness2"]["degraders"] == out["robustness"]["degraders"]
+    assert out["weight_devices"] == 4 and out["after"]
+
+
+def test_scoring_commands_refuse_bad_devices(tmp_path):
+    """On TensorFlow (this process) several devices are refused in one line before the run or
+    any image is read; auto and 1 are accepted."""
+    from btk.distribute import check_devices, pad_to_multiple
+
+    (tmp_path / "data").mkdir()
+    for args in (["predict", str(tmp_path), str(tmp_path / "data")], ["evaluate", str(tmp_path), "--data",
+                 str(tmp_path / "data")], ["robustness", str(tmp_path)]):
+        result = CliRunner().invoke(cli, [*args, "--devices", "2"])
+        assert result.exit_code == 1, result.output
+        errors = [x for x in result.output.splitlines() if x.startswith("Error:")]
+        assert len(errors) == 1 and "needs the JAX backend" in errors[0], result.output
+        assert "Traceback" not in result.output
+    check_devices("auto")
+    check_devices("1")
+    padded, n = pad_to_multiple(np.arange(6).reshape(3, 2), 4)
+    assert n == 3 and padded.tolist() == [[0, 1], [2, 3], [4, 5], [4, 5]]
