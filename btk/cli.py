@@ -741,6 +741,7 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
     """
     from contextlib import ExitStack, closing
 
+    from btk.distribute import check_devices
     from btk.plugins import get_host
     from btk.predict import PredictionTally, predict_stream
     from btk.predict_inputs import gather_inputs
@@ -749,8 +750,6 @@ def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, ba
     from btk.render.progress import stderr_feedback
     from btk.render.tables import PredictionTable, render_prediction_summary
     from btk.runs import load_run
-
-    from btk.distribute import check_devices
 
     if out_path is not None:
         out_kind(out_path)
@@ -877,6 +876,7 @@ def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta, devi
       btk robustness runs/A --subset validation       # choose recipes without Testing
     """
     from btk.degraders import resolve_degradations
+    from btk.distribute import check_devices
     from btk.plugins import get_host
     from btk.render import line, out_console, written
     from btk.render.plots import robustness_plot
@@ -884,8 +884,6 @@ def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta, devi
     from btk.render.tables import render_robustness, render_robustness_extra
     from btk.robustness import compare_runs
     from btk.runs import load_run
-
-    from btk.distribute import check_devices
 
     host = get_host()
     names = [n.strip() for n in degraders.split(",")] if degraders else None

@@ -32,8 +32,8 @@ from typing import Any
 from btk.errors import BtkError
 from btk.feedback import Feedback
 
-__all__ = ["MultiHost", "batch_layout", "begin", "check_devices", "end", "init_multihost", "is_writer", "multihost_from",
-           "pad_to_multiple", "parse_devices", "run_multihost", "scoring"]
+__all__ = ["MultiHost", "batch_layout", "begin", "check_devices", "end", "init_multihost", "is_writer",
+           "multihost_from", "pad_to_multiple", "parse_devices", "run_multihost", "scoring"]
 
 
 def parse_devices(spec: str, available: int) -> list[int]:
