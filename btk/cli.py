@@ -510,18 +510,22 @@ def report(paths, reporter, html_path):
     directories (`btk evaluate`). One run: the full terminal report. Several: one comparison
     table (a row per run and test condition, the best of each column in bold) and McNemar's test
     for runs on the same test images. A run's evaluations are shown beside its own test metrics.
-    A directory that is not a complete run is named in one line and skipped.
+    Runs that differ only in their seed (a `--seeds` plan, or separate runs such as a job
+    array's) also get the mean and range of each metric over the seeds. A directory that is not
+    a complete run is named in one line and skipped.
 
     \b
     Examples:
       btk report runs/20261127-101500-multiclass
       btk report runs/20261127-101500-multiclass/evaluations/*
       btk report runs/* --html report.html
+      btk report OUT/*-multiclass-seed*       # separate runs over seeds: mean and range
     """
     from btk.compare import best_by_column, evaluation_groups, gather_runs, paired_tests, run_rows
     from btk.plugins import get_host
     from btk.render import out_console, warn_lines, written
-    from btk.render.tables import render_comparison, render_suite_table
+    from btk.render.tables import render_comparison, render_suite_aggregate, render_suite_table
+    from btk.suite import seed_summary
 
     console = out_console()
     host = get_host()
@@ -531,8 +535,20 @@ def report(paths, reporter, html_path):
     warn_lines(skipped, prefix="btk: skipped: ")
     if not runs:
         raise BtkError("no complete run to report")
+    in_suites = {name for info in suites for name in info.get("runs", {}).values()}
+    over_seeds = seed_summary([r for r in runs if r.path.name not in in_suites])
     for info in suites:
         render_suite_table(info["table"], console, f"suite '{info['suite']}'")
+        if info.get("aggregate"):
+            render_suite_aggregate(info["aggregate"], console, f"suite '{info['suite']}' over seeds "
+                                   f"{', '.join(map(str, info.get('seeds', [])))}: mean (lowest-highest)")
+        warn_lines([f"{f['member']}: exit status {f.get('returncode')}"
+                    + (f", log {f['log']}" if f.get("log") else "") + (f": {f['error']}" if f.get("error") else "")
+                    for f in info.get("failed", [])], prefix=f"btk: suite '{info['suite']}': FAILED ")
+    if over_seeds is not None:
+        render_suite_aggregate(over_seeds["aggregate"], console, "runs that differ only in their seed (seeds "
+                               f"{', '.join(map(str, over_seeds['seeds']))}): mean (lowest-highest)")
+        suites = [*suites, over_seeds]
     if not reporters and len(runs) == 1 and not suites:
         reporters = [host.reporters.get("terminal")]
     for rep in reporters:

@@ -164,6 +164,56 @@ def aggregate_table(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+_SEED_FIELDS = ("seed", "split_seed", "name")
+
+
+def _without_seed(run: Run) -> str:
+    """What a run is apart from its seed and name: its configuration, recipe and degradations."""
+    config = {k: v for k, v in run.config.get("config", {}).items() if k not in _SEED_FIELDS}
+    return json.dumps([config, run.config.get("recipe"), run.config.get("train_degrade"),
+                       run.config.get("test_degrade")], sort_keys=True, default=str)
+
+
+def _plain_name(run: Run) -> str:
+    name = str(run.config.get("config", {}).get("name") or run.name)
+    seed = run.config.get("config", {}).get("seed")
+    suffix = f"-seed{seed}"
+    return name[:-len(suffix)] if name.endswith(suffix) else name
+
+
+def seed_summary(runs: list[Run]) -> dict[str, Any] | None:
+    """Runs that are one experiment over several seeds (the same configuration, recipe and
+    degradations; another seed and name), put together as a plan over seeds is: the per-run
+    table and its :func:`aggregate_table`. Runs made separately count (a Slurm job array's, one
+    ``btk run`` each). None when no two runs differ only in their seed.
+
+    Returns:
+        A suite record (:func:`read_suite`'s keys ``suite``, ``description``, ``table``,
+        ``seeds``, ``aggregate``).
+    """
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        if not run.is_evaluation and run.config.get("config", {}).get("seed") is not None:
+            groups.setdefault(_without_seed(run), []).append(run)
+    table = []
+    for members in groups.values():
+        seeds = [r.config["config"]["seed"] for r in members]
+        if len(set(seeds)) < 2 or len(set(seeds)) != len(seeds):
+            continue
+        label = _plain_name(members[0])
+        conditions = [c for c in members[0].metrics["conditions"]
+                      if all(c in r.metrics["conditions"] for r in members)]
+        for run, seed in sorted(zip(members, seeds), key=lambda pair: pair[1]):
+            rows = tuple(Row(label if c == "clean" else f"{label}, test {c}", label, c) for c in conditions)
+            for entry in suite_table(Suite(label, "", (Experiment(label),), rows), {label: run}):
+                table.append({**entry, "label": f"{entry['label']} (seed {seed})", "row": entry["label"], "seed": seed})
+    if not table:
+        return None
+    seeds = sorted({e["seed"] for e in table})
+    return {"suite": "over seeds", "description": "runs that differ only in their seed: the mean and range over "
+            "the seeds", "table": table, "seeds": seeds, "aggregate": aggregate_table(table)}
+
+
 def plan_table(suite: Suite, runs: dict[str, Run], seeds: tuple[int, ...] | None) -> list[dict[str, Any]]:
     """The suite's table for runs keyed by member name: without seeds, :func:`suite_table`;
     with them, its rows for each seed in turn, each labelled with its seed and carrying

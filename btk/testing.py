@@ -144,9 +144,10 @@ def check_reporter(reporter: Any, run_dir: Path, expect_files: list[str] | None 
 
 def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray] | np.ndarray,
              classes: list[str], sources: list[str] | None = None, task: str = "multiclass",
-             train_degrade: list[str] | None = None, examples: bool = True) -> Path:
+             train_degrade: list[str] | None = None, examples: bool = True, seed: int | None = None) -> Path:
     """Write ``parent/name`` as a finished run whose test predictions are ``probs`` (per
-    condition, or one array for "clean"), for testing reporters."""
+    condition, or one array for "clean"), for testing reporters; ``seed`` is recorded in its
+    configuration when given."""
     from btk.metrics import evaluate
     from btk.runs import RunWriter
 
@@ -155,7 +156,8 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
     path = Path(parent) / name
     with RunWriter(path) as w:
         w.write_json("config.json", {
-            "config": {"task": task, "reader": "folder", "model": "seed-cnn", "data": "DATA", "name": name},
+            "config": {"task": task, "reader": "folder", "model": "seed-cnn", "data": "DATA", "name": name,
+                       **({"seed": seed} if seed is not None else {})},
             "recipe": {"name": "btk", "image_size": 64, "channels": 1, "scale": 1 / 255}, "classes": classes,
             "input_shape": [64, 64, 1],
             "train_degrade": [{"name": d, "params": {}, "label": d} for d in (train_degrade or [])],

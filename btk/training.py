@@ -121,7 +121,8 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             # positions past the end are the fill: they wrap round to the epoch's first images
             positions = np.arange(i * batch_size, min((i + 1) * batch_size, self.n + self.pad))
             seq = self.order[positions % self.n]
-            ranks = np.argsort(seq, kind="stable")  # sorted reads from the cached file
+            # sorted reads from the cached file; a prediction keeps its order (the fill, last, is dropped)
+            ranks = np.argsort(seq, kind="stable") if targets is not None else np.arange(len(seq))
             idx, factor = seq[ranks], self.factor[positions][ranks]
             if shard[1] > 1:  # this process's rows of the batch
                 idx, factor = idx[shard[0]::shard[1]], factor[shard[0]::shard[1]]

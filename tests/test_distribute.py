@@ -217,11 +217,17 @@ SCORING = textwrap.dedent("""
                 *(["--devices", spec] if spec else [])])
         result[f"robustness{spec}"] = json.loads((run_dir / "robustness.json").read_text())
 
-    # the weights sit on every device while scoring; the distribution is unset afterwards
+    # the weights sit on every device while scoring; the distribution is unset afterwards. 14 images in
+    # batches of 8: the last batch of 6 is filled up to 8 and the fill dropped
+    from btk.training import predict
+    images = np.random.default_rng(0).integers(0, 256, (14, 32, 32, 1), dtype=np.uint8)
+    plain = predict(load_run(run_dir).load_model(), images, 1 / 255, batch_size=8)
     with scoring("4"):
         model = load_run(run_dir).load_model()
         result["weight_devices"] = len(model.weights[0].value.sharding.device_set)
+        split = predict(model, images, 1 / 255, batch_size=6)  # rounded up to 8
     result["after"] = keras.distribution.distribution() is None
+    result["direct"] = [plain.tolist(), split.tolist()]
     print("RESULT " + json.dumps(result))
 """)
 
@@ -247,6 +253,8 @@ def test_evaluate_predict_and_robustness_stream_over_four_devices(tiny_sartaj_ru
     assert out["robustness2"]["clean"] == out["robustness"]["clean"]
     assert out["robustness2"]["degraders"] == out["robustness"]["degraders"]
     assert out["weight_devices"] == 4 and out["after"]
+    plain, split = (np.array(x) for x in out["direct"])
+    assert plain.shape == split.shape == (14, 2) and np.abs(plain - split).max() < 1e-5
 
 
 def test_scoring_commands_refuse_bad_devices(tmp_path):

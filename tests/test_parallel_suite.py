@@ -79,6 +79,9 @@ def test_seeds_in_parallel_processes(tmp_path):
 
     runs, suites, skipped = gather_runs([folder])
     assert len(runs) == 3 and len(suites) == 1 and not skipped
+    shown = CliRunner().invoke(cli, ["report", str(folder)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "over seeds 101, 102, 103: mean (lowest-highest)" in shown.output, shown.output
+    assert f"{agg['mean']['accuracy']:.1f} ({agg['min']['accuracy']:.1f}-{agg['max']['accuracy']:.1f})" in shown.output
 
 
 def test_a_killed_member_is_reported_and_the_others_kept(tmp_path):
@@ -96,6 +99,8 @@ def test_a_killed_member_is_reported_and_the_others_kept(tmp_path):
     for name in info["runs"].values():
         assert (folder / name / "metrics.json").is_file()
     assert [r["seed"] for r in info["table"]] == [101, 103]
+    shown = CliRunner().invoke(cli, ["report", str(folder)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "FAILED multiclass-seed102: exit status -9" in shown.output, shown.output
 
 
 @pytest.mark.parametrize(("args", "code", "text"), [

@@ -144,3 +144,31 @@ def test_html_report_is_self_contained_and_renders(tmp_path):
     assert image.shape[:2] == (1600, 1200)
     assert image.std() > 20  # not a blank page
     assert (image < 100).mean() > 0.01  # dark text and figures present
+
+
+def test_separate_runs_over_seeds_get_their_mean_and_range(tmp_path):
+    """Runs made one by one (a job array's) that differ only in their seed are put together: the
+    mean and range of each metric over the seeds; a run with another recipe is not among them."""
+    y = np.repeat(np.arange(3), 40)
+    accuracies = []
+    for seed in (101, 102, 103):
+        _, p = _noisy(120, seed)
+        p = np.eye(3)[y] * 0.2 + p
+        make_run(tmp_path, f"multiclass-seed{seed}", y, p, ["a", "b", "c"], seed=seed)
+        accuracies.append(100 * float((p.argmax(1) == y).mean()))
+    make_run(tmp_path, "blurred-seed101", y, _noisy(120, 7)[1], ["a", "b", "c"], seed=101, train_degrade=["blur"])
+    paths = sorted(str(p) for p in tmp_path.iterdir())
+    out = CliRunner().invoke(cli, ["report", *paths, "--html", str(tmp_path / "r.html")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "differ only in their seed (seeds 101, 102, 103)" in out.output
+    mean, low, high = sum(accuracies) / 3, min(accuracies), max(accuracies)
+    assert f"{mean:.1f} ({low:.1f}-{high:.1f})" in out.output
+    assert "over seeds 101, 102, 103" in (tmp_path / "r.html").read_text()
+
+    from btk.suite import seed_summary
+
+    summary = seed_summary([load_run(p) for p in paths])
+    (row,) = summary["aggregate"]
+    assert row["label"] == "multiclass" and row["n"] == 3 and row["seeds"] == [101, 102, 103]
+    assert row["mean"]["accuracy"] == pytest.approx(mean, abs=0.01)
+    assert seed_summary([load_run(paths[0])]) is None

@@ -348,8 +348,18 @@ def suite_section(info: dict[str, Any]) -> str:
                     + f"<td>{r['correct']}</td><td>{_no_copy(nc)}</td>"
                     + "".join(f"<td>{pub[k]:.1f}</td>" if k in pub else "<td></td>" for k in keys)
                     + f"<td>{pub.get('correct', '')}</td></tr>")
-    return (f"<h2>suite '{_esc(info['suite'])}'</h2><p>{_esc(info.get('description', ''))}</p>"
+    html = (f"<h2>suite '{_esc(info['suite'])}'</h2><p>{_esc(info.get('description', ''))}</p>"
             f"<table>{head}{''.join(rows)}</table>")
+    if info.get("aggregate"):
+        seeds = ", ".join(map(str, info.get("seeds", [])))
+        lines = [f"<tr><td>{_esc(r['label'])}</td><td>{r['n']}</td>"
+                 + "".join(f"<td>{r['mean'][k]:.1f} ({r['min'][k]:.1f}-{r['max'][k]:.1f})</td>" for k in keys)
+                 + "</tr>" for r in info["aggregate"]]
+        html += (f"<h3>over seeds {_esc(seeds)}: mean (lowest-highest)</h3><table><tr><th>experiment</th>"
+                 "<th>seeds</th><th>acc</th><th>P</th><th>R</th><th>F1</th></tr>" + "".join(lines) + "</table>")
+    if info.get("failed"):
+        html += "<p>Failed: " + ", ".join(_esc(str(f.get("member"))) for f in info["failed"]) + "</p>"
+    return html
 
 
 def write_html(runs: list[Run], path: Path, suites: list[dict[str, Any]] | None = None) -> None:
