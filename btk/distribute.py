@@ -12,7 +12,9 @@ distribution API (``keras.distribution.DataParallel`` over a ``DeviceMesh``).
 - :func:`init_multihost` starts ``jax.distributed`` (several processes, one per host) before
   anything else touches JAX.
 - :func:`batch_layout` tells the training loop how batches must be cut: every batch a multiple
-  of the device count, each process feeding its own share.
+  of the device count, each process feeding the contiguous block of rows its devices hold, so
+  the global batch is in the same order as on one process (dropout's masks, drawn for the
+  global batch, then fall on the same images).
 
 The distribution API is JAX-only in Keras 3: on TensorFlow and PyTorch btk trains on one device
 (``--devices auto`` or ``1`` says so in one line; more than one device is refused).
@@ -89,10 +91,12 @@ def _set_mesh(spec: str, feedback: Feedback, what: str, batch_size: int | None =
     if batch_size is not None and batch_size % len(chosen):
         raise BtkError(f"batch size {batch_size} does not split over {len(chosen)} devices: give a multiple of "
                        f"{len(chosen)}")
+    processes = jax.process_count()
+    if processes > 1:
+        chosen = _by_process(spec, chosen)
     mesh = keras.distribution.DeviceMesh(shape=(len(chosen),), axis_names=["batch"], devices=chosen)
     # auto_shard_dataset off: btk's batches are already cut per process (batch_layout)
     keras.distribution.set_distribution(keras.distribution.DataParallel(device_mesh=mesh, auto_shard_dataset=False))
-    processes = jax.process_count()
     layout: dict[str, Any] = {"devices": chosen, "mesh": {"shape": [len(chosen)], "axis_names": ["batch"]},
                               "backend": backend, "processes": processes}
     if batch_size is not None:
@@ -200,10 +204,31 @@ def end() -> None:
         keras.distribution.set_distribution(None)
 
 
+def _by_process(spec: str, chosen: list[str]) -> list[str]:
+    """``chosen`` (device names) grouped by the process that holds them, in process order, so
+    each process's devices are neighbours in the mesh and hold one contiguous block of every
+    batch (see :func:`batch_layout`).
+
+    Raises:
+        BtkError: a process without a device, or processes with unequal numbers of devices.
+    """
+    import jax
+
+    process_of = {f"{d.platform.lower()}:{d.id}": int(d.process_index) for d in jax.devices()}
+    owner = {name: process_of[name] for name in chosen}
+    counts = [sum(1 for p in owner.values() if p == k) for k in range(jax.process_count())]
+    if min(counts) == 0 or len(set(counts)) > 1:
+        raise BtkError(f"--devices {spec}: with {len(counts)} processes every process needs the same number of "
+                       f"devices (here {', '.join(map(str, counts))}); --devices auto takes them all")
+    return sorted(chosen, key=lambda name: owner[name])  # stable: each process's devices keep their order
+
+
 def batch_layout() -> tuple[int, int, int]:
-    """``(multiple, process, processes)`` for the batches of the distribution now set: each
-    batch's length must be a multiple of ``multiple`` (the devices), and this process feeds
-    rows ``process::processes`` of each batch. ``(1, 0, 1)`` without a distribution."""
+    """``(multiple, block, blocks)`` for the batches of the distribution now set: each batch's
+    length must be a multiple of ``multiple`` (the devices), and this process feeds block
+    ``block`` of ``blocks`` equal, contiguous blocks of rows of each batch: the rows its devices
+    hold in the mesh, so the global batch has the order one process would give it. ``(1, 0, 1)``
+    without a distribution; ``(devices, 0, 1)`` in a single process."""
     import keras
 
     if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
@@ -211,7 +236,14 @@ def batch_layout() -> tuple[int, int, int]:
     import jax
 
     mesh = keras.distribution.distribution().device_mesh
-    return int(mesh.shape[0]), jax.process_index(), jax.process_count()
+    devices = list(mesh.backend_mesh.devices.flat)
+    if jax.process_count() == 1:
+        return len(devices), 0, 1
+    mine = [j for j, device in enumerate(devices) if device.process_index == jax.process_index()]
+    if not mine or len(devices) % len(mine) or mine != list(range(mine[0], mine[0] + len(mine))) \
+            or mine[0] % len(mine):
+        raise BtkError(f"this process's devices are not one block of the mesh (positions {mine} of {len(devices)})")
+    return len(devices), mine[0] // len(mine), len(devices) // len(mine)
 
 
 @dataclass(frozen=True)

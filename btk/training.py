@@ -84,8 +84,10 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             the mean over the real images, as without filling. Batch-norm statistics of that one
             batch, and metrics Keras computes without sample weights (accuracy), include the
             copies. Batches with targets then always carry sample weights.
-        shard: ``(process, processes)``: with several processes (multi-host), this process
-            yields rows ``process::processes`` of every batch; together they make the batch.
+        shard: ``(block, blocks)``: with several processes (multi-host), this process yields
+            block ``block`` of ``blocks`` equal, contiguous blocks of rows of every batch (the
+            rows its devices hold, :func:`btk.distribute.batch_layout`); together, in order, they
+            make the batch one process would yield.
     """
     import keras
 
@@ -124,8 +126,9 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             # sorted reads from the cached file; a prediction keeps its order (the fill, last, is dropped)
             ranks = np.argsort(seq, kind="stable") if targets is not None else np.arange(len(seq))
             idx, factor = seq[ranks], self.factor[positions][ranks]
-            if shard[1] > 1:  # this process's rows of the batch
-                idx, factor = idx[shard[0]::shard[1]], factor[shard[0]::shard[1]]
+            if shard[1] > 1:  # this process's block of rows of the batch
+                rows = slice(len(idx) * shard[0] // shard[1], len(idx) * (shard[0] + 1) // shard[1])
+                idx, factor = idx[rows], factor[rows]
             batch = images[idx]
             if augment is not None:
                 batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))

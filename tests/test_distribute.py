@@ -95,7 +95,8 @@ def test_four_devices_train_as_one(tmp_path):
 @pytest.mark.slow
 def test_two_processes_write_one_run(tmp_path):
     """Two jax.distributed processes on 127.0.0.1 (2 virtual CPU devices each; CPU collectives
-    through gloo): both exit 0, process 0 alone writes the run, which records 4 devices."""
+    through gloo): both exit 0, process 0 alone writes the run, which records 4 devices, and
+    its losses (small-cnn, dropout in its head) are those of one process on 4 devices."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         from multihost_loopback import loopback
@@ -103,6 +104,11 @@ def test_two_processes_write_one_run(tmp_path):
         sys.path.remove(str(ROOT / "benchmarks"))
     result = loopback(tmp_path / "runs", epochs=1)
     assert result["ok"], result
+    two, one = result["history"], result["reference"]["history"]
+    for key in ("loss", "val_loss"):
+        assert len(two[key]) == len(one[key]) == 1, (key, two, one)
+        for a, b in zip(two[key], one[key], strict=True):
+            assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (key, two[key], one[key])
 
 
 def test_parse_devices():
