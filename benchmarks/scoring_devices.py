@@ -2,7 +2,7 @@
 wall time, images per second, and whether the answers agree (largest probability difference,
 share of images with the same predicted class, accuracy of each).
 
-    python benchmarks/scoring_devices.py RUN --data DATA [--split Testing] [--devices 1,4]
+    python benchmarks/scoring_devices.py RUN --data DATA [--split Testing] [--devices default,1,4]
         [--virtual 4] [--out FOLDER]
 
 Each evaluation is its own ``python -m btk evaluate`` process under ``KERAS_BACKEND=jax``.
@@ -32,6 +32,7 @@ def evaluate(run: Path, data: Path, split: str, devices: str, out: Path, virtual
         "PYTHONPATH", "")])}
     if virtual:
         env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={virtual}")
+    devices = "" if devices == "default" else devices
     target = out / f"devices-{devices or 'default'}"
     args = [sys.executable, "-m", "btk", "evaluate", str(run), "--data", str(data), "--split", split, "--out",
             str(target), "--reporter", "json", "--duplicate-threshold", "0"]
@@ -66,7 +67,8 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="Testing")
-    parser.add_argument("--devices", default="1,4", help="comma-separated --devices values to compare")
+    parser.add_argument("--devices", default="1,4",
+                        help="comma-separated --devices values to compare (default: Keras' default device)")
     parser.add_argument("--virtual", type=int, default=0, help="split the CPU into this many host devices")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
