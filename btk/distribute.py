@@ -35,7 +35,8 @@ from btk.errors import BtkError
 from btk.feedback import Feedback
 
 __all__ = ["MultiHost", "batch_layout", "begin", "check_devices", "end", "init_multihost", "is_writer",
-           "multihost_from", "pad_to_multiple", "parse_devices", "run_multihost", "scoring"]
+           "multihost_from", "pad_to_multiple", "parse_devices", "run_multihost", "scoring",
+           "scoring_after_training"]
 
 
 def parse_devices(spec: str, available: int) -> list[int]:
@@ -182,6 +183,18 @@ def scoring(spec: str, feedback: Feedback | None = None) -> Iterator[dict[str, A
         yield layout
     finally:
         end()
+
+
+def scoring_after_training(spec: str) -> str:
+    """The devices a run scores its own validation and test images on after training with
+    ``spec``: the same ones in a single JAX process; ``""`` (Keras' default device) otherwise:
+    another backend (one device anyway) or several processes (scoring is single-process)."""
+    if not spec or "jax" not in sys.modules:
+        return ""
+    import jax
+    import keras
+
+    return spec if keras.backend.backend() == "jax" and jax.process_count() == 1 else ""
 
 
 def pad_to_multiple(x: Any, multiple: int) -> tuple[Any, int]:

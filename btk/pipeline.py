@@ -50,6 +50,7 @@ __all__ = [
     "Prepared",
     "TestResults",
     "evaluate_test",
+    "explain_own_test",
     "explain_test",
     "fit",
     "load_for_config",
@@ -383,10 +384,12 @@ def score_images(images: np.ndarray, y: np.ndarray, classes: list[str], sources:
     return TestResults(conditions, unseen_conditions, has_copy, rows, examples, index)
 
 
-def evaluate_test(prep: Prepared, model: Any, step: int | None = None, feedback: Feedback | None = None) -> TestResults:
+def evaluate_test(prep: Prepared, model: Any, step: int | None = None, feedback: Feedback | None = None,
+                  explain: bool = True) -> TestResults:
     """Predict the test images, clean and under each test degradation, and score them; test
     images with an exact or near copy among the training images are also scored apart. The
-    clean test images are then explained (:func:`explain_test`)."""
+    clean test images are then explained (:func:`explain_test`; ``explain=False`` leaves that
+    to :func:`explain_own_test`)."""
     config, recipe, data = prep.config, prep.config.recipe, prep.data
     step = step or step_batch_size(recipe, model)
     test = prep.split["test"]
@@ -402,8 +405,14 @@ def evaluate_test(prep: Prepared, model: Any, step: int | None = None, feedback:
     images = gather(data.images, test)
     results = score_images(images, prep.y[test], prep.classes, data.sources[test], probabilities,
                            prep.test_degradations, config.seed, has_copy)
-    return explain_test(results, model, images, prep.y[test], recipe.scale, recipe.intensity, config.seed, feedback,
-                        getattr(prep.model_spec, "gradcam_layer", None))
+    return explain_own_test(prep, results, model, feedback) if explain else results
+
+
+def explain_own_test(prep: Prepared, results: TestResults, model: Any, feedback: Feedback | None = None) -> TestResults:
+    """:func:`explain_test` on the run's own clean test images."""
+    config, recipe, test = prep.config, prep.config.recipe, prep.split["test"]
+    return explain_test(results, model, gather(prep.data.images, test), prep.y[test], recipe.scale, recipe.intensity,
+                        config.seed, feedback, getattr(prep.model_spec, "gradcam_layer", None))
 
 
 def explain_test(results: TestResults, model: Any, images: np.ndarray, y: np.ndarray, scale: float,
@@ -532,9 +541,12 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
     (partial / RESUME_FILE).write_text(json.dumps({"id": final.name, "config": config.to_json()}, indent=1))
     try:
         fitted = fit(prep, Checkpoint(partial / "checkpoint"), feedback)
-        scorer = scoring_model(fitted.model, config.tta)
-        fitted.calibration = calibrate(prep, scorer, fitted.step)
-        results = evaluate_test(prep, scorer, fitted.step, feedback)
+        # validation and test images are scored on the training devices (one process), heat maps on one
+        with distribute.scoring(distribute.scoring_after_training(config.devices), feedback):
+            scorer = scoring_model(fitted.model, config.tta)
+            fitted.calibration = calibrate(prep, scorer, fitted.step)
+            results = evaluate_test(prep, scorer, fitted.step, feedback, explain=False)
+        results = explain_own_test(prep, results, scorer, feedback)
         if results.collapsed:
             counts = results.conditions[results.collapsed[0]]["predicted_counts"]
             only = max(counts, key=counts.get)

@@ -34,8 +34,9 @@ def _env(devices: int | None) -> dict[str, str]:
 
 
 TRAIN = textwrap.dedent("""
-    import json, sys
+    import csv, json, sys
     from btk.config import make_run_config
+    from btk.feedback import RecordingFeedback
     from btk.pipeline import run_experiment
 
     out = {}
@@ -44,9 +45,13 @@ TRAIN = textwrap.dedent("""
                                             "precision": "float32"},
                                  reader_options={"per_class": "8", "test_per_class": "4"}, devices=devices,
                                  name=f"d{devices}", duplicate_threshold=0)
-        run = run_experiment(config, sys.argv[1])
+        feedback = RecordingFeedback()
+        run = run_experiment(config, sys.argv[1], feedback)
+        with open(run.path / "predictions.csv", newline="") as f:
+            probs = [[float(v) for k, v in r.items() if k.startswith("p_")] for r in csv.DictReader(f)]
         out[devices] = {"path": str(run.path), "loss": run.history["loss"], "val_loss": run.history["val_loss"],
-                        "distribution": run.config["distribution"]}
+                        "distribution": run.config["distribution"], "probs": probs,
+                        "scoring": [t for k, t in feedback.messages if t.startswith("scoring over")]}
 
     # batch norm under DataParallel: the statistics are the global batch's, not each device's
     import keras, numpy as np
@@ -83,6 +88,11 @@ def test_four_devices_train_as_one(tmp_path):
     for key in ("loss", "val_loss"):
         for a, b in zip(four[key], one[key], strict=True):
             assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (key, four[key], one[key])
+    # the run's own validation and test images are scored on its 4 devices, with the one-device answers
+    assert four["scoring"] == ["scoring over 4 device(s) (cpu:0, cpu:1, cpu:2, cpu:3): every batch split between "
+                               "them"] and one["scoring"] == ["scoring over 1 device(s) (cpu:0): every batch split "
+                                                              "between them"]
+    assert np.abs(np.array(four["probs"]) - np.array(one["probs"])).max() < 1e-4
     # batch norm's statistics span the whole (global) batch of 8, not a device's 2 images
     assert out["bn_moving_mean"] == pytest.approx(out["batch_mean"], rel=1e-5)
     # the saved model is a plain Keras file: it loads and predicts on one device
