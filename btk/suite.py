@@ -185,7 +185,8 @@ def seed_summary(runs: list[Run]) -> dict[str, Any] | None:
     """Runs that are one experiment over several seeds (the same configuration, recipe and
     degradations; another seed and name), put together as a plan over seeds is: the per-run
     table and its :func:`aggregate_table`. Runs made separately count (a Slurm job array's, one
-    ``btk run`` each). None when no two runs differ only in their seed.
+    ``btk run`` each); of several runs with one seed the first counts. None when no two runs
+    differ only in their seed.
 
     Returns:
         A suite record (:func:`read_suite`'s keys ``suite``, ``description``, ``table``,
@@ -196,10 +197,13 @@ def seed_summary(runs: list[Run]) -> dict[str, Any] | None:
         if not run.is_evaluation and run.config.get("config", {}).get("seed") is not None:
             groups.setdefault(_without_seed(run), []).append(run)
     table = []
-    for members in groups.values():
-        seeds = [r.config["config"]["seed"] for r in members]
-        if len(set(seeds)) < 2 or len(set(seeds)) != len(seeds):
+    for group in groups.values():
+        by_seed: dict[Any, Run] = {}
+        for run in group:  # a seed run twice (btk rerun) counts once: its first run
+            by_seed.setdefault(run.config["config"]["seed"], run)
+        if len(by_seed) < 2:
             continue
+        members, seeds = list(by_seed.values()), list(by_seed)
         label = _plain_name(members[0])
         conditions = [c for c in members[0].metrics["conditions"]
                       if all(c in r.metrics["conditions"] for r in members)]

@@ -172,3 +172,6 @@ def test_separate_runs_over_seeds_get_their_mean_and_range(tmp_path):
     assert row["label"] == "multiclass" and row["n"] == 3 and row["seeds"] == [101, 102, 103]
     assert row["mean"]["accuracy"] == pytest.approx(mean, abs=0.01)
     assert seed_summary([load_run(paths[0])]) is None
+    shutil.copytree(tmp_path / "multiclass-seed101", tmp_path / "again-seed101")  # a seed run twice counts once
+    again = seed_summary([load_run(p) for p in sorted(tmp_path.iterdir()) if p.is_dir()])
+    assert again["aggregate"][0]["n"] == 3
