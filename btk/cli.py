@@ -208,6 +208,10 @@ RESUME_COMPATIBLE = ("resume_dir", "reporter")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, metavar="N",
               help="Run the plan's runs as separate processes, N at a time, each with cpu_count/N CPU threads "
                    "(and, with GPUs, one of them in turn); 1: one after another in this process.")
+@click.option("--write-plan", "plan_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Train nothing: write the plan's runs (the suite's experiments and/or --seeds, or this one run) "
+                   "as DIR/members/NAME.json, one `btk run --config FILE` each, for a job array (Slurm) or any "
+                   "scheduler; `btk report` puts the finished runs together.")
 @_recipe_option("epochs", "--epochs", type=click.IntRange(1))
 @_recipe_option("batch_size", "--batch-size", type=click.IntRange(1))
 @_recipe_option("image_size", "--image-size", type=click.IntRange(8, 4096))
@@ -305,6 +309,15 @@ def run(**opts: Any) -> None:
             config = with_command_line(read_config_file(opts["config_file"]), config, typed, settings)
         if (opts["suite"] or opts["seeds"]) and config.ensemble > 1:
             raise BtkError("--ensemble trains one configuration: it does not go with --suite or --seeds")
+        if opts["plan_dir"] is not None:
+            from btk.render import line
+            from btk.suite import write_plan
+
+            files = write_plan(opts["suite"], config, opts["plan_dir"], seeds=opts["seeds"])
+            written(console, f"{len(files)} run configuration(s) written to", files[0].parent)
+            line(console, f"run one per task: btk run --config FILE --out OUT   (e.g. sbatch --array=0-{len(files) - 1}; "
+                          "then btk report OUT/*)")
+            return
         if opts["suite"] or opts["seeds"]:
             from btk.render.tables import render_suite_aggregate, render_suite_table
             from btk.suite import read_suite, run_suite

@@ -235,6 +235,36 @@ def plan_table(suite: Suite, runs: dict[str, Run], seeds: tuple[int, ...] | None
     return table
 
 
+def write_plan(name: str | None, base: RunConfig, folder: Path | str, seeds: tuple[int, ...] | None = None
+               ) -> list[Path]:
+    """Write the runs of suite ``name`` (``None``: ``base`` alone) for each of ``seeds`` as
+    ``folder/members/NAME.json`` (a run directory's ``config.json`` format), without training:
+    each is one ``btk run --config FILE``, for a job array or another scheduler. The plan is
+    checked as :func:`run_suite` checks it.
+
+    Returns:
+        The files written, in plan order.
+
+    Raises:
+        BtkError: an unknown suite, model or degradation, or ``--ensemble`` (an ensemble is one
+            configuration of several runs).
+    """
+    from btk.degraders import resolve_degradations
+    from btk.plan import plan_members, write_member_config
+    from btk.plugins import get_host
+
+    if base.ensemble > 1:
+        raise BtkError("--write-plan writes plain runs: leave out --ensemble")
+    suite = get_suite(name) if name is not None else plain_suite(base)
+    host = get_host()
+    experiments = [(exp.name, exp.changes) for exp in suite.experiments]
+    members = plan_members(base, experiments, seeds)
+    for member in members:
+        resolve_degradations(host, member.config.train_degrade + member.config.test_degrade)
+    host.models.get(base.model_name)
+    return [write_member_config(member, Path(folder)) for member in members]
+
+
 def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
               seeds: tuple[int, ...] | None = None, jobs: int = 1) -> Path:
     """Run every experiment of suite ``name`` (``None``: ``base`` alone, see :func:`plain_suite`)

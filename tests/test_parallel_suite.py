@@ -115,3 +115,32 @@ def test_bad_input(tmp_path, args, code, text):
     assert result.exit_code == code, result.output
     assert text in result.output
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_a_written_plan_runs_as_separate_runs_and_the_report_puts_them_together(tmp_path):
+    """--write-plan trains nothing and writes one configuration per run; each run as a job array
+    task would (btk run --config FILE); btk report of the runs gives the mean and range over seeds."""
+    plan = tmp_path / "plan"
+    result = CliRunner().invoke(cli, ["run", *TINY, "--seeds", "101-102", "--write-plan", str(plan),
+                                      "--out", str(tmp_path / "unused")])
+    assert result.exit_code == 0, result.output
+    files = sorted((plan / "members").glob("*.json"))
+    assert [f.name for f in files] == ["multiclass-seed101.json", "multiclass-seed102.json"]
+    assert "sbatch --array=0-1" in result.output and not (tmp_path / "unused").exists()
+    out = tmp_path / "out"
+    for f in files:
+        done = CliRunner().invoke(cli, ["run", "--config", str(f), "--out", str(out), "--reporter", "json"])
+        assert done.exit_code == 0, done.output
+    runs = sorted(out.iterdir())
+    seeds = [json.loads((r / "config.json").read_text())["config"]["seed"] for r in runs]
+    assert seeds == [101, 102]
+    shown = CliRunner().invoke(cli, ["report", *map(str, runs)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "differ only in their seed (seeds 101, 102)" in shown.output, shown.output
+    accs = [100 * json.loads((r / "metrics.json").read_text())["conditions"]["clean"]["accuracy"] for r in runs]
+    assert f"{sum(accs) / 2:.1f} ({min(accs):.1f}-{max(accs):.1f})" in shown.output
+
+
+def test_write_plan_refuses_an_ensemble(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "--ensemble", "3", "--write-plan", str(tmp_path / "plan")])
+    assert result.exit_code == 1 and "leave out --ensemble" in result.output, result.output
+    assert not (tmp_path / "plan").exists()
