@@ -315,8 +315,8 @@ def run(**opts: Any) -> None:
 
             files = write_plan(opts["suite"], config, opts["plan_dir"], seeds=opts["seeds"])
             written(console, f"{len(files)} run configuration(s) written to", files[0].parent)
-            line(console, f"run one per task: btk run --config FILE --out OUT   (e.g. sbatch --array=0-{len(files) - 1}; "
-                          "then btk report OUT/*)")
+            line(console, "run one per task: btk run --config FILE --out OUT   "
+                          f"(e.g. sbatch --array=0-{len(files) - 1}; then btk report OUT/*)")
             return
         if opts["suite"] or opts["seeds"]:
             from btk.render.tables import render_suite_aggregate, render_suite_table
