@@ -256,9 +256,9 @@ def run(**opts: Any) -> None:
 
     multihost = multihost_from(opts.pop("coordinator"), opts.pop("num_processes"), opts.pop("process_id"))
     if multihost is not None and (opts["suite"] or opts["seeds"] or opts["ensemble"] > 1 or opts["jobs"] > 1
-                                  or opts["resume_dir"] is not None):
+                                  or opts["resume_dir"] is not None or opts["plan_dir"] is not None):
         raise BtkError("several processes (--coordinator) train one run: leave out --suite, --seeds, --ensemble, "
-                       "--jobs and --resume")
+                       "--jobs, --resume and --write-plan")
     init_multihost(multihost)  # before anything else touches JAX
     if multihost is not None and not opts["devices"]:
         opts["devices"] = "auto"  # every process's devices
