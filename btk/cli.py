@@ -65,13 +65,18 @@ def _show_problems() -> None:
     warn_lines(get_host().problems)
 
 
-def _scoring_devices_option():
-    """``--devices`` of the commands that score images (evaluate, predict, robustness)."""
-    return click.option("--devices", default="", metavar="auto|N|LIST",
-                        help="Split every batch of images over these devices (Keras' DataParallel): auto (every "
-                             "device), N (the first N) or indices (0,1); batches stream through them as on one. "
-                             "JAX backend only (KERAS_BACKEND=jax); on TensorFlow and PyTorch auto and 1 use one "
-                             "device, more are refused. Not given: one device.")
+def _scoring_options():
+    """``--tta/--no-tta`` and ``--devices`` of the commands that score images with a finished run
+    (evaluate, predict, robustness)."""
+    tta = click.option("--tta/--no-tta", default=None,
+                       help="Test-time augmentation: average the probabilities of each image and its mirror image "
+                            "[the run's own choice].")
+    devices = click.option("--devices", default="", metavar="auto|N|LIST",
+                           help="Split every batch of images over these devices (Keras' DataParallel): auto (every "
+                                "device), N (the first N) or indices (0,1); batches stream through them as on one. "
+                                "JAX backend only (KERAS_BACKEND=jax); on TensorFlow and PyTorch auto and 1 use one "
+                                "device, more are refused. Not given: one device.")
+    return lambda command: tta(devices(command))
 
 
 def _recipe_option(field: str, *decls: str, extra: str = "", **kwargs: Any):
@@ -602,10 +607,7 @@ def report(paths, reporter, html_path):
 @click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
               help="Reporter plugin(s) for the evaluation; repeatable.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
-@click.option("--tta/--no-tta", default=None,
-              help="Test-time augmentation: average the probabilities of each image and its mirror image "
-                   "[the run's own choice].")
-@_scoring_devices_option()
+@_scoring_options()
 def evaluate(run_dir, data, reader, reader_option, split, class_map, degrade, duplicate_threshold, out, name,
              reporter, strict, tta, devices):
     """Evaluate a finished run on another labelled dataset (external validation).
@@ -746,10 +748,7 @@ def audit(data, reader, reader_option, against, against_reader, class_map, thres
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
               help="Answer 'uncertain' (probabilities still given) where the top calibrated probability is "
                    "below P; the run's report shows accuracy against coverage for such thresholds.")
-@click.option("--tta/--no-tta", default=None,
-              help="Test-time augmentation: average the probabilities of each image and its mirror image "
-                   "[the run's own choice].")
-@_scoring_devices_option()
+@_scoring_options()
 def predict(run_dir, paths, reader, reader_option, slices, as_json, out_path, batch_size, min_confidence, tta,
             devices):
     """Classify new scans with a trained run: JPEG/PNG files or folders of them (searched at any
@@ -889,10 +888,7 @@ def explain(run_dir, paths, out_dir, method, reader):
 @click.option("--subset", type=click.Choice(["test", "validation"]), default="test", show_default=True,
               help="Sweep the run's test images, or its validation images (held out from training, never "
                    "Testing: for choosing a recipe); validation results go to robustness-validation.json.")
-@click.option("--tta/--no-tta", default=None,
-              help="Test-time augmentation: average the probabilities of each image and its mirror image "
-                   "[the run's own choice].")
-@_scoring_devices_option()
+@_scoring_options()
 def robustness(run_dirs, baseline, degraders, plot_path, also, subset, tta, devices):
     """Evaluate trained runs on their test images under every degrader at every severity level,
     and score them as the corruption benchmarks do: corruption error (CE), mean CE and relative
