@@ -77,9 +77,9 @@ def _set_mesh(spec: str, feedback: Feedback, what: str, batch_size: int | None =
         return None
     import keras
 
-    check_devices(spec, what)
     backend = keras.backend.backend()
     if backend != "jax":
+        check_devices(spec, what)  # several devices are refused; auto and 1 mean one
         feedback.info(f"--devices {spec}: backend {backend} has no Keras distribution API: {what} on one device "
                       "(KERAS_BACKEND=jax uses all)")
         return {"devices": [], "mesh": None, "backend": backend, "processes": 1,

@@ -178,10 +178,7 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     Raises:
         BtkError: a named degrader has no severity levels, devices that cannot be used.
     """
-    from btk.distribute import check_devices
-
     feedback = feedback or Feedback()
-    check_devices(devices)
     for name in degraders or []:
         if not host.degraders.get(name).levels:
             raise BtkError(f"degrader '{name}' has no severity levels")

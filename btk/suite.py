@@ -10,12 +10,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.runs import Run, load_run, new_run_id, unique_dir
+
+if TYPE_CHECKING:
+    from btk.plan import Member
 
 
 @dataclass(frozen=True)
@@ -203,14 +206,9 @@ def seed_summary(runs: list[Run]) -> dict[str, Any] | None:
             by_seed.setdefault(run.config["config"]["seed"], run)
         if len(by_seed) < 2:
             continue
-        members, seeds = list(by_seed.values()), list(by_seed)
-        label = _plain_name(members[0])
-        conditions = [c for c in members[0].metrics["conditions"]
-                      if all(c in r.metrics["conditions"] for r in members)]
-        for run, seed in sorted(zip(members, seeds), key=lambda pair: pair[1]):
-            rows = tuple(Row(label if c == "clean" else f"{label}, test {c}", label, c) for c in conditions)
-            for entry in suite_table(Suite(label, "", (Experiment(label),), rows), {label: run}):
-                table.append({**entry, "label": f"{entry['label']} (seed {seed})", "row": entry["label"], "seed": seed})
+        label = _plain_name(next(iter(by_seed.values())))
+        table += plan_table(Suite(label, "", (Experiment(label),), ()),
+                            {f"{label}-seed{seed}": run for seed, run in by_seed.items()}, tuple(sorted(by_seed)))
     if not table:
         return None
     seeds = sorted({e["seed"] for e in table})
@@ -249,20 +247,28 @@ def write_plan(name: str | None, base: RunConfig, folder: Path | str, seeds: tup
         BtkError: an unknown suite, model or degradation, or ``--ensemble`` (an ensemble is one
             configuration of several runs).
     """
-    from btk.degraders import resolve_degradations
-    from btk.plan import plan_members, write_member_config
-    from btk.plugins import get_host
+    from btk.plan import write_member_config
 
     if base.ensemble > 1:
         raise BtkError("--write-plan writes plain runs: leave out --ensemble")
+    _, members = _checked_plan(name, base, seeds)
+    return [write_member_config(member, Path(folder)) for member in members]
+
+
+def _checked_plan(name: str | None, base: RunConfig, seeds: tuple[int, ...] | None) -> tuple[Suite, list[Member]]:
+    """Suite ``name`` (``None``: ``base`` alone) and its members for ``seeds``
+    (:func:`btk.plan.plan_members`), every degradation and the model checked before any run."""
+    from btk.degraders import resolve_degradations
+    from btk.plan import plan_members
+    from btk.plugins import get_host
+
     suite = get_suite(name) if name is not None else plain_suite(base)
     host = get_host()
-    experiments = [(exp.name, exp.changes) for exp in suite.experiments]
-    members = plan_members(base, experiments, seeds)
+    members = plan_members(base, [(exp.name, exp.changes) for exp in suite.experiments], seeds)
     for member in members:
         resolve_degradations(host, member.config.train_degrade + member.config.test_degrade)
     host.models.get(base.model_name)
-    return [write_member_config(member, Path(folder)) for member in members]
+    return suite, members
 
 
 def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
@@ -275,18 +281,11 @@ def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", f
     above 1 they run as separate processes, at most ``jobs`` at a time (:mod:`btk.plan`).
     Runs that fail are listed under ``failed`` in ``suite.json``; the table holds the others.
     """
-    from btk.degraders import resolve_degradations
-    from btk.plan import check_jobs, plan_members, run_in_process, run_parallel
-    from btk.plugins import get_host
+    from btk.plan import check_jobs, run_in_process, run_parallel
 
     feedback = feedback or Feedback()
     check_jobs(jobs)
-    suite = get_suite(name) if name is not None else plain_suite(base)
-    host = get_host()
-    members = plan_members(base, [(exp.name, exp.changes) for exp in suite.experiments], seeds)
-    for member in members:  # validate every plan before the first long run
-        resolve_degradations(host, member.config.train_degrade + member.config.test_degrade)
-    host.models.get(base.model_name)
+    suite, members = _checked_plan(name, base, seeds)  # every plan checked before the first long run
     parent = Path(out_dir)
     parent.mkdir(parents=True, exist_ok=True)
     folder = unique_dir(parent, new_run_id(f"suite-{suite.name}" if name is not None else f"seeds-{suite.name}"))
