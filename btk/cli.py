@@ -324,7 +324,7 @@ def run(**opts: Any) -> None:
                           f"(e.g. sbatch --array=0-{len(files) - 1}; then btk report OUT/*)")
             return
         if opts["suite"] or opts["seeds"]:
-            from btk.render.tables import render_suite_aggregate, render_suite_table
+            from btk.render.tables import failed_lines, render_suite_aggregate, render_suite_table
             from btk.suite import read_suite, run_suite
 
             folder = run_suite(opts["suite"], config, opts["out"], feedback, seeds=opts["seeds"], jobs=opts["jobs"])
@@ -335,10 +335,8 @@ def run(**opts: Any) -> None:
                 render_suite_aggregate(info["aggregate"], console, f"{title}: mean (range) over seeds")
             written(console, "suite written to", folder)
             failed = info.get("failed") or []
-            for f in failed:
-                log = f"; log {folder / f['log']}" if f.get("log") else ""
-                console.print(f"FAILED {f['member']}: exit status {f['returncode']}{log}"
-                              + (f" ({f['error']})" if f.get("error") else ""), markup=False, highlight=False)
+            for text in failed_lines(failed, folder):
+                console.print(text, markup=False, highlight=False)
             if failed:
                 raise BtkError(f"{len(failed)} of {len(failed) + len(info.get('runs', {}))} runs failed "
                                "(suite.json lists them; the table holds the others)")
@@ -542,7 +540,7 @@ def report(paths, reporter, html_path):
     from btk.compare import best_by_column, evaluation_groups, gather_runs, paired_tests, run_rows
     from btk.plugins import get_host
     from btk.render import out_console, warn_lines, written
-    from btk.render.tables import render_comparison, render_suite_aggregate, render_suite_table
+    from btk.render.tables import failed_lines, render_comparison, render_suite_aggregate, render_suite_table
     from btk.suite import seed_summary
 
     console = out_console()
@@ -560,9 +558,7 @@ def report(paths, reporter, html_path):
         if info.get("aggregate"):
             render_suite_aggregate(info["aggregate"], console, f"suite '{info['suite']}' over seeds "
                                    f"{', '.join(map(str, info.get('seeds', [])))}: mean (lowest-highest)")
-        warn_lines([f"{f['member']}: exit status {f.get('returncode')}"
-                    + (f", log {f['log']}" if f.get("log") else "") + (f": {f['error']}" if f.get("error") else "")
-                    for f in info.get("failed", [])], prefix=f"btk: suite '{info['suite']}': FAILED ")
+        warn_lines(failed_lines(info.get("failed", [])), prefix=f"btk: suite '{info['suite']}': ")
     if over_seeds is not None:
         render_suite_aggregate(over_seeds["aggregate"], console, "runs that differ only in their seed (seeds "
                                f"{', '.join(map(str, over_seeds['seeds']))}): mean (lowest-highest)")

@@ -156,6 +156,17 @@ def render_suite_table(table: list[dict[str, Any]], console: Console, title: str
     console.print(grid)
 
 
+def failed_lines(failed: list[dict[str, Any]], folder: Any = None) -> list[str]:
+    """One ``FAILED NAME: exit status S; log LOG (error)`` line per failed run of a plan
+    (``suite.json``'s ``failed``); ``folder``: the plan's folder, to show the log's full path."""
+    lines = []
+    for f in failed:
+        log = f"; log {f['log'] if folder is None else Path(folder) / f['log']}" if f.get("log") else ""
+        lines.append(f"FAILED {f['member']}: exit status {f.get('returncode')}{log}"
+                     + (f" ({f['error']})" if f.get("error") else ""))
+    return lines
+
+
 def render_suite_aggregate(aggregate: list[dict[str, Any]], console: Console, title: str) -> None:
     """A plan over seeds, one line per row of its suite (:func:`btk.suite.aggregate_table`):
     each metric's mean over the seeds and its range (lowest-highest), beside the published one."""
