@@ -143,11 +143,12 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     from btk.config import RunConfig
     from btk.explain import read_network_images
     from btk.feedback import Feedback
-    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, scoring_model, write_run
+    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, write_run
     from btk.plugins import get_host
     from btk.provenance import now
     from btk.runs import new_run_id, unique_dir
     from btk.training import network_input, predict
+    from btk.tta import scoring_model
 
     host = host or get_host()
     feedback = feedback or Feedback()

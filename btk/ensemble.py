@@ -97,9 +97,10 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
     Raises:
         BtkError: members that cannot be combined (:func:`check_members`).
     """
-    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, scoring_model, write_run
+    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, write_run
     from btk.provenance import now
     from btk.training import predict
+    from btk.tta import scoring_model
 
     host = host or get_host()
     feedback = feedback or Feedback()

@@ -43,6 +43,7 @@ from btk.runs import Run, RunWriter, load_run, new_run_id, to_task_probabilities
 from btk.split import fingerprints_of, make_split, task_labels
 from btk.stats import reliability
 from btk.training import Rows, predict, train
+from btk.tta import scoring_model
 from btk.types import ModelSpec, ReadOptions
 
 __all__ = [
@@ -433,15 +434,6 @@ def explain_test(results: TestResults, model: Any, images: np.ndarray, y: np.nda
     results.explanations = {**summary, "seconds": round(time.perf_counter() - t0, 3)}
     results.examples["heat/clean"] = heat
     return results
-
-
-def scoring_model(model: Any, tta: bool) -> Any:
-    """The model that scores images: ``model``, or with test-time augmentation around it."""
-    if not tta:
-        return model
-    from btk.tta import with_tta
-
-    return with_tta(model)
 
 
 def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float,

@@ -224,11 +224,9 @@ class Run:
                                "(arbitrary Python code); btk loads only models without one") from None
             first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             raise BtkError(f"{path}: not a loadable Keras model ({first})") from None
-        if self.tta if tta is None else tta:
-            from btk.tta import with_tta
+        from btk.tta import scoring_model
 
-            model = with_tta(model)
-        return model
+        return scoring_model(model, self.tta if tta is None else tta)
 
     def examples(self) -> dict[str, np.ndarray]:
         """The example images kept with the run (empty if there are none)."""

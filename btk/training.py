@@ -306,8 +306,6 @@ def predict(model: Any, images: np.ndarray, scale: float, batch_size: int = 64, 
     (:func:`btk.distribute.scoring`) each batch is split over the devices: the batch size is
     rounded up to a multiple of their number and the last batch filled up with copies, whose
     answers are dropped."""
-    from btk.distribute import batch_layout
-
     multiple = batch_layout()[0]
     if multiple > 1:
         batch_size = -(-batch_size // multiple) * multiple

@@ -43,3 +43,9 @@ def with_tta(model: Any) -> Any:
     views = [model(inputs), model(flip_layer()()(inputs))]
     out = keras.layers.Average(dtype="float32")([keras.ops.cast(v, "float32") for v in views])
     return keras.Model(inputs, out, name=f"{model.name}_tta")
+
+
+def scoring_model(model: Any, tta: bool) -> Any:
+    """The model that scores images: ``model``, or with test-time augmentation around it
+    (:func:`with_tta`)."""
+    return with_tta(model) if tta else model
