@@ -133,7 +133,7 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
 
         probs = predict(scorer, gather(prep.data.images, val), recipe.scale, intensity=recipe.intensity)
         summary["val_accuracy"] = float((probs.argmax(axis=1) == prep.y_fit[val]).mean())
-        calibration = calibrate(prep, scorer)
+        calibration = calibrate(prep, scorer, raw=probs)
     else:
         feedback.warn("the members held out different validation images (each trained on some of the others'): "
                       "no temperature fitted and no validation accuracy for the ensemble")

@@ -329,9 +329,11 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
     return Fitted(model, history, train_seconds, epochs_run, step, len(x_train), distribution=layout)
 
 
-def calibrate(prep: Prepared, model: Any, step: int | None = None) -> dict[str, float] | None:
+def calibrate(prep: Prepared, model: Any, step: int | None = None, raw: np.ndarray | None = None
+              ) -> dict[str, float] | None:
     """Fit a temperature (:func:`btk.calibration.fit_temperature`) on the network's outputs for
-    the clean validation images, and measure ECE and NLL over the task's classes before and after.
+    the clean validation images (``raw``: those outputs, when already predicted), and measure
+    ECE and NLL over the task's classes before and after.
 
     Returns:
         ``{"temperature", "val_ece_raw", "val_ece_calibrated", "val_nll_raw", "val_nll_calibrated"}``,
@@ -340,8 +342,9 @@ def calibrate(prep: Prepared, model: Any, step: int | None = None) -> dict[str, 
     config, recipe, val = prep.config, prep.config.recipe, prep.split["val"]
     if len(val) == 0:
         return None
-    step = step or step_batch_size(recipe, model)
-    raw = predict(model, gather(prep.data.images, val), recipe.scale, step, intensity=recipe.intensity)
+    if raw is None:
+        step = step or step_batch_size(recipe, model)
+        raw = predict(model, gather(prep.data.images, val), recipe.scale, step, intensity=recipe.intensity)
     temperature = fit_temperature(raw, prep.y_fit[val])
     calibrated = apply_temperature(raw, temperature)
     if prep.via_classes:
