@@ -187,8 +187,13 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     val = prep.split["val"]
     x_val = gather(prep.data.images, val)
 
+    def val_outputs(m: Any) -> np.ndarray:
+        return predict(scoring_model(m, config.tta), x_val, scale, intensity=intensity)
+
     def val_accuracy(m: Any) -> float:
-        probs = predict(scoring_model(m, config.tta), x_val, scale, intensity=intensity)
+        return accuracy_of(val_outputs(m))
+
+    def accuracy_of(probs: np.ndarray) -> float:
         return float((probs.argmax(axis=1) == prep.y_fit[val]).mean())
 
     before = val_accuracy(model)
@@ -196,12 +201,13 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
         guarded = depth is None
         layers = adapt_model(model, batches, lambda done, total: task.update(completed=done), strength,
                              depth or 0, (lambda: val_accuracy(model)) if guarded else None, before - tolerance)
-    after = val_accuracy(model)
+    outputs_after = val_outputs(model)
+    after = accuracy_of(outputs_after)
     feedback.info(f"adapted {layers} of {count_batch_norm(model)} batch-norm layers on {len(images)} images; "
                   "validation accuracy "
                   f"{100 * before:.1f} -> {100 * after:.1f}")
     scorer = scoring_model(model, config.tta)
-    calibration = calibrate(prep, scorer)
+    calibration = calibrate(prep, scorer, raw=outputs_after)
     results = evaluate_test(prep, scorer)
     sources = sorted({src for src, _ in pairs})
     record = {"from_run": run.name, "from_path": str(Path(run.path).resolve()), "data": [str(p) for p in paths],
