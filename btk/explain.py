@@ -451,6 +451,11 @@ def _subset(n: int, limit: int, seed: int, strata: np.ndarray | None) -> np.ndar
     return out
 
 
+def _in_batches(fn: Any, n: int, size: int) -> np.ndarray:
+    """``fn(slice)`` over consecutive slices of ``size`` rows out of ``n``, concatenated."""
+    return np.concatenate([fn(slice(i, i + size)) for i in range(0, n, size)])
+
+
 def explain_test_images(model: Any, images: np.ndarray, scale: float, intensity: str = "none",
                         examples: Sequence[int] | np.ndarray = (), strata: np.ndarray | None = None,
                         layer_name: str | None = None, limit: int = TEST_IMAGE_LIMIT, seed: int = 0,
@@ -490,22 +495,19 @@ def explain_test_images(model: Any, images: np.ndarray, scale: float, intensity:
         x = network_input(images[index], scale, intensity)
         try:
             if len(members) == 1:
-                heat = np.concatenate([gradcam(members[0], x[i:i + batch_size], layers[0])
-                                       for i in range(0, len(x), batch_size)])
+                heat = _in_batches(lambda s: gradcam(members[0], x[s], layers[0]), len(x), batch_size)
             else:  # an ensemble: its members' maps of the class the ensemble predicts, averaged
-                predicted = np.concatenate([predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-                predicted = predicted.argmax(axis=1)
-                heat = _normalise(np.mean([np.concatenate([
-                    gradcam(m, x[i:i + batch_size], layer, predicted[i:i + batch_size])
-                    for i in range(0, len(x), batch_size)]) for m, layer in zip(members, layers)], axis=0))
+                predicted = _in_batches(lambda s: predict(x[s]), len(x), batch_size).argmax(axis=1)
+                maps = [_in_batches(lambda s, m=m, layer=layer: gradcam(m, x[s], layer, predicted[s]), len(x),
+                                    batch_size) for m, layer in zip(members, layers)]
+                heat = _normalise(np.mean(maps, axis=0))
         except NotImplementedError:
             method = "occlusion"
     if heat is None:
         chosen = chosen[:OCCLUSION_LIMIT]
         index = np.union1d(chosen, wanted).astype(int)
         x = network_input(images[index], scale, intensity)
-        probs = np.concatenate([predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        heat = occlusion(predict, x, probs.argmax(axis=1))
+        heat = occlusion(predict, x, _in_batches(lambda s: predict(x[s]), len(x), batch_size).argmax(axis=1))
     position = {int(k): i for i, k in enumerate(index)}
     rows = [position[int(k)] for k in chosen if int(k) in position]
     summary = heat_summary([heat[i] for i in rows], [head_mask(images[index[i]]) for i in rows], method)
