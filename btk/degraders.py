@@ -100,12 +100,17 @@ class Degrader:
             return self.resolve(params)
         if self.rescale is not None:
             return self.resolve(self.rescale(dict(params), factor))
+        return self.resolve(self._scale_pixels(params, factor))
+
+    def _scale_pixels(self, params: dict[str, Any], width: float, reference: float = 1.0) -> dict[str, Any]:
+        """``params`` with the ``scaled`` ones (measured in pixels) times ``width / reference``."""
         values = dict(params)
         for key in self.scaled:
             if key in values:
+                scaled = values[key] * width / reference
                 kind = next(p.type for p in self.params if p.name == key)
-                values[key] = kind(round(values[key] * factor)) if kind is int else float(values[key] * factor)
-        return self.resolve(values)
+                values[key] = kind(round(scaled)) if kind is int else float(scaled)
+        return values
 
     def level_params(self, level: int, width: int = REFERENCE_SIZE) -> dict[str, Any]:
         """The parameters of severity ``level`` (1..len(levels)) for images ``width`` pixels wide.
@@ -117,13 +122,7 @@ class Degrader:
             raise BtkError(f"degrader '{self.name}' has no severity levels")
         if not 1 <= level <= len(self.levels):
             raise BtkError(f"degrader '{self.name}': level must be 1..{len(self.levels)}, got {level}")
-        values = dict(self.levels[level - 1])
-        for key in self.scaled:
-            if key in values:
-                scaled = values[key] * width / REFERENCE_SIZE
-                kind = next(p.type for p in self.params if p.name == key)
-                values[key] = kind(round(scaled)) if kind is int else float(scaled)
-        return self.resolve(values)
+        return self.resolve(self._scale_pixels(self.levels[level - 1], width, REFERENCE_SIZE))
 
     def resolve(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The full parameter set: defaults updated with validated ``overrides``.
