@@ -244,13 +244,17 @@ def write_plan(name: str | None, base: RunConfig, folder: Path | str, seeds: tup
         The files written, in plan order.
 
     Raises:
-        BtkError: an unknown suite, model or degradation, or ``--ensemble`` (an ensemble is one
-            configuration of several runs).
+        BtkError: an unknown suite, model or degradation, ``--ensemble`` (an ensemble is one
+            configuration of several runs), or a folder that already holds a plan.
     """
     from btk.plan import write_member_config
 
     if base.ensemble > 1:
         raise BtkError("--write-plan writes plain runs: leave out --ensemble")
+    existing = sorted((Path(folder) / "members").glob("*.json"))
+    if existing:  # a job array runs every file there: another plan's would be run too
+        raise BtkError(f"{Path(folder) / 'members'} already holds {len(existing)} run configuration(s) "
+                       f"(e.g. {existing[0].name}): give a new folder")
     _, members = _checked_plan(name, base, seeds)
     return [write_member_config(member, Path(folder)) for member in members]
 

@@ -140,7 +140,14 @@ def test_a_written_plan_runs_as_separate_runs_and_the_report_puts_them_together(
     assert f"{sum(accs) / 2:.1f} ({min(accs):.1f}-{max(accs):.1f})" in shown.output
 
 
-def test_write_plan_refuses_an_ensemble(tmp_path):
+def test_write_plan_refuses_an_ensemble_and_a_folder_with_a_plan(tmp_path):
     result = CliRunner().invoke(cli, ["run", "--ensemble", "3", "--write-plan", str(tmp_path / "plan")])
     assert result.exit_code == 1 and "leave out --ensemble" in result.output, result.output
     assert not (tmp_path / "plan").exists()
+    (tmp_path / "plan" / "members").mkdir(parents=True)
+    (tmp_path / "plan" / "members" / "other-seed7.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["run", "--seeds", "1-2", "--write-plan", str(tmp_path / "plan")])
+    assert result.exit_code == 1, result.output
+    errors = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert len(errors) == 1 and "already holds 1 run configuration(s)" in errors[0], result.output
+    assert [p.name for p in (tmp_path / "plan" / "members").iterdir()] == ["other-seed7.json"]
