@@ -123,44 +123,47 @@ def adapt_model(model: Any, batches: Callable[[], Any], progress: Callable[[int,
 
 def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None, feedback: Any = None,
               reader_name: str | None = None, name: str = "", command: str | None = None,
-              strength: float = 1.0, depth: int | None = None, tolerance: float = 0.01) -> Any:
+              strength: float = 1.0, depth: int | None = None, tolerance: float = 0.01,
+              reader_options: dict[str, str] | None = None) -> Any:
     """``btk adapt``: a new run whose model is ``run``'s with its batch-norm statistics
     re-estimated on the unlabelled images of ``paths`` (read as the run reads images), scored
-    again on the run's own validation and test images; the run records what it was adapted on.
+    again on the run's own validation and test images (from its ``split.csv``: nothing is split
+    again); the run records what it was adapted on.
 
     ``depth`` ``None`` (automatic): layers are adapted in order while the accuracy on the run's
     own validation images stays within ``tolerance`` of the unadapted model's; ``0``: every
     layer; ``N``: the first N.
 
     Raises:
-        BtkError: a model without batch norm, nothing readable, fewer than :data:`MIN_IMAGES`
-            images.
+        BtkError: an evaluation, a model without batch norm, nothing readable, fewer than
+            :data:`MIN_IMAGES` images, a bad name, an output folder that cannot be written.
     """
     import time
     from pathlib import Path
 
     from btk.cache import gather
-    from btk.config import RunConfig
+    from btk.config import require_run_name
     from btk.explain import read_network_images
     from btk.feedback import Feedback
-    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, write_run
+    from btk.pipeline import Fitted, calibrate, collapse_alert, evaluate_test, prepared_from_run, scorer_for, write_run
     from btk.plugins import get_host
     from btk.provenance import now
-    from btk.runs import new_run_id, unique_dir
-    from btk.training import network_input, predict
-    from btk.tta import scoring_model
+    from btk.runs import check_writable, new_run_id, unique_dir
+    from btk.training import network_input
 
     host = host or get_host()
     feedback = feedback or Feedback()
     t_start, started = time.perf_counter(), now()
+    require_run_name(name)
     if run.is_evaluation:
         raise BtkError(f"{run.path} is an evaluation, not a run")
+    parent = check_writable(Path(out_dir) if out_dir else Path(run.path).parent)
     model = run.load_model(tta=False)
     if count_batch_norm(model) == 0:
         raise BtkError(f"{run.name}: its model ({model.name}) has no batch-normalisation layer, so there is "
                        "nothing to adapt (AdaBN re-estimates batch-norm statistics)")
     with feedback.task(f"reading {', '.join(map(str, paths))}"):
-        pairs, skipped = read_network_images(run, paths, host, reader_name, slices="all")
+        pairs, skipped = read_network_images(run, paths, host, reader_name, reader_options, slices="all")
     if skipped:
         feedback.warn(f"skipped {len(skipped)} unreadable input(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
     if not pairs:
@@ -172,29 +175,27 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
         feedback.warn(f"{len(pairs)} images: the new site's statistics will be rough (a cohort of "
                       f"{COHORT_IMAGES}+ images is better)")
     images = np.stack([im for _, im in pairs])
-    recipe = run.config["recipe"]
-    scale, intensity = recipe["scale"], recipe.get("intensity", "none")
+    recipe = run.config.recipe
 
     def batches() -> Any:
         for i in range(0, len(images), 64):
-            yield network_input(images[i:i + 64], scale, intensity)
+            yield network_input(images[i:i + 64], recipe.scale, recipe.intensity)
 
-    config = RunConfig.from_json(run.config["config"])
-    config = config.with_changes(name=name or f"{config.name or config.task}-adapted")
+    config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-adapted")
     if config.split_seed is None:
         config = config.with_changes(split_seed=config.seed)
-    prep = prepare(config, host, feedback)
+    prep = prepared_from_run(run, host, feedback, config=config)
     val = prep.split["val"]
     x_val = gather(prep.data.images, val)
 
     def val_outputs(m: Any) -> np.ndarray:
-        return predict(scoring_model(m, config.tta), x_val, scale, intensity=intensity)
+        return scorer_for(prep, m).outputs(x_val)
+
+    def accuracy_of(outputs: np.ndarray) -> float:
+        return float((outputs.argmax(axis=1) == prep.y_fit[val]).mean())
 
     def val_accuracy(m: Any) -> float:
         return accuracy_of(val_outputs(m))
-
-    def accuracy_of(probs: np.ndarray) -> float:
-        return float((probs.argmax(axis=1) == prep.y_fit[val]).mean())
 
     before = val_accuracy(model)
     with feedback.task("re-estimating batch-norm statistics", total=count_batch_norm(model)) as task:
@@ -206,9 +207,12 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     feedback.info(f"adapted {layers} of {count_batch_norm(model)} batch-norm layers on {len(images)} images; "
                   "validation accuracy "
                   f"{100 * before:.1f} -> {100 * after:.1f}")
-    scorer = scoring_model(model, config.tta)
-    calibration = calibrate(prep, scorer, raw=outputs_after)
-    results = evaluate_test(prep, scorer)
+    scorer = scorer_for(prep, model)
+    calibration = calibrate(prep, scorer, outputs_after)
+    if calibration is not None:
+        scorer = scorer.with_temperature(calibration.temperature)
+    results = evaluate_test(prep, scorer, feedback)
+    collapse_alert(results, feedback)
     sources = sorted({src for src, _ in pairs})
     record = {"from_run": run.name, "from_path": str(Path(run.path).resolve()), "data": [str(p) for p in paths],
               "images": len(images), "inputs": len(sources), "skipped": len(skipped),
@@ -220,10 +224,10 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
               "val_accuracy_before": before, "val_accuracy_after": after,
               "test_accuracy_before": run.metrics.get("conditions", {}).get("clean", {}).get("accuracy")}
     extra_config: dict[str, Any] = {"adaptation": record}
-    if run.config.get("ensemble"):
-        extra_config["ensemble"] = run.config["ensemble"]
-    fitted = Fitted(model, dict(run.history), 0.0, 0, recipe["batch_size"], len(prep.split["train"]), calibration)
-    final = unique_dir(Path(out_dir) if out_dir else Path(run.path).parent, new_run_id(config.name))
+    if run.ensemble is not None:
+        extra_config["ensemble"] = run.ensemble.to_json()
+    fitted = Fitted(model, dict(run.history), 0.0, 0, recipe.batch_size, len(prep.split["train"]), calibration)
+    final = unique_dir(parent, new_run_id(config.name))
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
                      extra={"config": extra_config, "metrics": {"adaptation": record}})
 

@@ -201,12 +201,45 @@ def entries() -> list[tuple[str, int, float]]:
     return sorted(out, key=lambda e: -e[2])
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def stale_partials() -> list[Path]:
+    """Unfinished entries (``.KEY.PID.tmp``) whose writing process is gone: what a process
+    killed without warning (SIGKILL, a power cut) leaves behind."""
+    root = cache_root()
+    if root is None or not root.is_dir():
+        return []
+    out = []
+    for folder in root.iterdir():
+        parts = folder.name.split(".")
+        if folder.is_dir() and folder.name.startswith(".") and folder.name.endswith(".tmp") and len(parts) >= 4:
+            try:
+                pid = int(parts[-2])
+            except ValueError:
+                continue
+            if not _pid_alive(pid):
+                out.append(folder)
+    return out
+
+
 def clear() -> int:
-    """Remove every cache entry; returns how many were removed."""
+    """Remove every cache entry, and every unfinished one whose process is gone
+    (:func:`stale_partials`); returns how many were removed."""
     root = cache_root()
     removed = 0
     for key, _, _ in entries():
         assert root is not None  # entries() is empty when the cache is off
         shutil.rmtree(root / key, ignore_errors=True)
+        removed += 1
+    for folder in stale_partials():
+        shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     return removed

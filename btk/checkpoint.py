@@ -1,4 +1,4 @@
-"""Saving models: the run's ``model.keras`` and the checkpoint written after every epoch."""
+"""Model files: the run's ``model.keras`` (saved and loaded) and the checkpoint written after every epoch."""
 
 from __future__ import annotations
 
@@ -47,6 +47,31 @@ def save_model_file(model: Any, path: Path | str) -> None:
                     zf.write(f, f.relative_to(tmp / "model").as_posix())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_model_file(path: Path | str) -> Any:
+    """The Keras model in ``path`` (a ``.keras`` file), loaded in Keras' safe mode, uncompiled.
+
+    Raises:
+        BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
+            ``Lambda`` layer holds arbitrary Python code).
+    """
+    import keras
+
+    from btk.errors import BtkError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BtkError(f"{path.parent}: run has no {path.name}")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, TypeError, zipfile and h5 errors alike
+        text = str(exc)
+        if "Lambda" in text or "safe_mode" in text:
+            raise BtkError(f"{path}: Keras refuses to load this model safely: it holds a Lambda layer "
+                           "(arbitrary Python code); btk loads only models without one") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise BtkError(f"{path}: not a loadable Keras model ({first})") from None
 
 
 class Checkpoint:

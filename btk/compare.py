@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -9,26 +10,26 @@ from typing import Any
 import numpy as np
 
 from btk.runs import Run
-from btk.stats import mcnemar, reliability
+from btk.stats import mcnemar
 
 COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
 LOWER_IS_BETTER = {"ece"}
 
 
 def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
-    """A row per run and test condition: what was run, and its headline metrics (ECE from the
-    run's predictions, 15 equal-width bins)."""
+    """A row per run and test condition: what was run, and its headline metrics (ECE of the
+    reported probabilities, 15 equal-width bins)."""
     rows = []
     for run in runs:
-        cfg = run.config["config"]
-        train = ", ".join(d["label"] for d in run.config.get("train_degrade", [])) or "none"
-        for condition, m in run.metrics["conditions"].items():
-            _, y, probs = run.condition_arrays(condition)
+        cfg = run.config
+        train = ", ".join(d.label for d in run.train_degrade) or "none"
+        for condition in run.metrics["conditions"]:
+            m = run.condition_metrics(condition)
             rows.append({
-                "run": run.name, "task": cfg["task"], "reader": cfg["reader"], "model": cfg["model"],
+                "run": run.name, "task": cfg.task, "reader": cfg.reader, "model": cfg.model_name,
                 "train_degrade": train, "test_condition": condition, "n": m["n"],
                 "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "f1_macro": m["f1_macro"],
-                "auc_macro": m["auc_macro"], "ece": reliability(y, probs)["ece"], "collapsed": m["collapsed"],
+                "auc_macro": m["auc_macro"], "ece": m["ece"], "collapsed": m["collapsed"],
             })
     return rows
 
@@ -104,28 +105,27 @@ def evaluation_groups(runs: list[Run]) -> tuple[list[list[Run]], list[str]]:
 
     parents: dict[Path, Run] = {}
     members: dict[Path, dict[Path, Run]] = {}
+    orphans: dict[Path, Run] = {}
     skipped: list[str] = []
     for run in runs:
         if run.is_evaluation:
-            key = Path(run.config["evaluation"]["run"]).resolve()
+            try:
+                parent = run.evaluated_run()
+            except BtkError as exc:
+                skipped.append(f"the run of {run.name} cannot be read ({exc})")
+                continue
+            key = parent.path.resolve()
+            orphans.setdefault(key, parent)
             members.setdefault(key, {})[run.path.resolve()] = run
             continue
         key = run.path.resolve()
         parents[key] = run
-        for path in run.evaluations():
+        for path in run.evaluation_dirs():
             try:
                 members.setdefault(key, {}).setdefault(path.resolve(), load_run(path))
             except BtkError as exc:
                 skipped.append(str(exc))
-    groups = []
-    for key, evaluations in members.items():
-        if key not in parents:
-            try:
-                parents[key] = load_run(key)
-            except BtkError as exc:
-                skipped.append(f"the run of {', '.join(r.name for r in evaluations.values())} cannot be read ({exc})")
-                continue
-        groups.append([parents[key], *evaluations.values()])
+    groups = [[parents.get(key) or orphans[key], *evaluations.values()] for key, evaluations in members.items()]
     return groups, skipped
 
 
@@ -156,3 +156,83 @@ def gather_runs(paths: list[Path]) -> tuple[list[Run], list[dict[str, Any]], lis
             except BtkError as exc:
                 skipped.append(str(exc))
     return runs, suites, skipped
+
+
+@dataclass
+class EvaluationGroup:
+    """A run beside its evaluations: a row per run or evaluation and condition, the best of each
+    column, and McNemar's test of the run against each evaluation on the same images."""
+
+    run: Run
+    evaluations: list[Run]
+    rows: list[dict[str, Any]]
+    best: dict[str, float]
+    tests: list[dict[str, Any]]
+
+
+@dataclass
+class Report:
+    """Everything ``btk report`` shows, for the terminal and for the HTML file alike.
+
+    Attributes:
+        runs: the runs (and evaluations) given; ``suites``: their plans' records, and the runs
+            that differ only in their seed put together (:func:`btk.suite.seed_summary`);
+        skipped: one line per path that is not a complete run;
+        rows, best, tests: the comparison of several runs (a row per run and condition);
+        groups: each run beside its evaluations.
+    """
+
+    runs: list[Run]
+    suites: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[EvaluationGroup] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The report as one JSON-ready object (``btk report --json``)."""
+        return {"runs": [r.summary() for r in self.runs], "suites": self.suites, "skipped": self.skipped,
+                "comparison": self.rows, "paired_tests": self.tests,
+                "evaluations": [{"run": g.run.name, "evaluations": [e.name for e in g.evaluations], "rows": g.rows,
+                                 "paired_tests": g.tests} for g in self.groups]}
+
+
+def build_report(runs: list[Run], suites: list[dict[str, Any]] | None = None,
+                 skipped: list[str] | None = None) -> Report:
+    """The :class:`Report` of ``runs``: the runs that differ only in their seed put together,
+    the comparison of several runs, each run beside its evaluations."""
+    from btk.suite import seed_summary
+
+    suites = list(suites or [])
+    in_suites = {name for info in suites for name in info.get("runs", {}).values()}
+    over_seeds = seed_summary([r for r in runs if r.path.name not in in_suites])
+    if over_seeds is not None:
+        suites.append(over_seeds)
+    report = Report(runs, suites, list(skipped or []))
+    if len(runs) > 1:
+        report.rows = run_rows(runs)
+        report.best = best_by_column(report.rows)
+        report.tests = paired_tests(runs)
+    groups, unreadable = evaluation_groups(runs)
+    report.skipped += unreadable
+    for group in groups:
+        rows = run_rows(group)
+        report.groups.append(EvaluationGroup(group[0], group[1:], rows, best_by_column(rows),
+                                             [t for t in paired_tests(group) if t["a"] == group[0].name]))
+    return report
+
+
+def gather_report(paths: list[Path]) -> Report:
+    """``btk report``'s whole job: the runs, suites and evaluations at ``paths`` (run, suite and
+    evaluation directories) read and put together (:func:`build_report`).
+
+    Raises:
+        BtkError: no complete run among them.
+    """
+    from btk.errors import BtkError
+
+    runs, suites, skipped = gather_runs(list(paths))
+    if not runs:
+        raise BtkError("no complete run to report" + (f" ({skipped[0]})" if skipped else ""))
+    return build_report(runs, suites, skipped)

@@ -47,6 +47,7 @@ def write_degraded_copies(reader: Any, path: Path | None, reader_options: dict[s
 
     if out.exists() and any(out.iterdir()):
         raise BtkError(f"output folder is not empty: {out}")
+    out.mkdir(parents=True, exist_ok=True)
     report = CopyReport()
     for entry, samples in iter_entries(reader, path, ReadOptions(None, 3, reader_options)):
         if isinstance(samples, str):
@@ -59,3 +60,19 @@ def write_degraded_copies(reader: Any, path: Path | None, reader_options: dict[s
             cv2.imwrite(str(target), degradation.apply(sample.image[None], seed)[0])
             report.written += 1
     return report
+
+
+def degrade_dataset(reader: Any, path: Path | None, reader_options: dict[str, str], degradation: Degradation,
+                    out: Path, seed: int = 0) -> tuple[CopyReport, Path]:
+    """``btk degrade``'s whole job: :func:`write_degraded_copies` into a new result directory
+    under ``out`` (``<time>-degrade-<label>``, complete or absent).
+
+    Raises:
+        BtkError: ``out`` cannot be written.
+    """
+    from btk.runs import ResultDir, check_writable
+
+    label = degradation.label.replace(":", "-").replace(",", "-").replace("=", "")
+    with ResultDir(check_writable(out), f"degrade-{label}") as folder:
+        report = write_degraded_copies(reader, path, reader_options, degradation, folder.tmp, seed)
+    return report, folder.final

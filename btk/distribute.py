@@ -35,7 +35,7 @@ from btk.errors import BtkError
 from btk.feedback import Feedback
 
 __all__ = ["MultiHost", "batch_layout", "begin", "check_devices", "end", "init_multihost", "is_writer",
-           "multihost_from", "pad_to_multiple", "parse_devices", "run_multihost", "scoring",
+           "multihost_from", "pad_to_multiple", "parse_devices", "scoring",
            "scoring_after_training"]
 
 
@@ -174,7 +174,7 @@ def scoring(spec: str, feedback: Feedback | None = None) -> Iterator[dict[str, A
 
         if jax.process_count() > 1:
             raise BtkError("--devices: evaluation and prediction run in one process; start them without "
-                           "--coordinator")
+                           "JAX_COORDINATOR_ADDRESS")
     layout = _set_mesh(spec, feedback, "scoring")
     if layout and layout["devices"]:
         feedback.info(f"scoring over {len(layout['devices'])} device(s) ({', '.join(layout['devices'])}): "
@@ -269,11 +269,11 @@ class MultiHost:
     process_id: int
 
 
-def multihost_from(coordinator: str | None, num_processes: int | None, process_id: int | None,
+def multihost_from(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
                    environ: Mapping[str, str] | None = None) -> MultiHost | None:
-    """The multi-host setting from ``btk run``'s options, each defaulting to the environment:
-    ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` (else Slurm's ``SLURM_NTASKS``),
-    ``JAX_PROCESS_ID`` (else ``SLURM_PROCID``). None: a single process.
+    """The multi-host setting of this process: the arguments, each defaulting to the environment
+    (how ``btk run`` learns it): ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` (else Slurm's
+    ``SLURM_NTASKS``), ``JAX_PROCESS_ID`` (else ``SLURM_PROCID``). None: a single process.
 
     Raises:
         BtkError: a process count or id without a coordinator, or an id out of range.
@@ -297,19 +297,19 @@ def multihost_from(coordinator: str | None, num_processes: int | None, process_i
     index = number(process_id, "JAX_PROCESS_ID", "SLURM_PROCID")
     if coordinator is None:
         if explicit_count or process_id is not None or env.get("JAX_PROCESS_ID", "").strip():
-            raise BtkError("several processes need a coordinator: give --coordinator HOST:PORT (or set "
-                           "JAX_COORDINATOR_ADDRESS)")
+            raise BtkError("several processes need a coordinator: set JAX_COORDINATOR_ADDRESS=HOST:PORT")
         return None  # Slurm variables alone (an ordinary srun job) do not start a multi-host run
     host, _, port = coordinator.rpartition(":")
     if not host or not port.isdigit():
-        raise BtkError(f"--coordinator {coordinator!r}: write HOST:PORT, e.g. node01:1234")
+        raise BtkError(f"JAX_COORDINATOR_ADDRESS={coordinator!r}: write HOST:PORT, e.g. node01:1234")
     if count is None or index is None:
-        raise BtkError("--coordinator needs --num-processes and --process-id (or JAX_NUM_PROCESSES and "
-                       "JAX_PROCESS_ID, or Slurm's SLURM_NTASKS and SLURM_PROCID)")
+        raise BtkError("JAX_COORDINATOR_ADDRESS needs JAX_NUM_PROCESSES and JAX_PROCESS_ID (or Slurm's "
+                       "SLURM_NTASKS and SLURM_PROCID)")
     if count < 1:
-        raise BtkError(f"--num-processes {count}: give at least 1")
+        raise BtkError(f"{count} processes: give at least 1 (JAX_NUM_PROCESSES)")
     if not 0 <= index < count:
-        raise BtkError(f"--process-id {index} must be below --num-processes {count} (0..{count - 1})")
+        raise BtkError(f"process id {index} must be below the number of processes {count} (0..{count - 1}; "
+                       "JAX_PROCESS_ID)")
     return MultiHost(coordinator, count, index)
 
 
@@ -329,7 +329,7 @@ def init_multihost(setting: MultiHost | None) -> None:
 
         backend = keras.backend.backend()
     if backend != "jax":
-        raise BtkError(f"several processes (--coordinator) need the JAX backend; this is {backend}: "
+        raise BtkError(f"several processes (JAX_COORDINATOR_ADDRESS) need the JAX backend; this is {backend}: "
                        "set KERAS_BACKEND=jax")
     import jax
 
@@ -340,31 +340,6 @@ def init_multihost(setting: MultiHost | None) -> None:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise BtkError(f"process {setting.process_id} of {setting.num_processes} could not join "
                        f"{setting.coordinator}: {type(exc).__name__}: {first}") from None
-
-
-def run_multihost(config: Any, out_dir: Any, feedback: Feedback | None = None, host: Any = None) -> Any:
-    """Train ``config`` (a :class:`btk.config.RunConfig`) as one process of a multi-host run,
-    after :func:`init_multihost`. Every process trains and evaluates alike (each step's
-    collectives need them all); process 0 writes its run directory under ``out_dir``, the others
-    work in a temporary folder they delete.
-
-    Returns:
-        The finished :class:`btk.runs.Run` on process 0; None on the others.
-    """
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from btk.pipeline import run_experiment
-
-    if is_writer():
-        return run_experiment(config, out_dir, feedback, host)
-    scratch = Path(tempfile.mkdtemp(prefix="btk-process-"))
-    try:
-        run_experiment(config, scratch, feedback, host)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return None
 
 
 def is_writer() -> bool:

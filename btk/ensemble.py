@@ -1,30 +1,33 @@
 """Ensembles: several runs' networks averaged into one model, written as one run.
 
-``btk run --ensemble N`` trains N members (seeds ``seed`` .. ``seed + N - 1``) on one split
+``btk ensemble --train N`` trains N members (seeds ``seed`` .. ``seed + N - 1``) on one split
 (the first seed's), each written as its own run, then :func:`combine` writes the ensemble run:
 its ``model.keras`` is a plain Keras model that feeds the image to every member and averages
 their probabilities, so ``predict``, ``evaluate``, ``explain``, ``robustness`` and ``report``
 treat it as one model, and ``keras.saving.load_model`` reads it without btk. ``btk ensemble
 RUN...`` combines runs that already exist.
 
-The ensemble's temperature is fitted on the validation images, which works only when every
-member held out the same ones (members of one ``--ensemble`` do); runs with other validation
-splits are combined without a temperature, and the run says so.
+Nothing is split again: the ensemble is scored on its members' test images (the same for all,
+from their ``split.csv``). Its temperature is fitted on the validation images, which works only
+when every member held out the same ones (members of one ``--train`` do); runs with other
+validation splits are combined without a temperature, and the run says so. Every image a member
+trained or validated on counts as a training image of the ensemble (its copy check).
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from btk.config import RunConfig
+import numpy as np
+
+from btk.config import RunConfig, require_run_name
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.plugins import PluginHost, get_host
-from btk.runs import Run, new_run_id, unique_dir
+from btk.runs import Ensemble, Member, Run, check_writable, load_run, new_run_id, unique_dir
 
 # what members must share: their inputs are read and scored alike
 SAME_RECIPE = ("image_size", "channels", "crop", "intensity", "scale")
@@ -46,40 +49,50 @@ def ensemble_model(models: Sequence[Any], name: str = "ensemble") -> Any:
     return keras.Model(inputs, mean, name=name)
 
 
-def _subset_sources(run: Run, subset: str) -> set[str]:
-    with open(run.path / "split.csv", newline="") as fh:
-        return {r["source"] for r in csv.DictReader(fh) if r["subset"] == subset}
-
-
 def check_members(runs: Sequence[Run]) -> None:
-    """Members must be runs (not evaluations) of the same data, task, classes and input
-    preparation, scored on the same test images.
+    """Members must be distinct runs (not evaluations, not ensembles) of the same data, task,
+    classes and input preparation, scored on the same test images.
 
     Raises:
-        BtkError: fewer than two runs, or one that differs from the first (named, with what).
+        BtkError: fewer than two runs, one given twice, or one that differs from the first
+            (named, with what).
     """
     if len(runs) < 2:
         raise BtkError("an ensemble needs at least two runs")
-    first = runs[0]
-    tests = _subset_sources(first, "test")
+    seen: dict[Path, str] = {}
     for run in runs:
         if run.is_evaluation:
-            raise BtkError(f"{run.path} is an evaluation, not a run")
-        if run.config.get("ensemble"):
+            raise BtkError(f"{run.path} is an evaluation, not a run: give the run it evaluated")
+        if run.ensemble is not None:
             raise BtkError(f"{run.path} is an ensemble already; combine its members instead")
+        where = run.path.resolve()
+        if where in seen:
+            raise BtkError(f"{run.path}: the same run is given twice ({seen[where]}): an ensemble needs different "
+                           "runs")
+        seen[where] = str(run.path)
+    first = runs[0]
+    tests = set(first.subset_sources("test"))
     for run in runs[1:]:
-        if run.classes != first.classes:
-            raise BtkError(f"{run.name} has classes {run.classes}; {first.name} has {first.classes}")
+        if run.classes != first.classes or run.trained_classes != first.trained_classes:
+            raise BtkError(f"{run.name} has classes {list(run.classes)}; {first.name} has {list(first.classes)}")
         for key in SAME_RECIPE:
-            if run.config["recipe"].get(key) != first.config["recipe"].get(key):
-                raise BtkError(f"{run.name} reads images differently from {first.name}: {key} "
-                               f"{run.config['recipe'].get(key)} against {first.config['recipe'].get(key)}")
+            mine, theirs = getattr(run.recipe, key), getattr(first.recipe, key)
+            if mine != theirs:
+                raise BtkError(f"{run.name} reads images differently from {first.name}: {key} {mine} against {theirs}")
         for key in SAME_CONFIG:
-            if run.config["config"].get(key) != first.config["config"].get(key):
-                raise BtkError(f"{run.name} differs from {first.name} in {key}: {run.config['config'].get(key)} "
-                               f"against {first.config['config'].get(key)}")
-        if _subset_sources(run, "test") != tests:
+            mine, theirs = getattr(run.config, key), getattr(first.config, key)
+            if mine != theirs:
+                raise BtkError(f"{run.name} differs from {first.name} in {key}: {mine} against {theirs}")
+        if set(run.subset_sources("test")) != tests:
             raise BtkError(f"{run.name} was tested on other images than {first.name}")
+
+
+def _best_val_accuracy(run: Run) -> float | None:
+    values = run.history.get("val_accuracy") or []
+    if not values:
+        return None
+    best = run.best_epoch
+    return float(values[best - 1]) if best else float(max(values))
 
 
 def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = None,
@@ -92,72 +105,89 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
         out_dir: parent folder of the new run.
         name: the run's name [``ensembleN``].
         tta: test-time augmentation around the ensemble [the first member's choice].
-        data: the members' dataset, already loaded (``btk run --ensemble`` passes it).
+        data: the members' dataset, already loaded (``btk ensemble --train`` passes it).
 
     Raises:
-        BtkError: members that cannot be combined (:func:`check_members`).
+        BtkError: members that cannot be combined (:func:`check_members`), a bad name, an
+            output folder that cannot be written.
     """
-    from btk.pipeline import Fitted, calibrate, evaluate_test, prepare, write_run
+    from btk.cache import gather
+    from btk.duplicates import copy_mask
+    from btk.pipeline import Fitted, calibrate, collapse_alert, explain_test, prepared_from_run, scorer_for, write_run
     from btk.provenance import now
-    from btk.training import predict
-    from btk.tta import scoring_model
+    from btk.scoring import score_conditions
+    from btk.split import fingerprints_of
 
     host = host or get_host()
     feedback = feedback or Feedback()
     t_start, started = time.perf_counter(), now()
+    require_run_name(name)
     check_members(runs)
+    out_dir = check_writable(out_dir)
     first = runs[0]
-    cfg = first.config["config"]
-    base = RunConfig.from_json(cfg)
-    split_seed = cfg.get("split_seed") if cfg.get("split_seed") is not None else cfg["seed"]
-    config = base.with_changes(name=name or f"ensemble{len(runs)}", ensemble=len(runs), split_seed=split_seed,
-                               tta=first.tta if tta is None else tta)
-    prep = prepare(config, host, feedback, data)
-    val = prep.split["val"]
-    val_sources = {str(s) for s in prep.data.sources[val]}
-    shared_val = all(_subset_sources(r, "val") == val_sources for r in runs)
+    split_seed = first.config.split_seed if first.config.split_seed is not None else first.config.seed
+    config = first.config.with_changes(name=name or f"ensemble{len(runs)}", ensemble=len(runs),
+                                       split_seed=split_seed, tta=first.tta if tta is None else tta)
+    prep = prepared_from_run(first, host, feedback, data, config)
+    position = {str(s): i for i, s in enumerate(prep.data.sources)}
+    val_sets = [set(r.subset_sources("val")) for r in runs]
+    shared_val = all(v == val_sets[0] for v in val_sets)
+    seen = set().union(*[set(r.subset_sources("train")) | set(r.subset_sources("val")) for r in runs])
+    val = prep.split["val"] if shared_val else np.zeros(0, int)
+    val_names = {str(prep.data.sources[i]) for i in val}
+    prep.split = {"train": np.array(sorted(position[s] for s in seen if s not in val_names and s in position), int),
+                  "val": val, "test": prep.split["test"]}
     feedback.info(f"combining {len(runs)} runs: " + ", ".join(r.name for r in runs))
     model = ensemble_model([r.load_model(tta=False) for r in runs], name=config.name or "ensemble")
-    scorer = scoring_model(model, config.tta)
-    recipe = config.recipe
-    members = []
-    for run in runs:
-        clean = run.metrics.get("conditions", {}).get("clean", {})
-        members.append({"run": run.name, "path": str(run.path.resolve()), "seed": run.config["config"].get("seed"),
-                        "test_accuracy": clean.get("accuracy"), "val_accuracy": _best_val_accuracy(run),
-                        "train_seconds": run.metrics.get("timing", {}).get("train_seconds")})
-    summary: dict[str, Any] = {"members": members, "shared_validation": shared_val}
-    calibration = None
+    scorer = scorer_for(prep, model)
+    members = tuple(Member(r.name, str(r.path.resolve()), r.config.seed,
+                           r.metrics.get("conditions", {}).get("clean", {}).get("accuracy"), _best_val_accuracy(r),
+                           r.metrics.get("timing", {}).get("train_seconds")) for r in runs)
+    calibration, val_accuracy = None, None
     if shared_val:
-        from btk.cache import gather
-
-        probs = predict(scorer, gather(prep.data.images, val), recipe.scale, intensity=recipe.intensity)
-        summary["val_accuracy"] = float((probs.argmax(axis=1) == prep.y_fit[val]).mean())
-        calibration = calibrate(prep, scorer, raw=probs)
+        outputs = scorer.outputs(gather(prep.data.images, val))
+        val_accuracy = float((outputs.argmax(axis=1) == prep.y_fit[val]).mean())
+        calibration = calibrate(prep, scorer, outputs)
+        if calibration is not None:
+            scorer = scorer.with_temperature(calibration.temperature)
     else:
         feedback.warn("the members held out different validation images (each trained on some of the others'): "
                       "no temperature fitted and no validation accuracy for the ensemble")
-    results = evaluate_test(prep, scorer)
-    train_seconds = sum(m["train_seconds"] or 0.0 for m in members)
-    fitted = Fitted(model, {}, train_seconds, 0, recipe.batch_size, len(prep.split["train"]), calibration)
-    final = unique_dir(Path(out_dir), new_run_id(config.name))
+    test = prep.split["test"]
+    images = gather(prep.data.images, test)
+    has_copy = np.zeros(len(test), bool)
+    if config.duplicate_threshold > 0:
+        fps = fingerprints_of(prep.data)
+        pool = np.concatenate([prep.split["train"], prep.split["val"]])
+        has_copy = copy_mask(fps.subset(test), fps.subset(pool), config.duplicate_threshold)
+    results = score_conditions(scorer, images, prep.y[test], prep.data.sources[test], prep.test_degradations,
+                               config.seed, has_copy)
+    results = explain_test(results, scorer, images, prep.y[test], config.seed, feedback,
+                           getattr(prep.model_spec, "gradcam_layer", None))
+    collapse_alert(results, feedback)
+    summary = Ensemble(members, shared_val, val_accuracy).to_json()
+    train_seconds = sum(m.train_seconds or 0.0 for m in members)
+    fitted = Fitted(model, {}, train_seconds, 0, config.recipe.batch_size, len(prep.split["train"]), calibration)
+    final = unique_dir(out_dir, new_run_id(config.name))
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
                      extra={"config": {"ensemble": summary}, "metrics": {"ensemble": summary}})
 
 
-def _best_val_accuracy(run: Run) -> float | None:
-    history = run.history
-    values = history.get("val_accuracy") or []
-    if not values:
-        return None
-    best = int((history.get("best_epoch") or [0])[0])
-    return float(values[best - 1]) if best else float(max(values))
+def combine_paths(paths: Sequence[Path | str], out_dir: Path | str | None = None, host: PluginHost | None = None,
+                  feedback: Feedback | None = None, name: str = "", tta: bool | None = None) -> Run:
+    """``btk ensemble RUN...``: the runs at ``paths`` combined (:func:`combine`) into a new run
+    under ``out_dir`` [the first run's parent folder]."""
+    require_run_name(name)
+    runs = [load_run(p) for p in paths]
+    return combine(runs, Path(out_dir) if out_dir else runs[0].path.parent, host, feedback, name, tta)
 
 
-def run_ensemble(config: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
-                 host: PluginHost | None = None, command: str | None = None) -> tuple[list[Run], Run]:
-    """``btk run --ensemble N``: train ``config.ensemble`` members on one split (seeds
-    ``config.seed`` onwards), each written as a run of its own, then :func:`combine` them.
+def train_ensemble(config: RunConfig, members: int, out_dir: Path | str = "runs", feedback: Feedback | None = None,
+                   host: PluginHost | None = None, command: str | None = None,
+                   seeds: Sequence[int] | None = None, split_seed: int | None = None) -> tuple[list[Run], Run]:
+    """``btk ensemble --train N``: train ``members`` runs on one split (seeds ``config.seed``
+    onwards, or ``seeds``; the split of ``split_seed``, default the first seed's), each written
+    as a run of its own, then :func:`combine` them.
 
     Returns:
         (members, ensemble run).
@@ -166,19 +196,19 @@ def run_ensemble(config: RunConfig, out_dir: Path | str = "runs", feedback: Feed
 
     host = host or get_host()
     feedback = feedback or Feedback()
-    n = config.ensemble
-    if n < 2:
-        raise BtkError(f"--ensemble needs at least 2 members, got {n}")
+    if members < 2:
+        raise BtkError(f"an ensemble needs at least 2 members, got {members}")
+    out_dir = check_writable(out_dir)
+    seeds = list(seeds) if seeds is not None else [config.seed + k for k in range(members)]
+    split_seed = split_seed if split_seed is not None else (
+        config.split_seed if config.split_seed is not None else seeds[0])
     data = load_for_config(config, host, feedback)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
     stem = config.name or config.task
-    members = []
-    for k in range(n):
-        member = config.with_changes(seed=config.seed + k, split_seed=split_seed, ensemble=1,
-                                     name=f"{stem}-member{k + 1}")
-        feedback.info(f"member {k + 1} of {n}: seed {member.seed}")
-        members.append(run_experiment(member, out_dir, feedback, host, data=data, command=command))
-    ensemble = combine(members, out_dir, host, feedback, name=f"{stem}-ensemble{n}", tta=config.tta,
+    runs = []
+    for k, seed in enumerate(seeds):
+        member = config.with_changes(seed=seed, split_seed=split_seed, ensemble=1, name=f"{stem}-member{k + 1}")
+        feedback.info(f"member {k + 1} of {len(seeds)}: seed {seed}")
+        runs.append(run_experiment(member, out_dir, feedback, host, data=data, command=command))
+    ensemble = combine(runs, out_dir, host, feedback, name=f"{stem}-ensemble{len(seeds)}", tta=config.tta,
                        command=command, data=data)
-    return members, ensemble
-
+    return runs, ensemble

@@ -1,13 +1,13 @@
 """``btk evaluate``: a finished run's model scored on another labelled dataset (external
 validation), read exactly as the run read its own data (image size, channels, crop, intensity,
-scaling, the task's labels), clean and under degradations. Images with an exact or near copy
-among the run's training images are found and scored apart too. The result is an evaluation
-directory in the run format (:mod:`btk.runs`), written atomically, that ``btk report`` reads.
+scaling, the task's labels) and scored by the run's own scorer (:mod:`btk.scoring`), clean and
+under degradations. Images with an exact or near copy among the run's training images are found
+and scored apart too. The result is an evaluation directory in the run format (:mod:`btk.runs`),
+written atomically, that ``btk report``, ``btk robustness`` and the run's model card read.
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +17,17 @@ import numpy as np
 
 from btk.cache import gather
 from btk.classmap import map_labels, unknown_classes, vocabulary_error
-from btk.config import Recipe, RunConfig
+from btk.config import require_run_name
 from btk.dataset import Dataset, load_dataset
 from btk.degraders import Degradation, resolve_degradations
 from btk.duplicates import Fingerprints, copy_mask
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.pipeline import TestResults, load_for_config, model_precision, score_images, versions
+from btk.pipeline import model_precision, versions
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
-from btk.runs import EVALUATIONS, Run, RunWriter, load_run, new_run_id, recipe_read_options, unique_dir
+from btk.runs import EVALUATIONS, Run, RunWriter, check_writable, load_run, new_run_id, unique_dir
+from btk.scoring import TestResults, score_conditions
 from btk.split import fingerprints_of
 
 SPLIT_NAMES = {"testing": "test", "test": "test", "training": "train", "train": "train"}
@@ -48,42 +49,60 @@ class EvaluationPlan:
     strict: bool = False
     tta: bool | None = None  # None: the run's own choice
     devices: str = ""  # split every batch over these devices (btk.distribute.scoring); "": Keras' default
+    out: Path | None = None  # the parent of the evaluation directory (None: the run's evaluations/)
+    name: str = ""
+
+
+def evaluation_reader(run: Run, data: Path, host: PluginHost, reader: str | None) -> str:
+    """The reader for ``data``: ``reader`` if given; else the run's, unless the run read
+    generated data (no data path, e.g. the synthetic phantoms), whose reader would ignore
+    ``data``: then the reader that recognises it (:func:`btk.predict_inputs.pick_reader`)."""
+    if reader:
+        host.readers.get(reader)
+        return reader
+    if run.config.data is None:
+        from btk.predict_inputs import pick_reader
+
+        return str(pick_reader(host, data, None).name)
+    return run.config.reader
 
 
 def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | None = None, reader: str | None = None,
                     reader_options: dict[str, str] | None = None, split: str | None = None,
                     class_map: dict[str, str] | None = None, degrade: tuple[str, ...] | list[str] = (),
                     duplicate_threshold: float | None = None, strict: bool = False,
-                    tta: bool | None = None, devices: str = "") -> EvaluationPlan:
+                    tta: bool | None = None, devices: str = "", out: Path | str | None = None,
+                    name: str = "") -> EvaluationPlan:
     """Check everything that can be checked before any image is read.
 
-    The reader defaults to the run's; its options default to the run's when the reader is the
-    same. The copy threshold defaults to the run's.
+    The reader defaults to the run's (:func:`evaluation_reader`); its options default to the
+    run's when the reader is the same. The copy threshold defaults to the run's.
 
     Raises:
         BtkError: not a finished run, a missing data path, an unknown reader or degrader,
-            devices that cannot be used (:func:`btk.distribute.check_devices`).
+            devices that cannot be used (:func:`btk.distribute.check_devices`), a bad name or an
+            output folder that cannot be written.
     """
     from btk.distribute import check_devices
 
+    require_run_name(name)
     check_devices(devices)
     host = host or get_host()
     run = load_run(run_dir)
     if run.is_evaluation:
         raise BtkError(f"{run.path} is an evaluation, not a run: give the run it evaluated")
-    cfg = run.config["config"]
     data = Path(data)
     if not data.exists():
         raise BtkError(f"data not found: {data}")
-    reader_name = reader or cfg["reader"]
-    host.readers.get(reader_name)
+    reader_name = evaluation_reader(run, data, host, reader)
     options = dict(reader_options or {})
-    if not reader_options and reader_name == cfg["reader"]:
-        options = dict(cfg.get("reader_options") or {})
-    threshold = cfg.get("duplicate_threshold", 0.95) if duplicate_threshold is None else duplicate_threshold
+    if not reader_options and reader_name == run.config.reader:
+        options = dict(run.config.reader_options)
+    threshold = run.config.duplicate_threshold if duplicate_threshold is None else duplicate_threshold
     degradations = resolve_degradations(host, tuple(degrade))
+    parent = check_writable(out if out is not None else run.path / EVALUATIONS)
     return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}), degradations, threshold,
-                          strict, tta, devices)
+                          strict, tta, devices, parent, name)
 
 
 def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
@@ -108,18 +127,10 @@ def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
     return index, SPLIT_TITLES.get(wanted, wanted)
 
 
-def run_vocabulary(run: Run) -> list[str]:
-    """The class names of the data the run was trained on (``split.csv``)."""
-    with open(run.path / "split.csv", newline="") as fh:
-        return sorted({row["label"] for row in csv.DictReader(fh)})
-
-
-def task_targets(run: Run, labels: list[str], class_map: dict[str, str], data_name: str) -> np.ndarray:
-    """The run's integer labels for the dataset's ``labels``, renamed by ``class_map``.
-
-    A multiclass run needs every (renamed) class among its classes; a binary run needs its
-    negative class present and every other name among the classes it was trained on (or
-    ``tumor``).
+def check_vocabulary(run: Run, labels: list[str], class_map: dict[str, str], data_name: str) -> None:
+    """Refuse labels the run cannot score: a multiclass run needs every (renamed) class among
+    its classes; a binary run needs its negative class present and every other name among the
+    classes it was trained on (or ``tumor``).
 
     Raises:
         BtkError: a mapped class the data does not have, or names that do not match (both
@@ -130,33 +141,24 @@ def task_targets(run: Run, labels: list[str], class_map: dict[str, str], data_na
         raise BtkError(f"--map names classes {data_name} does not have: {', '.join(unmapped)} "
                        f"({data_name} has {', '.join(sorted(set(labels)))})")
     mapped = map_labels(labels, class_map)
-    cfg = run.config["config"]
-    if cfg["task"] == "binary":
-        negative = cfg["negative_class"]
-        vocabulary = sorted({*run_vocabulary(run), negative, run.classes[1]})
+    if run.config.task == "binary":
+        negative = run.config.negative_class
+        vocabulary = sorted({*run.data_vocabulary(), negative, run.classes[1]})
         if unknown_classes(mapped, vocabulary) or negative not in mapped:
             raise vocabulary_error(data_name, mapped, f"run {run.name}", vocabulary, class_map)
-        return np.array([0 if m == negative else 1 for m in mapped])
-    if unknown_classes(mapped, run.classes):
-        raise vocabulary_error(data_name, mapped, f"run {run.name}", run.classes, class_map)
-    index = {c: k for k, c in enumerate(run.classes)}
-    return np.array([index[m] for m in mapped])
+    elif unknown_classes(mapped, run.classes):
+        raise vocabulary_error(data_name, mapped, f"run {run.name}", list(run.classes), class_map)
 
 
 def training_fingerprints(run: Run, host: PluginHost, feedback: Feedback) -> Fingerprints | None:
     """Fingerprints of the images the run trained and validated on, read again from its data
-    (the decode cache makes this cheap); ``None`` (with a warning) where they cannot be read."""
-    config = RunConfig.from_json(run.config["config"])
-    if config.data is not None and not Path(config.data).exists():
-        feedback.warn(f"copy check skipped: the run's training data {config.data} is not here")
-        return None
+    (:meth:`btk.runs.Run.dataset`); ``None`` (with a warning) where they cannot be read."""
     try:
-        data = load_for_config(config, host, feedback)
+        data = run.dataset(host, feedback)
     except BtkError as exc:
         feedback.warn(f"copy check skipped: the run's training data could not be read ({exc})")
         return None
-    with open(run.path / "split.csv", newline="") as fh:
-        seen = {row["source"] for row in csv.DictReader(fh) if row["subset"] in ("train", "val")}
+    seen = {r["source"] for r in run.split_rows() if r["subset"] in ("train", "val")}
     pool = np.array([i for i, s in enumerate(data.sources) if s in seen], dtype=int)
     if len(pool) < len(seen):
         feedback.warn(f"copy check: {len(seen) - len(pool)} of the run's {len(seen)} training images are no "
@@ -176,6 +178,7 @@ class Evaluation:
     skipped: list[tuple[str, str]]
     load_seconds: float
     predict_seconds: float
+    rows: list[list[Any]] = field(default_factory=list)  # split.csv: the images scored
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
     precision: str = "float32"
     started: str = ""
@@ -183,9 +186,9 @@ class Evaluation:
 
 
 def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback: Feedback | None = None) -> Evaluation:
-    """Read the plan's data as its run read its own, predict it clean and under each
-    degradation, and score it; the images with a copy in the run's training data are also
-    scored apart.
+    """Read the plan's data as its run read its own, score it with the run's scorer, clean and
+    under each degradation; the images with a copy in the run's training data are also scored
+    apart.
 
     Raises:
         BtkError: nothing readable, an empty split, class names that do not match.
@@ -197,14 +200,15 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     t_load = time.perf_counter()
     reader = host.readers.get(plan.reader)
     with feedback.task(f"reading {plan.data} ({reader.name})") as task:
-        options = recipe_read_options(run.config["recipe"], plan.reader_options)
-        data = load_dataset(reader, plan.data, options, strict=plan.strict,
+        data = load_dataset(reader, plan.data, run.read_options(plan.reader_options), strict=plan.strict,
                             progress=lambda done, total: task.update(completed=done, total=total))
     if data.skipped:
         feedback.warn(f"skipped {len(data.skipped)} unreadable input(s), e.g. {data.skipped[0][0]}: "
                       f"{data.skipped[0][1]}")
     index, split = select_split(data, plan.split)
-    y = task_targets(run, [str(x) for x in data.labels[index]], plan.class_map, plan.data.name)
+    labels = [str(x) for x in data.labels[index]]
+    check_vocabulary(run, labels, plan.class_map, plan.data.name)
+    y = run.targets(map_labels(labels, plan.class_map))
     has_copy = np.zeros(len(index), bool)
     copies_checked = False
     if plan.duplicate_threshold > 0:
@@ -213,43 +217,32 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
             has_copy = copy_mask(fingerprints_of(data).subset(index), reference, plan.duplicate_threshold)
             copies_checked = True
     load_seconds = time.perf_counter() - t_load
-
-    from btk.device import step_batch_size
-    from btk.distribute import scoring
-    from btk.training import predict
-
-    with scoring(plan.devices, feedback) as layout:
-        model = run.load_model(plan.tta)
-        recipe = Recipe(**run.config["recipe"])
-        step = step_batch_size(recipe, model)
+    rows = [[data.sources[i], data.labels[i], data.groups[i], "test", int(c) if copies_checked else ""]
+            for i, c in zip(index, has_copy)]
+    with run.scorer(plan.tta, plan.devices, feedback=feedback) as scorer:
         feedback.info(f"evaluating {run.name} on {len(index)} images of {plan.data} ({split}), "
                       f"{1 + len(plan.degradations)} condition(s)")
-
-        def probabilities(images: np.ndarray) -> np.ndarray:
-            return run.task_probabilities(predict(model, images, recipe.scale, step, intensity=recipe.intensity))
-
         t_predict = time.perf_counter()
         with feedback.task("predicting", total=1 + len(plan.degradations)) as task:
             done = [0]
 
-            def counted(images: np.ndarray) -> np.ndarray:
-                probs = probabilities(images)
+            def counted(_label: str) -> None:
                 done[0] += 1
                 task.update(completed=done[0])
-                return probs
 
-            results = score_images(gather(data.images, index), y, run.classes, data.sources[index], counted,
-                                   plan.degradations, int(run.config["config"].get("seed", 0)), has_copy)
+            results = score_conditions(scorer, gather(data.images, index), y, data.sources[index],
+                                       plan.degradations, run.config.seed, has_copy, counted)
         predict_seconds = time.perf_counter() - t_predict
+        precision, layout = model_precision(scorer.model), scorer.layout
     return Evaluation(plan, split, len(index), results, copies_checked, list(data.skipped), load_seconds,
-                      predict_seconds, data.fingerprint, model_precision(model), started, layout)
+                      predict_seconds, rows, data.fingerprint, precision, started, layout)
 
 
-def default_destination(plan: EvaluationPlan, split: str, out: Path | None = None, name: str = "") -> Path:
-    """``OUT/<time>-eval-<name>`` (``OUT`` defaults to the run's ``evaluations`` folder; the
-    name to the data folder's name and the split)."""
-    parent = Path(out) if out else plan.run.path / EVALUATIONS
-    label = name or f"{plan.data.name}-{split}"
+def default_destination(plan: EvaluationPlan, split: str) -> Path:
+    """``OUT/<time>-eval-<name>`` (``OUT``: the plan's folder, by default the run's
+    ``evaluations``; the name defaults to the data folder's name and the split)."""
+    parent = plan.out if plan.out is not None else plan.run.path / EVALUATIONS
+    label = plan.name or f"{plan.data.name}-{split}"
     return unique_dir(parent, new_run_id(f"eval-{label}"))
 
 
@@ -257,7 +250,7 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
     """Write the evaluation directory ``final`` (atomically) and read it back (``command``: the
     command line for its provenance; default: this process's)."""
     plan, results, run = evaluation.plan, evaluation.results, evaluation.plan.run
-    config = {**run.config["config"], "data": str(plan.data), "reader": plan.reader,
+    config = {**run.config.to_json(), "data": str(plan.data), "reader": plan.reader,
               "reader_options": plan.reader_options, "tta": run.tta if plan.tta is None else plan.tta}
     resolved: dict[str, Any] = {
         "kind": "evaluation",
@@ -265,14 +258,17 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
                        "reader": plan.reader, "reader_options": plan.reader_options, "split": evaluation.split,
                        "class_map": plan.class_map, "duplicate_threshold": plan.duplicate_threshold},
         "config": config,
-        "recipe": run.config["recipe"],
-        "classes": run.classes,
-        **({"trained_classes": run.config["trained_classes"]} if run.config.get("trained_classes") else {}),
-        "input_shape": run.config.get("input_shape"),
-        "train_degrade": run.config.get("train_degrade", []),
+        "recipe": run.config.recipe.__dict__,
+        "classes": list(run.classes),
+        **({"trained_classes": list(run.trained_classes)} if run.trained_classes != run.classes else {}),
+        "input_shape": list(run.input_shape),
+        "train_degrade": [dict(d.__dict__) for d in run.train_degrade],
         "test_degrade": [d.to_json() for d in plan.degradations],
+        "probabilities": "calibrated",
+        **({"calibration": run.calibration.to_json()} if run.calibration else {}),
         **({"distribution": evaluation.distribution} if evaluation.distribution else {}),
-        "plugins": run.config.get("plugins", {}),
+        **({"ensemble": run.ensemble.to_json()} if run.ensemble else {}),
+        "plugins": dict(run.plugins),
         "versions": versions(),
         "provenance": provenance(evaluation.precision, evaluation.data_fingerprint, evaluation.started or now(),
                                  command),
@@ -281,6 +277,7 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
     with RunWriter(final, kind="evaluation") as writer:
         writer.write_json("config.json", resolved)
         writer.write_json("history.json", {})
+        writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"], evaluation.rows)
         np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
         writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",
                                              *[f"p_{c}" for c in run.classes]], results.rows)
@@ -298,3 +295,25 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
             "skipped": [{"source": s, "reason": r} for s, r in evaluation.skipped],
         })
     return load_run(final)
+
+
+def evaluate(run_dir: Path | str, data: Path | str, host: PluginHost | None = None, feedback: Feedback | None = None,
+             command: str | None = None, **options: Any) -> Run:
+    """``btk evaluate``, the whole job: plan (:func:`plan_evaluation`, every ``options`` there),
+    score (:func:`evaluate_run`), write the evaluation directory and, when it went into the
+    run's own ``evaluations`` folder, the run's model card again.
+
+    Returns:
+        The evaluation, read back (its run: :meth:`btk.runs.Run.evaluated_run`).
+    """
+    from btk.model_card import write_card
+
+    t_start = time.perf_counter()
+    host = host or get_host()
+    plan = plan_evaluation(run_dir, data, host, **options)
+    evaluation = evaluate_run(plan, host, feedback)
+    destination = default_destination(plan, evaluation.split)
+    result = write_evaluation(destination, evaluation, time.perf_counter() - t_start, command)
+    if destination.parent.resolve() == (plan.run.path / EVALUATIONS).resolve():
+        write_card(load_run(plan.run.path))
+    return result

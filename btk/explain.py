@@ -25,8 +25,9 @@ import numpy as np
 
 from btk.errors import BtkError
 
-__all__ = ["Explanation", "explain_images", "explain_test_images", "find_gradcam_layer", "gradcam", "head_mask",
-           "heat_summary", "occlusion", "outside_share", "read_network_images"]
+__all__ = ["ExplainResult", "Explanation", "explain_images", "explain_run", "explain_test_images",
+           "find_gradcam_layer", "gradcam", "gradcam_available", "head_mask", "heat_maps", "heat_summary", "occlusion",
+           "outside_share", "read_network_images"]
 
 METHODS = ("gradcam", "occlusion")
 TEST_IMAGE_LIMIT = 400  # a run explains at most this many of its test images
@@ -257,6 +258,7 @@ def outside_share(heat: np.ndarray, mask: np.ndarray) -> float | None:
 
 
 def read_network_images(run: Any, paths: Sequence[str | Path], host: Any, reader_name: str | None = None,
+                        reader_options: dict[str, str] | None = None,
                         slices: str = "middle") -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
     """The images of ``paths`` as ``run``'s network sees them (uint8, after its crop and resize),
     read as ``btk predict`` reads them; a series or volume gives its middle slice (``slices``:
@@ -268,17 +270,14 @@ def read_network_images(run: Any, paths: Sequence[str | Path], host: Any, reader
     from btk.dataset import as_hwc, iter_entries
     from btk.predict import InputsReader
     from btk.predict_inputs import gather_inputs
-    from btk.runs import recipe_read_options
     from btk.types import ReadOptions
 
-    recipe = run.config["recipe"]
-    channels = int(recipe["channels"])
-    inputs = gather_inputs(paths, host, recipe, reader_name, None, slices)
+    channels = int(run.config.recipe.channels)
+    inputs = gather_inputs(paths, host, run.read_options({}), reader_name, reader_options, slices)
     adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
     images, skipped = [], []
-    for job, samples in iter_entries(adapter, None, recipe_read_options(recipe),
-                                     entries=jobs):
+    for job, samples in iter_entries(adapter, None, run.read_options({}), entries=jobs):
         if isinstance(samples, str) or not samples:
             skipped.append((job.source, samples or "no slices"))
             continue
@@ -286,41 +285,63 @@ def read_network_images(run: Any, paths: Sequence[str | Path], host: Any, reader
     return images, skipped
 
 
-def explain_images(model: Any, images: np.ndarray, names: Sequence[str], classes: Sequence[str], scale: float,
-                   intensity: str = "none", method: str = "gradcam", layer_name: str | None = None,
-                   batch_size: int = 32) -> list[Explanation]:
-    """Heat maps of uint8 ``images`` (N x H x W x C) for ``model``'s predicted classes.
+def gradcam_available(model: Any, layer_name: str | None = None) -> bool:
+    """Whether Grad-CAM can explain ``model`` here: a backend it runs on (TensorFlow, JAX) and a
+    convolutional layer in every network inside."""
+    import keras
 
-    ``method`` ``gradcam`` falls back to occlusion, with a note on standard error, for a model
-    with no convolutional layer or a backend without Grad-CAM here.
+    return keras.backend.backend() in ("tensorflow", "jax") and all(
+        find_gradcam_layer(m, layer_name) is not None for m in _members(model))
+
+
+def heat_maps(scorer: Any, images: np.ndarray, targets: np.ndarray, method: str = "gradcam",
+              layer_name: str | None = None, batch_size: int = 32) -> tuple[np.ndarray, str]:
+    """Heat maps (N x H x W, each 0..1) of uint8 ``images`` for the network's ``targets`` (the
+    trained class each map explains, :meth:`btk.scoring.Scorer.fine_class`), and the method used.
+
+    A wrapper of one network (test-time augmentation) is explained through the network inside;
+    an ensemble (a wrapper of several) by its members' Grad-CAM maps of the same class,
+    averaged. ``gradcam`` falls back to occlusion, with a note on standard error, for a network
+    without a convolutional layer or a backend without Grad-CAM here.
     """
     from btk.training import network_input
 
+    x = network_input(images, scorer.scale, scorer.intensity)
+    model = scorer.model
     if method not in METHODS:
         raise BtkError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    if method == "gradcam":
+        members = _members(model)
+        layers = [find_gradcam_layer(m, layer_name) for m in members]
+        if any(layer is None for layer in layers):
+            note("the model has no convolutional layer: occlusion instead of Grad-CAM")
+        else:
+            try:
+                maps = [_in_batches(lambda s, m=m, layer=layer: gradcam(m, x[s], layer, targets[s]), len(x),
+                                    batch_size) for m, layer in zip(members, layers)]
+                return (maps[0] if len(maps) == 1 else _normalise(np.mean(maps, axis=0))), "gradcam"
+            except NotImplementedError as e:
+                note(f"{e} is not implemented: occlusion instead")
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
 
-    x = network_input(images, scale, intensity)
-    probs = np.concatenate([predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return occlusion(predict, x, targets), "occlusion"
+
+
+def explain_images(scorer: Any, images: np.ndarray, names: Sequence[str], method: str = "gradcam",
+                   layer_name: str | None = None, batch_size: int = 32) -> list[Explanation]:
+    """Heat maps of uint8 ``images`` (N x H x W x C) for the answers ``scorer`` gives them: the
+    predicted class and its probability are the scorer's (what ``btk predict`` says of the same
+    image), the map is of the trained class behind that answer (:func:`heat_maps`)."""
+    if method not in METHODS:
+        raise BtkError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    outputs = scorer.outputs(images)
+    probs = scorer.probabilities(outputs)
     predicted = probs.argmax(axis=1)
-    used = method
-    if method == "gradcam":
-        layer = find_gradcam_layer(model, layer_name)
-        if layer is None:
-            note("the model has no convolutional layer: occlusion instead of Grad-CAM")
-            used = "occlusion"
-        else:
-            try:
-                heat = np.concatenate([gradcam(model, x[i:i + batch_size], layer, predicted[i:i + batch_size])
-                                       for i in range(0, len(x), batch_size)])
-            except NotImplementedError as e:
-                note(f"{e} is not implemented: occlusion instead")
-                used = "occlusion"
-    if used == "occlusion":
-        heat = occlusion(predict, x, predicted)
-    return [Explanation(name, image, h, classes[int(c)], float(p[int(c)]), used, outside_share(h, head_mask(image)))
+    heat, used = heat_maps(scorer, images, scorer.fine_class(outputs, predicted), method, layer_name, batch_size)
+    return [Explanation(name, image, h, scorer.classes[int(c)], float(p[int(c)]), used,
+                        outside_share(h, head_mask(image)))
             for name, image, h, c, p in zip(names, images, heat, predicted, probs)]
 
 
@@ -456,20 +477,17 @@ def _in_batches(fn: Any, n: int, size: int) -> np.ndarray:
     return np.concatenate([fn(slice(i, i + size)) for i in range(0, n, size)])
 
 
-def explain_test_images(model: Any, images: np.ndarray, scale: float, intensity: str = "none",
-                        examples: Sequence[int] | np.ndarray = (), strata: np.ndarray | None = None,
-                        layer_name: str | None = None, limit: int = TEST_IMAGE_LIMIT, seed: int = 0,
-                        batch_size: int = 32, thumbnail: int = 128) -> tuple[dict[str, Any], np.ndarray]:
-    """Heat maps of a run's test images (uint8, N x H x W x C, as the network sees them) for
-    ``model``'s predicted classes, and their outside-the-head distribution (:func:`heat_summary`).
+def explain_test_images(scorer: Any, images: np.ndarray, examples: Sequence[int] | np.ndarray = (),
+                        strata: np.ndarray | None = None, layer_name: str | None = None,
+                        limit: int = TEST_IMAGE_LIMIT, seed: int = 0, batch_size: int = 32,
+                        thumbnail: int = 128) -> tuple[dict[str, Any], np.ndarray]:
+    """Heat maps of a run's test images (uint8, N x H x W x C, as the network sees them) for the
+    answers ``scorer`` gives them, and their outside-the-head distribution (:func:`heat_summary`).
 
     At most ``limit`` images are explained (a seeded draw, stratified by ``strata`` when given,
     e.g. the labels), plus the ``examples`` (indices into ``images``) whose maps are kept. A
-    wrapper of one model (test-time augmentation) is explained through the model inside.
-    Grad-CAM runs ``batch_size`` images per gradient call; a model without a convolutional
-    layer falls back to occlusion on at most :data:`OCCLUSION_LIMIT` images. An ensemble (a
-    wrapper of several models) gets its members' Grad-CAM maps of its own predicted class,
-    averaged.
+    network without a convolutional layer falls back to occlusion on at most
+    :data:`OCCLUSION_LIMIT` images (:func:`heat_maps`).
 
     Returns:
         (summary, heat): the summary with ``n_test`` (test images) and ``n`` (images explained)
@@ -478,36 +496,14 @@ def explain_test_images(model: Any, images: np.ndarray, scale: float, intensity:
     """
     import cv2
 
-    from btk.training import network_input
-
-    members = _members(model)
-    layers = [find_gradcam_layer(m, layer_name) for m in members]
-    method = "gradcam" if all(layer is not None for layer in layers) else "occlusion"
     wanted = np.asarray(examples, int)
     chosen = _subset(len(images), limit, seed, strata)
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-
-    heat = None
-    if method == "gradcam":
-        index = np.union1d(chosen, wanted).astype(int)
-        x = network_input(images[index], scale, intensity)
-        try:
-            if len(members) == 1:
-                heat = _in_batches(lambda s: gradcam(members[0], x[s], layers[0]), len(x), batch_size)
-            else:  # an ensemble: its members' maps of the class the ensemble predicts, averaged
-                predicted = _in_batches(lambda s: predict(x[s]), len(x), batch_size).argmax(axis=1)
-                maps = [_in_batches(lambda s, m=m, layer=layer: gradcam(m, x[s], layer, predicted[s]), len(x),
-                                    batch_size) for m, layer in zip(members, layers)]
-                heat = _normalise(np.mean(maps, axis=0))
-        except NotImplementedError:
-            method = "occlusion"
-    if heat is None:
+    if not gradcam_available(scorer.model, layer_name):
         chosen = chosen[:OCCLUSION_LIMIT]
-        index = np.union1d(chosen, wanted).astype(int)
-        x = network_input(images[index], scale, intensity)
-        heat = occlusion(predict, x, _in_batches(lambda s: predict(x[s]), len(x), batch_size).argmax(axis=1))
+    index = np.union1d(chosen, wanted).astype(int)
+    outputs = scorer.outputs(images[index])
+    targets = scorer.fine_class(outputs, scorer.probabilities(outputs).argmax(axis=1))
+    heat, method = heat_maps(scorer, images[index], targets, "gradcam", layer_name, batch_size)
     position = {int(k): i for i, k in enumerate(index)}
     rows = [position[int(k)] for k in chosen if int(k) in position]
     summary = heat_summary([heat[i] for i in rows], [head_mask(images[index[i]]) for i in rows], method)
@@ -516,3 +512,61 @@ def explain_test_images(model: Any, images: np.ndarray, scale: float, intensity:
             for k in wanted]
     out = np.stack(kept).astype(np.float16) if kept else np.zeros((0, thumbnail, thumbnail), np.float16)
     return summary, out
+
+
+@dataclass
+class ExplainResult:
+    """What ``btk explain`` made (:func:`explain_run`): the explanations, the inputs it could not
+    read, and the directory it wrote."""
+
+    run: Any
+    explanations: list[Explanation]
+    skipped: list[tuple[str, str]]
+    folder: Path
+
+
+def explain_run(run: Any, paths: Sequence[str | Path], out: Path | str | None = None, method: str = "gradcam",
+                reader_name: str | None = None, reader_options: dict[str, str] | None = None, host: Any = None,
+                tta: bool | None = None, devices: str = "") -> ExplainResult:
+    """``btk explain``, the whole job: read ``paths`` as ``run``'s network sees them, answer
+    them with the run's scorer and draw what drove each answer (:func:`explain_images`), write
+    the overlays, ``grid.png``, ``explain.json`` and ``explain.csv`` into a new directory under
+    ``out`` [the run's ``explanations`` folder], and keep the summary in the run for its model
+    card (written again).
+
+    Raises:
+        BtkError: nothing readable, an unknown method, a folder that cannot be written.
+    """
+    import shutil
+
+    from btk.plugins import get_host
+    from btk.runs import check_writable, new_run_id, unique_dir
+
+    if method not in METHODS:
+        raise BtkError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    host = host or get_host()
+    parent = check_writable(Path(out) if out is not None else Path(run.path) / "explanations")
+    images, skipped = read_network_images(run, paths, host, reader_name, reader_options)
+    if not images:
+        raise BtkError("nothing could be read to explain")
+    try:  # a model plugin may name the layer Grad-CAM should use
+        layer_name = host.models.get(run.config.model_name).gradcam_layer
+    except (BtkError, AttributeError):
+        layer_name = None
+    with run.scorer(tta, devices) as scorer:
+        result = explain_images(scorer, np.stack([im for _, im in images]), [n for n, _ in images], method,
+                                layer_name)
+    final = unique_dir(parent, new_run_id(f"explain-{method}"))
+    partial = final.parent / f".{final.name}.partial"
+    try:
+        write_outputs(result, partial)
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    owner = run.evaluated_run() if run.is_evaluation else run
+    shutil.copyfile(final / "explain.json", Path(owner.path) / "explain.json")
+    from btk.model_card import write_card
+
+    write_card(owner)
+    return ExplainResult(run, result, skipped, final)

@@ -1,17 +1,15 @@
 """``MODEL_CARD.md``: what a run's model is for, what it was trained on and how well it did, on
 one page (after Mitchell et al. 2019, "Model Cards for Model Reporting"). Every number comes
-from the run's own files: its configuration, split, predictions, metrics and, where they were
-made, its robustness sweep, explanations, calibration and external evaluations. ``btk run``
-writes the card; ``btk card RUN`` writes it again after later measurements.
+from the run's record (:class:`btk.runs.Run`): its configuration, split, predictions, metrics
+and, where they were made, its robustness sweep, explanations, calibration and external
+evaluations (their degraded conditions too). ``btk run`` writes the card; every command that adds
+to a run (``evaluate``, ``robustness``, ``explain``) writes it again, and ``btk card RUN`` does.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from btk.runs import Run
 
@@ -21,62 +19,43 @@ SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training",
             "Robustness", "Explanations", "External evaluations", "Known limitations")
 
 
-def _ensemble_lines(run: Run) -> list[str]:
-    """An ensemble's members and the test-time augmentation, if any, as card lines."""
-    lines = []
-    info = run.config.get("ensemble")
-    if info:
-        members = ", ".join(f"{m['run']} (seed {m['seed']})" for m in info["members"])
-        lines.append(f"- An ensemble: the mean of the probabilities of {len(info['members'])} runs: {members}; "
-                     + ("they held out the same validation images." if info.get("shared_validation") else
-                        "they held out different validation images, so no temperature was fitted."))
-    if run.config["config"].get("tta"):
-        lines.append("- Test-time augmentation: each image's probabilities are averaged with its mirror image's.")
-    return lines
-
-
-def _augment_text(recipe: dict[str, Any], cfg: dict[str, Any]) -> str:
-    """The run's degradation augmentation in words (old runs kept it beside the recipe)."""
-    names = recipe.get("augment_degraders") or ",".join(cfg.get("augment") or [])
-    if not names or names == "none":
-        return "none"
-    share = recipe.get("augment_probability", cfg.get("augment_probability", 0.5))
-    return f"{names.replace(',', ', ')} (share {share}, levels 1-{recipe.get('augment_max_level', 5)})"
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}%"  # None or NaN: not defined
 
 
 def _split_counts(run: Run) -> dict[str, Counter]:
     counts: dict[str, Counter] = {}
-    path = run.path / "split.csv"
-    if path.exists():
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                counts.setdefault(row["subset"], Counter())[row["label"]] += 1
+    try:
+        rows = run.split_rows()
+    except Exception:  # a card never fails over a missing split
+        rows = []
+    for row in rows:
+        counts.setdefault(row["subset"], Counter())[row["label"]] += 1
     return counts
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def _augment_text(run: Run) -> str:
+    """The run's degradation augmentation in words."""
+    recipe = run.recipe
+    names = recipe.augment_degraders
+    if not names or names == "none":
+        return "none"
+    return f"{names.replace(',', ', ')} (share {recipe.augment_probability}, levels 1-{recipe.augment_max_level})"
 
 
 def _metrics_rows(run: Run) -> list[str]:
-    from btk.stats import metric_cis, reliability
+    from btk.stats import metric_cis
 
     rows = ["| test images | n | accuracy (95% CI) | balanced accuracy | macro F1 | macro ROC AUC | ECE |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for condition, m in run.metrics["conditions"].items():
+    for condition in run.metrics["conditions"]:
+        m = run.condition_metrics(condition)
         _, y, probs = run.condition_arrays(condition)
         low, high = metric_cis(y, probs)["accuracy"]
         flag = " (collapsed: one class for every image)" if m["collapsed"] else ""
         rows.append(f"| {condition}{flag} | {m['n']} | {_pct(m['accuracy'])} ({_pct(low)}-{_pct(high)}) | "
                     f"{_pct(m['balanced_accuracy'])} | {_pct(m['f1_macro'])} | {_pct(m['auc_macro'])} | "
-                    f"{reliability(y, probs)['ece']:.3f} |")
+                    f"{_pct(m['ece'])} |")
     leakage = run.metrics.get("leakage") or {}
     for condition, m in (leakage.get("conditions_without_copies") or {}).items():
         rows.append(f"| {condition}, no copy in training | {m['n']} | {_pct(m['accuracy'])} | "
@@ -84,26 +63,111 @@ def _metrics_rows(run: Run) -> list[str]:
     return rows
 
 
+def _training_lines(run: Run) -> list[str]:
+    recipe, cfg = run.recipe, run.config
+    train_degrade = ", ".join(d.label for d in run.train_degrade) or "none"
+    lines = []
+    if run.ensemble is not None:
+        members = ", ".join(f"{m.run} (seed {m.seed})" for m in run.ensemble.members)
+        lines.append(f"- An ensemble: the mean of the probabilities of {len(run.ensemble.members)} runs, each "
+                     f"trained for up to {recipe.epochs} epochs: {members}; "
+                     + ("they held out the same validation images." if run.ensemble.shared_validation else
+                        "they held out different validation images, so no temperature was fitted."))
+    else:
+        best = run.best_epoch
+        lines.append(f"- {run.epochs_run} of {recipe.epochs} epochs (best epoch {best if best else '-'}), batch "
+                     f"{recipe.batch_size}, learning rate {recipe.learning_rate}, schedule {recipe.schedule}, seed "
+                     f"{cfg.seed}.")
+    if run.adaptation:
+        a = run.adaptation
+        lines.append(f"- Adapted to a new site (`btk adapt`, {a.get('method', 'AdaBN')}) from {a.get('from_run')}: "
+                     f"{a.get('batch_norm_layers')} of {a.get('batch_norm_layers_in_model')} batch-norm layers on "
+                     f"{a.get('images')} images.")
+    lines.append(f"- Images {recipe.image_size} px, {recipe.channels} channel(s), crop {recipe.crop}, intensity "
+                 f"{recipe.intensity}, scale {recipe.scale:.4g}; augmentation {'on' if recipe.augment_images else 'off'}"
+                 f"; trained on degraded images: {train_degrade}; degraders applied on the fly: {_augment_text(run)}.")
+    if cfg.tta:
+        lines.append("- Test-time augmentation: each image's probabilities are averaged with its mirror image's.")
+    return lines
+
+
+def _robustness_lines(run: Run, evaluations: list[Run]) -> list[str]:
+    lines = []
+    sweep = run.sweep()
+    if sweep:
+        lines.append(f"Accuracy on the {sweep['n']} test images, clean {_pct(sweep['clean'])}, under each degrader "
+                     "by severity level (`btk robustness`):")
+        lines.append("")
+        for name, accs in sweep["degraders"].items():
+            lines.append(f"- {name}: " + ", ".join(_pct(a) for a in accs))
+        for label, acc in (sweep.get("extra") or {}).items():
+            lines.append(f"- {label}: {_pct(acc)}")
+        scores = run.sweep_scores() or {}
+        if scores.get("mce") is not None:
+            lines.append(f"- mCE against {scores.get('baseline')}: {scores['mce']:.3f}")
+    degraded = [e for e in evaluations if len(e.metrics.get("conditions", {})) > 1]
+    if degraded:
+        if lines:
+            lines.append("")
+        lines.append("Accuracy under the degradations of external evaluations (`btk evaluate --degrade`):")
+        lines.append("")
+        for e in degraded:
+            conditions = e.metrics["conditions"]
+            lines.append(f"- {e.name} ({e.evaluation.data if e.evaluation else '?'}): "
+                         + ", ".join(f"{c} {_pct(m['accuracy'])}" for c, m in conditions.items()))
+    if not lines:
+        lines.append("Not measured: `btk robustness RUN` sweeps every degrader and level.")
+    return lines
+
+
+def _explanation_lines(run: Run) -> list[str]:
+    lines = []
+    own = run.metrics.get("explanations") or {}
+    if own.get("n") and own.get("median") is not None:
+        lines.append(f"Heat maps ({own.get('method', '?')}) of {own['n']} of the {own.get('n_test', own['n'])} clean "
+                     f"test images, each for its predicted class: share of the heat map outside the head mean "
+                     f"{own['mean']:.2f}, median {own['median']:.2f}; {own['n_over_half']} image(s) "
+                     f"({_pct(own['share_over_half'])}) above 0.5.")
+        if own.get("mostly_outside"):
+            lines += ["", "**Warning: the model mostly looks outside the head** (median share above 0.5): it may "
+                      "have learnt the background, the border or burnt-in labels rather than the anatomy."]
+    explained = run.explained() or {}
+    shares = [r.get("outside_head_share") for r in explained.get("images", [])
+              if r.get("outside_head_share") is not None]
+    if shares:
+        method = explained.get("method") or explained["images"][0].get("method", "?")
+        if lines:
+            lines.append("")
+        lines.append(f"{len(shares)} images explained ({method}); share of the heat map "
+                     f"outside the head: mean {sum(shares) / len(shares):.2f}, max {max(shares):.2f}.")
+    if not lines:
+        lines.append("Not measured with this run: `btk explain` shows where the network looked.")
+    return lines
+
+
 def model_card(run: Run, name: str | None = None) -> str:
     """The model card of ``run`` as Markdown (``name``: the run's name, if not its folder's)."""
-    cfg, recipe = run.config["config"], run.config["recipe"]
-    made = run.config.get("provenance") or {}
-    versions = run.config.get("versions") or {}
+    cfg, recipe = run.config, run.recipe
+    made = run.provenance
+    versions = run.versions
     metrics = run.metrics
     leakage = metrics.get("leakage") or {}
     counts = _split_counts(run)
-    clean = metrics["conditions"].get("clean") or next(iter(metrics["conditions"].values()))
-    task = "tumour vs none" if cfg["task"] == "binary" else f"{len(run.classes)} classes"
+    clean = run.condition_metrics("clean" if "clean" in metrics["conditions"] else next(iter(metrics["conditions"])))
+    evaluations = [] if run.is_evaluation else run.evaluations()
+    task = "tumour vs none" if cfg.task == "binary" else f"{len(run.classes)} classes"
     lines = [f"# Model card: {name or run.name}", ""]
 
+    kind = "an ensemble" if run.ensemble is not None else "a network"
     lines += ["## Model details", "",
               f"- Classifies 2D brain MRI images ({task}: {', '.join(run.classes)}).",
-              f"- Network: `{cfg.get('model') or recipe.get('model')}` (recipe `{recipe['name']}`), input "
-              f"{' x '.join(str(v) for v in run.config.get('input_shape') or [])}, trained with btk "
-              f"{versions.get('btk', '?')}, Keras {versions.get('keras', '?')} on {versions.get('backend', '?')}.",
-              f"- Made {made.get('started', '?')} to {made.get('ended', '?')} on "
-              f"{made.get('device', 'an unrecorded device')}, precision {made.get('precision', '?')}; "
-              f"command: `{made.get('command', '?')}`.", ""]
+              f"- {kind.capitalize()}: `{cfg.model_name}` (recipe `{recipe.name}`), input "
+              f"{' x '.join(str(v) for v in run.input_shape)}, trained with btk "
+              f"{versions.get('btk', '?')}, Keras {versions.get('keras', '?')} on {versions.get('backend', '?')}."]
+    if made is not None:
+        lines.append(f"- Made {made.started or '?'} to {made.ended or '?'} on {made.device or 'an unrecorded device'}, "
+                     f"precision {made.precision or '?'}; command: `{made.command or '?'}`.")
+    lines.append("")
 
     lines += ["## Intended use", "",
               "Research and teaching: studying how a CNN classifies brain-tumour MRI slices and how image quality "
@@ -115,9 +179,9 @@ def model_card(run: Run, name: str | None = None) -> str:
               "other hospitals' scanners) without an external evaluation (`btk evaluate`) on such images first.",
               "- Reading its probabilities as risks without checking calibration on the population at hand.", ""]
 
-    data = made.get("data") or {}
+    data = dict(made.data) if made is not None else {}
     lines += ["## Data", "",
-              f"- Reader `{cfg['reader']}`" + (f", data `{cfg['data']}`" if cfg.get("data") else "")
+              f"- Reader `{cfg.reader}`" + (f", data `{cfg.data}`" if cfg.data else "")
               + (f": {data.get('files')} files, SHA-256 of the file list {str(data.get('sha256', ''))[:16]}"
                  if data.get("sha256") else "") + ".",
               "- Images per split: " + "; ".join(f"{subset} {sum(c.values())} ("
@@ -132,21 +196,12 @@ def model_card(run: Run, name: str | None = None) -> str:
         lines.append(f"- {len(metrics['skipped'])} unreadable input(s) skipped.")
     lines.append("")
 
-    train_degrade = ", ".join(d["label"] for d in run.config.get("train_degrade", [])) or "none"
-    epochs_run = len(run.history.get("loss", []))
-    lines += ["## Training", "",
-              f"- {epochs_run} of {recipe['epochs']} epochs (best epoch {run.history.get('best_epoch', ['-'])[0]}), "
-              f"batch {recipe['batch_size']}, learning rate {recipe['learning_rate']}, schedule "
-              f"{recipe.get('schedule', 'constant')}, seed {cfg.get('seed')}.",
-              f"- Images {recipe['image_size']} px, {recipe['channels']} channel(s), crop {recipe.get('crop', 'none')}"
-              f", intensity {recipe.get('intensity', 'none')}, scale {recipe['scale']:.4g}; augmentation "
-              f"{'on' if recipe.get('augment_images') else 'off'}; trained on degraded images: {train_degrade}; "
-              f"degraders applied on the fly: {_augment_text(recipe, cfg)}.",
-              *_ensemble_lines(run), ""]
+    lines += ["## Training", "", *_training_lines(run), ""]
 
     lines += ["## Metrics", "",
               f"On the run's {clean['n']} test images; intervals: 95% percentile bootstrap, 1,000 resamples. "
-              "ECE: expected calibration error, 15 bins.", "", *_metrics_rows(run), "",
+              "ECE: expected calibration error of the reported (calibrated) probabilities, 15 bins.", "",
+              *_metrics_rows(run), "",
               "| class | precision | recall | F1 | ROC AUC | support |", "| --- | --- | --- | --- | --- | --- |"]
     for c in run.classes:
         pc = clean["per_class"][c]
@@ -154,70 +209,37 @@ def model_card(run: Run, name: str | None = None) -> str:
                      f"{_pct(pc['auc'])} | {pc['support']} |")
     lines.append("")
 
-    calibration = run.config.get("calibration")
     lines += ["## Calibration", ""]
-    if calibration:
-        lines.append(f"Temperature {calibration.get('temperature', 1.0):.3f}, fitted on the validation images: "
-                     + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in calibration.items()
-                                 if k != "temperature" and isinstance(v, (int, float))) + ".")
+    calibration = run.calibration
+    if calibration is not None:
+        lines.append(f"Temperature {calibration.temperature:.3f}, fitted on the validation images: ECE "
+                     f"{_pct(calibration.val_ece_raw)} before, {_pct(calibration.val_ece_calibrated)} after; NLL "
+                     f"{calibration.val_nll_raw or 0:.3f} before, {calibration.val_nll_calibrated or 0:.3f} after. "
+                     "Every probability btk reports for this model has it applied.")
     else:
         lines.append("No temperature was fitted: the probabilities are the network's own (ECE in the table "
                      "above).")
     lines.append("")
 
-    lines += ["## Robustness", ""]
-    sweep = _json(run.path / "robustness.json")
-    if sweep:
-        lines.append(f"Accuracy on the {sweep['n']} test images, clean {_pct(sweep['clean'])}, under each degrader "
-                     "by severity level (`btk robustness`):")
-        lines.append("")
-        for name, accs in sweep["degraders"].items():
-            lines.append(f"- {name}: " + ", ".join(_pct(a) for a in accs))
-        scores = _json(run.path / "robustness-scores.json") or {}
-        if scores.get("mce") is not None:
-            lines.append(f"- mCE against {scores.get('baseline')}: {scores['mce']:.3f}")
-    else:
-        lines.append("Not measured: `btk robustness RUN` sweeps every degrader and level, then `btk card RUN`.")
-    lines.append("")
-
-    lines += ["## Explanations", ""]
-    own = metrics.get("explanations") or {}
-    if own.get("n") and own.get("median") is not None:
-        lines.append(f"Heat maps ({own.get('method', '?')}) of {own['n']} of the {own.get('n_test', own['n'])} clean "
-                     f"test images, each for its predicted class: share of the heat map outside the head mean "
-                     f"{own['mean']:.2f}, median {own['median']:.2f}; {own['n_over_half']} image(s) "
-                     f"({_pct(own['share_over_half'])}) above 0.5.")
-        if own.get("mostly_outside"):
-            lines.append("")
-            lines.append("**Warning: the model mostly looks outside the head** (median share above 0.5): it may "
-                         "have learnt the background, the border or burnt-in labels rather than the anatomy.")
-    explained = _json(run.path / "explain.json") or {}
-    shares = [r.get("outside_head_share") for r in explained.get("images", [])
-              if r.get("outside_head_share") is not None]
-    if shares:
-        method = explained.get("method") or explained["images"][0].get("method", "?")
-        if own.get("n"):
-            lines.append("")
-        lines.append(f"{len(shares)} images explained ({method}); share of the heat map "
-                     f"outside the head: mean {sum(shares) / len(shares):.2f}, max {max(shares):.2f}.")
-    elif not own.get("n"):
-        lines.append("Not measured with this run: `btk explain` shows where the network looked.")
-    lines.append("")
+    lines += ["## Robustness", "", *_robustness_lines(run, evaluations), ""]
+    lines += ["## Explanations", "", *_explanation_lines(run), ""]
 
     lines += ["## External evaluations", ""]
-    evaluations = run.evaluations()
-    for path in evaluations:
-        info, m = _json(path / "config.json") or {}, _json(path / "metrics.json") or {}
-        ev, cond = info.get("evaluation", {}), (m.get("conditions") or {}).get("clean")
-        if cond:
-            lines.append(f"- {path.name}: {ev.get('data')} ({ev.get('split')}), {cond['n']} images, accuracy "
+    for e in evaluations:
+        cond = e.metrics.get("conditions", {}).get("clean")
+        if cond and e.evaluation is not None:
+            lines.append(f"- {e.name}: {e.evaluation.data} ({e.evaluation.split}), {cond['n']} images, accuracy "
                          f"{_pct(cond['accuracy'])}, macro F1 {_pct(cond['f1_macro'])}.")
     if not evaluations:
         lines.append("None: `btk evaluate RUN --data OTHER` scores the model on another labelled dataset.")
     lines.append("")
 
-    limits = ["2D slices only: a volume's slices are classified one by one.",
-              "One seed: `btk rerun RUN --seed N` shows how much the figures move with the seed."]
+    limits = ["2D slices only: a volume's slices are classified one by one."]
+    if run.ensemble is not None:
+        limits.append(f"{len(run.ensemble.members)} seeds averaged: `btk rerun RUN --seed N` makes the members again "
+                      "with other seeds, to see how much the figures move.")
+    else:
+        limits.append("One seed: `btk rerun RUN --seed N` shows how much the figures move with the seed.")
     if leakage.get("test_with_copy_in_train"):
         share = leakage["test_with_copy_in_train"] / max(leakage.get("test_images", 1), 1)
         limits.append(f"{share:.0%} of the test images have a copy in the training data: the 'no copy' rows are "

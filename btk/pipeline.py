@@ -35,31 +35,31 @@ from btk.duplicates import copy_mask
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.image_augment import chain, make_image_augmenter
-from btk.metrics import evaluate
 from btk.model_card import write_card
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
-from btk.runs import Run, RunWriter, load_run, new_run_id, to_task_probabilities, unique_dir
+from btk.runs import Calibration, Run, RunWriter, check_writable, load_run, new_run_id, parse_record, unique_dir
+from btk.scoring import Scorer, TestResults, score_conditions, to_task_probabilities
 from btk.split import fingerprints_of, make_split, task_labels
 from btk.stats import reliability
-from btk.training import Rows, predict, train
+from btk.training import Rows, train
 from btk.tta import scoring_model
 from btk.types import ModelSpec, ReadOptions
 
 __all__ = [
     "Fitted",
     "Prepared",
-    "TestResults",
+    "calibrate",
     "evaluate_test",
-    "explain_own_test",
     "explain_test",
     "fit",
+    "label_data",
     "load_for_config",
     "prepare",
-    "resolve_degradations",
-    "resume_config",
+    "prepared_from_run",
+    "resume_run",
     "run_experiment",
-    "score_images",
+    "train_run",
     "versions",
     "write_run",
 ]
@@ -113,54 +113,8 @@ class Fitted:
     epochs_run: int
     step: int
     n_train: int
-    calibration: dict[str, float] | None = None
+    calibration: Calibration | None = None
     distribution: dict[str, Any] | None = None  # the device layout trained on (btk.distribute.begin)
-
-
-@dataclass
-class TestResults:
-    """The test images' predictions and metrics per condition (:func:`evaluate_test`).
-
-    Attributes:
-        conditions: metrics per condition (``clean`` and each test degradation's label).
-        unseen_conditions: the same on the test images with no copy in the training data.
-        has_copy: per test image, whether it has an exact or near copy in the training data.
-        rows: ``predictions.csv`` rows (condition, source, label, predicted, probabilities).
-        examples: thumbnails of a few right and wrong test images per condition (and
-            ``heat/clean``, their clean heat maps, when explained).
-        example_index: the examples' positions among the test images.
-        explanations: the clean test images' heat-map summary (:func:`explain_test`).
-    """
-
-    conditions: dict[str, dict[str, Any]]
-    unseen_conditions: dict[str, dict[str, Any]]
-    has_copy: np.ndarray
-    rows: list[list[Any]]
-    examples: dict[str, np.ndarray]
-    example_index: np.ndarray | None = None
-    explanations: dict[str, Any] | None = None
-
-    @property
-    def collapsed(self) -> list[str]:
-        """The conditions under which the model predicted one class for every image."""
-        return [c for c, m in self.conditions.items() if m["collapsed"]]
-
-
-def example_indices(y: np.ndarray, pred: np.ndarray, seed: int, per_kind: int = 4) -> np.ndarray:
-    """Up to ``per_kind`` right and ``per_kind`` wrong test images, drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    right, wrong = np.where(pred == y)[0], np.where(pred != y)[0]
-    pick = [rng.choice(group, min(per_kind, len(group)), replace=False) for group in (right, wrong) if len(group)]
-    return np.concatenate(pick).astype(int) if pick else np.zeros(0, int)
-
-
-def thumbnails(images: np.ndarray, size: int = 128) -> np.ndarray:
-    """Grayscale ``size`` px copies of uint8 images, for the examples a run keeps."""
-    import cv2
-
-    out = [cv2.resize(im.mean(axis=-1).astype(np.uint8) if im.ndim == 3 else im, (size, size),
-                      interpolation=cv2.INTER_AREA) for im in images]
-    return np.stack(out) if out else np.zeros((0, size, size), np.uint8)
 
 
 def model_precision(model: Any) -> str:
@@ -216,6 +170,20 @@ def resume_config(partial: Path) -> tuple[RunConfig, str]:
         raise BtkError(f"{info}: unreadable run configuration ({exc})") from None
 
 
+def label_data(config: RunConfig, data: Dataset) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """``(y, classes, y_fit, fit_classes)``: the task's labels and classes, and what the network
+    learns: the same, or every class when a binary task is learned through the classes
+    (``recipe.binary_via_classes``: each tumour type is its own target, so a subgroup of one type
+    is not absorbed into "tumour"; the task then reads 1 - P(negative))."""
+    y, classes = task_labels(data, config.task, config.negative_class)
+    y_fit, fit_classes = y, classes
+    if config.task == "binary" and config.recipe.binary_via_classes:
+        all_y, all_classes = task_labels(data, "multiclass", config.negative_class)
+        if len(all_classes) > 2:
+            y_fit, fit_classes = all_y, all_classes
+    return y, classes, y_fit, fit_classes
+
+
 def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedback | None = None,
             data: Dataset | None = None) -> Prepared:
     """Check everything that can be checked before reading, then read, label and split the data.
@@ -245,14 +213,7 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
     if data is None:
         data = load_for_config(config, host, feedback)
     load_seconds = time.perf_counter() - t_start
-    y, classes = task_labels(data, config.task, config.negative_class)
-    # binary via classes: the network learns every class (each tumour type is its own target, so
-    # a subgroup of one type is not absorbed into "tumour"); evaluation reads 1 - P(negative)
-    y_fit, fit_classes = y, classes
-    if config.task == "binary" and recipe.binary_via_classes:
-        all_y, all_classes = task_labels(data, "multiclass", config.negative_class)
-        if len(all_classes) > 2:
-            y_fit, fit_classes = all_y, all_classes
+    y, classes, y_fit, fit_classes = label_data(config, data)
     split = make_split(data, y_fit, config)
     if len(split["test"]) == 0:
         raise BtkError("no test images")
@@ -266,6 +227,31 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
         raise BtkError("no validation images: use more data or a larger --val-fraction")
     return Prepared(config, host, model_spec, data, y, classes, y_fit, fit_classes, split, train_deg, test_deg,
                     augment, load_seconds)
+
+
+def prepared_from_run(run: Run, host: PluginHost | None = None, feedback: Feedback | None = None,
+                      data: Dataset | None = None, config: RunConfig | None = None) -> Prepared:
+    """A finished run's :class:`Prepared` again, without splitting anything: its data read
+    again (:meth:`btk.runs.Run.dataset`; ``data``: already read) and its train, val and test
+    images taken from its ``split.csv``. ``config``: the configuration to record instead of the
+    run's (an ensemble's, an adapted run's).
+
+    Raises:
+        BtkError: an evaluation, or a run whose data is no longer where it was.
+    """
+    if run.is_evaluation:
+        raise BtkError(f"{run.path} is an evaluation, not a run")
+    host = host or get_host()
+    config = config or run.config
+    t_start = time.perf_counter()
+    data = data if data is not None else run.dataset(host, feedback)
+    load_seconds = time.perf_counter() - t_start
+    y, classes, y_fit, fit_classes = label_data(config, data)
+    split = {part: run.positions(data, part) if run.subset_sources(part) else np.zeros(0, int)
+             for part in ("train", "val", "test")}
+    return Prepared(config, host, host.models.get(config.model_name), data, y, classes, y_fit, fit_classes, split,
+                    resolve_degradations(host, config.train_degrade), resolve_degradations(host, config.test_degrade),
+                    None, load_seconds)
 
 
 def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback | None = None) -> Fitted:
@@ -291,37 +277,41 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
         x_train, x_val = Rows(data.images, split["train"]), Rows(data.images, split["val"])
     keras.utils.set_random_seed(config.seed)
     layout = distribute.begin(config.devices, recipe.batch_size, feedback)  # before the model is built
-    options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
-    model = build_with_precision(
-        lambda: prep.model_spec.build(tuple(data.images.shape[1:]), len(prep.fit_classes), options), recipe.precision)
-    checkpoint_epochs = checkpoint.epoch if checkpoint is not None else 0
-    step = step_batch_size(recipe, model)
-    feedback.info(f"{config.name or 'run'}: {len(x_train)} train, {len(x_val)} val, "
-                  f"{len(split['test'])} test images, {len(prep.classes)} classes"
-                  + (f" (trained on all {len(prep.fit_classes)})" if prep.via_classes else "")
-                  + f", model {prep.model_spec.name} "
-                  f"({model.count_params():,} parameters), {recipe.epochs} epochs, backend {keras.backend.backend()}"
-                  + (f", micro-batches of {step}" if step < recipe.batch_size else "")
-                  + (", resumed from its checkpoint" if checkpoint_epochs > 0 else ""))
-    with feedback.task("training", total=recipe.epochs) as epochs_task, feedback.task("  epoch 1") as batch_task:
+    try:
+        options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
+        model = build_with_precision(
+            lambda: prep.model_spec.build(tuple(data.images.shape[1:]), len(prep.fit_classes), options),
+            recipe.precision)
+        checkpoint_epochs = checkpoint.epoch if checkpoint is not None else 0
+        step = step_batch_size(recipe, model)
+        feedback.info(f"{config.name or 'run'}: {len(x_train)} train, {len(x_val)} val, "
+                      f"{len(split['test'])} test images, {len(prep.classes)} classes"
+                      + (f" (trained on all {len(prep.fit_classes)})" if prep.via_classes else "")
+                      + f", model {prep.model_spec.name} ({model.count_params():,} parameters), preset "
+                      f"{recipe.name}, {recipe.epochs} epochs, backend {keras.backend.backend()}"
+                      + (f", micro-batches of {step}" if step < recipe.batch_size else "")
+                      + (", resumed from its checkpoint" if checkpoint_epochs > 0 else ""))
+        with feedback.task("training", total=recipe.epochs) as epochs_task, \
+                feedback.task("  epoch 1") as batch_task:
 
-        def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
-            info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "accuracy" in k or "loss" in k)
-            if "learning_rate" in logs:
-                info += f"  lr {logs['learning_rate']:.2g}"
-            epochs_task.update(completed=epoch + 1, info=info)
-            batch_task.update(description=f"  epoch {epoch + 2}", completed=0)
-            feedback.info(f"epoch {epoch + 1:>3}/{recipe.epochs}  {info}  ({seconds:.1f} s)")
+            def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
+                info = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if "accuracy" in k or "loss" in k)
+                if "learning_rate" in logs:
+                    info += f"  lr {logs['learning_rate']:.2g}"
+                epochs_task.update(completed=epoch + 1, info=info)
+                batch_task.update(description=f"  epoch {epoch + 2}", completed=0)
+                feedback.info(f"epoch {epoch + 1:>3}/{recipe.epochs}  {info}  ({seconds:.1f} s)")
 
-        def on_batch(batch: int, total: int) -> None:
-            batch_task.update(completed=batch, total=total)
+            def on_batch(batch: int, total: int) -> None:
+                batch_task.update(completed=batch, total=total)
 
-        t_train = time.perf_counter()
-        model, history = train(model, x_train, prep.y_fit[split["train"]], x_val, prep.y_fit[split["val"]],
-                               len(prep.fit_classes), recipe, config.seed, on_epoch=on_epoch, on_batch=on_batch,
-                               augment=prep.augment, checkpoint=checkpoint)
-        train_seconds = time.perf_counter() - t_train
-    distribute.end()
+            t_train = time.perf_counter()
+            model, history = train(model, x_train, prep.y_fit[split["train"]], x_val, prep.y_fit[split["val"]],
+                                   len(prep.fit_classes), recipe, config.seed, on_epoch=on_epoch,
+                                   on_batch=on_batch, augment=prep.augment, checkpoint=checkpoint)
+            train_seconds = time.perf_counter() - t_train
+    finally:
+        distribute.end()
     if "stopped_epoch" in history:
         feedback.info(f"early stop after epoch {history['stopped_epoch'][0]} (best: epoch "
                       f"{history.get('best_epoch', ['?'])[0]})")
@@ -329,99 +319,57 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
     return Fitted(model, history, train_seconds, epochs_run, step, len(x_train), distribution=layout)
 
 
-def calibrate(prep: Prepared, model: Any, step: int | None = None, raw: np.ndarray | None = None
-              ) -> dict[str, float] | None:
+def scorer_for(prep: Prepared, model: Any, temperature: float = 1.0) -> Scorer:
+    """The :class:`btk.scoring.Scorer` of a model trained on ``prep``: the run's test-time
+    augmentation around it, its classes and ``temperature``."""
+    config = prep.config
+    return Scorer.for_recipe(scoring_model(model, config.tta), config.recipe, prep.fit_classes, prep.classes,
+                             config.negative_class, temperature)
+
+
+def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None) -> Calibration | None:
     """Fit a temperature (:func:`btk.calibration.fit_temperature`) on the network's outputs for
-    the clean validation images (``raw``: those outputs, when already predicted), and measure
-    ECE and NLL over the task's classes before and after.
+    the clean validation images (``outputs``: those, when already scored), and measure ECE and
+    NLL over the task's classes before and after.
 
     Returns:
-        ``{"temperature", "val_ece_raw", "val_ece_calibrated", "val_nll_raw", "val_nll_calibrated"}``,
-        or None when there are no validation images.
+        The calibration, or None when there are no validation images.
     """
-    config, recipe, val = prep.config, prep.config.recipe, prep.split["val"]
+    val = prep.split["val"]
     if len(val) == 0:
         return None
-    if raw is None:
-        step = step or step_batch_size(recipe, model)
-        raw = predict(model, gather(prep.data.images, val), recipe.scale, step, intensity=recipe.intensity)
-    temperature = fit_temperature(raw, prep.y_fit[val])
-    calibrated = apply_temperature(raw, temperature)
-    if prep.via_classes:
-        raw = to_task_probabilities(raw, prep.fit_classes, config.negative_class)
-        calibrated = to_task_probabilities(calibrated, prep.fit_classes, config.negative_class)
+    if outputs is None:
+        outputs = scorer.outputs(gather(prep.data.images, val))
+    temperature = fit_temperature(outputs, prep.y_fit[val])
+    fitted = scorer.with_temperature(temperature)
+    raw, calibrated = fitted.probabilities(outputs, calibrated=False), fitted.probabilities(outputs)
     y = prep.y[val]
-    return {"temperature": temperature,
-            "val_ece_raw": reliability(y, raw)["ece"], "val_ece_calibrated": reliability(y, calibrated)["ece"],
-            "val_nll_raw": nll(raw, y), "val_nll_calibrated": nll(calibrated, y)}
+    return Calibration(temperature, reliability(y, raw)["ece"], reliability(y, calibrated)["ece"], nll(raw, y),
+                       nll(calibrated, y))
 
 
-def score_images(images: np.ndarray, y: np.ndarray, classes: list[str], sources: np.ndarray,
-                 probabilities: Callable[[np.ndarray], np.ndarray], degradations: list[Degradation], seed: int,
-                 has_copy: np.ndarray) -> TestResults:
-    """Predict ``images`` clean and under each degradation (seeded with ``seed``) and score them
-    against ``y``; the images with ``has_copy`` set are also left out in a second score.
-
-    Args:
-        probabilities: uint8 images -> probabilities over ``classes`` (the model and its
-            preprocessing, task probabilities included).
-    """
-    unseen = ~has_copy
-    conditions: dict[str, dict[str, Any]] = {}
-    unseen_conditions: dict[str, dict[str, Any]] = {}
-    rows: list[list[Any]] = []
-    examples: dict[str, np.ndarray] = {}
-    for label, deg in [("clean", None)] + [(d.label, d) for d in degradations]:
-        x = images if deg is None else deg.apply(images, seed=seed)
-        probs = probabilities(x)
-        if deg is None:
-            picked = example_indices(y, probs.argmax(axis=1), seed)
-            examples["index"] = picked
-            examples["sources"] = np.asarray(sources)[picked].astype(str)
-        examples[f"images/{label}"] = thumbnails(x[examples["index"]])
-        conditions[label] = evaluate(y, probs, classes)
-        if has_copy.any() and unseen.sum() >= 2:
-            unseen_conditions[label] = evaluate(y[unseen], probs[unseen], classes)
-        for source, truth, p in zip(sources, y, probs):
-            rows.append([label, source, classes[truth], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
-    index = examples.pop("index", None)
-    return TestResults(conditions, unseen_conditions, has_copy, rows, examples, index)
-
-
-def evaluate_test(prep: Prepared, model: Any, step: int | None = None, feedback: Feedback | None = None,
+def evaluate_test(prep: Prepared, scorer: Scorer, feedback: Feedback | None = None,
                   explain: bool = True) -> TestResults:
-    """Predict the test images, clean and under each test degradation, and score them; test
-    images with an exact or near copy among the training images are also scored apart. The
-    clean test images are then explained (:func:`explain_test`; ``explain=False`` leaves that
-    to :func:`explain_own_test`)."""
-    config, recipe, data = prep.config, prep.config.recipe, prep.data
-    step = step or step_batch_size(recipe, model)
+    """Score the test images with ``scorer``, clean and under each test degradation; test images
+    with an exact or near copy among the training images are also scored apart. The clean test
+    images are then explained (:func:`explain_test`; ``explain=False`` leaves that out)."""
+    config, data = prep.config, prep.data
     test = prep.split["test"]
     has_copy = np.zeros(len(test), bool)
     if config.duplicate_threshold > 0:
         fps = fingerprints_of(data)
         has_copy = copy_mask(fps.subset(test), fps.subset(prep.pool), config.duplicate_threshold)
-
-    def probabilities(images: np.ndarray) -> np.ndarray:
-        probs = predict(model, images, recipe.scale, step, intensity=recipe.intensity)
-        return to_task_probabilities(probs, prep.fit_classes, config.negative_class) if prep.via_classes else probs
-
     images = gather(data.images, test)
-    results = score_images(images, prep.y[test], prep.classes, data.sources[test], probabilities,
-                           prep.test_degradations, config.seed, has_copy)
-    return explain_own_test(prep, results, model, feedback) if explain else results
+    results = score_conditions(scorer, images, prep.y[test], data.sources[test], prep.test_degradations,
+                               config.seed, has_copy)
+    if explain:
+        layer = getattr(prep.model_spec, "gradcam_layer", None)
+        results = explain_test(results, scorer, images, prep.y[test], config.seed, feedback, layer)
+    return results
 
 
-def explain_own_test(prep: Prepared, results: TestResults, model: Any, feedback: Feedback | None = None) -> TestResults:
-    """:func:`explain_test` on the run's own clean test images."""
-    config, recipe, test = prep.config, prep.config.recipe, prep.split["test"]
-    return explain_test(results, model, gather(prep.data.images, test), prep.y[test], recipe.scale, recipe.intensity,
-                        config.seed, feedback, getattr(prep.model_spec, "gradcam_layer", None))
-
-
-def explain_test(results: TestResults, model: Any, images: np.ndarray, y: np.ndarray, scale: float,
-                 intensity: str, seed: int, feedback: Feedback | None = None,
-                 layer_name: str | None = None) -> TestResults:
+def explain_test(results: TestResults, scorer: Scorer, images: np.ndarray, y: np.ndarray, seed: int,
+                 feedback: Feedback | None = None, layer_name: str | None = None) -> TestResults:
     """Add heat maps of the clean test ``images`` (labels ``y``) to ``results``
     (:func:`btk.explain.explain_test_images`): the summary as ``results.explanations``, the
     examples' maps as ``examples["heat/clean"]``. Never fails: any error is one warning."""
@@ -430,7 +378,7 @@ def explain_test(results: TestResults, model: Any, images: np.ndarray, y: np.nda
     t0 = time.perf_counter()
     try:
         index = results.example_index if results.example_index is not None else np.zeros(0, int)
-        summary, heat = explain_test_images(model, images, scale, intensity, index, y, layer_name, seed=seed)
+        summary, heat = explain_test_images(scorer, images, index, y, layer_name, seed=seed)
     except Exception as e:  # an explanation never fails a run
         (feedback or Feedback()).warn(f"no heat maps of the test images: {type(e).__name__}: {e}"[:300])
         return results
@@ -439,8 +387,21 @@ def explain_test(results: TestResults, model: Any, images: np.ndarray, y: np.nda
     return results
 
 
+def split_rows(data: Dataset, split: dict[str, np.ndarray], has_copy: np.ndarray) -> list[list[Any]]:
+    """The rows of ``split.csv``: each image of the split with its subset, and for test images
+    whether a copy is in the training data."""
+    subset = np.empty(len(data), dtype=object)
+    for part, idx in split.items():
+        subset[idx] = part
+    copy_in_train = dict(zip(split["test"].tolist(), has_copy.tolist()))
+    return [[data.sources[i], data.labels[i], data.groups[i], subset[i],
+             int(copy_in_train[i]) if i in copy_in_train else ""]
+            for i in range(len(data)) if subset[i] is not None]
+
+
 def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float,
-              started: str | None = None, command: str | None = None, extra: dict[str, Any] | None = None) -> Run:
+              started: str | None = None, command: str | None = None, extra: dict[str, Any] | None = None,
+              rows: list[list[Any]] | None = None) -> Run:
     """Write the run directory ``final`` (through its hidden ``.partial`` folder) and read it back.
 
     Args:
@@ -448,6 +409,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
             line (default: this process's), both for the provenance record.
         extra: more top-level entries for ``config.json`` and ``metrics.json`` (an ensemble's
             members), as ``{"config": {...}, "metrics": {...}}``.
+        rows: the rows of ``split.csv`` (default: the prepared split's, :func:`split_rows`).
     """
     config, data, split, host = prep.config, prep.data, prep.split, prep.host
     test = split["test"]
@@ -461,21 +423,16 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "test_degrade": [d.to_json() for d in prep.test_degradations],
         "plugins": {"reader": host.readers.owner(config.reader), "model": host.models.owner(config.model_name)},
         "versions": versions(),
-        **({"calibration": fitted.calibration} if fitted.calibration else {}),
+        "probabilities": "calibrated",
+        **({"calibration": fitted.calibration.to_json()} if fitted.calibration else {}),
         **({"distribution": fitted.distribution} if fitted.distribution else {}),
         "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
         **((extra or {}).get("config") or {}),
     }
     with RunWriter(final) as writer:
         writer.write_json("config.json", resolved)
-        subset = np.empty(len(data), dtype=object)
-        for part, idx in split.items():
-            subset[idx] = part
-        copy_in_train = dict(zip(test.tolist(), results.has_copy.tolist()))
         writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"],
-                         ([data.sources[i], data.labels[i], data.groups[i], subset[i],
-                           int(copy_in_train[i]) if i in copy_in_train else ""]
-                          for i in range(len(data)) if subset[i] is not None))
+                         rows if rows is not None else split_rows(data, split, results.has_copy))
         writer.write_json("history.json", fitted.history)
         # Any: with a dict[str, ndarray], numpy's stubs would match **kwargs against allow_pickle
         np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
@@ -497,8 +454,19 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
             **((extra or {}).get("metrics") or {}),
         }
         writer.write_json("metrics.json", metrics)
-        write_card(Run(writer.tmp, resolved, metrics, fitted.history), final.name)
+        write_card(parse_record(writer.tmp, resolved, metrics, fitted.history), final.name)
     return load_run(final)
+
+
+def collapse_alert(results: TestResults, feedback: Feedback) -> None:
+    """Say so, loudly, when the model predicts one class for every test image."""
+    if results.collapsed:
+        counts = results.conditions[results.collapsed[0]]["predicted_counts"]
+        only = max(counts, key=counts.get)
+        feedback.alert("training collapsed",
+                       f"COLLAPSED: the model predicts one class ('{only}') for every test image "
+                       f"({', '.join(results.collapsed)}).\nIts accuracy is only the share of that class: "
+                       "training failed. The report's raw 0..255 input does this; see docs/recipes.md.")
 
 
 def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
@@ -512,13 +480,13 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
         feedback: where progress and messages go (default: nowhere).
         host: plugin host (default: the process-wide one).
         data: an already loaded dataset for this config's reader, data and image options
-            (a suite loads once and reuses it).
-        run_id: the id of an interrupted run to resume (see :func:`resume_config`): training
+            (a plan loads once and reuses it).
+        run_id: the id of an interrupted run to resume (see :func:`resume_run`): training
             continues from its last checkpoint.
         command: the command line kept in the run's provenance (default: this process's).
 
     Training writes a checkpoint after every epoch into the hidden ``.<id>.partial`` folder;
-    if the run is interrupted the folder stays, and ``btk run --resume`` continues it.
+    if the run is interrupted the folder stays, and ``btk resume`` continues it.
 
     Returns:
         The finished :class:`btk.runs.Run`.
@@ -528,8 +496,8 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
     """
     feedback = feedback or Feedback()
     t_start, started = time.perf_counter(), now()
+    out_dir = check_writable(out_dir)
     prep = prepare(config, host, feedback, data)
-    out_dir = Path(out_dir)
     final = out_dir / run_id if run_id else unique_dir(out_dir, new_run_id(config.name or config.task))
     partial = final.parent / f".{final.name}.partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -538,25 +506,65 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
         fitted = fit(prep, Checkpoint(partial / "checkpoint"), feedback)
         # validation and test images are scored on the training devices (one process), heat maps on one
         with distribute.scoring(distribute.scoring_after_training(config.devices), feedback):
-            scorer = scoring_model(fitted.model, config.tta)
-            fitted.calibration = calibrate(prep, scorer, fitted.step)
-            results = evaluate_test(prep, scorer, fitted.step, feedback, explain=False)
-        results = explain_own_test(prep, results, scorer, feedback)
-        if results.collapsed:
-            counts = results.conditions[results.collapsed[0]]["predicted_counts"]
-            only = max(counts, key=counts.get)
-            feedback.alert("training collapsed",
-                           f"COLLAPSED: the model predicts one class ('{only}') for every test image "
-                           f"({', '.join(results.collapsed)}).\nIts accuracy is only the share of that class: "
-                           "training failed. The report's raw 0..255 input does this; see docs/recipes.md.")
+            scorer = scorer_for(prep, fitted.model)
+            fitted.calibration = calibrate(prep, scorer)
+            if fitted.calibration is not None:
+                scorer = scorer.with_temperature(fitted.calibration.temperature)
+            results = evaluate_test(prep, scorer, feedback, explain=False)
+        test = prep.split["test"]
+        results = explain_test(results, scorer, gather(prep.data.images, test), prep.y[test], config.seed, feedback,
+                               getattr(prep.model_spec, "gradcam_layer", None))
+        collapse_alert(results, feedback)
         return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command)
     except BtkError:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    except BaseException as exc:  # interrupted or crashed: the checkpoint stays for --resume
+    except BaseException as exc:  # interrupted or crashed: the checkpoint stays for btk resume
         if (partial / "checkpoint").is_dir():
             what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
-            feedback.warn(f"{what}: resume with btk run --resume {partial}")
+            feedback.warn(f"{what}: resume with btk resume {partial}")
         else:
             shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def resume_run(partial: Path | str, feedback: Feedback | None = None, host: PluginHost | None = None) -> Run:
+    """Continue the interrupted run in ``partial`` (its hidden ``.<id>.partial`` folder, or the
+    run path it would have had) from its last checkpoint, with its own configuration.
+
+    Raises:
+        BtkError: the folder holds no interrupted run.
+    """
+    config, run_id = resume_config(Path(partial))
+    folder = Path(partial)
+    parent = folder.parent
+    return run_experiment(config, parent, feedback, host, run_id=run_id)
+
+
+def train_run(config: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
+              host: PluginHost | None = None) -> Run | None:
+    """``btk run``: one run, in this process, or as one process of a multi-host run when the
+    environment names a coordinator (``JAX_COORDINATOR_ADDRESS``, :func:`btk.distribute.multihost_from`).
+    Every process of a multi-host run trains and evaluates alike (each step's collectives need
+    them all); process 0 writes the run directory under ``out_dir``, the others work in a
+    temporary folder they delete.
+
+    Returns:
+        The finished run; None on a multi-host process other than 0.
+    """
+    import tempfile
+
+    multihost = distribute.multihost_from()
+    if multihost is None:
+        return run_experiment(config, out_dir, feedback, host)
+    distribute.init_multihost(multihost)  # before anything else touches JAX
+    if not config.devices:
+        config = config.with_changes(devices="auto")  # every process's devices
+    if distribute.is_writer():
+        return run_experiment(config, out_dir, feedback, host)
+    scratch = Path(tempfile.mkdtemp(prefix="btk-process-"))
+    try:
+        run_experiment(config, scratch, feedback, host)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None

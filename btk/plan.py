@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,10 +28,6 @@ from typing import Any
 from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.feedback import Feedback
-
-# Test hook: the plan kills the member process of this name with SIGKILL as soon as it has
-# started, so that a failed member can be checked without waiting for a real failure.
-KILL_MEMBER_ENV = "BTK_PLAN_KILL_MEMBER"
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
 
@@ -167,14 +162,15 @@ def run_parallel(members: Sequence[Member], folder: Path, jobs: int, feedback: F
     directory into ``folder`` and its output to ``folder/members/NAME.log``.
 
     A member that exits non-zero, is killed, or leaves no run directory is a failed member; the
-    others go on. Interrupting the plan (Ctrl-C) stops the running members.
+    others go on. Interrupting the plan (Ctrl-C, or SIGTERM: :mod:`btk.interrupt`)
+    stops the running members: each gets SIGTERM, so it removes what it had half-written, and is
+    waited for. ``on_start`` is called with each member and its process as it starts.
 
     Returns:
         One :class:`MemberResult` per member, in the plan's order.
     """
     feedback = feedback or Feedback()
     devices = visible_devices()
-    kill_name = os.environ.get(KILL_MEMBER_ENV, "")
     pending = list(enumerate(members))
     running: list[tuple[int, Member, subprocess.Popen, Any]] = []
     results: dict[int, MemberResult] = {}
@@ -189,8 +185,6 @@ def run_parallel(members: Sequence[Member], folder: Path, jobs: int, feedback: F
         running.append((index, member, proc, log))
         if on_start is not None:
             on_start(member, proc)
-        if kill_name and member.name == kill_name:
-            proc.send_signal(signal.SIGKILL)
 
     try:
         while pending or running:

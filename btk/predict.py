@@ -20,16 +20,14 @@ import numpy as np
 from btk.dataset import as_hwc, iter_entries, opencv_threads
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.plugins import PluginHost
-from btk.predict_inputs import PredictInput, gather_inputs, pick_reader
+from btk.predict_inputs import PredictInput, pick_reader
 from btk.read_ahead import ReadAhead
-from btk.runs import Run, recipe_read_options
-from btk.training import network_input
+from btk.runs import Run
 from btk.types import Entry, ReadOptions, Sample
 
-__all__ = ["Prediction", "PredictionTally", "pick_reader", "predict_batches", "predict_paths", "predict_stream"]
+__all__ = ["Prediction", "PredictionTally", "pick_reader", "predict_stream"]
 
-BATCH_SIZE = 128  # images per model call
+BATCH_SIZE = 128  # images gathered per call of the scorer (which cuts them into its own batches)
 UNCERTAIN = "uncertain"  # the answer of a row below --min-confidence
 READ_AHEAD_BYTES = 64 * 2**20  # decoded images held ready ahead of the model, at most (about)
 
@@ -76,19 +74,6 @@ class PredictionTally:
     answers: Counter[str] = field(default_factory=Counter)
 
 
-def predict_batches(model: Any, images: np.ndarray, scale: float, intensity: str = "none") -> np.ndarray:
-    """The model's output for uint8 ``images`` (N x H x W x C) in one model call, prepared as in
-    training (:func:`btk.training.network_input`)."""
-    from btk.distribute import batch_layout, pad_to_multiple
-
-    x = network_input(images, scale, intensity)
-    multiple = batch_layout()[0]
-    if multiple == 1:
-        return np.asarray(model.predict_on_batch(x))
-    x, n = pad_to_multiple(x, multiple)  # split over the devices (btk.distribute.scoring)
-    return np.asarray(model.predict(x, batch_size=len(x), verbose=0))[:n]
-
-
 class InputsReader:
     """One reader over every input: each entry is loaded by its own input's reader, with that
     input's reader options (so one thread pool decodes them all)."""
@@ -120,10 +105,9 @@ class _Pending:
 
 
 class _Batcher:
-    """Images of consecutive entries gathered into batches of ``batch_size`` for ``predict``
-    (uint8 batch -> probabilities); each entry's rows come out, in order, once its last image is
-    predicted. The last batch is padded to the full size if a full one came before, so the
-    model keeps the shape it was traced for."""
+    """Images of consecutive entries gathered into groups of ``batch_size`` for ``predict``
+    (uint8 images -> probabilities: the run's scorer, which calls the network on batches of one
+    shape); each entry's rows come out, in order, once its last image is predicted."""
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
                  tally: PredictionTally, min_confidence: float = 0.0) -> None:
@@ -132,7 +116,6 @@ class _Batcher:
         self.pending: deque[_Pending] = deque()
         self.images: list[np.ndarray] = []
         self.owners: list[tuple[_Pending, int]] = []
-        self.full = False
         self.done = 0  # entries whose rows came out
 
     def add(self, path: str, slices: list[tuple[int | None, np.ndarray]]) -> Iterator[Prediction]:
@@ -155,10 +138,7 @@ class _Batcher:
     def _predict(self) -> None:
         x = np.stack(self.images)
         n = len(x)
-        if self.full and n < self.batch_size:
-            x = np.concatenate([x, np.zeros((self.batch_size - n, *x.shape[1:]), x.dtype)])
-        self.full = True
-        for (record, k), p in zip(self.owners, self.predict(x)[:n]):
+        for (record, k), p in zip(self.owners, self.predict(x)):
             record.probs[k] = p
             record.left -= 1
         self.tally.images += n
@@ -200,14 +180,14 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
                    workers: int | None = None, min_confidence: float = 0.0,
                    tta: bool | None = None, devices: str = "") -> Generator[Prediction, None, None]:
-    """Predict every entry of ``inputs`` with ``run``'s model, yielding rows in input order as
-    soon as each entry is complete: one per image or slice, then, for an entry of several
-    slices, their mean (``aggregated_over``). The model is loaded (:meth:`Run.load_model`) when
-    iteration starts, while the first images are being decoded.
+    """Predict every entry of ``inputs`` with ``run``'s scorer (:meth:`btk.runs.Run.scorer`),
+    yielding rows in input order as soon as each entry is complete: one per image or slice,
+    then, for an entry of several slices, their mean (``aggregated_over``). The model is loaded
+    when iteration starts, while the first images are being decoded.
 
     Args:
         feedback: shows the progress (entries done of all).
-        batch_size: images per model call.
+        batch_size: images gathered per call of the scorer (the answers do not depend on it).
         tally: receives the unreadable entries, counts and answers as the stream runs.
         workers: decoding threads (default: one per CPU).
         min_confidence: rows whose top probability is below this answer :data:`UNCERTAIN`
@@ -216,17 +196,16 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         devices: split every batch over these devices (:func:`btk.distribute.scoring`:
             ``auto``, a count or indices; JAX backend); ``""``: Keras' default device.
 
-    The probabilities are the model's with the run's temperature applied
-    (:meth:`Run.calibrated`, fitted on its validation split; the top class is the model's).
+    The probabilities are the run's calibrated task probabilities: the same numbers as the run's
+    ``predictions.csv``, ``btk evaluate`` and ``btk explain`` give for the same image.
 
     Raises:
         BtkError: the model cannot be loaded, or a reader returned an image of the wrong kind.
     """
     feedback = feedback or Feedback()
     tally = tally if tally is not None else PredictionTally()
-    recipe = run.config["recipe"]
-    size, channels = int(recipe["image_size"]), int(recipe["channels"])
-    scale, intensity = recipe["scale"], recipe.get("intensity", "none")
+    options = run.read_options({})
+    size, channels = int(options.image_size or 0), options.channels
     shape = (size, size, channels)
     adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
@@ -240,8 +219,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             out.append((_slice_of(s), image))
         return out
 
-    decoded = iter_entries(adapter, None, recipe_read_options(recipe),
-                           workers=workers, transform=prepare, entries=jobs)
+    decoded = iter_entries(adapter, None, options, workers=workers, transform=prepare, entries=jobs)
     limit = max(batch_size, READ_AHEAD_BYTES // (size * size * channels))
     with opencv_threads(1), \
             ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead:
@@ -250,13 +228,10 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         # and no redraw of the display may fall into it.
         import keras  # noqa: F401
 
-        from btk.distribute import scoring
-        with scoring(devices, feedback), feedback.task("loading the model", total=len(jobs)) as task:
-            model = run.load_model(tta)
+        with run.scorer(tta, devices, feedback=feedback) as scorer, \
+                feedback.task("loading the model", total=len(jobs)) as task:
             task.update(description="predicting")
-            batcher = _Batcher(
-                lambda x: run.task_probabilities(run.calibrated(predict_batches(model, x, scale, intensity=intensity))),
-                batch_size, run.classes, tally, min_confidence)
+            batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))
@@ -266,16 +241,3 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                     task.update(completed=batcher.done + len(tally.skipped))
             yield from batcher.finish()
             task.update(completed=len(jobs))
-
-
-def predict_paths(run: Run, paths: Sequence[str | Path], host: PluginHost, reader_name: str | None = None,
-                  reader_options: dict[str, str] | None = None,
-                  slices: str = "all") -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Every prediction for ``paths`` in one list (:func:`predict_stream`; for a few files).
-
-    Returns:
-        (predictions, skipped): the rows, and the unreadable inputs with their reasons.
-    """
-    tally = PredictionTally()
-    inputs = gather_inputs(paths, host, run.config["recipe"], reader_name, reader_options, slices)
-    return list(predict_stream(run, inputs, tally=tally)), tally.skipped

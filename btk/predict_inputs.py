@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from btk.errors import BtkError
 from btk.plugins import PluginHost
-from btk.runs import recipe_read_options
 from btk.types import Entry, ReadOptions
 
 READER_ORDER = ("dicom", "nifti", "folder")
@@ -71,14 +70,15 @@ def file_entries(root: Path, can_read: Callable[[Path], bool]) -> list[Entry]:
     return entries
 
 
-def gather_inputs(paths: Sequence[str | Path], host: PluginHost, recipe: dict[str, Any],
+def gather_inputs(paths: Sequence[str | Path], host: PluginHost, base: ReadOptions,
                   reader_name: str | None = None, reader_options: dict[str, str] | None = None,
                   slices: str = "all") -> list[PredictInput]:
     """Check, recognise and scan every path, in order, before anything is decoded.
 
     Args:
         paths: files and folders as the user gave them.
-        recipe: the run's recipe (image size, channels, crop).
+        base: the image options to read with (the run's size, channels and crop,
+            :meth:`btk.runs.Run.read_options`).
         reader_name: one reader for every path, else each path's own (:func:`pick_reader`).
         reader_options: ``-R`` options, passed to every reader.
         slices: the slice rule for readers that take one (series, volumes).
@@ -96,7 +96,7 @@ def gather_inputs(paths: Sequence[str | Path], host: PluginHost, recipe: dict[st
         extra = dict(reader_options or {})
         if "slices" in getattr(reader, "options", ()) and "slices" not in extra:
             extra["slices"] = slices
-        options = recipe_read_options(recipe, extra)
+        options = replace(base, extra=extra)
         folder = Path(given).is_dir()
         if folder and reader.name == "folder":  # its scan wants class folders: any image file here
             entries = file_entries(Path(given), reader.can_read)

@@ -1,36 +1,22 @@
-"""Where ``btk predict`` writes its rows as they come: a CSV or JSON-lines file, or a JSON list.
-
-A file is written under ``FILE.partial`` and renamed to ``FILE`` when the stream is complete;
-an error or an interruption removes the partial file, so ``FILE`` is either whole or absent.
+"""Where ``btk predict`` writes its rows as they come: a CSV file (in its result directory,
+:class:`btk.runs.ResultDir`, complete or absent), or a JSON list on standard output that is
+closed whatever happens, so it always parses.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from btk.errors import BtkError
-from btk.predict import Prediction
-
-OUT_KINDS = {".csv": "csv", ".jsonl": "jsonl"}
-
-
-def out_kind(path: str | Path) -> str:
-    """``csv`` or ``jsonl``, from ``path``'s suffix.
-
-    Raises:
-        BtkError: any other suffix.
-    """
-    kind = OUT_KINDS.get(Path(path).suffix.lower())
-    if kind is None:
-        raise BtkError(f"--out must name a .csv or .jsonl file: {path}")
-    return kind
-
+from btk.predict import Prediction, PredictionTally
+from btk.runs import Run
 
 def csv_header(classes: Sequence[str]) -> list[str]:
     """The CSV columns: path, slice, predicted, then ``p_<class>`` for each class."""
@@ -38,13 +24,10 @@ def csv_header(classes: Sequence[str]) -> list[str]:
 
 
 class PredictionFile:
-    """A context manager that writes predictions to a ``.csv`` or ``.jsonl`` file as they come
-    (:meth:`write`), under ``FILE.partial`` until the ``with`` block ends without an error."""
+    """A context manager that writes predictions to a CSV file as they come (:meth:`write`)."""
 
     def __init__(self, path: str | Path, classes: Sequence[str]) -> None:
         self.path = Path(path)
-        self.kind = out_kind(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
         self.classes = list(classes)
         self.rows = 0
         self._fh: IO[str] | None = None
@@ -52,32 +35,23 @@ class PredictionFile:
 
     def __enter__(self) -> PredictionFile:
         try:
-            self._fh = open(self.partial, "w", newline="" if self.kind == "csv" else None)
+            self._fh = open(self.path, "w", newline="")
         except OSError as exc:
             raise BtkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        if self.kind == "csv":
-            self._csv = csv.writer(self._fh)
-            self._csv.writerow(csv_header(self.classes))
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(csv_header(self.classes))
         return self
 
     def write(self, p: Prediction) -> None:
         """Append one row."""
-        assert self._fh is not None, "PredictionFile.write outside its with block"
-        if self._csv is not None:
-            probabilities = [repr(p.probabilities[c]) for c in self.classes]
-            self._csv.writerow([p.path, p.slice_label(), p.predicted, *probabilities])
-        else:
-            self._fh.write(json.dumps(p.record()) + "\n")
+        assert self._csv is not None, "PredictionFile.write outside its with block"
+        self._csv.writerow([p.path, p.slice_label(), p.predicted, *[repr(p.probabilities[c]) for c in self.classes]])
         self.rows += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         assert self._fh is not None
         self._fh.close()
-        if exc_type is None:
-            os.replace(self.partial, self.path)
-        else:
-            self.partial.unlink(missing_ok=True)
 
 
 class JsonList:
@@ -96,3 +70,60 @@ class JsonList:
     def close(self) -> None:
         """End the list (an empty one if nothing was written)."""
         self._write("[]\n" if self.rows == 0 else "\n]\n")
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_run` did: the stream's tally (rows, answers, unreadable inputs) and the
+    result directory it wrote (``None`` without ``out``)."""
+
+    tally: PredictionTally
+    rows: int
+    folder: Path | None
+
+
+def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = None,
+                on_row: Callable[[Prediction], None] | None = None, host: Any = None, feedback: Any = None,
+                reader_name: str | None = None, reader_options: dict[str, str] | None = None, slices: str = "all",
+                min_confidence: float = 0.0, tta: bool | None = None, devices: str = "") -> PredictResult:
+    """``btk predict``, the whole job: every path checked and scanned before the model loads
+    (:func:`btk.predict_inputs.gather_inputs`), then predicted with the run's scorer
+    (:func:`btk.predict.predict_stream`); each row handed to ``on_row`` as it comes and, with
+    ``out``, written to ``predictions.csv`` in a new result directory under ``out`` (complete or
+    absent), with ``predict.json`` (the run, the inputs, the counts, the unreadable inputs).
+
+    Raises:
+        BtkError: a path that does not exist or holds nothing readable, a folder that cannot be
+            written, devices that cannot be used, nothing readable at all.
+    """
+    from btk.distribute import check_devices
+    from btk.plugins import get_host
+    from btk.predict import PredictionTally, predict_stream
+    from btk.predict_inputs import gather_inputs
+    from btk.runs import ResultDir, check_writable
+
+    check_devices(devices)
+    parent = check_writable(out) if out is not None else None
+    inputs = gather_inputs(paths, host or get_host(), run.read_options({}), reader_name, reader_options, slices)
+    tally = PredictionTally()
+    with ExitStack() as stack:
+        folder = stack.enter_context(ResultDir(parent, f"predict-{run.name}")) if parent is not None else None
+        sink = stack.enter_context(PredictionFile(folder.path("predictions.csv"), run.classes)) if folder else None
+        stream = stack.enter_context(closing(predict_stream(run, inputs, feedback, tally=tally,
+                                                            min_confidence=min_confidence, tta=tta,
+                                                            devices=devices)))
+        rows = 0
+        for prediction in stream:
+            rows += 1
+            if sink is not None:
+                sink.write(prediction)
+            if on_row is not None:
+                on_row(prediction)
+        if not tally.images:
+            raise BtkError("nothing could be read to predict")
+        if folder is not None:
+            (folder.path("predict.json")).write_text(json.dumps({
+                "run": str(run.path), "inputs": [str(p) for p in paths], "rows": rows, "images": tally.images,
+                "answers": dict(tally.answers), "min_confidence": min_confidence,
+                "skipped": [{"source": s, "reason": r} for s, r in tally.skipped]}, indent=1) + "\n")
+    return PredictResult(tally, rows, folder.final if folder is not None else None)

@@ -13,102 +13,66 @@ draws it.
 
 from __future__ import annotations
 
-import json
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from btk.dataset import load_dataset
 from btk.degraders import Degradation
 from btk.errors import BtkError
 from btk.feedback import Feedback, Task
 from btk.plugins import PluginHost
-from btk.runs import Run, recipe_read_options
+from btk.runs import Run, write_json_atomic
+from btk.scoring import score_conditions
 
 SUBSETS = {"test": "test", "validation": "val"}
 """The subsets a sweep can run on: the name on the command line -> the name in ``split.csv``."""
 
 
-def result_file(subset: str, scores: bool = False) -> str:
+def result_file(subset: str, kind: str = "") -> str:
     """``robustness.json`` for the test images, ``robustness-validation.json`` for the
-    validation images (``robustness-scores[-validation].json`` for the scores)."""
-    stem = "robustness-scores" if scores else "robustness"
-    return f"{stem}.json" if subset == "test" else f"{stem}-{subset}.json"
-
-
-def test_images(run: Run, host: PluginHost, subset: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """The run's test (or ``validation``) images, read again as the run read them, and their
-    class indices."""
-    import csv
-
-    cfg, recipe = run.config["config"], run.config["recipe"]
-    with open(run.path / "split.csv", newline="") as fh:
-        wanted = {r["source"] for r in csv.DictReader(fh) if r["subset"] == SUBSETS[subset]}
-    if not wanted:
-        raise BtkError(f"{run.path}: the run has no {subset} images")
-    reader = host.readers.get(cfg["reader"])
-    options = recipe_read_options(recipe, cfg.get("reader_options"))
-    data = load_dataset(reader, Path(cfg["data"]) if cfg.get("data") else None, options)
-    keep = np.array([s in wanted for s in data.sources])
-    if keep.sum() != len(wanted):
-        raise BtkError(f"{run.path}: {len(wanted) - int(keep.sum())} {subset} images of the run are missing "
-                       f"from {cfg['data']}")
-    classes = run.classes
-    if cfg["task"] == "binary":
-        y = np.array([0 if str(label) == classes[0] else 1 for label in data.labels[keep]])
-    else:
-        index = {c: k for k, c in enumerate(classes)}
-        y = np.array([index[str(label)] for label in data.labels[keep]])
-    return data.images[keep], y
+    validation images; ``kind`` ``scores`` (CE and mCE) or ``predictions`` (per image, CSV)."""
+    stem = f"robustness-{kind}" if kind else "robustness"
+    suffix = ".csv" if kind == "predictions" else ".json"
+    return f"{stem}{suffix}" if subset == "test" else f"{stem}-{subset}{suffix}"
 
 
 def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
           progress: Callable[[str], None] | None = None, extra: list[Degradation] | None = None,
           subset: str = "test", tta: bool | None = None, devices: str = "") -> dict[str, Any]:
-    """Accuracy of ``run``'s model on its test (or ``validation``) images, clean and under every
-    level of every degrader that has levels (or those named), and under each of the ``extra``
-    degradations (e.g. the report's own blur); writes ``robustness.json`` (or
-    ``robustness-validation.json``) into the run. ``tta``: test-time augmentation (default: the
-    run's own choice). ``devices``: split every batch over these devices
-    (:func:`btk.distribute.scoring`)."""
-    from btk.distribute import scoring
-
-    with scoring(devices):
-        return _sweep(run, host, degraders, progress, extra, subset, tta)
-
-
-def _sweep(run: Run, host: PluginHost, degraders: list[str] | None, progress: Callable[[str], None] | None,
-           extra: list[Degradation] | None, subset: str, tta: bool | None) -> dict[str, Any]:
-    from btk.training import predict
-
+    """Accuracy of ``run``'s scorer on its test (or ``validation``) images (an evaluation's: the
+    images it scored), clean and under every level of every degrader that has levels (or those
+    named), and under each of the ``extra`` degradations (e.g. the report's own blur); writes
+    ``robustness.json`` (or ``robustness-validation.json``) into the run, and every image's
+    answer under every condition to ``robustness-predictions.csv``. ``tta``: test-time
+    augmentation (default: the run's own choice). ``devices``: split every batch over these
+    devices (:func:`btk.distribute.scoring`)."""
     names = degraders or [d.name for d in host.degraders if d.levels]
-    model = run.load_model(tta)
-    images, y = test_images(run, host, subset)
-    scale = run.config["recipe"]["scale"]
-    intensity = run.config["recipe"].get("intensity", "none")
-    seed = run.config["config"].get("seed", 0)
-
-    def accuracy(x: np.ndarray) -> float:
-        return float((run.task_probabilities(predict(model, x, scale, intensity=intensity)).argmax(axis=1) == y).mean())
-
-    result: dict[str, Any] = {"run": run.name, "subset": subset, "tta": run.tta if tta is None else tta,
-                              "n": len(y), "clean": accuracy(images), "degraders": {}}
+    levels = []
     for name in names:
         degrader = host.degraders.get(name)
         if not degrader.levels:
             raise BtkError(f"degrader '{name}' has no severity levels")
-        accs = []
-        for level in range(1, len(degrader.levels) + 1):
-            accs.append(accuracy(Degradation(degrader, {}, level).apply(images, seed=seed)))
-            if progress:
-                progress(f"{name}@{level}")
-        result["degraders"][name] = accs
+        levels += [Degradation(degrader, {}, level) for level in range(1, len(degrader.levels) + 1)]
+    images = run.images(SUBSETS[subset], host)
+    with run.scorer(tta, devices) as scorer:
+        results = score_conditions(scorer, images.images, images.y, images.sources, levels + list(extra or []),
+                                   run.config.seed, progress=progress, examples=False)
+    accuracy = {label: m["accuracy"] for label, m in results.conditions.items()}
+    result: dict[str, Any] = {"run": run.name, "subset": subset, "tta": run.tta if tta is None else tta,
+                              "n": len(images.y), "clean": accuracy["clean"], "degraders": {}}
+    for name in names:
+        result["degraders"][name] = [accuracy[d.label] for d in levels if d.degrader.name == name]
     if extra:
-        result["extra"] = {d.label: accuracy(d.apply(images, seed=seed)) for d in extra}
-    _write_json(run.path / result_file(subset), result)
+        result["extra"] = {d.label: accuracy[d.label] for d in extra}
+    write_json_atomic(run.path / result_file(subset), result)
+    with open(run.path / f".{result_file(subset, 'predictions')}.partial", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["condition", "source", "label", "predicted", *[f"p_{c}" for c in run.classes]])
+        writer.writerows(results.rows)
+    (run.path / f".{result_file(subset, 'predictions')}.partial").replace(run.path / result_file(subset, "predictions"))
     return result
 
 
@@ -150,12 +114,6 @@ def extra_losses(result: dict[str, Any], baseline: dict[str, Any]) -> list[dict[
     return rows
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
-
-
 @dataclass
 class RunRobustness:
     """One run's sweep scored against the baseline's (:func:`compare_runs`)."""
@@ -170,14 +128,17 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
                  extra: list[Degradation] | None = None, feedback: Feedback | None = None,
                  subset: str = "test", tta: bool | None = None, devices: str = "") -> list[RunRobustness]:
     """Sweep every run (and the baseline, if it is not among them) on its ``subset`` images,
-    score each against the baseline's sweep, and write each run's ``robustness-scores.json``
-    (``robustness-scores-validation.json``).
+    score each against the baseline's sweep, write each run's ``robustness-scores.json``
+    (``robustness-scores-validation.json``) and, for test images, each run's model card again.
 
     ``devices``: split every batch over these devices (:func:`btk.distribute.scoring`).
 
     Raises:
         BtkError: a named degrader has no severity levels, devices that cannot be used.
     """
+    from btk.distribute import check_devices
+
+    check_devices(devices)
     feedback = feedback or Feedback()
     for name in degraders or []:
         if not host.degraders.get(name).levels:
@@ -194,6 +155,12 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     out = []
     for run in runs:
         scores = corruption_errors(results[run.name], base)
-        (run.path / result_file(subset, scores=True)).write_text(json.dumps(scores, indent=1) + "\n")
+        write_json_atomic(run.path / result_file(subset, "scores"), scores)
         out.append(RunRobustness(run, results[run.name], scores, extra_losses(results[run.name], base)))
+    if subset == "test":  # each run's card shows its sweep
+        from btk.model_card import write_card
+
+        for item in out:
+            if not item.run.is_evaluation:
+                write_card(item.run)
     return out

@@ -1,18 +1,22 @@
-"""Run directories: written under a temporary name and renamed when complete, then re-read.
+"""Run directories: written under a temporary name and renamed when complete, then read back
+once, through :func:`load_run`, into one typed record (:class:`Run`). Nothing else in btk reads
+a run's JSON files.
 
 A run directory holds:
 
 - ``config.json``: the resolved configuration, classes, input shape, resolved degradations,
-  which plugin provided what, library versions, and ``provenance`` (:mod:`btk.provenance`: the
-  command, backend version, btk's commit, device, precision, a fingerprint of the files read,
-  start and end), and ``calibration`` (the temperature fitted on the validation split, with the
-  validation ECE and NLL before and after, :mod:`btk.calibration`); ``btk run --config`` reads it
-  back, ``btk rerun`` repeats it;
-- ``split.csv``: which sample went to train, val or test;
+  which plugin provided what, library versions, ``provenance`` (:mod:`btk.provenance`: the
+  command, the folder it ran in, backend version, btk's commit, device, precision, a
+  fingerprint of the files read, start and end) and ``calibration`` (the temperature fitted on
+  the validation split, with the validation ECE and NLL before and after,
+  :mod:`btk.calibration`); ``btk run --config`` reads it back, ``btk rerun`` repeats it;
+- ``split.csv``: which sample went to train, val or test (and whether a test image has a copy
+  in the training data);
 - ``history.json``: per-epoch training history;
 - ``model.keras``: the trained model;
 - ``predictions.csv``: per test image and condition (clean, each degradation): true label,
-  predicted label and class probabilities;
+  predicted label and the calibrated probabilities of the task's classes (every command that
+  scores the image gives these same numbers: :mod:`btk.scoring`);
 - ``metrics.json``: metrics per condition, timings and skipped inputs;
 - ``examples.npz``: a few right and wrong test images (128 px grayscale) under every test
   condition, for reports;
@@ -24,29 +28,34 @@ in the same format, with ``"kind": "evaluation"`` in its ``config.json``: the ru
 scored on other data. Everything that reads runs reads it too.
 
 While a run trains, its hidden ``.<id>.partial`` directory holds ``resume.json`` and a
-checkpoint of the last epoch; an interrupted run leaves it for ``btk run --resume``. Readers of
-runs skip it; a finished run has neither file.
+checkpoint of the last epoch; an interrupted run leaves it for ``btk resume``. Readers of runs
+skip it; a finished run has neither file.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.types import ReadOptions
 
 FORMAT_VERSION = 1
 MARKER = "btk-run.json"
 EVALUATIONS = "evaluations"  # btk evaluate's default folder inside a run
+SUBSETS = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test"}
+"""Subset names a caller may use -> the names in ``split.csv``."""
 
 
 def new_run_id(name: str) -> str:
@@ -61,6 +70,24 @@ def unique_dir(parent: Path, run_id: str) -> Path:
     while path.exists() or (parent / f".{path.name}.partial").exists():
         path, k = parent / f"{run_id}-{k}", k + 1
     return path
+
+
+def check_writable(parent: Path | str, what: str = "--out") -> Path:
+    """``parent``, created if needed, after checking that a new directory can be made in it.
+    Every command that writes calls this before any long work.
+
+    Raises:
+        BtkError: one line naming the folder and why it cannot be written.
+    """
+    parent = Path(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".btk-write-check-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise BtkError(f"{what} {parent}: cannot write there ({exc.strerror or exc})") from None
+    return parent
 
 
 class RunWriter:
@@ -82,7 +109,7 @@ class RunWriter:
             self.write_json(MARKER, {"format": FORMAT_VERSION, "id": self.final.name, "kind": self.kind,
                                      "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             self.tmp.rename(self.final)
-        elif not (self.tmp / "checkpoint").is_dir():  # a training checkpoint stays for --resume
+        elif not (self.tmp / "checkpoint").is_dir():  # a training checkpoint stays for btk resume
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def path(self, name: str) -> Path:
@@ -91,7 +118,7 @@ class RunWriter:
 
     def write_json(self, name: str, obj: Any) -> None:
         """Write ``obj`` as indented JSON."""
-        self.path(name).write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+        self.path(name).write_text(json.dumps(obj, indent=1, default=json_default) + "\n")
 
     def write_csv(self, name: str, header: list[str], rows: Iterator[list[Any]] | list[list[Any]]) -> None:
         """Write rows under ``header``."""
@@ -101,82 +128,261 @@ class RunWriter:
             writer.writerows(rows)
 
 
-def _json_default(obj: Any) -> Any:
+class ResultDir:
+    """A new result directory under ``parent`` (``<time>-<label>``, made unique) that is written
+    under a hidden ``.<id>.partial`` name and renamed when the ``with`` block ends without an
+    error; an error or an interruption removes it. For results that are not runs (predictions,
+    heat maps, degraded copies)."""
+
+    def __init__(self, parent: Path | str, label: str) -> None:
+        self.final = unique_dir(Path(parent), new_run_id(label))
+        self.tmp = self.final.parent / f".{self.final.name}.partial"
+
+    def __enter__(self) -> ResultDir:
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.tmp.rename(self.final)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, name: str) -> Path:
+        """Where file ``name`` goes while the directory is being written."""
+        return self.tmp / name
+
+
+def json_default(obj: Any) -> Any:
+    """What ``json.dumps`` cannot write by itself: NumPy values, paths, frozen records."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def recipe_read_options(recipe: dict[str, Any], extra: dict[str, str] | None = None) -> ReadOptions:
-    """The image options a run's recorded ``recipe`` read its data with (size, channels, crop),
-    with reader options ``extra``: what every command that reads images for a run uses."""
-    return ReadOptions(int(recipe["image_size"]), int(recipe["channels"]), dict(extra or {}),
-                       crop=recipe.get("crop", "none"))
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented JSON through a temporary file (never half-written)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(obj, indent=1, default=json_default) + "\n")
+    tmp.replace(path)
 
 
-def to_task_probabilities(probs: np.ndarray, trained_classes: list[str], negative_class: str) -> np.ndarray:
-    """Binary probabilities ``[P(negative), P(positive)]`` from a model trained on all classes:
-    P(positive) is the sum of the positive classes' probabilities, 1 - P(negative)."""
-    neg = list(trained_classes).index(negative_class)
-    p_neg = np.asarray(probs, dtype=np.float64)[:, neg]
-    return np.stack([p_neg, 1.0 - p_neg], axis=1)
+@dataclass(frozen=True)
+class Calibration:
+    """The temperature a run fitted on its validation images, and what it changed there."""
+
+    temperature: float
+    val_ece_raw: float | None = None
+    val_ece_calibrated: float | None = None
+    val_nll_raw: float | None = None
+    val_nll_calibrated: float | None = None
+
+    def to_json(self) -> dict[str, float | None]:
+        """The record kept in ``config.json``."""
+        return {"temperature": self.temperature, "val_ece_raw": self.val_ece_raw,
+                "val_ece_calibrated": self.val_ece_calibrated, "val_nll_raw": self.val_nll_raw,
+                "val_nll_calibrated": self.val_nll_calibrated}
 
 
-@dataclass
+@dataclass(frozen=True)
+class Provenance:
+    """What made a run (:func:`btk.provenance.provenance`); every field may be missing in an
+    older run."""
+
+    command: str = ""
+    cwd: str | None = None
+    backend: str = ""
+    backend_version: str = ""
+    commit: str | None = None
+    dirty: bool = False
+    device: str = ""
+    precision: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    started: str = ""
+    ended: str = ""
+
+    @classmethod
+    def from_json(cls, made: Mapping[str, Any] | None) -> Provenance | None:
+        """The record from ``config.json``'s ``provenance`` (``None`` for a run without one)."""
+        if not made:
+            return None
+        backend = made.get("backend") or {}
+        source = made.get("source") or {}
+        return cls(str(made.get("command", "")), made.get("cwd"), str(backend.get("name", "")),
+                   str(backend.get("version", "")), source.get("commit"), bool(source.get("dirty", False)),
+                   str(made.get("device", "")), str(made.get("precision", "")), dict(made.get("data") or {}),
+                   str(made.get("started", "")), str(made.get("ended", "")))
+
+
+@dataclass(frozen=True)
+class EvaluationSource:
+    """What an evaluation scored: the run it evaluated and the data, as given to ``btk evaluate``."""
+
+    run_path: Path
+    run_id: str
+    data: str
+    reader: str
+    reader_options: Mapping[str, str]
+    split: str
+    class_map: Mapping[str, str]
+    duplicate_threshold: float
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run of an ensemble."""
+
+    run: str
+    path: str
+    seed: int | None
+    test_accuracy: float | None = None
+    val_accuracy: float | None = None
+    train_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """An ensemble's members, and whether they held out the same validation images."""
+
+    members: tuple[Member, ...]
+    shared_validation: bool
+    val_accuracy: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record kept in ``config.json`` and ``metrics.json``."""
+        return {"members": [m.__dict__ for m in self.members], "shared_validation": self.shared_validation,
+                **({"val_accuracy": self.val_accuracy} if self.val_accuracy is not None else {})}
+
+
+@dataclass(frozen=True)
+class DegradationRecord:
+    """A degradation as a run recorded it (:meth:`btk.degraders.Degradation.to_json`)."""
+
+    label: str
+    name: str
+    params: Mapping[str, Any]
+    level: int | None = None
+    reference_width: int | None = None
+
+
+@dataclass(frozen=True)
+class Images:
+    """Labelled images of a run's subset, read again as the run read them (:meth:`Run.images`).
+
+    Attributes:
+        images: uint8 N x H x W x C; ``y``: the task's class indices; ``sources``: their names;
+        has_copy: whether each has a copy in the run's training data (test images).
+    """
+
+    images: np.ndarray
+    y: np.ndarray
+    sources: np.ndarray
+    has_copy: np.ndarray
+
+
+@dataclass(frozen=True)
 class Run:
-    """A finished run, read back from its directory."""
+    """A finished run (or evaluation), read once from its directory by :func:`load_run`.
+
+    Attributes:
+        path: the directory; ``kind``: ``run`` or ``evaluation``.
+        config: the configuration (recipe included) the run was made with; for an evaluation,
+            its run's, with the evaluated data and reader.
+        classes: the task's classes, in the order of the probabilities; ``trained_classes``:
+            the network's outputs (the same unless a binary task was learned through the classes).
+        input_shape: the network's input (H, W, C).
+        calibration: the temperature fitted on the validation images, if any.
+        calibrated_predictions: whether ``predictions.csv`` holds calibrated probabilities (every
+            run since the one scorer; older runs hold the network's own).
+        provenance, versions, plugins, distribution: what made it.
+        evaluation: for an evaluation, what it scored; ``ensemble``: an ensemble's members;
+        adaptation: what ``btk adapt`` adapted it on.
+        metrics, history: ``metrics.json`` and ``history.json`` as written.
+    """
 
     path: Path
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    history: dict[str, list[float]]
+    kind: str
+    config: RunConfig
+    classes: tuple[str, ...]
+    trained_classes: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    train_degrade: tuple[DegradationRecord, ...]
+    test_degrade: tuple[DegradationRecord, ...]
+    calibration: Calibration | None
+    calibrated_predictions: bool
+    provenance: Provenance | None
+    versions: Mapping[str, str]
+    plugins: Mapping[str, str]
+    distribution: Mapping[str, Any] | None
+    evaluation: EvaluationSource | None
+    ensemble: Ensemble | None
+    adaptation: Mapping[str, Any] | None
+    metrics: Mapping[str, Any]
+    history: Mapping[str, Any]
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def classes(self) -> list[str]:
-        """Class names in model output order."""
-        return list(self.config["classes"])
-
-    def task_probabilities(self, probs: np.ndarray) -> np.ndarray:
-        """The model's output ``probs`` as probabilities over :attr:`classes` (see
-        :func:`to_task_probabilities`; unchanged unless the run trained on finer classes)."""
-        trained = self.config.get("trained_classes")
-        if not trained:
-            return probs
-        return to_task_probabilities(probs, trained, self.config["config"]["negative_class"])
-
-    @property
-    def temperature(self) -> float:
-        """The temperature fitted on the validation split at the end of training
-        (:mod:`btk.calibration`); 1.0 (no change) for runs from before calibration."""
-        return float((self.config.get("calibration") or {}).get("temperature", 1.0))
-
-    def calibrated(self, probs: np.ndarray) -> np.ndarray:
-        """The model's output ``probs`` with the run's temperature applied (same top class)."""
-        from btk.calibration import apply_temperature
-
-        return apply_temperature(probs, self.temperature)
-
+    # --- what it is -------------------------------------------------------------------------
     @property
     def name(self) -> str:
         """The run directory's name."""
         return self.path.name
 
     @property
+    def recipe(self) -> Any:
+        """The recipe (:class:`btk.config.Recipe`)."""
+        return self.config.recipe
+
+    @property
+    def task(self) -> str:
+        """``multiclass`` or ``binary``."""
+        return self.config.task
+
+    @property
     def is_evaluation(self) -> bool:
         """Whether this is an evaluation of a run on other data (``btk evaluate``), not a run."""
-        return self.config.get("kind") == "evaluation"
+        return self.kind == "evaluation"
 
-    def evaluations(self) -> list[Path]:
-        """The evaluation directories ``btk evaluate`` wrote into this run, oldest first."""
-        folder = self.path / EVALUATIONS
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if (p / MARKER).is_file())
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted on the validation split (1.0 when none was fitted)."""
+        return self.calibration.temperature if self.calibration else 1.0
 
+    @property
+    def tta(self) -> bool:
+        """Whether the run scores images with test-time augmentation (:mod:`btk.tta`)."""
+        return self.config.tta
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained (0 for an ensemble, an adapted copy or an evaluation)."""
+        return len(self.history.get("loss", []))
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights were kept, where the run restored one."""
+        best = self.history.get("best_epoch")
+        return int(best[0]) if best else None
+
+    def read_options(self, extra: Mapping[str, str] | None = None) -> ReadOptions:
+        """The image options the run read its data with (size, channels, crop), with reader
+        options ``extra`` (default: the run's)."""
+        recipe = self.config.recipe
+        return ReadOptions(int(recipe.image_size), int(recipe.channels),
+                           dict(self.config.reader_options if extra is None else extra), crop=recipe.crop)
+
+    @property
+    def data_path(self) -> Path | None:
+        """The run's data folder, found from here: as recorded, or, for a relative path, relative
+        to the folder the run was made in when it is not there from the current one."""
+        return locate(self.config.data, self.provenance)
+
+    # --- its files ----------------------------------------------------------------------------
     def predictions(self) -> list[dict[str, str]]:
         """The rows of ``predictions.csv``."""
         with open(self.path / "predictions.csv", newline="") as fh:
@@ -184,49 +390,55 @@ class Run:
 
     def condition_arrays(self, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sources, true class indices, probabilities)`` of the test images under ``condition``."""
-        if "_arrays" not in self.__dict__:
-            self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        arrays = self._cache.get("arrays")
+        if arrays is None:
+            arrays = {}
             rows = self.predictions()
             index = {c: k for k, c in enumerate(self.classes)}
             cols = [f"p_{c}" for c in self.classes]
             for cond in dict.fromkeys(r["condition"] for r in rows):
                 sel = [r for r in rows if r["condition"] == cond]
-                self._arrays[cond] = (np.array([r["source"] for r in sel]),
-                                      np.array([index[r["label"]] for r in sel]),
-                                      np.array([[float(r[c]) for c in cols] for r in sel]))
-        return self._arrays[condition]
+                arrays[cond] = (np.array([r["source"] for r in sel]), np.array([index[r["label"]] for r in sel]),
+                                np.array([[float(r[c]) for c in cols] for r in sel]))
+            self._cache["arrays"] = arrays
+        return arrays[condition]
 
-    @property
-    def tta(self) -> bool:
-        """Whether the run scores images with test-time augmentation (:mod:`btk.tta`)."""
-        return bool((self.config.get("config") or {}).get("tta", False))
+    def condition_metrics(self, condition: str) -> dict[str, Any]:
+        """The metrics of ``condition`` (``metrics.json``), with ``ece`` from the predictions for
+        runs that did not record it."""
+        m = dict(self.metrics["conditions"][condition])
+        if "ece" not in m:
+            from btk.stats import reliability
 
-    def load_model(self, tta: bool | None = None) -> Any:
-        """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode; with
-        ``tta`` (default: the run's own choice) wrapped to average it over the image and its
-        mirror image (:func:`btk.tta.with_tta`).
+            _, y, probs = self.condition_arrays(condition)
+            m["ece"] = reliability(y, probs)["ece"]
+        return m
+
+    def split_rows(self) -> list[dict[str, str]]:
+        """The rows of ``split.csv`` (source, label, group, subset, copy_in_train).
 
         Raises:
-            BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
-                ``Lambda`` layer holds arbitrary Python code).
+            BtkError: a directory without one (an evaluation made before evaluations kept theirs).
         """
-        import keras
+        rows = self._cache.get("split")
+        if rows is None:
+            path = self.path / "split.csv"
+            if not path.is_file():
+                raise BtkError(f"{self.path}: no split.csv (an evaluation made before evaluations recorded their "
+                               "images): evaluate the run again")
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            self._cache["split"] = rows
+        return rows
 
-        path = self.path / "model.keras"
-        if not path.is_file():
-            raise BtkError(f"{self.path}: run has no model.keras")
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as exc:  # Keras raises ValueError, TypeError, zipfile and h5 errors alike
-            text = str(exc)
-            if "Lambda" in text or "safe_mode" in text:
-                raise BtkError(f"{path}: Keras refuses to load this model safely: it holds a Lambda layer "
-                               "(arbitrary Python code); btk loads only models without one") from None
-            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-            raise BtkError(f"{path}: not a loadable Keras model ({first})") from None
-        from btk.tta import scoring_model
+    def subset_sources(self, subset: str) -> list[str]:
+        """The sources of ``subset`` (train, val or test), in ``split.csv`` order."""
+        wanted = SUBSETS.get(subset, subset)
+        return [r["source"] for r in self.split_rows() if r["subset"] == wanted]
 
-        return scoring_model(model, self.tta if tta is None else tta)
+    def data_vocabulary(self) -> list[str]:
+        """The class names of the data the run was trained on (``split.csv``)."""
+        return sorted({r["label"] for r in self.split_rows()})
 
     def examples(self) -> dict[str, np.ndarray]:
         """The example images kept with the run (empty if there are none)."""
@@ -236,12 +448,252 @@ class Run:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
 
+    def _json(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return None
 
-def load_run(path: Path | str) -> Run:
-    """Read a complete run directory.
+    def sweep(self, subset: str = "test") -> dict[str, Any] | None:
+        """The robustness sweep ``btk robustness`` kept (``None``: not measured)."""
+        return self._json("robustness.json" if subset == "test" else f"robustness-{subset}.json")
+
+    def sweep_scores(self, subset: str = "test") -> dict[str, Any] | None:
+        """The sweep's CE and mCE against its baseline (``None``: not measured)."""
+        return self._json("robustness-scores.json" if subset == "test" else f"robustness-scores-{subset}.json")
+
+    def explained(self) -> dict[str, Any] | None:
+        """The summary of the latest ``btk explain`` of this run (``None``: never explained)."""
+        return self._json("explain.json")
+
+    def evaluation_dirs(self) -> list[Path]:
+        """The evaluation directories ``btk evaluate`` wrote into this run, oldest first."""
+        folder = self.path / EVALUATIONS
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if (p / MARKER).is_file())
+
+    def evaluations(self) -> list[Run]:
+        """This run's evaluations (those that can be read), oldest first."""
+        out = []
+        for path in self.evaluation_dirs():
+            try:
+                out.append(load_run(path))
+            except BtkError:
+                continue
+        return out
+
+    def evaluated_run(self) -> Run:
+        """The run an evaluation evaluated.
+
+        Raises:
+            BtkError: this is not an evaluation, or its run cannot be read.
+        """
+        if self.evaluation is None:
+            raise BtkError(f"{self.path} is a run, not an evaluation")
+        path = self.evaluation.run_path
+        if not path.is_dir() and self.path.parent.name == EVALUATIONS:
+            path = self.path.parent.parent  # the run folder moved with its evaluations
+        return load_run(path)
+
+    # --- its model and images -------------------------------------------------------------------
+    def load_model(self, tta: bool | None = None) -> Any:
+        """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode; with
+        ``tta`` (default: the run's own choice) wrapped to average it over the image and its
+        mirror image (:func:`btk.tta.with_tta`).
+
+        Raises:
+            BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
+                ``Lambda`` layer holds arbitrary Python code).
+        """
+        from btk.checkpoint import load_model_file
+        from btk.tta import scoring_model
+
+        model_dir = self.evaluated_run().path if self.is_evaluation else self.path
+        return scoring_model(load_model_file(model_dir / "model.keras"), self.tta if tta is None else tta)
+
+    @contextmanager
+    def scorer(self, tta: bool | None = None, devices: str = "", calibrated: bool = True,
+               feedback: Any = None) -> Iterator[Any]:
+        """The run's :class:`btk.scoring.Scorer` inside a ``with`` block: its model loaded (over
+        ``devices``, :func:`btk.distribute.scoring`), with test-time augmentation as ``tta``
+        says (default: the run's choice) and its temperature unless ``calibrated`` is false.
+
+        Raises:
+            BtkError: the model cannot be loaded, or the devices cannot be used.
+        """
+        from btk.distribute import scoring
+        from btk.scoring import Scorer
+
+        with scoring(devices, feedback) as layout:
+            model = self.load_model(tta)
+            scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
+                                       self.config.negative_class, self.temperature, calibrated)
+            scorer.layout = layout
+            yield scorer
+
+    def targets(self, labels: list[str]) -> np.ndarray:
+        """The task's class indices of data labels ``labels``: renamed by an evaluation's class
+        map, then the run's classes (binary: 0 for the negative class, 1 for any other)."""
+        mapping = dict(self.evaluation.class_map) if self.evaluation else {}
+        names = [mapping.get(str(label), str(label)) for label in labels]
+        if self.config.task == "binary":
+            return np.array([0 if n == self.config.negative_class else 1 for n in names], dtype=int)
+        index = {c: k for k, c in enumerate(self.classes)}
+        unknown = sorted({n for n in names if n not in index})
+        if unknown:
+            raise BtkError(f"{self.path}: labels {', '.join(unknown)} are not among the run's classes "
+                           f"{', '.join(self.classes)}")
+        return np.array([index[n] for n in names], dtype=int)
+
+    def dataset(self, host: Any = None, feedback: Any = None) -> Any:
+        """The run's data read again as the run read it (:class:`btk.dataset.Dataset`; the decode
+        cache makes this cheap), from where :attr:`data_path` finds it.
+
+        Raises:
+            BtkError: the data is no longer where it was.
+        """
+        from btk.dataset import load_dataset
+        from btk.feedback import Feedback
+        from btk.plugins import get_host
+
+        host = host or get_host()
+        feedback = feedback or Feedback()
+        reader = host.readers.get(self.config.reader)
+        path = self.data_path
+        if self.config.data is not None and path is None:
+            raise BtkError(f"{self.path}: its data {self.config.data} is not here (nor relative to the folder the "
+                           f"run was made in, {self.provenance.cwd if self.provenance else 'not recorded'})")
+        with feedback.task(f"reading {path or reader.name}") as task:
+            return load_dataset(reader, path, self.read_options(),
+                                progress=lambda done, total: task.update(completed=done, total=total))
+
+    def positions(self, data: Any, subset: str) -> np.ndarray:
+        """The rows of ``data`` (:meth:`dataset`) that ``subset`` (train, val, test) holds, in
+        ``split.csv`` order.
+
+        Raises:
+            BtkError: the run has no such images, or some are no longer in the data.
+        """
+        wanted = SUBSETS.get(subset, subset)
+        sources = [r["source"] for r in self.split_rows() if r["subset"] == wanted]
+        if not sources:
+            raise BtkError(f"{self.path}: the run has no {subset} images")
+        position = {str(s): i for i, s in enumerate(data.sources)}
+        missing = [s for s in sources if s not in position]
+        if missing:
+            raise BtkError(f"{self.path}: {len(missing)} {subset} image(s) of the run are missing from its data "
+                           f"{self.data_path}, e.g. {missing[0]}")
+        return np.array([position[s] for s in sources], dtype=int)
+
+    def images(self, subset: str = "test", host: Any = None, feedback: Any = None, data: Any = None) -> Images:
+        """The images of ``subset`` (test, val or train; for an evaluation, test: the images it
+        scored) read again as the run read them, in ``split.csv`` order, with their labels
+        (``data``: the run's dataset, when already read).
+
+        Raises:
+            BtkError: the run has no such images, or its data is no longer where it was.
+        """
+        from btk.cache import gather
+
+        data = data if data is not None else self.dataset(host, feedback)
+        index = self.positions(data, subset)
+        wanted = SUBSETS.get(subset, subset)
+        rows = [r for r in self.split_rows() if r["subset"] == wanted]
+        return Images(gather(data.images, index), self.targets([r["label"] for r in rows]),
+                      np.array([r["source"] for r in rows], dtype=object),
+                      np.array([r.get("copy_in_train") == "1" for r in rows], dtype=bool))
+
+    def summary(self) -> dict[str, Any]:
+        """The run as one JSON-ready object: what ``--json`` prints."""
+        return {"run": str(self.path), "kind": self.kind, "name": self.name, "config": self.config.to_json(),
+                "classes": list(self.classes), "temperature": self.temperature,
+                "metrics": {c: self.condition_metrics(c) for c in self.metrics.get("conditions", {})},
+                **({"evaluation": {**self.evaluation.__dict__, "run_path": str(self.evaluation.run_path)}}
+                   if self.evaluation else {}),
+                **({"ensemble": self.ensemble.to_json()} if self.ensemble else {})}
+
+
+def locate(data: str | None, provenance: Provenance | None) -> Path | None:
+    """A recorded data path as found from here: as it is if it exists, else (a relative path)
+    relative to the folder the run was made in; ``None`` when it is in neither place or was never
+    given."""
+    if data is None:
+        return None
+    path = Path(data)
+    if path.exists():
+        return path
+    if not path.is_absolute() and provenance is not None and provenance.cwd:
+        there = Path(provenance.cwd) / path
+        if there.exists():
+            return there
+    return None
+
+
+def _degradations(items: Any) -> tuple[DegradationRecord, ...]:
+    out = []
+    for d in items or []:
+        if isinstance(d, Mapping):
+            out.append(DegradationRecord(str(d.get("label", d.get("name", ""))), str(d.get("name", "")),
+                                         dict(d.get("params") or {}), d.get("level"), d.get("reference_width")))
+        else:
+            out.append(DegradationRecord(str(d), str(d), {}))
+    return tuple(out)
+
+
+def _ensemble(info: Mapping[str, Any] | None) -> Ensemble | None:
+    if not info:
+        return None
+    members = tuple(Member(str(m.get("run")), str(m.get("path", "")), m.get("seed"), m.get("test_accuracy"),
+                           m.get("val_accuracy"), m.get("train_seconds")) for m in info.get("members", []))
+    return Ensemble(members, bool(info.get("shared_validation")), info.get("val_accuracy"))
+
+
+def _evaluation(info: Mapping[str, Any] | None) -> EvaluationSource | None:
+    if not info:
+        return None
+    return EvaluationSource(Path(info["run"]), str(info.get("run_id", "")), str(info.get("data", "")),
+                            str(info.get("reader", "")), dict(info.get("reader_options") or {}),
+                            str(info.get("split", "")), dict(info.get("class_map") or {}),
+                            float(info.get("duplicate_threshold", 0.95)))
+
+
+def parse_record(path: Path, config: Mapping[str, Any], metrics: Mapping[str, Any], history: Mapping[str, Any],
+                 kind: str | None = None) -> Run:
+    """The typed record of the run at ``path`` from its ``config.json``, ``metrics.json`` and
+    ``history.json`` contents (:func:`load_run`; a run being written uses it for its card).
 
     Raises:
-        BtkError: not a run directory, an incomplete one, or one of another format version.
+        BtkError: a configuration that does not parse, named with the file.
+    """
+    try:
+        run_config = RunConfig.from_json(config["config"], source=str(path / "config.json"))
+        classes = tuple(config["classes"])
+    except KeyError as exc:
+        raise BtkError(f"{path / 'config.json'}: missing {exc}") from None
+    calibration = config.get("calibration")
+    return Run(
+        path=Path(path), kind=kind or str(config.get("kind", "run")), config=run_config, classes=classes,
+        trained_classes=tuple(config.get("trained_classes") or classes),
+        input_shape=tuple(config.get("input_shape") or ()),
+        train_degrade=_degradations(config.get("train_degrade")),
+        test_degrade=_degradations(config.get("test_degrade")),
+        calibration=Calibration(**{k: v for k, v in calibration.items() if k in Calibration.__dataclass_fields__})
+        if calibration else None,
+        calibrated_predictions=config.get("probabilities") == "calibrated",
+        provenance=Provenance.from_json(config.get("provenance")), versions=dict(config.get("versions") or {}),
+        plugins=dict(config.get("plugins") or {}), distribution=config.get("distribution"),
+        evaluation=_evaluation(config.get("evaluation")), ensemble=_ensemble(config.get("ensemble")),
+        adaptation=config.get("adaptation"), metrics=dict(metrics), history=dict(history),
+    )
+
+
+def load_run(path: Path | str) -> Run:
+    """Read a complete run (or evaluation) directory into its typed record.
+
+    Raises:
+        BtkError: not a run directory, an incomplete one, one of another format version, or a
+            damaged one.
     """
     path = Path(path)
     if not path.is_dir():
@@ -262,4 +714,4 @@ def load_run(path: Path | str) -> Run:
         raise BtkError(f"{path}: run is missing {Path(exc.filename).name}") from None
     except json.JSONDecodeError as exc:
         raise BtkError(f"{path}: damaged run file: {exc}") from None
-    return Run(path, config, metrics, history)
+    return parse_record(path, config, metrics, history, kind=config.get("kind", info.get("kind", "run")))

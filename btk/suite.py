@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.runs import Run, load_run, new_run_id, unique_dir
+from btk.runs import Run, check_writable, load_run, new_run_id, unique_dir
 
 if TYPE_CHECKING:
+    import subprocess
+
     from btk.plan import Member
 
 
@@ -171,16 +174,14 @@ _SEED_FIELDS = ("seed", "split_seed", "name")
 
 
 def _without_seed(run: Run) -> str:
-    """What a run is apart from its seed and name: its configuration, recipe and degradations."""
-    config = {k: v for k, v in run.config.get("config", {}).items() if k not in _SEED_FIELDS}
-    return json.dumps([config, run.config.get("recipe"), run.config.get("train_degrade"),
-                       run.config.get("test_degrade")], sort_keys=True, default=str)
+    """What a run is apart from its seed and name: its configuration (recipe included) and kind."""
+    config = {k: v for k, v in run.config.to_json().items() if k not in _SEED_FIELDS}
+    return json.dumps([run.kind, config, run.ensemble is not None], sort_keys=True, default=str)
 
 
 def _plain_name(run: Run) -> str:
-    name = str(run.config.get("config", {}).get("name") or run.name)
-    seed = run.config.get("config", {}).get("seed")
-    suffix = f"-seed{seed}"
+    name = run.config.name or run.name
+    suffix = f"-seed{run.config.seed}"
     return name[:-len(suffix)] if name.endswith(suffix) else name
 
 
@@ -197,13 +198,13 @@ def seed_summary(runs: list[Run]) -> dict[str, Any] | None:
     """
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        if not run.is_evaluation and run.config.get("config", {}).get("seed") is not None:
+        if not run.is_evaluation:
             groups.setdefault(_without_seed(run), []).append(run)
     table = []
     for group in groups.values():
         by_seed: dict[Any, Run] = {}
         for run in group:  # a seed run twice (btk rerun) counts once: its first run
-            by_seed.setdefault(run.config["config"]["seed"], run)
+            by_seed.setdefault(run.config.seed, run)
         if len(by_seed) < 2:
             continue
         label = _plain_name(next(iter(by_seed.values())))
@@ -249,8 +250,6 @@ def write_plan(name: str | None, base: RunConfig, folder: Path | str, seeds: tup
     """
     from btk.plan import write_member_config
 
-    if base.ensemble > 1:
-        raise BtkError("--write-plan writes plain runs: leave out --ensemble")
     existing = sorted((Path(folder) / "members").glob("*.json"))
     if existing:  # a job array runs every file there: another plan's would be run too
         raise BtkError(f"{Path(folder) / 'members'} already holds {len(existing)} run configuration(s) "
@@ -276,7 +275,8 @@ def _checked_plan(name: str | None, base: RunConfig, seeds: tuple[int, ...] | No
 
 
 def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,
-              seeds: tuple[int, ...] | None = None, jobs: int = 1) -> Path:
+              seeds: tuple[int, ...] | None = None, jobs: int = 1,
+              on_start: Callable[[Member, subprocess.Popen], None] | None = None) -> Path:
     """Run every experiment of suite ``name`` (``None``: ``base`` alone, see :func:`plain_suite`)
     on ``base``, for each of ``seeds`` when given, and write the suite directory; its
     ``suite.json`` (:func:`read_suite`) holds the comparison table.
@@ -284,20 +284,20 @@ def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", f
     With ``jobs`` 1 the runs go one after another in this process and the data are read once;
     above 1 they run as separate processes, at most ``jobs`` at a time (:mod:`btk.plan`).
     Runs that fail are listed under ``failed`` in ``suite.json``; the table holds the others.
+    ``on_start`` is called with each member process as it starts (``jobs`` above 1).
     """
     from btk.plan import check_jobs, run_in_process, run_parallel
 
     feedback = feedback or Feedback()
     check_jobs(jobs)
     suite, members = _checked_plan(name, base, seeds)  # every plan checked before the first long run
-    parent = Path(out_dir)
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = check_writable(out_dir)
     folder = unique_dir(parent, new_run_id(f"suite-{suite.name}" if name is not None else f"seeds-{suite.name}"))
     folder.mkdir()
     t0 = time.perf_counter()
     if jobs > 1:
         feedback.section(f"{suite.name}: {len(members)} runs, {jobs} at a time")
-        results = run_parallel(members, folder, jobs, feedback)
+        results = run_parallel(members, folder, jobs, feedback, on_start=on_start)
     else:
         results = run_in_process(members, folder, feedback)
     runs: dict[str, Run] = {}

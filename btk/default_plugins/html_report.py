@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px so
 text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
 .best{font-weight:bold;background:#e3f4e3}.bad{color:#b3261e;font-weight:bold}.ci{color:#57606a;font-size:.85em}
 img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:anywhere}
+.card code{white-space:pre-wrap;overflow-wrap:anywhere}.cols{display:flex;gap:2em;flex-wrap:wrap}
 .note{color:#57606a;font-size:.9em}.examples td{text-align:center;font-size:.75em}
 """
 
@@ -91,15 +92,13 @@ def _figures(run: Run) -> str:
     rel = reliability(y, probs)
     centers = (np.array(rel["edges"][:-1]) + np.array(rel["edges"][1:])) / 2
     acc = np.array([np.nan if a is None else a for a in rel["accuracy"]])
+    kind = f"calibrated, T = {run.temperature:.2f}" if run.calibrated_predictions and run.calibration else "raw"
     ax.bar(centers, np.nan_to_num(acc), width=1 / rel["bins"], edgecolor="black", alpha=0.7,
-           label="accuracy, raw")
-    title = f"reliability (clean): ECE {rel['ece']:.3f}"
-    if run.temperature != 1.0:  # after temperature scaling: accuracy per bin of calibrated confidence
-        cal = reliability(y, run.calibrated(probs))
-        cal_acc = np.array([np.nan if a is None else a for a in cal["accuracy"]])
-        ax.plot(centers, cal_acc, "o-", color="tab:orange", markersize=3,
-                label=f"accuracy, calibrated (T = {run.temperature:.2f})")
-        title += f", calibrated {cal['ece']:.3f}"
+           label=f"accuracy ({kind})")
+    title = f"reliability (clean): ECE {100 * rel['ece']:.1f}%"
+    before = run.condition_metrics("clean").get("ece_uncalibrated")
+    if before is not None and run.calibration is not None:
+        title += f" (before the temperature {100 * before:.1f}%)"
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ax.set_xlabel(f"confidence ({rel['bins']} equal-width bins)")
     ax.set_ylabel("accuracy in bin")
@@ -208,11 +207,11 @@ def _metrics_table(run: Run) -> str:
     from btk.stats import metric_cis
 
     head = ("<tr><th>test images</th><th>n</th><th>accuracy</th><th>balanced acc</th><th>macro P</th>"
-            "<th>macro R</th><th>macro F1</th><th>macro AUC</th></tr>")
+            "<th>macro R</th><th>macro F1</th><th>macro AUC</th><th>ECE</th><th>ECE before T</th><th>correct</th></tr>")
     body = []
     leak = run.metrics.get("leakage") or {}
     copies = leak.get("conditions_without_copies") or {}
-    entries = [(c, m, c) for c, m in run.metrics["conditions"].items()]
+    entries = [(c, run.condition_metrics(c), c) for c in run.metrics["conditions"]]
     entries += [(f"{c}, no copy in train", m, None) for c, m in copies.items()]
     for label, m, cond in entries:
         cis = {}
@@ -228,7 +227,8 @@ def _metrics_table(run: Run) -> str:
         flag = ' <span class="bad">COLLAPSED</span>' if m["collapsed"] else ""
         body.append(f"<tr><td>{_esc(label)}{flag}</td><td>{m['n']}</td>{cell('accuracy')}{cell('balanced_accuracy')}"
                     f"<td>{_pct(m['precision_macro'])}</td><td>{_pct(m['recall_macro'])}</td>{cell('f1_macro')}"
-                    f"{cell('auc_macro')}</tr>")
+                    f"{cell('auc_macro')}<td>{_pct(m.get('ece'))}</td><td>{_pct(m.get('ece_uncalibrated'))}</td>"
+                    f"<td>{m['correct']}/{m['n']}</td></tr>")
     note = ('<p class="note">Intervals: 95% percentile bootstrap over the test images, 1,000 resamples.')
     if leak.get("test_with_copy_in_train"):
         note += (f" {leak['test_with_copy_in_train']} of {leak['test_images']} test images have an exact or near "
@@ -247,22 +247,22 @@ def _per_class(run: Run) -> str:
 
 def _robustness(run: Run) -> str:
     """The run's robustness sweep (``btk robustness``), if it has one: table and plot."""
-    path = run.path / "robustness.json"
-    if not path.exists():
+    res = run.sweep()
+    if not res:
         return ""
     import tempfile
 
     from btk.render.plots import robustness_plot
     from btk.robustness import level_count
 
-    res = json.loads(path.read_text())
-    scores_path = run.path / "robustness-scores.json"
-    scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
+    scores = run.sweep_scores() or {}
     levels = level_count(res)  # degraders may have any number of levels: blank cells pad the shorter rows
     rows = "".join(f"<tr><td>{_esc(name)}</td>" + "".join(f"<td>{_pct(a)}</td>" for a in accs)
                    + "<td></td>" * (levels - len(accs))
                    + f"<td>{scores.get('ce', {}).get(name, float('nan')):.3f}</td></tr>"
                    for name, accs in res["degraders"].items())
+    extra = "".join(f'<tr><td>{_esc(label)}</td><td colspan="{levels + 1}">{_pct(acc)}</td></tr>'
+                    for label, acc in (res.get("extra") or {}).items())
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "r.png"
         robustness_plot([res], png)
@@ -271,31 +271,136 @@ def _robustness(run: Run) -> str:
            if scores.get("mce") is not None else "")
     return (f"<h3>robustness (accuracy %, clean {_pct(res['clean'])})</h3><table><tr><th>degrader</th>"
             + "".join(f"<th>{k}</th>" for k in range(1, levels + 1))
-            + f"<th>CE</th></tr>{rows}</table>{mce}"
+            + f"<th>CE</th></tr>{rows}{extra}</table>{mce}"
             f'<img alt="accuracy against severity" src="data:image/png;base64,{img}">')
 
 
+def _markdown(text: str) -> str:
+    """Markdown (a model card) as HTML: CommonMark with tables (markdown-it-py), raw HTML in the
+    text escaped."""
+    from markdown_it import MarkdownIt
+
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
+
+
 def _card(run: Run) -> str:
-    """The run's model card (``MODEL_CARD.md``), as written, under a heading."""
-    path = run.path / "MODEL_CARD.md"
+    """The run's model card (``MODEL_CARD.md``) rendered as HTML, its headings one level down."""
+    owner = run.evaluated_run() if run.is_evaluation else run
+    path = owner.path / "MODEL_CARD.md"
     if not path.exists():
         return ""
-    return f"<h3>model card</h3><pre class=\"card\">{_esc(path.read_text())}</pre>"
+    text = "\n".join(("#" + line) if line.startswith("#") else line for line in path.read_text().splitlines())
+    title = "model card" + (f" of {_esc(owner.name)}" if owner is not run else "")
+    return f'<h3>{title}</h3><div class="card">{_markdown(text)}</div>'
 
 
-def run_section(run: Run) -> str:
-    """The HTML of one run."""
-    kept = ("evaluation", "config", "recipe", "classes", "train_degrade", "test_degrade", "versions", "provenance")
-    cfg = json.dumps({k: run.config[k] for k in kept if k in run.config}, indent=1)
+def _provenance(run: Run) -> str:
+    made = run.provenance
+    if made is None:
+        return ""
+    commit = f" (commit {_esc(made.commit[:10])}{', uncommitted changes' if made.dirty else ''})" if made.commit else ""
+    data = made.data
+    listing = (f"; data {_esc(data.get('path') or data.get('reader'))}: {_esc(data.get('files'))} files, sha256 "
+               f"{_esc(str(data.get('sha256', ''))[:12])}") if data.get("sha256") else ""
+    return (f'<p class="note">Made by btk {_esc(run.versions.get("btk", "?"))}{commit}, Keras '
+            f"{_esc(run.versions.get('keras', '?'))} on {_esc(made.backend)} {_esc(made.backend_version)}, "
+            f"{_esc(made.device)}, {_esc(made.precision)}{listing}; {_esc(made.started)} to {_esc(made.ended)}. "
+            f"Command: <code>{_esc(made.command)}</code></p>")
+
+
+def _calibration(run: Run) -> str:
+    """The temperature and the accuracy-against-coverage table (as the terminal report has them)."""
+    from btk.calibration import coverage_curve
+
+    fitted = run.calibration
+    if fitted is not None:
+        text = (f"<p>Temperature {fitted.temperature:.3f}, fitted on the validation split: validation ECE "
+                f"{_pct(fitted.val_ece_raw)}% &rarr; {_pct(fitted.val_ece_calibrated)}%, NLL "
+                f"{fitted.val_nll_raw or 0:.3f} &rarr; {fitted.val_nll_calibrated or 0:.3f}.</p>")
+    else:
+        text = "<p>No temperature fitted: probabilities as the network gives them.</p>"
+    condition = "clean" if "clean" in run.metrics["conditions"] else next(iter(run.metrics["conditions"]))
+    _, y, probs = run.condition_arrays(condition)
+    rows = "".join(f"<tr><td>{p['threshold']:.2f}</td><td>{p['answered']}/{len(y)}</td><td>{_pct(p['coverage'])}</td>"
+                   f"<td>{_pct(p['accuracy'])}</td></tr>" for p in coverage_curve(y, probs))
+    return (f"<h3>calibration</h3>{text}<table><tr><th>min confidence</th><th>answered</th><th>coverage %</th>"
+            f'<th>accuracy %</th></tr>{rows}</table><p class="note">Accuracy against coverage on the {condition} '
+            "test images when answers below the confidence are withheld (<code>btk predict --min-confidence</code>)."
+            "</p>")
+
+
+def _confusion(run: Run) -> str:
+    clean = run.metrics["conditions"].get("clean") or next(iter(run.metrics["conditions"].values()))
+    head = "".join(f"<th>{_esc(c)}</th>" for c in run.classes)
+    rows = "".join(f"<tr><td>{_esc(c)}</td>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+                   for c, row in zip(run.classes, clean["confusion"]))
+    return (f"<h3>confusion matrix, clean (rows: true, columns: predicted)</h3><table><tr><th></th>{head}</tr>"
+            f"{rows}</table>")
+
+
+def _timing(run: Run) -> str:
+    timing = run.metrics.get("timing", {})
+    if "train_seconds" in timing:
+        text = (f"loading {timing['load_seconds']:.1f} s, training {timing['train_seconds']:.1f} s "
+                f"({timing['train_images_per_second']:.1f} images/s), total {timing['total_seconds']:.1f} s")
+    elif "predict_seconds" in timing:
+        text = (f"loading {timing['load_seconds']:.1f} s, predicting {timing['predict_seconds']:.1f} s "
+                f"({timing['predicted_images_per_second']:.1f} images/s), total {timing['total_seconds']:.1f} s")
+    else:
+        return ""
+    skipped = run.metrics.get("skipped") or []
+    if skipped:
+        text += f"; {len(skipped)} unreadable input(s) skipped"
+    return f'<p class="note">{_esc(text)}</p>'
+
+
+def _configuration(run: Run) -> str:
+    """The run's configuration as two tables: the run's fields and the recipe's, each once."""
+    from btk.config import show_value
+
+    cfg = run.config.to_json()
+    run_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(show_value(v))}</td></tr>"
+                       for k, v in cfg.items() if k != "recipe")
+    recipe_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(show_value(v))}</td></tr>"
+                          for k, v in run.recipe.__dict__.items())
+    extra = ""
+    if run.train_degrade or run.test_degrade:
+        extra = ("<tr><td>degradations (resolved)</td><td>"
+                 + _esc(", ".join(d.label + (f" {dict(d.params)}" if d.params else "")
+                                  for d in (*run.train_degrade, *run.test_degrade))) + "</td></tr>")
+    return (f'<h3>configuration</h3><div class="cols"><table><tr><th>run field</th><th>value</th></tr>{run_rows}'
+            f"{extra}</table><table><tr><th>recipe field ({_esc(run.recipe.name)})</th><th>value</th></tr>"
+            f"{recipe_rows}</table></div>")
+
+
+def evaluations_section(group: Any) -> str:
+    """A run beside its evaluations (``btk evaluate``), every condition (degraded ones too), with
+    McNemar's test where the images are the same: what ``btk report`` prints for the group."""
+    rows = "".join(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["test_condition"])}'
+                   f"</td><td>{r['n']}</td><td>{_pct(r['accuracy'])}</td><td>{_pct(r['balanced_accuracy'])}</td>"
+                   f"<td>{_pct(r['f1_macro'])}</td><td>{_pct(r['auc_macro'])}</td><td>{_pct(r['ece'])}</td></tr>"
+                   for r in group.rows)
+    tests = "".join(f"<li>{_esc(t['b'])}: McNemar p = {t['p_value']:.4g} ({t['n']} images)</li>" for t in group.tests)
+    return (f"<h3>{_esc(group.run.name)}: its own test images and {len(group.evaluations)} evaluation(s)</h3>"
+            "<table><tr><th>run or evaluation</th><th>condition</th><th>n</th><th>accuracy</th><th>balanced acc</th>"
+            f"<th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>{rows}</table>"
+            + (f"<ul>{tests}</ul>" if tests else ""))
+
+
+def run_section(run: Run, groups: list[Any] | None = None) -> str:
+    """The HTML of one run (or evaluation): everything the terminal report shows, the run's
+    evaluations beside it, its figures, examples, configuration and model card."""
     about = ""
-    if run.is_evaluation:
-        ev = run.config["evaluation"]
-        about = (f"<p>Evaluation of run {_esc(ev['run_id'])} on {_esc(ev['data'])} ({_esc(ev['split'])}, reader "
-                 f"{_esc(ev['reader'])}): the run's model and preprocessing, nothing re-trained.</p>")
-    return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}'
-            f"<h3>metrics</h3>{_metrics_table(run)}<h3>per class (clean)</h3>{_per_class(run)}"
+    ev = run.evaluation
+    if ev is not None:
+        about = (f"<p>Evaluation of run {_esc(ev.run_id)} on {_esc(ev.data)} ({_esc(ev.split)}, reader "
+                 f"{_esc(ev.reader)}): the run's model and preprocessing, nothing re-trained.</p>")
+    mine = "".join(evaluations_section(g) for g in (groups or []) if g.run.path == run.path)
+    return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}{_provenance(run)}'
+            f"<h3>metrics</h3>{_metrics_table(run)}{mine}<h3>per class (clean)</h3>{_per_class(run)}"
+            f"{_confusion(run)}{_calibration(run)}{_timing(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}{_explanations(run)}<h3>examples</h3>{_examples(run)}"
-            f"<h3>configuration</h3><pre>{_esc(cfg)}</pre>{_card(run)}")
+            f"{_configuration(run)}{_card(run)}")
 
 
 def comparison_section(runs: list[Run]) -> str:
@@ -309,9 +414,8 @@ def comparison_section(runs: list[Run]) -> str:
     body = []
     for r in rows:
         cells = "".join(
-            f'<td class="best">{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>'
-            if r[c] is not None and r[c] == best.get(c)
-            else f'<td>{_pct(r[c]) if c != "ece" else f"{r[c]:.3f}"}</td>' for c in COLUMNS)
+            f'<td class="best">{_pct(r[c])}</td>' if r[c] is not None and r[c] == best.get(c)
+            else f"<td>{_pct(r[c])}</td>" for c in COLUMNS)
         body.append(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["task"])}</td>'
                     f"<td>{_esc(r['reader'])}</td><td>{_esc(r['train_degrade'])}</td><td>{_esc(r['test_condition'])}"
                     f"</td>{cells}</tr>")
@@ -362,12 +466,16 @@ def suite_section(info: dict[str, Any]) -> str:
     return html
 
 
-def write_html(runs: list[Run], path: Path, suites: list[dict[str, Any]] | None = None) -> None:
-    """Write the report of ``runs`` (and suite tables) to ``path`` as one self-contained file."""
-    body = [suite_section(s) for s in (suites or [])]
+def write_html(report: Any, path: Path) -> None:
+    """Write ``report`` (:class:`btk.compare.Report`: runs, suites, evaluation groups) to ``path``
+    as one self-contained file."""
+    runs = report.runs
+    body = [suite_section(s) for s in report.suites]
     if len(runs) > 1:
         body.append(comparison_section(runs))
-    body += [run_section(r) for r in runs]
+    shown = {r.path for r in runs}
+    body += [run_section(r, report.groups) for r in runs]
+    body += [run_section(e) for g in report.groups for e in g.evaluations if e.path not in shown]
     title = "btk report" + (f": {runs[0].name}" if len(runs) == 1 else f": {len(runs)} runs")
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{''.join(body)}</body></html>\n")
@@ -378,8 +486,10 @@ def write_html(runs: list[Run], path: Path, suites: list[dict[str, Any]] | None 
 
 def html_report(run: Run, console) -> None:
     """Write ``report.html`` into the run directory."""
+    from btk.compare import build_report
+
     out = run.path / "report.html"
-    write_html([run], out)
+    write_html(build_report([run]), out)
     console.print(f"HTML report: {out}")
 
 

@@ -1,8 +1,6 @@
-"""The ``terminal`` and ``json`` reporters."""
+"""The ``terminal`` reporter (``--json`` on every command gives the machine-readable form)."""
 
 from __future__ import annotations
-
-import json
 
 from rich.console import Console
 from rich.table import Table
@@ -15,31 +13,31 @@ def _pct(x: float | None) -> str:
 
 
 def _header(run: Run) -> str:
-    cfg = run.config["config"]
-    what = (f"task {cfg['task']}, model {cfg['model']}, preset {run.config['recipe']['name']}, train degradation "
-            f"{', '.join(d['label'] for d in run.config['train_degrade']) or 'none'}")
-    if run.is_evaluation:
-        ev = run.config["evaluation"]
-        renamed = ", ".join(f"{k} -> {v}" for k, v in ev.get("class_map", {}).items())
-        return (f"[bold]evaluation[/] {run.path}\n  of run {ev['run_id']} ({what})\n  on {ev['data']} "
-                f"({ev['split']}, reader {ev['reader']}" + (f"; classes renamed {renamed}" if renamed else "") + ")")
+    cfg = run.config
+    what = (f"task {cfg.task}, model {cfg.model_name}, preset {cfg.recipe.name}, train degradation "
+            f"{', '.join(d.label for d in run.train_degrade) or 'none'}")
+    if run.ensemble is not None:
+        what += f", ensemble of {len(run.ensemble.members)}"
+    ev = run.evaluation
+    if ev is not None:
+        renamed = ", ".join(f"{k} -> {v}" for k, v in ev.class_map.items())
+        return (f"[bold]evaluation[/] {run.path}\n  of run {ev.run_id} ({what})\n  on {ev.data} "
+                f"({ev.split}, reader {ev.reader}" + (f"; classes renamed {renamed}" if renamed else "") + ")")
     return f"[bold]run[/] {run.path}  {what}"
 
 
 def _provenance(run: Run) -> str | None:
     """One paragraph of what made the run (runs written before provenance was kept have none)."""
-    made = run.config.get("provenance")
-    if not made:
+    made = run.provenance
+    if made is None:
         return None
-    versions = run.config.get("versions", {})
-    source = made.get("source")
-    commit = f" (commit {source['commit'][:10]}{', uncommitted changes' if source['dirty'] else ''})" if source else ""
-    data = made.get("data") or {}
+    commit = f" (commit {made.commit[:10]}{', uncommitted changes' if made.dirty else ''})" if made.commit else ""
+    data = made.data
     listing = (f"; data {data.get('path') or data.get('reader')}: {data.get('files') or data.get('entries')} files, "
                f"sha256 {data['sha256'][:12]}") if data.get("sha256") else ""
-    return (f"made by btk {versions.get('btk', '?')}{commit}, keras {versions.get('keras', '?')} on "
-            f"{made['backend']['name']} {made['backend']['version']}, {made['device']}, {made['precision']}"
-            f"{listing}; {made['started']} to {made['ended']}\n  command: {made['command']}")
+    return (f"made by btk {run.versions.get('btk', '?')}{commit}, keras {run.versions.get('keras', '?')} on "
+            f"{made.backend} {made.backend_version}, {made.device}, {made.precision}"
+            f"{listing}; {made.started} to {made.ended}\n  command: {made.command}")
 
 
 def _accuracy_interval(run: Run, condition: str) -> str:
@@ -52,24 +50,24 @@ def _accuracy_interval(run: Run, condition: str) -> str:
 
 def _calibration(run: Run, console: Console) -> None:
     """The run's temperature, and accuracy against coverage on the clean test images when
-    answers below a calibrated confidence are withheld (``btk predict --min-confidence``)."""
+    answers below a confidence are withheld (``btk predict --min-confidence``)."""
     from btk.calibration import coverage_curve
 
-    fitted = run.config.get("calibration")
-    if fitted:
-        console.print(f"temperature {fitted['temperature']:.3f} (fitted on the validation split): validation ECE "
-                      f"{fitted['val_ece_raw']:.3f} -> {fitted['val_ece_calibrated']:.3f}, NLL "
-                      f"{fitted['val_nll_raw']:.3f} -> {fitted['val_nll_calibrated']:.3f}", highlight=False)
+    fitted = run.calibration
+    if fitted is not None:
+        console.print(f"temperature {fitted.temperature:.3f} (fitted on the validation split): validation ECE "
+                      f"{_pct(fitted.val_ece_raw)} -> {_pct(fitted.val_ece_calibrated)} %, NLL "
+                      f"{fitted.val_nll_raw or 0:.3f} -> {fitted.val_nll_calibrated or 0:.3f}", highlight=False)
     else:
-        console.print("no temperature fitted (a run from before calibration): probabilities as the model gives them",
-                      style="dim")
+        console.print("no temperature fitted: probabilities as the network gives them", style="dim")
     condition = "clean" if "clean" in run.metrics["conditions"] else next(iter(run.metrics["conditions"]))
     _, y, probs = run.condition_arrays(condition)
-    table = Table(title=f"accuracy against coverage, {condition} test images (answer only at calibrated "
-                        "confidence >= threshold)")
+    kind = "calibrated " if run.calibrated_predictions and fitted is not None else ""
+    table = Table(title=f"accuracy against coverage, {condition} test images (answer only at {kind}confidence >= "
+                        "threshold)")
     for col in ("min confidence", "answered", "coverage %", "accuracy %"):
         table.add_column(col, justify="right")
-    for point in coverage_curve(y, run.calibrated(probs)):
+    for point in coverage_curve(y, probs):
         table.add_row(f"{point['threshold']:.2f}", f"{point['answered']}/{len(y)}", _pct(point["coverage"]),
                       _pct(point["accuracy"]))
     console.print(table)
@@ -78,8 +76,6 @@ def _calibration(run: Run, console: Console) -> None:
 def terminal_report(run: Run, console: Console) -> None:
     """Metrics per condition (with the accuracy's 95% bootstrap interval and the expected
     calibration error), the per-class table, the confusion matrix and ROC AUC, with rich."""
-    from btk.stats import reliability
-
     conditions = run.metrics["conditions"]
     timing = run.metrics.get("timing", {})
     console.print(_header(run))
@@ -88,24 +84,19 @@ def terminal_report(run: Run, console: Console) -> None:
         console.print(made, style="dim", highlight=False, markup=False)
     summary = Table(title="test metrics (%)")
     for col in ("condition", "accuracy", "95% CI", "balanced acc", "macro P", "macro R", "macro F1", "macro AUC",
-                "ECE", "ECE calibrated", "correct"):
+                "ECE", "ECE before T", "correct"):
         summary.add_column(col, justify="left" if col == "condition" else "right")
     leakage = run.metrics.get("leakage") or {}
-    rows = [(name, m, name) for name, m in conditions.items()]
+    rows = [(name, run.condition_metrics(name), name) for name in conditions]
     rows += [(f"{name}, no copy in train", m, None)
              for name, m in (leakage.get("conditions_without_copies") or {}).items()]
     for name, m, condition in rows:
         style = "bold red" if m["collapsed"] else None
-        interval = ece = ece_calibrated = ""
-        if condition is not None:
-            interval = _accuracy_interval(run, condition)
-            _, y, probs = run.condition_arrays(condition)
-            ece = f"{reliability(y, probs)['ece']:.3f}"
-            ece_calibrated = f"{reliability(y, run.calibrated(probs))['ece']:.3f}"
+        interval = _accuracy_interval(run, condition) if condition is not None else ""
         summary.add_row(name + (" (COLLAPSED)" if m["collapsed"] else ""), _pct(m["accuracy"]), interval,
                         _pct(m["balanced_accuracy"]), _pct(m["precision_macro"]), _pct(m["recall_macro"]),
-                        _pct(m["f1_macro"]), _pct(m["auc_macro"]), ece, ece_calibrated, f"{m['correct']}/{m['n']}",
-                        style=style)
+                        _pct(m["f1_macro"]), _pct(m["auc_macro"]), _pct(m.get("ece")),
+                        _pct(m.get("ece_uncalibrated")), f"{m['correct']}/{m['n']}", style=style)
     console.print(summary)
     where = "the run's training data" if run.is_evaluation else "the training data"
     if leakage.get("test_with_copy_in_train"):
@@ -158,13 +149,6 @@ def _explanations(run: Run, console: Console) -> None:
                       "not at the anatomy[/]")
 
 
-def json_report(run: Run, console: Console) -> None:
-    """One JSON object on standard output: the run's path, config and metrics per condition."""
-    console.print_json(json.dumps({"run": str(run.path), "config": run.config["config"],
-                                   "classes": run.classes, "metrics": run.metrics["conditions"]}))
-
-
 @hookimpl
 def btk_register_reporters(register: RegisterReporter) -> None:
     register(Reporter("terminal", terminal_report, "rich tables in the terminal (the default)"))
-    register(Reporter("json", json_report, "the metrics as one JSON object on standard output"))

@@ -67,8 +67,10 @@ def render_agreement(a: str, b: str, rows: list[dict[str, Any]], console: Consol
 def render_ensemble(run: Any, console: Console) -> None:
     """An ensemble run's members beside the ensemble: validation and test accuracy, the
     members' mean, and what the ensemble gains over it."""
-    info = run.metrics.get("ensemble") or {}
-    members = info.get("members", [])
+    info = run.ensemble
+    if info is None:
+        return
+    members = info.members
     table = Table(title=f"{run.name}: {len(members)} members averaged")
     for col in ("model", "seed", "validation", "test"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -77,19 +79,19 @@ def render_ensemble(run: Any, console: Console) -> None:
         return "-" if value is None else f"{100 * value:.1f}"
 
     for m in members:
-        table.add_row(m["run"], str(m.get("seed", "")), pct(m.get("val_accuracy")), pct(m.get("test_accuracy")))
-    vals = [m["val_accuracy"] for m in members if m.get("val_accuracy") is not None]
-    tests = [m["test_accuracy"] for m in members if m.get("test_accuracy") is not None]
+        table.add_row(m.run, str(m.seed if m.seed is not None else ""), pct(m.val_accuracy), pct(m.test_accuracy))
+    vals = [m.val_accuracy for m in members if m.val_accuracy is not None]
+    tests = [m.test_accuracy for m in members if m.test_accuracy is not None]
     mean_val = sum(vals) / len(vals) if vals else None
     mean_test = sum(tests) / len(tests) if tests else None
     table.add_row("members' mean", "", pct(mean_val), pct(mean_test))
     test = run.metrics["conditions"]["clean"]["accuracy"]
-    table.add_row("ensemble", "", pct(info.get("val_accuracy")), pct(test))
+    table.add_row("ensemble", "", pct(info.val_accuracy), pct(test))
     console.print(table)
     if mean_test is not None:
         gain = f"ensemble against the members' mean: test {100 * (test - mean_test):+.1f} points"
-        if info.get("val_accuracy") is not None and mean_val is not None:
-            gain += f", validation {100 * (info['val_accuracy'] - mean_val):+.1f}"
+        if info.val_accuracy is not None and mean_val is not None:
+            gain += f", validation {100 * (info.val_accuracy - mean_val):+.1f}"
         console.print(gain, highlight=False)
 
 

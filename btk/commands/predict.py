@@ -1,0 +1,75 @@
+"""``btk predict``: new scans classified with a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from btk.commands.options import Output, json_option, out_option, pairs, reader_options, scoring_options
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
+              help="Scans to classify: JPEG/PNG files or folders of them (searched at any depth), DICOM files or "
+                   "series folders, NIfTI volumes; repeatable.")
+@reader_options
+@click.option("--slices", default="all", show_default=True, help="Slices of a series or volume: middle, all, every:N.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
+              help="Answer 'uncertain' (probabilities still given) where the top calibrated probability is "
+                   "below P; the run's report shows accuracy against coverage for such thresholds.")
+@scoring_options
+@out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
+@json_option
+def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
+            min_confidence: float, tta: bool | None, devices: str, out: Path | None, as_json: bool) -> None:
+    """Classify new scans with a trained run. Uses the run's model, the image size, channels,
+    framing, intensity normalisation and scaling it recorded, and its scorer: the same
+    calibrated probabilities as the run's own predictions.csv, btk evaluate and btk explain.
+
+    Each row names its input by the path given (a file inside a given folder: the folder's path
+    joined with the file's). A series or volume gets a row per slice and one aggregated answer
+    (mean probability). Files that cannot be read are listed at the end and the rest predicted.
+
+    \b
+    Examples:
+      btk predict runs/20261127-101500-multiclass --data scan.dcm --data brain.nii.gz --data photo.jpg
+      btk predict runs/20261127-101500-multiclass --data new-scans/ --out predictions/
+      btk predict runs/20261127-101500-multiclass --data new-scans/ --json > rows.json
+    """
+    from btk.plugins import get_host
+    from btk.predict_output import JsonList, predict_run
+    from btk.render import line, warn_lines
+    from btk.render.progress import stderr_feedback
+    from btk.render.tables import PredictionTable, render_prediction_summary
+    from btk.runs import load_run
+
+    run_ = load_run(run_dir)
+    output = Output(as_json)
+    sink: Any = None
+    if as_json:
+        sink = JsonList(lambda text: click.echo(text, nl=False))
+    elif out is None:
+        host = get_host()
+        wanted = [host.readers.get(reader)] if reader else list(host.readers)
+        series = any("slices" in getattr(r, "options", ()) for r in wanted)
+        sink = PredictionTable(f"predictions of {run_.name}", list(run_.classes), output.console, series)
+    try:
+        result = predict_run(run_, paths, out, sink.write if sink is not None else None, feedback=stderr_feedback(),
+                             reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
+                             min_confidence=min_confidence, tta=tta, devices=devices)
+    finally:
+        if sink is not None:
+            sink.close()  # a JSON list is closed whatever happened: standard output always parses
+    tally = result.tally
+    warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
+    if tally.skipped:
+        warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
+    if not as_json:
+        render_prediction_summary(tally.answers, tally.images, output.console)
+        if isinstance(sink, PredictionTable) and sink.printed > sink.chunk:
+            line(output.console, "(--out DIR keeps the rows in DIR/<time>-predict-RUN/predictions.csv)")
+    if result.folder is not None:
+        output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")
