@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
-# `make lint` runs ruff and mypy; `make test-fast` skips the tests marked slow (real training).
+# `make lint` runs ruff, mypy and the import contracts (lint-imports); `make test-fast` skips the tests marked slow (real training).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,6 +26,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check btk plugins examples benchmarks tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs

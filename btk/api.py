@@ -1,6 +1,6 @@
-"""The plugin API: every name a btk plugin needs, in one module.
+"""The plugin API: every name a third-party btk plugin needs, in one module.
 
-A plugin imports from here and nowhere else in btk::
+A third-party plugin imports from here and nowhere else in btk::
 
     from btk.api import Degrader, Param, RegisterDegrader, hookimpl
 
@@ -10,18 +10,22 @@ A plugin imports from here and nowhere else in btk::
 
 The names below are kept stable for plugins; the modules they come from (``btk.types``,
 ``btk.degraders`` and the rest) may change their layout. ``docs/plugins.md`` describes each
-name; the hooks themselves are in :mod:`btk.hookspecs`.
+name; the hooks themselves are in :mod:`btk.hookspecs`. btk's own plugins
+(:mod:`btk.default_plugins`) register through the same hooks; being part of btk, its reporters
+also draw with :mod:`btk.render` and read statistics from btk's modules directly.
 """
 
 from __future__ import annotations
 
+from btk.compare import Report, build_report
 from btk.dataset import iter_entries
 from btk.degraders import LEVELS, REFERENCE_SIZE, Degrader, Param
 from btk.errors import BtkError, UnreadableInputError
 from btk.hookspecs import RegisterDegrader, RegisterModel, RegisterReader, RegisterReporter, hookimpl
 from btk.models import compile_like_report, softmax_head
 from btk.plugins import get_host
-from btk.runs import Run
+from btk.runs import ResultDir, Run, check_writable
+from btk.stats import metric_cis, reliability
 from btk.types import Entry, ModelSpec, Reader, ReadOptions, Reporter, Sample
 from btk.volumes import choose_slices, find_files, folder_label, read_manifest, to_uint8
 
@@ -39,10 +43,14 @@ __all__ = [
     "RegisterModel",
     "RegisterReader",
     "RegisterReporter",
+    "Report",
     "Reporter",
+    "ResultDir",
     "Run",
     "Sample",
     "UnreadableInputError",
+    "build_report",
+    "check_writable",
     "choose_slices",
     "compile_like_report",
     "find_files",
@@ -50,7 +58,9 @@ __all__ = [
     "get_host",
     "hookimpl",
     "iter_entries",
+    "metric_cis",
     "read_manifest",
+    "reliability",
     "softmax_head",
     "to_uint8",
 ]

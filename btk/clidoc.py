@@ -33,20 +33,32 @@ def _help(command: click.Command, name: str, parent: click.Context | None = None
 
 
 def recipe_table() -> str:
-    """Every recipe field with its help, each preset's value and the flag that sets it."""
-    from btk.config import DEMO_OVERRIDES, RECIPE_FIELDS, RECIPES, Recipe, show_value
+    """Every recipe field with its help, each preset's value and the flag that sets it, then
+    every run field with its default."""
+    from btk.config import RECIPE_FIELDS, RECIPES, RunConfig, field_choices, presets_in_order, show_value
 
-    presets = sorted(RECIPES, key=lambda p: (p != "fast", p != "btk", p))
-    meta = {f.name: f.metadata for f in fields(Recipe)}
+    presets = presets_in_order()
     lines = ["| field | " + " | ".join(f"`{p}`" for p in presets) + " | flag | what it does |",
              "| --- | " + " | ".join("---" for _ in presets) + " | --- | --- |"]
-    for name in RECIPE_FIELDS:
-        values = " | ".join(show_value(getattr(RECIPES[p], name)) for p in presets)
-        flag = meta[name]["flag"]
-        lines.append(f"| `{name}` | {values} | {f'`{flag}`' if flag else ''} | {meta[name]['help']} |")
-    demo = ", ".join(f"`{k}` {show_value(v)}" for k, v in DEMO_OVERRIDES.items())
-    return "\n".join(lines) + (f"\n\nEvery field can also be set with `btk run --set FIELD=VALUE`. The demo "
-                               f"(`btk run` without `--data`) uses `btk` with {demo}.")
+    for f in fields(RECIPES["fast"]):
+        if f.name not in RECIPE_FIELDS:
+            continue
+        values = " | ".join(show_value(getattr(RECIPES[p], f.name)) for p in presets)
+        flag = f.metadata["flag"]
+        lines.append(f"| `{f.name}` | {values} | {f'`{flag}`' if flag else ''} | {f.metadata['help']} |")
+    lines += ["", "Run fields (the same whatever the preset):", "", "| field | default | flag | what it does |",
+              "| --- | --- | --- | --- |"]
+    for f in fields(RunConfig):
+        if f.name == "recipe":
+            continue
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        choices = field_choices(f.name)
+        help_text = f.metadata["help"] + (f" ({', '.join(choices)})" if choices else "")
+        flag = f.metadata["flag"]
+        lines.append(f"| `{f.name}` | {show_value(default)} | {f'`{flag}`' if flag else ''} | {help_text} |")
+    return "\n".join(lines) + ("\n\nEvery field can also be set with `--set FIELD=VALUE` (a recipe field also as "
+                               "`recipe.FIELD`), or in a `--config` file. Sources apply in this order, each "
+                               "overriding the ones before: the preset, the file, the flags, `--set`.")
 
 
 def cli_reference() -> str:

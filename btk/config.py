@@ -406,9 +406,9 @@ def convert(key: str, value: Any) -> Any:
         if meta["choices"] and str(number) not in meta["choices"]:
             raise ValueError(f"{value!r} is not one of {', '.join(meta['choices'])}")
         return number
-    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
-    if text is None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{value!r} is not text")
+    text = str(value).strip()
     if meta["choices"] and text not in meta["choices"]:
         raise ValueError(f"{text!r} is not one of {', '.join(meta['choices'])}")
     problem = meta["check"](text) if meta["check"] else None
@@ -419,7 +419,7 @@ def convert(key: str, value: Any) -> Any:
 
 def _cross_problems(recipe: Recipe) -> list[tuple[tuple[str, ...], str]]:
     """Problems between fields: (the fields involved, the problem)."""
-    out = []
+    out: list[tuple[tuple[str, ...], str]] = []
     if recipe.micro_batch and recipe.batch_size % recipe.micro_batch:
         out.append((("recipe.micro_batch", "recipe.batch_size"),
                     f"micro-batch {recipe.micro_batch} must divide the batch size {recipe.batch_size}"))

@@ -7,8 +7,8 @@ distribution API (``keras.distribution.DataParallel`` over a ``DeviceMesh``).
   records in its ``config.json``; :func:`end` unsets it after training, so a saved model loads
   and predicts on one device.
 - :func:`scoring` does the same for evaluation and prediction (``btk evaluate``, ``btk predict``,
-  ``btk robustness --devices``): every batch of images is split over the devices, the last one
-  padded to a multiple of their number (:func:`pad_to_multiple`) and the padding dropped.
+  ``btk robustness --devices``): every batch of images is split over the devices (the scorer,
+  :mod:`btk.scoring`, fills its batches to a multiple of their number and drops the filling).
 - :func:`init_multihost` starts ``jax.distributed`` (several processes, one per host) before
   anything else touches JAX.
 - :func:`batch_layout` tells the training loop how batches must be cut: every batch a multiple
@@ -35,7 +35,7 @@ from btk.errors import BtkError
 from btk.feedback import Feedback
 
 __all__ = ["MultiHost", "batch_layout", "begin", "check_devices", "end", "init_multihost", "is_writer",
-           "multihost_from", "pad_to_multiple", "parse_devices", "scoring",
+           "multihost_from", "parse_devices", "scoring",
            "scoring_after_training"]
 
 
@@ -157,8 +157,8 @@ def check_devices(spec: str, what: str = "scoring") -> None:
 def scoring(spec: str, feedback: Feedback | None = None) -> Iterator[dict[str, Any] | None]:
     """Evaluate or predict over the devices ``spec`` names (:func:`parse_devices`) inside the
     ``with`` block: load the model inside it, after the distribution is set. Every batch is then
-    split over the devices (:func:`btk.training.predict` and :func:`btk.predict.predict_batches`
-    pad the last one, see :func:`pad_to_multiple`). ``""``: Keras' default device. The
+    split over the devices (:meth:`btk.scoring.Scorer.outputs` rounds its batch up to a multiple
+    of their number). ``""``: Keras' default device. The
     distribution is unset when the block ends.
 
     Yields:
@@ -195,18 +195,6 @@ def scoring_after_training(spec: str) -> str:
     import keras
 
     return spec if keras.backend.backend() == "jax" and jax.process_count() == 1 else ""
-
-
-def pad_to_multiple(x: Any, multiple: int) -> tuple[Any, int]:
-    """``x`` with copies of its last row appended until its length is a multiple of
-    ``multiple``, and its own length (the rows to keep of the answers)."""
-    import numpy as np
-
-    n = len(x)
-    pad = -n % multiple
-    if pad and n:
-        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-    return x, n
 
 
 def end() -> None:

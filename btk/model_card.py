@@ -83,9 +83,10 @@ def _training_lines(run: Run) -> list[str]:
         lines.append(f"- Adapted to a new site (`btk adapt`, {a.get('method', 'AdaBN')}) from {a.get('from_run')}: "
                      f"{a.get('batch_norm_layers')} of {a.get('batch_norm_layers_in_model')} batch-norm layers on "
                      f"{a.get('images')} images.")
+    augment = "on" if recipe.augment_images else "off"
     lines.append(f"- Images {recipe.image_size} px, {recipe.channels} channel(s), crop {recipe.crop}, intensity "
-                 f"{recipe.intensity}, scale {recipe.scale:.4g}; augmentation {'on' if recipe.augment_images else 'off'}"
-                 f"; trained on degraded images: {train_degrade}; degraders applied on the fly: {_augment_text(run)}.")
+                 f"{recipe.intensity}, scale {recipe.scale:.4g}; augmentation {augment}; trained on degraded images: "
+                 f"{train_degrade}; degraders applied on the fly: {_augment_text(run)}.")
     if cfg.tta:
         lines.append("- Test-time augmentation: each image's probabilities are averaged with its mirror image's.")
     return lines

@@ -25,7 +25,7 @@ import numpy as np
 from btk import __version__, distribute
 from btk.augment import augment_names, make_augmenter
 from btk.cache import gather
-from btk.calibration import apply_temperature, fit_temperature, nll
+from btk.calibration import fit_temperature, nll
 from btk.checkpoint import Checkpoint, save_model_file
 from btk.config import RunConfig
 from btk.dataset import Dataset, load_dataset
@@ -39,7 +39,7 @@ from btk.model_card import write_card
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
 from btk.runs import Calibration, Run, RunWriter, check_writable, load_run, new_run_id, parse_record, unique_dir
-from btk.scoring import Scorer, TestResults, score_conditions, to_task_probabilities
+from btk.scoring import Scorer, TestResults, score_conditions
 from btk.split import fingerprints_of, make_split, task_labels
 from btk.stats import reliability
 from btk.training import Rows, train

@@ -18,6 +18,7 @@ from btk.errors import BtkError
 from btk.predict import Prediction, PredictionTally
 from btk.runs import Run
 
+
 def csv_header(classes: Sequence[str]) -> list[str]:
     """The CSV columns: path, slice, predicted, then ``p_<class>`` for each class."""
     return ["path", "slice", "predicted", *[f"p_{c}" for c in classes]]

@@ -298,16 +298,3 @@ def train(
         model.set_weights(progress.best[2])
         history["best_epoch"] = [progress.best[1] + 1]
     return model, history
-
-
-def predict(model: Any, images: np.ndarray, scale: float, batch_size: int = 64, intensity: str = "none") -> np.ndarray:
-    """Class probabilities for uint8 ``images`` (N x K float), normalised as ``intensity`` says,
-    streamed in batches of ``batch_size``. Under a data-parallel distribution
-    (:func:`btk.distribute.scoring`) each batch is split over the devices: the batch size is
-    rounded up to a multiple of their number and the last batch filled up with copies, whose
-    answers are dropped."""
-    multiple = batch_layout()[0]
-    if multiple > 1:
-        batch_size = -(-batch_size // multiple) * multiple
-    batches = make_batches(images, None, scale, batch_size, intensity=intensity, multiple=multiple)
-    return np.asarray(model.predict(batches, verbose=0))[:len(images)]

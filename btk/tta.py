@@ -4,15 +4,12 @@ Training (``augment_images``) flips images left to right, so the network has lea
 orientations; brains are close to symmetric and a tumour's side does not decide its class.
 Averaging the two views' probabilities smooths out answers that hinge on one view's detail. The
 averaging is a Keras model wrapped around the run's model (:func:`with_tta`), so everything that
-scores images (a run's test step, ``evaluate``, ``predict``, ``robustness``) gets it alike.
+scores images (the one scorer, :mod:`btk.scoring`) gets it alike.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-TTA_VIEWS = ("identity", "left-right flip")
-"""The views averaged, in order."""
 
 _flip_layer: Any = None
 

@@ -38,7 +38,7 @@ def _members(ctx: click.Context, param: click.Parameter, value: int | None) -> i
 @reporter_option
 @json_option
 @click.pass_context
-def ensemble(ctx: click.Context, run_dirs: tuple[Path, ...], members: int | None, out: Path | None, name: str,
+def ensemble(ctx: click.Context, /, run_dirs: tuple[Path, ...], members: int | None, out: Path | None, name: str,
              reporter: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Average the models of finished runs into one model, written as a new run and scored on
     their test images; or, with --train N, train the members first.

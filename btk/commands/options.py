@@ -156,7 +156,7 @@ _CONFIG_FLAGS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
     ("data", ("--data",), {"metavar": "PATH"}),
     ("reader", ("--reader",), {"metavar": "NAME"}),
     ("reader_options", ("--reader-option", "-R"), {"multiple": True, "metavar": "KEY=VALUE"}),
-    ("task", ("--task",), {"metavar": "multiclass|binary"}),
+    ("task", ("--task",), {"metavar": "TASK"}),
     ("negative_class", ("--negative-class",), {"metavar": "CLASS"}),
     ("recipe.model", ("--model",), {"metavar": "NAME"}),
     ("model_options", ("--model-option", "-M"), {"multiple": True, "metavar": "KEY=VALUE"}),

@@ -45,7 +45,7 @@ def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
 @name_option("Name of a one-run plan (the runs' names carry it).")
 @json_option
 @click.pass_context
-def plan(ctx: click.Context, suite: str | None, seeds: tuple[int, ...] | None, jobs: int, write_dir: Path | None,
+def plan(ctx: click.Context, /, suite: str | None, seeds: tuple[int, ...] | None, jobs: int, write_dir: Path | None,
          out: Path, name: str, as_json: bool, **opts: Any) -> None:
     """Run a plan of runs: a suite's experiments, one configuration over several seeds, or both;
     one table at the end (the mean and range over seeds). The configuration options are

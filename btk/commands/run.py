@@ -44,7 +44,7 @@ set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (docs/scale-ou
 @reporter_option
 @json_option
 @click.pass_context
-def run(ctx: click.Context, out: Any, name: str, reporter: tuple[str, ...], as_json: bool, **opts: Any) -> None:
+def run(ctx: click.Context, /, out: Any, name: str, reporter: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Train and evaluate one model; write a run directory (config, split, history, model,
     predictions, metrics, model card) and report it."""
     from btk.pipeline import train_run

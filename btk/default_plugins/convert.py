@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from btk.api import BtkError, ReadOptions, get_host, hookimpl, iter_entries
+from btk.api import BtkError, ReadOptions, ResultDir, check_writable, get_host, hookimpl, iter_entries
 
 SPLIT_DIRS = {"train": "Training", "test": "Testing", "": ""}
 
@@ -102,7 +102,8 @@ def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, 
 @click.option("--reader", default="folder", show_default=True, help="Reader for --data.")
 @click.option("--reader-option", "-R", multiple=True, metavar="KEY=VALUE", help="Reader-specific option.")
 @click.option("--to", "to", type=click.Choice(["dicom", "nifti"]), required=True, help="Output format.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (new or empty).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="Folder in which the converted dataset is made: a new directory, nothing else there is touched.")
 @click.option("--per-patient", type=click.IntRange(1), default=1, show_default=True,
               help="Images of one class per synthetic patient (slices of one series or volume).")
 def convert_command(data, reader, reader_option, to, out, per_patient):
@@ -110,11 +111,17 @@ def convert_command(data, reader, reader_option, to, out, per_patient):
 
     \b
     Example:
-      btk convert --data DATA/sartaj --to dicom --out sartaj-dicom
+      btk convert --data DATA/sartaj --to dicom --out converted/
     """
-    options = dict(item.split("=", 1) for item in reader_option)
-    n = convert(data, reader, to, out, per_patient, options)
-    click.echo(f"wrote {n} images as {to} to {out}")
+    options = {}
+    for item in reader_option:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise BtkError(f"bad reader option {item!r}: write KEY=VALUE")
+        options[key.strip()] = value.strip()
+    with ResultDir(check_writable(out), f"convert-{to}") as folder:
+        n = convert(data, reader, to, folder.tmp, per_patient, options)
+    click.echo(f"wrote {n} images as {to} to {folder.final}")
 
 
 @hookimpl

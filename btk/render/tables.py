@@ -23,7 +23,7 @@ def render_comparison(rows: list[dict[str, Any]], best: dict[str, Any], tests: l
     from btk.compare import COLUMNS
 
     runs = len(dict.fromkeys(r["run"] for r in rows))
-    table = Table(title=f"{title or f'{runs} runs'} (best of each column in bold)")
+    table = Table(title=f"{title or f'{runs} runs'} (%, best of each column in bold)")
     numeric = ("acc", "bal. acc", "macro F1", "macro AUC", "ECE")
     for col in ("run", "task", "reader", "train degr.", "test", *numeric):
         table.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
@@ -31,7 +31,7 @@ def render_comparison(rows: list[dict[str, Any]], best: dict[str, Any], tests: l
         cells = []
         for c in COLUMNS:
             v = r[c]
-            text = "-" if v is None else (f"{v:.3f}" if c == "ece" else f"{100 * v:.1f}")
+            text = "-" if v is None else f"{100 * v:.1f}"
             cells.append(f"[bold green]{text}[/]" if v is not None and v == best.get(c) else text)
         name = r["run"] + (" [red](COLLAPSED)[/]" if r["collapsed"] else "")
         table.add_row(name, r["task"], r["reader"], r["train_degrade"], r["test_condition"], *cells)

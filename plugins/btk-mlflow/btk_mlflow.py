@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from btk.api import RegisterReporter, Reporter, get_host, hookimpl
+from btk.api import RegisterReporter, Reporter, build_report, get_host, hookimpl
 
 METRICS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "auc_macro")
 
@@ -63,7 +63,8 @@ def log_run(run, console) -> str:
     for cond, m in leak.items():
         metrics.update({_key(f"{cond}_nocopy_{k}"): float(m[k]) for k in METRICS if m.get(k) is not None})
     with mlflow.start_run(experiment_id=experiment_id, run_name=run.name) as active:
-        params = _flatten({"config": run.config.get("config", {}), "recipe": run.config.get("recipe", {})})
+        params = _flatten({"config": {k: v for k, v in run.config.to_json().items() if k != "recipe"},
+                           "recipe": run.config.recipe.__dict__})
         mlflow.log_params(dict(list(params.items())[:100]))
         mlflow.log_metrics(metrics)
         mlflow.set_tag("btk.run_dir", str(run.path))
@@ -74,7 +75,7 @@ def log_run(run, console) -> str:
         html = get_host().reporters.get("html").write
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.html"
-            html([run], report)
+            html(build_report([run]), report)
             mlflow.log_artifact(str(report))
         console.print(f"MLflow: run {active.info.run_id} in {folder}")
         return active.info.run_id
