@@ -39,15 +39,17 @@ def cache_root() -> Path | None:
 
 
 def _paths_of(entry: Entry, root: str | None, root_is_dir: bool) -> set[str]:
-    """The files an entry reads: its source under the data path, and every path in its payload."""
+    """The files an entry reads, each once: its source under the data path, and every path in
+    its payload, all as real paths (a payload path given through a symbolic link or relative to
+    the working folder names the same file as the source under the resolved data path)."""
     paths = set()
     if root is not None:
-        paths.add(os.path.join(root, entry.source) if root_is_dir else root)
+        paths.add(os.path.realpath(os.path.join(root, entry.source)) if root_is_dir else root)
     stack = [entry.payload]
     while stack:
         item = stack.pop()
         if isinstance(item, os.PathLike):
-            paths.add(os.fspath(item))
+            paths.add(os.path.realpath(item))
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return paths

@@ -133,7 +133,8 @@ def iter_entries(
         return transform(samples) if transform else samples
 
     n_workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=n_workers)
+    try:
         # a bounded window of entries in flight: decoded images never pile up ahead of the consumer
         pending = iter(entries)
         window = deque((e, pool.submit(load_one, e)) for e in islice(pending, 4 * n_workers))
@@ -150,6 +151,8 @@ def iter_entries(
             yield entry, result
             if progress:
                 progress(done, len(entries))
+    finally:  # stopped early (an error, Ctrl-C, SIGTERM): the entries not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_dataset(

@@ -86,12 +86,15 @@ class PredictResult:
 def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = None,
                 on_row: Callable[[Prediction], None] | None = None, host: Any = None, feedback: Any = None,
                 reader_name: str | None = None, reader_options: dict[str, str] | None = None, slices: str = "all",
-                min_confidence: float = 0.0, tta: bool | None = None, devices: str = "") -> PredictResult:
+                min_confidence: float = 0.0, tta: bool | None = None, devices: str = "",
+                tally: PredictionTally | None = None) -> PredictResult:
     """``btk predict``, the whole job: every path checked and scanned before the model loads
     (:func:`btk.predict_inputs.gather_inputs`), then predicted with the run's scorer
     (:func:`btk.predict.predict_stream`); each row handed to ``on_row`` as it comes and, with
     ``out``, written to ``predictions.csv`` in a new result directory under ``out`` (complete or
-    absent), with ``predict.json`` (the run, the inputs, the counts, the unreadable inputs).
+    absent), with ``predict.json`` (the run, the inputs, the counts, the unreadable inputs);
+    ``tally`` (default: a new one) receives the counts and the unreadable inputs as it runs, so a
+    caller still has them when nothing could be read.
 
     Raises:
         BtkError: a path that does not exist or holds nothing readable, a folder that cannot be
@@ -106,7 +109,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     check_devices(devices)
     parent = check_writable(out) if out is not None else None
     inputs = gather_inputs(paths, host or get_host(), run.read_options({}), reader_name, reader_options, slices)
-    tally = PredictionTally()
+    tally = tally if tally is not None else PredictionTally()
     with ExitStack() as stack:
         folder = stack.enter_context(ResultDir(parent, f"predict-{run.name}")) if parent is not None else None
         sink = stack.enter_context(PredictionFile(folder.path("predictions.csv"), run.classes)) if folder else None

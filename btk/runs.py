@@ -492,8 +492,9 @@ class Run:
         if self.evaluation is None:
             raise BtkError(f"{self.path} is a run, not an evaluation")
         path = self.evaluation.run_path
-        if not path.is_dir() and self.path.parent.name == EVALUATIONS:
-            path = self.path.parent.parent  # the run folder moved with its evaluations
+        enclosing = self.path.parent.parent
+        if self.path.parent.name == EVALUATIONS and (enclosing / MARKER).is_file():
+            path = enclosing  # inside its run's evaluations/: that run, wherever the folder was moved or copied
         return load_run(path)
 
     # --- its model and images -------------------------------------------------------------------

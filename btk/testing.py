@@ -148,17 +148,21 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
     """Write ``parent/name`` as a finished run whose test predictions are ``probs`` (per
     condition, or one array for "clean"), for testing reporters; ``seed`` is recorded in its
     configuration when given."""
+    from btk.config import make_run_config
     from btk.metrics import evaluate
     from btk.runs import RunWriter
 
     conditions = probs if isinstance(probs, dict) else {"clean": probs}
     sources = sources or [f"img{i:05d}.png" for i in range(len(y))]
     path = Path(parent) / name
+    # the configuration as btk run records it (RunConfig.to_json, the recipe nested), so the run
+    # loads as a real one: the same task, recipe and degradations on the typed record
+    config = make_run_config("btk", recipe={"image_size": 64, "channels": 1, "model": "seed-cnn"}, task=task,
+                             reader="folder", data="DATA", name=name, train_degrade=tuple(train_degrade or ()),
+                             **({"seed": seed} if seed is not None else {}))
     with RunWriter(path) as w:
         w.write_json("config.json", {
-            "config": {"task": task, "reader": "folder", "model": "seed-cnn", "data": "DATA", "name": name,
-                       **({"seed": seed} if seed is not None else {})},
-            "recipe": {"name": "btk", "image_size": 64, "channels": 1, "scale": 1 / 255}, "classes": classes,
+            "config": config.to_json(), "recipe": config.recipe.__dict__, "classes": classes,
             "input_shape": [64, 64, 1],
             "train_degrade": [{"name": d, "params": {}, "label": d} for d in (train_degrade or [])],
             "test_degrade": [], "plugins": {}, "versions": {}})

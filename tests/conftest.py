@@ -56,7 +56,7 @@ def tiny_sartaj_run(tmp_path: Path, sartaj: Path):
     def make(*flags: str) -> tuple[Path, Path]:
         out = tmp_path / "runs"
         result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
-                                          "--epochs", "1", *flags, "--out", str(out), "--reporter", "json"])
+                                          "--epochs", "1", *flags, "--out", str(out), "--reporter", "none"])
         assert result.exit_code == 0, result.output
         return next(out.iterdir()), data
 
@@ -75,3 +75,20 @@ def image_folder(tmp_path: Path) -> Path:
             img = rng.integers(0, 255, (40, 40), dtype=np.uint8)
             cv2.imwrite(str(tmp_path / "data" / cls / f"{i}.png"), img)
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def sartaj_small(tmp_path_factory) -> Path:
+    """Real SARTAJ images in its Training/Testing layout, 8 training and 3 test images per class
+    (44 in all), copied once per test session."""
+    import shutil
+
+    if not SARTAJ.exists():
+        pytest.skip(f"dataset not found at {SARTAJ}")
+    root = tmp_path_factory.mktemp("sartaj-small") / "data"
+    for split, take in (("Training", slice(0, 8)), ("Testing", slice(0, 3))):
+        for c in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"):
+            (root / split / c).mkdir(parents=True)
+            for f in sorted((SARTAJ / split / c).glob("*.jpg"))[take]:
+                shutil.copy(f, root / split / c / f.name)
+    return root

@@ -85,7 +85,7 @@ def test_adapt_writes_a_run_that_records_its_cohort_and_refuses_bad_input(tiny_s
         shutil.copy(f, site / f.name)
     runner = CliRunner()
     result = runner.invoke(cli, ["adapt", str(run_dir), "--data", str(site), "--name", "site", "--depth", "all",
-                                 "--reporter", "json"])
+                                 "--reporter", "none"])
     assert result.exit_code == 0, result.output
     assert "a cohort of 200+ images is better" in result.output
     adapted = next(p for p in run_dir.parent.iterdir() if p.name.endswith("-site"))
@@ -93,6 +93,9 @@ def test_adapt_writes_a_run_that_records_its_cohort_and_refuses_bad_input(tiny_s
     record = config["adaptation"]
     assert record["images"] == 40 and record["from_run"] == run_dir.name and record["batch_norm_layers"] >= 2
     assert len(record["inputs_sha256"]) == 64
+    from btk.runs import load_run
+
+    assert load_run(adapted).adaptation == record  # the typed record carries it
     import keras
 
     before = keras.saving.load_model(run_dir / "model.keras", compile=False)
@@ -130,7 +133,7 @@ def test_adapt_refuses_a_model_without_batch_norm(tmp_path, sartaj):
             shutil.copy(f, data / c / f.name)
     out = tmp_path / "runs"
     result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "seed-cnn", "--image-size", "84",
-                                      "--epochs", "1", "--out", str(out), "--reporter", "json"])
+                                      "--epochs", "1", "--out", str(out), "--reporter", "none"])
     assert result.exit_code == 0, result.output
     run_dir = next(Path(out).iterdir())
     bad = CliRunner().invoke(cli, ["adapt", str(run_dir), "--data", str(data)])

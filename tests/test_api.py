@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [ROOT / "examples" / "invert_plugin.py", ROOT / "plugins" / "btk-mri-artefacts" / "btk_mri_artefacts.py",
             ROOT / "plugins" / "btk-mlflow" / "btk_mlflow.py"]
 # Core helpers the built-in plugins may still import: the phantom generator, the HTML report's
-# statistics, calibration and the heat-map overlay of its examples.
+# statistics, calibration, the heat-map overlay of its examples and the configuration's values as
+# its configuration tables show them.
 BUILTIN_CORE_HELPERS = {"btk.phantoms", "btk.stats", "btk.render.plots", "btk.robustness", "btk.compare",
-                        "btk.calibration", "btk.explain"}
+                        "btk.calibration", "btk.explain", "btk.config"}
 
 # A plugin of every kind, written against btk.api alone: a degrader with three levels, a reader,
 # a model and a reporter.

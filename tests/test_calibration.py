@@ -58,15 +58,29 @@ def test_coverage_curve_on_a_hand_worked_case():
 def test_a_real_run_stores_a_temperature_that_does_not_hurt(tiny_sartaj_run):
     run_dir, _ = tiny_sartaj_run()
     run = load_run(run_dir)
-    fitted = run.config["calibration"]
+    fitted = json.loads((Path(run_dir) / "config.json").read_text())["calibration"]
     assert set(fitted) == {"temperature", "val_ece_raw", "val_ece_calibrated", "val_nll_raw", "val_nll_calibrated"}
+    assert run.calibration is not None and run.calibration.to_json() == fitted
     assert run.temperature == fitted["temperature"] > 0
     assert fitted["val_nll_calibrated"] <= fitted["val_nll_raw"] + 1e-9
-    probs = run.condition_arrays("clean")[2]
-    assert (run.calibrated(probs).argmax(axis=1) == probs.argmax(axis=1)).all()
+    # predictions.csv holds the calibrated probabilities: the temperature keeps every top class
+    assert run.calibrated_predictions
+    sources, _, probs = run.condition_arrays("clean")
+    test = run.images("test")
+    assert list(test.sources) == list(sources)
+    with run.scorer() as scorer:
+        outputs = scorer.outputs(test.images)
+    calibrated = scorer.probabilities(outputs)
+    raw = scorer.probabilities(outputs, calibrated=False)
+    assert np.allclose(calibrated, apply_temperature(raw, run.temperature))
+    assert np.allclose(probs, calibrated, atol=1e-5)
+    assert (calibrated.argmax(axis=1) == raw.argmax(axis=1)).all()
+    assert {"ece", "ece_uncalibrated"} <= set(run.condition_metrics("clean"))
     # an old run (no calibration recorded) loads with T = 1 and unchanged probabilities
     config = json.loads((Path(run_dir) / "config.json").read_text())
     del config["calibration"]
     (Path(run_dir) / "config.json").write_text(json.dumps(config))
     old = load_run(run_dir)
-    assert old.temperature == 1.0 and old.calibrated(probs) is probs
+    assert old.calibration is None and old.temperature == 1.0
+    with old.scorer() as scorer:
+        assert np.array_equal(scorer.probabilities(outputs), raw)

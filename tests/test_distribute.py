@@ -1,5 +1,5 @@
 """Data-parallel training (btk.distribute): 4 virtual CPU devices train as 1 does, the run records
-its devices, its model predicts on one device; bad --devices and multi-host options are one line."""
+its devices, its model predicts on one device; bad --devices and multi-host settings are one line."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ TRAIN = textwrap.dedent("""
 
     out = {}
     for devices in ("4", "1"):
-        config = make_run_config(overrides={"image_size": 32, "epochs": 2, "batch_size": 8, "augment_images": False,
-                                            "precision": "float32"},
+        config = make_run_config(recipe={"image_size": 32, "epochs": 2, "batch_size": 8, "augment_images": False,
+                                         "precision": "float32"},
                                  reader_options={"per_class": "8", "test_per_class": "4"}, devices=devices,
                                  name=f"d{devices}", duplicate_threshold=0)
         feedback = RecordingFeedback()
@@ -50,7 +50,7 @@ TRAIN = textwrap.dedent("""
         with open(run.path / "predictions.csv", newline="") as f:
             probs = [[float(v) for k, v in r.items() if k.startswith("p_")] for r in csv.DictReader(f)]
         out[devices] = {"path": str(run.path), "loss": run.history["loss"], "val_loss": run.history["val_loss"],
-                        "distribution": run.config["distribution"], "probs": probs,
+                        "distribution": run.distribution, "probs": probs,
                         "scoring": [t for k, t in feedback.messages if t.startswith("scoring over")]}
 
     # batch norm under DataParallel: the statistics are the global batch's, not each device's
@@ -102,19 +102,53 @@ def test_four_devices_train_as_one(tmp_path):
     assert "DEVICES 1 SHAPE (3, 4)" in done.stdout, done.stdout[-1000:] + done.stderr[-2000:]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _small_run(out: Path, name: str) -> list[str]:
+    """``btk run`` of the small run both layouts train (one epoch)."""
+    return [sys.executable, "-m", "btk", "run", "-R", "per_class=8", "-R", "test_per_class=4", "--image-size", "32",
+            "--epochs", "1", "--model", "small-cnn", "--batch-size", "8", "--set", "augment_images=off", "--set",
+            "precision=float32", "--devices", "auto", "--name", name, "--out", str(out), "--reporter", "none"]
+
+
+def _finished(out: Path) -> list[Path]:
+    return sorted(d for d in out.iterdir() if d.is_dir() and not d.name.startswith(".")) if out.exists() else []
+
+
 @pytest.mark.slow
 def test_two_processes_write_one_run(tmp_path):
     """Two jax.distributed processes on 127.0.0.1 (2 virtual CPU devices each; CPU collectives
-    through gloo): both exit 0, process 0 alone writes the run, which records 4 devices, and
-    its losses (small-cnn, dropout in its head) are those of one process on 4 devices."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from multihost_loopback import loopback
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    result = loopback(tmp_path / "runs", epochs=1)
-    assert result["ok"], result
-    two, one = result["history"], result["reference"]["history"]
+    through gloo), configured by JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID:
+    both exit 0, process 0 alone writes the run, which records 4 devices, and its losses
+    (small-cnn, dropout in its head) are those of one process on 4 devices."""
+    out, port = tmp_path / "runs", _free_port()
+    procs = [subprocess.Popen(_small_run(out, "multihost"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**_env(2), **_jax_env(f"127.0.0.1:{port}", "2", str(k))}) for k in range(2)]
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=900)[0])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            outputs.append(proc.communicate()[0])
+    assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
+    (run_dir,) = _finished(out)
+    distribution = json.loads((run_dir / "config.json").read_text())["distribution"]
+    assert len(distribution["devices"]) == 4 and distribution["processes"] == 2
+    two = json.loads((run_dir / "history.json").read_text())
+
+    reference = tmp_path / "one-process"
+    done = subprocess.run(_small_run(reference, "one-process"), env=_env(4), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-1000:] + done.stderr[-2000:]
+    (one_dir,) = _finished(reference)
+    one = json.loads((one_dir / "history.json").read_text())
     for key in ("loss", "val_loss"):
         assert len(two[key]) == len(one[key]) == 1, (key, two, one)
         for a, b in zip(two[key], one[key], strict=True):
@@ -133,23 +167,38 @@ def test_parse_devices():
         parse_devices("many", 4)
 
 
+def _jax_env(coordinator: str | None = None, count: str | None = None, index: str | None = None) -> dict[str, str]:
+    names = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+    return {k: v for k, v in zip(names, (coordinator, count, index), strict=True) if v is not None}
+
+
 def test_multihost_settings():
-    assert multihost_from(None, None, None, {}) is None
-    assert multihost_from(None, None, None, {"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}) is None  # plain srun
-    got = multihost_from(None, None, None, {"JAX_COORDINATOR_ADDRESS": "h:1", "SLURM_NTASKS": "2", "SLURM_PROCID": "1"})
+    assert multihost_from(environ={}) is None
+    assert multihost_from(environ={"SLURM_NTASKS": "2", "SLURM_PROCID": "1"}) is None  # plain srun
+    got = multihost_from(environ={"JAX_COORDINATOR_ADDRESS": "h:1", "SLURM_NTASKS": "2", "SLURM_PROCID": "1"})
     assert (got.coordinator, got.num_processes, got.process_id) == ("h:1", 2, 1)
-    assert multihost_from("h:1", 2, 0, {}).process_id == 0
+    got = multihost_from(environ=_jax_env("h:1", "2", "0"))
+    assert (got.coordinator, got.num_processes, got.process_id) == ("h:1", 2, 0)
+    # JAX's own variables win over Slurm's
+    got = multihost_from(environ={**_jax_env("h:1", "4", "3"), "SLURM_NTASKS": "2", "SLURM_PROCID": "1"})
+    assert (got.num_processes, got.process_id) == (4, 3)
+    with pytest.raises(BtkError, match="need a coordinator: set JAX_COORDINATOR_ADDRESS"):
+        multihost_from(environ=_jax_env(count="2"))
     with pytest.raises(BtkError, match="need a coordinator"):
-        multihost_from(None, 2, None, {})
-    with pytest.raises(BtkError, match="must be below"):
-        multihost_from("h:1", 2, 2, {})
+        multihost_from(environ=_jax_env(index="1"))
+    with pytest.raises(BtkError, match="process id 2 must be below the number of processes 2"):
+        multihost_from(environ=_jax_env("h:1", "2", "2"))
     with pytest.raises(BtkError, match="HOST:PORT"):
-        multihost_from("nohostport", 2, 0, {})
+        multihost_from(environ=_jax_env("nohostport", "2", "0"))
+    with pytest.raises(BtkError, match="needs JAX_NUM_PROCESSES and JAX_PROCESS_ID"):
+        multihost_from(environ=_jax_env("h:1", "2"))
+    with pytest.raises(BtkError, match="JAX_NUM_PROCESSES='two' is not a number"):
+        multihost_from(environ=_jax_env("h:1", "two", "0"))
 
 
-def _one_line_error(args: list[str], *fragments: str) -> None:
-    result = CliRunner().invoke(cli, ["run", *args])
-    assert result.exit_code != 0
+def _one_line_error(args: list[str], env: dict[str, str], *fragments: str) -> None:
+    result = CliRunner().invoke(cli, ["run", *args], env=env)
+    assert result.exit_code == 1, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.output
     for fragment in fragments:
@@ -157,11 +206,11 @@ def _one_line_error(args: list[str], *fragments: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_bad_multihost_options(tmp_path):
+def test_bad_multihost_settings(tmp_path):
     out = ["--out", str(tmp_path / "runs")]
-    _one_line_error(["--num-processes", "2", *out], "coordinator")
-    _one_line_error(["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2", *out],
-                    "--process-id 2 must be below --num-processes 2")
+    _one_line_error(out, _jax_env(count="2"), "coordinator", "JAX_COORDINATOR_ADDRESS")
+    _one_line_error(out, _jax_env("127.0.0.1:1", "2", "2"),
+                    "process id 2 must be below the number of processes 2")
     assert not (tmp_path / "runs").exists()
 
 
@@ -210,22 +259,21 @@ SCORING = textwrap.dedent("""
     def invoke(args):
         done = CliRunner().invoke(cli, args)
         assert done.exit_code == 0, done.output
-        return done.output
+        return done.stdout
 
-    # btk predict: batches of 5 (not a multiple of 4) over 4 devices, and on Keras' default device
+    # btk predict: 12 images, one batch filled up to the scorer's batch, over 4 devices, and on Keras' default device
     for spec in ("", "4"):
-        text = invoke(["predict", str(run_dir), data, "--json", "--batch-size", "5",
-                       *(["--devices", spec] if spec else [])])
-        rows = json.loads(text[text.index("["):])
+        rows = json.loads(invoke(["predict", str(run_dir), "--data", data, "--json",
+                                  *(["--devices", spec] if spec else [])]))
         result[f"predict{spec}"] = [[r["probabilities"][c] for c in sorted(r["probabilities"])] for r in rows]
 
     # btk evaluate: the run's whole data folder, 4 devices against none
     for spec in ("", "4"):
         invoke(["evaluate", str(run_dir), "--data", data, "--split", "all", "--out", str(out / (spec or "one")),
-                "--reporter", "json", "--duplicate-threshold", "0", *(["--devices", spec] if spec else [])])
+                "--reporter", "none", "--duplicate-threshold", "0", *(["--devices", spec] if spec else [])])
         evaluation = load_run(next((out / (spec or "one")).iterdir()))
         result[f"evaluate{spec}"] = {"metrics": evaluation.metrics["conditions"]["clean"],
-                                     "distribution": evaluation.config.get("distribution")}
+                                     "distribution": evaluation.distribution}
 
     # btk robustness: one degrader over 2 devices against none
     for spec in ("", "2"):
@@ -235,13 +283,17 @@ SCORING = textwrap.dedent("""
 
     # the weights sit on every device while scoring; the distribution is unset afterwards. 14 images in
     # batches of 8: the last batch of 6 is filled up to 8 and the fill dropped
-    from btk.training import predict
-    images = np.random.default_rng(0).integers(0, 256, (14, 32, 32, 1), dtype=np.uint8)
-    plain = predict(load_run(run_dir).load_model(), images, 1 / 255, batch_size=8)
-    with scoring("4"):
-        model = load_run(run_dir).load_model()
-        result["weight_devices"] = len(model.weights[0].value.sharding.device_set)
-        split = predict(model, images, 1 / 255, batch_size=6)  # rounded up to 8
+    from dataclasses import replace
+    run = load_run(run_dir)
+    shape = (14, *run.input_shape)
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    with run.scorer() as one:
+        assert one.layout is None
+        plain = replace(one, batch_size=8)(images)
+    with run.scorer(devices="4") as four:
+        assert len(four.layout["devices"]) == 4
+        result["weight_devices"] = len(four.model.weights[0].value.sharding.device_set)
+        split = replace(four, batch_size=6)(images)  # rounded up to 8
     result["after"] = keras.distribution.distribution() is None
     result["direct"] = [plain.tolist(), split.tolist()]
     print("RESULT " + json.dumps(result))
@@ -253,7 +305,7 @@ def test_evaluate_predict_and_robustness_stream_over_four_devices(tiny_sartaj_ru
     """A run trained on TensorFlow, scored under JAX on 4 virtual devices (every batch split over
     them, the last one padded) and on one: the same probabilities, metrics and sweep; the
     evaluation records its devices."""
-    run_dir, data = tiny_sartaj_run("--precision", "float32")  # bfloat16 sums in another order differ by ~1e-3
+    run_dir, data = tiny_sartaj_run("--set", "precision=float32")  # bfloat16 sums in another order differ by ~1e-3
     done = subprocess.run([sys.executable, "-c", SCORING, str(run_dir), str(data), str(tmp_path / "evals")],
                           env=_env(4), capture_output=True, text=True, timeout=600)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -276,10 +328,10 @@ def test_evaluate_predict_and_robustness_stream_over_four_devices(tiny_sartaj_ru
 def test_scoring_commands_refuse_bad_devices(tmp_path):
     """On TensorFlow (this process) several devices are refused in one line before the run or
     any image is read; auto and 1 are accepted."""
-    from btk.distribute import check_devices, pad_to_multiple
+    from btk.distribute import check_devices
 
     (tmp_path / "data").mkdir()
-    for args in (["predict", str(tmp_path), str(tmp_path / "data")], ["evaluate", str(tmp_path), "--data",
+    for args in (["predict", str(tmp_path), "--data", str(tmp_path / "data")], ["evaluate", str(tmp_path), "--data",
                  str(tmp_path / "data")], ["robustness", str(tmp_path)]):
         result = CliRunner().invoke(cli, [*args, "--devices", "2"])
         assert result.exit_code == 1, result.output
@@ -288,5 +340,22 @@ def test_scoring_commands_refuse_bad_devices(tmp_path):
         assert "Traceback" not in result.output
     check_devices("auto")
     check_devices("1")
-    padded, n = pad_to_multiple(np.arange(6).reshape(3, 2), 4)
-    assert n == 3 and padded.tolist() == [[0, 1], [2, 3], [4, 5], [4, 5]]
+
+
+def test_a_scorer_fills_every_batch_to_one_shape_and_drops_the_fill():
+    """Every network call gets a whole batch (so an image's answer never depends on its
+    neighbours, and a batch splits over devices); the filling is dropped from the answers."""
+    from btk.scoring import Scorer
+
+    calls = []
+
+    class Network:
+        def predict_on_batch(self, x):
+            calls.append(x.shape)
+            return np.stack([x[:, 0, 0, 0], x[:, 0, 1, 0]], axis=1)
+
+    images = np.arange(6 * 2 * 2, dtype=np.uint8).reshape(6, 2, 2, 1)
+    scorer = Scorer(Network(), 1.0, "none", ("a", "b"), ("a", "b"), "b", batch_size=4)
+    out = scorer.outputs(images)
+    assert calls == [(4, 2, 2, 1), (4, 2, 2, 1)]
+    assert out.tolist() == [[4 * k, 4 * k + 1] for k in range(6)]

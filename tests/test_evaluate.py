@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from btk.cli import cli
+from btk.runs import load_run
 
 CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor")
 SARTAJ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartaj"  # as tests/conftest.py
@@ -37,7 +38,7 @@ def trained(tmp_path_factory, request):
         shutil.copytree(data / "Testing" / c, renamed / RENAMED[c])
     result = CliRunner().invoke(cli, ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "32",
                                       "--epochs", "2", "--degrade", "blur@2", "--out", str(root / "runs"),
-                                      "--reporter", "json"])
+                                      "--reporter", "none"])
     assert result.exit_code == 0, result.output
     return next((root / "runs").iterdir()), data, renamed
 
@@ -67,6 +68,14 @@ def test_evaluating_a_run_on_its_own_testing_split_reproduces_its_test_metrics(t
     assert (evaluation / "predictions.csv").read_text() == (run_dir / "predictions.csv").read_text()
     config = json.loads((evaluation / "config.json").read_text())
     assert config["kind"] == "evaluation" and config["evaluation"]["split"] == "Testing"
+    own_config = json.loads((run_dir / "config.json").read_text())
+    assert config["calibration"] == own_config["calibration"]  # the run's temperature, copied
+    assert config["probabilities"] == "calibrated"
+    tested = [r for r in load_run(run_dir).split_rows() if r["subset"] == "test"]
+    scored = load_run(evaluation).split_rows()  # the images the evaluation scored, as the run's test rows
+    assert [(r["source"], r["label"], r["copy_in_train"]) for r in scored] == \
+        [(r["source"], r["label"], r["copy_in_train"]) for r in tested]
+    assert {r["subset"] for r in scored} == {"test"}
     assert "Testing" in evaluation.name and "1 of 19 test images have an exact or near copy" in result.output
     assert "McNemar (clean, 19 images)" in result.output and "only A right 0, only B right 0" in result.output
 
@@ -111,18 +120,27 @@ def test_evaluate_checks_its_inputs_before_reading(tmp_path, image_folder):
 
 
 def test_a_binary_run_reads_other_data_as_tumour_vs_none(tmp_path):
+    from btk.classmap import map_labels
+    from btk.config import make_run_config
     from btk.errors import BtkError
-    from btk.evaluate import task_targets
-    from btk.runs import Run
+    from btk.evaluate import check_vocabulary
+    from btk.runs import parse_record
 
     (tmp_path / "split.csv").write_text("source,label,group,subset,copy_in_train\n"
                                         "a.jpg,glioma_tumor,a,train,\nb.jpg,no_tumor,b,train,\nc.jpg,no_tumor,c,test,0\n")
-    run = Run(tmp_path, {"classes": ["no_tumor", "tumor"],
-                         "config": {"task": "binary", "negative_class": "no_tumor"}}, {}, {})
+    binary = make_run_config(task="binary", negative_class="no_tumor")
+    config = {"classes": ["no_tumor", "tumor"], "config": binary.to_json()}
+    run = parse_record(tmp_path, config, {}, {})
     labels = ["notumor", "glioma", "notumor", "pituitary"]
     with pytest.raises(BtkError, match=r"not in run .*: glioma, notumor, pituitary"):
-        task_targets(run, labels, {}, "other")
+        check_vocabulary(run, labels, {}, "other")
     mapping = {"notumor": "no_tumor", "glioma": "glioma_tumor", "pituitary": "tumor"}
-    assert task_targets(run, labels, mapping, "other").tolist() == [0, 1, 0, 1]
+    check_vocabulary(run, labels, mapping, "other")
+    assert run.targets(map_labels(labels, mapping)).tolist() == [0, 1, 0, 1]
+    # an evaluation with that class map reads the data's own labels the same way
+    evaluation = parse_record(tmp_path / "evaluation", {**config, "kind": "evaluation",
+                                                        "evaluation": {"run": str(tmp_path), "class_map": mapping}},
+                              {}, {})
+    assert evaluation.is_evaluation and evaluation.targets(labels).tolist() == [0, 1, 0, 1]
     with pytest.raises(BtkError, match=r"not in run .*: pituitary"):
-        task_targets(run, labels, {"notumor": "no_tumor", "glioma": "tumor"}, "other")
+        check_vocabulary(run, labels, {"notumor": "no_tumor", "glioma": "tumor"}, "other")

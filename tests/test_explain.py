@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from btk.explain import explain_images, find_gradcam_layer, gradcam, head_mask, occlusion, outside_share
+from btk.scoring import Scorer
 
 SIDE = 64
 
@@ -137,8 +138,9 @@ def test_model_without_convolution_falls_back_to_occlusion(capsys: pytest.Captur
     model = keras.Model(inputs, outputs)
     assert find_gradcam_layer(model) is None
     images = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 1), dtype=np.uint8)
-    result = explain_images(model, images, ["a.png", "b.png"], ["x", "y"], 1 / 255)
+    result = explain_images(Scorer(model, 1 / 255, "none", ("x", "y"), ("x", "y")), images, ["a.png", "b.png"])
     assert [e.method for e in result] == ["occlusion", "occlusion"]
+    assert {e.predicted for e in result} <= {"x", "y"}
     assert all(e.heat.shape == (16, 16) for e in result)
     err = capsys.readouterr().err
     assert "no convolutional layer" in err and err.count("\n") == 1
@@ -151,17 +153,34 @@ def test_cli_writes_a_png_per_image_the_grid_and_the_json(tiny_sartaj_run, tmp_p
 
     run_dir, data = tiny_sartaj_run()
     files = sorted((data / "no_tumor").glob("*.jpg"))[:2] + sorted((data / "meningioma_tumor").glob("*.jpg"))[:1]
+    inputs = [arg for f in files for arg in ("--data", str(f))]
     out = tmp_path / "explained"
-    result = CliRunner().invoke(cli, ["explain", str(run_dir), *map(str, files), "--out", str(out)])
+    result = CliRunner().invoke(cli, ["explain", str(run_dir), *inputs, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    pngs = sorted(p.name for p in out.glob("*.png"))
+    made = list(out.iterdir())
+    assert len(made) == 1 and made[0].name.endswith("-explain-gradcam"), made
+    folder = made[0]
+    pngs = sorted(p.name for p in folder.glob("*.png"))
     assert len(pngs) == len(files) + 1 and "grid.png" in pngs
-    summary = json.loads((out / "explain.json").read_text())
+    summary = json.loads((folder / "explain.json").read_text())
     assert [r["path"] for r in summary["images"]] == list(map(str, files))
     assert {r["method"] for r in summary["images"]} == {"gradcam"}
     assert all(0 <= r["outside_head_share"] <= 1 for r in summary["images"])
-    assert (out / "explain.csv").read_text().startswith("path,predicted,probability,method,outside_head_share")
+    assert (folder / "explain.csv").read_text().startswith("path,predicted,probability,method,outside_head_share")
     assert "mean share of the heat outside the head" in result.output
+    assert json.loads((run_dir / "explain.json").read_text()) == summary  # the run keeps the latest summary
+    # the class and probability are the run's scorer's: what btk predict says of the same image
+    predicted = CliRunner().invoke(cli, ["predict", str(run_dir), *inputs, "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    for row, explained in zip(json.loads(predicted.stdout), summary["images"]):
+        assert row["path"] == explained["path"] and row["predicted"] == explained["predicted"]
+        assert row["probabilities"][row["predicted"]] == pytest.approx(explained["probability"], abs=1e-6)
+    # without --out, into the run's explanations folder; --json prints the result alone on stdout
+    again = CliRunner().invoke(cli, ["explain", str(run_dir), *inputs, "--json"])
+    assert again.exit_code == 0, again.output
+    record = json.loads(again.stdout)
+    assert Path(record["folder"]).parent == run_dir / "explanations" and Path(record["folder"]).is_dir()
+    assert [r["path"] for r in record["images"]] == list(map(str, files))
 
 
 def test_heat_summary_of_maps_inside_and_on_the_border() -> None:
@@ -195,7 +214,8 @@ def test_test_images_are_capped_and_the_examples_maps_kept() -> None:
     outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
     model = keras.Model(inputs, outputs)
     images = np.random.default_rng(0).integers(0, 255, (10, 16, 16, 1), dtype=np.uint8)
-    summary, heat = explain_test_images(model, images, 1 / 255, examples=[0, 9], strata=np.arange(10) % 2, limit=4,
+    scorer = Scorer(model, 1 / 255, "none", ("a", "b"), ("a", "b"))
+    summary, heat = explain_test_images(scorer, images, examples=[0, 9], strata=np.arange(10) % 2, limit=4,
                                         thumbnail=32)
     assert summary["n_test"] == 10 and summary["n"] == 4 and summary["method"] == "gradcam"
     assert heat.shape == (2, 32, 32) and heat.dtype == np.float16

@@ -39,7 +39,7 @@ def test_run_reports_metrics_without_test_copies_and_groups_copies(tmp_path):
            np.clip(train[(CLASSES[1], 7)].astype(int) + 30, 0, 255).astype(np.uint8))
     out = tmp_path / "runs"
     result = CliRunner().invoke(cli, ["run", "--data", str(root), "--model", "small-cnn", "--image-size", "32",
-                                      "--channels", "1", "--epochs", "1", "--val-fraction", "0.25",
+                                      "--set", "channels=1", "--epochs", "1", "--set", "val_fraction=0.25",
                                       "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     run = load_run(next(out.iterdir()))
@@ -65,4 +65,4 @@ def test_duplicate_check_can_be_turned_off(image_folder, tmp_path):
     assert result.exit_code == 0, result.output
     run = load_run(next((tmp_path / "runs").iterdir()))
     assert run.metrics["leakage"]["test_with_copy_in_train"] == 0
-    assert run.config["config"]["duplicate_threshold"] == 0
+    assert run.config.duplicate_threshold == 0

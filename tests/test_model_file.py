@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from btk.checkpoint import Checkpoint, save_model_file
+from btk.config import make_run_config
 from btk.device import build_with_precision
 from btk.plugins import get_host
-from btk.runs import Run
+from btk.runs import parse_record
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,11 @@ def trained():
     return model, x
 
 
+def _run(path):
+    """A run record at ``path`` whose model file is ``path / "model.keras"``."""
+    return parse_record(path, {"config": make_run_config().to_json(), "classes": ["a", "b", "c", "d"]}, {}, {})
+
+
 def test_model_file_holds_the_network_only_and_predicts_the_same(trained, tmp_path):
     model, x = trained
     model.save(tmp_path / "with-optimizer.keras")
@@ -37,8 +43,7 @@ def test_model_file_holds_the_network_only_and_predicts_the_same(trained, tmp_pa
     assert os.path.getsize(tmp_path / "model.keras") <= 0.4 * os.path.getsize(tmp_path / "with-optimizer.keras")
     with zipfile.ZipFile(tmp_path / "model.keras") as zf:
         assert not json.loads(zf.read("config.json")).get("compile_config")
-    (tmp_path / "config.json").write_text("{}")
-    loaded = Run(tmp_path, {}, {}, {}).load_model()
+    loaded = _run(tmp_path).load_model()
     def policies(m):  # the input layer's own policy does not reach its output (float32 either way)
         return [layer.dtype_policy.name for layer in m.layers if type(layer).__name__ != "InputLayer"]
 
@@ -50,7 +55,7 @@ def test_model_file_holds_the_network_only_and_predicts_the_same(trained, tmp_pa
 def test_model_saved_with_its_optimizer_still_loads(trained, tmp_path):
     model, x = trained
     model.save(tmp_path / "model.keras")  # as runs saved it before
-    loaded = Run(tmp_path, {}, {}, {}).load_model()
+    loaded = _run(tmp_path).load_model()
     assert np.array_equal(np.asarray(loaded.predict(x, verbose=0)), np.asarray(model.predict(x, verbose=0)))
 
 

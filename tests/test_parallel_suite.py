@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from btk.cli import cli
-from btk.plan import KILL_MEMBER_ENV, cpu_threads, member_env, parse_seeds, plan_members, visible_devices
+from btk.plan import cpu_threads, member_env, parse_seeds, plan_members, visible_devices
 
 TINY = ["-R", "per_class=15", "-R", "test_per_class=5", "--image-size", "32", "--epochs", "1",
-        "--model", "small-cnn", "--reporter", "json"]
+        "--model", "small-cnn"]
 
 
 def _suite_dir(out: Path) -> Path:
@@ -35,7 +35,7 @@ def test_report_suite_members_over_seeds():
     from btk.suite import get_suite
 
     suite = get_suite("report")
-    base = make_run_config(suite="report")
+    base = make_run_config(preset="btk")  # a suite's default preset
     members = plan_members(base, [(e.name, e.changes) for e in suite.experiments], (101, 102))
     assert [m.name for m in members] == [f"{e.name}-seed{s}" for s in (101, 102) for e in suite.experiments]
     assert len(members) == 8 and {m.config.seed for m in members} == {101, 102}
@@ -59,7 +59,7 @@ def test_member_environment():
 
 def test_seeds_in_parallel_processes(tmp_path):
     out = tmp_path / "runs"
-    result = CliRunner().invoke(cli, ["run", *TINY, "--seeds", "101-103", "--jobs", "2", "--out", str(out)])
+    result = CliRunner().invoke(cli, ["plan", *TINY, "--seeds", "101-103", "--jobs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     folder = _suite_dir(out)
     info = json.loads((folder / "suite.json").read_text())
@@ -85,12 +85,28 @@ def test_seeds_in_parallel_processes(tmp_path):
 
 
 def test_a_killed_member_is_reported_and_the_others_kept(tmp_path):
+    import os
+    import signal
+
+    from btk.config import make_run_config
+    from btk.feedback import RecordingFeedback
+    from btk.suite import run_suite
+
+    config = make_run_config(reader_options={"per_class": "15", "test_per_class": "5"},
+                             recipe={"image_size": 32, "epochs": 1, "model": "small-cnn"})
+    killed = []
+
+    def kill_102(member, proc):
+        if member.name == "multiclass-seed102":
+            os.kill(proc.pid, signal.SIGKILL)
+            killed.append(proc.pid)
+
     out = tmp_path / "runs"
-    result = CliRunner().invoke(cli, ["run", *TINY, "--seeds", "101-103", "--jobs", "2", "--out", str(out)],
-                                env={KILL_MEMBER_ENV: "multiclass-seed102"})
-    assert result.exit_code == 1, result.output
-    assert "FAILED multiclass-seed102" in result.output and "1 of 3 runs failed" in result.output
-    folder = _suite_dir(out)
+    feedback = RecordingFeedback()
+    folder = run_suite(None, config, out, feedback, seeds=(101, 102, 103), jobs=2, on_start=kill_102)
+    assert len(killed) == 1
+    assert "multiclass-seed102: FAILED (exit status -9)" in feedback.texts("info")
+    assert folder == _suite_dir(out)
     info = json.loads((folder / "suite.json").read_text())
     (failed,) = info["failed"]
     assert failed["member"] == "multiclass-seed102" and failed["returncode"] == -9
@@ -103,25 +119,29 @@ def test_a_killed_member_is_reported_and_the_others_kept(tmp_path):
     assert shown.exit_code == 0 and "FAILED multiclass-seed102: exit status -9" in shown.output, shown.output
 
 
-@pytest.mark.parametrize(("args", "code", "text"), [
-    (["--jobs", "0"], 2, "--jobs"),
-    (["--seeds", "abc"], 2, "'abc' is not a seed"),
-    (["--seeds", "105-101"], 2, "runs backwards"),
-    (["--seeds", "101-102", "--seed", "7"], 2, "leave out --seed"),
-    (["--resume", "nowhere", "--jobs", "2"], 1, "Error: --resume continues one run in this process"),
+@pytest.mark.parametrize(("args", "text"), [
+    (["--jobs", "0"], "Error: --jobs 0: give at least 1"),
+    (["--seeds", "abc"], "'abc' is not a seed"),
+    (["--seeds", "105-101"], "runs backwards"),
+    (["--seeds", "101-102", "--seed", "7"], "leave out --seed"),
+    (["--seeds", "101-102", "--write", "PLAN", "--jobs", "2"], "Error: --write trains nothing: leave out --jobs"),
 ])
-def test_bad_input(tmp_path, args, code, text):
-    result = CliRunner().invoke(cli, ["run", *args, "--out", str(tmp_path)])
-    assert result.exit_code == code, result.output
-    assert text in result.output
-    assert not any(tmp_path.iterdir())  # nothing was written
+def test_bad_input(tmp_path, args, text):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(tmp_path / "plan") if a == "PLAN" else a for a in args]
+    result = CliRunner().invoke(cli, ["plan", *args, "--out", str(out)])
+    assert result.exit_code == 1, result.output  # a one-line BtkError, not a usage error
+    errors = [x for x in result.output.splitlines() if x.strip()]
+    assert len(errors) == 1 and errors[0].startswith("Error: ") and text in errors[0], result.output
+    assert not any(out.iterdir()) and not (tmp_path / "plan").exists()  # nothing was written
 
 
 def test_a_written_plan_runs_as_separate_runs_and_the_report_puts_them_together(tmp_path):
-    """--write-plan trains nothing and writes one configuration per run; each run as a job array
+    """btk plan --write trains nothing and writes one configuration per run; each run as a job array
     task would (btk run --config FILE); btk report of the runs gives the mean and range over seeds."""
     plan = tmp_path / "plan"
-    result = CliRunner().invoke(cli, ["run", *TINY, "--seeds", "101-102", "--write-plan", str(plan),
+    result = CliRunner().invoke(cli, ["plan", *TINY, "--seeds", "101-102", "--write", str(plan),
                                       "--out", str(tmp_path / "unused")])
     assert result.exit_code == 0, result.output
     files = sorted((plan / "members").glob("*.json"))
@@ -129,7 +149,7 @@ def test_a_written_plan_runs_as_separate_runs_and_the_report_puts_them_together(
     assert "sbatch --array=0-1" in result.output and not (tmp_path / "unused").exists()
     out = tmp_path / "out"
     for f in files:
-        done = CliRunner().invoke(cli, ["run", "--config", str(f), "--out", str(out), "--reporter", "json"])
+        done = CliRunner().invoke(cli, ["run", "--config", str(f), "--out", str(out), "--reporter", "none"])
         assert done.exit_code == 0, done.output
     runs = sorted(out.iterdir())
     seeds = [json.loads((r / "config.json").read_text())["config"]["seed"] for r in runs]
@@ -140,14 +160,14 @@ def test_a_written_plan_runs_as_separate_runs_and_the_report_puts_them_together(
     assert f"{sum(accs) / 2:.1f} ({min(accs):.1f}-{max(accs):.1f})" in shown.output
 
 
-def test_write_plan_refuses_an_ensemble_and_a_folder_with_a_plan(tmp_path):
-    result = CliRunner().invoke(cli, ["run", "--ensemble", "3", "--write-plan", str(tmp_path / "plan")])
-    assert result.exit_code == 1 and "leave out --ensemble" in result.output, result.output
-    assert not (tmp_path / "plan").exists()
+def test_write_refuses_a_folder_with_a_plan(tmp_path):
     (tmp_path / "plan" / "members").mkdir(parents=True)
     (tmp_path / "plan" / "members" / "other-seed7.json").write_text("{}")
-    result = CliRunner().invoke(cli, ["run", "--seeds", "1-2", "--write-plan", str(tmp_path / "plan")])
+    result = CliRunner().invoke(cli, ["plan", "--seeds", "1-2", "--write", str(tmp_path / "plan")])
     assert result.exit_code == 1, result.output
     errors = [x for x in result.output.splitlines() if x.startswith("Error:")]
     assert len(errors) == 1 and "already holds 1 run configuration(s)" in errors[0], result.output
     assert [p.name for p in (tmp_path / "plan" / "members").iterdir()] == ["other-seed7.json"]
+    # plan has no --ensemble (an ensemble is btk ensemble --train): nothing is written either
+    result = CliRunner().invoke(cli, ["plan", "--seeds", "1-2", "--ensemble", "3", "--write", str(tmp_path / "p2")])
+    assert result.exit_code == 2 and "--ensemble" in result.output and not (tmp_path / "p2").exists()

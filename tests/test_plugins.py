@@ -91,9 +91,10 @@ def test_default_plugin_set_is_listed():
     assert result.exit_code == 0, result.output
     for name in ("btk.default_plugins.folder", "btk.default_plugins.synthetic", "btk.default_plugins.degraders",
                  "btk.default_plugins.seed_cnn", "btk.default_plugins.small_cnn", "btk.default_plugins.reporters",
-                 "folder", "synthetic", "blur", "resolution", "seed-cnn", "small-cnn", "terminal", "json"):
+                 "folder", "synthetic", "blur", "resolution", "seed-cnn", "small-cnn", "terminal", "html"):
         assert name in result.output
     host = plugins.get_host()
+    assert sorted(host.reporters.names()) == ["html", "terminal"]  # no json reporter: every command has --json
     assert host.readers.owner("folder") == "btk.default_plugins.folder"
     assert host.degraders.by_plugin("btk.default_plugins.degraders") == ["blur", "resolution"]
     assert host.problems == []
@@ -106,14 +107,15 @@ def test_registered_plugin_drives_btk_run(tmp_path):
     plugins.register_plugin(plugin)
     result = CliRunner().invoke(cli, [
         "run", "--reader", "toy", "--model", "toy-model", "--degrade", "invert", "--reporter", "toy-reporter",
-        "--image-size", "16", "--channels", "1", "--epochs", "15", "--batch-size", "8", "--out", str(tmp_path),
+        "--image-size", "16", "--set", "channels=1", "--epochs", "15", "--batch-size", "8", "--out", str(tmp_path),
         "--preset", "btk",
     ])
     assert result.exit_code == 0, result.output
     assert len(ToyPlugin.reported) == 1
     run = ToyPlugin.reported[0]
-    assert run.config["config"]["reader"] == "toy" and run.config["config"]["model"] == "toy-model"
-    assert run.config["plugins"]["reader"] == "ToyPlugin"
+    assert run.config.reader == "toy" and run.config.model_name == "toy-model" == run.recipe.model
+    assert run.recipe.channels == 1 and run.input_shape == (16, 16, 1)
+    assert run.plugins["reader"] == "ToyPlugin" and run.plugins["model"] == "ToyPlugin"
     conditions = run.metrics["conditions"]
     assert set(conditions) == {"clean", "invert"}
     assert conditions["clean"]["accuracy"] >= 0.9  # bright vs dark is easy

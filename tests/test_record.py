@@ -15,7 +15,7 @@ from btk.cli import cli
 def test_a_runs_own_config_reproduces_its_predictions_and_rerun_says_so(tiny_sartaj_run, tmp_path):
     run_dir, _ = tiny_sartaj_run("--degrade", "blur@2", "--seed", "7")
     again = CliRunner().invoke(cli, ["run", "--config", str(run_dir / "config.json"), "--out", str(tmp_path / "again"),
-                                     "--reporter", "json"])
+                                     "--reporter", "none"])
     assert again.exit_code == 0, again.output
     (copy,) = (tmp_path / "again").iterdir()
     assert (copy / "predictions.csv").read_text() == (run_dir / "predictions.csv").read_text()
@@ -38,27 +38,43 @@ def test_a_runs_own_config_reproduces_its_predictions_and_rerun_says_so(tiny_sar
 
 
 def test_a_config_file_sets_fields_and_typed_options_override_it(tmp_path):
-    from btk.config import make_run_config
-    from btk.config_file import read_config_file, with_command_line
+    from btk.config import Setting, resolve_config
+    from btk.config_file import read_config_file
     from btk.errors import BtkError
 
     path = tmp_path / "plan.toml"
     path.write_text('data = "DATA/sartaj"\nseed = 3\ntest_degrade = ["blur@3"]\npreset = "btk"\n\n'
                     "[recipe]\nepochs = 5\nimage_size = 64\n")
-    base = read_config_file(path)
+    settings = read_config_file(path)
+    assert {s.source for s in settings} == {str(path)} and {s.origin for s in settings} == {"file"}
+    base = resolve_config(settings)
     assert (base.data, base.seed, base.test_degrade, base.recipe.name) == ("DATA/sartaj", 3, ("blur@3",), "btk")
     assert (base.recipe.epochs, base.recipe.image_size, base.recipe.model) == (5, 64, "seed-cnn")
-    flags = make_run_config(data="other", overrides={"epochs": 2}, seed=9, settings={"patience": 4})
-    merged = with_command_line(base, flags, {"epochs", "seed", "settings"}, {"patience"})
+    # flags typed on the command line (and --set) override the file, whatever the order given
+    flags = [Setting("recipe.epochs", "2", "--epochs", "flag"), Setting("seed", "9", "--seed", "flag"),
+             Setting("patience", "4", "--set patience=4", "set")]
+    merged = resolve_config(flags + read_config_file(path))
     assert (merged.data, merged.seed, merged.recipe.epochs, merged.recipe.patience) == ("DATA/sartaj", 9, 2, 4)
-    assert merged.recipe.image_size == 64 and merged.test_degrade == ("blur@3",)
+    assert merged.recipe.image_size == 64 and merged.test_degrade == ("blur@3",) and merged.recipe.name == "btk"
 
-    problems = (('seeed = 3\n', r"unknown field\(s\) seeed"), ('[recipe]\nepoch = 3\n', "unknown recipe field"),
+    # the same on the command line: --config FILE plus flags and --set (a plan's file shows the result)
+    result = CliRunner().invoke(cli, ["plan", "--config", str(path), "--seeds", "11", "--write", str(tmp_path / "w"),
+                                      "--epochs", "2", "--set", "patience=4"])
+    assert result.exit_code == 0, result.output
+    (member,) = (tmp_path / "w" / "members").iterdir()
+    written = json.loads(member.read_text())["config"]
+    assert (written["data"], written["seed"], written["test_degrade"]) == ("DATA/sartaj", 11, ["blur@3"])
+    assert (written["recipe"]["name"], written["recipe"]["epochs"], written["recipe"]["patience"],
+            written["recipe"]["image_size"]) == ("btk", 2, 4, 64)
+
+    problems = (('seeed = 3\n', r"plan\.toml: unknown field 'seeed'"),
+                ('[recipe]\nepoch = 3\n', r"plan\.toml: unknown field 'recipe\.epoch'"),
+                ('[recipe]\nschedule = "cosnie"\n', r"plan\.toml: recipe\.schedule: 'cosnie' is not one of"),
                 ('x = [\n', "not valid TOML"))
     for text, problem in problems:
         path.write_text(text)
         with pytest.raises(BtkError, match=problem):
-            read_config_file(path)
+            resolve_config(read_config_file(path))
     result = CliRunner().invoke(cli, ["run", "--config", str(tmp_path / "missing.json")])
     assert result.exit_code == 1 and "config file not found" in result.output
 

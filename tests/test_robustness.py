@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,6 +28,15 @@ def test_corruption_errors_of_a_hand_worked_case():
     assert scores["relative_ce"]["noise"] == pytest.approx(0.0)
     assert scores["mce"] == pytest.approx((0.5 + 0.25) / 2)
     assert corruption_errors(base, base)["mce"] == pytest.approx(1.0)
+
+
+def test_result_files_of_each_subset_and_kind():
+    from btk.robustness import result_file
+
+    assert [result_file("test", k) for k in ("", "scores", "predictions")] == \
+        ["robustness.json", "robustness-scores.json", "robustness-predictions.csv"]
+    assert [result_file("validation", k) for k in ("", "scores", "predictions")] == \
+        ["robustness-validation.json", "robustness-scores-validation.json", "robustness-predictions-validation.csv"]
 
 
 def test_augmenter_is_reproducible_and_uses_levels():
@@ -56,7 +66,7 @@ def test_augmenter_draws_levels_up_to_its_highest():
 
 
 def test_old_configs_with_augmentation_beside_the_recipe_still_load(tmp_path):
-    from btk.config import RunConfig, get_recipe
+    from btk.config import RunConfig, get_recipe, resolve_config
     from btk.config_file import read_config_file
 
     old = RunConfig(recipe=get_recipe("fast")).to_json()
@@ -66,14 +76,15 @@ def test_old_configs_with_augmentation_beside_the_recipe_still_load(tmp_path):
     config = RunConfig.from_json(old)
     assert (config.recipe.augment_degraders, config.recipe.augment_probability) == ("blur,noise", 0.3)
     (tmp_path / "config.json").write_text(json.dumps({"config": old}))
-    assert read_config_file(tmp_path / "config.json").recipe.augment_degraders == "blur,noise"
+    again = resolve_config(read_config_file(tmp_path / "config.json"))
+    assert (again.recipe.augment_degraders, again.recipe.augment_probability) == ("blur,noise", 0.3)
 
 
 @pytest.mark.slow
 def test_sweep_and_scores_through_the_cli(tmp_path):
     runner = CliRunner()
     common = ["-R", "per_class=15", "-R", "test_per_class=5", "--image-size", "48", "--epochs", "3",
-              "--out", str(tmp_path / "runs"), "--reporter", "json"]
+              "--out", str(tmp_path / "runs"), "--reporter", "none"]
     assert runner.invoke(cli, ["run", *common, "--name", "plain"]).exit_code == 0
     result = runner.invoke(cli, ["run", *common, "--name", "augmented", "--augment-degraders", "blur,noise"])
     assert result.exit_code == 0, result.output
@@ -94,6 +105,20 @@ def test_sweep_and_scores_through_the_cli(tmp_path):
     assert "share of the baseline's loss" in out.output
     assert 0 <= sweep["extra"]["resolution"] <= 1 and run_.metrics["conditions"]["clean"]["accuracy"] == \
         pytest.approx(sweep["clean"])
+    # every image's answer under every condition, from the run's scorer: the clean answers are the run's own
+    with open(augmented / "robustness-predictions.csv", newline="") as fh:
+        swept = list(csv.DictReader(fh))
+    assert len(swept) == 20 * (1 + 2 * 5 + 2)
+    assert {r["condition"] for r in swept} == {"clean", *[f"{d}@{k}" for d in ("blur", "noise") for k in range(1, 6)],
+                                               "resolution", "blur:ksize=9"}
+    own = run_.predictions()
+    clean = [r for r in swept if r["condition"] == "clean"]
+    assert [(r["source"], r["label"], r["predicted"]) for r in clean] == \
+        [(r["source"], r["label"], r["predicted"]) for r in own if r["condition"] == "clean"]
+    columns = [f"p_{c}" for c in run_.classes]
+    assert np.allclose([[float(r[c]) for c in columns] for r in clean],
+                       [[float(r[c]) for c in columns] for r in own if r["condition"] == "clean"], atol=1e-5)
+    assert sum(r["predicted"] == r["label"] for r in clean) / 20 == pytest.approx(sweep["clean"])
     scores = json.loads((plain / "robustness-scores.json").read_text())
     assert scores["mce"] == pytest.approx(1.0)  # the baseline against itself
     assert "mCE 1.000" in out.output and (tmp_path / "plot.png").stat().st_size > 10_000
@@ -107,6 +132,10 @@ def test_sweep_and_scores_through_the_cli(tmp_path):
     assert on_val["subset"] == "validation" and on_val["n"] == n_val > 0
     assert set(on_val["extra"]) == {"blur@report", "resolution@report"}
     assert (augmented / "robustness-validation.png").exists()
+    with open(augmented / "robustness-predictions-validation.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == n_val * (1 + 5 + 2)
+    with open(augmented / "robustness-predictions.csv", newline="") as fh:
+        assert list(csv.DictReader(fh)) == swept  # the test sweep's answers are kept
     assert json.loads((augmented / "robustness.json").read_text()) == sweep  # the test sweep is kept
     bad = runner.invoke(cli, ["robustness", str(plain), "--degraders", "haze"])
     assert bad.exit_code != 0 and "unknown degrader 'haze'" in bad.output
@@ -118,19 +147,26 @@ def test_degrade_writes_copies_and_a_preview(image_folder, tmp_path):
     result = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "4",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
-    written = sorted(out.rglob("*.png"))
+    (first,) = out.iterdir()
+    assert "-degrade-gibbs" in first.name
+    written = sorted(first.rglob("*.png"))
     assert len(written) == 12
     original = cv2.imread(str(image_folder / "a" / "0.png"))
     expected = get_host().degraders.get("gibbs").apply(original[None], {"keep": 0.3})[0]
-    assert np.array_equal(cv2.imread(str(out / "a" / "0.png")), expected)
+    assert np.array_equal(cv2.imread(str(first / "a" / "0.png")), expected)
     preview = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--preview", str(tmp_path / "grid.png")])
     assert preview.exit_code == 0 and cv2.imread(str(tmp_path / "grid.png")).shape[0] > 10 * 160
+    before = {p: p.read_bytes() for p in written}
     again = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "4",
-                                "--out", str(out)])
-    assert again.exit_code != 0 and "output folder is not empty" in again.output
+                                "--out", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    second = Path(json.loads(again.stdout)["folder"])
+    assert second.parent == out and second != first and sorted(out.iterdir()) == sorted([first, second])
+    assert len(list(second.rglob("*.png"))) == 12
+    assert {p: p.read_bytes() for p in sorted(first.rglob("*.png"))} == before  # the first one is left as it was
     level = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "gibbs", "--severity", "7",
                                 "--out", str(tmp_path / "o2")])
-    assert level.exit_code != 0 and "level must be 1..5, got 7" in level.output
+    assert level.exit_code != 0 and "level must be 1..5, got 7" in level.output and not (tmp_path / "o2").exists()
     both = runner.invoke(cli, ["degrade", "--data", str(image_folder), "--degrader", "blur", "--severity", "2",
                                "--params", "sigma=3", "--out", str(tmp_path / "o3")])
     assert both.exit_code != 0 and "not both" in both.output and not (tmp_path / "o3").exists()

@@ -39,7 +39,7 @@ def _dataset(train: list[tuple[str, str, np.ndarray]], test: list[tuple[str, str
 
 
 def _split_sources(data: Dataset) -> dict[str, set[str]]:
-    config = make_run_config(data="x", preset="fast", seed=3, overrides={"val_fraction": 0.25})
+    config = make_run_config(data="x", preset="fast", seed=3, recipe={"val_fraction": 0.25})
     y, _ = task_labels(data, "multiclass", "d")
     split = make_split(data, y, config)
     return {k: {str(data.sources[i]) for i in v} for k, v in split.items()}

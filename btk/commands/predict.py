@@ -39,7 +39,9 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
       btk predict runs/20261127-101500-multiclass --data new-scans/ --out predictions/
       btk predict runs/20261127-101500-multiclass --data new-scans/ --json > rows.json
     """
+    from btk.errors import BtkError
     from btk.plugins import get_host
+    from btk.predict import PredictionTally
     from btk.predict_output import JsonList, predict_run
     from btk.render import line, warn_lines
     from btk.render.progress import stderr_feedback
@@ -56,17 +58,24 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         wanted = [host.readers.get(reader)] if reader else list(host.readers)
         series = any("slices" in getattr(r, "options", ()) for r in wanted)
         sink = PredictionTable(f"predictions of {run_.name}", list(run_.classes), output.console, series)
+    tally = PredictionTally()
+
+    def list_skipped() -> None:
+        warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
+        if tally.skipped:
+            warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
+
     try:
         result = predict_run(run_, paths, out, sink.write if sink is not None else None, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
-                             min_confidence=min_confidence, tta=tta, devices=devices)
+                             min_confidence=min_confidence, tta=tta, devices=devices, tally=tally)
+    except BtkError:
+        list_skipped()  # what could not be read, before the error (nothing readable at all)
+        raise
     finally:
         if sink is not None:
             sink.close()  # a JSON list is closed whatever happened: standard output always parses
-    tally = result.tally
-    warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
-    if tally.skipped:
-        warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
+    list_skipped()
     if not as_json:
         render_prediction_summary(tally.answers, tally.images, output.console)
         if isinstance(sink, PredictionTable) and sink.printed > sink.chunk:
