@@ -10,6 +10,7 @@ A test checks that the files in ``docs/`` are what this module writes.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -75,9 +76,13 @@ def cli_reference() -> str:
     plugins.reset()
     try:
         root = _context(cli, "btk")
+        from btk.commands import options
+
+        shared = "\n\n".join(inspect.cleandoc(options.__doc__ or "").split("\n\n")[:2]).replace("``", "`")
         parts = ["# Command-line reference", "",
                  "Every command's `--help`, generated from the commands (`python -m btk.clidoc`); a test keeps "
-                 "this file in step with them.", "", "## btk", "", "```text", _help(cli, "btk"), "```"]
+                 "this file in step with them.", "", "## Options every command shares", "", shared, "",
+                 "## btk", "", "```text", _help(cli, "btk"), "```"]
         for name in cli.list_commands(root):
             command = cli.get_command(root, name)
             if command is None or command.hidden:

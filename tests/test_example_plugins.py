@@ -59,10 +59,14 @@ def test_example_package_installs_lists_runs_and_uninstalls(tmp_path):
     line = next(line for line in listed.stdout.splitlines() if "btk-mri-artefacts" in line)
     assert "btk-mri-artefacts 0.1.0" in line and "degraders: zipper" in line
     run_args = [*btk, "run", "-R", "per_class=4", "-R", "test_per_class=2", "--image-size", "32", "--epochs", "1",
-                "--degrade", "zipper:strength=0.9", "--out", str(tmp_path / "runs"), "--reporter", "json"]
+                "--degrade", "zipper:strength=0.9", "--out", str(tmp_path / "runs"), "--json"]
     used = subprocess.run(run_args, capture_output=True, text=True, env=env, timeout=300)
     assert used.returncode == 0, used.stderr
-    assert '"zipper:strength=0.9"' in used.stdout
+    import json
+
+    summary = json.loads(used.stdout)  # --json: the run's summary alone on standard output
+    assert summary["config"]["test_degrade"] == ["zipper:strength=0.9"]
+    assert len(summary["metrics"]) == 2 and "clean" in summary["metrics"]  # clean and zipped
     subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "btk-mri-artefacts"], check=True, env=env)
     after = subprocess.run([*btk, "plugins"], capture_output=True, text=True, env={**env, "COLUMNS": "200"})
     assert "zipper" not in after.stdout

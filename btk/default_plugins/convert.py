@@ -11,6 +11,7 @@ trip on real images.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, 
               help="Folder in which the converted dataset is made: a new directory, nothing else there is touched.")
 @click.option("--per-patient", type=click.IntRange(1), default=1, show_default=True,
               help="Images of one class per synthetic patient (slices of one series or volume).")
-def convert_command(data, reader, reader_option, to, out, per_patient):
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on standard output.")
+def convert_command(data, reader, reader_option, to, out, per_patient, as_json):
     """Write an image dataset as DICOM series or NIfTI volumes, keeping its class folders.
 
     \b
@@ -121,7 +123,10 @@ def convert_command(data, reader, reader_option, to, out, per_patient):
         options[key.strip()] = value.strip()
     with ResultDir(check_writable(out), f"convert-{to}") as folder:
         n = convert(data, reader, to, folder.tmp, per_patient, options)
-    click.echo(f"wrote {n} images as {to} to {folder.final}")
+    if as_json:
+        click.echo(json.dumps({"folder": str(folder.final), "images": n, "format": to}))
+    else:
+        click.echo(f"wrote {n} images as {to} to {folder.final}")
 
 
 @hookimpl
