@@ -45,15 +45,16 @@ TASKS = ("multiclass", "binary")
 VAL_METHODS = ("grouped", "tail")
 
 
-def _field(default: Any, help: str, flag: str = "", *, choices: Sequence[str] | None = None,
+def _field(default: Any, help: str, flag: str = "", *, metavar: str = "", choices: Sequence[str] | None = None,
            low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
            check: Callable[[Any], str | None] | None = None, factory: Callable[[], Any] | None = None) -> Any:
     """A configuration field: its default, one-line help (``--help``, errors, docs), the flag
-    that sets it besides ``--set`` (if any), and what a valid value is: one of ``choices``, a
-    number in ``[low, high]`` (``*_open``: the bound itself excluded), or whatever ``check``
-    accepts (it returns the problem in words, or ``None``)."""
-    metadata = {"help": help, "flag": flag, "choices": tuple(choices) if choices else None, "low": low,
-                "high": high, "low_open": low_open, "high_open": high_open, "check": check}
+    that sets it besides ``--set`` (if any, with a short form after a space, e.g.
+    ``--reader-option -R``) and the flag's ``metavar``, and what a valid value is: one of
+    ``choices``, a number in ``[low, high]`` (``*_open``: the bound itself excluded), or whatever
+    ``check`` accepts (it returns the problem in words, or ``None``)."""
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "choices": tuple(choices) if choices else None,
+                "low": low, "high": high, "low_open": low_open, "high_open": high_open, "check": check}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -97,21 +98,22 @@ class Recipe:
 
     name: str = _field("custom", "The preset this recipe starts from.", "--preset")
     scale: float = _field(1 / 255, "Factor applied to the 0..255 pixels at the network's input.", low=0, low_open=True)
-    epochs: int = _field(60, "Epochs (at most, with early stopping).", "--epochs", low=1)
-    batch_size: int = _field(32, "Images per update.", "--batch-size", low=1)
+    epochs: int = _field(60, "Epochs (at most, with early stopping).", "--epochs", metavar="N", low=1)
+    batch_size: int = _field(32, "Images per update.", "--batch-size", metavar="N", low=1)
     val_fraction: float = _field(0.1, "Validation share of the training data.", low=0, high=1, low_open=True,
                                  high_open=True)
     val_method: str = _field("grouped", "Validation split: grouped (stratified, whole groups and near-copies on one "
                              "side) or tail (the last share of a seeded shuffle, as Keras' validation_split).",
                              choices=VAL_METHODS)
     learning_rate: float | None = _field(1e-4, "Adam's (peak) learning rate; none: Keras' default (1e-3).",
-                                         "--learning-rate", low=0, low_open=True)
+                                         "--learning-rate", metavar="RATE", low=0, low_open=True)
     class_weight: bool = _field(True, "Weight classes by scikit-learn's 'balanced' weights when they are unbalanced.")
     restore_best: bool = _field(True, "Keep the weights of the epoch with the best validation accuracy (else the "
                                 "last epoch's).")
-    image_size: int = _field(256, "Square image side in pixels.", "--image-size", low=8, high=4096)
+    image_size: int = _field(256, "Square image side in pixels.", "--image-size", metavar="PX", low=8, high=4096)
     channels: int = _field(3, "1 grayscale, 3 as cv2.imread reads.", choices=("1", "3"))
-    model: str = _field("seed-cnn", "Model plugin (`btk plugins` lists them).", "--model", check=_model_problem)
+    model: str = _field("seed-cnn", "Model plugin (`btk plugins` lists them).", "--model", metavar="NAME",
+                        check=_model_problem)
     schedule: str = _field("constant", "Learning-rate schedule: constant, or cosine (linear warm-up, then cosine "
                            "decay).", choices=SCHEDULES)
     warmup_epochs: int = _field(0, "Warm-up epochs of the cosine schedule.", low=0)
@@ -131,7 +133,7 @@ class Recipe:
     augment_degraders: str = _field("", "Degraders that augment training on the fly: comma-separated names, all (every "
                                     "degrader with levels) or none; each training image, with augment_probability, "
                                     "goes through one at a random level 1..augment_max_level.",
-                                    "--augment-degraders")
+                                    "--augment-degraders", metavar="NAMES")
     augment_probability: float = _field(0.5, "Share of training images that augment_degraders degrade.",
                                         low=0, high=1, low_open=True)
     augment_max_level: int = _field(5, "Highest severity level augment_degraders draw (1-5).", low=1, high=5)
@@ -166,31 +168,41 @@ class RunConfig:
     """
 
     recipe: Recipe
-    reader: str = _field("folder", "Reader plugin [folder with data, synthetic without].", "--reader")
-    data: str | None = _field(None, "Data path for the reader; none: the built-in synthetic phantoms.", "--data")
-    reader_options: dict[str, str] = _field(None, "Reader-specific options (KEY=VALUE).", "--reader-option",
+    reader: str = _field("folder", "Reader plugin [folder with data, synthetic without].", "--reader",
+                         metavar="NAME")
+    data: str | None = _field(None, "Data path for the reader; none: the built-in synthetic phantoms.",
+                               "--data", metavar="PATH")
+    reader_options: dict[str, str] = _field(None, "Reader-specific option; repeatable.",
+                                            "--reader-option -R", metavar="KEY=VALUE",
                                             factory=dict)
-    task: str = _field("multiclass", "All classes, or tumour vs the negative class.", "--task", choices=TASKS)
-    negative_class: str = _field("no_tumor", "The 'no finding' class of a binary task.", "--negative-class")
-    model_options: dict[str, str] = _field(None, "Model-specific options (KEY=VALUE).", "--model-option",
+    task: str = _field("multiclass", "All classes, or tumour vs the negative class.", "--task", metavar="TASK",
+                       choices=TASKS)
+    negative_class: str = _field("no_tumor", "The 'no finding' class of a binary task.", "--negative-class",
+                                 metavar="CLASS")
+    model_options: dict[str, str] = _field(None, "Model-specific option; repeatable.",
+                                           "--model-option -M", metavar="KEY=VALUE",
                                            factory=dict)
-    train_degrade: tuple[str, ...] = _field((), "Degradations applied to the training images.", "--train-degrade")
-    test_degrade: tuple[str, ...] = _field((), "Degradations the test images are also scored under.", "--degrade")
-    seed: int = _field(101, "Seed for splits, initialisation and shuffling.", "--seed")
-    limit_train: int = _field(0, "Use at most N training images (0: all).", "--limit-train", low=0)
-    limit_test: int = _field(0, "Use at most N test images (0: all).", "--limit-test", low=0)
+    train_degrade: tuple[str, ...] = _field((), "Train on images degraded by SPEC; repeatable.",
+                                            "--train-degrade", metavar="SPEC")
+    test_degrade: tuple[str, ...] = _field((), "Also score the test images degraded by SPEC; repeatable.",
+                                           "--degrade", metavar="SPEC")
+    seed: int = _field(101, "Seed for splits, initialisation and shuffling.", "--seed", metavar="N")
+    limit_train: int = _field(0, "Use at most N training images (0: all).", "--limit-train", metavar="N",
+                              low=0)
+    limit_test: int = _field(0, "Use at most N test images (0: all).", "--limit-test", metavar="N",
+                             low=0)
     test_fraction: float = _field(0.2, "Share held out for testing when the data declares no test split.",
                                   low=0, high=1, low_open=True, high_open=True)
     strict: bool = _field(False, "Stop at the first unreadable image instead of skipping it.", "--strict")
     name: str = _field("", "Name in the run directory's name (a plain name).", "--name", check=check_run_name)
     duplicate_threshold: float = _field(0.95, "Near-copy score: copies stay on one side of the splits btk makes, and "
                                         "test images with a copy in training are also reported apart; 0: off.",
-                                        "--duplicate-threshold", low=0, high=1)
+                                        "--duplicate-threshold", metavar="SCORE", low=0, high=1)
     tta: bool = _field(False, "Score images with test-time augmentation (each image and its mirror image).", "--tta")
     split_seed: int | None = _field(None, "Seed of the splits; none: the seed.")
     ensemble: int = _field(1, "Members trained for an ensemble run (btk ensemble --train N).", low=1)
     devices: str = _field("", "Data-parallel training devices: auto, N or a list such as 0,1; empty: one.",
-                          "--devices")
+                          "--devices", metavar="auto|N|LIST")
 
     def __post_init__(self) -> None:
         require_run_name(self.name)
@@ -301,6 +313,19 @@ def field_help(name: str) -> str:
 def field_flag(name: str) -> str:
     """The ``btk run`` flag that sets field ``name`` ('' when only ``--set`` does)."""
     return _FIELDS[canonical_key(name)].metadata["flag"]
+
+
+def flagged_fields() -> list[tuple[str, tuple[str, ...], str, str]]:
+    """``(key, option declarations, metavar, kind)`` of every field a flag sets (run fields first,
+    then recipe fields), but the preset and the name, which every command declares itself: what
+    :func:`btk.commands.options.config_options` turns into options."""
+    out = []
+    for key, f in [*((k, v) for k, v in _FIELDS.items() if not k.startswith("recipe.")),
+                   *((k, v) for k, v in _FIELDS.items() if k.startswith("recipe."))]:
+        flag = f.metadata["flag"]
+        if flag and key != "name":
+            out.append((key, tuple(flag.split()), f.metadata["metavar"], _kind(f)[0]))
+    return out
 
 
 def field_choices(name: str) -> tuple[str, ...] | None:

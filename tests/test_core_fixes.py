@@ -192,7 +192,8 @@ def test_a_relative_data_path_is_found_from_another_folder(sartaj_small, tmp_pat
 
 def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(runs, sartaj_small):
     start = time.perf_counter()
-    assert _one_line_error("run", *TINY, "--out", "/proc/btk/runs").startswith("Error: --out /proc/btk/runs: cannot write")
+    line = _one_line_error("run", *TINY, "--out", "/proc/btk/runs")
+    assert line.startswith("Error: --out /proc/btk/runs: cannot write")
     line = _one_line_error("evaluate", str(runs["a"]), "--data", str(sartaj_small), "--out", "/proc/btk")
     assert line.startswith("Error: --out /proc/btk: cannot write")
     assert time.perf_counter() - start < 5  # refused before reading or training anything

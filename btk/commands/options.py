@@ -151,32 +151,22 @@ def typed(ctx: click.Context, name: str) -> bool:
 
 # --- the configuration of commands that train -------------------------------------------------
 
-# (field, option declarations, extra click keywords): the schema's fields that have a flag
-_CONFIG_FLAGS: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
-    ("data", ("--data",), {"metavar": "PATH"}),
-    ("reader", ("--reader",), {"metavar": "NAME"}),
-    ("reader_options", ("--reader-option", "-R"), {"multiple": True, "metavar": "KEY=VALUE"}),
-    ("task", ("--task",), {"metavar": "TASK"}),
-    ("negative_class", ("--negative-class",), {"metavar": "CLASS"}),
-    ("recipe.model", ("--model",), {"metavar": "NAME"}),
-    ("model_options", ("--model-option", "-M"), {"multiple": True, "metavar": "KEY=VALUE"}),
-    ("test_degrade", ("--degrade",), {"multiple": True, "metavar": "SPEC"}),
-    ("train_degrade", ("--train-degrade",), {"multiple": True, "metavar": "SPEC"}),
-    ("recipe.augment_degraders", ("--augment-degraders",), {"metavar": "NAMES"}),
-    ("recipe.epochs", ("--epochs",), {"metavar": "N"}),
-    ("recipe.batch_size", ("--batch-size",), {"metavar": "N"}),
-    ("recipe.image_size", ("--image-size",), {"metavar": "PX"}),
-    ("recipe.learning_rate", ("--learning-rate",), {"metavar": "RATE"}),
-    ("seed", ("--seed",), {"metavar": "N"}),
-    ("limit_train", ("--limit-train",), {"metavar": "N"}),
-    ("limit_test", ("--limit-test",), {"metavar": "N"}),
-    ("duplicate_threshold", ("--duplicate-threshold",), {"metavar": "SCORE"}),
-    ("strict", ("--strict",), {"is_flag": True, "default": None}),
-    ("tta", ("--tta",), {"is_flag": True, "default": None}),
-    ("devices", ("--devices",), {"metavar": "auto|N|LIST"}),
-)
-FLAG_FIELDS = {decls[0].lstrip("-").replace("-", "_"): key for key, decls, _ in _CONFIG_FLAGS}
-"""Each configuration option's parameter name -> the schema field it sets."""
+def _config_flags() -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
+    """``(field, option declarations, click keywords)`` of each configuration flag, from the
+    schema (:func:`btk.config.flagged_fields`): a table or list field takes the flag several
+    times, an on/off field is a flag without a value."""
+    from btk.config import flagged_fields
+
+    out = []
+    for key, decls, metavar, kind in flagged_fields():
+        if kind in ("dict", "tuple"):
+            extra: dict[str, Any] = {"multiple": True, "metavar": metavar}
+        elif kind == "bool":
+            extra = {"is_flag": True, "default": None}
+        else:
+            extra = {"metavar": metavar}
+        out.append((key, decls, extra))
+    return out
 
 
 def _param_name(decls: tuple[str, ...]) -> str:
@@ -197,7 +187,7 @@ def _config_help(key: str) -> str:
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The configuration options (:data:`_CONFIG_FLAGS`, ``--preset``, ``--set``, ``--config``):
+    """The configuration options (:func:`_config_flags`, ``--preset``, ``--set``, ``--config``):
     each passes its text on unchecked; :func:`configuration` checks them all with the schema."""
     decorators = [click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="FILE",
                                help="Start from this TOML or JSON file (a run directory's config.json works as it is); "
@@ -209,7 +199,7 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
                   click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
                                help="Set any field (docs/cli.md lists them), e.g. --set warmup_epochs=2 or --set "
                                     "recipe.schedule=constant; applied last; repeatable.")]
-    for key, decls, extra in _CONFIG_FLAGS:
+    for key, decls, extra in _config_flags():
         decorators.append(click.option(*decls, _param_name(decls), help=_config_help(key), **extra))
     return _chain(*decorators)(command)
 
@@ -238,7 +228,7 @@ def configuration(ctx: click.Context, opts: dict[str, Any], default_preset: str 
         settings += read_config_file(opts["config_file"])
     if typed(ctx, "preset") and opts.get("preset"):
         settings.append(Setting("preset", opts["preset"], "--preset", origin="flag"))
-    for key, decls, extra in _CONFIG_FLAGS:
+    for key, decls, extra in _config_flags():
         param = _param_name(decls)
         if not typed(ctx, param):
             continue
