@@ -46,12 +46,11 @@ def main() -> None:
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "btk", "adapt", str(run_dir), "--data", str(held_out),
                "--name", f"{run_dir.name.split('-', 2)[-1]}-s{strength}-d{args.depth}-adapted", "--strength", strength,
-               "--depth", args.depth, "--reporter", "json"]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               "--depth", args.depth, "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            sys.exit(f"adapting {run_dir.name} failed:\n{proc.stdout[-2000:]}")
-        adapted = max(run_dir.parent.glob(f"*-{run_dir.name.split('-', 2)[-1]}-s{strength}-d{args.depth}-adapted"),
-                      key=lambda p: p.stat().st_mtime)
+            sys.exit(f"adapting {run_dir.name} failed:\n{proc.stderr[-2000:]}")
+        adapted = Path(json.loads(proc.stdout)["run"])  # --json: the new run's summary on standard output
         record = json.loads((adapted / "config.json").read_text())["adaptation"]
         before, after = summary(run_dir, args.negative_class), summary(adapted, args.negative_class)
         row = {"run": run_dir.name, "strength": float(strength), "adapted": adapted.name, "images": record["images"],

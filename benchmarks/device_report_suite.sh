@@ -23,7 +23,7 @@ nproc >> "$OUT/machine.txt"
 python3 -c "import jax, keras, platform; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, platform.python_version())" | tee -a "$OUT/machine.txt"
 RUNS=/tmp/runs; rm -rf $RUNS
 # 1. the report's four experiments, the default recipe (60 epochs each)
-timeout "${SUITE_SECONDS:-420}" python3 -m btk run --data $DATA --suite report --out $RUNS/suite $QUICK 2>&1 | tee "$OUT/suite.log"
+timeout "${SUITE_SECONDS:-420}" python3 -m btk plan --data $DATA --suite report --out $RUNS/suite $QUICK 2>&1 | tee "$OUT/suite.log"
 echo "suite finished at $(elapsed) s"
 # 2. the report's exact recipe (raw pixels), 4 classes, shortened: it collapses from epoch 2 on
 if [ "$(elapsed)" -lt "${PRESET_START_BY:-470}" ]; then

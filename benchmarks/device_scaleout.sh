@@ -26,7 +26,7 @@ python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'ker
 RUNS=/tmp/scaleout-runs; rm -rf $RUNS
 # 1. a short run of the default recipe on every device the backend sees
 timeout "${TRAIN_SECONDS:-240}" python3 -m btk run --data "$DATA" --epochs "$EPOCHS" --devices auto --name devices-auto \
-  --out $RUNS --reporter json $QUICK > "$OUT/train_devices_auto.log" 2>&1
+  --out $RUNS --json $QUICK > "$OUT/train_devices_auto.log" 2>&1
 echo "train exit $?"; grep -E "data-parallel|epoch " "$OUT/train_devices_auto.log" | tail -5
 RUN=$(ls -d $RUNS/*-devices-auto 2>/dev/null | head -1)
 # 2. scoring the Testing split on Keras' default device and over every device

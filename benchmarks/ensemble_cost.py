@@ -18,24 +18,20 @@ def main() -> None:
     ap.add_argument("ensemble", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    from btk.plugins import get_host
-    from btk.robustness import test_images
     from btk.runs import load_run
-    from btk.training import predict
 
     single = load_run(args.single)
-    images, _ = test_images(single, get_host())
-    recipe = single.config["recipe"]
+    images = single.images("test").images  # the run's test images, read as it read them
     rates = {}
     for label, run in (("one model", single), ("ensemble", load_run(args.ensemble))):
         for tta in (False, True):
-            model = run.load_model(tta)
-            predict(model, images[:64], recipe["scale"], intensity=recipe["intensity"])  # warm-up
-            best = float("inf")
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                predict(model, images, recipe["scale"], intensity=recipe["intensity"])
-                best = min(best, time.perf_counter() - t0)
+            with run.scorer(tta=tta) as score:  # the run's scorer: what every btk command scores with
+                score(images[:64])  # warm-up
+                best = float("inf")
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    score(images)
+                    best = min(best, time.perf_counter() - t0)
             rates[(label, tta)] = len(images) / best
             print(f"{label}{' + TTA' if tta else ''}: {rates[(label, tta)]:.0f} images/s "
                   f"({len(images)} images, best of {args.repeats}); "

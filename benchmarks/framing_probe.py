@@ -55,35 +55,29 @@ def tight(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def probe(run_dir: Path, data: Path, seed: int) -> dict[str, float]:
     import cv2
-    import keras
 
     from btk.framing import frame
-    from btk.training import predict
+    from btk.runs import load_run
 
-    config = json.loads((run_dir / "config.json").read_text())
-    recipe, classes = config["recipe"], config["classes"]
-    task = config["config"]["task"]
+    run = load_run(run_dir)
+    recipe = run.config.recipe
     with open(run_dir / "split.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["subset"] == "val"]
-    flag = cv2.IMREAD_GRAYSCALE if recipe["channels"] == 1 else cv2.IMREAD_COLOR
+    flag = cv2.IMREAD_GRAYSCALE if recipe.channels == 1 else cv2.IMREAD_COLOR
     rng = np.random.default_rng(seed)
     views: dict[str, list[np.ndarray]] = {"as is": [], "border": [], "tight": []}
     labels = []
     for r in rows:
         image = cv2.imread(str(data / r["source"]), flag)
         for name, view in (("as is", image), ("border", border(image, rng)), ("tight", tight(image, rng))):
-            framed = frame(view, recipe["image_size"], recipe.get("crop", "none"))
+            framed = frame(view, recipe.image_size, recipe.crop)
             views[name].append(framed if framed.ndim == 3 else framed[..., None])
         labels.append(r["label"])
-    if task == "binary":
-        y = np.array([0 if label == classes[0] else 1 for label in labels])
-    else:
-        y = np.array([classes.index(label) for label in labels])
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    y = run.targets(labels)  # the task's classes (binary: 0 for the negative class)
     out = {}
-    for name, images in views.items():
-        p = predict(model, np.stack(images), recipe["scale"], intensity=recipe.get("intensity", "none")).argmax(axis=1)
-        out[name] = float((p == y).mean())
+    with run.scorer() as score:  # the run's own answers: its input preparation and temperature
+        for name, images in views.items():
+            out[name] = float((score(np.stack(images)).argmax(axis=1) == y).mean())
     out["n"] = len(y)
     return out
 

@@ -1,9 +1,10 @@
 """Two ``jax.distributed`` processes on 127.0.0.1, 2 virtual CPU devices each, train one btk run
-together (``btk run --coordinator 127.0.0.1:PORT --num-processes 2 --process-id K``) and this
-checks that both exit 0 and exactly one run directory is written, recording 4 devices in 2
-processes. Then one process with 4 virtual CPU devices trains the same run (same seed, same
-global batch), and the per-epoch losses of the two runs must agree to ``LOSS_TOLERANCE``
-(relative): dropout included, the two processes train as one does.
+together (``btk run`` with ``JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT``, ``JAX_NUM_PROCESSES=2`` and
+``JAX_PROCESS_ID=K`` in its environment), and this checks that both exit 0 and exactly one run
+directory is written, recording 4 devices in 2 processes. Then one process with 4 virtual CPU
+devices trains the same run (same seed, same global batch), and the per-epoch losses of the two
+runs must agree to ``LOSS_TOLERANCE`` (relative): dropout included, the two processes train as
+one does.
 
     python benchmarks/multihost_loopback.py [--out FOLDER] [--epochs 2] [--no-reference]
 
@@ -49,7 +50,7 @@ def _env(devices: int) -> dict[str, str]:
 def _args(out: Path, epochs: int, name: str) -> list[str]:
     """``btk run``'s arguments for the small run both layouts train."""
     return ["run", "-R", "per_class=8", "-R", "test_per_class=4", "--image-size", "32", "--epochs", str(epochs),
-            "--model", "small-cnn", "--batch-size", "8", "--no-augment", "--precision", "float32",
+            "--model", "small-cnn", "--batch-size", "8", "--set", "augment_images=off", "--set", "precision=float32",
             "--devices", "auto", "--name", name, "--out", str(out), "--reporter", "terminal"]
 
 
@@ -94,12 +95,12 @@ def loopback(out: Path, epochs: int = 2, timeout: float = 900, reference: bool =
     """Run the two processes into ``out`` and, with ``reference``, the one-process 4-device run
     into ``out``'s sibling ``<out>-one-process``; return what happened (see the module docstring)."""
     port = free_port()
-    env = _env(2)
     args = _args(out, epochs, "multihost")
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "btk", *args, "--coordinator", f"127.0.0.1:{port}",
-                               "--num-processes", "2", "--process-id", str(k)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for k in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "btk", *args],
+                              env={**_env(2), "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+                                   "JAX_PROCESS_ID": str(k)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in range(2)]
     results = []
     for k, p in enumerate(procs):
         try:

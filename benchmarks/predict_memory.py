@@ -1,4 +1,4 @@
-"""Peak memory (RSS) of ``btk predict --out x.csv`` on 500 files against 20,000 files.
+"""Peak memory (RSS) of ``btk predict --out DIR`` on 500 files against 20,000 files.
 
 The files are symbolic links to SARTAJ's JPEGs in a temporary folder: the 3,264 images again and
 again, the same names in numbered sub-folders (``copy00/Training/glioma_tumor/gg (1).jpg``,
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from predict_speed import ENV, make_run
+from predict_speed import ENV, make_run, predictions_file
 
 
 def link_files(data: Path, n: int, root: Path) -> Path:
@@ -56,10 +56,10 @@ def main() -> None:
         run = args.run or make_run(args.data, Path(tmp) / "runs")
         for n in (int(c) for c in args.counts.split(",")):
             folder = link_files(args.data, n, Path(tmp))
-            out = Path(tmp) / f"x-{n}.csv"
-            peaks[n], seconds = peak_rss([sys.executable, "-m", "btk", "predict", str(run), str(folder),
+            out = Path(tmp) / f"predictions-{n}"
+            peaks[n], seconds = peak_rss([sys.executable, "-m", "btk", "predict", str(run), "--data", str(folder),
                                           "--out", str(out)])
-            with open(out) as fh:
+            with open(predictions_file(out)) as fh:
                 rows = sum(1 for _ in fh) - 1
             print(f"{n:,} files: {rows:,} rows, peak RSS {peaks[n]:,.0f} MiB, {seconds:.1f} s "
                   f"({rows / seconds:,.0f} images/s)")

@@ -21,15 +21,12 @@ import numpy as np
 
 
 def validation_recall(run, host, negative: str) -> dict[str, float]:
-    """Per-class recall of ``run``'s model on its validation images (as the task reads them)."""
-    from btk.robustness import test_images
-    from btk.training import predict
-
-    images, y = test_images(run, host, "validation")
-    recipe = run.config["recipe"]
-    probs = run.task_probabilities(predict(run.load_model(), images, recipe["scale"],
-                                           intensity=recipe.get("intensity", "none")))
-    pred = probs.argmax(axis=1)
+    """Per-class recall of ``run``'s model on its validation images (the task's answers, as the
+    run's scorer gives them)."""
+    val = run.images("validation", host)
+    with run.scorer() as score:
+        pred = score(val.images).argmax(axis=1)
+    y = val.y
     return {c: float((pred[y == k] == k).mean()) for k, c in enumerate(run.classes) if (y == k).any()}
 
 

@@ -35,7 +35,7 @@ def evaluate(run: Path, data: Path, split: str, devices: str, out: Path, virtual
     devices = "" if devices == "default" else devices
     target = out / f"devices-{devices or 'default'}"
     args = [sys.executable, "-m", "btk", "evaluate", str(run), "--data", str(data), "--split", split, "--out",
-            str(target), "--reporter", "json", "--duplicate-threshold", "0"]
+            str(target), "--json", "--duplicate-threshold", "0"]
     if devices:
         args += ["--devices", devices]
     t0 = time.perf_counter()
@@ -43,7 +43,7 @@ def evaluate(run: Path, data: Path, split: str, devices: str, out: Path, virtual
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"btk evaluate --devices {devices or '-'} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    (folder,) = [p for p in target.iterdir() if p.is_dir()]
+    folder = Path(json.loads(done.stdout)["run"])  # --json: the evaluation's summary; it is made in target
     metrics = json.loads((folder / "metrics.json").read_text())
     with open(folder / "predictions.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["condition"] == "clean"]

@@ -64,11 +64,11 @@ def main() -> None:
             name = f"{task}-seed{seed}"
             t0 = time.perf_counter()
             cmd = [sys.executable, "-m", "btk", "run", "--data", str(args.data), "--task", task, "--seed", str(seed),
-                   "--name", name, "--out", str(args.out), "--reporter", "json", *args.extra]
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                   "--name", name, "--out", str(args.out), "--json", *args.extra]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}")
-            run_dir = max(args.out.glob(f"*-{name}*"), key=lambda p: p.stat().st_mtime)
+                sys.exit(f"{name} failed:\n{proc.stderr[-2000:]}")
+            run_dir = Path(json.loads(proc.stdout)["run"])  # --json: the run's summary on standard output
             m = json.loads((run_dir / "metrics.json").read_text())
             h = json.loads((run_dir / "history.json").read_text())
             clean = m["conditions"]["clean"]

@@ -81,11 +81,11 @@ def main() -> None:
             tag = f"{name}-seed{seed}"
             t0 = time.perf_counter()
             cmd = [sys.executable, "-m", "btk", "run", "--data", str(data), "--seed", str(seed), "--name", tag,
-                   "--out", str(args.out / "runs"), "--reporter", "json", *shlex.split(extra)]
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                   "--out", str(args.out / "runs"), "--json", *shlex.split(extra)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                sys.exit(f"{tag} failed:\n{proc.stdout[-2000:]}")
-            run_dir = max((args.out / "runs").glob(f"*-{tag}"), key=lambda p: p.stat().st_mtime)
+                sys.exit(f"{tag} failed:\n{proc.stderr[-2000:]}")
+            run_dir = Path(json.loads(proc.stdout)["run"])  # --json: the run's summary on standard output
             row = {"variant": name, "seed": seed, "args": extra, "minutes": (time.perf_counter() - t0) / 60,
                    "run": run_dir.name, **summarise(run_dir, args.negative_class)}
             rows.append(row)

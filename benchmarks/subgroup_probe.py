@@ -13,32 +13,32 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 
-def tumour_calls(model, paths: list[Path], recipe: dict, classes: list[str], negative: str) -> np.ndarray:
-    """Whether the model calls each image a tumour."""
+def tumour_calls(run, score, paths: list[Path], negative: str) -> np.ndarray:
+    """Whether the run (its scorer ``score``) calls each image a tumour."""
     import cv2
 
     from btk.framing import frame
-    from btk.training import predict
 
-    flag = cv2.IMREAD_GRAYSCALE if recipe["channels"] == 1 else cv2.IMREAD_COLOR
+    recipe = run.config.recipe
+    flag = cv2.IMREAD_GRAYSCALE if recipe.channels == 1 else cv2.IMREAD_COLOR
     images = []
     for path in paths:
-        image = frame(cv2.imread(str(path), flag), recipe["image_size"], recipe.get("crop", "none"))
+        image = frame(cv2.imread(str(path), flag), recipe.image_size, recipe.crop)
         images.append(image if image.ndim == 3 else image[..., None])
-    probs = predict(model, np.stack(images), recipe["scale"], intensity=recipe.get("intensity", "none"))
-    return probs.argmax(axis=1) != classes.index(negative)
+    probs = score(np.stack(images))  # the task's probabilities (a binary run's: none, tumour)
+    return probs.argmax(axis=1) != list(run.classes).index(negative)
 
 
 def main() -> None:
     import cv2
-    import keras
+
+    from btk.runs import load_run
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -55,19 +55,18 @@ def main() -> None:
         subgroups[cls] = [f for f in files if cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).shape != (args.size, args.size)]
     print("subgroup sizes:", {c: len(v) for c, v in subgroups.items()})
     for run_dir in args.runs:
-        config = json.loads((run_dir / "config.json").read_text())
-        recipe = config["recipe"]
-        classes = config.get("trained_classes") or config["classes"]
-        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+        run = load_run(run_dir)
         with open(run_dir / "split.csv", newline="") as fh:
             val = [r["source"] for r in csv.DictReader(fh) if r["subset"] == "val"]
         truth = np.array([s.split("/")[-2] != args.negative_class for s in val])
-        calls = tumour_calls(model, [args.data / s for s in val], recipe, classes, args.negative_class)
-        line = f"{run_dir.name:40s} outputs {len(classes)}  validation tumour/none {100 * (calls == truth).mean():5.1f}"
-        for cls, files in subgroups.items():
-            if files:
-                called = tumour_calls(model, files, recipe, classes, args.negative_class)
-                line += f"  {cls} not {args.size} px called tumour {100 * called.mean():5.1f}"
+        with run.scorer() as score:
+            calls = tumour_calls(run, score, [args.data / s for s in val], args.negative_class)
+            line = (f"{run_dir.name:40s} outputs {len(run.trained_classes)}  validation tumour/none "
+                    f"{100 * (calls == truth).mean():5.1f}")
+            for cls, files in subgroups.items():
+                if files:
+                    called = tumour_calls(run, score, files, args.negative_class)
+                    line += f"  {cls} not {args.size} px called tumour {100 * called.mean():5.1f}"
         print(line, flush=True)
 
 

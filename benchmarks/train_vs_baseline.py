@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="where logs and results go [a temporary folder]")
     ap.add_argument("--baseline", type=Path, default=BASELINE,
                     help="the baseline script [shared/baselines/seed_pipeline.py]")
-    ap.add_argument("--btk-args", default="", help="more arguments for btk's seed-cnn run, e.g. '--micro-batch 8'")
+    ap.add_argument("--btk-args", default="", help="more arguments for btk's seed-cnn run, e.g. '--set micro_batch=8'")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="btk-bench-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def main() -> None:
         "test_accuracy": res["eval"]["test/none"]["accuracy"]}
 
     btk = [sys.executable, "-m", "btk", "run", "--data", str(args.data), "--out", str(out / "runs"),
-           "--epochs", str(args.epochs), "--limit-train", str(args.limit), "--reporter", "json"]
+           "--epochs", str(args.epochs), "--limit-train", str(args.limit), "--reporter", "none"]
     sides = [("btk seed-cnn (preset btk)", ["--preset", "btk", "--model", "seed-cnn", *args.btk_args.split()])]
     if args.fast:
         sides.append(("btk fast (res-cnn, 128 px)", ["--preset", "fast"]))

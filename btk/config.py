@@ -335,8 +335,12 @@ def field_choices(name: str) -> tuple[str, ...] | None:
 
 def show_value(value: Any) -> str:
     """A value as `--help` and the docs show it (on/off, none, 1/255)."""
-    if value is None or value == "" or value == () or value == {}:
+    if value is None or (isinstance(value, (str, tuple, list, dict)) and not value):
         return "none"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):

@@ -270,7 +270,11 @@ def _checked_plan(name: str | None, base: RunConfig, seeds: tuple[int, ...] | No
     members = plan_members(base, [(exp.name, exp.changes) for exp in suite.experiments], seeds)
     for member in members:
         resolve_degradations(host, member.config.train_degrade + member.config.test_degrade)
-    host.models.get(base.model_name)
+    for member in members:  # a model too big for the images fails every member: say so once, before any
+        spec = host.models.get(member.config.model_name)
+        if member.config.recipe.image_size < spec.min_image_size:
+            raise BtkError(f"model '{spec.name}' needs an image size of at least {spec.min_image_size}, got "
+                           f"{member.config.recipe.image_size}")
     return suite, members
 
 

@@ -67,7 +67,8 @@ def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_fold
     [
         (["run", "--reader", "dicomm"], ["unknown reader 'dicomm'", "known: dicom, folder, nifti, synthetic"]),
         (["run", "--model", "resnet"], ["unknown model 'resnet'", "seed-cnn, small-cnn"]),
-        (["run", "--degrade", "sharpen"], ["unknown degrader 'sharpen'", "known: bias, blur, contrast, ghosting, gibbs"]),
+        (["run", "--degrade", "sharpen"],
+         ["unknown degrader 'sharpen'", "known: bias, blur, contrast, ghosting, gibbs"]),
         (["run", "--train-degrade", "blur:ksize=200"], ["'ksize' must be between 0 and 99, got 200"]),
         (["run", "--degrade", "resolution:factor=abc"], ["'factor' must be float, got 'abc'"]),
         (["run", "--degrade", "blur:ksize"], ["write KEY=VALUE"]),

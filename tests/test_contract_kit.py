@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from btk.cli import cli
+from btk.compare import build_report
 from btk.degraders import Degrader, Param
+from btk.runs import load_run
 from btk.testing import check_degrader, check_model, check_reader, check_reporter
 from btk.types import Entry, ModelSpec, ReadOptions, Reporter, Sample
 
@@ -35,20 +40,11 @@ def test_builtin_degraders_models_and_reporters_pass(btk_host, btk_sample_run, t
     html = btk_host.reporters.get("html")
     check_reporter(html, btk_sample_run, expect_files=["report.html"])
     # the html reporter's write hook: a btk.compare.Report of several runs into one file
-    from btk.compare import build_report
-    from btk.runs import load_run
-
     html.write(build_report([load_run(btk_sample_run)]), tmp_path / "one.html")
     page = (tmp_path / "one.html").read_text()
     assert "sample-run" in page and "configuration" in page
     # no json reporter any more: `btk report --json` prints the same run as JSON on stdout
     assert "json" not in btk_host.reporters
-    import json
-
-    from click.testing import CliRunner
-
-    from btk.cli import cli
-
     result = CliRunner().invoke(cli, ["report", str(btk_sample_run), "--json"])
     assert result.exit_code == 0, result.output
     (run,) = json.loads(result.stdout)["runs"]

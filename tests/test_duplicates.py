@@ -119,7 +119,7 @@ def test_sartaj_audit_numbers(sartaj, tmp_path):
 
     result = CliRunner().invoke(cli, ["audit", "--data", str(sartaj), "--json", "--pairs", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # --json: pure JSON on standard output
     copies = summary["copies"]["Testing images with a copy in Training"]
     assert copies == {"exact_copy": 251, "near_copy_only": 12, "any_copy": 263, "copy_with_other_label": 2}
     assert summary["pairs"]["within Training"] == {"exact": 139, "near": 202, "labels_disagree": 2}
@@ -142,7 +142,7 @@ def test_audit_counts_unreadable_files_and_keeps_going(image_folder, tmp_path):
     cv2.imwrite(str(image_folder / "b" / "copy_of_a0.png"), cv2.imread(str(image_folder / "a" / "0.png")))
     result = CliRunner().invoke(cli, ["audit", "--data", str(image_folder), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # --json: pure JSON on standard output
     info = summary["datasets"]["data"]
     assert info["images"] == 13
     assert [u["source"] for u in info["unreadable"]] == ["a/broken.png"]

@@ -103,25 +103,28 @@ def test_run_reads_cropped_images_and_caches_them_apart(tmp_path, sartaj):
 
 
 def test_unknown_crop_is_a_one_line_error():
-    result = CliRunner().invoke(cli, ["run", "--crop", "brain"])
-    assert result.exit_code != 0 and "brain" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["run", "--set", "crop=brain"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: --set crop=brain: recipe.crop: 'brain' is not one of")
+    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
 def test_predict_frames_new_scans_as_the_run_was_trained(tmp_path, sartaj, tiny_sartaj_run, monkeypatch):
     import json
 
-    from btk import predict as predict_module
+    from btk import training
 
-    run_dir, _ = tiny_sartaj_run("--crop", "head")
+    run_dir, _ = tiny_sartaj_run("--set", "crop=head")
     assert json.loads((run_dir / "config.json").read_text())["recipe"]["crop"] == "head"
     scan = tmp_path / "new.png"
     slice_ = cv2.imread(str(sartaj / SLICES[1]), cv2.IMREAD_GRAYSCALE)
     cv2.imwrite(str(scan), _reframed(slice_, 0.5, (500, 700), (30, 300)))
     seen = []
-    real = predict_module.predict_batches
-    monkeypatch.setattr(predict_module, "predict_batches", lambda m, x, s, **kw: seen.append(x) or real(m, x, s, **kw))
-    result = CliRunner().invoke(cli, ["predict", str(run_dir), str(scan), "--json"])
+    real = training.network_input  # the uint8 images the scorer gives the network
+    monkeypatch.setattr(training, "network_input", lambda batch, scale, intensity="none":
+                        seen.append(batch) or real(batch, scale, intensity))
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", str(scan), "--json"])
     assert result.exit_code == 0, result.output
     expected = frame(cv2.imread(str(scan), cv2.IMREAD_GRAYSCALE), 32, "head")
     assert np.array_equal(seen[0][0, ..., 0], expected)

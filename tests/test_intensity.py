@@ -80,26 +80,29 @@ def test_unknown_intensity_is_a_one_line_error():
     from btk.config import get_recipe
     from btk.errors import BtkError
 
-    result = CliRunner().invoke(cli, ["run", "--intensity", "zscore"])
-    assert result.exit_code != 0 and "zscore" in result.output and "Traceback" not in result.output
-    with pytest.raises(BtkError, match="unknown intensity normalisation 'zscore'"):
+    result = CliRunner().invoke(cli, ["run", "--set", "intensity=zscore"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: --set intensity=zscore: recipe.intensity: 'zscore'")
+    assert len(result.output.strip().splitlines()) == 1
+    with pytest.raises(BtkError, match="intensity: 'zscore' is not one of"):
         get_recipe("fast", intensity="zscore")
 
 
 @pytest.mark.slow
 def test_a_run_records_its_normalisation_and_predict_applies_it(tiny_sartaj_run, monkeypatch):
-    from btk import predict as predict_module
+    from btk import training
 
-    run_dir, data = tiny_sartaj_run("--intensity", "equalize")
+    run_dir, data = tiny_sartaj_run("--set", "intensity=equalize")
     assert json.loads((run_dir / "config.json").read_text())["recipe"]["intensity"] == "equalize"
     seen = []
-    real = predict_module.predict_batches
-    monkeypatch.setattr(predict_module, "predict_batches",
-                        lambda m, x, s, **kw: seen.append(kw) or real(m, x, s, **kw))
-    scans = [str(p) for p in sorted((data / "no_tumor").iterdir())[:2]]
+    real = training.network_input  # what the scorer prepares every batch with
+    monkeypatch.setattr(training, "network_input", lambda batch, scale, intensity="none":
+                        seen.append(intensity) or real(batch, scale, intensity))
+    scans = [arg for p in sorted((data / "no_tumor").iterdir())[:2] for arg in ("--data", str(p))]
     result = CliRunner().invoke(cli, ["predict", str(run_dir), *scans, "--json"])
     assert result.exit_code == 0, result.output
-    assert seen and all(kw == {"intensity": "equalize"} for kw in seen)
+    assert len(json.loads(result.stdout)) == 2
+    assert seen and all(intensity == "equalize" for intensity in seen)
 
 
 def test_nyul_maps_every_export_of_a_slice_onto_the_learned_landmarks(sartaj):
@@ -126,6 +129,6 @@ def test_nyul_maps_every_export_of_a_slice_onto_the_learned_landmarks(sartaj):
 def test_a_nyul_run_records_its_fitted_scale(tiny_sartaj_run):
     from btk.intensity import is_intensity
 
-    run_dir, _ = tiny_sartaj_run("--intensity", "nyul")
+    run_dir, _ = tiny_sartaj_run("--set", "intensity=nyul")
     recorded = json.loads((run_dir / "config.json").read_text())["recipe"]["intensity"]
     assert recorded.startswith("nyul:") and is_intensity(recorded)

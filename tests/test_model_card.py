@@ -35,7 +35,9 @@ def test_a_runs_model_card_holds_every_section_with_its_own_numbers(tiny_sartaj_
                                                          "degraders": {"blur": [0.75, 0.5, 0.25]}}))
     (run_dir / "explain.json").write_text(json.dumps({"method": "gradcam", "images": [
         {"outside_head_share": 0.1}, {"outside_head_share": 0.3}]}))
-    assert CliRunner().invoke(cli, ["evaluate", str(run_dir), "--data", str(data)]).exit_code == 0
+    evaluated = CliRunner().invoke(cli, ["evaluate", str(run_dir), "--data", str(data), "--degrade", "blur@2",
+                                         "--reporter", "none"])
+    assert evaluated.exit_code == 0, evaluated.output
     result = CliRunner().invoke(cli, ["card", str(run_dir)])
     assert result.exit_code == 0, result.output
     card = (run_dir / "MODEL_CARD.md").read_text()
@@ -45,4 +47,11 @@ def test_a_runs_model_card_holds_every_section_with_its_own_numbers(tiny_sartaj_
     assert f"- {evaluation.name}: {data} (all), {clean['n'] + counts['train'] + counts['val']} images" in card
 
     html = CliRunner().invoke(cli, ["report", str(run_dir), "--html", str(run_dir.parent / "r.html")])
-    assert html.exit_code == 0 and "Model card: " in (run_dir.parent / "r.html").read_text()
+    assert html.exit_code == 0, html.output
+    page = (run_dir.parent / "r.html").read_text()
+    # the card rendered as HTML (its headings one level down), not as preformatted text
+    assert f"<h2>Model card: {run_dir.name}</h2>" in page and "<pre>" not in page
+    assert "<h3>configuration</h3>" in page  # the run's fields and the recipe's as table rows
+    assert "<tr><td>task</td><td>multiclass</td></tr>" in page and "<tr><td>epochs</td><td>1</td></tr>" in page
+    # the run's evaluation beside it, with its degraded condition
+    assert f">{evaluation.name}</a></td><td>blur@2</td>" in page

@@ -80,7 +80,7 @@ def test_commands_that_load_the_network_print_no_backend_lines(image_folder, tmp
     assert done.returncode == 0, done.stderr
     assert _backend_lines(done.stdout + done.stderr) == []
     run = str(next(runs.iterdir()))
-    for args in (["predict", run, str(image_folder / "a")], ["evaluate", run, "--data", str(image_folder)],
+    for args in (["predict", run, "--data", str(image_folder / "a")], ["evaluate", run, "--data", str(image_folder)],
                  ["robustness", run, "--degraders", "blur"]):
         done = _btk(*args)
         assert done.returncode == 0, (args, done.stderr)

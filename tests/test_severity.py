@@ -73,6 +73,6 @@ def test_level_specs_and_their_errors():
 
 def test_cli_rejects_a_bad_level_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["run", "--degrade", "blur@9", "--epochs", "1", "--out", str(tmp_path)])
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     assert [line for line in result.output.splitlines() if line.startswith("Error")] == [
         "Error: degrader 'blur': level must be 1..5, got 9"]

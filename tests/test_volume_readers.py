@@ -142,7 +142,7 @@ def test_convert_help_shows_its_example_without_a_stray_backspace_marker():
     assert "\\b" not in result.output and "\b" not in result.output
     lines = result.output.splitlines()
     example = lines.index("  Example:")  # click's \b paragraph: kept as written, on lines of its own
-    assert lines[example + 1].strip() == "btk convert --data DATA/sartaj --to dicom --out sartaj-dicom"
+    assert lines[example + 1].strip() == "btk convert --data DATA/sartaj --to dicom --out converted/"
     for name in runner.invoke(cli, ["--help"]).output.split("Commands:")[1].split():
         if name in cli.commands:  # every command's help, built-in or from a plugin
             output = runner.invoke(cli, [name, "--help"]).output
@@ -158,23 +158,31 @@ def test_dicom_round_trip_of_real_images_gives_the_same_predictions(sartaj, tmp_
             for f in sorted((sartaj / split / c).glob("*.jpg"))[:n]:
                 shutil.copy(f, src / split / c / f.name)
     runner = CliRunner()
-    for kind, folder in (("dicom", "dcm"), ("nifti", "nii")):
-        out = tmp_path / folder
-        assert runner.invoke(cli, ["convert", "--data", str(src), "--to", kind, "--out", str(out)]).exit_code == 0
+    converted = {}
+    for kind in ("dicom", "nifti"):  # --out DIR: a new directory DIR/<time>-convert-<to>/ inside it
+        result = runner.invoke(cli, ["convert", "--data", str(src), "--to", kind, "--out", str(tmp_path / "conv"),
+                                     "--json"])
+        assert result.exit_code == 0, result.output
+        info = json.loads(result.stdout)
+        converted[kind] = Path(info["folder"])
+        assert info["images"] == 22 and info["format"] == kind
+        assert converted[kind].parent == tmp_path / "conv" and converted[kind].name.endswith(f"-convert-{kind}")
+    assert sorted(p.name for p in (tmp_path / "conv").iterdir()) == sorted(p.name for p in converted.values())
     jpeg = _read("folder", src, 64, 1)
-    dicom = _read("dicom", tmp_path / "dcm", 64, 1)
-    nifti = _read("nifti", tmp_path / "nii", 64, 1, clip="none")
+    dicom = _read("dicom", converted["dicom"], 64, 1)
+    nifti = _read("nifti", converted["nifti"], 64, 1, clip="none")
     order = lambda d: sorted(range(len(d)), key=lambda i: (d.splits[i], d.labels[i], d.images[i].tobytes()))  # noqa: E731
     for other in (dicom, nifti):
         assert np.array_equal(jpeg.images[order(jpeg)], other.images[order(other)])
     out = tmp_path / "runs"
-    result = runner.invoke(cli, ["run", "--data", str(src), "--model", "small-cnn", "--image-size", "64", "--channels",
-                                 "1", "--epochs", "1", "--out", str(out), "--reporter", "json"])
+    result = runner.invoke(cli, ["run", "--data", str(src), "--model", "small-cnn", "--image-size", "64", "--set",
+                                 "channels=1", "--epochs", "1", "--out", str(out), "--reporter", "none"])
     assert result.exit_code == 0, result.output
     run_dir = next(out.iterdir())
     test_jpegs = sorted((src / "Testing").glob("*/*.jpg"))
-    from_jpeg = json.loads(runner.invoke(cli, ["predict", str(run_dir), *map(str, test_jpegs), "--json"]).output)
-    from_dicom = json.loads(runner.invoke(cli, ["predict", str(run_dir), str(tmp_path / "dcm" / "Testing"),
+    jpeg_args = [arg for f in test_jpegs for arg in ("--data", str(f))]
+    from_jpeg = json.loads(runner.invoke(cli, ["predict", str(run_dir), *jpeg_args, "--json"]).stdout)
+    from_dicom = json.loads(runner.invoke(cli, ["predict", str(run_dir), "--data", str(converted["dicom"] / "Testing"),
                                                 "--json"]).output)
     assert len(from_jpeg) == len(from_dicom) == 6
     key = lambda r: tuple(round(v, 5) for v in r["probabilities"].values())  # noqa: E731
@@ -193,8 +201,9 @@ def test_no_patient_on_both_sides_of_a_split(tmp_path):
                                f"P{c[:2]}{p}")
     out = tmp_path / "runs"
     result = CliRunner().invoke(cli, ["run", "--reader", "dicom", "--data", str(tmp_path / "data"), "-R", "slices=all",
-                                      "--model", "small-cnn", "--image-size", "32", "--channels", "1", "--epochs", "1",
-                                      "--val-fraction", "0.25", "--duplicate-threshold", "0", "--out", str(out)])
+                                      "--model", "small-cnn", "--image-size", "32", "--set", "channels=1",
+                                      "--epochs", "1", "--set", "val_fraction=0.25", "--duplicate-threshold", "0",
+                                      "--out", str(out), "--reporter", "none"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((next(out.iterdir()) / "split.csv").read_text().splitlines()))
     assert len(rows) == 2 * 8 * 4

@@ -39,6 +39,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
       btk predict runs/20261127-101500-multiclass --data new-scans/ --out predictions/
       btk predict runs/20261127-101500-multiclass --data new-scans/ --json > rows.json
     """
+    from btk.distribute import check_devices
     from btk.errors import BtkError
     from btk.plugins import get_host
     from btk.predict import PredictionTally
@@ -48,6 +49,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     from btk.render.tables import PredictionTable, render_prediction_summary
     from btk.runs import load_run
 
+    check_devices(devices)  # refused in one line before the run or any image is read
     run_ = load_run(run_dir)
     output = Output(as_json)
     sink: Any = None

@@ -40,6 +40,7 @@ def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str
       btk robustness runs/A --subset validation       # choose recipes without Testing
     """
     from btk.degraders import resolve_degradations
+    from btk.distribute import check_devices
     from btk.plugins import get_host
     from btk.render import line
     from btk.render.plots import robustness_plot
@@ -47,6 +48,7 @@ def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str
     from btk.robustness import compare_runs
     from btk.runs import load_run
 
+    check_devices(devices)  # refused in one line before the runs or any image is read
     host = get_host()
     names = [n.strip() for n in degraders.split(",")] if degraders else None
     extra = resolve_degradations(host, list(also))

@@ -164,8 +164,8 @@ def failed_lines(failed: list[dict[str, Any]], folder: Any = None) -> list[str]:
     lines = []
     for f in failed:
         log = f"; log {f['log'] if folder is None else Path(folder) / f['log']}" if f.get("log") else ""
-        lines.append(f"FAILED {f['member']}: exit status {f.get('returncode')}{log}"
-                     + (f" ({f['error']})" if f.get("error") else ""))
+        status = f"exit status {f['returncode']}" if f.get("returncode") is not None else "failed in this process"
+        lines.append(f"FAILED {f['member']}: {status}{log}" + (f" ({f['error']})" if f.get("error") else ""))
     return lines
 
 
