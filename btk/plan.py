@@ -30,6 +30,7 @@ from btk.errors import BtkError
 from btk.feedback import Feedback
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
+MULTIHOST_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 _SEED_ITEM = re.compile(r"^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$")
 
@@ -104,8 +105,10 @@ def member_env(index: int, jobs: int, devices: Sequence[str], environ: Mapping[s
                cpu_count: int | None = None) -> dict[str, str]:
     """The environment of member ``index`` of a plan run ``jobs`` at a time: this process's,
     with the CPU thread share (:func:`cpu_threads`), device ``index % len(devices)`` when there
-    are ``devices``, and this btk first on ``PYTHONPATH`` so the member runs the same code."""
-    env = dict(os.environ if environ is None else environ)
+    are ``devices``, and this btk first on ``PYTHONPATH`` so the member runs the same code. A
+    member is a run of its own: the multi-host variables (``JAX_COORDINATOR_ADDRESS``, ...) are
+    left out, so it never tries to join another run's processes."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in MULTIHOST_VARIABLES}
     threads = str(cpu_threads(jobs, cpu_count))
     env.update(dict.fromkeys(THREAD_VARIABLES, threads))
     if devices:

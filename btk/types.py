@@ -118,8 +118,9 @@ class Reporter:
         report: ``report(run, console)`` where ``run`` is a :class:`btk.runs.Run` and ``console``
             a ``rich.console.Console`` (reporters draw with rich; the core passes the console).
         description: one line for ``btk plugins``.
-        write: optional ``write(runs, path, suites)`` for reporters that put several runs (and
-            suite tables) into one file; ``btk report --html PATH`` uses the ``html`` reporter's.
+        write: optional ``write(report, path)`` (``report``: a :class:`btk.compare.Report`) for
+            reporters that put several runs (and suite tables) into one file; ``btk report --html
+            PATH`` uses the ``html`` reporter's.
     """
 
     name: str

@@ -52,6 +52,9 @@ def test_member_environment():
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
     assert env["PYTHONPATH"].split(":")[0] == str(Path(__file__).resolve().parents[1])
     assert "CUDA_VISIBLE_DEVICES" not in member_env(0, 4, [], environ={}, cpu_count=2)
+    # a member is a run of its own: it never joins another run's processes
+    joined = member_env(0, 2, [], environ={"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_PROCESS_ID": "0", "HOME": "/h"})
+    assert "JAX_COORDINATOR_ADDRESS" not in joined and "JAX_PROCESS_ID" not in joined and joined["HOME"] == "/h"
     assert cpu_threads(4, 2) == 1 and cpu_threads(1, 2) == 2
     assert visible_devices({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
     assert visible_devices({"CUDA_VISIBLE_DEVICES": ""}) == []

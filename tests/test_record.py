@@ -59,7 +59,7 @@ def test_a_config_file_sets_fields_and_typed_options_override_it(tmp_path):
 
     # the same on the command line: --config FILE plus flags and --set (a plan's file shows the result)
     result = CliRunner().invoke(cli, ["plan", "--config", str(path), "--seeds", "11", "--write", str(tmp_path / "w"),
-                                      "--epochs", "2", "--set", "patience=4"])
+                                      "--epochs", "2", "--set", "patience=4", "--model", "small-cnn"])
     assert result.exit_code == 0, result.output
     (member,) = (tmp_path / "w" / "members").iterdir()
     written = json.loads(member.read_text())["config"]
