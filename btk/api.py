@@ -18,6 +18,7 @@ also draw with :mod:`btk.render` and read statistics from btk's modules directly
 from __future__ import annotations
 
 from btk.compare import Report, build_report
+from btk.config import parse_pairs
 from btk.dataset import iter_entries
 from btk.degraders import LEVELS, REFERENCE_SIZE, Degrader, Param
 from btk.errors import BtkError, UnreadableInputError
@@ -59,6 +60,7 @@ __all__ = [
     "hookimpl",
     "iter_entries",
     "metric_cis",
+    "parse_pairs",
     "read_manifest",
     "reliability",
     "softmax_head",

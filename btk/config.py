@@ -374,8 +374,13 @@ def _kind(f: Any) -> tuple[str, bool]:
     return text.split("[")[0].split("|")[0].strip(), "None" in text
 
 
-def _pairs(value: Any) -> dict[str, str]:
-    """An options table from a mapping, or from ``KEY=VALUE`` items (text or a list of them)."""
+def parse_pairs(value: Any) -> dict[str, str]:
+    """An options table from a mapping, or from ``KEY=VALUE`` items (text or a list of them):
+    how every ``-R``/``-M`` style option is read.
+
+    Raises:
+        ValueError: an item without ``=`` or a key.
+    """
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
     items = [value] if isinstance(value, str) else list(value)
@@ -403,7 +408,7 @@ def convert(key: str, value: Any) -> Any:
             return None
         raise ValueError("a value is needed")
     if kind == "dict":
-        return _pairs(value)
+        return parse_pairs(value)
     if kind == "tuple":
         items = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
         if items is None:

@@ -565,7 +565,9 @@ def explain_run(run: Any, paths: Sequence[str | Path], out: Path | str | None = 
         shutil.rmtree(partial, ignore_errors=True)
         raise
     owner = run.evaluated_run() if run.is_evaluation else run
-    shutil.copyfile(final / "explain.json", Path(owner.path) / "explain.json")
+    kept = Path(owner.path) / ".explain.json.partial"
+    shutil.copyfile(final / "explain.json", kept)
+    kept.replace(Path(owner.path) / "explain.json")
     from btk.model_card import write_card
 
     write_card(owner)

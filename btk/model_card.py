@@ -256,5 +256,7 @@ def model_card(run: Run, name: str | None = None) -> str:
 def write_card(run: Run, name: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` into the run directory (``name``: the run's name, if not its folder's)."""
     path = run.path / CARD
-    path.write_text(model_card(run, name))
+    tmp = path.with_name(f".{CARD}.partial")
+    tmp.write_text(model_card(run, name))
+    tmp.replace(path)  # a reader never sees half a card
     return path

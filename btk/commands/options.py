@@ -44,13 +44,12 @@ def pairs(values: tuple[str, ...] | list[str], what: str) -> dict[str, str]:
     Raises:
         BtkError: an item without ``=`` or a key.
     """
-    out = {}
-    for item in values:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise BtkError(f"bad {what} {item!r}: write KEY=VALUE")
-        out[key.strip()] = value.strip()
-    return out
+    from btk.config import parse_pairs
+
+    try:
+        return parse_pairs(list(values))
+    except ValueError as exc:
+        raise BtkError(f"bad {what} {exc}") from None
 
 
 def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from btk.api import BtkError, ReadOptions, ResultDir, check_writable, get_host, hookimpl, iter_entries
+from btk.api import BtkError, ReadOptions, ResultDir, check_writable, get_host, hookimpl, iter_entries, parse_pairs
 
 SPLIT_DIRS = {"train": "Training", "test": "Testing", "": ""}
 
@@ -115,12 +115,10 @@ def convert_command(data, reader, reader_option, to, out, per_patient, as_json):
     Example:
       btk convert --data DATA/sartaj --to dicom --out converted/
     """
-    options = {}
-    for item in reader_option:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise BtkError(f"bad reader option {item!r}: write KEY=VALUE")
-        options[key.strip()] = value.strip()
+    try:
+        options = parse_pairs(list(reader_option))
+    except ValueError as exc:
+        raise BtkError(f"bad reader option {exc}") from None
     with ResultDir(check_writable(out), f"convert-{to}") as folder:
         n = convert(data, reader, to, folder.tmp, per_patient, options)
     if as_json:
