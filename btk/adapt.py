@@ -148,7 +148,7 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     from btk.pipeline import Fitted, calibrate, collapse_alert, evaluate_test, prepared_from_run, scorer_for, write_run
     from btk.plugins import get_host
     from btk.provenance import now
-    from btk.runs import check_writable, new_run_id, unique_dir
+    from btk.run_files import check_writable, new_run_id, unique_dir
     from btk.training import network_input
 
     host = host or get_host()

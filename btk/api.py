@@ -25,7 +25,8 @@ from btk.errors import BtkError, UnreadableInputError
 from btk.hookspecs import RegisterDegrader, RegisterModel, RegisterReader, RegisterReporter, hookimpl
 from btk.models import compile_like_report, softmax_head
 from btk.plugins import get_host
-from btk.runs import ResultDir, Run, check_writable
+from btk.run_files import ResultDir, check_writable
+from btk.runs import Run
 from btk.stats import metric_cis, reliability
 from btk.types import Entry, ModelSpec, Reader, ReadOptions, Reporter, Sample
 from btk.volumes import choose_slices, find_files, folder_label, read_manifest, to_uint8

@@ -70,7 +70,7 @@ def degrade_dataset(reader: Any, path: Path | None, reader_options: dict[str, st
     Raises:
         BtkError: ``out`` cannot be written.
     """
-    from btk.runs import ResultDir, check_writable
+    from btk.run_files import ResultDir, check_writable
 
     label = degradation.label.replace(":", "-").replace(",", "-").replace("=", "")
     with ResultDir(check_writable(out), f"degrade-{label}") as folder:

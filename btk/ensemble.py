@@ -27,7 +27,8 @@ from btk.config import RunConfig, require_run_name
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.plugins import PluginHost, get_host
-from btk.runs import Ensemble, Member, Run, check_writable, load_run, new_run_id, unique_dir
+from btk.run_files import check_writable, new_run_id, unique_dir
+from btk.runs import Ensemble, Member, Run, load_run
 
 # what members must share: their inputs are read and scored alike
 SAME_RECIPE = ("image_size", "channels", "crop", "intensity", "scale")

@@ -26,7 +26,8 @@ from btk.feedback import Feedback
 from btk.pipeline import model_precision, versions
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
-from btk.runs import EVALUATIONS, Run, RunWriter, check_writable, load_run, new_run_id, unique_dir
+from btk.run_files import EVALUATIONS, RunWriter, check_writable, new_run_id, unique_dir
+from btk.runs import Run, load_run
 from btk.scoring import TestResults, score_conditions
 from btk.split import fingerprints_of
 

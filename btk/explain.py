@@ -540,7 +540,7 @@ def explain_run(run: Any, paths: Sequence[str | Path], out: Path | str | None = 
     import shutil
 
     from btk.plugins import get_host
-    from btk.runs import check_writable, new_run_id, unique_dir
+    from btk.run_files import check_writable, new_run_id, unique_dir
 
     if method not in METHODS:
         raise BtkError(f"unknown method '{method}' (known: {', '.join(METHODS)})")

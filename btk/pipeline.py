@@ -38,7 +38,8 @@ from btk.image_augment import chain, make_image_augmenter
 from btk.model_card import write_card
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
-from btk.runs import Calibration, Run, RunWriter, check_writable, load_run, new_run_id, parse_record, unique_dir
+from btk.run_files import RunWriter, check_writable, new_run_id, unique_dir
+from btk.runs import Calibration, Run, load_run, parse_record
 from btk.scoring import Scorer, TestResults, score_conditions
 from btk.split import fingerprints_of, make_split, task_labels
 from btk.stats import reliability

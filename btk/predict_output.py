@@ -1,5 +1,5 @@
 """Where ``btk predict`` writes its rows as they come: a CSV file (in its result directory,
-:class:`btk.runs.ResultDir`, complete or absent), or a JSON list on standard output that is
+:class:`btk.run_files.ResultDir`, complete or absent), or a JSON list on standard output that is
 closed whatever happens, so it always parses.
 """
 
@@ -104,7 +104,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     from btk.plugins import get_host
     from btk.predict import PredictionTally, predict_stream
     from btk.predict_inputs import gather_inputs
-    from btk.runs import ResultDir, check_writable
+    from btk.run_files import ResultDir, check_writable
 
     check_devices(devices)
     parent = check_writable(out) if out is not None else None

@@ -16,7 +16,8 @@ from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.plugins import PluginHost, get_host
-from btk.runs import Run, check_writable, load_run
+from btk.run_files import check_writable
+from btk.runs import Run, load_run
 
 
 @dataclass

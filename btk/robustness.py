@@ -24,7 +24,8 @@ from btk.degraders import Degradation
 from btk.errors import BtkError
 from btk.feedback import Feedback, Task
 from btk.plugins import PluginHost
-from btk.runs import Run, write_json_atomic
+from btk.run_files import write_json_atomic
+from btk.runs import Run
 from btk.scoring import score_conditions
 
 SUBSETS = {"test": "test", "validation": "val"}

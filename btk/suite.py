@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from btk.config import RunConfig
 from btk.errors import BtkError
 from btk.feedback import Feedback
-from btk.runs import Run, check_writable, load_run, new_run_id, unique_dir
+from btk.run_files import check_writable, new_run_id, unique_dir
+from btk.runs import Run, load_run
 
 if TYPE_CHECKING:
     import subprocess

@@ -150,7 +150,7 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
     configuration when given."""
     from btk.config import make_run_config
     from btk.metrics import evaluate
-    from btk.runs import RunWriter
+    from btk.run_files import RunWriter
 
     conditions = probs if isinstance(probs, dict) else {"clean": probs}
     sources = sources or [f"img{i:05d}.png" for i in range(len(y))]

@@ -323,7 +323,7 @@ def test_read_ahead_keeps_order_stops_at_its_limit_and_passes_errors_on():
 def test_an_interrupted_directory_leaves_nothing_and_a_complete_one_is_new(tmp_path):
     from btk.predict import Prediction
     from btk.predict_output import PredictionFile
-    from btk.runs import ResultDir
+    from btk.run_files import ResultDir
 
     row = Prediction("a.png", None, "a", {"a": 0.5, "b": 0.5})
     with pytest.raises(KeyboardInterrupt), ResultDir(tmp_path, "predict-x") as folder, \

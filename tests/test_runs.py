@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from btk.cli import cli
 from btk.metrics import evaluate
-from btk.runs import MARKER, load_run
+from btk.run_files import MARKER
+from btk.runs import load_run
 
 RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predictions.csv", "metrics.json",
              "examples.npz", "MODEL_CARD.md", MARKER}

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from btk.cli import cli
 from btk.config import get_recipe
-from btk.runs import MARKER
+from btk.run_files import MARKER
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():

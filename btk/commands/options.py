@@ -111,7 +111,7 @@ class Output:
 
     def json(self, obj: Any) -> None:
         """Print ``obj`` as JSON on standard output."""
-        from btk.runs import json_default
+        from btk.run_files import json_default
 
         click.echo(json.dumps(obj, indent=1, default=json_default))
 
