@@ -62,3 +62,25 @@ def test_only_the_rendering_package_and_the_reporters_import_rich():
         if any(name == "rich" or name.startswith("rich.") for name in _imports(path)):
             offenders.append(rel)
     assert offenders == []
+
+
+def test_readme_quotes_the_measured_demo():
+    """The README's figures for `make demo` are the ones benchmarks/demo_seeds.py measured."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "docs" / "results" / "cpu-demo" / "demo-seeds.json").read_text())["results"]
+    text = " ".join((root / "README.md").read_text().split())
+
+    def span(values: list[float]) -> str:
+        return f"{100 * min(values):.1f}-{100 * max(values):.1f}%"
+
+    auto = [r for r in results if r["precision"] == "auto"]
+    fp32 = [r for r in results if r["precision"] == "float32"]
+    default = next(r for r in auto if r["seed"] == 101)
+    seconds = [r["seconds"] for r in auto]
+    assert f"scores {100 * default['accuracy']:.1f}% on its {default['n']} held-out phantoms" in text
+    assert f"Over seeds 101-103 it scores {span([r['accuracy'] for r in auto])}" in text
+    assert f"and {span([r['accuracy'] for r in fp32])} in float32" in text
+    assert f"({min(seconds):.0f}-{max(seconds):.0f} s)" in text
