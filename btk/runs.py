@@ -485,6 +485,21 @@ class Run:
                       np.array([r["source"] for r in rows], dtype=object),
                       np.array([r.get("copy_in_train") == "1" for r in rows], dtype=bool))
 
+    def made_by(self) -> tuple[str, str] | None:
+        """What made the run, in words, for reports: ``(what, command)``, e.g. ``("made by btk
+        0.1.0 (commit ...), keras 3.15 on tensorflow 2.21, CPU ..., mixed_bfloat16; data ...;
+        START to END", "btk run ...")``; ``None`` for a run written before provenance was kept."""
+        made = self.provenance
+        if made is None:
+            return None
+        commit = f" (commit {made.commit[:10]}{', uncommitted changes' if made.dirty else ''})" if made.commit else ""
+        data = made.data
+        listing = (f"; data {data.get('path') or data.get('reader')}: {data.get('files') or data.get('entries')} "
+                   f"files, sha256 {str(data['sha256'])[:12]}") if data.get("sha256") else ""
+        return (f"made by btk {self.versions.get('btk', '?')}{commit}, keras {self.versions.get('keras', '?')} on "
+                f"{made.backend} {made.backend_version}, {made.device}, {made.precision}{listing}; {made.started} "
+                f"to {made.ended}", made.command)
+
     def summary(self) -> dict[str, Any]:
         """The run as one JSON-ready object: what ``--json`` prints."""
         return {"run": str(self.path), "kind": self.kind, "name": self.name, "config": self.config.to_json(),

@@ -9,6 +9,7 @@ import click
 from btk.commands.options import (
     Output,
     check_reporters,
+    data_paths,
     json_option,
     name_option,
     out_option,
@@ -22,9 +23,8 @@ from btk.errors import BtkError
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
-              help="The new site's unlabelled images: files or folders (searched at any depth), DICOM, NIfTI; "
-                   "repeatable. Every slice of a series or volume counts.")
+@data_paths("The new site's unlabelled images: files or folders (searched at any depth), DICOM, NIfTI, every "
+            "slice of a series or volume")
 @reader_options
 @out_option("the adapted run", shown="the run's folder")
 @name_option("Name in the new run directory's name [the run's name + -adapted].")

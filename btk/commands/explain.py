@@ -6,14 +6,20 @@ from pathlib import Path
 
 import click
 
-from btk.commands.options import Output, json_option, out_option, pairs, reader_options, scoring_options
+from btk.commands.options import (
+    Output,
+    data_paths,
+    json_option,
+    out_option,
+    pairs,
+    reader_options,
+    scoring_options,
+)
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
-              help="Images to explain: files or folders, DICOM, NIfTI (a series or volume by its middle slice); "
-                   "repeatable.")
+@data_paths("Images to explain: files or folders, DICOM, NIfTI (a series or volume by its middle slice)")
 @reader_options
 @click.option("--method", type=click.Choice(["gradcam", "occlusion"]), default="gradcam", show_default=True,
               help="Grad-CAM (last convolutional layer) or occlusion (a black square moved over the image).")

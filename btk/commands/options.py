@@ -78,6 +78,12 @@ json_option = click.option("--json", "as_json", is_flag=True,
 reporter_option = click.option("--reporter", multiple=True, default=("terminal",), show_default=True,
                                help="Reporter plugin(s) that show the result; repeatable; none: no report.")
 
+def data_paths(what: str) -> Decorator:
+    """``--data PATH``, repeatable: the inputs of a command that reads several paths (``what``)."""
+    return click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
+                        help=f"{what}; repeatable.")
+
+
 reader_options = _chain(
     click.option("--reader", help="Reader plugin [the run's, or recognised from each path]."),
     click.option("--reader-option", "-R", "reader_option", multiple=True, metavar="KEY=VALUE",

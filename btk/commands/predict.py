@@ -7,14 +7,21 @@ from typing import Any
 
 import click
 
-from btk.commands.options import Output, json_option, out_option, pairs, reader_options, scoring_options
+from btk.commands.options import (
+    Output,
+    data_paths,
+    json_option,
+    out_option,
+    pairs,
+    reader_options,
+    scoring_options,
+)
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
-              help="Scans to classify: JPEG/PNG files or folders of them (searched at any depth), DICOM files or "
-                   "series folders, NIfTI volumes; repeatable.")
+@data_paths("Scans to classify: JPEG/PNG files or folders of them (searched at any depth), DICOM files or "
+            "series folders, NIfTI volumes")
 @reader_options
 @click.option("--slices", default="all", show_default=True, help="Slices of a series or volume: middle, all, every:N.")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",

@@ -295,17 +295,10 @@ def _card(run: Run) -> str:
 
 
 def _provenance(run: Run) -> str:
-    made = run.provenance
+    made = run.made_by()
     if made is None:
         return ""
-    commit = f" (commit {_esc(made.commit[:10])}{', uncommitted changes' if made.dirty else ''})" if made.commit else ""
-    data = made.data
-    listing = (f"; data {_esc(data.get('path') or data.get('reader'))}: {_esc(data.get('files'))} files, sha256 "
-               f"{_esc(str(data.get('sha256', ''))[:12])}") if data.get("sha256") else ""
-    return (f'<p class="note">Made by btk {_esc(run.versions.get("btk", "?"))}{commit}, Keras '
-            f"{_esc(run.versions.get('keras', '?'))} on {_esc(made.backend)} {_esc(made.backend_version)}, "
-            f"{_esc(made.device)}, {_esc(made.precision)}{listing}; {_esc(made.started)} to {_esc(made.ended)}. "
-            f"Command: <code>{_esc(made.command)}</code></p>")
+    return f'<p class="note">{_esc(made[0][0].upper() + made[0][1:])}. Command: <code>{_esc(made[1])}</code></p>'
 
 
 def _calibration(run: Run) -> str:

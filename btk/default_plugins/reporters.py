@@ -28,16 +28,8 @@ def _header(run: Run) -> str:
 
 def _provenance(run: Run) -> str | None:
     """One paragraph of what made the run (runs written before provenance was kept have none)."""
-    made = run.provenance
-    if made is None:
-        return None
-    commit = f" (commit {made.commit[:10]}{', uncommitted changes' if made.dirty else ''})" if made.commit else ""
-    data = made.data
-    listing = (f"; data {data.get('path') or data.get('reader')}: {data.get('files') or data.get('entries')} files, "
-               f"sha256 {data['sha256'][:12]}") if data.get("sha256") else ""
-    return (f"made by btk {run.versions.get('btk', '?')}{commit}, keras {run.versions.get('keras', '?')} on "
-            f"{made.backend} {made.backend_version}, {made.device}, {made.precision}"
-            f"{listing}; {made.started} to {made.ended}\n  command: {made.command}")
+    made = run.made_by()
+    return None if made is None else f"{made[0]}\n  command: {made[1]}"
 
 
 def _accuracy_interval(run: Run, condition: str) -> str:
