@@ -6,7 +6,7 @@ Four recipes:
 - ``report``: the report exactly: raw 0..255 pixels, Adam at Keras' default rate, 60 epochs,
   batch 32, the last 10% of the shuffled training data for validation, the final weights.
   On the real data this collapses (one class predicted for everything).
-- ``btk`` (the default of a ``--suite``): the report's architecture, epochs, batch size, image
+- ``btk`` (the default of ``btk plan --suite``): the report's architecture, epochs, batch size, image
   size and validation fraction, made safe: pixels scaled to 0..1, Adam at 1e-4, class weights
   when classes are unbalanced, a validation split that keeps groups on one side, and the
   weights of the epoch with the best validation accuracy restored at the end.

@@ -1,6 +1,6 @@
 """Plans of runs over seeds, run one after another or as parallel processes.
 
-A plan is a suite's experiments (or one plain run) times a list of seeds: ``btk run --suite
+A plan is a suite's experiments (or one plain run) times a list of seeds: ``btk plan --suite
 report --seeds 101-105 --jobs 2``. Each member is one run, named after its experiment and seed
 (``multiclass-seed101``). With ``--jobs N`` above 1 the members run as separate ``btk run``
 processes, at most N at a time, each from a configuration file written into the plan's folder

@@ -136,7 +136,7 @@ def read_suite(folder: Path) -> dict[str, Any] | None:
 
 
 def plain_suite(base: RunConfig) -> Suite:
-    """A one-experiment plan: ``base`` as it is (``btk run --seeds`` without ``--suite``); its
+    """A one-experiment plan: ``base`` as it is (``btk plan --seeds`` without ``--suite``); its
     table has a row for each test condition the runs have."""
     name = base.name or base.task
     return Suite(name=name, description=f"one run ({name}) over seeds", experiments=(Experiment(name),), rows=())
