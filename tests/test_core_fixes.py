@@ -49,7 +49,7 @@ def runs(sartaj_small, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("runs")
     return {"a": _run(out, "--data", str(sartaj_small), "--seed", "3"),
             "b": _run(out, "--data", str(sartaj_small), "--seed", "5"),
-            "demo": _run(out, "--limit-train", "40", "--limit-test", "8")}
+            "demo": _run(out, "-R", "per_class=12", "-R", "test_per_class=2")}
 
 
 # --- names ------------------------------------------------------------------------------------------
