@@ -316,5 +316,5 @@ def evaluate(run_dir: Path | str, data: Path | str, host: PluginHost | None = No
     destination = default_destination(plan, evaluation.split)
     result = write_evaluation(destination, evaluation, time.perf_counter() - t_start, command)
     if destination.parent.resolve() == (plan.run.path / EVALUATIONS).resolve():
-        write_card(load_run(plan.run.path))
+        write_card(plan.run)  # its evaluations are read from disk: the new one is among them
     return result
