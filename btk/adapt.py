@@ -148,7 +148,7 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     from btk.pipeline import Fitted, calibrate, collapse_alert, evaluate_test, prepared_from_run, scorer_for, write_run
     from btk.plugins import get_host
     from btk.provenance import now
-    from btk.run_files import check_writable, new_run_id, unique_dir
+    from btk.run_files import check_writable, listing_sha256, new_run_id, unique_dir
     from btk.training import network_input
 
     host = host or get_host()
@@ -209,14 +209,13 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
                   f"{100 * before:.1f} -> {100 * after:.1f}")
     scorer = scorer_for(prep, model)
     calibration = calibrate(prep, scorer, outputs_after)
-    if calibration is not None:
-        scorer = scorer.with_temperature(calibration.temperature)
+    scorer = scorer.with_calibration(calibration)
     results = evaluate_test(prep, scorer, feedback)
     collapse_alert(results, feedback)
     sources = sorted({src for src, _ in pairs})
     record = {"from_run": run.name, "from_path": str(Path(run.path).resolve()), "data": [str(p) for p in paths],
               "images": len(images), "inputs": len(sources), "skipped": len(skipped),
-              "inputs_sha256": _listing_sha256(sources),
+              "inputs_sha256": listing_sha256(sources),
               "batch_norm_layers": layers, "batch_norm_layers_in_model": count_batch_norm(model),
               "strength": strength, "depth": "auto" if depth is None else depth,
               "tolerance": tolerance if depth is None else None,
@@ -231,14 +230,3 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
                      extra={"config": extra_config, "metrics": {"adaptation": record}})
 
-
-def _listing_sha256(sources: list[str]) -> str:
-    """SHA-256 over the sorted input names with their file sizes (what was adapted on)."""
-    import hashlib
-    import os
-
-    h = hashlib.sha256()
-    for src in sources:
-        size = os.path.getsize(src) if os.path.isfile(src) else -1
-        h.update(f"{src}\t{size}\n".encode())
-    return h.hexdigest()

@@ -149,11 +149,10 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
         outputs = scorer.outputs(gather(prep.data.images, val))
         val_accuracy = float((outputs.argmax(axis=1) == prep.y_fit[val]).mean())
         calibration = calibrate(prep, scorer, outputs)
-        if calibration is not None:
-            scorer = scorer.with_temperature(calibration.temperature)
+        scorer = scorer.with_calibration(calibration)
     else:
         feedback.warn("the members held out different validation images (each trained on some of the others'): "
-                      "no temperature fitted and no validation accuracy for the ensemble")
+                      "no temperature, no prediction sets and no validation accuracy for the ensemble")
     test = prep.split["test"]
     images = gather(prep.data.images, test)
     has_copy = np.zeros(len(test), bool)

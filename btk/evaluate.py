@@ -18,6 +18,7 @@ import numpy as np
 from btk.cache import gather
 from btk.classmap import map_labels, unknown_classes, vocabulary_error
 from btk.config import require_run_name
+from btk.conformal import CONFORMAL_FILE
 from btk.dataset import Dataset, load_dataset
 from btk.degraders import Degradation, resolve_degradations
 from btk.duplicates import Fingerprints, copy_mask
@@ -52,6 +53,7 @@ class EvaluationPlan:
     devices: str = ""  # split every batch over these devices (btk.distribute.scoring); "": Keras' default
     out: Path | None = None  # the parent of the evaluation directory (None: the run's evaluations/)
     name: str = ""
+    coverages: tuple[float, ...] = ()  # prediction-set coverages to measure (btk.conformal); (): the defaults
 
 
 def evaluation_reader(run: Run, data: Path, host: PluginHost, reader: str | None) -> str:
@@ -73,25 +75,32 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
                     class_map: dict[str, str] | None = None, degrade: tuple[str, ...] | list[str] = (),
                     duplicate_threshold: float | None = None, strict: bool = False,
                     tta: bool | None = None, devices: str = "", out: Path | str | None = None,
-                    name: str = "") -> EvaluationPlan:
+                    name: str = "", coverages: tuple[float, ...] | list[float] = ()) -> EvaluationPlan:
     """Check everything that can be checked before any image is read.
 
     The reader defaults to the run's (:func:`evaluation_reader`); its options default to the
-    run's when the reader is the same. The copy threshold defaults to the run's.
+    run's when the reader is the same. The copy threshold defaults to the run's. ``coverages``:
+    the prediction-set coverages to measure (default :data:`btk.conformal.DEFAULT_COVERAGES`
+    where the run has prediction sets).
 
     Raises:
         BtkError: not a finished run, a missing data path, an unknown reader or degrader,
-            devices that cannot be used (:func:`btk.distribute.check_devices`), a bad name or an
-            output folder that cannot be written.
+            devices that cannot be used (:func:`btk.distribute.check_devices`), a bad name, an
+            output folder that cannot be written, a coverage outside (0, 1), coverages asked of
+            a run without prediction sets.
     """
+    from btk.conformal import check_coverage
     from btk.distribute import check_devices
 
     require_run_name(name)
     check_devices(devices)
+    coverages = tuple(check_coverage(c) for c in coverages)
     host = host or get_host()
     run = load_run(run_dir)
     if run.is_evaluation:
         raise BtkError(f"{run.path} is an evaluation, not a run: give the run it evaluated")
+    if coverages:
+        run.require_conformal()
     data = Path(data)
     if not data.exists():
         raise BtkError(f"data not found: {data}")
@@ -103,7 +112,7 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
     degradations = resolve_degradations(host, tuple(degrade))
     parent = check_writable(out if out is not None else run.path / EVALUATIONS)
     return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}), degradations, threshold,
-                          strict, tta, devices, parent, name)
+                          strict, tta, devices, parent, name, coverages)
 
 
 def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
@@ -232,7 +241,8 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
                 task.update(completed=done[0])
 
             results = score_conditions(scorer, gather(data.images, index), y, data.sources[index],
-                                       plan.degradations, run.config.seed, has_copy, counted)
+                                       plan.degradations, run.config.seed, has_copy, counted,
+                                       coverages=plan.coverages or None)
         predict_seconds = time.perf_counter() - t_predict
         precision, layout = model_precision(scorer.model), scorer.layout
     return Evaluation(plan, split, len(index), results, copies_checked, list(data.skipped), load_seconds,
@@ -278,6 +288,8 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
     with RunWriter(final, kind="evaluation") as writer:
         writer.write_json("config.json", resolved)
         writer.write_json("history.json", {})
+        if run.conformal() is not None:  # the evaluation is read on its own: it keeps its sets' calibration
+            run.conformal().write(writer.path(CONFORMAL_FILE))
         writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"], evaluation.rows)
         np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
         writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",

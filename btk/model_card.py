@@ -19,6 +19,33 @@ SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training",
             "Robustness", "Explanations", "External evaluations", "Known limitations")
 
 
+def _set_lines(run: Run, evaluations: list[Run]) -> list[str]:
+    """The prediction sets: what they were calibrated on, and their coverage on the run's test
+    images and on each evaluation's (clean), with the warnings a reader must see."""
+    from btk.conformal import set_rows, set_warnings
+
+    summary = run.calibration.conformal if run.calibration is not None else None
+    if not summary:
+        return ["No prediction sets: the run was made before them (`btk calibrate RUN` fits them)."]
+    counts = ", ".join(f"{c} {n}" for c, n in (summary.get("per_class") or {}).items())
+    lines = [f"Prediction sets (`btk predict --coverage C`): {summary.get('method', 'conformal')}, calibrated on "
+             f"{summary.get('images')} {summary.get('origin', 'validation')} images ({counts}). The true class is in "
+             "the set at least C of the time for each class, on scans exchangeable with those.", "",
+             "| cohort | promise | coverage | " + " | ".join(run.classes) + " | mean size | single | single acc. |",
+             "| --- " * (6 + len(run.classes)) + "|"]
+    for who in [run, *evaluations]:
+        conditions = who.metrics.get("conditions", {})
+        label = "test images" if who is run else who.name
+        for r in set_rows({"clean": conditions.get("clean") or {}}):
+            lines.append(f"| {label} | {100 * r['promise']:g} | {_pct(r['coverage'])} | "
+                         + " | ".join(_pct(r["per_class"].get(c)) for c in run.classes)
+                         + f" | {r['mean_size']:.2f} | {_pct(r['single'])} | {_pct(r['single_accuracy'])} |")
+    for who in [run, *evaluations]:
+        for warning in set_warnings(who.metrics.get("conditions", {})):
+            lines += ["", f"**{'test images' if who is run else who.name}**: {warning}."]
+    return lines
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None or x != x else f"{100 * x:.1f}%"  # None or NaN: not defined
 
@@ -148,6 +175,8 @@ def _explanation_lines(run: Run) -> list[str]:
 
 def model_card(run: Run, name: str | None = None) -> str:
     """The model card of ``run`` as Markdown (``name``: the run's name, if not its folder's)."""
+    from btk import conformal
+
     cfg, recipe = run.config, run.recipe
     made = run.provenance
     versions = run.versions
@@ -220,7 +249,7 @@ def model_card(run: Run, name: str | None = None) -> str:
     else:
         lines.append("No temperature was fitted: the probabilities are the network's own (ECE in the table "
                      "above).")
-    lines.append("")
+    lines += ["", *_set_lines(run, evaluations), ""]
 
     lines += ["## Robustness", "", *_robustness_lines(run, evaluations), ""]
     lines += ["## Explanations", "", *_explanation_lines(run), ""]
@@ -231,6 +260,7 @@ def model_card(run: Run, name: str | None = None) -> str:
         if cond and e.evaluation is not None:
             lines.append(f"- {e.name}: {e.evaluation.data} ({e.evaluation.split}), {cond['n']} images, accuracy "
                          f"{_pct(cond['accuracy'])}, macro F1 {_pct(cond['f1_macro'])}.")
+            lines += [f"  - {w}" for w in conformal.set_warnings(e.metrics.get("conditions", {}))]
     if not evaluations:
         lines.append("None: `btk evaluate RUN --data OTHER` scores the model on another labelled dataset.")
     lines.append("")

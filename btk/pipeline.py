@@ -28,6 +28,7 @@ from btk.cache import gather
 from btk.calibration import fit_temperature, nll
 from btk.checkpoint import Checkpoint, save_model_file
 from btk.config import RunConfig
+from btk.conformal import CONFORMAL_FILE, Conformal
 from btk.dataset import Dataset, load_dataset
 from btk.degraders import Degradation, resolve_degradations
 from btk.device import build_with_precision, step_batch_size
@@ -328,10 +329,13 @@ def scorer_for(prep: Prepared, model: Any, temperature: float = 1.0) -> Scorer:
                              config.negative_class, temperature)
 
 
-def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None) -> Calibration | None:
+def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
+              origin: str = "validation") -> Calibration | None:
     """Fit a temperature (:func:`btk.calibration.fit_temperature`) on the network's outputs for
-    the clean validation images (``outputs``: those, when already scored), and measure ECE and
-    NLL over the task's classes before and after.
+    the clean validation images (``outputs``: those, when already scored), measure ECE and NLL
+    over the task's classes before and after, and keep the images' calibrated probabilities as
+    the calibration of the prediction sets (:class:`btk.conformal.Conformal`; ``origin``: what
+    the images are).
 
     Returns:
         The calibration, or None when there are no validation images.
@@ -345,8 +349,9 @@ def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None)
     fitted = scorer.with_temperature(temperature)
     raw, calibrated = fitted.probabilities(outputs, calibrated=False), fitted.probabilities(outputs)
     y = prep.y[val]
+    sets = Conformal(tuple(prep.classes), calibrated, y, tuple(str(s) for s in prep.data.sources[val]), origin)
     return Calibration(temperature, reliability(y, raw)["ece"], reliability(y, calibrated)["ece"], nll(raw, y),
-                       nll(calibrated, y))
+                       nll(calibrated, y), sets.summary(), sets)
 
 
 def evaluate_test(prep: Prepared, scorer: Scorer, feedback: Feedback | None = None,
@@ -435,6 +440,8 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"],
                          rows if rows is not None else split_rows(data, split, results.has_copy))
         writer.write_json("history.json", fitted.history)
+        if fitted.calibration is not None and fitted.calibration.sets is not None:
+            fitted.calibration.sets.write(writer.path(CONFORMAL_FILE))
         # Any: with a dict[str, ndarray], numpy's stubs would match **kwargs against allow_pickle
         np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
         save_model_file(fitted.model, writer.path("model.keras"))
@@ -509,8 +516,7 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
         with distribute.scoring(distribute.scoring_after_training(config.devices), feedback):
             scorer = scorer_for(prep, fitted.model)
             fitted.calibration = calibrate(prep, scorer)
-            if fitted.calibration is not None:
-                scorer = scorer.with_temperature(fitted.calibration.temperature)
+            scorer = scorer.with_calibration(fitted.calibration)
             results = evaluate_test(prep, scorer, feedback, explain=False)
         test = prep.split["test"]
         results = explain_test(results, scorer, gather(prep.data.images, test), prep.y[test], config.seed, feedback,

@@ -43,6 +43,8 @@ class Prediction:
             below the ``--min-confidence`` asked for.
         probabilities: class name -> probability.
         aggregated_over: for a mean, the number of slices averaged; ``None`` otherwise.
+        prediction_set: with ``--coverage``, the classes in the conformal prediction set
+            (:mod:`btk.conformal`; empty: no class fits, flagged); ``None`` otherwise.
     """
 
     path: str
@@ -50,6 +52,7 @@ class Prediction:
     predicted: str
     probabilities: dict[str, float]
     aggregated_over: int | None = None
+    prediction_set: tuple[str, ...] | None = None
 
     def slice_label(self) -> str:
         """The slice column: empty for a 2D image, ``all N (mean)`` for a mean."""
@@ -60,7 +63,15 @@ class Prediction:
     def record(self) -> dict[str, Any]:
         """The prediction as a JSON object."""
         return {"path": self.path, "slice": self.slice, "predicted": self.predicted,
-                "probabilities": self.probabilities, "aggregated_over": self.aggregated_over}
+                "probabilities": self.probabilities, "aggregated_over": self.aggregated_over,
+                **({"set": list(self.prediction_set)} if self.prediction_set is not None else {})}
+
+    def set_label(self) -> str:
+        """The set column: its classes joined by ``|``; ``(empty)`` for an empty set (no class
+        fits: look at this image); ``""`` without ``--coverage``."""
+        if self.prediction_set is None:
+            return ""
+        return "|".join(self.prediction_set) or "(empty)"
 
 
 @dataclass
@@ -72,6 +83,8 @@ class PredictionTally:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     images: int = 0
     answers: Counter[str] = field(default_factory=Counter)
+    set_sizes: Counter[int] = field(default_factory=Counter)  # with --coverage: each file's answer's set size
+    probabilities: list[np.ndarray] = field(default_factory=list)  # kept for a shift check: each image's
 
 
 class InputsReader:
@@ -102,6 +115,7 @@ class _Pending:
     slices: list[int | None]
     probs: np.ndarray
     left: int
+    sets: np.ndarray | None = None
 
 
 class _Batcher:
@@ -110,9 +124,12 @@ class _Batcher:
     shape); each entry's rows come out, in order, once its last image is predicted."""
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
-                 tally: PredictionTally, min_confidence: float = 0.0) -> None:
+                 tally: PredictionTally, min_confidence: float = 0.0,
+                 set_of: Callable[[np.ndarray], np.ndarray] | None = None, keep: bool = False) -> None:
         self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
         self.min_confidence = min_confidence
+        self.set_of = set_of  # probabilities -> prediction sets (booleans), with --coverage
+        self.keep = keep  # keep every image's probabilities in the tally (a shift check)
         self.pending: deque[_Pending] = deque()
         self.images: list[np.ndarray] = []
         self.owners: list[tuple[_Pending, int]] = []
@@ -120,7 +137,9 @@ class _Batcher:
 
     def add(self, path: str, slices: list[tuple[int | None, np.ndarray]]) -> Iterator[Prediction]:
         """Queue an entry's images; yields the rows of the entries a full batch completed."""
-        record = _Pending(path, [k for k, _ in slices], np.zeros((len(slices), len(self.classes))), len(slices))
+        n_classes = len(self.classes)
+        record = _Pending(path, [k for k, _ in slices], np.zeros((len(slices), n_classes)), len(slices),
+                          np.zeros((len(slices), n_classes), bool) if self.set_of is not None else None)
         self.pending.append(record)
         for k, (_, image) in enumerate(slices):
             self.images.append(image)
@@ -138,8 +157,14 @@ class _Batcher:
     def _predict(self) -> None:
         x = np.stack(self.images)
         n = len(x)
-        for (record, k), p in zip(self.owners, self.predict(x)):
+        probs = self.predict(x)
+        sets = self.set_of(probs) if self.set_of is not None else None
+        if self.keep:
+            self.tally.probabilities.append(np.asarray(probs))
+        for i, ((record, k), p) in enumerate(zip(self.owners, probs)):
             record.probs[k] = p
+            if sets is not None and record.sets is not None:
+                record.sets[k] = sets[i]
             record.left -= 1
         self.tally.images += n
         self.images.clear()
@@ -150,13 +175,18 @@ class _Batcher:
         while self.pending and self.pending[0].left == 0:
             record = self.pending.popleft()
             self.done += 1
-            for k, p in zip(record.slices, record.probs):
-                yield _row(record.path, k, p, classes, min_confidence=self.min_confidence)
-            answer = record.probs[0]
+            sets = record.sets
+            for i, (k, p) in enumerate(zip(record.slices, record.probs)):
+                yield _row(record.path, k, p, classes, min_confidence=self.min_confidence,
+                           members=None if sets is None else sets[i])
+            answer, answer_set = record.probs[0], None if sets is None else sets[0]
             if len(record.slices) > 1:
                 answer = record.probs.mean(axis=0)
-                yield _row(record.path, None, answer, classes, len(record.slices), self.min_confidence)
+                answer_set = None if self.set_of is None else self.set_of(answer[None])[0]
+                yield _row(record.path, None, answer, classes, len(record.slices), self.min_confidence, answer_set)
             self.tally.answers[_answer(answer, classes, self.min_confidence)] += 1
+            if answer_set is not None:
+                self.tally.set_sizes[int(np.sum(answer_set))] += 1
 
 
 def _answer(probs: np.ndarray, classes: list[str], min_confidence: float) -> str:
@@ -166,9 +196,11 @@ def _answer(probs: np.ndarray, classes: list[str], min_confidence: float) -> str
 
 
 def _row(path: str, slice_: int | None, probs: np.ndarray, classes: list[str],
-         aggregated_over: int | None = None, min_confidence: float = 0.0) -> Prediction:
+         aggregated_over: int | None = None, min_confidence: float = 0.0,
+         members: np.ndarray | None = None) -> Prediction:
     return Prediction(path, slice_, _answer(probs, classes, min_confidence),
-                      {c: float(v) for c, v in zip(classes, probs)}, aggregated_over)
+                      {c: float(v) for c, v in zip(classes, probs)}, aggregated_over,
+                      None if members is None else tuple(c for c, m in zip(classes, members) if m))
 
 
 def _slice_of(sample: Sample) -> int | None:
@@ -179,7 +211,8 @@ def _slice_of(sample: Sample) -> int | None:
 def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback | None = None,
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
                    workers: int | None = None, min_confidence: float = 0.0,
-                   tta: bool | None = None, devices: str = "") -> Generator[Prediction, None, None]:
+                   tta: bool | None = None, devices: str = "", coverage: float | None = None,
+                   keep_probabilities: bool = False) -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s scorer (:meth:`btk.runs.Run.scorer`),
     yielding rows in input order as soon as each entry is complete: one per image or slice,
     then, for an entry of several slices, their mean (``aggregated_over``). The model is loaded
@@ -195,6 +228,10 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         tta: test-time augmentation (:mod:`btk.tta`); default: the run's own choice.
         devices: split every batch over these devices (:func:`btk.distribute.scoring`:
             ``auto``, a count or indices; JAX backend); ``""``: Keras' default device.
+        coverage: give each row its conformal prediction set at this coverage
+            (:meth:`btk.scoring.Scorer.sets`). The guarantee is per image (slice); a series'
+            mean row gets the set of its mean probabilities, which carries none.
+        keep_probabilities: keep every image's probabilities in ``tally`` (a shift check).
 
     The probabilities are the run's calibrated task probabilities: the same numbers as the run's
     ``predictions.csv``, ``btk evaluate`` and ``btk explain`` give for the same image.
@@ -231,7 +268,9 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         with run.scorer(tta, devices, feedback=feedback) as scorer, \
                 feedback.task("loading the model", total=len(jobs)) as task:
             task.update(description="predicting")
-            batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence)
+            set_of = (lambda probs: scorer.sets(probs, coverage)) if coverage is not None else None
+            batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence, set_of,
+                               keep_probabilities)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))

@@ -14,22 +14,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import numpy as np
+
+from btk.conformal import ShiftCheck
 from btk.errors import BtkError
 from btk.predict import Prediction, PredictionTally
 from btk.runs import Run
 
 
-def csv_header(classes: Sequence[str]) -> list[str]:
-    """The CSV columns: path, slice, predicted, then ``p_<class>`` for each class."""
-    return ["path", "slice", "predicted", *[f"p_{c}" for c in classes]]
+def csv_header(classes: Sequence[str], sets: bool = False) -> list[str]:
+    """The CSV columns: path, slice, predicted, then ``p_<class>`` for each class; with
+    ``sets`` (``--coverage``), then ``set`` (classes joined by ``|``, ``(empty)`` for none) and
+    ``set_size``."""
+    return ["path", "slice", "predicted", *[f"p_{c}" for c in classes], *(["set", "set_size"] if sets else [])]
 
 
 class PredictionFile:
     """A context manager that writes predictions to a CSV file as they come (:meth:`write`)."""
 
-    def __init__(self, path: str | Path, classes: Sequence[str]) -> None:
+    def __init__(self, path: str | Path, classes: Sequence[str], sets: bool = False) -> None:
         self.path = Path(path)
         self.classes = list(classes)
+        self.sets = sets
         self.rows = 0
         self._fh: IO[str] | None = None
         self._csv: Any = None
@@ -40,13 +46,15 @@ class PredictionFile:
         except OSError as exc:
             raise BtkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self._csv = csv.writer(self._fh)
-        self._csv.writerow(csv_header(self.classes))
+        self._csv.writerow(csv_header(self.classes, self.sets))
         return self
 
     def write(self, p: Prediction) -> None:
         """Append one row."""
         assert self._csv is not None, "PredictionFile.write outside its with block"
-        self._csv.writerow([p.path, p.slice_label(), p.predicted, *[repr(p.probabilities[c]) for c in self.classes]])
+        sets = [p.set_label(), len(p.prediction_set or ())] if self.sets else []
+        self._csv.writerow([p.path, p.slice_label(), p.predicted, *[repr(p.probabilities[c]) for c in self.classes],
+                            *sets])
         self.rows += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -81,13 +89,15 @@ class PredictResult:
     tally: PredictionTally
     rows: int
     folder: Path | None
+    shift: ShiftCheck | None = None  # with check_shift: the cohort against the run's calibration images
 
 
 def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = None,
                 on_row: Callable[[Prediction], None] | None = None, host: Any = None, feedback: Any = None,
                 reader_name: str | None = None, reader_options: dict[str, str] | None = None, slices: str = "all",
                 min_confidence: float = 0.0, tta: bool | None = None, devices: str = "",
-                tally: PredictionTally | None = None) -> PredictResult:
+                tally: PredictionTally | None = None, coverage: float | None = None,
+                check_shift: bool = False) -> PredictResult:
     """``btk predict``, the whole job: every path checked and scanned before the model loads
     (:func:`btk.predict_inputs.gather_inputs`), then predicted with the run's scorer
     (:func:`btk.predict.predict_stream`); each row handed to ``on_row`` as it comes and, with
@@ -96,10 +106,16 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     ``tally`` (default: a new one) receives the counts and the unreadable inputs as it runs, so a
     caller still has them when nothing could be read.
 
+    ``coverage`` gives every row its conformal prediction set (:mod:`btk.conformal`);
+    ``check_shift`` tests whether the images look exchangeable with the run's calibration images
+    (:func:`btk.conformal.shift_check`, no labels needed), returned as ``shift``.
+
     Raises:
         BtkError: a path that does not exist or holds nothing readable, a folder that cannot be
-            written, devices that cannot be used, nothing readable at all.
+            written, devices that cannot be used, nothing readable at all, a coverage outside
+            (0, 1), sets or a shift check asked of a run without prediction sets.
     """
+    from btk.conformal import check_coverage
     from btk.distribute import check_devices
     from btk.plugins import get_host
     from btk.predict import PredictionTally, predict_stream
@@ -107,15 +123,20 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     from btk.run_files import ResultDir, check_writable
 
     check_devices(devices)
+    if coverage is not None:
+        coverage = check_coverage(coverage)
+    conformal = run.require_conformal() if coverage is not None or check_shift else None
     parent = check_writable(out) if out is not None else None
     inputs = gather_inputs(paths, host or get_host(), run.read_options({}), reader_name, reader_options, slices)
     tally = tally if tally is not None else PredictionTally()
     with ExitStack() as stack:
         folder = stack.enter_context(ResultDir(parent, f"predict-{run.name}")) if parent is not None else None
-        sink = stack.enter_context(PredictionFile(folder.path("predictions.csv"), run.classes)) if folder else None
+        sink = stack.enter_context(PredictionFile(folder.path("predictions.csv"), run.classes,
+                                                  coverage is not None)) if folder else None
         stream = stack.enter_context(closing(predict_stream(run, inputs, feedback, tally=tally,
                                                             min_confidence=min_confidence, tta=tta,
-                                                            devices=devices)))
+                                                            devices=devices, coverage=coverage,
+                                                            keep_probabilities=check_shift)))
         rows = 0
         for prediction in stream:
             rows += 1
@@ -125,9 +146,13 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 on_row(prediction)
         if not tally.images:
             raise BtkError("nothing could be read to predict")
+        shift = conformal.shift(np.concatenate(tally.probabilities)) if check_shift and conformal else None
         if folder is not None:
             (folder.path("predict.json")).write_text(json.dumps({
                 "run": str(run.path), "inputs": [str(p) for p in paths], "rows": rows, "images": tally.images,
                 "answers": dict(tally.answers), "min_confidence": min_confidence,
+                **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())}}
+                   if coverage is not None else {}),
+                **({"shift": shift.to_json()} if shift is not None else {}),
                 "skipped": [{"source": s, "reason": r} for s, r in tally.skipped]}, indent=1) + "\n")
-    return PredictResult(tally, rows, folder.final if folder is not None else None)
+    return PredictResult(tally, rows, folder.final if folder is not None else None, shift)

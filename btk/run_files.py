@@ -135,3 +135,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(json.dumps(obj, indent=1, default=json_default) + "\n")
     tmp.replace(path)
+
+
+def listing_sha256(sources: list[str]) -> str:
+    """SHA-256 over the sorted input names with their file sizes: what a run was adapted or
+    calibrated on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for src in sorted(sources):
+        size = os.path.getsize(src) if os.path.isfile(src) else -1
+        h.update(f"{src}\t{size}\n".encode())
+    return h.hexdigest()

@@ -55,19 +55,30 @@ SUBSETS = {"train": "train", "training": "train", "val": "val", "validation": "v
 
 @dataclass(frozen=True)
 class Calibration:
-    """The temperature a run fitted on its validation images, and what it changed there."""
+    """The temperature a run fitted on its validation images (or ``btk calibrate`` on a new
+    site's sample), what it changed there, and the calibration of its prediction sets.
+
+    Attributes:
+        conformal: the summary of the prediction sets' calibration (:meth:`btk.conformal.Conformal.summary`);
+            ``None`` for a run made before prediction sets.
+        sets: the calibration itself while a run is being written (read back from
+            ``conformal.csv`` by :meth:`Run.conformal`).
+    """
 
     temperature: float
     val_ece_raw: float | None = None
     val_ece_calibrated: float | None = None
     val_nll_raw: float | None = None
     val_nll_calibrated: float | None = None
+    conformal: Mapping[str, Any] | None = None
+    sets: Any = field(default=None, compare=False, repr=False)
 
-    def to_json(self) -> dict[str, float | None]:
+    def to_json(self) -> dict[str, Any]:
         """The record kept in ``config.json``."""
         return {"temperature": self.temperature, "val_ece_raw": self.val_ece_raw,
                 "val_ece_calibrated": self.val_ece_calibrated, "val_nll_raw": self.val_nll_raw,
-                "val_nll_calibrated": self.val_nll_calibrated}
+                "val_nll_calibrated": self.val_nll_calibrated,
+                **({"conformal": dict(self.conformal)} if self.conformal else {})}
 
 
 @dataclass(frozen=True)
@@ -232,6 +243,31 @@ class Run:
     def temperature(self) -> float:
         """The temperature fitted on the validation split (1.0 when none was fitted)."""
         return self.calibration.temperature if self.calibration else 1.0
+
+    def conformal(self) -> Any:
+        """The calibration of the run's prediction sets (:class:`btk.conformal.Conformal`), or
+        ``None`` for a run made before them."""
+        if "conformal" not in self._cache:
+            from btk.conformal import CONFORMAL_FILE, Conformal
+
+            path = self.path / CONFORMAL_FILE
+            found = self.calibration is not None and self.calibration.conformal and path.is_file()
+            self._cache["conformal"] = Conformal.read(path, self.classes) if found else None
+        return self._cache["conformal"]
+
+    def require_conformal(self) -> Any:
+        """:meth:`conformal`, or a one-line error saying how to get one.
+
+        Raises:
+            BtkError: the run has no prediction-set calibration.
+        """
+        found = self.conformal()
+        if found is None:
+            target = self.evaluation.run_path if self.evaluation else self.path
+            raise BtkError(f"{self.name} has no prediction-set calibration (it was made before btk had sets): "
+                           f"fit one with `btk calibrate {target}` (on its validation images) or "
+                           f"`btk calibrate {target} --data LABELLED` (on a sample of a new site)")
+        return found
 
     @property
     def tta(self) -> bool:
@@ -409,7 +445,8 @@ class Run:
         with scoring(devices, feedback) as layout:
             model = self.load_model(tta)
             scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
-                                       self.config.negative_class, self.temperature, calibrated)
+                                       self.config.negative_class, self.temperature, calibrated,
+                                       self.conformal())
             scorer.layout = layout
             yield scorer
 

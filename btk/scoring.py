@@ -29,7 +29,8 @@ from btk.degraders import Degradation
 from btk.metrics import evaluate
 from btk.stats import reliability
 
-__all__ = ["Scorer", "TestResults", "example_indices", "score_conditions", "thumbnails", "to_task_probabilities"]
+__all__ = ["Scorer", "TestResults", "example_indices", "score_conditions", "set_conditions", "thumbnails",
+           "to_task_probabilities"]
 
 
 def to_task_probabilities(probs: np.ndarray, trained_classes: list[str] | tuple[str, ...],
@@ -65,16 +66,17 @@ class Scorer:
     temperature: float = 1.0
     batch_size: int = 32
     calibrated: bool = True
+    conformal: Any = None  # btk.conformal.Conformal: the prediction sets' calibration, None: no sets
     layout: dict[str, Any] | None = None  # the devices it scores on (btk.distribute.scoring), None: one
 
     @classmethod
     def for_recipe(cls, model: Any, recipe: Recipe, trained_classes: list[str] | tuple[str, ...],
                    classes: list[str] | tuple[str, ...], negative_class: str, temperature: float = 1.0,
-                   calibrated: bool = True) -> Scorer:
+                   calibrated: bool = True, conformal: Any = None) -> Scorer:
         """The scorer of ``model`` trained with ``recipe``: its input preparation and its batch
         size (images per network call)."""
         return cls(model, recipe.scale, recipe.intensity, tuple(trained_classes), tuple(classes), negative_class,
-                   temperature, recipe.batch_size, calibrated)
+                   temperature, recipe.batch_size, calibrated, conformal)
 
     @property
     def via_classes(self) -> bool:
@@ -84,6 +86,26 @@ class Scorer:
     def with_temperature(self, temperature: float) -> Scorer:
         """The same network read with another temperature."""
         return replace(self, temperature=float(temperature))
+
+    def with_calibration(self, calibration: Any) -> Scorer:
+        """The same network read with a :class:`btk.runs.Calibration`'s temperature and
+        prediction sets (``None``: as it is)."""
+        if calibration is None:
+            return self
+        return replace(self, temperature=float(calibration.temperature), conformal=calibration.sets)
+
+    def sets(self, probabilities: np.ndarray, coverage: float) -> np.ndarray:
+        """The prediction sets (:meth:`btk.conformal.Conformal.sets`) of images with these task
+        ``probabilities`` (from :meth:`probabilities`).
+
+        Raises:
+            BtkError: the scorer has no prediction-set calibration.
+        """
+        if self.conformal is None:
+            from btk.errors import BtkError
+
+            raise BtkError("this model has no prediction-set calibration: fit one with `btk calibrate RUN`")
+        return self.conformal.sets(probabilities, coverage)
 
     def outputs(self, images: np.ndarray) -> np.ndarray:
         """The network's probabilities over its trained classes for uint8 ``images``
@@ -196,13 +218,32 @@ def condition_metrics(y: np.ndarray, probs: np.ndarray, raw: np.ndarray, classes
             "ece_uncalibrated": reliability(y, raw)["ece"]}
 
 
+def set_conditions(scorer: Scorer, y: np.ndarray, probs: np.ndarray, coverages: tuple[float, ...]) -> dict[str, Any]:
+    """What the scorer's prediction sets did on labelled images: ``sets`` (per coverage,
+    :func:`btk.conformal.set_metrics`) and ``shift`` (:func:`btk.conformal.shift_check` against
+    its calibration images); nothing when it has no prediction-set calibration or no images."""
+    if scorer.conformal is None or len(y) == 0:
+        return {}
+    from btk.conformal import set_metrics
+
+    sets = {f"{c:g}": set_metrics(scorer.sets(probs, c), y, probs, scorer.classes) for c in coverages}
+    return {"sets": sets, "shift": scorer.conformal.shift(probs).to_json()}
+
+
 def score_conditions(scorer: Scorer, images: np.ndarray, y: np.ndarray, sources: np.ndarray,
                      degradations: list[Degradation], seed: int, has_copy: np.ndarray | None = None,
-                     progress: Callable[[str], None] | None = None, examples: bool = True) -> TestResults:
+                     progress: Callable[[str], None] | None = None, examples: bool = True,
+                     coverages: tuple[float, ...] | None = None) -> TestResults:
     """Score labelled ``images`` with ``scorer``, clean and under each degradation (seeded with
     ``seed``): metrics per condition, the rows of ``predictions.csv``, a few example thumbnails;
     the images with ``has_copy`` set are also left out in a second score. ``progress`` hears
-    each condition's label when it is done; ``examples=False`` keeps no thumbnails (a sweep)."""
+    each condition's label when it is done; ``examples=False`` keeps no thumbnails (a sweep).
+    Where the scorer has prediction sets, each condition also gets their coverage at
+    ``coverages`` (default :data:`btk.conformal.DEFAULT_COVERAGES`) and a shift check
+    (:func:`set_conditions`)."""
+    from btk.conformal import DEFAULT_COVERAGES
+
+    coverages = DEFAULT_COVERAGES if coverages is None else tuple(coverages)
     classes = list(scorer.classes)
     has_copy = np.zeros(len(images), bool) if has_copy is None else np.asarray(has_copy, bool)
     unseen = ~has_copy
@@ -223,7 +264,8 @@ def score_conditions(scorer: Scorer, images: np.ndarray, y: np.ndarray, sources:
                 index = example_indices(y, probs.argmax(axis=1), seed)
                 kept["sources"] = np.asarray(sources)[index].astype(str)
             kept[f"images/{label}"] = thumbnails(x[index])
-        conditions[label] = condition_metrics(y, probs, raw, classes)
+        conditions[label] = {**condition_metrics(y, probs, raw, classes),
+                             **set_conditions(scorer, y, probs, coverages)}
         if has_copy.any() and unseen.sum() >= 2:
             unseen_conditions[label] = condition_metrics(y[unseen], probs[unseen], raw[unseen], classes)
         for source, truth, p in zip(sources, y, probs):

@@ -96,6 +96,10 @@ def test_adapt_writes_a_run_that_records_its_cohort_and_refuses_bad_input(tiny_s
     from btk.runs import load_run
 
     assert load_run(adapted).adaptation == record  # the typed record carries it
+    # its prediction sets are its own: its validation images scored by the adapted network
+    own, source = load_run(adapted).conformal(), load_run(run_dir).conformal()
+    assert own is not None and source is not None and own.sources == source.sources
+    assert not np.allclose(own.probabilities, source.probabilities)
     import keras
 
     before = keras.saving.load_model(run_dir / "model.keras", compile=False)

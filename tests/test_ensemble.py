@@ -67,6 +67,10 @@ def test_ensemble_run_is_the_mean_of_its_members_and_plain_keras_loads_it(tiny_s
     assert run.ensemble is not None and run.ensemble.shared_validation
     assert run.calibration is not None and run.tta
     assert [m.seed for m in run.ensemble.members] == [101, 102]
+    # the ensemble's prediction sets are its own: calibrated on its own validation probabilities
+    own, member = run.conformal(), load_run(m1).conformal()
+    assert own is not None and member is not None and own.sources == member.sources
+    assert not np.allclose(own.probabilities, member.probabilities)
     # every test image: the ensemble's network output is the mean of the members' (each with
     # test-time augmentation), and its predictions.csv holds those outputs, calibrated
     test = run.images("test")

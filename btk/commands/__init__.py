@@ -6,6 +6,7 @@ renders the result (:mod:`btk.render`) or prints it as JSON. The group that hold
 from __future__ import annotations
 
 from btk.commands.adapt import adapt
+from btk.commands.calibrate import calibrate
 from btk.commands.data import audit, cache, degrade
 from btk.commands.ensemble import ensemble
 from btk.commands.evaluate import evaluate
@@ -18,8 +19,8 @@ from btk.commands.rerun import rerun
 from btk.commands.robustness import robustness
 from btk.commands.run import resume, run
 
-COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, explain, robustness, adapt, report, card, audit,
-            degrade, cache, plugins)
+COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, explain, robustness, adapt, calibrate, report, card,
+            audit, degrade, cache, plugins)
 """Every built-in command, in the order ``btk --help`` lists them."""
 
 __all__ = ["COMMANDS"]

@@ -32,6 +32,11 @@ from btk.commands.options import (
               help="Near-duplicate score for the copy check against the run's training images; 0 turns it off "
                    "[the run's].")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+@click.option("--coverage", "coverages", multiple=True, type=float, metavar="C",
+              help="Measure the run's prediction sets at coverage C (e.g. 0.95): coverage overall and per class, "
+                   "mean set size, single answers and their accuracy; repeatable [0.9 and 0.95 where the run has "
+                   "sets]. A shift check (no labels needed) says whether the cohort looks like the run's "
+                   "calibration images.")
 @scoring_options
 @out_option("the evaluation directory", shown="RUN_DIR/evaluations")
 @name_option("Name in the evaluation directory's name [the data folder and split].")
@@ -39,8 +44,8 @@ from btk.commands.options import (
 @json_option
 def evaluate(run_dir: Path, data: Path, reader: str | None, reader_option: tuple[str, ...], split: str | None,
              class_map: tuple[str, ...], degrade: tuple[str, ...], duplicate_threshold: float | None, strict: bool,
-             tta: bool | None, devices: str, out: Path | None, name: str, reporter: tuple[str, ...],
-             as_json: bool) -> None:
+             coverages: tuple[float, ...], tta: bool | None, devices: str, out: Path | None, name: str,
+             reporter: tuple[str, ...], as_json: bool) -> None:
     """Evaluate a finished run on another labelled dataset (external validation).
 
     The images are read as the run read its own (image size, channels, crop, intensity,
@@ -57,6 +62,7 @@ def evaluate(run_dir: Path, data: Path, reader: str | None, reader_option: tuple
       btk evaluate runs/20261127-101500-multiclass --data DATA/other --split all \\
           --map glioma=glioma_tumor --map meningioma=meningioma_tumor \\
           --map notumor=no_tumor --map pituitary=pituitary_tumor --degrade blur@3
+      btk evaluate runs/20261127-101500-multiclass --data DATA/site-b --split all --coverage 0.95
     """
     from btk.classmap import parse_class_map
     from btk.compare import best_by_column, paired_tests, run_rows
@@ -69,7 +75,7 @@ def evaluate(run_dir: Path, data: Path, reader: str | None, reader_option: tuple
                          reader_options=pairs(reader_option, "reader option"), split=split,
                          class_map=parse_class_map(class_map), degrade=degrade,
                          duplicate_threshold=duplicate_threshold, strict=strict, tta=tta, devices=devices, out=out,
-                         name=name)
+                         name=name, coverages=coverages)
     output.report(result, reporter)
     if not as_json:
         both = [result.evaluated_run(), result]

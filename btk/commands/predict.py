@@ -27,11 +27,20 @@ from btk.commands.options import (
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
               help="Answer 'uncertain' (probabilities still given) where the top calibrated probability is "
                    "below P; the run's report shows accuracy against coverage for such thresholds.")
+@click.option("--coverage", type=float, metavar="C",
+              help="Give each row its prediction set at coverage C (e.g. 0.95): every class that cannot be "
+                   "ruled out. The true class is in the set C of the time, for each class, on scans like the "
+                   "run's calibration images. One class: a confident answer; several: 'one of these'; empty: no "
+                   "class fits (flagged). Adds the columns set and set_size.")
+@click.option("--check-shift", is_flag=True,
+              help="Test whether these scans look like the run's calibration images (no labels needed); when "
+                   "they do not, the coverage promise does not hold for them.")
 @scoring_options
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
 @json_option
 def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
-            min_confidence: float, tta: bool | None, devices: str, out: Path | None, as_json: bool) -> None:
+            min_confidence: float, coverage: float | None, check_shift: bool, tta: bool | None, devices: str,
+            out: Path | None, as_json: bool) -> None:
     """Classify new scans with a trained run. Uses the run's model, the image size, channels,
     framing, intensity normalisation and scaling it recorded, and its scorer: the same
     calibrated probabilities as the run's own predictions.csv, btk evaluate and btk explain.
@@ -40,12 +49,17 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     joined with the file's). A series or volume gets a row per slice and one aggregated answer
     (mean probability). Files that cannot be read are listed at the end and the rest predicted.
 
+    With --coverage each row also gets its conformal prediction set (the guarantee is per image
+    or slice; a series' mean row gets the set of its mean probabilities, which carries none).
+
     \b
     Examples:
       btk predict runs/20261127-101500-multiclass --data scan.dcm --data brain.nii.gz --data photo.jpg
       btk predict runs/20261127-101500-multiclass --data new-scans/ --out predictions/
       btk predict runs/20261127-101500-multiclass --data new-scans/ --json > rows.json
+      btk predict runs/20261127-101500-multiclass --data new-scans/ --coverage 0.95 --check-shift
     """
+    from btk.conformal import check_coverage
     from btk.distribute import check_devices
     from btk.errors import BtkError
     from btk.plugins import get_host
@@ -57,7 +71,11 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     from btk.runs import load_run
 
     check_devices(devices)  # refused in one line before the run or any image is read
+    if coverage is not None:
+        check_coverage(coverage)
     run_ = load_run(run_dir)
+    if coverage is not None or check_shift:
+        run_.require_conformal()
     output = Output(as_json)
     sink: Any = None
     if as_json:
@@ -66,7 +84,8 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         host = get_host()
         wanted = [host.readers.get(reader)] if reader else list(host.readers)
         series = any("slices" in getattr(r, "options", ()) for r in wanted)
-        sink = PredictionTable(f"predictions of {run_.name}", list(run_.classes), output.console, series)
+        sink = PredictionTable(f"predictions of {run_.name}", list(run_.classes), output.console, series,
+                               sets=coverage is not None)
     tally = PredictionTally()
 
     def list_skipped() -> None:
@@ -77,7 +96,8 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     try:
         result = predict_run(run_, paths, out, sink.write if sink is not None else None, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
-                             min_confidence=min_confidence, tta=tta, devices=devices, tally=tally)
+                             min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
+                             coverage=coverage, check_shift=check_shift)
     except BtkError:
         list_skipped()  # what could not be read, before the error (nothing readable at all)
         raise
@@ -86,8 +106,10 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
             sink.close()  # a JSON list is closed whatever happened: standard output always parses
     list_skipped()
     if not as_json:
-        render_prediction_summary(tally.answers, tally.images, output.console)
+        render_prediction_summary(tally.answers, tally.images, output.console, tally.set_sizes, coverage)
         if isinstance(sink, PredictionTable) and sink.printed > sink.chunk:
             line(output.console, "(--out DIR keeps the rows in DIR/<time>-predict-RUN/predictions.csv)")
+    if result.shift is not None:
+        warn_lines([result.shift.sentence()], prefix="btk: ")
     if result.folder is not None:
         output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")

@@ -31,7 +31,7 @@ text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:
 img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:anywhere}
 .card code{white-space:pre-wrap;overflow-wrap:anywhere}.cols{display:flex;gap:2em;flex-wrap:wrap}
-.note{color:#57606a;font-size:.9em}.examples td{text-align:center;font-size:.75em}
+.note{color:#57606a;font-size:.9em}.warn{color:#9a6700}.examples td{text-align:center;font-size:.75em}
 """
 
 
@@ -322,6 +322,32 @@ def _calibration(run: Run) -> str:
             "</p>")
 
 
+def _sets(run: Run) -> str:
+    """The prediction sets' coverage per condition and promise, and the warnings (as the
+    terminal report has them)."""
+    from btk.conformal import set_rows, set_warnings
+
+    conditions = run.metrics["conditions"]
+    rows = set_rows(conditions)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in ("condition", "promise %", "coverage %", *run.classes,
+                                                     "mean size", "single %", "single acc. %", "empty %", "shift p"))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{v}</td>" for v in (
+            _esc(r["condition"]), f"{100 * r['promise']:g}", _pct(r["coverage"]),
+            *[_pct(r["per_class"].get(c)) for c in run.classes], f"{r['mean_size']:.2f}", _pct(r["single"]),
+            _pct(r["single_accuracy"]), _pct(r["empty"]), "-" if r["shift_p"] is None else f"{r['shift_p']:.2g}"))
+        + "</tr>" for r in rows)
+    warnings = "".join(f"<li>{_esc(c)}: {_esc(w)}</li>" for c in conditions for w in set_warnings(conditions, c))
+    return (f"<h3>prediction sets</h3><table><tr>{head}</tr>{body}</table>"
+            + (f'<ul class="warn">{warnings}</ul>' if warnings else "")
+            + '<p class="note">Conformal sets, class by class: the true class is in the set at least the promised '
+              "share of the time for each class, on scans exchangeable with the run's calibration images. Coverage "
+              "per class column; shift p: the label-free check that the images look like those "
+              "(<code>btk predict --coverage C --check-shift</code>).</p>")
+
+
 def _confusion(run: Run) -> str:
     clean = run.metrics["conditions"].get("clean") or next(iter(run.metrics["conditions"].values()))
     head = "".join(f"<th>{_esc(c)}</th>" for c in run.classes)
@@ -391,7 +417,7 @@ def run_section(run: Run, groups: list[Any] | None = None) -> str:
     mine = "".join(evaluations_section(g) for g in (groups or []) if g.run.path == run.path)
     return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}{_provenance(run)}'
             f"<h3>metrics</h3>{_metrics_table(run)}{mine}<h3>per class (clean)</h3>{_per_class(run)}"
-            f"{_confusion(run)}{_calibration(run)}{_timing(run)}"
+            f"{_confusion(run)}{_calibration(run)}{_sets(run)}{_timing(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}{_explanations(run)}<h3>examples</h3>{_examples(run)}"
             f"{_configuration(run)}{_card(run)}")
 

@@ -65,6 +65,32 @@ def _calibration(run: Run, console: Console) -> None:
     console.print(table)
 
 
+def _sets(run: Run, console: Console) -> None:
+    """The prediction sets' coverage per condition and promise (:func:`btk.conformal.set_rows`),
+    and the warnings a user must read: a shift check that fired, a class below its promise."""
+    from btk.conformal import set_rows, set_warnings
+
+    conditions = run.metrics["conditions"]
+    rows = set_rows(conditions)
+    if not rows:
+        return
+    classes = list(run.classes)
+    table = Table(title="prediction sets (conformal, per-class promise): coverage % and set size")
+    for col in ("condition", "promise", "coverage", *classes, "mean size", "single", "single acc", "empty",
+                "shift p"):
+        table.add_column(col, justify="left" if col == "condition" else "right")
+    for r in rows:
+        table.add_row(r["condition"], f"{100 * r['promise']:g}", _pct(r["coverage"]),
+                      *[_pct(r["per_class"].get(c)) for c in classes], f"{r['mean_size']:.2f}", _pct(r["single"]),
+                      _pct(r["single_accuracy"]), _pct(r["empty"]),
+                      f"{r['shift_p']:.2g}" if r["shift_p"] is not None else "-",
+                      style="yellow" if r["shortfalls"] or r["shift_differs"] else None)
+    console.print(table)
+    for condition in conditions:
+        for warning in set_warnings(conditions, condition):
+            console.print(f"[yellow]{condition}: {warning}[/]", highlight=False)
+
+
 def terminal_report(run: Run, console: Console) -> None:
     """Metrics per condition (with the accuracy's 95% bootstrap interval and the expected
     calibration error), the per-class table, the confusion matrix and ROC AUC, with rich."""
@@ -101,6 +127,7 @@ def terminal_report(run: Run, console: Console) -> None:
     elif run.is_evaluation:
         console.print("[yellow]copies in the run's training data were not looked for[/]")
     _calibration(run, console)
+    _sets(run, console)
     clean = conditions.get("clean") or next(iter(conditions.values()))
     classes = run.classes
     per_class = Table(title="per class, clean test images")

@@ -230,8 +230,9 @@ class PredictionTable:
     ``all N (mean)``)."""
 
     def __init__(self, title: str, classes: Sequence[str], console: Console, slices: bool = True,
-                 chunk: int = 50) -> None:
+                 chunk: int = 50, sets: bool = False) -> None:
         self.title, self.classes, self.console, self.chunk = title, list(classes), console, chunk
+        self.sets = sets  # a column with each row's prediction set (--coverage)
         self.rows: list[Any] = []
         self.printed = 0
         # fixed widths, the same for every chunk: a probability column is as wide as the longest
@@ -239,7 +240,8 @@ class PredictionTable:
         # space between columns
         self.widths = {"slice": len("all 999 (mean)") if slices else len("slice"),
                        "class": max(len("class"), *map(len, self.classes)),
-                       **{c: max(5, *map(len, c.split("_"))) for c in self.classes}}
+                       **{c: max(5, *map(len, c.split("_"))) for c in self.classes},
+                       **({"set": max(len("(empty)"), *map(len, self.classes))} if sets else {})}
         self.room = max(16, console.width - sum(self.widths.values()) - len(self.widths))
 
     def write(self, prediction: Any) -> None:
@@ -262,24 +264,34 @@ class PredictionTable:
             self.widths["input"] = self.room if self.console.is_terminal else max(16, min(self.room, longest))
         table = Table(title=self.title if first else None, show_header=first, box=box.SIMPLE_HEAD, show_edge=False,
                       pad_edge=False, padding=(0, 0))
-        for col in ("input", "slice", "class", *self.classes):
+        for col in ("input", "slice", "class", *self.classes, *(["set"] if self.sets else [])):
             table.add_column(col.replace("_", " ") if col in self.classes else col, width=self.widths[col],
                              justify="right" if col in self.classes else "left", overflow="fold")
         for r in self.rows:
+            members = [r.set_label().replace("|", " ")] if self.sets else []
+            empty = self.sets and not r.prediction_set
             table.add_row(r.path, r.slice_label(), r.predicted, *[f"{r.probabilities[c]:.3f}" for c in self.classes],
-                          style="bold" if r.aggregated_over is not None else None)
+                          *members, style="bold red" if empty else "bold" if r.aggregated_over is not None else None)
         self.console.print(table)
         self.printed += len(self.rows)
         self.rows.clear()
 
 
-def render_prediction_summary(answers: Mapping[str, int], images: int, console: Console) -> None:
+def render_prediction_summary(answers: Mapping[str, int], images: int, console: Console,
+                              set_sizes: Mapping[int, int] | None = None, coverage: float | None = None) -> None:
     """One line: how many files (series, volumes) got an answer, how many images and slices were
-    predicted, and the answers counted by class."""
+    predicted, and the answers counted by class; with ``set_sizes`` (``--coverage``), a second
+    line: how many answers are single classes, larger sets, and empty sets (flagged)."""
     counts = ", ".join(f"{c} {n:,}" for c, n in sorted(answers.items(), key=lambda kv: (-kv[1], kv[0])))
     files = sum(answers.values())
     console.print(f"{files:,} input(s) predicted ({images:,} images and slices): {counts or 'none'}",
                   highlight=False, markup=False)
+    if set_sizes is not None and coverage is not None:
+        single, empty = set_sizes.get(1, 0), set_sizes.get(0, 0)
+        larger = sum(n for k, n in set_sizes.items() if k > 1)
+        console.print(f"prediction sets at {100 * coverage:g}% coverage: {single:,} single class, {larger:,} "
+                      f"'one of these', {empty:,} empty" + (" (no class fits: look at these)" if empty else ""),
+                      highlight=False, markup=False, style="yellow" if empty else None)
 
 
 def render_cache(root: Path, rows: list[tuple[str, int, float]], console: Console) -> None:

@@ -1,0 +1,271 @@
+"""``btk calibrate``: a run's temperature and prediction sets fitted again, on a labelled sample
+of a new site or on the run's own validation images.
+
+A run's probabilities and its prediction sets (:mod:`btk.conformal`) are calibrated on its
+validation images; their promise holds for scans exchangeable with those. A new site usually is
+not. Given a few labelled scans of that site, :func:`calibrate_run` draws a sample of them
+(stratified by class, seeded), fits the temperature and the sets' calibration on it, and scores
+the rest of the site's scans with the result: a new run (same network) that records the sample
+(paths in ``split.csv`` as ``val``, counts, SHA-256) and holds the rest as its test images.
+
+Each class needs enough scans in the sample for the coverage wanted (:func:`btk.conformal.scans_needed`:
+19 for 95%). A class with none in the sample keeps the run's own calibration (its validation
+images, scored again with the new temperature); a class with too few is refused, or kept the
+same way with ``thin="keep"``.
+
+Without data the run's own validation images are used: how a run made before prediction sets
+gets them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from btk.conformal import Conformal, check_coverage, scans_needed
+from btk.errors import BtkError
+from btk.run_files import listing_sha256
+
+THIN_CHOICES = ("error", "keep")
+"""What :func:`calibrate_run` does with a class that has too few scans in the sample."""
+
+
+def draw_sample(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of a stratified, seeded ``fraction`` of labelled images and of the rest.
+
+    Raises:
+        BtkError: a fraction outside (0, 1), or too few images to leave some on both sides.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction < 1.0:
+        raise BtkError(f"--sample {fraction:g}: the share of the labelled scans to calibrate on, between 0 and 1")
+    index = np.arange(len(y))
+    try:
+        sample, rest = train_test_split(index, train_size=fraction, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise BtkError(f"cannot draw a stratified {fraction:g} sample of {len(y)} labelled scans: {exc}") from None
+    return np.sort(sample), np.sort(rest)
+
+
+def thin_classes(counts: dict[str, int], coverage: float) -> dict[str, int]:
+    """The classes with some, but too few, scans for ``coverage`` (name -> count)."""
+    need = scans_needed(coverage)
+    return {c: n for c, n in counts.items() if 0 < n < need}
+
+
+def thin_message(thin: dict[str, int], coverage: float) -> str:
+    """The one-line refusal for classes with too few scans in the sample."""
+    need = scans_needed(coverage)
+    named = "; ".join(f"{c}: {n} labelled scan(s) in the sample, {100 * coverage:g}% coverage needs at least {need} "
+                      f"(label {need - n} more)" for c, n in thin.items())
+    return (f"{named}. With n scans of a class the promise moves in steps of 1/(n+1). Label more, lower --coverage, "
+            "calibrate on a larger --sample, or keep the run's calibration for such classes with --thin-classes keep")
+
+
+def _site_labels(run: Any, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, y_fit)``: the task's and the network's class indices of a site's (renamed) labels.
+
+    Raises:
+        BtkError: a binary run learned through the classes given labels that name no trained class.
+    """
+    y = run.targets(labels)
+    if run.trained_classes == run.classes:
+        return y, y
+    index = {c: k for k, c in enumerate(run.trained_classes)}
+    unknown = sorted({label for label in labels if label not in index})
+    if unknown:
+        raise BtkError(f"{run.name} learned the classes {', '.join(run.trained_classes)}: the temperature is fitted "
+                       f"on them, so the sample needs those labels, not {', '.join(unknown)}")
+    return y, np.array([index[label] for label in labels], dtype=int)
+
+
+def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, feedback: Any = None,
+                  reader: str | None = None, reader_options: dict[str, str] | None = None, split: str | None = None,
+                  class_map: dict[str, str] | None = None, sample: float = 0.5, coverage: float = 0.95,
+                  thin: str = "error", seed: int | None = None, out: Path | str | None = None, name: str = "",
+                  command: str | None = None) -> Any:
+    """``btk calibrate``, the whole job: fit ``run``'s temperature and prediction sets again on a
+    labelled ``sample`` (share) of the site ``data`` (read as the run reads images; ``split`` and
+    ``class_map`` as ``btk evaluate`` takes them), score the rest, and write a new run; without
+    ``data``, on the run's own validation images (its test images are scored again).
+
+    Args:
+        coverage: the coverage the sample must support for each class (:func:`btk.conformal.scans_needed`).
+        thin: ``error`` refuses a class with too few scans in the sample; ``keep`` keeps the run's
+            calibration for it (as for a class absent from the sample).
+        seed: draws the sample (default: the run's seed).
+
+    Returns:
+        The new run, read back.
+
+    Raises:
+        BtkError: an evaluation, a bad coverage, sample share or choice, unreadable data, labels
+            the run does not know, classes with too few scans (``thin="error"``), a bad name, an
+            output folder that cannot be written.
+    """
+    from btk.config import require_run_name
+    from btk.feedback import Feedback
+    from btk.plugins import get_host
+    from btk.provenance import now
+    from btk.run_files import check_writable, new_run_id, unique_dir
+
+    host = host or get_host()
+    feedback = feedback or Feedback()
+    t_start, started = time.perf_counter(), now()
+    coverage = check_coverage(coverage)
+    if thin not in THIN_CHOICES:
+        raise BtkError(f"--thin-classes {thin!r}: give {' or '.join(THIN_CHOICES)}")
+    require_run_name(name)
+    if run.is_evaluation:
+        raise BtkError(f"{run.path} is an evaluation, not a run: give the run it evaluated")
+    parent = check_writable(Path(out) if out is not None else Path(run.path).parent)
+    seed = run.config.seed if seed is None else int(seed)
+    if data is None:
+        prep, record = _own_validation(run, host, feedback, name, coverage)
+    else:
+        prep, record = _site_sample(run, Path(data), host, feedback, reader, reader_options, split, class_map or {},
+                                    sample, coverage, thin, seed, name)
+    return _write(run, prep, record, parent, host, feedback, t_start, started, command,
+                  unique_dir, new_run_id)
+
+
+def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: float) -> tuple[Any, dict[str, Any]]:
+    """The run's own split, to calibrate on its validation images."""
+    from btk.pipeline import prepared_from_run
+
+    config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated")
+    prep = prepared_from_run(run, host, feedback, config=config)
+    counts = {c: int((prep.y[prep.split["val"]] == k).sum()) for k, c in enumerate(prep.classes)}
+    short = {c: n for c, n in counts.items() if n < scans_needed(coverage)}
+    if short:
+        feedback.warn(f"the run's validation images hold too few scans for {100 * coverage:g}% coverage of "
+                      + ", ".join(f"{c} ({n})" for c, n in short.items())
+                      + f": such a class is in every set (at least {scans_needed(coverage)} are needed)")
+    record = {"on": "the run's validation images", "sample": {"images": int(len(prep.split["val"])),
+                                                               "per_class": counts}, "kept_from_run": []}
+    return prep, record
+
+
+def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | None,
+                 reader_options: dict[str, str] | None, split: str | None, class_map: dict[str, str],
+                 fraction: float, coverage: float, thin: str, seed: int, name: str) -> tuple[Any, dict[str, Any]]:
+    """The site's labelled scans as a prepared split: the sample as validation, the rest as test."""
+    from btk.cache import gather
+    from btk.classmap import map_labels
+    from btk.dataset import Dataset, load_dataset
+    from btk.degraders import resolve_degradations
+    from btk.evaluate import check_vocabulary, evaluation_reader, select_split
+    from btk.pipeline import Prepared
+
+    if not data.exists():
+        raise BtkError(f"data not found: {data}")
+    reader_name = evaluation_reader(run, data, host, reader)
+    options = dict(reader_options or {})
+    if not reader_options and reader_name == run.config.reader:
+        options = dict(run.config.reader_options)
+    t_load = time.perf_counter()
+    with feedback.task(f"reading {data} ({reader_name})") as task:
+        read = load_dataset(host.readers.get(reader_name), data, run.read_options(options),
+                            progress=lambda done, total: task.update(completed=done, total=total))
+    if read.skipped:
+        feedback.warn(f"skipped {len(read.skipped)} unreadable input(s), e.g. {read.skipped[0][0]}: "
+                      f"{read.skipped[0][1]}")
+    index, split_name = select_split(read, split)
+    labels = [str(x) for x in read.labels[index]]
+    check_vocabulary(run, labels, class_map, data.name)
+    mapped = map_labels(labels, class_map)
+    y, y_fit = _site_labels(run, mapped)
+    site = Dataset(gather(read.images, index), np.array(mapped), read.groups[index], read.sources[index],
+                   np.array([""] * len(index)), list(read.skipped), fingerprint=dict(read.fingerprint))
+    sample, rest = draw_sample(y, fraction, seed)
+    classes = list(run.classes)
+    counts = {c: int((y[sample] == k).sum()) for k, c in enumerate(classes)}
+    short = thin_classes(counts, coverage)
+    if short and thin == "error":
+        raise BtkError(thin_message(short, coverage))
+    kept = [c for c, n in counts.items() if n == 0] + list(short)
+    config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated",
+                                     data=str(data), reader=reader_name, reader_options=options)
+    fit_classes = classes if run.trained_classes == run.classes else list(run.trained_classes)
+    prep = Prepared(config, host, host.models.get(config.model_name), site, y, classes, y_fit, fit_classes,
+                    {"train": np.zeros(0, int), "val": sample, "test": rest}, [],
+                    resolve_degradations(host, config.test_degrade), None, time.perf_counter() - t_load)
+    feedback.info(f"calibrating on {len(sample)} of {len(index)} labelled scans of {data} ({split_name}): "
+                  + ", ".join(f"{c} {n}" for c, n in counts.items() if n)
+                  + f"; {100 * coverage:g}% coverage needs at least {scans_needed(coverage)} per class"
+                  + (f"; the run's own calibration is kept for {', '.join(kept)}" if kept else ""))
+    sample_sources = [str(s) for s in site.sources[sample]]
+    record = {"on": "a labelled sample of a new site", "data": str(data), "split": split_name,
+              "class_map": class_map, "fraction": fraction, "seed": seed,
+              "sample": {"images": int(len(sample)), "per_class": counts, "sha256": listing_sha256(sample_sources)},
+              "rest": {"images": int(len(rest)), "per_class": {c: int((y[rest] == k).sum())
+                                                              for k, c in enumerate(classes)}},
+              "kept_from_run": kept}
+    return prep, record
+
+
+def _with_kept_classes(run: Any, scorer: Any, sets: Conformal, kept: list[str], host: Any,
+                       feedback: Any) -> Conformal:
+    """``sets`` with the run's own validation images of the ``kept`` classes added, scored again
+    with ``scorer`` (the new temperature), so every class has a calibration.
+
+    Raises:
+        BtkError: the run's data can no longer be read.
+    """
+    from btk.cache import gather
+    from btk.pipeline import prepared_from_run
+
+    try:
+        own = prepared_from_run(run, host, feedback)
+    except BtkError as exc:
+        raise BtkError(f"{', '.join(kept)}: not enough scans in the sample, and the run's own validation images "
+                       f"cannot be read to keep its calibration ({exc})") from None
+    val = own.split["val"]
+    wanted = np.isin(own.y[val], [own.classes.index(c) for c in kept])
+    picked = val[wanted]
+    probs = scorer.probabilities(scorer.outputs(gather(own.data.images, picked)))
+    origins = [*sets.row_origins(), *["validation"] * len(picked)]
+    return Conformal(sets.classes, np.concatenate([sets.probabilities, probs]),
+                     np.concatenate([sets.labels, own.y[picked]]),
+                     (*sets.sources, *[str(s) for s in own.data.sources[picked]]), "site+validation", tuple(origins))
+
+
+def _write(run: Any, prep: Any, record: dict[str, Any], parent: Path, host: Any, feedback: Any, t_start: float,
+           started: str, command: str | None, unique_dir: Any, new_run_id: Any) -> Any:
+    """Fit, score the test images and write the new run."""
+    from dataclasses import replace
+
+    from btk.pipeline import Fitted, calibrate, collapse_alert, evaluate_test, scorer_for, write_run
+
+    model = run.load_model(tta=False)
+    scorer = scorer_for(prep, model)
+    origin = "validation" if record.get("data") is None else "site"
+    calibration = calibrate(prep, scorer, origin=origin)
+    if calibration is None:
+        raise BtkError("no calibration images")
+    kept = record.get("kept_from_run") or []
+    if kept:
+        sets = _with_kept_classes(run, scorer.with_temperature(calibration.temperature), calibration.sets, kept,
+                                  host, feedback)
+        calibration = replace(calibration, conformal=sets.summary(), sets=sets)
+    record = {"from_run": run.name, "from_path": str(Path(run.path).resolve()), **record,
+              "temperature_before": run.temperature, "temperature_after": calibration.temperature,
+              "calibration_per_class": calibration.sets.counts()}
+    feedback.info(f"temperature {run.temperature:.3f} -> {calibration.temperature:.3f}; prediction sets calibrated "
+                  "on " + ", ".join(f"{c} {n}" for c, n in calibration.sets.counts().items()))
+    scorer = scorer.with_calibration(calibration)
+    results = evaluate_test(prep, scorer, feedback, explain=False)
+    collapse_alert(results, feedback)
+    extra_config: dict[str, Any] = {"recalibration": record}
+    if run.ensemble is not None:
+        extra_config["ensemble"] = run.ensemble.to_json()
+    if run.adaptation:
+        extra_config["adaptation"] = dict(run.adaptation)
+    fitted = Fitted(model, dict(run.history), 0.0, 0, run.config.recipe.batch_size, 0, calibration)
+    final = unique_dir(parent, new_run_id(prep.config.name))
+    return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
+                     extra={"config": extra_config, "metrics": {"recalibration": record}})
