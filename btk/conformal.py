@@ -17,11 +17,13 @@ With ``n`` calibration images of a class the p-values move in steps of ``1 / (n 
 coverage of ``1 - a`` needs ``n >= 1 / a - 1`` images of each class (:func:`scans_needed`):
 19 for 95%, 9 for 90%. With fewer, the class is in every set.
 
-The promise rests on exchangeability. :func:`shift_check` tests it without labels: a rank test
-(Mann-Whitney U, SciPy) of the cohort's nonconformity of its top answer, ``1 - max P``, against
-the validation images'. A cohort the network is less sure about than about its validation
-images is not exchangeable with them. The test cannot see a cohort on which the network is
-confidently wrong; :func:`shortfalls` says so from labels where a cohort has them.
+The promise rests on exchangeability. :func:`shift_check` tests it without labels: a
+two-sample Kolmogorov-Smirnov test (SciPy) of the network's doubt about its top answer,
+``1 - max P`` (the nonconformity of the answer it would give), on the cohort against the
+calibration images. A cohort on which the network's confidence is distributed differently (less
+sure, or sure more often) is not exchangeable with them. A cohort on which the network is wrong
+with its usual confidence looks the same to it; :func:`shortfalls` says so from labels where a
+cohort has them.
 """
 
 from __future__ import annotations
@@ -253,9 +255,9 @@ class ShiftCheck:
     """Whether a cohort looks exchangeable with a run's calibration images (:func:`shift_check`).
 
     Attributes:
-        p_value: of the one-sided Mann-Whitney U test (the cohort less sure than the reference).
-        effect: the probability that a cohort image is less sure than a reference image (0.5:
-            no difference).
+        p_value: of the two-sample Kolmogorov-Smirnov test.
+        effect: its statistic: the largest gap between the two samples' distributions of
+            ``1 - max P`` (0: none, 1: no overlap).
         images, reference: the two sample sizes.
     """
 
@@ -281,25 +283,26 @@ class ShiftCheck:
         """The record kept in ``metrics.json``."""
         return {"p_value": self.p_value, "effect": self.effect, "images": self.images, "reference": self.reference,
                 "differs": self.differs, "level": SHIFT_LEVEL,
-                "test": "one-sided Mann-Whitney U on 1 - max calibrated probability"}
+                "test": "two-sample Kolmogorov-Smirnov on 1 - max calibrated probability"}
 
 
 def shift_check(reference: np.ndarray, cohort: np.ndarray) -> ShiftCheck:
     """Test, without labels, whether the ``cohort``'s calibrated probabilities look like the
     ``reference``'s (a run's calibration images): the network's doubt about its top answer,
-    ``1 - max P`` (the nonconformity of the answer it would give), compared by rank.
+    ``1 - max P`` (the nonconformity of the answer it would give), compared as distributions
+    (two-sample Kolmogorov-Smirnov, exact where the samples are small).
 
     Raises:
         BtkError: an empty cohort or reference.
     """
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import ks_2samp
 
     ref = 1.0 - np.asarray(reference, dtype=np.float64).max(axis=1)
     new = 1.0 - np.asarray(cohort, dtype=np.float64).max(axis=1)
     if len(ref) == 0 or len(new) == 0:
         raise BtkError("shift check: no images to compare")
-    result = mannwhitneyu(new, ref, alternative="greater")
-    return ShiftCheck(float(result.pvalue), float(result.statistic) / (len(new) * len(ref)), len(new), len(ref))
+    result = ks_2samp(new, ref)
+    return ShiftCheck(float(result.pvalue), float(result.statistic), len(new), len(ref))
 
 
 def set_rows(conditions: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

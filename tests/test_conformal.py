@@ -75,9 +75,13 @@ def test_the_shift_check_is_quiet_on_exchangeable_data_and_fires_on_a_shifted_co
     assert not shift_check(reference, same).differs
     shifted, _ = _draw(rng, 300, signal=0.3)  # a site where the network is much less sure
     check = shift_check(reference, shifted)
-    assert check.differs and check.p_value < 1e-6 and check.effect > 0.6
+    assert check.differs and check.p_value < 1e-5 and check.effect > 0.15
     assert check.sentence().startswith("this cohort differs from the training data (p = ")
     assert "coverage is not guaranteed" in check.sentence()
+    # a cohort as sure as the reference but wrong more often in places is caught too: the
+    # network's confidence is spread differently (this is what SARTAJ Testing does)
+    mixed = np.concatenate([_draw(rng, 150, signal=0.2)[0], _draw(rng, 150, signal=4.0)[0]])
+    assert shift_check(reference, mixed).differs
     # false alarms at about the level asked for, over 200 exchangeable cohorts
     alarms = sum(shift_check(_draw(rng, 200)[0], _draw(rng, 60)[0]).differs for _ in range(200))
     assert alarms <= 8  # level 1%: 2 expected, 8 has probability < 0.001

@@ -86,6 +86,10 @@ def _sets(run: Run, console: Console) -> None:
                       f"{r['shift_p']:.2g}" if r["shift_p"] is not None else "-",
                       style="yellow" if r["shortfalls"] or r["shift_differs"] else None)
     console.print(table)
+    shift = (conditions.get("clean") or {}).get("shift")
+    if shift and not shift.get("differs"):
+        console.print(f"clean: this cohort looks exchangeable with the calibration images (p = {shift['p_value']:.2g}, "
+                      f"{shift['images']} images): no sign against the coverage promise", highlight=False)
     for condition in conditions:
         for warning in set_warnings(conditions, condition):
             console.print(f"[yellow]{condition}: {warning}[/]", highlight=False)
