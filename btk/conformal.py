@@ -279,6 +279,11 @@ class ShiftCheck:
         return (f"this cohort looks exchangeable with the training data (p = {self.p_value:.2g}, {self.images} "
                 "images): no sign against the coverage promise")
 
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> ShiftCheck:
+        """The check from its ``metrics.json`` record (:meth:`to_json`)."""
+        return cls(float(record["p_value"]), float(record["effect"]), int(record["images"]), int(record["reference"]))
+
     def to_json(self) -> dict[str, Any]:
         """The record kept in ``metrics.json``."""
         return {"p_value": self.p_value, "effect": self.effect, "images": self.images, "reference": self.reference,
@@ -333,7 +338,7 @@ def set_warnings(conditions: Mapping[str, Mapping[str, Any]], condition: str = "
     lines = []
     shift = m.get("shift")
     if shift and shift.get("differs"):
-        lines.append(ShiftCheck(shift["p_value"], shift["effect"], shift["images"], shift["reference"]).sentence())
+        lines.append(ShiftCheck.from_json(shift).sentence())
     for row in set_rows({condition: m}):
         lines += row["shortfalls"]
     return lines
