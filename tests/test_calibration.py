@@ -59,7 +59,8 @@ def test_a_real_run_stores_a_temperature_that_does_not_hurt(tiny_sartaj_run):
     run_dir, _ = tiny_sartaj_run()
     run = load_run(run_dir)
     fitted = json.loads((Path(run_dir) / "config.json").read_text())["calibration"]
-    assert set(fitted) == {"temperature", "val_ece_raw", "val_ece_calibrated", "val_nll_raw", "val_nll_calibrated"}
+    assert set(fitted) == {"temperature", "val_ece_raw", "val_ece_calibrated", "val_nll_raw", "val_nll_calibrated",
+                           "conformal"}
     assert run.calibration is not None and run.calibration.to_json() == fitted
     assert run.temperature == fitted["temperature"] > 0
     assert fitted["val_nll_calibrated"] <= fitted["val_nll_raw"] + 1e-9
