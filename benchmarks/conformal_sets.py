@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/conformal-work"), help="where the new runs go")
     args = ap.parse_args()
 
-    from btk.conformal import set_metrics
+    from btk.conformal import Conformal, set_metrics
     from btk.evaluate import evaluate
     from btk.feedback import Feedback
     from btk.recalibrate import calibrate_run
@@ -70,6 +70,23 @@ def main() -> None:
         base = load_run(source)
         own = base if base.conformal() is not None else calibrate_run(base, out=work, name=f"{source.name}-val",
                                                                      feedback=quiet)
+        # an exchangeable real cohort: half of the validation images, calibrated on the other half
+        cal = own.conformal()
+        rng = np.random.default_rng(0)
+        for level in COVERAGES:
+            parts = []
+            for _ in range(20):
+                order = rng.permutation(len(cal.labels))
+                a, b = order[: len(order) // 2], order[len(order) // 2:]
+                half = Conformal(cal.classes, cal.probabilities[a], cal.labels[a])
+                parts.append(set_metrics(half.sets(cal.probabilities[b], level), cal.labels[b], cal.probabilities[b],
+                                         cal.classes))
+            mean = {k: float(np.mean([p[k] for p in parts])) for k in ("coverage", "mean_size", "single", "empty")}
+            mean["single_accuracy"] = float(np.mean([p["single_accuracy"] or 0 for p in parts]))
+            mean["per_class"] = {c: {"coverage": float(np.mean([p["per_class"][c]["coverage"] for p in parts])),
+                                     "images": parts[0]["per_class"][c]["images"]} for c in cal.classes}
+            rows.append(_row("validation halves (x20)", source.name, f"{level:g}", mean,
+                             half.shift(cal.probabilities[b]).to_json()))
         sets, shift = _sets_of(own)
         for level in sorted(sets):
             rows.append(_row("held-out source", source.name, level, sets[level], shift))

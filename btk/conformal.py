@@ -158,9 +158,17 @@ class Conformal:
         return np.asarray(self._classifier().predict_set(probs, labels=None, confidence=coverage,
                                                                 smoothing=False), bool)
 
+    def reference(self) -> np.ndarray:
+        """The probabilities a cohort is compared with in a shift check: the calibration images,
+        or, where a new site's sample was completed with the run's own validation images of the
+        classes it lacked, the site's images alone (what the site should look like)."""
+        origins = np.array(self.row_origins())
+        site = origins == "site"
+        return np.asarray(self.probabilities)[site] if site.any() and not site.all() else np.asarray(self.probabilities)
+
     def shift(self, probabilities: np.ndarray) -> ShiftCheck:
-        """:func:`shift_check` of a cohort against these calibration images."""
-        return shift_check(self.probabilities, probabilities)
+        """:func:`shift_check` of a cohort against :meth:`reference`."""
+        return shift_check(self.reference(), probabilities)
 
     # --- the file -------------------------------------------------------------------------------
     def write(self, path: Path | str) -> None:

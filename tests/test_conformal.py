@@ -267,3 +267,13 @@ def test_predict_refuses_a_bad_coverage_in_one_line():
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [
         "Error: --coverage 1.5: a coverage is a share between 0 and 1 (exclusive), e.g. 0.95"]
+
+
+def test_a_site_calibration_completed_from_validation_is_compared_with_the_site_alone():
+    rng = np.random.default_rng(5)
+    site, y_site = _draw(rng, 120, signal=0.8)
+    val, y_val = _draw(rng, 80)
+    both = Conformal(CLASSES, np.concatenate([site, val]), np.concatenate([y_site, y_val]), (), "site+validation",
+                     ("site",) * 120 + ("validation",) * 80)
+    assert np.array_equal(both.reference(), site)
+    assert not both.shift(_draw(rng, 200, signal=0.8)[0]).differs  # another sample of the site
