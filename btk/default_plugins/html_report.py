@@ -331,8 +331,9 @@ def _sets(run: Run) -> str:
     rows = set_rows(conditions)
     if not rows:
         return ""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in ("condition", "promise %", "coverage %", *run.classes,
-                                                     "mean size", "single %", "single acc. %", "empty %", "shift p"))
+    head = "".join(f"<th>{_esc(h.replace('_', ' '))}</th>"  # class names wrap at their words
+                   for h in ("condition", "promise %", "coverage %", *run.classes, "mean size", "single %",
+                             "single acc. %", "empty %", "shift p"))
     body = "".join(
         "<tr>" + "".join(f"<td>{v}</td>" for v in (
             _esc(r["condition"]), f"{100 * r['promise']:g}", _pct(r["coverage"]),
