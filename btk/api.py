@@ -17,6 +17,7 @@ also draw with :mod:`btk.render` and read statistics from btk's modules directly
 
 from __future__ import annotations
 
+from btk import __version__
 from btk.compare import Report, build_report
 from btk.config import parse_pairs
 from btk.dataset import iter_entries
@@ -51,6 +52,7 @@ __all__ = [
     "Run",
     "Sample",
     "UnreadableInputError",
+    "__version__",
     "build_report",
     "check_writable",
     "choose_slices",

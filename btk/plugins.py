@@ -28,6 +28,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk.default_plugins.folder",
     "btk.default_plugins.synthetic",
     "btk.default_plugins.dicom",
+    "btk.default_plugins.dicomweb",
     "btk.default_plugins.nifti",
     "btk.default_plugins.convert",
     "btk.default_plugins.degraders",

@@ -45,6 +45,9 @@ class Prediction:
         aggregated_over: for a mean, the number of slices averaged; ``None`` otherwise.
         prediction_set: with ``--coverage``, the classes in the conformal prediction set
             (:mod:`btk.conformal`; empty: no class fits, flagged); ``None`` otherwise.
+        identity: for a DICOM slice, what it is in DICOM terms (study, series, SOP instance and
+            class, frame: the reader's ``meta["dicom"]``); for a series' mean, its slices'
+            identities in ``members``; ``None`` for other images.
     """
 
     path: str
@@ -53,6 +56,7 @@ class Prediction:
     probabilities: dict[str, float]
     aggregated_over: int | None = None
     prediction_set: tuple[str, ...] | None = None
+    identity: dict[str, Any] | None = field(default=None, compare=False)
 
     def slice_label(self) -> str:
         """The slice column: empty for a 2D image, ``all N (mean)`` for a mean."""
@@ -64,7 +68,9 @@ class Prediction:
         """The prediction as a JSON object."""
         return {"path": self.path, "slice": self.slice, "predicted": self.predicted,
                 "probabilities": self.probabilities, "aggregated_over": self.aggregated_over,
-                **({"set": list(self.prediction_set)} if self.prediction_set is not None else {})}
+                **({"set": list(self.prediction_set)} if self.prediction_set is not None else {}),
+                **({"dicom": {k: v for k, v in self.identity.items() if k != "where"}}
+                   if self.identity and "sop" in self.identity else {})}
 
     def set_label(self) -> str:
         """The set column: its classes joined by ``|``; ``(empty)`` for an empty set (no class
@@ -116,6 +122,7 @@ class _Pending:
     probs: np.ndarray
     left: int
     sets: np.ndarray | None = None
+    identities: list[dict[str, Any] | None] = field(default_factory=list)
 
 
 class _Batcher:
@@ -135,13 +142,16 @@ class _Batcher:
         self.owners: list[tuple[_Pending, int]] = []
         self.done = 0  # entries whose rows came out
 
-    def add(self, path: str, slices: list[tuple[int | None, np.ndarray]]) -> Iterator[Prediction]:
-        """Queue an entry's images; yields the rows of the entries a full batch completed."""
+    def add(self, path: str, slices: list[tuple[int | None, np.ndarray, dict[str, Any] | None]]
+            ) -> Iterator[Prediction]:
+        """Queue an entry's images (slice index, image, DICOM identity); yields the rows of the
+        entries a full batch completed."""
         n_classes = len(self.classes)
-        record = _Pending(path, [k for k, _ in slices], np.zeros((len(slices), n_classes)), len(slices),
-                          np.zeros((len(slices), n_classes), bool) if self.set_of is not None else None)
+        record = _Pending(path, [k for k, _, _ in slices], np.zeros((len(slices), n_classes)), len(slices),
+                          np.zeros((len(slices), n_classes), bool) if self.set_of is not None else None,
+                          [ident for _, _, ident in slices])
         self.pending.append(record)
-        for k, (_, image) in enumerate(slices):
+        for k, (_, image, _) in enumerate(slices):
             self.images.append(image)
             self.owners.append((record, k))
             if len(self.images) == self.batch_size:
@@ -178,12 +188,14 @@ class _Batcher:
             sets = record.sets
             for i, (k, p) in enumerate(zip(record.slices, record.probs)):
                 yield _row(record.path, k, p, classes, min_confidence=self.min_confidence,
-                           members=None if sets is None else sets[i])
+                           members=None if sets is None else sets[i], identity=record.identities[i])
             answer, answer_set = record.probs[0], None if sets is None else sets[0]
             if len(record.slices) > 1:
                 answer = record.probs.mean(axis=0)
                 answer_set = None if self.set_of is None else self.set_of(answer[None])[0]
-                yield _row(record.path, None, answer, classes, len(record.slices), self.min_confidence, answer_set)
+                members = [i for i in record.identities if i is not None]
+                yield _row(record.path, None, answer, classes, len(record.slices), self.min_confidence, answer_set,
+                           {"members": members} if members else None)
             self.tally.answers[_answer(answer, classes, self.min_confidence)] += 1
             if answer_set is not None:
                 self.tally.set_sizes[int(np.sum(answer_set))] += 1
@@ -197,10 +209,10 @@ def _answer(probs: np.ndarray, classes: list[str], min_confidence: float) -> str
 
 def _row(path: str, slice_: int | None, probs: np.ndarray, classes: list[str],
          aggregated_over: int | None = None, min_confidence: float = 0.0,
-         members: np.ndarray | None = None) -> Prediction:
+         members: np.ndarray | None = None, identity: dict[str, Any] | None = None) -> Prediction:
     return Prediction(path, slice_, _answer(probs, classes, min_confidence),
                       {c: float(v) for c, v in zip(classes, probs)}, aggregated_over,
-                      None if members is None else tuple(c for c, m in zip(classes, members) if m))
+                      None if members is None else tuple(c for c, m in zip(classes, members) if m), identity)
 
 
 def _slice_of(sample: Sample) -> int | None:
@@ -247,13 +259,13 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
     adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
 
-    def prepare(samples: list[Sample]) -> list[tuple[int | None, np.ndarray]]:  # runs on the decoding threads
+    def prepare(samples: list[Sample]) -> list[tuple[int | None, np.ndarray, dict[str, Any] | None]]:  # threads
         out = []
         for s in samples:
             image = as_hwc(s.image, channels, s.source)
             if image.shape != shape:
                 raise BtkError(f"reader returned an image of shape {image.shape} for {s.source}; expected {shape}")
-            out.append((_slice_of(s), image))
+            out.append((_slice_of(s), image, s.meta.get("dicom")))
         return out
 
     decoded = iter_entries(adapter, None, options, workers=workers, transform=prepare, entries=jobs)

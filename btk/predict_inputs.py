@@ -40,13 +40,18 @@ class PredictInput:
         return os.path.join(self.given, entry.source) if self.folder else self.given
 
 
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` as given is an http(s) URL (a DICOMweb server) rather than a file."""
+    return os.fspath(path).startswith(("http://", "https://"))
+
+
 def pick_reader(host: PluginHost, path: Path, name: str | None) -> Any:
     """The reader for ``path``: ``name`` if given, else the first that says it can read it
     (DICOM and NIfTI before plain images, then any other reader with ``can_read``)."""
     if name:
         return host.readers.get(name)
-    ordered = [host.readers.get(n) for n in READER_ORDER if n in host.readers]
-    ordered += [r for r in host.readers if r.name not in READER_ORDER]
+    ordered = [] if is_url(path) else [host.readers.get(n) for n in READER_ORDER if n in host.readers]
+    ordered += [r for r in host.readers if r.name not in READER_ORDER]  # a URL: readers of servers
     for reader in ordered:
         can_read = getattr(reader, "can_read", None)
         if can_read is not None and can_read(path):
@@ -85,23 +90,27 @@ def gather_inputs(paths: Sequence[str | Path], host: PluginHost, base: ReadOptio
 
     Raises:
         BtkError: a path does not exist, no reader recognises it, or nothing readable is in it.
+
+    A path that is an http(s) URL is not looked for on disk: a reader that takes URLs (the
+    ``dicomweb`` reader) scans it, and its entries are named inside it, as a folder's are.
     """
     for path in paths:
-        if not os.path.exists(path):
+        if not is_url(path) and not os.path.exists(path):
             raise BtkError(f"not found: {path}")
     inputs = []
     for path in paths:
         given = os.fspath(path)
-        reader = pick_reader(host, Path(given), reader_name)
+        url = is_url(given)
+        reader = pick_reader(host, given if url else Path(given), reader_name)  # type: ignore[arg-type]
         extra = dict(reader_options or {})
         if "slices" in getattr(reader, "options", ()) and "slices" not in extra:
             extra["slices"] = slices
         options = replace(base, extra=extra)
-        folder = Path(given).is_dir()
+        folder = url or Path(given).is_dir()  # a server's entries are named inside it, as a folder's
         if folder and reader.name == "folder":  # its scan wants class folders: any image file here
             entries = file_entries(Path(given), reader.can_read)
         else:
-            entries = reader.scan(Path(given), options)
+            entries = reader.scan(given if url else Path(given), options)
         if not entries:
             raise BtkError(f"nothing to read in {given}: no image files, DICOM series or NIfTI volumes")
         inputs.append(PredictInput(given, reader, options, entries, folder))

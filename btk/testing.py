@@ -213,3 +213,113 @@ try:  # pytest fixtures, when pytest is present (the pytest11 entry point loads 
         return make_run(tmp_path, "sample-run", y, {"clean": p, "blur": p[::-1]}, ["a", "b", "c"])
 except ImportError:  # pragma: no cover
     pass
+
+
+ORTHANC_DICOMWEB_PLUGINS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
+                            "/usr/lib/orthanc/libOrthancDicomWeb.so")
+"""Where Debian's ``orthanc-dicomweb`` package puts the DICOMweb plugin."""
+
+
+def orthanc_missing() -> str | None:
+    """Why :func:`orthanc_server` cannot start here (``None``: it can): Orthanc or its DICOMweb
+    plugin is not installed (Debian: ``apt-get install orthanc orthanc-dicomweb``)."""
+    import shutil
+
+    if not (shutil.which("Orthanc") or Path("/usr/sbin/Orthanc").exists()):
+        return "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)"
+    if not any(Path(p).exists() for p in ORTHANC_DICOMWEB_PLUGINS):
+        return "Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)"
+    return None
+
+
+class OrthancServer:
+    """A running Orthanc (:func:`orthanc_server`): ``url`` (REST API), ``dicomweb`` (its
+    DICOMweb root), ``auth`` (user, password) or ``None``."""
+
+    def __init__(self, url: str, auth: tuple[str, str] | None) -> None:
+        self.url, self.auth = url, auth
+        self.dicomweb = f"{url}/dicom-web"
+
+    def upload(self, files: list[Path] | list[str]) -> list[str]:
+        """Store DICOM files through the REST API; returns the Orthanc ids of the instances."""
+        import requests
+
+        ids = []
+        for f in files:
+            response = requests.post(f"{self.url}/instances", data=Path(f).read_bytes(), auth=self.auth, timeout=60)
+            response.raise_for_status()
+            ids.append(response.json()["ID"])
+        return ids
+
+    def get(self, path: str) -> Any:
+        """``GET`` a REST resource (``/studies``, ``/instances/ID/simplified-tags``) as JSON."""
+        import requests
+
+        response = requests.get(f"{self.url}{path}", auth=self.auth, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: float = 60.0) -> Any:
+    """A context manager: a fresh Orthanc with its DICOMweb plugin on 127.0.0.1 at a free port,
+    storing in ``folder``, remote access off, with HTTP basic ``auth`` (user, password) if given;
+    stopped on exit. Yields an :class:`OrthancServer`.
+
+    Raises:
+        RuntimeError: Orthanc is missing (:func:`orthanc_missing`) or did not start in ``timeout`` s.
+    """
+    import contextlib
+    import json
+    import shutil
+    import subprocess
+    import time
+
+    import requests
+
+    @contextlib.contextmanager
+    def run() -> Any:
+        missing = orthanc_missing()
+        if missing:
+            raise RuntimeError(missing)
+        folder.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        plugin = next(p for p in ORTHANC_DICOMWEB_PLUGINS if Path(p).exists())
+        config = {"Name": "btk", "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
+                  "HttpPort": port, "DicomServerEnabled": False, "DicomPort": _free_port(),
+                  "RemoteAccessAllowed": False, "AuthenticationEnabled": auth is not None,
+                  "RegisteredUsers": {auth[0]: auth[1]} if auth else {}, "Plugins": [plugin],
+                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "StableAge": 1}
+        (folder / "orthanc.json").write_text(json.dumps(config, indent=1))
+        binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        log = open(folder / "orthanc.log", "w")  # noqa: SIM115 (closed when the server stops)
+        process = subprocess.Popen([binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if requests.get(f"{url}/system", auth=auth, timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Orthanc did not start (see {folder / 'orthanc.log'})")
+                time.sleep(0.2)
+            yield OrthancServer(url, auth)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+    return run()

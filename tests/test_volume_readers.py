@@ -91,8 +91,10 @@ def test_series_with_shuffled_file_names_is_read_in_anatomical_order(tmp_path):
     write_dicom_series(slices, tmp_path / "series", "P1", file_names=names)
     import pydicom
 
-    for p in (tmp_path / "series").iterdir():  # InstanceNumber scrambled too: only the geometry is right
-        ds = pydicom.dcmread(p)
+    for p in (tmp_path / "series").iterdir():  # geometry added (as a scanner writes it, 5 mm apart), then
+        ds = pydicom.dcmread(p)                # InstanceNumber scrambled: only the geometry is right
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 5.0 * (ds.InstanceNumber - 1)]
         ds.InstanceNumber = 7 - ds.InstanceNumber
         ds.save_as(p)
     data = _read("dicom", tmp_path / "series", slices="all")

@@ -35,12 +35,19 @@ from btk.commands.options import (
 @click.option("--check-shift", is_flag=True,
               help="Test whether these scans look like the run's calibration images (no labels needed); when "
                    "they do not, the coverage promise does not hold for them.")
+@click.option("--sr", "sr_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Folder in which a directory of DICOM Structured Reports is made: one per DICOM series "
+                   "(files or DICOMweb), with the answer, each class's probability, the algorithm and references "
+                   "to every source instance (docs/dicom.md).")
+@click.option("--store", metavar="URL",
+              help="Send the --sr reports to this DICOMweb server (STOW-RS), e.g. the one the series came from. "
+                   "Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
 @scoring_options
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
 @json_option
 def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
-            min_confidence: float, coverage: float | None, check_shift: bool, tta: bool | None, devices: str,
-            out: Path | None, as_json: bool) -> None:
+            min_confidence: float, coverage: float | None, check_shift: bool, sr_dir: Path | None,
+            store: str | None, tta: bool | None, devices: str, out: Path | None, as_json: bool) -> None:
     """Classify new scans with a trained run. Uses the run's model, the image size, channels,
     framing, intensity normalisation and scaling it recorded, and its scorer: the same
     calibrated probabilities as the run's own predictions.csv, btk evaluate and btk explain.
@@ -58,6 +65,8 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
       btk predict runs/20261127-101500-multiclass --data new-scans/ --out predictions/
       btk predict runs/20261127-101500-multiclass --data new-scans/ --json > rows.json
       btk predict runs/20261127-101500-multiclass --data new-scans/ --coverage 0.95 --check-shift
+      btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web -R study=1.2.3 \
+          --sr reports/ --store http://pacs:8042/dicom-web
     """
     from btk.conformal import check_coverage
     from btk.distribute import check_devices
@@ -68,11 +77,16 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     from btk.render import line, warn_lines
     from btk.render.progress import stderr_feedback
     from btk.render.tables import PredictionTable, render_prediction_summary
+    from btk.run_files import check_writable
     from btk.runs import load_run
 
     check_devices(devices)  # refused in one line before the run or any image is read
     if coverage is not None:
         check_coverage(coverage)
+    if store and sr_dir is None:
+        raise BtkError("--store sends the --sr reports: give --sr DIR too")
+    if sr_dir is not None:
+        check_writable(sr_dir)
     run_ = load_run(run_dir)
     if coverage is not None or check_shift:
         run_.require_conformal()
@@ -87,6 +101,13 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         sink = PredictionTable(f"predictions of {run_.name}", list(run_.classes), output.console, series,
                                sets=coverage is not None)
     tally = PredictionTally()
+    kept: list[Any] = []  # the DICOM rows, for --sr
+
+    def on_row(row: Any) -> None:
+        if sink is not None:
+            sink.write(row)
+        if sr_dir is not None and row.identity:
+            kept.append(row)
 
     def list_skipped() -> None:
         warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
@@ -94,7 +115,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
             warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
 
     try:
-        result = predict_run(run_, paths, out, sink.write if sink is not None else None, feedback=stderr_feedback(),
+        result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
                              min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
                              coverage=coverage, check_shift=check_shift)
@@ -111,5 +132,13 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
             line(output.console, "(--out DIR keeps the rows in DIR/<time>-predict-RUN/predictions.csv)")
     if result.shift is not None:
         warn_lines([result.shift.sentence()], prefix="btk: ")
+    if sr_dir is not None:
+        from btk.default_plugins.dicom_sr import report_predictions
+        from btk.default_plugins.dicomweb import public_url
+
+        reports = report_predictions(run_, kept, sr_dir, store, min_confidence)
+        output.written(f"{len(reports.reports)} DICOM SR(s) written to", reports.folder)
+        if store:
+            output.written(f"{reports.stored} SR(s) stored at", public_url(store))
     if result.folder is not None:
         output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")

@@ -3,8 +3,9 @@ class-folder (and Training/Testing) layout, so the dicom and nifti readers can b
 trip on real images.
 
 - DICOM: one series per synthetic patient (``--per-patient N`` images of one class as N slices,
-  5 mm apart), MR Image Storage, 8-bit MONOCHROME2, explicit VR little endian, fresh UIDs, no
-  window: the reader returns the stored pixels unchanged.
+  in InstanceNumber order), Secondary Capture Image Storage written by highdicom (a JPEG is not
+  an MR acquisition), 8-bit MONOCHROME2, explicit VR little endian, fresh UIDs, no window: the
+  reader returns the stored pixels unchanged.
 - NIfTI: one volume per synthetic patient (.nii.gz, 1 mm pixels, 5 mm slices, RAS+ affine),
   written so that the nifti reader's axial slices are the original images.
 """
@@ -25,33 +26,31 @@ SPLIT_DIRS = {"train": "Training", "test": "Testing", "": ""}
 
 def write_dicom_series(images: list[np.ndarray], folder: Path, patient: str, study: str | None = None,
                        file_names: list[str] | None = None) -> list[Path]:
-    """Write 8-bit grayscale ``images`` as one DICOM series (one file per slice) in ``folder``."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    """Write 8-bit grayscale ``images`` as one DICOM series (one file per slice) in ``folder``.
+
+    The objects are Secondary Capture images (highdicom): a JPEG holds no MR acquisition, so an
+    MR Image object would have to invent its sequence, echo time and geometry. Every Type 1 and
+    Type 2 attribute of the Secondary Capture IOD is written (Type 2 empty where unknown), which
+    ``dciodvfy`` checks in the tests. Slices keep their order through InstanceNumber.
+    """
+    import highdicom as hd
+    from pydicom.uid import generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     study = study or generate_uid()
     series = generate_uid()
     paths = []
     for k, image in enumerate(images):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
         path = folder / (file_names[k] if file_names else f"slice_{k:03d}.dcm")
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.PatientID, ds.PatientName = patient, f"Synthetic^{patient}"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 1, k + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0, 0, 5.0 * k]
-        ds.PixelSpacing, ds.SliceThickness = [1, 1], 5
-        ds.Rows, ds.Columns = image.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-        ds.PixelData = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-        ds.save_as(path, enforce_file_format=True)
+        sc = hd.sc.SCImage(
+            pixel_array=np.ascontiguousarray(image, dtype=np.uint8), photometric_interpretation="MONOCHROME2",
+            bits_allocated=8, coordinate_system="PATIENT", study_instance_uid=study, series_instance_uid=series,
+            series_number=1, sop_instance_uid=generate_uid(), instance_number=k + 1, manufacturer="btk",
+            patient_id=patient, patient_name=f"Synthetic^{patient}", patient_orientation=("L", "P"),
+            pixel_spacing=(1.0, 1.0), study_id="1", accession_number="", series_description="btk convert")
+        sc.Modality = "MR"  # what the images show; the conversion is stated by the SC module (ConversionType)
+        sc.BodyPartExamined = "BRAIN"  # an unpaired part: no Laterality
+        sc.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
 

@@ -157,49 +157,81 @@ class DicomReader:
 
     def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
         """Read one series, order its slices, window them and keep the chosen ones."""
-        import cv2
         import pydicom
 
         if entry.payload[0] == "bad":
             raise UnreadableInputError(f"not a readable DICOM file: {entry.source} ({entry.payload[1]})")
-        _, uid, files = entry.payload
-        window = _window_option(options.extra.get("window"))
+        files = entry.payload[2]
         try:
-            datasets = [pydicom.dcmread(f) for f in files]
-            keyed = []
-            for f, ds in zip(files, datasets):
-                pos = slice_position(ds)
-                order = (0, pos) if pos is not None else (1, float(ds.get("InstanceNumber", 0) or 0))
-                keyed.append((order, str(f), ds))
-            keyed.sort(key=lambda t: (t[0], t[1]))
-            slices, metas = [], []
-            for _, f, ds in keyed:
-                frames = ds.pixel_array
-                n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-                if n_frames == 1:
-                    frames = frames[None]
-                display = to_display(ds, frames, window)
-                for k in range(len(display)):
-                    slices.append(display[k])
-                    metas.append({"file": f, "frame": k, "series": uid,
-                                  "spacing": [float(v) for v in ds.get("PixelSpacing", [1, 1])]})
-        except Exception as exc:  # any decoding problem makes this series unreadable, not btk
+            datasets = [(str(f), pydicom.dcmread(f)) for f in files]
+        except Exception as exc:  # a file that does not parse makes this series unreadable, not btk
             raise UnreadableInputError(
                 f"cannot decode DICOM series {entry.source}: {type(exc).__name__}: {exc}") from None
-        samples = []
-        for k in choose_slices(len(slices), options.extra.get("slices", "middle")):
-            image = slices[k]
-            if image.ndim == 3 and options.channels == 1:
-                image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            elif image.ndim == 2 and options.channels == 3:
-                image = np.repeat(image[..., None], 3, axis=-1)
-            if options.image_size:
-                image = cv2.resize(image, (options.image_size, options.image_size)).reshape(
-                    options.image_size, options.image_size, *image.shape[2:])
-            meta = {**metas[k], "slice": k, "slices": len(slices)}
-            src = entry.source if len(slices) == 1 else f"{entry.source}[{k}]"
-            samples.append(Sample(image, entry.label, entry.group, src, entry.split, meta))
-        return samples
+        return series_samples(entry, datasets, options)
+
+
+def identity(ds: Any, frame: int | None, where: str) -> dict[str, Any]:
+    """What a slice is in DICOM terms, kept in its sample's ``meta["dicom"]`` for results that
+    refer back to it (a DICOM SR): study, series and SOP instance, SOP class, the frame number
+    (1-based) of a multi-frame instance, and where it was read (a file or a DICOMweb URL)."""
+    return {"study": str(ds.get("StudyInstanceUID", "")), "series": str(ds.get("SeriesInstanceUID", "")),
+            "sop": str(ds.get("SOPInstanceUID", "")), "sop_class": str(ds.get("SOPClassUID", "")),
+            "frame": frame, "where": where}
+
+
+def series_samples(entry: Entry, datasets: list[tuple[str, Any]], options: ReadOptions) -> list[Sample]:
+    """The samples of one series from its instances ``datasets`` (``(where, dataset)`` pairs, a
+    file's path or an instance's URL): slices ordered along the normal (else by InstanceNumber,
+    else by ``where``), each frame of a multi-frame instance a slice, windowed to uint8
+    (:func:`to_display`), the chosen slices (``slices``) resized. Shared by the ``dicom`` and
+    ``dicomweb`` readers.
+
+    Raises:
+        UnreadableInputError: no instance holds an image, or the pixels cannot be decoded.
+    """
+    import cv2
+
+    window = _window_option(options.extra.get("window"))
+    images = [(where, ds) for where, ds in datasets if "PixelData" in ds]
+    if not images:
+        kinds = sorted({str(getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "?"))) for _, ds in datasets})
+        raise UnreadableInputError(f"{entry.source} holds no images ({len(datasets)} object(s): {', '.join(kinds)})")
+    try:
+        keyed = []
+        for where, ds in images:
+            pos = slice_position(ds)
+            order = (0, pos) if pos is not None else (1, float(ds.get("InstanceNumber", 0) or 0))
+            keyed.append((order, where, ds))
+        keyed.sort(key=lambda t: (t[0], t[1]))
+        slices, metas = [], []
+        for _, where, ds in keyed:
+            frames = ds.pixel_array
+            n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+            if n_frames == 1:
+                frames = frames[None]
+            display = to_display(ds, frames, window)
+            for k in range(len(display)):
+                slices.append(display[k])
+                metas.append({"file": where, "frame": k, "series": str(ds.get("SeriesInstanceUID", "")),
+                              "spacing": [float(v) for v in ds.get("PixelSpacing", [1, 1])],
+                              "dicom": identity(ds, k + 1 if n_frames > 1 else None, where)})
+    except Exception as exc:  # any decoding problem makes this series unreadable, not btk
+        raise UnreadableInputError(
+            f"cannot decode DICOM series {entry.source}: {type(exc).__name__}: {exc}") from None
+    samples = []
+    for k in choose_slices(len(slices), options.extra.get("slices", "middle")):
+        image = slices[k]
+        if image.ndim == 3 and options.channels == 1:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        elif image.ndim == 2 and options.channels == 3:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        if options.image_size:
+            image = cv2.resize(image, (options.image_size, options.image_size)).reshape(
+                options.image_size, options.image_size, *image.shape[2:])
+        meta = {**metas[k], "slice": k, "slices": len(slices)}
+        src = entry.source if len(slices) == 1 else f"{entry.source}[{k}]"
+        samples.append(Sample(image, entry.label, entry.group, src, entry.split, meta))
+    return samples
 
 
 @hookimpl

@@ -1,0 +1,288 @@
+"""btk's answers as DICOM: one Structured Report per series (highdicom), stored back by STOW-RS.
+
+Each series ``btk predict`` read from DICOM (files or DICOMweb) gets one Comprehensive 3D SR
+holding a TID 1500 Measurement Report:
+
+- **Observer**: a device, btk, identified by its version and the run (the model file's
+  SHA-256 as its serial number); the same in the algorithm identification of every group, with
+  the run, the model's SHA-256, the temperature and the aggregation as its parameters (the
+  IHE AI Results profile's ModelInfo).
+- **Imaging Measurements**: a first group whose finding is the series' answer (the class of the
+  highest mean probability, or *Indeterminate* below ``--min-confidence``), with a qualitative
+  evaluation per class: *Present* for the answer, *Absent* for the others. Then a group per
+  class whose finding is the class, holding its calibrated probability as a numeric measurement
+  (DCM 122157 *Probability*, unit UCUM ``1``).
+- Every group references every source SOP instance (and frame) of the series; the patient and
+  study attributes are copied from the source by highdicom.
+- How the slices became one answer is said in the series description and the algorithm
+  parameters: the mean of the slices' calibrated probabilities.
+
+Class codes (:data:`CLASS_CODES`): SNOMED CT 393564001 *Glioma*, 302820008 *Intracranial
+meningioma*, 254956000 *Pituitary adenoma* (the concepts of the MR-RATE brain MRI finding
+ontology; 254956000 is also the Human Phenotype Ontology's SNOMED CT cross-reference for
+pituitary adenoma, HP:0002893). "No tumour" has no SNOMED CT concept that says what the class
+means: not "normal" (SCT 17621005 would claim more than a classifier of three tumour types
+knows), only "none of these tumours". It is a local code, ``99BTK no_tumor``. Present, Absent,
+Indeterminate, Finding, Probability, Imaging procedure and Device come from DICOM PS3.16 (as
+``pydicom.sr.codedict`` lists them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from btk.api import BtkError, __version__
+
+LOCAL_SCHEME = "99BTK"
+"""The coding scheme of btk's own concepts (a private scheme: DICOM reserves ``99`` prefixes)."""
+
+CLASS_CODES: dict[str, tuple[str, str, str]] = {
+    "glioma_tumor": ("393564001", "SCT", "Glioma"),
+    "glioma": ("393564001", "SCT", "Glioma"),
+    "meningioma_tumor": ("302820008", "SCT", "Intracranial meningioma"),
+    "meningioma": ("302820008", "SCT", "Intracranial meningioma"),
+    "pituitary_tumor": ("254956000", "SCT", "Pituitary adenoma"),
+    "pituitary": ("254956000", "SCT", "Pituitary adenoma"),
+    "no_tumor": ("no_tumor", LOCAL_SCHEME, "No tumour of the classified types"),
+    "notumor": ("no_tumor", LOCAL_SCHEME, "No tumour of the classified types"),
+    "tumor": ("tumor", LOCAL_SCHEME, "Tumour of a classified type"),
+}
+"""A run's class name -> (code value, coding scheme, meaning)."""
+
+
+def class_code(name: str) -> Any:
+    """The coded concept of a run's class: :data:`CLASS_CODES`, else a local ``99BTK`` code named
+    after the class."""
+    from highdicom.sr import CodedConcept
+
+    value, scheme, meaning = CLASS_CODES.get(name, (name[:16], LOCAL_SCHEME, name.replace("_", " ")))
+    return CodedConcept(value, scheme, meaning)
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class SeriesReport:
+    """One series' SR as written: the series, its answer, the file, and what was referenced."""
+
+    study: str
+    series: str
+    answer: str
+    probabilities: dict[str, float]
+    instances: int
+    path: Path
+    dataset: Any
+
+
+def source_headers(identities: Sequence[dict[str, Any]]) -> list[Any]:
+    """The header (no pixels) of every distinct source instance of ``identities`` (the
+    ``meta["dicom"]`` of slices), read again from its file or its DICOMweb server.
+
+    Raises:
+        BtkError: a source that can no longer be read.
+    """
+    import pydicom
+
+    headers: dict[str, Any] = {}
+    by_series: dict[tuple[str, str, str], list[str]] = defaultdict(list)  # server, study, series -> SOPs
+    for ident in identities:
+        where, sop = str(ident.get("where", "")), ident["sop"]
+        if sop in headers:
+            continue
+        if where.startswith(("http://", "https://")):
+            root = where.split("/studies/")[0]
+            by_series[(root, ident["study"], ident["series"])].append(sop)
+            headers[sop] = None
+        else:
+            try:
+                headers[sop] = pydicom.dcmread(where, stop_before_pixels=True)
+            except Exception as exc:
+                raise BtkError(f"cannot read the source {where} again for its SR: {exc}") from None
+    for root, study, series in by_series:
+        from btk.default_plugins.dicomweb import client, explain
+
+        try:
+            metadata = client(root).retrieve_series_metadata(study, series)
+        except Exception as exc:
+            raise explain(exc, root, "retrieving the series' metadata for its SR") from None
+        for record in metadata:
+            with warnings.catch_warnings():  # the metadata carry no pixels, by design: no bulk data to fetch
+                warnings.simplefilter("ignore", UserWarning)
+                ds = pydicom.Dataset.from_json(record)
+            if str(ds.get("SOPInstanceUID", "")) in headers:
+                headers[str(ds.SOPInstanceUID)] = ds
+    missing = [sop for sop, ds in headers.items() if ds is None]
+    if missing:
+        raise BtkError(f"the server no longer has {len(missing)} source instance(s), e.g. {missing[0]}")
+    return list(headers.values())
+
+
+def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabilities: dict[str, float],
+                        answer: str, headers: Sequence[Any], model_sha256: str, slices: int,
+                        min_confidence: float = 0.0) -> Any:
+    """The Comprehensive 3D SR of one series' answer (see the module's description).
+
+    Args:
+        identities: the DICOM identity of each slice that was predicted.
+        probabilities: the series' calibrated probabilities (the mean over its slices).
+        answer: the class answered, or ``uncertain``.
+        headers: the source instances' headers (evidence; patient and study are copied from them).
+    """
+    import highdicom as hd
+    from highdicom.sr import CodedConcept
+    from pydicom import Dataset
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    classes = list(probabilities)
+    first = headers[0]
+    parameters = [f"run {run.name}", f"model sha256 {model_sha256}", f"temperature {run.temperature:.4f}",
+                  f"answer: the class of the highest mean of {slices} slice probabilities (calibrated)"]
+    if min_confidence:
+        parameters.append(f"indeterminate below a top probability of {min_confidence:g}")
+    algorithm = hd.sr.AlgorithmIdentification(name="btk", version=__version__, parameters=parameters,
+                                              manufacturer="btk")
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=hd.UID(), name="btk", manufacturer_name="btk", model_name=f"btk {__version__} run {run.name}"[:64],
+            serial_number=model_sha256[:64]))
+    sources = []
+    seen = set()
+    for ident in identities:
+        key = (ident["sop"], ident.get("frame"))
+        if key in seen:
+            continue
+        seen.add(key)
+        frames = [int(ident["frame"])] if ident.get("frame") else None
+        sources.append(hd.sr.SourceImageForMeasurementGroup(ident["sop_class"], ident["sop"], frames))
+    present, absent = codes.SCT.Present, CodedConcept("272519000", "SCT", "Absent")
+    answer_code = class_code(answer) if answer in classes else codes.SCT.Indeterminate
+    groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="btk answer"),
+        finding_type=answer_code, algorithm_id=algorithm, source_images=sources,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(class_code(c), present if c == answer else absent)
+                                 for c in classes])]
+    one = CodedConcept("1", "UCUM", "no units")
+    for c in classes:
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"btk probability {c}"[:64]),
+            finding_type=class_code(c), algorithm_id=algorithm, source_images=sources,
+            measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=float(probabilities[c]), unit=one,
+                                            algorithm_id=algorithm)]))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups)
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=list(headers), content=report[0], series_instance_uid=generate_uid(), series_number=9001,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="btk", is_complete=True,
+        series_description=f"btk {answer}: mean of {slices} slices"[:64])
+    if "StudyInstanceUID" in first and sr.StudyInstanceUID != first.StudyInstanceUID:
+        raise BtkError("the SR's study is not its source's")
+    scheme = Dataset()  # the private coding scheme, declared as DICOM asks (PS3.3 C.12.1.1.2)
+    scheme.CodingSchemeDesignator, scheme.CodingSchemeName = LOCAL_SCHEME, "btk classes"
+    scheme.CodingSchemeResponsibleOrganization = "btk"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr
+
+
+def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
+                         min_confidence: float = 0.0) -> list[SeriesReport]:
+    """One SR per DICOM series among ``btk predict``'s rows (:class:`btk.predict.Prediction`,
+    slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm``.
+
+    Rows without a DICOM identity (JPEG, NIfTI) are left out; a series predicted in several
+    inputs is reported once per input.
+
+    Raises:
+        BtkError: no row came from DICOM, or a source cannot be read again.
+    """
+    slices: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for row in rows:
+        ident = row.identity
+        if ident and "sop" in ident and row.aggregated_over is None:
+            slices[(ident["study"], ident["series"])].append(row)
+    if not slices:
+        raise BtkError("--sr: none of the inputs is DICOM (files or DICOMweb): there is nothing to refer to")
+    import numpy as np
+
+    model_sha256 = sha256_of(Path(run.path) / "model.keras") if (Path(run.path) / "model.keras").exists() else ""
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = []
+    classes = list(run.classes)
+    for (study, series), members in slices.items():
+        identities = [m.identity for m in members]
+        probs = np.mean([[m.probabilities[c] for c in classes] for m in members], axis=0)
+        mean = {c: float(v) for c, v in zip(classes, probs)}
+        answer = classes[int(np.argmax(probs))] if float(np.max(probs)) >= min_confidence else "uncertain"
+        headers = source_headers(identities)
+        sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence)
+        path = folder / f"{series}.dcm"
+        sr.save_as(path, enforce_file_format=True)
+        reports.append(SeriesReport(study, series, answer, mean, len(headers), path, sr))
+    return reports
+
+
+def store_reports(url: str, reports: Sequence[SeriesReport]) -> int:
+    """Send the SRs to a DICOMweb server (STOW-RS); returns how many were stored.
+
+    Raises:
+        BtkError: the server cannot be reached or refuses them (the local files stay).
+    """
+    from btk.default_plugins.dicomweb import client, explain
+
+    try:
+        client(url).store_instances([r.dataset for r in reports])
+    except Exception as exc:
+        raise explain(exc, url, f"storing {len(reports)} SR(s) (STOW-RS); they are kept in "
+                                f"{reports[0].path.parent}" if reports else "storing") from None
+    return len(reports)
+
+
+@dataclass
+class ReportResult:
+    """What :func:`report_predictions` wrote: the folder, each series' report, how many were stored."""
+
+    folder: Path
+    reports: list[SeriesReport]
+    stored: int = 0
+
+
+def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store: str | None = None,
+                       min_confidence: float = 0.0) -> ReportResult:
+    """``btk predict --sr DIR [--store URL]``: the SRs of every DICOM series among ``rows``,
+    written into a new directory in ``parent`` (complete or absent), then, with ``store``, sent
+    to that DICOMweb server.
+
+    Raises:
+        BtkError: no DICOM input, a folder that cannot be written, a source that cannot be read
+            again, a store that fails (after the files are written: they stay).
+    """
+    from btk.api import ResultDir, check_writable
+
+    with ResultDir(check_writable(parent), f"sr-{run.name}") as folder:
+        reports = write_series_reports(run, rows, folder.path(""), min_confidence)
+    done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports])
+    if store:
+        done.stored = store_reports(store, done.reports)
+    return done
+
+
+def replace_path(report: SeriesReport, folder: Path) -> SeriesReport:
+    """``report`` with its file in ``folder`` (where a result directory put it on completion)."""
+    from dataclasses import replace
+
+    return replace(report, path=folder / report.path.name)

@@ -1,0 +1,151 @@
+"""The ``dicomweb`` reader: images from a DICOM server through DICOMweb (dicomweb-client).
+
+``--data`` is the server's DICOMweb root (``http://pacs:8042/dicom-web``). QIDO-RS finds the
+instances (every page of them), grouped into series; WADO-RS retrieves each series when it is
+read. Slices are ordered, windowed and framed exactly as the ``dicom`` reader does it (the same
+code, :func:`btk.default_plugins.dicom.series_samples`), multi-frame instances included, and
+each slice keeps its DICOM identity (study, series, SOP instance) for results that refer back to
+it (``btk predict --sr``).
+
+Reader options (``-R KEY=VALUE``): ``study=UID``, ``series=UID``, ``slices``, ``window``, and
+any other QIDO-RS matching key (``PatientID=...``, ``Modality=MR``, ``StudyDate=20260101-``).
+
+Credentials never go on the command line (where they would be logged and recorded in a run):
+``BTK_DICOMWEB_TOKEN`` (a bearer token) or ``BTK_DICOMWEB_USER`` and ``BTK_DICOMWEB_PASSWORD``
+(HTTP basic authentication) are read from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices, hookimpl
+from btk.default_plugins.dicom import series_samples
+
+OWN_OPTIONS = ("study", "series", "slices", "window")
+TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SOPInstanceUID": "00080018",
+        "SOPClassUID": "00080016", "PatientID": "00100020"}
+ENV_TOKEN, ENV_USER, ENV_PASSWORD = "BTK_DICOMWEB_TOKEN", "BTK_DICOMWEB_USER", "BTK_DICOMWEB_PASSWORD"
+
+
+def is_url(path: Any) -> bool:
+    """Whether ``path`` (as given) is an http(s) URL."""
+    return str(path).startswith(("http://", "https://"))
+
+
+def public_url(url: str) -> str:
+    """``url`` without any user name or password in it: what messages show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def client(url: str) -> Any:
+    """A DICOMweb client for ``url`` with the credentials of the environment (never logged)."""
+    from dicomweb_client.api import DICOMwebClient
+
+    headers = {}
+    token = os.environ.get(ENV_TOKEN)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    session = None
+    if os.environ.get(ENV_USER):
+        from dicomweb_client.session_utils import create_session_from_user_pass
+
+        session = create_session_from_user_pass(os.environ[ENV_USER], os.environ.get(ENV_PASSWORD, ""))
+    web = DICOMwebClient(url, headers=headers or None, session=session)
+    # three tries, 0.2 s then 0.4 s apart (the client's default: five, up to 16 s apart, also when
+    # nothing listens, which would make "the server is down" a half-minute wait)
+    web.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=100)
+    return web
+
+
+def explain(exc: Exception, url: str, what: str) -> BtkError:
+    """One line for a failed DICOMweb request (no credentials in it)."""
+    import requests
+
+    where = public_url(url)
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        if status in (401, 403):
+            return BtkError(f"{where}: {status} {exc.response.reason} while {what}: set {ENV_USER} and "
+                            f"{ENV_PASSWORD}, or {ENV_TOKEN}, to credentials the server accepts")
+        return BtkError(f"{where}: HTTP {status} {exc.response.reason} while {what}")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return BtkError(f"cannot reach the DICOMweb server at {where} while {what}: is it running?")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return BtkError(f"{where}: {type(exc).__name__} while {what}")
+    return BtkError(f"{where}: {type(exc).__name__} while {what}: {exc}")
+
+
+def _value(record: dict[str, Any], keyword: str) -> str:
+    values = (record.get(TAGS[keyword]) or {}).get("Value") or [""]
+    return str(values[0])
+
+
+class DicomWebReader:
+    """Reads series from a DICOMweb server (QIDO-RS to find them, WADO-RS to retrieve them)."""
+
+    name = "dicomweb"
+    description = "series on a DICOM server through DICOMweb (QIDO-RS, WADO-RS; dicomweb-client)"
+    options = OWN_OPTIONS
+
+    def can_read(self, path: Any) -> bool:
+        """An http(s) URL."""
+        return is_url(path)
+
+    def scan(self, path: Path | str | None, options: ReadOptions) -> list[Entry]:
+        """Every series QIDO-RS finds at the server under ``path`` for the options' study,
+        series and matching keys, one entry each.
+
+        Raises:
+            BtkError: no URL, a server that cannot be reached or refuses, nothing found.
+        """
+        if path is None or not is_url(path):
+            raise BtkError(f"the dicomweb reader needs --data URL (a DICOMweb root, e.g. "
+                           f"http://localhost:8042/dicom-web), got {path}")
+        url = str(path).rstrip("/")
+        extra = dict(options.extra)
+        choose_slices(3, extra.get("slices", "middle"), [1, 1, 1])
+        study, series = extra.get("study"), extra.get("series")
+        filters = {k: v for k, v in extra.items() if k not in OWN_OPTIONS and k != "inspect"}
+        if series and not study:
+            filters["SeriesInstanceUID"] = series
+        try:
+            found = client(url).search_for_instances(
+                study_instance_uid=study or None, series_instance_uid=series if study else None,
+                search_filters=filters or None, fields=list(TAGS), get_remaining=True)
+        except Exception as exc:
+            raise explain(exc, url, "searching for instances (QIDO-RS)") from None
+        if not found:
+            asked = ", ".join(f"{k}={v}" for k, v in {"study": study, "series": series, **filters}.items() if v)
+            raise BtkError(f"no instances at {public_url(url)}" + (f" for {asked}" if asked else ""))
+        members: dict[tuple[str, str], list[str]] = defaultdict(list)
+        patients: dict[tuple[str, str], str] = {}
+        for record in found:
+            key = (_value(record, "StudyInstanceUID"), _value(record, "SeriesInstanceUID"))
+            members[key].append(_value(record, "SOPInstanceUID"))
+            patients[key] = _value(record, "PatientID") or key[0]
+        return [Entry(f"studies/{st}/series/{se}", None, patients[(st, se)], "",
+                      payload=(url, st, se, sorted(uids))) for (st, se), uids in members.items()]
+
+    def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
+        """Retrieve one series (WADO-RS) and read it as the ``dicom`` reader reads files."""
+        url, study, series, _ = entry.payload
+        try:
+            datasets = client(url).retrieve_series(study, series)
+        except Exception as exc:
+            raise UnreadableInputError(str(explain(exc, url, f"retrieving {entry.source} (WADO-RS)"))) from None
+        where = f"{public_url(url)}/{entry.source}"
+        return series_samples(entry, [(f"{where}/instances/{ds.get('SOPInstanceUID', '')}", ds) for ds in datasets],
+                              options)
+
+
+@hookimpl
+def btk_register_readers(register: RegisterReader) -> None:
+    register(DicomWebReader())

@@ -1,0 +1,207 @@
+"""The hospital's language: DICOMweb in, DICOM SR out, against a real Orthanc; what btk writes as
+DICOM checked by a real validator (dciodvfy)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.testing import orthanc_missing, orthanc_server
+
+pytestmark = pytest.mark.slow
+
+NEEDS_ORTHANC = pytest.mark.skipif(orthanc_missing() is not None,
+                                   reason=f"no local PACS: {orthanc_missing()} (.ci/run installs it)")
+NEEDS_DCIODVFY = pytest.mark.skipif(shutil.which("dciodvfy") is None,
+                                    reason="dciodvfy is not installed (apt-get install dicom3tools; .ci/run does)")
+
+
+def _ok(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _error(*args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, sartaj_small) -> Path:
+    """SARTAJ Testing images (3 per class) written by ``btk convert`` as four 3-slice series."""
+    out = tmp_path_factory.mktemp("converted")
+    _ok("convert", "--data", str(sartaj_small / "Testing"), "--to", "dicom", "--out", str(out), "--per-patient", "3")
+    return next(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, sartaj_small) -> Path:
+    out = tmp_path_factory.mktemp("dicomweb-runs")
+    _ok("run", "--data", str(sartaj_small), "--model", "small-cnn", "--image-size", "32", "--epochs", "1",
+        "--out", str(out), "--reporter", "none")
+    return next(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory, converted):
+    """Orthanc with its DICOMweb plugin on a free loopback port, holding the converted series."""
+    with orthanc_server(tmp_path_factory.mktemp("orthanc")) as server:
+        server.upload(sorted(converted.rglob("*.dcm")))
+        yield server
+
+
+@NEEDS_ORTHANC
+def test_predict_through_dicomweb_stores_an_sr_that_says_what_the_csv_says(pacs, converted, run_dir, tmp_path):
+    from dicomweb_client.api import DICOMwebClient
+
+    glioma = next((converted / "glioma_tumor").iterdir())  # one patient's series
+    study = pydicom.dcmread(next(glioma.glob("*.dcm"))).StudyInstanceUID
+    # the same series from files and through DICOMweb: the same probabilities, slice by slice
+    local = json.loads(_ok("predict", str(run_dir), "--data", str(glioma), "--json"))
+    remote = json.loads(_ok("predict", str(run_dir), "--data", pacs.dicomweb, "-R", f"study={study}", "--json",
+                            "--sr", str(tmp_path / "sr"), "--store", pacs.dicomweb))
+    by_sop = {r["dicom"]["sop"]: r["probabilities"] for r in local if "dicom" in r}
+    slices = [r for r in remote if "dicom" in r]
+    assert len(slices) == 3 and {r["dicom"]["sop"] for r in slices} == set(by_sop)
+    for r in slices:
+        assert all(abs(r["probabilities"][c] - by_sop[r["dicom"]["sop"]][c]) < 1e-6 for c in r["probabilities"])
+    # the SR, read back from the server through DICOMweb
+    client = DICOMwebClient(pacs.dicomweb)
+    found = client.search_for_instances(study_instance_uid=study, search_filters={"Modality": "SR"})
+    assert len(found) == 1
+    record = pydicom.Dataset.from_json(found[0])
+    sr = client.retrieve_instance(study, record.SeriesInstanceUID, record.SOPInstanceUID)
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    source = pydicom.dcmread(next(glioma.glob("*.dcm")))
+    assert (sr.PatientID, sr.StudyInstanceUID) == (source.PatientID, source.StudyInstanceUID)
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert {e.ReferencedSOPInstanceUID for e in evidence} == set(by_sop)  # every source instance
+    groups = _groups(sr)
+    classes = list(slices[0]["probabilities"])
+    mean = {c: float(np.mean([r["probabilities"][c] for r in slices])) for c in classes}
+    answer = max(mean, key=mean.get)
+    codes = {"glioma_tumor": ("393564001", "SCT"), "meningioma_tumor": ("302820008", "SCT"),
+             "no_tumor": ("no_tumor", "99BTK"), "pituitary_tumor": ("254956000", "SCT")}
+    assert groups["btk answer"]["finding"] == codes[answer]
+    assert groups["btk answer"]["references"] == set(by_sop)
+    for c in classes:  # each class's probability is the mean of the CSV's slice probabilities
+        group = groups[f"btk probability {c}"]
+        assert group["finding"] == codes[c] and abs(group["probability"] - mean[c]) < 1e-6
+        assert group["unit"] == ("1", "UCUM")
+    device = _device(sr)
+    model_sha = __import__("hashlib").sha256((run_dir / "model.keras").read_bytes()).hexdigest()
+    assert device["name"] == "btk" and device["serial"] == model_sha
+
+
+def _content(items) -> list:
+    return list(items or [])
+
+
+def _groups(sr) -> dict[str, dict]:
+    """The measurement groups of a TID 1500 report by tracking identifier: finding code,
+    probability value and unit, and the SOP instances referenced."""
+    out = {}
+    for container in _content(sr.ContentSequence):
+        if container.ConceptNameCodeSequence[0].CodeValue != "126010":  # Imaging Measurements
+            continue
+        for group in _content(container.ContentSequence):
+            info: dict = {"references": set()}
+            for item in _content(group.ContentSequence):
+                name = item.ConceptNameCodeSequence[0].CodeValue
+                if name == "112039":  # Tracking Identifier
+                    info["id"] = item.TextValue
+                elif name == "121071":  # Finding
+                    code = item.ConceptCodeSequence[0]
+                    info["finding"] = (code.CodeValue, code.CodingSchemeDesignator)
+                elif name == "122157":  # Probability
+                    value = item.MeasuredValueSequence[0]
+                    info["probability"] = float(value.NumericValue)
+                    unit = value.MeasurementUnitsCodeSequence[0]
+                    info["unit"] = (unit.CodeValue, unit.CodingSchemeDesignator)
+                elif item.ValueType == "IMAGE":
+                    info["references"].add(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            out[info["id"]] = info
+    return out
+
+
+def _device(sr) -> dict[str, str]:
+    names = {"121012": "uid", "121013": "name", "121014": "manufacturer", "121015": "model", "121016": "serial"}
+    out = {}
+    for item in _content(sr.ContentSequence):
+        key = names.get(item.ConceptNameCodeSequence[0].CodeValue)
+        if key:
+            out[key] = getattr(item, "TextValue", None) or getattr(item, "UID", "")
+    return out
+
+
+@NEEDS_ORTHANC
+def test_bad_servers_and_stores_are_one_line_and_keep_nothing_secret(pacs, run_dir, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}/dicom-web"
+    line = _error("predict", str(run_dir), "--data", down)
+    assert line.startswith("Error: cannot reach the DICOMweb server at http://127.0.0.1:") and "is it running?" in line
+    line = _error("predict", str(run_dir), "--data", pacs.dicomweb, "-R", "study=1.2.3.4.5")
+    assert line.endswith("for study=1.2.3.4.5") and "no instances at" in line
+    kept_here = tmp_path / "kept"
+    with orthanc_server(tmp_path / "locked", auth=("alice", "s3cret-pw")) as locked:
+        secret = {"BTK_DICOMWEB_USER": "alice", "BTK_DICOMWEB_PASSWORD": "wrong-pw-123"}
+        line = _error("predict", str(run_dir), "--data", locked.dicomweb, env=secret)
+        assert "401" in line and "BTK_DICOMWEB_USER" in line and "wrong-pw-123" not in line
+        # a store refused: one line, the local SRs kept
+        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", pacs.dicomweb, "--sr", str(kept_here),
+                                          "--store", locked.dicomweb], env=secret)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "401" in errors[0] and "they are kept in" in errors[0]
+        assert "wrong-pw-123" not in result.output
+        assert list(kept_here.glob("*/*.dcm")) and not list(kept_here.glob(".*"))
+
+
+@NEEDS_ORTHANC
+def test_a_series_of_reports_is_not_an_image(pacs, run_dir, tmp_path):
+    from btk.default_plugins.convert import write_dicom_series
+
+    # a study holding only an SR: store one made from a converted series elsewhere
+    image = np.full((32, 32), 100, np.uint8)
+    files = write_dicom_series([image], tmp_path / "one", "LONE")
+    with orthanc_server(tmp_path / "pacs2") as other:
+        other.upload(files)
+        _ok("predict", str(run_dir), "--data", other.dicomweb, "--sr", str(tmp_path / "sr"), "--store", other.dicomweb)
+        for orthanc_id in other.get("/instances"):
+            tags = other.get(f"/instances/{orthanc_id}/simplified-tags")
+            if tags.get("Modality") != "SR":
+                import requests
+
+                requests.delete(f"{other.url}/instances/{orthanc_id}", timeout=30).raise_for_status()
+        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", other.dicomweb])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "holds no images" in result.output and "Comprehensive 3D SR" in result.output
+        assert "Error: nothing could be read to predict" in result.output
+
+
+@NEEDS_DCIODVFY
+def test_what_btk_writes_as_dicom_passes_dciodvfy(converted, run_dir, tmp_path):
+    files = sorted(converted.rglob("*.dcm"))[:2]
+    _ok("predict", str(run_dir), "--data", str(files[0].parent), "--sr", str(tmp_path))
+    reports = list(tmp_path.glob("*/*.dcm"))
+    assert reports
+    for path in [*files, *reports]:
+        out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (path.name, errors)
