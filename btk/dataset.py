@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from btk.errors import BtkError, UnreadableInputError
-from btk.framing import CROPS, frame
+from btk.framing import CROPS, frame_with_box
 from btk.types import Entry, Reader, ReadOptions, Sample
 
 
@@ -124,8 +124,10 @@ def iter_entries(
     def load_one(entry: Entry) -> Any:
         try:
             samples = reader.load(entry, reader_options)
-            if cropping:
-                samples = [replace(s, image=frame(s.image, options.image_size, options.crop)) for s in samples]
+            if cropping:  # the square cut from each image is kept: a map of it can be put back (unframe)
+                framed = [(s, *frame_with_box(s.image, options.image_size, options.crop)) for s in samples]
+                samples = [replace(s, image=image, meta={**s.meta, "framing": {"box": box, "shape": s.image.shape[:2]}})
+                           for s, image, box in framed]
         except UnreadableInputError as exc:
             return str(exc)
         except (OSError, ValueError) as exc:

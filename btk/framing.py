@@ -69,8 +69,16 @@ def crop_square(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray
 def frame(image: np.ndarray, size: int | None, crop: str = "none") -> np.ndarray:
     """``image`` cropped as ``crop`` says (``none`` or ``head``), then resized to ``size`` x ``size``
     with ``cv2.resize`` (the readers' resize); ``size`` ``None`` keeps the cropped size."""
+    return frame_with_box(image, size, crop)[0]
+
+
+def frame_with_box(image: np.ndarray, size: int | None, crop: str = "none"
+                   ) -> tuple[np.ndarray, tuple[int, int, int] | None]:
+    """:func:`frame`, and the square ``(top, left, side)`` it cut from ``image`` (``None``: the
+    whole image), to put a map of the framed image back where it belongs (:func:`unframe`)."""
     import cv2
 
+    box = None
     if crop == "head":
         box = head_box(image)
         if box is not None:
@@ -82,4 +90,23 @@ def frame(image: np.ndarray, size: int | None, crop: str = "none") -> np.ndarray
         image = cv2.resize(image, (size, size))
         if channels == 1 and image.ndim == 2:
             image = image[..., None]
-    return image
+    return image, box
+
+
+def unframe(heat: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int] | None) -> np.ndarray:
+    """A map of a framed image (:func:`frame_with_box`) back on the original image's ``shape``
+    (rows, columns): resized to the square it was cut from and put there (what fell outside the
+    image dropped), zero elsewhere; without a box, resized to the whole image."""
+    import cv2
+
+    heat = np.asarray(heat, dtype=np.float32)
+    rows, cols = shape
+    if box is None:
+        return cv2.resize(heat, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    top, left, side = box
+    square = cv2.resize(heat, (side, side), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((rows, cols), np.float32)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + side, rows), min(left + side, cols)
+    out[y0:y1, x0:x1] = square[y0 - top:y1 - top, x0 - left:x1 - left]
+    return out

@@ -69,7 +69,7 @@ class Prediction:
         return {"path": self.path, "slice": self.slice, "predicted": self.predicted,
                 "probabilities": self.probabilities, "aggregated_over": self.aggregated_over,
                 **({"set": list(self.prediction_set)} if self.prediction_set is not None else {}),
-                **({"dicom": {k: v for k, v in self.identity.items() if k != "where"}}
+                **({"dicom": {k: v for k, v in self.identity.items() if k not in ("where", "framing", "heat")}}
                    if self.identity and "sop" in self.identity else {})}
 
     def set_label(self) -> str:
@@ -132,11 +132,13 @@ class _Batcher:
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
                  tally: PredictionTally, min_confidence: float = 0.0,
-                 set_of: Callable[[np.ndarray], np.ndarray] | None = None, keep: bool = False) -> None:
+                 set_of: Callable[[np.ndarray], np.ndarray] | None = None, keep: bool = False,
+                 explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
         self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
         self.min_confidence = min_confidence
         self.set_of = set_of  # probabilities -> prediction sets (booleans), with --coverage
         self.keep = keep  # keep every image's probabilities in the tally (a shift check)
+        self.explain = explain  # (images, probabilities) -> heat maps, kept with DICOM slices (--maps)
         self.pending: deque[_Pending] = deque()
         self.images: list[np.ndarray] = []
         self.owners: list[tuple[_Pending, int]] = []
@@ -169,6 +171,11 @@ class _Batcher:
         n = len(x)
         probs = self.predict(x)
         sets = self.set_of(probs) if self.set_of is not None else None
+        wanted = [i for i, (record, k) in enumerate(self.owners) if record.identities[k] is not None]
+        if self.explain is not None and wanted:
+            for i, heat in zip(wanted, self.explain(x[wanted], probs[wanted])):
+                record, k = self.owners[i]
+                record.identities[k] = {**(record.identities[k] or {}), "heat": heat}
         if self.keep:
             self.tally.probabilities.append(np.asarray(probs))
         for i, ((record, k), p) in enumerate(zip(self.owners, probs)):
@@ -224,7 +231,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
                    workers: int | None = None, min_confidence: float = 0.0,
                    tta: bool | None = None, devices: str = "", coverage: float | None = None,
-                   keep_probabilities: bool = False) -> Generator[Prediction, None, None]:
+                   keep_probabilities: bool = False, heat: bool = False) -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s scorer (:meth:`btk.runs.Run.scorer`),
     yielding rows in input order as soon as each entry is complete: one per image or slice,
     then, for an entry of several slices, their mean (``aggregated_over``). The model is loaded
@@ -244,6 +251,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             (:meth:`btk.scoring.Scorer.sets`). The guarantee is per image (slice); a series'
             mean row gets the set of its mean probabilities, which carries none.
         keep_probabilities: keep every image's probabilities in ``tally`` (a shift check).
+        heat: give each DICOM slice's row the Grad-CAM map of its answer (``identity["heat"]``,
+            :func:`btk.explain.heat_maps`, on the network's view of the slice).
 
     The probabilities are the run's calibrated task probabilities: the same numbers as the run's
     ``predictions.csv``, ``btk evaluate`` and ``btk explain`` give for the same image.
@@ -265,7 +274,10 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             image = as_hwc(s.image, channels, s.source)
             if image.shape != shape:
                 raise BtkError(f"reader returned an image of shape {image.shape} for {s.source}; expected {shape}")
-            out.append((_slice_of(s), image, s.meta.get("dicom")))
+            ident = s.meta.get("dicom")
+            if ident is not None:  # where the network's view was cut from, for a heat map put back
+                ident = {**ident, "framing": s.meta.get("framing")}
+            out.append((_slice_of(s), image, ident))
         return out
 
     decoded = iter_entries(adapter, None, options, workers=workers, transform=prepare, entries=jobs)
@@ -281,8 +293,15 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                 feedback.task("loading the model", total=len(jobs)) as task:
             task.update(description="predicting")
             set_of = (lambda probs: scorer.sets(probs, coverage)) if coverage is not None else None
+
+            def explain(images: np.ndarray, probs: np.ndarray) -> np.ndarray:
+                from btk.explain import heat_maps
+
+                targets = scorer.fine_class(scorer.outputs(images), probs.argmax(axis=1))
+                return heat_maps(scorer, images, targets)[0]
+
             batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence, set_of,
-                               keep_probabilities)
+                               keep_probabilities, explain if heat else None)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))

@@ -97,7 +97,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 reader_name: str | None = None, reader_options: dict[str, str] | None = None, slices: str = "all",
                 min_confidence: float = 0.0, tta: bool | None = None, devices: str = "",
                 tally: PredictionTally | None = None, coverage: float | None = None,
-                check_shift: bool = False) -> PredictResult:
+                check_shift: bool = False, heat: bool = False) -> PredictResult:
     """``btk predict``, the whole job: every path checked and scanned before the model loads
     (:func:`btk.predict_inputs.gather_inputs`), then predicted with the run's scorer
     (:func:`btk.predict.predict_stream`); each row handed to ``on_row`` as it comes and, with
@@ -108,7 +108,8 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
 
     ``coverage`` gives every row its conformal prediction set (:mod:`btk.conformal`);
     ``check_shift`` tests whether the images look exchangeable with the run's calibration images
-    (:func:`btk.conformal.shift_check`, no labels needed), returned as ``shift``.
+    (:func:`btk.conformal.shift_check`, no labels needed), returned as ``shift``. ``heat`` gives
+    each DICOM slice's row its Grad-CAM map (for ``btk predict --maps``).
 
     Raises:
         BtkError: a path that does not exist or holds nothing readable, a folder that cannot be
@@ -136,7 +137,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
         stream = stack.enter_context(closing(predict_stream(run, inputs, feedback, tally=tally,
                                                             min_confidence=min_confidence, tta=tta,
                                                             devices=devices, coverage=coverage,
-                                                            keep_probabilities=check_shift)))
+                                                            keep_probabilities=check_shift, heat=heat)))
         rows = 0
         for prediction in stream:
             rows += 1

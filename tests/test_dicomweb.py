@@ -72,7 +72,7 @@ def test_predict_through_dicomweb_stores_an_sr_that_says_what_the_csv_says(pacs,
     # the same series from files and through DICOMweb: the same probabilities, slice by slice
     local = json.loads(_ok("predict", str(run_dir), "--data", str(glioma), "--json"))
     remote = json.loads(_ok("predict", str(run_dir), "--data", pacs.dicomweb, "-R", f"study={study}", "--json",
-                            "--sr", str(tmp_path / "sr"), "--store", pacs.dicomweb))
+                            "--sr", str(tmp_path / "sr"), "--maps", "--store", pacs.dicomweb))
     by_sop = {r["dicom"]["sop"]: r["probabilities"] for r in local if "dicom" in r}
     slices = [r for r in remote if "dicom" in r]
     assert len(slices) == 3 and {r["dicom"]["sop"] for r in slices} == set(by_sop)
@@ -104,6 +104,40 @@ def test_predict_through_dicomweb_stores_an_sr_that_says_what_the_csv_says(pacs,
     device = _device(sr)
     model_sha = __import__("hashlib").sha256((run_dir / "model.keras").read_bytes()).hexdigest()
     assert device["name"] == "btk" and device["serial"] == model_sha
+    # each slice's heat map: a fractional SEG of its source instance, on the source's pixel grid
+    segs = client.search_for_instances(study_instance_uid=study, search_filters={"Modality": "SEG"})
+    assert len(segs) == 3
+    for found_seg in segs:
+        ref = pydicom.Dataset.from_json(found_seg)
+        seg = client.retrieve_instance(study, ref.SeriesInstanceUID, ref.SOPInstanceUID)
+        assert seg.SegmentationType == "FRACTIONAL" and seg.SegmentationFractionalType == "PROBABILITY"
+        source_uid = seg.SourceImageSequence[0].ReferencedSOPInstanceUID
+        assert source_uid in by_sop
+        sources = [pydicom.dcmread(f) for f in glioma.glob("*.dcm")]
+        source = next(d for d in sources if d.SOPInstanceUID == source_uid)
+        assert (seg.Rows, seg.Columns) == (source.Rows, source.Columns) and seg.pixel_array.max() > 0
+
+
+def test_a_map_of_the_framed_view_goes_back_where_the_view_was_cut_from():
+    """A head off centre in a wide image: the network sees the square around it, resized; the
+    map of that view put back (unframe) lies on the head, and nothing falls outside the square."""
+    import cv2
+
+    from btk.framing import frame_with_box, unframe
+
+    image = np.zeros((300, 420), np.uint8)
+    cv2.ellipse(image, (300, 120), (70, 90), 0, 0, 360, 200, -1)  # the head, right of centre
+    view, box = frame_with_box(image, 64, "head")
+    assert box is not None
+    back = unframe(view.astype(np.float32) / 255, image.shape, box)
+    assert back.shape == image.shape
+    assert np.corrcoef(back.ravel(), image.ravel() / 255)[0, 1] > 0.95
+    top, left, side = box
+    outside = np.ones(image.shape, bool)
+    outside[max(top, 0):top + side, max(left, 0):left + side] = False
+    assert outside.any() and back[outside].max() == 0
+    whole = unframe(np.ones((64, 64), np.float32), image.shape, None)  # no crop: the whole image
+    assert whole.shape == image.shape and whole.min() == 1.0
 
 
 def _content(items) -> list:

@@ -39,6 +39,9 @@ from btk.commands.options import (
               help="Folder in which a directory of DICOM Structured Reports is made: one per DICOM series "
                    "(files or DICOMweb), with the answer, each class's probability, the algorithm and references "
                    "to every source instance (docs/dicom.md).")
+@click.option("--maps", is_flag=True,
+              help="With --sr: also each slice's Grad-CAM map of its answer, as a DICOM Segmentation (fractional, "
+                   "on the source slice's own pixel grid), in the same directory and stored with --store.")
 @click.option("--store", metavar="URL",
               help="Send the --sr reports to this DICOMweb server (STOW-RS), e.g. the one the series came from. "
                    "Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
@@ -47,7 +50,7 @@ from btk.commands.options import (
 @json_option
 def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
             min_confidence: float, coverage: float | None, check_shift: bool, sr_dir: Path | None,
-            store: str | None, tta: bool | None, devices: str, out: Path | None, as_json: bool) -> None:
+            maps: bool, store: str | None, tta: bool | None, devices: str, out: Path | None, as_json: bool) -> None:
     """Classify new scans with a trained run. Uses the run's model, the image size, channels,
     framing, intensity normalisation and scaling it recorded, and its scorer: the same
     calibrated probabilities as the run's own predictions.csv, btk evaluate and btk explain.
@@ -83,8 +86,8 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     check_devices(devices)  # refused in one line before the run or any image is read
     if coverage is not None:
         check_coverage(coverage)
-    if store and sr_dir is None:
-        raise BtkError("--store sends the --sr reports: give --sr DIR too")
+    if (store or maps) and sr_dir is None:
+        raise BtkError(f"{'--store sends' if store else '--maps go with'} the --sr reports: give --sr DIR too")
     if sr_dir is not None:
         check_writable(sr_dir)
     run_ = load_run(run_dir)
@@ -118,7 +121,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
                              min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
-                             coverage=coverage, check_shift=check_shift)
+                             coverage=coverage, check_shift=check_shift, heat=maps)
     except BtkError:
         list_skipped()  # what could not be read, before the error (nothing readable at all)
         raise
@@ -137,8 +140,9 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         from btk.default_plugins.dicomweb import public_url
 
         reports = report_predictions(run_, kept, sr_dir, store, min_confidence)
-        output.written(f"{len(reports.reports)} DICOM SR(s) written to", reports.folder)
+        written = f"{len(reports.reports)} DICOM SR(s)" + (f" and {len(reports.maps)} heat map(s)" if maps else "")
+        output.written(f"{written} written to", reports.folder)
         if store:
-            output.written(f"{reports.stored} SR(s) stored at", public_url(store))
+            output.written(f"{reports.stored} object(s) stored at", public_url(store))
     if result.folder is not None:
         output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")

@@ -236,36 +236,108 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
     return reports
 
 
-def store_reports(url: str, reports: Sequence[SeriesReport]) -> int:
-    """Send the SRs to a DICOMweb server (STOW-RS); returns how many were stored.
+def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any] = ()) -> int:
+    """Send the SRs (and the heat maps) to a DICOMweb server (STOW-RS); returns how many
+    objects were stored.
 
     Raises:
         BtkError: the server cannot be reached or refuses them (the local files stay).
     """
     from btk.default_plugins.dicomweb import client, explain
 
+    objects = [r.dataset for r in reports] + list(maps)
     try:
-        client(url).store_instances([r.dataset for r in reports])
+        client(url).store_instances(objects)
     except Exception as exc:
-        raise explain(exc, url, f"storing {len(reports)} SR(s) (STOW-RS); they are kept in "
-                                f"{reports[0].path.parent}" if reports else "storing") from None
-    return len(reports)
+        where = reports[0].path.parent if reports else "the --sr folder"
+        raise explain(exc, url, f"storing {len(objects)} object(s) (STOW-RS); they are kept in {where}") from None
+    return len(objects)
 
 
 @dataclass
 class ReportResult:
-    """What :func:`report_predictions` wrote: the folder, each series' report, how many were stored."""
+    """What :func:`report_predictions` wrote: the folder, each series' report, the heat maps,
+    how many objects were stored."""
 
     folder: Path
     reports: list[SeriesReport]
+    maps: list[Path]
     stored: int = 0
+
+
+def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None, answer: str, run: Any,
+                          model_sha256: str) -> Any:
+    """A slice's Grad-CAM map as a fractional Segmentation (probability type, highdicom) of its
+    source instance ``header``, on the source's own pixel grid: the map of the network's view is
+    put back where that view was cut from (:func:`btk.framing.unframe`).
+
+    A Segmentation rather than a Parametric Map: highdicom's Parametric Map needs a frame of
+    reference, which Secondary Capture sources lack, and viewers show SEG overlays widely.
+    """
+    import highdicom as hd
+    import numpy as np
+    from pydicom import Dataset
+    from pydicom.sr.codedict import codes
+
+    from btk.framing import unframe
+
+    shape = (int(header.Rows), int(header.Columns))
+    box = tuple(framing["box"]) if framing and framing.get("box") else None
+    if framing and tuple(framing.get("shape") or shape)[:2] != shape:
+        box = None  # a reader that resized before framing: the view is of the whole image
+    values = np.clip(unframe(heat, shape, box), 0.0, 1.0)  # type: ignore[arg-type]
+    segment = hd.seg.SegmentDescription(
+        segment_number=1, segment_label=f"Grad-CAM of {answer}"[:64],
+        segmented_property_category=hd.sr.CodedConcept("explanation", LOCAL_SCHEME, "Model explanation"),
+        segmented_property_type=hd.sr.CodedConcept("gradcam", LOCAL_SCHEME, "Grad-CAM attention"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="btk Grad-CAM", version=__version__, family=codes.DCM.ArtificialIntelligence,
+            parameters={"run": run.name, "model_sha256": model_sha256, "class": answer}))
+    seg = hd.seg.Segmentation(
+        source_images=[header], pixel_array=values[None].astype(np.float32),
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY, max_fractional_value=255,
+        segment_descriptions=[segment], series_instance_uid=hd.UID(), series_number=9002,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="btk",
+        manufacturer_model_name=f"btk {__version__}"[:64], software_versions=__version__,
+        device_serial_number=model_sha256[:64] or "unknown", series_description="btk Grad-CAM")
+    if "FrameOfReferenceUID" not in header and "PatientOrientation" in header:
+        seg.PatientOrientation = header.PatientOrientation  # Type 2C without a frame of reference
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator, scheme.CodingSchemeName = LOCAL_SCHEME, "btk classes"
+    scheme.CodingSchemeResponsibleOrganization = "btk"
+    seg.CodingSchemeIdentificationSequence = [scheme]
+    return seg
+
+
+def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[Path, Any]]:
+    """One Segmentation per DICOM slice among ``rows`` that carries a heat map
+    (``btk predict --maps``), in ``folder`` (created), named ``<SOPInstanceUID>-gradcam.dcm``."""
+    maps = [r for r in rows if r.identity and r.identity.get("heat") is not None and r.aggregated_over is None]
+    if not maps:
+        return []
+    headers = {str(h.SOPInstanceUID): h for h in source_headers([r.identity for r in maps])}
+    model = Path(run.path) / "model.keras"
+    model_sha256 = sha256_of(model) if model.exists() else ""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for r in maps:
+        ident = r.identity
+        seg = heat_map_segmentation(headers[ident["sop"]], ident["heat"], ident.get("framing"), r.predicted, run,
+                                    model_sha256)
+        path = folder / f"{ident['sop']}{'-' + str(ident['frame']) if ident.get('frame') else ''}-gradcam.dcm"
+        seg.save_as(path, enforce_file_format=True)
+        out.append((path, seg))
+    return out
 
 
 def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store: str | None = None,
                        min_confidence: float = 0.0) -> ReportResult:
-    """``btk predict --sr DIR [--store URL]``: the SRs of every DICOM series among ``rows``,
-    written into a new directory in ``parent`` (complete or absent), then, with ``store``, sent
-    to that DICOMweb server.
+    """``btk predict --sr DIR [--maps] [--store URL]``: the SRs of every DICOM series among
+    ``rows`` and, where the rows carry them, their slices' heat maps (``maps/``), written into a
+    new directory in ``parent`` (complete or absent), then, with ``store``, sent to that DICOMweb
+    server.
 
     Raises:
         BtkError: no DICOM input, a folder that cannot be written, a source that cannot be read
@@ -275,9 +347,11 @@ def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store:
 
     with ResultDir(check_writable(parent), f"sr-{run.name}") as folder:
         reports = write_series_reports(run, rows, folder.path(""), min_confidence)
-    done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports])
+        maps = write_heat_maps(run, rows, folder.path("maps"))
+    done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports],
+                        [folder.final / "maps" / p.name for p, _ in maps])
     if store:
-        done.stored = store_reports(store, done.reports)
+        done.stored = store_reports(store, done.reports, [seg for _, seg in maps])
     return done
 
 
