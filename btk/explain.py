@@ -329,6 +329,14 @@ def heat_maps(scorer: Any, images: np.ndarray, targets: np.ndarray, method: str 
     return occlusion(predict, x, targets), "occlusion"
 
 
+def answer_maps(scorer: Any, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Grad-CAM maps (:func:`heat_maps`) of uint8 ``images`` for the answers their task
+    ``probabilities`` give (the trained class behind each, :meth:`btk.scoring.Scorer.fine_class`):
+    what ``btk predict --maps`` writes for each DICOM slice."""
+    targets = scorer.fine_class(scorer.outputs(images), np.asarray(probabilities).argmax(axis=1))
+    return heat_maps(scorer, images, targets)[0]
+
+
 def explain_images(scorer: Any, images: np.ndarray, names: Sequence[str], method: str = "gradcam",
                    layer_name: str | None = None, batch_size: int = 32) -> list[Explanation]:
     """Heat maps of uint8 ``images`` (N x H x W x C) for the answers ``scorer`` gives them: the

@@ -231,7 +231,9 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
                    workers: int | None = None, min_confidence: float = 0.0,
                    tta: bool | None = None, devices: str = "", coverage: float | None = None,
-                   keep_probabilities: bool = False, heat: bool = False) -> Generator[Prediction, None, None]:
+                   keep_probabilities: bool = False,
+                   heat: Callable[[Any, np.ndarray, np.ndarray], np.ndarray] | None = None
+                   ) -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s scorer (:meth:`btk.runs.Run.scorer`),
     yielding rows in input order as soon as each entry is complete: one per image or slice,
     then, for an entry of several slices, their mean (``aggregated_over``). The model is loaded
@@ -251,8 +253,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             (:meth:`btk.scoring.Scorer.sets`). The guarantee is per image (slice); a series'
             mean row gets the set of its mean probabilities, which carries none.
         keep_probabilities: keep every image's probabilities in ``tally`` (a shift check).
-        heat: give each DICOM slice's row the Grad-CAM map of its answer (``identity["heat"]``,
-            :func:`btk.explain.heat_maps`, on the network's view of the slice).
+        heat: ``(scorer, images, probabilities) -> maps``: gives each DICOM slice's row a heat map
+            of its answer (``identity["heat"]``; :func:`btk.explain.answer_maps`).
 
     The probabilities are the run's calibrated task probabilities: the same numbers as the run's
     ``predictions.csv``, ``btk evaluate`` and ``btk explain`` give for the same image.
@@ -293,15 +295,9 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                 feedback.task("loading the model", total=len(jobs)) as task:
             task.update(description="predicting")
             set_of = (lambda probs: scorer.sets(probs, coverage)) if coverage is not None else None
-
-            def explain(images: np.ndarray, probs: np.ndarray) -> np.ndarray:
-                from btk.explain import heat_maps
-
-                targets = scorer.fine_class(scorer.outputs(images), probs.argmax(axis=1))
-                return heat_maps(scorer, images, targets)[0]
-
+            explain = (lambda images, probs: heat(scorer, images, probs)) if heat is not None else None
             batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence, set_of,
-                               keep_probabilities, explain if heat else None)
+                               keep_probabilities, explain)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))

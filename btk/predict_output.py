@@ -118,6 +118,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     """
     from btk.conformal import check_coverage
     from btk.distribute import check_devices
+    from btk.explain import answer_maps
     from btk.plugins import get_host
     from btk.predict import PredictionTally, predict_stream
     from btk.predict_inputs import gather_inputs
@@ -137,7 +138,8 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
         stream = stack.enter_context(closing(predict_stream(run, inputs, feedback, tally=tally,
                                                             min_confidence=min_confidence, tta=tta,
                                                             devices=devices, coverage=coverage,
-                                                            keep_probabilities=check_shift, heat=heat)))
+                                                            keep_probabilities=check_shift,
+                                                            heat=answer_maps if heat else None)))
         rows = 0
         for prediction in stream:
             rows += 1

@@ -285,7 +285,7 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
     box = tuple(framing["box"]) if framing and framing.get("box") else None
     if framing and tuple(framing.get("shape") or shape)[:2] != shape:
         box = None  # a reader that resized before framing: the view is of the whole image
-    values = np.clip(unframe(heat, shape, box), 0.0, 1.0)  # type: ignore[arg-type]
+    values = np.clip(unframe(heat, shape, box), 0.0, 1.0)
     segment = hd.seg.SegmentDescription(
         segment_number=1, segment_label=f"Grad-CAM of {answer}"[:64],
         segmented_property_category=hd.sr.CodedConcept("explanation", LOCAL_SCHEME, "Model explanation"),
