@@ -65,7 +65,8 @@ def test_unreadable_image_is_skipped_and_counted_or_fatal_with_strict(image_fold
 @pytest.mark.parametrize(
     "args,fragments",
     [
-        (["run", "--reader", "dicomm"], ["unknown reader 'dicomm'", "known: dicom, dicomweb, folder, nifti, synthetic"]),
+        (["run", "--reader", "dicomm"],
+         ["unknown reader 'dicomm'", "known: dicom, dicomweb, folder, nifti, synthetic"]),
         (["run", "--model", "resnet"], ["unknown model 'resnet'", "seed-cnn, small-cnn"]),
         (["run", "--degrade", "sharpen"],
          ["unknown degrader 'sharpen'", "known: bias, blur, contrast, ghosting, gibbs"]),
