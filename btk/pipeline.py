@@ -149,6 +149,12 @@ def load_for_config(config: RunConfig, host: PluginHost, feedback: Feedback | No
     if data.skipped:
         feedback.warn(f"skipped {len(data.skipped)} unreadable input(s), e.g. {data.skipped[0][0]}: "
                       f"{data.skipped[0][1]}")
+    if config.labels:
+        from btk.label_corrections import apply_corrections
+
+        data, record = apply_corrections(data, config.labels)
+        feedback.info(f"--labels {config.labels}: {record['changed']} label(s) changed, {record['dropped']} "
+                      f"image(s) dropped (SHA-256 {record['sha256'][:12]}...)")
     return data
 
 

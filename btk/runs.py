@@ -483,8 +483,16 @@ class Run:
             raise BtkError(f"{self.path}: its data {self.config.data} is not here (nor relative to the folder the "
                            f"run was made in, {self.provenance.cwd if self.provenance else 'not recorded'})")
         with feedback.task(f"reading {path or reader.name}") as task:
-            return load_dataset(reader, path, self.read_options(),
+            data = load_dataset(reader, path, self.read_options(),
                                 progress=lambda done, total: task.update(completed=done, total=total))
+        if self.config.labels:  # the corrections the run was made with, found as its data is
+            from btk.label_corrections import apply_corrections
+
+            corrections = locate(self.config.labels, self.provenance)
+            if corrections is None:
+                raise BtkError(f"{self.path}: its label corrections {self.config.labels} are not here")
+            data = apply_corrections(data, corrections)[0]
+        return data
 
     def positions(self, data: Any, subset: str) -> np.ndarray:
         """The rows of ``data`` (:meth:`dataset`) that ``subset`` (train, val, test) holds, in

@@ -47,3 +47,37 @@ def test_clean_labels_give_few_issues_and_the_joint_is_what_the_paper_defines():
     assert likely.tolist() == [0, -1, 1, -1] and joint.tolist() == [[1, 0], [0, 1]]
     rows = issue_rows(find_label_issues(probs[:50], (labels[:50] + 1) % 4), [f"f{i}" for i in range(50)], "abcd")
     assert rows and all(r[1] != r[2] for r in rows)
+
+
+def test_label_corrections_are_applied_recorded_and_checked(tiny_sartaj_run, tmp_path):
+    """``--labels FILE``: a dropped image is left out, a relabelled one changes class, the run
+    records the file's SHA-256; paths not in the data and unknown labels are one line each."""
+    import csv
+    import hashlib
+    import json
+
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    data = tmp_path / "data"  # tiny_sartaj_run's 6 meningioma and 6 no-tumour images
+    men = sorted(p.name for p in (data / "meningioma_tumor").iterdir())
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text(f"path,label\nmeningioma_tumor/{men[0]},drop\nmeningioma_tumor/{men[1]},no_tumor\n")
+    run_dir, _ = tiny_sartaj_run("--labels", str(fixes))
+    rows = {r["source"]: r["label"] for r in csv.DictReader((run_dir / "split.csv").open())}
+    assert f"meningioma_tumor/{men[0]}" not in rows and len(rows) == 11
+    assert rows[f"meningioma_tumor/{men[1]}"] == "no_tumor"
+    config = json.loads((run_dir / "config.json").read_text())
+    record = config["provenance"]["data"]["labels"]
+    assert record["sha256"] == hashlib.sha256(fixes.read_bytes()).hexdigest()
+    assert (record["changed"], record["dropped"]) == (1, 1) and config["config"]["labels"] == str(fixes)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\n" + "".join(f"nowhere/{k}.jpg,drop\n" for k in range(7)))
+    result = CliRunner().invoke(cli, ["run", "--data", str(data), "--labels", str(bad), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "7 path(s) not in the data, e.g. nowhere/0.jpg, nowhere/1.jpg, nowhere/2.jpg, nowhere/3.jpg, " \
+           "nowhere/4.jpg" in result.output
+    bad.write_text(f"path,label\nmeningioma_tumor/{men[2]},glioma\n")
+    result = CliRunner().invoke(cli, ["run", "--data", str(data), "--labels", str(bad), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "unknown label(s) glioma" in result.output
