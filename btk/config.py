@@ -203,6 +203,8 @@ class RunConfig:
     ensemble: int = _field(1, "Members trained for an ensemble run (btk ensemble --train N).", low=1)
     devices: str = _field("", "Data-parallel training devices: auto, N or a list such as 0,1; empty: one.",
                           "--devices", metavar="auto|N|LIST")
+    fold: str = _field("", "Train on fold K of N of the training images (K/N, e.g. 2/5: validate on that fold, "
+                            "train on the others; btk ensemble --folds N makes them); empty: the usual split.")
     labels: str | None = _field(None, "Label corrections kept beside the data: a CSV of path and label (or drop), "
                                 "applied to what the reader read; the run records the file and its SHA-256.",
                                 "--labels", metavar="FILE")

@@ -212,3 +212,129 @@ def train_ensemble(config: RunConfig, members: int, out_dir: Path | str = "runs"
     ensemble = combine(runs, out_dir, host, feedback, name=f"{stem}-ensemble{len(seeds)}", tta=config.tta,
                        command=command, data=data)
     return runs, ensemble
+
+
+def train_folds(config: RunConfig, folds: int, out_dir: Path | str = "runs", feedback: Feedback | None = None,
+                host: PluginHost | None = None, command: str | None = None) -> tuple[list[Run], Run]:
+    """``btk ensemble --folds K``: train one run per fold of the training images
+    (:func:`btk.split.fold_splits`: grouped, stratified; each validates on its fold, so early
+    stopping and its temperature come from it), then :func:`combine_folds` them.
+
+    Returns:
+        (the fold runs, the fold ensemble run).
+
+    Raises:
+        BtkError: fewer than 2 folds, more folds than the smallest class or group count allows.
+    """
+    from btk.pipeline import label_data, load_for_config, run_experiment
+    from btk.split import fold_splits
+
+    host = host or get_host()
+    feedback = feedback or Feedback()
+    out_dir = check_writable(out_dir)
+    data = load_for_config(config, host, feedback)
+    _, _, y_fit, fit_classes = label_data(config, data)
+    fold_splits(data, y_fit, config, folds, list(fit_classes))  # refused here, before any training
+    stem = config.name or config.task
+    split_seed = config.split_seed if config.split_seed is not None else config.seed
+    runs = []
+    for k in range(1, folds + 1):
+        member = config.with_changes(fold=f"{k}/{folds}", split_seed=split_seed, ensemble=1, name=f"{stem}-fold{k}")
+        feedback.info(f"fold {k} of {folds}")
+        runs.append(run_experiment(member, out_dir, feedback, host, data=data, command=command))
+    ensemble = combine_folds(runs, out_dir, host, feedback, name=f"{stem}-folds{folds}", command=command, data=data)
+    return runs, ensemble
+
+
+def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = None,
+                  feedback: Feedback | None = None, name: str = "", command: str | None = None,
+                  data: Any = None) -> Run:
+    """One run averaging the fold runs' models. Its calibration comes from the out-of-fold
+    probabilities: every training image scored by the fold model that did not train on it, the
+    temperature and the prediction sets fitted on all of them (``oof.csv`` keeps them, with the
+    fold). Its metrics add the cross-validated accuracy per fold, mean and spread.
+
+    Raises:
+        BtkError: runs that are not the folds of one split.
+    """
+    from btk.cache import gather
+    from btk.duplicates import copy_mask
+    from btk.pipeline import (
+        Fitted,
+        calibrate,
+        collapse_alert,
+        explain_test,
+        parse_fold,
+        prepared_from_run,
+        scorer_for,
+        write_run,
+    )
+    from btk.provenance import now
+    from btk.scoring import score_conditions
+    from btk.split import fingerprints_of
+
+    host = host or get_host()
+    feedback = feedback or Feedback()
+    t_start, started = time.perf_counter(), now()
+    require_run_name(name)
+    check_members(runs)
+    numbered = sorted((parse_fold(r.config.fold) if r.config.fold else (0, 0), r.name) for r in runs)
+    n = len(runs)
+    if [k for (k, _), _ in numbered] != list(range(1, n + 1)) or any(m != n for (_, m), _ in numbered):
+        raise BtkError("a fold ensemble needs the runs of folds 1..N of one split, each once")
+    first = runs[0]
+    config = first.config.with_changes(name=name or f"folds{n}", ensemble=n, fold="")
+    prep = prepared_from_run(first, host, feedback, data, config)
+    position = {str(s): i for i, s in enumerate(prep.data.sources)}
+    oof_index, oof_fold, oof_outputs = [], [], []
+    accuracies = []
+    for run in runs:
+        val = np.array([position[s] for s in run.subset_sources("val") if s in position], int)
+        with run.scorer(tta=False, calibrated=False) as member:
+            outputs = member.outputs(gather(prep.data.images, val))
+        accuracies.append(float((outputs.argmax(axis=1) == prep.y_fit[val]).mean()))
+        oof_index.append(val)
+        oof_fold.append(np.full(len(val), parse_fold(run.config.fold)[0]))
+        oof_outputs.append(outputs)
+    index = np.concatenate(oof_index)
+    outputs = np.concatenate(oof_outputs)
+    folds = np.concatenate(oof_fold)
+    prep.split = {"train": np.zeros(0, int), "val": index, "test": prep.split["test"]}
+    feedback.info(f"combining {n} folds: out-of-fold accuracy {100 * np.mean(accuracies):.1f} "
+                  f"(folds {', '.join(f'{100 * a:.1f}' for a in accuracies)})")
+    model = ensemble_model([r.load_model(tta=False) for r in runs], name=config.name or "folds")
+    scorer = scorer_for(prep, model)
+    calibration = calibrate(prep, scorer, outputs, origin="validation")
+    scorer = scorer.with_calibration(calibration)
+    oof_probs = scorer.probabilities(outputs)
+    oof_accuracy = float((oof_probs.argmax(axis=1) == prep.y[index]).mean())
+    test = prep.split["test"]
+    images = gather(prep.data.images, test)
+    has_copy = np.zeros(len(test), bool)
+    if config.duplicate_threshold > 0:
+        fps = fingerprints_of(prep.data)
+        has_copy = copy_mask(fps.subset(test), fps.subset(index), config.duplicate_threshold)
+    results = score_conditions(scorer, images, prep.y[test], prep.data.sources[test], prep.test_degradations,
+                               config.seed, has_copy)
+    results = explain_test(results, scorer, images, prep.y[test], config.seed, feedback,
+                           getattr(prep.model_spec, "gradcam_layer", None))
+    collapse_alert(results, feedback)
+    members = tuple(Member(r.name, str(r.path.resolve()), r.config.seed,
+                           r.metrics.get("conditions", {}).get("clean", {}).get("accuracy"), _best_val_accuracy(r),
+                           r.metrics.get("timing", {}).get("train_seconds")) for r in runs)
+    summary = Ensemble(members, False, oof_accuracy).to_json()
+    cv = {"folds": n, "accuracy_per_fold": accuracies, "accuracy_mean": float(np.mean(accuracies)),
+          "accuracy_std": float(np.std(accuracies)), "oof_accuracy": oof_accuracy,
+          "oof_recall": {c: float((oof_probs.argmax(axis=1)[prep.y[index] == k] == k).mean())
+                         for k, c in enumerate(prep.classes) if (prep.y[index] == k).any()}}
+    classes = list(prep.classes)
+    rows = [[prep.data.sources[i], classes[prep.y[i]], int(f), classes[int(p.argmax())], *[f"{v:.6f}" for v in p]]
+            for i, f, p in zip(index, folds, oof_probs)]
+    train_seconds = sum(m.train_seconds or 0.0 for m in members)
+    fitted = Fitted(model, {}, train_seconds, 0, config.recipe.batch_size, len(index), calibration)
+    final = unique_dir(check_writable(out_dir), new_run_id(config.name))
+    return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
+                     extra={"config": {"ensemble": summary, "cv": {"folds": n}},
+                            "metrics": {"ensemble": summary, "cv": cv},
+                            "tables": {"oof.csv": (["source", "label", "fold", "predicted",
+                                                    *[f"p_{c}" for c in classes]], rows)}})

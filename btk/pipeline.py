@@ -192,13 +192,30 @@ def label_data(config: RunConfig, data: Dataset) -> tuple[np.ndarray, list[str],
     return y, classes, y_fit, fit_classes
 
 
+def parse_fold(text: str) -> tuple[int, int]:
+    """``(k, n)`` from a run's ``fold`` field ``K/N`` (fold K of N, 1-based).
+
+    Raises:
+        BtkError: anything else.
+    """
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise BtkError(f"fold {text!r}: write K/N, e.g. 2/5") from None
+    if not 1 <= k <= n:
+        raise BtkError(f"fold {text!r}: K must be between 1 and N")
+    return k, n
+
+
 def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedback | None = None,
-            data: Dataset | None = None) -> Prepared:
+            data: Dataset | None = None, split: dict[str, np.ndarray] | None = None) -> Prepared:
     """Check everything that can be checked before reading, then read, label and split the data.
 
     Args:
         data: an already loaded dataset for this config's reader, data and image options
             (a suite loads once and reuses it).
+        split: train, val and test positions to use instead of splitting (a fold of a fold
+            ensemble, :func:`btk.split.fold_splits`).
 
     Raises:
         BtkError: an unknown plugin, a bad degradation, an image too small for the model, too
@@ -222,7 +239,12 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
         data = load_for_config(config, host, feedback)
     load_seconds = time.perf_counter() - t_start
     y, classes, y_fit, fit_classes = label_data(config, data)
-    split = make_split(data, y_fit, config)
+    if split is None and config.fold:
+        from btk.split import fold_splits
+
+        k, n = parse_fold(config.fold)
+        split = fold_splits(data, y_fit, config, n, list(fit_classes))[k - 1]
+    split = split if split is not None else make_split(data, y_fit, config)
     if len(split["test"]) == 0:
         raise BtkError("no test images")
     if recipe.intensity == "nyul":  # learned from the training images; the run records the scale
@@ -420,7 +442,8 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         started: when the run started (:func:`btk.provenance.now`); ``command``: the command
             line (default: this process's), both for the provenance record.
         extra: more top-level entries for ``config.json`` and ``metrics.json`` (an ensemble's
-            members), as ``{"config": {...}, "metrics": {...}}``.
+            members), as ``{"config": {...}, "metrics": {...}}``, and more CSV files
+            (``"tables": {name: (header, rows)}``, a fold ensemble's ``oof.csv``).
         rows: the rows of ``split.csv`` (default: the prepared split's, :func:`split_rows`).
     """
     config, data, split, host = prep.config, prep.data, prep.split, prep.host
@@ -468,6 +491,8 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
             **((extra or {}).get("metrics") or {}),
         }
         writer.write_json("metrics.json", metrics)
+        for table, (header, table_rows) in ((extra or {}).get("tables") or {}).items():
+            writer.write_csv(table, header, table_rows)
         write_card(parse_record(writer.tmp, resolved, metrics, fitted.history), final.name)
     return load_run(final)
 

@@ -138,3 +138,37 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
         held = grouped_holdout(y[pool], split_groups(data, config.duplicate_threshold, pool), recipe.val_fraction, seed)
         train, val = pool[~held], pool[held]
     return {"train": train, "val": val, "test": test}
+
+
+def fold_splits(data: Dataset, y: np.ndarray, config: RunConfig, folds: int,
+                classes: list[str] | None = None) -> list[dict[str, np.ndarray]]:
+    """``folds`` splits of the training images for a fold ensemble: StratifiedGroupKFold
+    (scikit-learn) over the pool :func:`make_split` would use (every image but the test images),
+    grouped as btk's splits are (the reader's groups, e.g. a DICOM patient or a NIfTI subject,
+    joined with near-copy clusters), stratified by class, shuffled with the split seed. Fold
+    ``k`` validates on its held-out part and trains on the rest; every fold has the same test
+    images.
+
+    Raises:
+        BtkError: fewer than 2 folds, or more folds than the smallest class has images or groups.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if folds < 2:
+        raise BtkError(f"--folds {folds}: a fold ensemble needs at least 2 folds (K = 1 leaves nothing out)")
+    seed = config.seed if config.split_seed is None else config.split_seed
+    base = make_split(data, y, config)
+    pool = np.sort(np.concatenate([base["train"], base["val"]]))
+    groups = split_groups(data, config.duplicate_threshold, pool)
+    for cls in np.unique(y[pool]):
+        mine = y[pool] == cls
+        n_images, n_groups = int(mine.sum()), len(np.unique(groups[mine]))
+        if min(n_images, n_groups) < folds:
+            name = classes[int(cls)] if classes else str(cls)
+            raise BtkError(f"--folds {folds}: class {name} has only {n_images} training image(s) in {n_groups} "
+                           f"group(s); every fold needs one of each class (use at most {min(n_images, n_groups)})")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = []
+    for train, val in splitter.split(pool, y[pool], groups):
+        out.append({"train": pool[train], "val": pool[val], "test": base["test"]})
+    return out

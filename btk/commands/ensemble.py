@@ -32,14 +32,18 @@ def _members(ctx: click.Context, param: click.Parameter, value: int | None) -> i
 @click.option("--train", "members", type=int, callback=_members, metavar="N",
               help="Train N members (seeds SEED..SEED+N-1) on one split, each written as a run, then average them; "
                    "the configuration options are btk run's.")
+@click.option("--folds", type=int, metavar="K",
+              help="Train one run per fold of the training images (K folds, grouped by patient and near-copy, "
+                   "stratified by class; each validates on its fold), then average them; temperature and "
+                   "prediction sets come from the out-of-fold probabilities of every training image (oof.csv).")
 @config_options
-@out_option("the ensemble run (and, with --train, its members)", shown="runs; the first run's folder")
+@out_option("the ensemble run (and, with --train or --folds, its members)", shown="runs; the first run's folder")
 @name_option("Name in the new run directory's name [ensembleN].")
 @reporter_option
 @json_option
 @click.pass_context
-def ensemble(ctx: click.Context, /, run_dirs: tuple[Path, ...], members: int | None, out: Path | None, name: str,
-             reporter: tuple[str, ...], as_json: bool, **opts: Any) -> None:
+def ensemble(ctx: click.Context, /, run_dirs: tuple[Path, ...], members: int | None, folds: int | None,
+             out: Path | None, name: str, reporter: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Average the models of finished runs into one model, written as a new run and scored on
     their test images; or, with --train N, train the members first.
 
@@ -53,13 +57,19 @@ def ensemble(ctx: click.Context, /, run_dirs: tuple[Path, ...], members: int | N
     Examples:
       btk ensemble runs/*-seed101 runs/*-seed102 runs/*-seed103 --name three-seeds
       btk ensemble --train 5 --data DATA/sartaj                  # five seeds on one split, then their mean
+      btk ensemble --folds 5 --data DATA/sartaj                  # five folds of Training, out-of-fold calibration
     """
-    from btk.ensemble import combine_paths, train_ensemble
+    from btk.ensemble import combine_paths, train_ensemble, train_folds
     from btk.render.tables import render_ensemble
 
     check_reporters(reporter)
     output = Output(as_json)
-    if members is not None:
+    if folds is not None:
+        if run_dirs or members is not None:
+            raise BtkError("--folds K trains its own members: give no runs and no --train")
+        config = configuration(ctx, opts, name=name)
+        result = train_folds(config, folds, out or Path("runs"), output.feedback)[1]
+    elif members is not None:
         if run_dirs:
             raise BtkError("give finished runs to combine, or --train N to train members, not both")
         config = configuration(ctx, opts, name=name)

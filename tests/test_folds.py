@@ -1,0 +1,60 @@
+"""Fold ensembles (btk ensemble --folds K): grouped, stratified folds of the training images,
+out-of-fold probabilities, calibration from them, and bad K in one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.runs import load_run
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--model", "small-cnn", "--image-size", "32", "--epochs", "1", "--reporter", "none"]
+
+
+def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_path):
+    result = CliRunner().invoke(cli, ["ensemble", "--folds", "2", "--data", str(sartaj_small), *TINY,
+                                      "--out", str(tmp_path), "--name", "cv"])
+    assert result.exit_code == 0, result.output
+    runs = {p.name.split("-", 2)[-1]: p for p in tmp_path.iterdir()}
+    assert sorted(runs) == ["cv-fold1", "cv-fold2", "cv-folds2"]
+    folds = [load_run(runs[f"cv-fold{k}"]) for k in (1, 2)]
+    assert [f.config.fold for f in folds] == ["1/2", "2/2"]
+    vals = [set(f.subset_sources("val")) for f in folds]
+    trains = [set(f.subset_sources("train")) for f in folds]
+    assert not vals[0] & vals[1] and vals[0] == trains[1] and vals[1] == trains[0]  # each image held out once
+    assert len(vals[0] | vals[1]) == 32  # every Training image of the 8 per class
+    ens = load_run(runs["cv-folds2"])
+    rows = list(csv.DictReader((ens.path / "oof.csv").open()))
+    assert sorted(r["source"] for r in rows) == sorted(vals[0] | vals[1])
+    assert {r["source"]: int(r["fold"]) for r in rows} == {s: k + 1 for k in (0, 1) for s in vals[k]}
+    # the out-of-fold probabilities are each fold model's own outputs, read with the ensemble's temperature
+    data = folds[0].dataset()
+    position = {str(s): i for i, s in enumerate(data.sources)}
+    with load_run(folds[0].path).scorer(calibrated=False) as member, ens.scorer() as whole:
+        mine = [r for r in rows if r["fold"] == "1"]
+        outputs = member.outputs(data.images[[position[r["source"]] for r in mine]])
+        expected = whole.probabilities(outputs)
+    got = np.array([[float(r[f"p_{c}"]) for c in ens.classes] for r in mine])
+    assert np.allclose(got, expected, atol=1e-5)
+    cv = ens.metrics["cv"]
+    assert len(cv["accuracy_per_fold"]) == 2 and abs(cv["accuracy_mean"] - np.mean(cv["accuracy_per_fold"])) < 1e-12
+    assert sorted(ens.conformal().sources) == sorted(r["source"] for r in rows)  # sets calibrated out of fold
+    assert json.loads((ens.path / "config.json").read_text())["cv"] == {"folds": 2}
+
+
+@pytest.mark.parametrize("k,message", [
+    ("1", "--folds 1: a fold ensemble needs at least 2 folds"),
+    ("9", "--folds 9: class glioma_tumor has only 8 training image(s)"),
+])
+def test_bad_fold_counts_are_one_line(sartaj_small, tmp_path, k, message):
+    result = CliRunner().invoke(cli, ["ensemble", "--folds", k, "--data", str(sartaj_small), *TINY,
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.output and not list(tmp_path.iterdir())
