@@ -252,13 +252,16 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     """One run averaging the fold runs' models. Its calibration comes from the out-of-fold
     probabilities: every training image scored by the fold model that did not train on it, the
     temperature and the prediction sets fitted on all of them (``oof.csv`` keeps them, with the
-    fold). Its metrics add the cross-validated accuracy per fold, mean and spread.
+    fold). Its metrics add the cross-validated accuracy per fold, mean and spread, and the label
+    issues confident learning finds in the out-of-fold probabilities (``label_issues.csv``,
+    :mod:`btk.label_issues`), counted per given class.
 
     Raises:
         BtkError: runs that are not the folds of one split.
     """
     from btk.cache import gather
     from btk.duplicates import copy_mask
+    from btk.label_issues import find_label_issues, issue_rows
     from btk.pipeline import (
         Fitted,
         calibrate,
@@ -330,6 +333,9 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     classes = list(prep.classes)
     rows = [[prep.data.sources[i], classes[prep.y[i]], int(f), classes[int(p.argmax())], *[f"{v:.6f}" for v in p]]
             for i, f, p in zip(index, folds, oof_probs)]
+    issues = find_label_issues(oof_probs, prep.y[index])
+    cv["label_issues"] = {c: sum(1 for x in issues if x.given == k) for k, c in enumerate(classes)}
+    feedback.info(f"{len(issues)} likely label issue(s) among {len(index)} training images (label_issues.csv)")
     train_seconds = sum(m.train_seconds or 0.0 for m in members)
     fitted = Fitted(model, {}, train_seconds, 0, config.recipe.batch_size, len(index), calibration)
     final = unique_dir(check_writable(out_dir), new_run_id(config.name))
@@ -337,4 +343,8 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
                      extra={"config": {"ensemble": summary, "cv": {"folds": n}},
                             "metrics": {"ensemble": summary, "cv": cv},
                             "tables": {"oof.csv": (["source", "label", "fold", "predicted",
-                                                    *[f"p_{c}" for c in classes]], rows)}})
+                                                    *[f"p_{c}" for c in classes]], rows),
+                                       "label_issues.csv": (["path", "given", "likely", "self_confidence",
+                                                             "margin"],
+                                                            issue_rows(issues, [str(prep.data.sources[i])
+                                                                                for i in index], classes))}})

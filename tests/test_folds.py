@@ -47,6 +47,9 @@ def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_p
     assert len(cv["accuracy_per_fold"]) == 2 and abs(cv["accuracy_mean"] - np.mean(cv["accuracy_per_fold"])) < 1e-12
     assert sorted(ens.conformal().sources) == sorted(r["source"] for r in rows)  # sets calibrated out of fold
     assert json.loads((ens.path / "config.json").read_text())["cv"] == {"folds": 2}
+    issues = list(csv.DictReader((ens.path / "label_issues.csv").open()))  # ranked, each a real training image
+    assert {r["path"] for r in issues} <= {r["source"] for r in rows} and all(r["given"] != r["likely"] for r in issues)
+    assert sum(cv["label_issues"].values()) == len(issues)
 
 
 @pytest.mark.parametrize("k,message", [
