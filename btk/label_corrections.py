@@ -79,3 +79,27 @@ def apply_corrections(data: Dataset, path: Path | str) -> tuple[Dataset, dict[st
                         labels=np.array(labels[keep].tolist()), groups=data.groups[keep], sources=data.sources[keep],
                         splits=data.splits[keep], cache={}, fingerprint={**data.fingerprint, "labels": record})
     return corrected, record
+
+
+def write_corrections(run: Any, path: Path | str, top: int = 0) -> int:
+    """Write a corrections file (``--labels``) from ``run``'s label issues
+    (:meth:`btk.runs.Run.label_issues`): each flagged image with its likely label, least
+    self-confident first (``top`` > 0: only the first ``top``), for a person to review (change a
+    label, write ``drop``, or delete the line) before training with it. Returns the lines written.
+
+    Raises:
+        BtkError: a run without label issues, a file that cannot be written.
+    """
+    issues = run.label_issues()
+    if top > 0:
+        issues = issues[:top]
+    try:
+        with open(path, "w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(["path", "label"])
+            for row in issues:
+                out.writerow([row["path"], row["likely"]])
+    except OSError as exc:
+        raise BtkError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return len(issues)
+

@@ -304,6 +304,20 @@ class Run:
         with open(self.path / "predictions.csv", newline="") as fh:
             return list(csv.DictReader(fh))
 
+    def label_issues(self) -> list[dict[str, str]]:
+        """The rows of ``label_issues.csv`` (a fold ensemble's: path, given, likely,
+        self_confidence, margin; least self-confident first).
+
+        Raises:
+            BtkError: the run has none (only a fold ensemble, ``btk ensemble --folds K``, finds them).
+        """
+        path = self.path / "label_issues.csv"
+        if not path.is_file():
+            raise BtkError(f"{self.name} has no label issues: they come from a fold ensemble's out-of-fold "
+                           "probabilities (btk ensemble --folds K)")
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+
     def condition_arrays(self, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sources, true class indices, probabilities)`` of the test images under ``condition``."""
         arrays = self._cache.get("arrays")

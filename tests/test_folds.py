@@ -50,6 +50,16 @@ def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_p
     issues = list(csv.DictReader((ens.path / "label_issues.csv").open()))  # ranked, each a real training image
     assert {r["path"] for r in issues} <= {r["source"] for r in rows} and all(r["given"] != r["likely"] for r in issues)
     assert sum(cv["label_issues"].values()) == len(issues)
+    # btk audit writes them as a corrections file that --labels reads
+    fixes = tmp_path.parent / "fixes.csv"
+    out = CliRunner().invoke(cli, ["audit", "--issues", str(ens.path), "--labels-out", str(fixes), "--top", "3"])
+    assert out.exit_code == 0, out.output
+    written = list(csv.DictReader(fixes.open()))
+    assert [(r["path"], r["label"]) for r in written] == [(r["path"], r["likely"]) for r in issues[:3]]
+    shown = CliRunner().invoke(cli, ["audit", "--issues", str(ens.path)])
+    assert shown.exit_code == 0 and f"{len(issues)} likely label issue(s)" in shown.output
+    member = CliRunner().invoke(cli, ["audit", "--issues", str(folds[0].path)])
+    assert member.exit_code == 1 and "has no label issues" in member.output
 
 
 @pytest.mark.parametrize("k,message", [

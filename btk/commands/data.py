@@ -11,7 +11,7 @@ from btk.errors import BtkError
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="The dataset to audit.")
+@click.option("--data", type=click.Path(path_type=Path), help="The dataset to audit.")
 @click.option("--reader", default="folder", show_default=True, help="Reader plugin for --data.")
 @click.option("--reader-option", "-R", "reader_option", multiple=True, metavar="KEY=VALUE",
               help="Reader-specific option; repeatable.")
@@ -23,9 +23,17 @@ from btk.errors import BtkError
               help="Near-duplicate score (shift-tolerant normalised correlation of 64 px thumbnails).")
 @click.option("--pairs", "pairs_out", type=click.Path(path_type=Path), metavar="FILE",
               help="Write every pair to this .csv or .json file.")
+@click.option("--issues", "issues_run", type=click.Path(path_type=Path), metavar="RUN",
+              help="Instead of a dataset: the label issues a fold ensemble found (btk ensemble --folds K).")
+@click.option("--labels-out", type=click.Path(path_type=Path), metavar="FILE",
+              help="With --issues: write them as a corrections file (path, likely label) to review, then train "
+                   "with --labels FILE.")
+@click.option("--top", type=click.IntRange(0), default=0, show_default=True,
+              help="With --labels-out: only the N least self-confident (0: all).")
 @json_option
-def audit(data: Path, reader: str, reader_option: tuple[str, ...], against: Path | None, against_reader: str | None,
-          class_map: tuple[str, ...], threshold: float, pairs_out: Path | None, as_json: bool) -> None:
+def audit(data: Path | None, reader: str, reader_option: tuple[str, ...], against: Path | None,
+          against_reader: str | None, class_map: tuple[str, ...], threshold: float, pairs_out: Path | None,
+          issues_run: Path | None, labels_out: Path | None, top: int, as_json: bool) -> None:
     """Audit a dataset: class counts, image sizes, unreadable files, and exact and
     near-duplicate images within splits, between Testing and Training, and against another
     dataset, with copies whose labels disagree. Labels are compared across datasets only when
@@ -35,7 +43,15 @@ def audit(data: Path, reader: str, reader_option: tuple[str, ...], against: Path
     Examples:
       btk audit --data DATA/sartaj --pairs pairs.csv
       btk audit --data DATA/sartaj --against DATA/other --map notumor=no_tumor --map glioma=glioma_tumor
+      btk audit --issues runs/<id>-folds5 --labels-out fixes.csv --top 50
     """
+    if issues_run is not None:
+        _label_issues(issues_run, labels_out, top, as_json)
+        return
+    if labels_out is not None:
+        raise BtkError("--labels-out writes the label issues of --issues RUN: give --issues too")
+    if data is None:
+        raise BtkError("give --data DATASET to audit, or --issues RUN for a fold ensemble's label issues")
     from btk.audit import audit_paths, write_pairs
     from btk.classmap import parse_class_map
     from btk.plugins import get_host
@@ -58,6 +74,25 @@ def audit(data: Path, reader: str, reader_option: tuple[str, ...], against: Path
     render_audit(result.summary(), output.console)
     if pairs_out:
         output.written(f"{len(result.pairs)} pairs written to", pairs_out)
+
+
+def _label_issues(run_dir: Path, labels_out: Path | None, top: int, as_json: bool) -> None:
+    """``btk audit --issues RUN``: a fold ensemble's label issues, counted per class and shown
+    (the 20 least self-confident), or written as a corrections file."""
+    from btk.label_corrections import write_corrections
+    from btk.render.tables import render_label_issues
+    from btk.runs import load_run
+
+    run = load_run(run_dir)
+    output = Output(as_json)
+    rows = run.label_issues()
+    if labels_out is not None:
+        n = write_corrections(run, labels_out, top)
+        output.written(f"{n} correction(s) to review written to", labels_out)
+    if as_json:
+        output.json({"run": str(run.path), "issues": rows})
+    elif labels_out is None:
+        render_label_issues(run.name, rows, output.console)
 
 
 @click.command()

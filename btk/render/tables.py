@@ -340,3 +340,21 @@ def render_explanations(rows: Sequence[Mapping[str, Any]], console: Console, tit
     mean = _percent(sum(shares) / len(shares)) if shares else "-"
     console.print(f"mean share of the heat outside the head: {mean} over {len(shares)} image(s)", highlight=False,
                   markup=False)
+
+
+def render_label_issues(name: str, rows: Sequence[Mapping[str, str]], console: Console, show: int = 20) -> None:
+    """A fold ensemble's label issues: how many per given class, and the ``show`` least
+    self-confident with their given and likely labels."""
+    from collections import Counter
+
+    counts = Counter(r["given"] for r in rows)
+    console.print(f"{name}: {len(rows)} likely label issue(s): "
+                  + (", ".join(f"{c} {n}" for c, n in sorted(counts.items())) or "none"), highlight=False)
+    table = Table(title=f"the {min(show, len(rows))} least self-confident")
+    for col in ("path", "given", "likely", "self-confidence", "margin"):
+        table.add_column(col, justify="right" if col in ("self-confidence", "margin") else "left")
+    for r in rows[:show]:
+        table.add_row(r["path"], r["given"], r["likely"], f"{float(r['self_confidence']):.3f}",
+                      f"{float(r['margin']):.3f}")
+    console.print(table)
+
