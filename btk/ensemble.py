@@ -335,6 +335,22 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
             for i, f, p in zip(index, folds, oof_probs)]
     issues = find_label_issues(oof_probs, prep.y[index])
     cv["label_issues"] = {c: sum(1 for x in issues if x.given == k) for k, c in enumerate(classes)}
+    if issues:  # the most doubtful, for a person to look at: thumbnails and the map of the likely class
+        import cv2
+
+        from btk.explain import heat_maps
+        from btk.scoring import thumbnails
+
+        top = issues[:32]
+        flagged = gather(prep.data.images, index[[x.index for x in top]])
+        likely = np.array([x.likely for x in top])
+        results.examples["issues/images"] = thumbnails(flagged)
+        targets = scorer.fine_class(scorer.outputs(flagged), likely)
+        side = results.examples["issues/images"].shape[1]  # maps at the thumbnails' size
+        results.examples["issues/heat"] = np.stack([cv2.resize(np.asarray(h, np.float32), (side, side))
+                                                    for h in heat_maps(scorer, flagged, targets)[0]])
+        results.examples["issues/sources"] = np.array([str(prep.data.sources[index[x.index]]) for x in top])
+        results.examples["issues/labels"] = np.array([[classes[x.given], classes[x.likely]] for x in top])
     feedback.info(f"{len(issues)} likely label issue(s) among {len(index)} training images (label_issues.csv)")
     train_seconds = sum(m.train_seconds or 0.0 for m in members)
     fitted = Fitted(model, {}, train_seconds, 0, config.recipe.batch_size, len(index), calibration)

@@ -58,6 +58,12 @@ def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_p
     assert [(r["path"], r["label"]) for r in written] == [(r["path"], r["likely"]) for r in issues[:3]]
     shown = CliRunner().invoke(cli, ["audit", "--issues", str(ens.path)])
     assert shown.exit_code == 0 and f"{len(issues)} likely label issue(s)" in shown.output
+    if issues:  # the report shows the most doubtful images, their labels and the likely class's heat map
+        html = tmp_path.parent / "cv.html"
+        report = CliRunner().invoke(cli, ["report", str(ens.path), "--html", str(html)])
+        assert report.exit_code == 0, report.output
+        text = html.read_text()
+        assert "label issues (the " in text and f"likely {issues[0]['likely']}" in text
     member = CliRunner().invoke(cli, ["audit", "--issues", str(folds[0].path)])
     assert member.exit_code == 1 and "has no label issues" in member.output
 

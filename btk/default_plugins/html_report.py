@@ -152,6 +152,30 @@ def _examples(run: Run) -> str:
     return f'<table class="examples">{"".join(rows)}</table><p class="note">{note}</p>'
 
 
+def _label_issues(run: Run) -> str:
+    """A fold ensemble's most doubtful training labels: each image, its given and likely label,
+    and the heat map of the likely class, for a person to review (``btk audit --issues``)."""
+    import cv2
+
+    ex = run.examples()
+    if "issues/images" not in ex or not len(ex["issues/images"]):
+        return ""
+    cells = []
+    for image, source, (given, likely) in zip(ex["issues/images"], ex["issues/sources"], ex["issues/labels"]):
+        data = base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()
+        cells.append(f'<td><img alt="{_esc(source)}" src="data:image/png;base64,{data}"><br>'
+                     f'given {_esc(given)}<br><span class="bad">likely {_esc(likely)}</span></td>')
+    heat = _heat_cells(ex["issues/images"], ex["issues/heat"])
+    rows = "".join(f"<tr>{''.join(cells[k:k + 8])}</tr>" for k in range(0, len(cells), 8))
+    heat_cells = heat.split("</td>")[:-1]
+    heat_rows = "".join(f"<tr>{'</td>'.join(heat_cells[k:k + 8])}</td></tr>" for k in range(0, len(heat_cells), 8))
+    return (f"<h3>label issues (the {len(cells)} least self-confident)</h3>"
+            f'<table class="examples">{rows}</table><table class="examples">{heat_rows}</table>'
+            '<p class="note">Training images whose given label confident learning doubts, from the out-of-fold '
+            "probabilities, with the heat map of the likely class below, in the same order. "
+            "<code>btk audit --issues RUN --labels-out FILE</code> writes them as corrections to review.</p>")
+
+
 def _heat_cells(images: np.ndarray, heats: np.ndarray) -> str:
     """One table cell per example: its heat map in OpenCV's jet colours over the thumbnail."""
     import cv2
@@ -420,6 +444,7 @@ def run_section(run: Run, groups: list[Any] | None = None) -> str:
             f"<h3>metrics</h3>{_metrics_table(run)}{mine}<h3>per class (clean)</h3>{_per_class(run)}"
             f"{_confusion(run)}{_calibration(run)}{_sets(run)}{_timing(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}{_explanations(run)}<h3>examples</h3>{_examples(run)}"
+            f"{_label_issues(run)}"
             f"{_configuration(run)}{_card(run)}")
 
 
