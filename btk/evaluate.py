@@ -70,6 +70,17 @@ def evaluation_reader(run: Run, data: Path, host: PluginHost, reader: str | None
     return run.config.reader
 
 
+def reader_for_data(run: Run, data: Path, host: PluginHost, reader: str | None,
+                    reader_options: dict[str, str] | None) -> tuple[str, dict[str, str]]:
+    """The reader for another dataset ``data`` (:func:`evaluation_reader`) and its options: those
+    given, else the run's when the reader is the run's."""
+    reader_name = evaluation_reader(run, data, host, reader)
+    options = dict(reader_options or {})
+    if not reader_options and reader_name == run.config.reader:
+        options = dict(run.config.reader_options)
+    return reader_name, options
+
+
 def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | None = None, reader: str | None = None,
                     reader_options: dict[str, str] | None = None, split: str | None = None,
                     class_map: dict[str, str] | None = None, degrade: tuple[str, ...] | list[str] = (),
@@ -104,10 +115,7 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
     data = Path(data)
     if not data.exists():
         raise BtkError(f"data not found: {data}")
-    reader_name = evaluation_reader(run, data, host, reader)
-    options = dict(reader_options or {})
-    if not reader_options and reader_name == run.config.reader:
-        options = dict(run.config.reader_options)
+    reader_name, options = reader_for_data(run, data, host, reader, reader_options)
     threshold = run.config.duplicate_threshold if duplicate_threshold is None else duplicate_threshold
     degradations = resolve_degradations(host, tuple(degrade))
     parent = check_writable(out if out is not None else run.path / EVALUATIONS)

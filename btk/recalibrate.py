@@ -158,15 +158,12 @@ def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | N
     from btk.classmap import map_labels
     from btk.dataset import Dataset, load_dataset
     from btk.degraders import resolve_degradations
-    from btk.evaluate import check_vocabulary, evaluation_reader, select_split
+    from btk.evaluate import check_vocabulary, reader_for_data, select_split
     from btk.pipeline import Prepared
 
     if not data.exists():
         raise BtkError(f"data not found: {data}")
-    reader_name = evaluation_reader(run, data, host, reader)
-    options = dict(reader_options or {})
-    if not reader_options and reader_name == run.config.reader:
-        options = dict(run.config.reader_options)
+    reader_name, options = reader_for_data(run, data, host, reader, reader_options)
     t_load = time.perf_counter()
     with feedback.task(f"reading {data} ({reader_name})") as task:
         read = load_dataset(host.readers.get(reader_name), data, run.read_options(options),
