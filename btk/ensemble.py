@@ -113,11 +113,8 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
             output folder that cannot be written.
     """
     from btk.cache import gather
-    from btk.duplicates import copy_mask
-    from btk.pipeline import Fitted, calibrate, collapse_alert, explain_test, prepared_from_run, scorer_for, write_run
+    from btk.pipeline import Fitted, calibrate, collapse_alert, evaluate_test, prepared_from_run, scorer_for, write_run
     from btk.provenance import now
-    from btk.scoring import score_conditions
-    from btk.split import fingerprints_of
 
     host = host or get_host()
     feedback = feedback or Feedback()
@@ -153,17 +150,7 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
     else:
         feedback.warn("the members held out different validation images (each trained on some of the others'): "
                       "no temperature, no prediction sets and no validation accuracy for the ensemble")
-    test = prep.split["test"]
-    images = gather(prep.data.images, test)
-    has_copy = np.zeros(len(test), bool)
-    if config.duplicate_threshold > 0:
-        fps = fingerprints_of(prep.data)
-        pool = np.concatenate([prep.split["train"], prep.split["val"]])
-        has_copy = copy_mask(fps.subset(test), fps.subset(pool), config.duplicate_threshold)
-    results = score_conditions(scorer, images, prep.y[test], prep.data.sources[test], prep.test_degradations,
-                               config.seed, has_copy)
-    results = explain_test(results, scorer, images, prep.y[test], config.seed, feedback,
-                           getattr(prep.model_spec, "gradcam_layer", None))
+    results = evaluate_test(prep, scorer, feedback)  # copies looked for among train and val: what it saw
     collapse_alert(results, feedback)
     summary = Ensemble(members, shared_val, val_accuracy).to_json()
     train_seconds = sum(m.train_seconds or 0.0 for m in members)
@@ -260,21 +247,18 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
         BtkError: runs that are not the folds of one split.
     """
     from btk.cache import gather
-    from btk.duplicates import copy_mask
     from btk.label_issues import find_label_issues, issue_rows
     from btk.pipeline import (
         Fitted,
         calibrate,
         collapse_alert,
-        explain_test,
+        evaluate_test,
         parse_fold,
         prepared_from_run,
         scorer_for,
         write_run,
     )
     from btk.provenance import now
-    from btk.scoring import score_conditions
-    from btk.split import fingerprints_of
 
     host = host or get_host()
     feedback = feedback or Feedback()
@@ -311,16 +295,7 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     scorer = scorer.with_calibration(calibration)
     oof_probs = scorer.probabilities(outputs)
     oof_accuracy = float((oof_probs.argmax(axis=1) == prep.y[index]).mean())
-    test = prep.split["test"]
-    images = gather(prep.data.images, test)
-    has_copy = np.zeros(len(test), bool)
-    if config.duplicate_threshold > 0:
-        fps = fingerprints_of(prep.data)
-        has_copy = copy_mask(fps.subset(test), fps.subset(index), config.duplicate_threshold)
-    results = score_conditions(scorer, images, prep.y[test], prep.data.sources[test], prep.test_degradations,
-                               config.seed, has_copy)
-    results = explain_test(results, scorer, images, prep.y[test], config.seed, feedback,
-                           getattr(prep.model_spec, "gradcam_layer", None))
+    results = evaluate_test(prep, scorer, feedback)  # copies looked for among train and val: what it saw
     collapse_alert(results, feedback)
     members = tuple(Member(r.name, str(r.path.resolve()), r.config.seed,
                            r.metrics.get("conditions", {}).get("clean", {}).get("accuracy"), _best_val_accuracy(r),
