@@ -137,6 +137,16 @@ class Recipe:
     augment_probability: float = _field(0.5, "Share of training images that augment_degraders degrade.",
                                         low=0, high=1, low_open=True)
     augment_max_level: int = _field(5, "Highest severity level augment_degraders draw (1-5).", low=1, high=5)
+    label_smoothing: float = _field(0.0, "Label smoothing of the cross-entropy: the target keeps 1 - s on its class "
+                                    "and spreads s over all classes; 0 off.", low=0, high=1, high_open=True)
+    mixup: float = _field(0.0, "Mixup: each training batch is blended with a shuffled copy of itself (images, "
+                          "targets and weights) by a share drawn from Beta(a, a); a = this value, 0 off.", low=0)
+    ema: float = _field(0.0, "Exponential moving average of the weights (momentum, e.g. 0.99): validation, the "
+                        "best epoch and the saved model use the averaged weights; 0 off.", low=0, high=1,
+                        high_open=True)
+    negative_spots: float = _field(0.0, "Share of the negative class's training images given synthetic small "
+                                   "bright spots (white-matter hyperintensities) on the fly, so that a bright "
+                                   "spot alone does not mean a tumour; 0 off.", low=0, high=1)
     micro_batch: int = _field(0, "Compute each batch in micro-batches of N, gradients accumulated: the same updates, "
                               "less memory; 0: automatic (on a CPU, activations under 512 MiB, networks without "
                               "batch norm).", low=0)

@@ -213,15 +213,14 @@ def train_folds(config: RunConfig, folds: int, out_dir: Path | str = "runs", fee
     Raises:
         BtkError: fewer than 2 folds, more folds than the smallest class or group count allows.
     """
-    from btk.pipeline import label_data, load_for_config, run_experiment
-    from btk.split import fold_splits
+    from btk.pipeline import folds_for, label_data, load_for_config, run_experiment
 
     host = host or get_host()
     feedback = feedback or Feedback()
     out_dir = check_writable(out_dir)
     data = load_for_config(config, host, feedback)
     _, _, y_fit, fit_classes = label_data(config, data)
-    fold_splits(data, y_fit, config, folds, list(fit_classes))  # refused here, before any training
+    folds_for(config, data, y_fit, list(fit_classes), folds, host)  # refused here, before any training
     stem = config.name or config.task
     split_seed = config.split_seed if config.split_seed is not None else config.seed
     runs = []

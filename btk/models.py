@@ -9,13 +9,20 @@ def compile_like_report(model: Any, options: dict[str, Any]) -> Any:
     """Compile ``model`` as the report's Listing 2 (categorical cross-entropy, Adam, accuracy).
 
     ``options["learning_rate"]`` sets Adam's rate; ``None`` or absent keeps Keras' default.
-    Returns the model.
+    ``options["label_smoothing"]`` (> 0) smooths the targets of the cross-entropy, and
+    ``options["ema"]`` (> 0) makes Adam keep an exponential moving average of the weights with
+    that momentum (the recipe fields of the same names). Returns the model.
     """
     import keras
 
     lr = options.get("learning_rate")
-    optimizer = keras.optimizers.Adam() if lr is None else keras.optimizers.Adam(float(lr))
-    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    ema = float(options.get("ema") or 0.0)
+    extra: dict[str, Any] = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
+    optimizer = keras.optimizers.Adam(**extra) if lr is None else keras.optimizers.Adam(float(lr), **extra)
+    smoothing = float(options.get("label_smoothing") or 0.0)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing > 0 else \
+        "categorical_crossentropy"
+    model.compile(loss=loss, optimizer=optimizer, metrics=["accuracy"])
     return model
 
 

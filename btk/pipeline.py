@@ -36,6 +36,7 @@ from btk.duplicates import copy_mask
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.image_augment import chain, make_image_augmenter
+from btk.lesions import LabelAugment
 from btk.model_card import write_card
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
@@ -207,6 +208,30 @@ def parse_fold(text: str) -> tuple[int, int]:
     return k, n
 
 
+def folds_for(config: RunConfig, data: Dataset, y_fit: np.ndarray, classes: list[str], folds: int,
+              host: PluginHost | None = None, feedback: Feedback | None = None) -> list[dict[str, np.ndarray]]:
+    """The ``folds`` splits of a fold ensemble (:func:`btk.split.fold_splits`), as positions in
+    ``data``. With ``--labels`` the folds are drawn on the data as the reader read it, before the
+    corrections, and then carried over (a dropped image leaves its fold): runs with and without a
+    corrections file hold out the same images, so they compare image for image.
+
+    Raises:
+        BtkError: the folds cannot be drawn (:func:`btk.split.fold_splits`).
+    """
+    from btk.split import fold_splits
+
+    if not config.labels:
+        return fold_splits(data, y_fit, config, folds, classes)
+    as_read = config.with_changes(labels=None)
+    raw = load_for_config(as_read, host or get_host(), Feedback())
+    _, _, raw_y, raw_classes = label_data(as_read, raw)
+    position = {str(s): i for i, s in enumerate(data.sources)}
+    raw_sources = [str(s) for s in raw.sources]
+    return [{part: np.array([position[raw_sources[i]] for i in sorted(idx) if raw_sources[i] in position], int)
+             for part, idx in split.items()}
+            for split in fold_splits(raw, raw_y, config, folds, list(raw_classes))]
+
+
 def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedback | None = None,
             data: Dataset | None = None, split: dict[str, np.ndarray] | None = None) -> Prepared:
     """Check everything that can be checked before reading, then read, label and split the data.
@@ -240,10 +265,8 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
     load_seconds = time.perf_counter() - t_start
     y, classes, y_fit, fit_classes = label_data(config, data)
     if split is None and config.fold:
-        from btk.split import fold_splits
-
         k, n = parse_fold(config.fold)
-        split = fold_splits(data, y_fit, config, n, list(fit_classes))[k - 1]
+        split = folds_for(config, data, y_fit, list(fit_classes), n, host, feedback)[k - 1]
     split = split if split is not None else make_split(data, y_fit, config)
     if len(split["test"]) == 0:
         raise BtkError("no test images")
@@ -284,6 +307,25 @@ def prepared_from_run(run: Run, host: PluginHost | None = None, feedback: Feedba
                     None, load_seconds)
 
 
+def negative_spots(prep: Prepared) -> LabelAugment | None:
+    """The recipe's ``negative_spots`` augmentation of the negative class's training images
+    (:func:`btk.lesions.negative_spot_augmenter`), or ``None`` when it is off.
+
+    Raises:
+        BtkError: it is on, but the negative class is not among the classes trained on.
+    """
+    share = prep.config.recipe.negative_spots
+    if share <= 0:
+        return None
+    negative = prep.config.negative_class
+    if negative not in prep.fit_classes:
+        raise BtkError(f"negative_spots {share}: the negative class '{negative}' is not among the training classes "
+                       f"({', '.join(prep.fit_classes)}); set --negative-class")
+    from btk.lesions import negative_spot_augmenter
+
+    return negative_spot_augmenter(share, list(prep.fit_classes).index(negative))
+
+
 def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback | None = None) -> Fitted:
     """Build the model and train it on the prepared split.
 
@@ -308,7 +350,8 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
     keras.utils.set_random_seed(config.seed)
     layout = distribute.begin(config.devices, recipe.batch_size, feedback)  # before the model is built
     try:
-        options: dict[str, Any] = {"learning_rate": recipe.learning_rate, **config.model_options}
+        options: dict[str, Any] = {"learning_rate": recipe.learning_rate, "label_smoothing": recipe.label_smoothing,
+                                   "ema": recipe.ema, **config.model_options}
         model = build_with_precision(
             lambda: prep.model_spec.build(tuple(data.images.shape[1:]), len(prep.fit_classes), options),
             recipe.precision)
@@ -338,7 +381,8 @@ def fit(prep: Prepared, checkpoint: Checkpoint | None = None, feedback: Feedback
             t_train = time.perf_counter()
             model, history = train(model, x_train, prep.y_fit[split["train"]], x_val, prep.y_fit[split["val"]],
                                    len(prep.fit_classes), recipe, config.seed, on_epoch=on_epoch,
-                                   on_batch=on_batch, augment=prep.augment, checkpoint=checkpoint)
+                                   on_batch=on_batch, augment=prep.augment, checkpoint=checkpoint,
+                                   label_augment=negative_spots(prep))
             train_seconds = time.perf_counter() - t_train
     finally:
         distribute.end()

@@ -21,6 +21,7 @@ from btk.config import Recipe
 from btk.device import accelerator_present, step_batch_size
 from btk.distribute import batch_layout
 from btk.errors import BtkError
+from btk.lesions import LabelAugment
 
 
 class Rows:
@@ -56,7 +57,8 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
                  weights: np.ndarray | None = None, shuffle_seed: int | None = None,
                  augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
                  start_epoch: int = 0, group: int = 0, intensity: str = "none", multiple: int = 1,
-                 shard: tuple[int, int] = (0, 1)) -> Any:
+                 shard: tuple[int, int] = (0, 1), label_augment: LabelAugment | None = None,
+                 mixup: float = 0.0) -> Any:
     """A ``keras.utils.PyDataset`` over uint8 ``images`` that yields float32 batches times ``scale``.
 
     Args:
@@ -88,6 +90,11 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
             block ``block`` of ``blocks`` equal, contiguous blocks of rows of every batch (the
             rows its devices hold, :func:`btk.distribute.batch_layout`); together, in order, they
             make the batch one process would yield.
+        label_augment: ``label_augment(uint8 batch, integer labels, rng) -> uint8 batch``, after
+            ``augment`` (e.g. :func:`btk.lesions.negative_spot_augmenter`); needs ``targets``.
+        mixup: with ``targets``, blend each batch with a shuffled copy of itself by a share
+            ``lam`` drawn from Beta(mixup, mixup): images and targets mixed, each image keeping
+            its own weight (fill copies keep weight 0); 0 off.
     """
     import keras
 
@@ -130,11 +137,23 @@ def make_batches(images: np.ndarray | Rows, targets: np.ndarray | None, scale: f
                 rows = slice(len(idx) * shard[0] // shard[1], len(idx) * (shard[0] + 1) // shard[1])
                 idx, factor = idx[rows], factor[rows]
             batch = images[idx]
+            if augment is not None or label_augment is not None or mixup > 0:
+                rng = np.random.default_rng([shuffle_seed or 0, self.epoch, i])
             if augment is not None:
-                batch = augment(batch, np.random.default_rng([shuffle_seed or 0, self.epoch, i]))
+                batch = augment(batch, rng)
+            if label_augment is not None and targets is not None:
+                batch = label_augment(batch, targets[idx].argmax(axis=1), rng)
             x = network_input(batch, scale, intensity)
             if targets is None:
                 return (x,)
+            if mixup > 0:
+                lam = np.float32(rng.beta(mixup, mixup))
+                perm = rng.permutation(len(idx))
+                x = lam * x + (1 - lam) * x[perm]
+                mixed = lam * targets[idx] + (1 - lam) * targets[idx][perm]
+                if self.weighted:
+                    return x, mixed, factor if weights is None else weights[idx] * factor
+                return (x, mixed) if weights is None else (x, mixed, weights[idx])
             if self.weighted:
                 return x, targets[idx], factor if weights is None else weights[idx] * factor
             if weights is None:
@@ -188,6 +207,7 @@ def train(
     on_batch: Callable[[int, int], None] | None = None,
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     checkpoint: Checkpoint | None = None,
+    label_augment: LabelAugment | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
     """Fit ``model`` following ``recipe``; returns the model and the per-epoch history.
 
@@ -196,7 +216,8 @@ def train(
         on_epoch: called as ``on_epoch(epoch, logs, seconds)`` after each epoch.
         on_batch: called as ``on_batch(batch, n_batches)``; left out on accelerators, where a
             per-batch callback would force a device sync every step.
-        augment: on-the-fly augmentation of training batches (see :func:`make_batches`).
+        augment, label_augment: on-the-fly augmentation of training batches (see :func:`make_batches`);
+            ``recipe.mixup`` blends them there too.
         checkpoint: saved after every epoch; if it holds a saved state, training resumes from
             it (the saved model replaces ``model``) and continues as the interrupted run would.
 
@@ -208,6 +229,9 @@ def train(
     With micro-batches (:func:`step_batch_size`) each batch is computed in pieces whose gradients are
     averaged before one update (Keras' gradient accumulation): the same updates as the whole
     batch (batch statistics of batch-norm layers aside), with a fraction of the memory.
+    With ``recipe.ema`` (a model compiled by :func:`btk.models.compile_like_report`, whose Adam
+    then keeps the average), validation, the best epoch's weights, the checkpoint and the
+    returned model all hold the averaged weights.
     """
     import keras
 
@@ -235,7 +259,7 @@ def train(
     shard = (process, processes)
     train_data = make_batches(x_train, eye[y_train], recipe.scale, step, weights, shuffle_seed=seed,
                               augment=augment, start_epoch=start, group=recipe.batch_size, intensity=recipe.intensity,
-                              multiple=multiple, shard=shard)
+                              multiple=multiple, shard=shard, label_augment=label_augment, mixup=recipe.mixup)
     val_data = make_batches(x_val, eye[y_val], recipe.scale, step, intensity=recipe.intensity, multiple=multiple,
                             shard=shard) if len(x_val) else None
     n_batches = len(train_data)
@@ -250,6 +274,7 @@ def train(
             # (validation accuracy, epoch, weights): the best monitored epoch so far; early
             # stopping needs it whether or not the best weights are kept (weights then None)
             self.best: tuple[float, int, Any] | None = best
+            self.last: Any = None
             self.t0 = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -264,6 +289,8 @@ def train(
                 logs["learning_rate"] = learning_rate_at(epoch, recipe)
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
+            if ema:
+                self.last = self.model.get_weights()
             counts = epoch >= first_monitored
             if counts and "val_accuracy" in logs and (self.best is None or logs["val_accuracy"] > self.best[0]):
                 self.best = (logs["val_accuracy"], epoch, self.model.get_weights() if recipe.restore_best else None)
@@ -284,6 +311,14 @@ def train(
 
     progress = Progress()
     callbacks: list[Any] = [progress]
+    ema = getattr(model.optimizer, "use_ema", False)
+    if ema:
+        # first in line: from each epoch's end to the next epoch's start the model holds the
+        # averaged weights (so do validation, the best weights and the checkpoint); a resumed
+        # run's checkpoint was saved in that state
+        swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+        swap._ema_weights_in_model = start > 0
+        callbacks.insert(0, swap)
     if on_batch is not None and not accelerator_present():
         callbacks.append(BatchProgress())
     keras.utils.set_random_seed(seed + start)
@@ -293,6 +328,10 @@ def train(
         # also shuffle the order of batches, which splits micro-batch groups differently
         model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, initial_epoch=start, verbose=0,
                   shuffle=False, callbacks=callbacks)
+    if ema and progress.last is not None:
+        # early stopping skips the swap callback's own finish, and fit's end would then put
+        # the raw weights back: keep the averaged weights of the last epoch
+        model.set_weights(progress.last)
     history.pop("best_epoch", None)
     if recipe.restore_best and progress.best is not None and progress.best[2] is not None:
         model.set_weights(progress.best[2])
