@@ -162,11 +162,16 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
 
 def combine_paths(paths: Sequence[Path | str], out_dir: Path | str | None = None, host: PluginHost | None = None,
                   feedback: Feedback | None = None, name: str = "", tta: bool | None = None) -> Run:
-    """``btk ensemble RUN...``: the runs at ``paths`` combined (:func:`combine`) into a new run
-    under ``out_dir`` [the first run's parent folder]."""
+    """``btk ensemble RUN...``: the runs at ``paths`` combined into a new run under ``out_dir``
+    [the first run's parent folder]: when every run is a fold of a K-fold split (``--set
+    fold=k/K``, also folds trained one at a time), a fold ensemble (:func:`combine_folds`, with
+    out-of-fold calibration and label issues), else a plain average (:func:`combine`)."""
     require_run_name(name)
     runs = [load_run(p) for p in paths]
-    return combine(runs, Path(out_dir) if out_dir else runs[0].path.parent, host, feedback, name, tta)
+    where = Path(out_dir) if out_dir else runs[0].path.parent
+    if runs and all(r.config.fold for r in runs) and not tta:
+        return combine_folds(runs, where, host, feedback, name)
+    return combine(runs, where, host, feedback, name, tta)
 
 
 def train_ensemble(config: RunConfig, members: int, out_dir: Path | str = "runs", feedback: Feedback | None = None,
@@ -268,6 +273,7 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     n = len(runs)
     if [k for (k, _), _ in numbered] != list(range(1, n + 1)) or any(m != n for (_, m), _ in numbered):
         raise BtkError("a fold ensemble needs the runs of folds 1..N of one split, each once")
+    runs = sorted(runs, key=lambda r: parse_fold(r.config.fold)[0])  # in fold order, however given
     first = runs[0]
     config = first.config.with_changes(name=name or f"folds{n}", ensemble=n, fold="")
     prep = prepared_from_run(first, host, feedback, data, config)

@@ -47,6 +47,13 @@ def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_p
     assert len(cv["accuracy_per_fold"]) == 2 and abs(cv["accuracy_mean"] - np.mean(cv["accuracy_per_fold"])) < 1e-12
     assert sorted(ens.conformal().sources) == sorted(r["source"] for r in rows)  # sets calibrated out of fold
     assert json.loads((ens.path / "config.json").read_text())["cv"] == {"folds": 2}
+    # fold runs given to btk ensemble (e.g. trained one at a time) make the same fold ensemble
+    again = CliRunner().invoke(cli, ["ensemble", str(runs["cv-fold2"]), str(runs["cv-fold1"]), "--out",
+                                     str(tmp_path.parent / "again")])
+    assert again.exit_code == 0, again.output
+    redo = load_run(next((tmp_path.parent / "again").iterdir()))
+    assert redo.metrics["cv"]["accuracy_per_fold"] == cv["accuracy_per_fold"]
+    assert (redo.path / "oof.csv").read_text() == (ens.path / "oof.csv").read_text()
     issues = list(csv.DictReader((ens.path / "label_issues.csv").open()))  # ranked, each a real training image
     assert {r["path"] for r in issues} <= {r["source"] for r in rows} and all(r["given"] != r["likely"] for r in issues)
     assert sum(cv["label_issues"].values()) == len(issues)
