@@ -6,11 +6,11 @@ tumour" learns that any bright spot means a tumour. ``negative_spots`` (a recipe
 few such spots onto a share of the negative class's training images, on the fly, so that the
 class "no tumour" contains brains with spots too.
 
-A spot is a soft elliptical blob (a Gaussian profile) placed well inside the brain: in the part
-of the head mask at least a fifth of the head's radius from its edge, away from scalp and skull.
-It brightens the tissue towards the image's bright end (between 50% and 95% of the way from the
-local value to the head's 99th percentile), with a flat top and a soft edge. Between one and six spots per image, each about 1.5-5% of
-the image's width across. The result is not a radiologist's lesion model; it only breaks the
+A spot is a blob with a flat top and a soft edge, placed well inside the brain: in the part of
+the head mask at least a fifth of the head's radius from its edge, away from scalp and skull. It
+brightens the tissue towards the image's bright end (50% to 95% of the way from the local value
+to the head's 99th percentile). Between one and six spots per image, each about 1.5-5% of the
+image's width across. The result is not a radiologist's lesion model; it only breaks the
 shortcut "bright spot => tumour" without inventing tumours.
 """
 
