@@ -58,6 +58,18 @@ def scores(answers: dict[str, str], truth: dict[str, str], negative: str) -> dic
     return out
 
 
+def own_test(run_dir: Path) -> dict:
+    """The run's own test images (SARTAJ Testing, with and without a copy in its training
+    images): kept for the record, never read by the rule."""
+    from btk.runs import load_run
+
+    metrics = load_run(run_dir).metrics
+    clean = metrics["conditions"]["clean"]
+    unseen = metrics["leakage"]["conditions_without_copies"]["clean"]
+    return {"accuracy": clean["accuracy"], "images": clean["n"], "no_copy_accuracy": unseen["accuracy"],
+            "no_copy_images": unseen["n"]}
+
+
 def folder_truth(sources: list[str]) -> dict[str, str]:
     """The label of each source as the folder reader reads it: its class folder's name."""
     return {s: Path(s).parent.name for s in sources}
@@ -120,7 +132,8 @@ def main() -> None:
         cand = scores({p: res["answers"][p] for p in common}, truth, args.negative)
         verdict = judge(base, cand, args.negative)
         table[name] = {"baseline": base, "variant": cand, "verdict": verdict, "seconds": res["seconds"],
-                       "flags": res["flags"]}
+                       "flags": res["flags"], "test_record": own_test(Path(res["run"])),
+                       "baseline_test_record": own_test(args.baseline)}
         recalls = "  ".join(f"{k[7:]} {100 * base[k]:.1f}->{100 * cand[k]:.1f}"
                             for k in cand if k.startswith("recall_"))
         lo, hi = cand["accuracy_ci"]
