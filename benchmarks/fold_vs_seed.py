@@ -16,13 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def wilson(k: int, n: int) -> list[float]:
-    """95% Wilson interval of ``k`` successes in ``n`` (SciPy)."""
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
+from lever_screen import wilson  # benchmarks/: the script's own folder
 
 
 def testing_evaluation(run, testing: Path):
