@@ -13,6 +13,10 @@ holds the true labels, so the held-out images are scored against the truth.
     python benchmarks/lever_screen.py --data ../shared/data/sartaj \\
         --baseline runs/folds5/*-cv5-seed101-fold1 --variant smooth="--set label_smoothing=0.1"
     python benchmarks/lever_screen.py --data ../shared/data/sartaj --baseline RUN   # the table so far
+
+The baseline may also be a fold ensemble (``btk ensemble --folds K``), with fold ensembles as
+variants (``NAME=@RUN``): the comparison is then on the out-of-fold answers of every training
+image both scored, the full-size confirmation of step 4.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 def held_out_answers(run_dir: Path) -> dict[str, str]:
     """``source -> predicted class`` of the run's validation (held-out fold) images, through the
-    run's record (its prediction-set calibration keeps their calibrated probabilities)."""
+    run's record (its prediction-set calibration keeps their calibrated probabilities); for a fold
+    ensemble, the out-of-fold answers of every training image."""
     from btk.runs import load_run
 
     run = load_run(run_dir)
@@ -125,7 +130,9 @@ def main() -> None:
     base_answers = held_out_answers(args.baseline)
     truth = folder_truth(list(base_answers))
     table = {}
-    print(f"fold {fold}, seed {seed}; baseline {args.baseline.name}; scored against the class folders")
+    folds = base_run.metrics.get("cv", {}).get("folds")
+    where = f"out of fold, {folds} folds" if folds and not fold else f"fold {fold}"
+    print(f"{where}, seed {seed}; baseline {args.baseline.name}; scored against the class folders")
     for name, res in results.items():
         common = sorted(set(res["answers"]) & set(base_answers))
         base = scores({p: base_answers[p] for p in common}, truth, args.negative)
