@@ -152,7 +152,14 @@ def duplicate_clusters(fp: Fingerprints, threshold: float = DEFAULT_THRESHOLD,
                        groups: np.ndarray | None = None) -> np.ndarray:
     """A cluster id per image: images joined by duplicate pairs, or sharing a group id, share one
     (union-find). Splitting by these ids keeps copies and groups on one side."""
-    parent = np.arange(len(fp))
+    return clusters_from_pairs(len(fp), find_pairs(fp, None, threshold), groups)
+
+
+def clusters_from_pairs(n: int, pairs: list[tuple[int, int, str, float]],
+                        groups: np.ndarray | None = None) -> np.ndarray:
+    """:func:`duplicate_clusters` from pairs already found (``find_pairs`` within one set of
+    ``n`` images)."""
+    parent = np.arange(n)
 
     def root(k: int) -> int:
         while parent[k] != k:
@@ -169,6 +176,6 @@ def duplicate_clusters(fp: Fingerprints, threshold: float = DEFAULT_THRESHOLD,
         first: dict[object, int] = {}
         for k, g in enumerate(groups):
             join(first.setdefault(g, k), k)
-    for i, j, _, _ in find_pairs(fp, None, threshold):
+    for i, j, _, _ in pairs:
         join(i, j)
-    return np.array([root(k) for k in range(len(fp))])
+    return np.array([root(k) for k in range(n)])

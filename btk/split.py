@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from btk.cache import iter_rows
-from btk.duplicates import Fingerprints, duplicate_clusters, fingerprint_all
+from btk.duplicates import Fingerprints, clusters_from_pairs, find_pairs, fingerprint_all
 from btk.errors import BtkError
 
 if TYPE_CHECKING:
@@ -86,8 +86,11 @@ def split_groups(data: Dataset, threshold: float, index: np.ndarray | None = Non
 
     With ``index``, the groups of those images only, their clusters found among them alone (an
     image outside ``index`` never links two inside it); the result is aligned with ``index``.
+    The pairs of the whole data, once found, serve every sorted ``index`` after it: the pairs
+    among a subset are the whole data's pairs with both images in it.
     """
-    if index is None:
+    whole = index is None
+    if whole:
         index = np.arange(len(data.groups))
         key = f"clusters@{threshold}"
     else:
@@ -96,8 +99,20 @@ def split_groups(data: Dataset, threshold: float, index: np.ndarray | None = Non
         key = f"clusters@{threshold}:{digest}"
     if threshold <= 0:
         return data.groups[index]
-    if key not in data.cache:
-        data.cache[key] = duplicate_clusters(fingerprints_of(data).subset(index), threshold, data.groups[index])
+    if key in data.cache:
+        return data.cache[key]
+    pairs_key = f"pairs@{threshold}"
+    if whole:
+        data.cache[pairs_key] = find_pairs(fingerprints_of(data), None, threshold)
+        pairs = data.cache[pairs_key]
+    elif pairs_key in data.cache and np.all(np.diff(index) > 0):
+        position = np.full(len(data.groups), -1)
+        position[index] = np.arange(len(index))
+        pairs = [(int(position[i]), int(position[j]), kind, score) for i, j, kind, score in data.cache[pairs_key]
+                 if position[i] >= 0 and position[j] >= 0]
+    else:
+        pairs = find_pairs(fingerprints_of(data).subset(index), None, threshold)
+    data.cache[key] = clusters_from_pairs(len(index), pairs, data.groups[index])
     return data.cache[key]
 
 

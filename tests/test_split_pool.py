@@ -76,3 +76,30 @@ def test_without_a_declared_test_split_copies_stay_on_one_side():
     assert parts["test"] and parts["val"]
     for k in range(40):
         assert side[f"img/{k}"] == side[f"img/{k}_copy"]
+
+
+def test_a_subsets_groups_from_the_whole_datas_pairs_equal_those_found_afresh(monkeypatch):
+    """Once the whole data's pairs are found (a split without a declared test part), a pool's
+    groups are read from them: the same groups as finding the pool's pairs alone, bridges left
+    out (a bridge outside the pool never links two images inside it)."""
+    from btk.split import split_groups
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for k in range(12):
+        a, b, t = _bridged(rng)
+        rows += [(f"{k}a", CLASSES[k % 4], a), (f"{k}b", CLASSES[k % 4], b), (f"{k}t", CLASSES[k % 4], t)]
+    pool = np.array([i for i, r in enumerate(rows) if not r[0].endswith("t")])  # sorted, bridges out
+
+    afresh = split_groups(_dataset(rows, []), 0.95, pool)
+    reused = _dataset(rows, [])
+    whole = split_groups(reused, 0.95)
+    assert all(whole[i] == whole[i + 1] == whole[i + 2] for i in range(0, len(rows), 3))  # bridged: one group
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("pairs searched again")
+
+    monkeypatch.setattr("btk.split.find_pairs", no_search)
+    from_whole = split_groups(reused, 0.95, pool)
+    assert np.array_equal(from_whole, afresh)
+    assert len(set(afresh.tolist())) == len(pool)  # without their bridge, A and B are apart
