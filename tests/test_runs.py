@@ -113,20 +113,29 @@ def test_report_suite_runs_four_experiments_and_prints_the_table(tmp_path):
 
 @pytest.mark.slow
 def test_real_data_accuracy_far_above_chance(sartaj, tmp_path):
-    """Train on 540 SARTAJ training images at 64 px; test on 200 held-out training images."""
-    args = ["run", "--data", str(sartaj / "Training"), "--model", "small-cnn", "--image-size", "64",
+    """Train on 540 SARTAJ training images at 64 px; test on 200 held-out training images. Every
+    second Training image (1,443) is copied in, so the search for copies across the split (which
+    grows with the square of the images) stays short."""
+    import shutil
+
+    data = tmp_path / "data"
+    for folder in sorted((sartaj / "Training").iterdir()):
+        (data / folder.name).mkdir(parents=True)
+        for f in sorted(folder.glob("*.jpg"))[::2]:
+            shutil.copy(f, data / folder.name / f.name)
+    args = ["run", "--data", str(data), "--model", "small-cnn", "--image-size", "64",
             "--set", "channels=1", "--limit-train", "600", "--limit-test", "200", "--epochs", "6",
-            "--learning-rate", "1e-3", "--out", str(tmp_path), "--reporter", "none"]
+            "--learning-rate", "1e-3", "--out", str(tmp_path / "runs"), "--reporter", "none"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    run = load_run(next(tmp_path.iterdir()))
+    run = load_run(next((tmp_path / "runs").iterdir()))
     clean = run.metrics["conditions"]["clean"]
     assert clean["n"] == 200
     split = list(csv.DictReader((run.path / "split.csv").read_text().splitlines()))
     held_out = {r["source"] for r in split if r["subset"] == "test"}
     trained = {r["source"] for r in split if r["subset"] == "train"}
     assert not held_out & trained
-    assert clean["accuracy"] >= 0.55  # chance is 0.25 (largest class 0.29); measured 0.68
+    assert clean["accuracy"] >= 0.55  # chance is 0.25 (largest class 0.29); measured 0.68 (2026-12-05)
     assert not clean["collapsed"]
 
 
