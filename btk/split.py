@@ -103,8 +103,7 @@ def split_groups(data: Dataset, threshold: float, index: np.ndarray | None = Non
         return data.cache[key]
     pairs_key = f"pairs@{threshold}"
     if whole:
-        data.cache[pairs_key] = find_pairs(fingerprints_of(data), None, threshold)
-        pairs = data.cache[pairs_key]
+        pairs = data.cache[pairs_key] = find_pairs(fingerprints_of(data), None, threshold)
     elif pairs_key in data.cache and np.all(np.diff(index) > 0):
         position = np.full(len(data.groups), -1)
         position[index] = np.arange(len(index))
