@@ -11,6 +11,10 @@ members of an ensemble) are adapted one by one.
 
 The statistics of a few scans are noise: adaptation wants a whole cohort (hundreds of images);
 fewer than :data:`MIN_IMAGES` is refused.
+
+The check before and after the adaptation runs on the run's selection images (:mod:`btk.record`):
+images that did not train it. A fold ensemble has none (each of its validation images trained
+K-1 of its members) and is refused. :func:`adapt_again` repeats an adaptation from its record.
 """
 
 from __future__ import annotations
@@ -135,7 +139,8 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     layer; ``N``: the first N.
 
     Raises:
-        BtkError: an evaluation, a model without batch norm, nothing readable, fewer than
+        BtkError: an evaluation, a run without selection images it did not train on (a fold
+            ensemble), a model without batch norm, nothing readable, fewer than
             :data:`MIN_IMAGES` images, a bad name, an output folder that cannot be written.
     """
     import time
@@ -157,6 +162,9 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     require_run_name(name)
     if run.is_evaluation:
         raise BtkError(f"{run.path} is an evaluation, not a run")
+    selection = run.require_role("selection", "btk adapt (its accuracy check before and after)",
+                                 "adapt a run that held out its own validation images (btk run, or one fold run "
+                                 "of the ensemble)", untrained=True)
     parent = check_writable(Path(out_dir) if out_dir else Path(run.path).parent)
     model = run.load_model(tta=False)
     if count_batch_norm(model) == 0:
@@ -185,6 +193,8 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
     if config.split_seed is None:
         config = config.with_changes(split_seed=config.seed)
     prep = prepared_from_run(run, host, feedback, config=config)
+    if selection != "val":
+        prep.split = {**prep.split, "val": run.positions(prep.data, selection)}
     val = prep.split["val"]
     x_val = gather(prep.data.images, val)
 
@@ -221,12 +231,46 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
               "tolerance": tolerance if depth is None else None,
               "method": "AdaBN (Li et al. 2016): batch-norm statistics only",
               "val_accuracy_before": before, "val_accuracy_after": after,
-              "test_accuracy_before": run.metrics.get("conditions", {}).get("clean", {}).get("accuracy")}
+              "test_accuracy_before": run.metrics.get("conditions", {}).get("clean", {}).get("accuracy"),
+              "reader": reader_name, "reader_options": dict(reader_options or {})}
     extra_config: dict[str, Any] = {"adaptation": record}
     if run.ensemble is not None:
         extra_config["ensemble"] = run.ensemble.to_json()
     fitted = Fitted(model, dict(run.history), 0.0, 0, recipe.batch_size, len(prep.split["train"]), calibration)
     final = unique_dir(parent, new_run_id(config.name))
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
-                     extra={"config": extra_config, "metrics": {"adaptation": record}})
+                     extra={"config": extra_config, "metrics": {"adaptation": record}}, rows=run.split_table(),
+                     roles=dict(run.roles))
+
+
+def adapt_again(adapted: Any, origin: Any, out_dir: Any, host: Any = None, feedback: Any = None,
+                command: str | None = None) -> Any:
+    """``adapted`` (a run ``btk adapt`` wrote) made again from ``origin`` (the run it was adapted
+    from, or that run made again): the same images, strength, depth and tolerance, as recorded.
+    Says so when the images read now are not the ones it recorded (their SHA-256).
+
+    Raises:
+        BtkError: ``adapted`` is not an adapted run, or its images are not here.
+    """
+    from btk.feedback import Feedback
+    from btk.record import locate
+
+    feedback = feedback or Feedback()
+    info = dict(adapted.adaptation or {})
+    if not info:
+        raise BtkError(f"{adapted.name} was not made by btk adapt")
+    paths = []
+    for given in info.get("data") or []:
+        found = locate(str(given), adapted.provenance)
+        if found is None:
+            raise BtkError(f"{adapted.name}: the images it was adapted on, {given}, are not here")
+        paths.append(str(found))
+    depth = info.get("depth", "auto")
+    again = adapt_run(origin, paths, out_dir, host, feedback, info.get("reader"), adapted.config.name, command,
+                      float(info.get("strength", 1.0)), None if depth == "auto" else int(depth),
+                      float(info.get("tolerance") or 0.01), info.get("reader_options") or None)
+    if (again.adaptation or {}).get("inputs_sha256") != info.get("inputs_sha256"):
+        feedback.warn(f"the images read from {', '.join(paths)} are not those {adapted.name} was adapted on "
+                      "(their listing's SHA-256 differs)")
+    return again
 

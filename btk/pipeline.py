@@ -40,6 +40,7 @@ from btk.lesions import LabelAugment
 from btk.model_card import write_card
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
+from btk.record import check_roles, infer_roles
 from btk.run_files import RunWriter, check_writable, new_run_id, unique_dir
 from btk.runs import Calibration, Run, load_run, parse_record
 from btk.scoring import Scorer, TestResults, score_conditions
@@ -479,7 +480,7 @@ def split_rows(data: Dataset, split: dict[str, np.ndarray], has_copy: np.ndarray
 
 def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults, total_seconds: float,
               started: str | None = None, command: str | None = None, extra: dict[str, Any] | None = None,
-              rows: list[list[Any]] | None = None) -> Run:
+              rows: list[list[Any]] | None = None, roles: dict[str, str] | None = None) -> Run:
     """Write the run directory ``final`` (through its hidden ``.partial`` folder) and read it back.
 
     Args:
@@ -489,6 +490,9 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
             members), as ``{"config": {...}, "metrics": {...}}``, and more CSV files
             (``"tables": {name: (header, rows)}``, a fold ensemble's ``oof.csv``).
         rows: the rows of ``split.csv`` (default: the prepared split's, :func:`split_rows`).
+        roles: which subset serves each role (:mod:`btk.record`), kept as ``config.json``'s
+            ``roles`` (default: ``extra``'s ``config`` ``roles``, else inferred from what made the
+            run, :func:`btk.record.infer_roles`).
     """
     config, data, split, host = prep.config, prep.data, prep.split, prep.host
     test = split["test"]
@@ -508,6 +512,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
         **((extra or {}).get("config") or {}),
     }
+    resolved["roles"] = check_roles(roles, str(final)) if roles else infer_roles(resolved)
     with RunWriter(final) as writer:
         writer.write_json("config.json", resolved)
         writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"],

@@ -13,8 +13,13 @@ Each class needs enough scans in the sample for the coverage wanted (:func:`btk.
 images, scored again with the new temperature); a class with too few is refused, or kept the
 same way with ``thin="keep"``.
 
-Without data the run's own validation images are used: how a run made before prediction sets
-gets them.
+Without data the run's own calibration images are used (how a run made before prediction sets
+gets them), and only where they did not train it: a fold ensemble's validation images are out of
+fold, each trained K-1 of its members, so it is refused and told to give ``--data``
+(:meth:`btk.runs.Run.require_role`).
+
+The new run records its images by role (:mod:`btk.record`): the site sample serves its
+calibration; :func:`calibrate_again` repeats a calibration on the sample it recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from btk.conformal import Conformal, check_coverage, scans_needed
 from btk.errors import BtkError
+from btk.record import SITE_ROLES
 from btk.run_files import listing_sha256
 
 THIN_CHOICES = ("error", "keep")
@@ -87,7 +93,7 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
                   reader: str | None = None, reader_options: dict[str, str] | None = None, split: str | None = None,
                   class_map: dict[str, str] | None = None, sample: float = 0.5, coverage: float = 0.95,
                   thin: str = "error", seed: int | None = None, out: Path | str | None = None, name: str = "",
-                  command: str | None = None) -> Any:
+                  command: str | None = None, recorded: tuple[list[str], list[str]] | None = None) -> Any:
     """``btk calibrate``, the whole job: fit ``run``'s temperature and prediction sets again on a
     labelled ``sample`` (share) of the site ``data`` (read as the run reads images; ``split`` and
     ``class_map`` as ``btk evaluate`` takes them), score the rest, and write a new run; without
@@ -98,6 +104,9 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
         thin: ``error`` refuses a class with too few scans in the sample; ``keep`` keeps the run's
             calibration for it (as for a class absent from the sample).
         seed: draws the sample (default: the run's seed).
+        recorded: ``(sample, kept)``: calibrate on these scans of ``data`` (their sources, as a
+            calibrated run recorded them) instead of drawing a sample, keeping the run's
+            calibration for the classes ``kept`` (:func:`calibrate_again`).
 
     Returns:
         The new run, read back.
@@ -105,7 +114,8 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
     Raises:
         BtkError: an evaluation, a bad coverage, sample share or choice, unreadable data, labels
             the run does not know, classes with too few scans (``thin="error"``), a bad name, an
-            output folder that cannot be written.
+            output folder that cannot be written; without ``data``, a run without calibration
+            images it did not train on (a fold ensemble).
     """
     from btk.config import require_run_name
     from btk.feedback import Feedback
@@ -122,23 +132,30 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
     require_run_name(name)
     if run.is_evaluation:
         raise BtkError(f"{run.path} is an evaluation, not a run: give the run it evaluated")
+    if data is None:
+        run.require_role("calibration", "btk calibrate without --data", f"calibrate on labelled images that no "
+                         f"member trained on with `btk calibrate {run.path} --data LABELLED`", untrained=True)
     parent = check_writable(Path(out) if out is not None else Path(run.path).parent)
     seed = run.config.seed if seed is None else int(seed)
     if data is None:
         prep, record = _own_validation(run, host, feedback, name, coverage)
     else:
         prep, record = _site_sample(run, Path(data), host, feedback, reader, reader_options, split, class_map or {},
-                                    sample, coverage, thin, seed, name)
+                                    sample, coverage, thin, seed, name, recorded)
     return _write(run, prep, record, parent, host, feedback, t_start, started, command,
                   unique_dir, new_run_id)
 
 
 def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: float) -> tuple[Any, dict[str, Any]]:
-    """The run's own split, to calibrate on its validation images."""
+    """The run's own split, to calibrate on its calibration images (``split.csv`` and the roles
+    are kept as they are)."""
     from btk.pipeline import prepared_from_run
 
     config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated")
     prep = prepared_from_run(run, host, feedback, config=config)
+    subset = run.role_subset("calibration")
+    if subset != "val":
+        prep.split = {**prep.split, "val": run.positions(prep.data, role="calibration")}
     counts = {c: int((prep.y[prep.split["val"]] == k).sum()) for k, c in enumerate(prep.classes)}
     short = {c: n for c, n in counts.items() if n < scans_needed(coverage)}
     if short:
@@ -146,14 +163,17 @@ def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: flo
                       + ", ".join(f"{c} ({n})" for c, n in short.items())
                       + f": such a class is in every set (at least {scans_needed(coverage)} are needed)")
     record = {"on": "the run's validation images", "sample": {"images": int(len(prep.split["val"])),
-                                                               "per_class": counts}, "kept_from_run": []}
+                                                               "per_class": counts}, "kept_from_run": [],
+              "rows": run.split_table(), "roles": dict(run.roles)}
     return prep, record
 
 
 def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | None,
                  reader_options: dict[str, str] | None, split: str | None, class_map: dict[str, str],
-                 fraction: float, coverage: float, thin: str, seed: int, name: str) -> tuple[Any, dict[str, Any]]:
-    """The site's labelled scans as a prepared split: the sample as validation, the rest as test."""
+                 fraction: float, coverage: float, thin: str, seed: int, name: str,
+                 recorded: tuple[list[str], list[str]] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The site's labelled scans as a prepared split: the sample (drawn, or ``recorded``) as
+    validation, the rest as test."""
     from btk.cache import gather
     from btk.classmap import map_labels
     from btk.dataset import Dataset, load_dataset
@@ -178,13 +198,18 @@ def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | N
     y, y_fit = _site_labels(run, mapped)
     site = Dataset(gather(read.images, index), np.array(mapped), read.groups[index], read.sources[index],
                    np.array([""] * len(index)), list(read.skipped), fingerprint=dict(read.fingerprint))
-    sample, rest = draw_sample(y, fraction, seed)
     classes = list(run.classes)
-    counts = {c: int((y[sample] == k).sum()) for k, c in enumerate(classes)}
-    short = thin_classes(counts, coverage)
-    if short and thin == "error":
-        raise BtkError(thin_message(short, coverage))
-    kept = [c for c, n in counts.items() if n == 0] + list(short)
+    if recorded is None:
+        sample, rest = draw_sample(y, fraction, seed)
+        counts = {c: int((y[sample] == k).sum()) for k, c in enumerate(classes)}
+        short = thin_classes(counts, coverage)
+        if short and thin == "error":
+            raise BtkError(thin_message(short, coverage))
+        kept = [c for c, n in counts.items() if n == 0] + list(short)
+    else:
+        sample, rest = _recorded_sample(site.sources, recorded[0], data)
+        counts = {c: int((y[sample] == k).sum()) for k, c in enumerate(classes)}
+        kept = list(recorded[1])
     config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated",
                                      data=str(data), reader=reader_name, reader_options=options)
     fit_classes = classes if run.trained_classes == run.classes else list(run.trained_classes)
@@ -201,8 +226,23 @@ def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | N
               "sample": {"images": int(len(sample)), "per_class": counts, "sha256": listing_sha256(sample_sources)},
               "rest": {"images": int(len(rest)), "per_class": {c: int((y[rest] == k).sum())
                                                               for k, c in enumerate(classes)}},
-              "kept_from_run": kept}
+              "kept_from_run": kept, "coverage": coverage, "thin_classes": thin, "roles": dict(SITE_ROLES)}
     return prep, record
+
+
+def _recorded_sample(sources: np.ndarray, sample: list[str], data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the recorded ``sample`` among the site's ``sources``, and of the rest.
+
+    Raises:
+        BtkError: scans of the sample are no longer in the data.
+    """
+    position = {str(s): i for i, s in enumerate(sources)}
+    missing = [s for s in sample if s not in position]
+    if missing:
+        raise BtkError(f"{len(missing)} scan(s) of the recorded sample are not in {data}, e.g. {missing[0]}: the "
+                       "calibration cannot be repeated on its sample")
+    chosen = np.array(sorted(position[s] for s in sample), dtype=int)
+    return chosen, np.setdiff1d(np.arange(len(sources)), chosen)
 
 
 def _with_kept_classes(run: Any, scorer: Any, sets: Conformal, kept: list[str], host: Any,
@@ -257,6 +297,7 @@ def _write(run: Any, prep: Any, record: dict[str, Any], parent: Path, host: Any,
     scorer = scorer.with_calibration(calibration)
     results = evaluate_test(prep, scorer, feedback, explain=False)
     collapse_alert(results, feedback)
+    rows, roles = record.pop("rows", None), record.pop("roles")
     extra_config: dict[str, Any] = {"recalibration": record}
     if run.ensemble is not None:
         extra_config["ensemble"] = run.ensemble.to_json()
@@ -265,4 +306,30 @@ def _write(run: Any, prep: Any, record: dict[str, Any], parent: Path, host: Any,
     fitted = Fitted(model, dict(run.history), 0.0, 0, run.config.recipe.batch_size, 0, calibration)
     final = unique_dir(parent, new_run_id(prep.config.name))
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
-                     extra={"config": extra_config, "metrics": {"recalibration": record}})
+                     extra={"config": extra_config, "metrics": {"recalibration": record}}, rows=rows, roles=roles)
+
+
+def calibrate_again(calibrated: Any, origin: Any, out: Path | str, host: Any = None, feedback: Any = None,
+                    command: str | None = None) -> Any:
+    """``calibrated`` (a run ``btk calibrate`` wrote) made again from ``origin`` (the run it was
+    calibrated from, or that run made again): on the same site sample it recorded (its
+    ``site_sample`` images), with the same kept classes, or on ``origin``'s own calibration
+    images; its test images are scored again.
+
+    Raises:
+        BtkError: ``calibrated`` is not a calibrated run, or its site data or sample is not here.
+    """
+    info = calibrated.metrics.get("recalibration") or {}
+    name = calibrated.config.name
+    if not info:
+        raise BtkError(f"{calibrated.name} was not made by btk calibrate")
+    if not info.get("data"):
+        return calibrate_run(origin, None, host, feedback, seed=info.get("seed"), out=out, name=name, command=command)
+    data = calibrated.data_path
+    if data is None:
+        raise BtkError(f"{calibrated.name}: its site data {calibrated.config.data} is not here, so its calibration "
+                       "cannot be repeated on its sample")
+    recorded = (calibrated.role_sources("site_sample"), list(info.get("kept_from_run") or []))
+    return calibrate_run(origin, data, host, feedback, calibrated.config.reader, dict(calibrated.config.reader_options),
+                         info.get("split"), dict(info.get("class_map") or {}), float(info.get("fraction", 0.5)),
+                         float(info.get("coverage", 0.95)), "keep", info.get("seed"), out, name, command, recorded)

@@ -28,8 +28,23 @@ from btk.run_files import write_json_atomic
 from btk.runs import Run
 from btk.scoring import score_conditions
 
-SUBSETS = {"test": "test", "validation": "val"}
-"""The subsets a sweep can run on: the name on the command line -> the name in ``split.csv``."""
+SUBSETS = {"test": "test", "validation": "selection"}
+"""The subsets a sweep can run on: the name on the command line -> the role of the run's images
+it sweeps (:mod:`btk.record`): ``validation`` is the selection images, held out from training."""
+
+
+def subset_images(run: Run, subset: str) -> str:
+    """The ``split.csv`` subset a sweep of ``run``'s ``subset`` (test or validation) reads.
+
+    Raises:
+        BtkError: ``validation`` for a run without selection images it did not train on (a fold
+            ensemble, whose validation images each trained K-1 of its members; an evaluation).
+    """
+    if subset == "test":
+        return "test"
+    return run.require_role(SUBSETS[subset], f"btk robustness --subset {subset}",
+                            "sweep its test images (--subset test), or a run that held out its own validation "
+                            "images", untrained=True)
 
 
 def result_file(subset: str, kind: str = "") -> str:
@@ -57,7 +72,7 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
         if not degrader.levels:
             raise BtkError(f"degrader '{name}' has no severity levels")
         levels += [Degradation(degrader, {}, level) for level in range(1, len(degrader.levels) + 1)]
-    images = run.images(SUBSETS[subset], host)
+    images = run.images(subset_images(run, subset), host)
     with run.scorer(tta, devices) as scorer:
         results = score_conditions(scorer, images.images, images.y, images.sources, levels + list(extra or []),
                                    run.config.seed, progress=progress, examples=False)
@@ -128,14 +143,16 @@ class RunRobustness:
 def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: list[str] | None = None,
                  extra: list[Degradation] | None = None, feedback: Feedback | None = None,
                  subset: str = "test", tta: bool | None = None, devices: str = "") -> list[RunRobustness]:
-    """Sweep every run (and the baseline, if it is not among them) on its ``subset`` images,
+    """Sweep every run (and the baseline, if it is not among them) on its ``subset`` images
+    (:func:`subset_images`),
     score each against the baseline's sweep, write each run's ``robustness-scores.json``
     (``robustness-scores-validation.json``) and, for test images, each run's model card again.
 
     ``devices``: split every batch over these devices (:func:`btk.distribute.scoring`).
 
     Raises:
-        BtkError: a named degrader has no severity levels, devices that cannot be used.
+        BtkError: a named degrader has no severity levels, devices that cannot be used, a run
+            without such images.
     """
     from btk.distribute import check_devices
 
@@ -144,6 +161,9 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     for name in degraders or []:
         if not host.degraders.get(name).levels:
             raise BtkError(f"degrader '{name}' has no severity levels")
+    for run in [baseline, *runs]:  # every run's images checked before any is swept
+        subset_images(run, subset)
+
     def describe(task: Task, name: str) -> Callable[[str], None]:
         return lambda what: task.update(description=f"{name}: {what}")
 

@@ -1,6 +1,7 @@
 """Run directories: written under a temporary name and renamed when complete, then read back
 once, through :func:`load_run`, into one typed record (:class:`Run`). Nothing else in btk reads
-a run's JSON files.
+a run's JSON files. The record's parts are in :mod:`btk.record`, the methods that read its data
+again in :mod:`btk.run_data`, the writing in :mod:`btk.run_files`.
 
 A run directory holds:
 
@@ -10,8 +11,10 @@ A run directory holds:
   fingerprint of the files read, start and end) and ``calibration`` (the temperature fitted on
   the validation split, with the validation ECE and NLL before and after,
   :mod:`btk.calibration`); ``btk run --config`` reads it back, ``btk rerun`` repeats it;
-- ``split.csv``: which sample went to train, val or test (and whether a test image has a copy
-  in the training data);
+- ``split.csv``: which sample went to which subset (train, val, test, or another name) and
+  whether a test image has a copy in the training data; ``config.json``'s ``roles`` says what
+  each subset was used for (:mod:`btk.record`: training, selection, calibration, test, out of
+  fold, site sample);
 - ``history.json``: per-epoch training history;
 - ``model.keras``: the trained model;
 - ``predictions.csv``: per test image and condition (clean, each degradation): true label,
@@ -36,149 +39,44 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from btk.config import RunConfig
 from btk.errors import BtkError
+from btk.record import (  # re-exported: the record's parts are read through this module
+    PLAIN_ROLES,
+    ROLE_WORDS,
+    ROLES,
+    SUBSETS,
+    TRAINED_ON,
+    Calibration,
+    DegradationRecord,
+    Ensemble,
+    EvaluationSource,
+    Images,
+    Member,
+    Provenance,
+    infer_roles,
+    locate,
+    parse_degradations,
+    parse_ensemble,
+    parse_evaluation,
+)
+from btk.run_data import RunData
 from btk.run_files import EVALUATIONS, FORMAT_VERSION, MARKER
-from btk.types import ReadOptions
 
-SUBSETS = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test"}
-"""Subset names a caller may use -> the names in ``split.csv``."""
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """The temperature a run fitted on its validation images (or ``btk calibrate`` on a new
-    site's sample), what it changed there, and the calibration of its prediction sets.
-
-    Attributes:
-        conformal: the summary of the prediction sets' calibration (:meth:`btk.conformal.Conformal.summary`);
-            ``None`` for a run made before prediction sets.
-        sets: the calibration itself while a run is being written (read back from
-            ``conformal.csv`` by :meth:`Run.conformal`).
-    """
-
-    temperature: float
-    val_ece_raw: float | None = None
-    val_ece_calibrated: float | None = None
-    val_nll_raw: float | None = None
-    val_nll_calibrated: float | None = None
-    conformal: Mapping[str, Any] | None = None
-    sets: Any = field(default=None, compare=False, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """The record kept in ``config.json``."""
-        return {"temperature": self.temperature, "val_ece_raw": self.val_ece_raw,
-                "val_ece_calibrated": self.val_ece_calibrated, "val_nll_raw": self.val_nll_raw,
-                "val_nll_calibrated": self.val_nll_calibrated,
-                **({"conformal": dict(self.conformal)} if self.conformal else {})}
+__all__ = ["ROLES", "SUBSETS", "Calibration", "DegradationRecord", "Ensemble", "EvaluationSource", "Images",
+           "Member", "Provenance", "Run", "load_run", "locate", "parse_record"]
 
 
 @dataclass(frozen=True)
-class Provenance:
-    """What made a run (:func:`btk.provenance.provenance`); every field may be missing in an
-    older run."""
-
-    command: str = ""
-    cwd: str | None = None
-    backend: str = ""
-    backend_version: str = ""
-    commit: str | None = None
-    dirty: bool = False
-    device: str = ""
-    precision: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
-    started: str = ""
-    ended: str = ""
-
-    @classmethod
-    def from_json(cls, made: Mapping[str, Any] | None) -> Provenance | None:
-        """The record from ``config.json``'s ``provenance`` (``None`` for a run without one)."""
-        if not made:
-            return None
-        backend = made.get("backend") or {}
-        source = made.get("source") or {}
-        return cls(str(made.get("command", "")), made.get("cwd"), str(backend.get("name", "")),
-                   str(backend.get("version", "")), source.get("commit"), bool(source.get("dirty", False)),
-                   str(made.get("device", "")), str(made.get("precision", "")), dict(made.get("data") or {}),
-                   str(made.get("started", "")), str(made.get("ended", "")))
-
-
-@dataclass(frozen=True)
-class EvaluationSource:
-    """What an evaluation scored: the run it evaluated and the data, as given to ``btk evaluate``."""
-
-    run_path: Path
-    run_id: str
-    data: str
-    reader: str
-    reader_options: Mapping[str, str]
-    split: str
-    class_map: Mapping[str, str]
-    duplicate_threshold: float
-
-
-@dataclass(frozen=True)
-class Member:
-    """One run of an ensemble."""
-
-    run: str
-    path: str
-    seed: int | None
-    test_accuracy: float | None = None
-    val_accuracy: float | None = None
-    train_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """An ensemble's members, and whether they held out the same validation images."""
-
-    members: tuple[Member, ...]
-    shared_validation: bool
-    val_accuracy: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The record kept in ``config.json`` and ``metrics.json``."""
-        return {"members": [m.__dict__ for m in self.members], "shared_validation": self.shared_validation,
-                **({"val_accuracy": self.val_accuracy} if self.val_accuracy is not None else {})}
-
-
-@dataclass(frozen=True)
-class DegradationRecord:
-    """A degradation as a run recorded it (:meth:`btk.degraders.Degradation.to_json`)."""
-
-    label: str
-    name: str
-    params: Mapping[str, Any]
-    level: int | None = None
-    reference_width: int | None = None
-
-
-@dataclass(frozen=True)
-class Images:
-    """Labelled images of a run's subset, read again as the run read them (:meth:`Run.images`).
-
-    Attributes:
-        images: uint8 N x H x W x C; ``y``: the task's class indices; ``sources``: their names;
-        has_copy: whether each has a copy in the run's training data (test images).
-    """
-
-    images: np.ndarray
-    y: np.ndarray
-    sources: np.ndarray
-    has_copy: np.ndarray
-
-
-@dataclass(frozen=True)
-class Run:
+class Run(RunData):
     """A finished run (or evaluation), read once from its directory by :func:`load_run`.
 
     Attributes:
@@ -195,6 +93,8 @@ class Run:
         evaluation: for an evaluation, what it scored; ``ensemble``: an ensemble's members;
         adaptation: what ``btk adapt`` adapted it on.
         metrics, history: ``metrics.json`` and ``history.json`` as written.
+        roles: which ``split.csv`` subset serves each role (:data:`btk.record.ROLES`), as
+            recorded or, for a run written before roles, inferred (:func:`btk.record.infer_roles`).
     """
 
     path: Path
@@ -216,6 +116,7 @@ class Run:
     adaptation: Mapping[str, Any] | None
     metrics: Mapping[str, Any]
     history: Mapping[str, Any]
+    roles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(PLAIN_ROLES)))
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- what it is -------------------------------------------------------------------------
@@ -238,6 +139,11 @@ class Run:
     def is_evaluation(self) -> bool:
         """Whether this is an evaluation of a run on other data (``btk evaluate``), not a run."""
         return self.kind == "evaluation"
+
+    @property
+    def recalibration(self) -> Mapping[str, Any] | None:
+        """What ``btk calibrate`` calibrated this run on, from what (``None``: not a calibrated run)."""
+        return self.metrics.get("recalibration") or None
 
     @property
     def temperature(self) -> float:
@@ -284,19 +190,6 @@ class Run:
         """The epoch whose weights were kept, where the run restored one."""
         best = self.history.get("best_epoch")
         return int(best[0]) if best else None
-
-    def read_options(self, extra: Mapping[str, str] | None = None) -> ReadOptions:
-        """The image options the run read its data with (size, channels, crop), with reader
-        options ``extra`` (default: the run's)."""
-        recipe = self.config.recipe
-        return ReadOptions(int(recipe.image_size), int(recipe.channels),
-                           dict(self.config.reader_options if extra is None else extra), crop=recipe.crop)
-
-    @property
-    def data_path(self) -> Path | None:
-        """The run's data folder, found from here: as recorded, or, for a relative path, relative
-        to the folder the run was made in when it is not there from the current one."""
-        return locate(self.config.data, self.provenance)
 
     # --- its files ----------------------------------------------------------------------------
     def predictions(self) -> list[dict[str, str]]:
@@ -362,9 +255,73 @@ class Run:
         return rows
 
     def subset_sources(self, subset: str) -> list[str]:
-        """The sources of ``subset`` (train, val or test), in ``split.csv`` order."""
+        """The sources of ``subset`` (train, val, test or another name in ``split.csv``), in
+        ``split.csv`` order."""
         wanted = SUBSETS.get(subset, subset)
         return [r["source"] for r in self.split_rows() if r["subset"] == wanted]
+
+    # --- the roles of its images --------------------------------------------------------------
+    def role_subset(self, role: str) -> str | None:
+        """The ``split.csv`` subset that serves ``role`` (``None``: no subset does)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        return self.roles.get(role)
+
+    def roles_of(self, subset: str) -> tuple[str, ...]:
+        """The roles the ``split.csv`` subset ``subset`` serves, in :data:`btk.record.ROLES` order."""
+        wanted = SUBSETS.get(subset, subset)
+        return tuple(r for r in ROLES if self.roles.get(r) == wanted)
+
+    def role_sources(self, role: str) -> list[str]:
+        """The sources of the images that serve ``role``, in ``split.csv`` order (empty: none)."""
+        subset = self.role_subset(role)
+        return self.subset_sources(subset) if subset else []
+
+    def trained_on(self, subset: str) -> bool:
+        """Whether the images of ``subset`` trained the network (or, out of fold, K-1 of its members)."""
+        return any(r in TRAINED_ON for r in self.roles_of(subset))
+
+    def describe_subset(self, subset: str) -> str:
+        """What the images of ``subset`` are, in words, e.g. ``"out-of-fold images (each trained
+        K-1 of its members)"``."""
+        roles = self.roles_of(subset)
+        if not roles:
+            return f"{subset} images (no role)"
+        words = " and ".join(ROLE_WORDS[r] for r in roles) + " images"
+        if "out_of_fold" in roles:
+            words += " (each trained K-1 of its fold models)"
+        return words
+
+    def require_role(self, role: str, for_what: str, instead: str, untrained: bool = False) -> str:
+        """The ``split.csv`` subset that serves ``role``, or a one-line error saying that
+        ``for_what`` cannot use this run's images and what to do ``instead``.
+
+        Args:
+            untrained: the images must also be ones the network did not train on.
+
+        Raises:
+            BtkError: no subset serves ``role``, it has no images, or (``untrained``) its images
+                trained the network.
+        """
+        subset = self.roles.get(role)
+        if subset is not None and untrained and self.trained_on(subset):
+            why = f"its {role} images are its {self.describe_subset(subset)}, so they trained it"
+        elif subset is not None and self.subset_sources(subset):
+            return subset
+        elif subset is not None:
+            why = f"it has no {ROLE_WORDS[role]} images"
+        else:
+            held = [s for s in dict.fromkeys(self.roles.values()) if s != self.roles.get("test")]
+            why = (f"it has no {ROLE_WORDS[role]} images"
+                   + (f" (its {', '.join(held)} images are {'; '.join(self.describe_subset(s) for s in held)})"
+                      if held else ""))
+        raise BtkError(f"{for_what} needs {ROLE_WORDS[role]} images of {self.name}, and {why}: {instead}")
+
+    def split_table(self) -> list[list[str]]:
+        """The rows of ``split.csv`` as lists, in its column order: for a run that keeps its
+        origin's split (``btk calibrate`` on its own images, ``btk adapt``)."""
+        return [[r["source"], r["label"], r.get("group", ""), r["subset"], r.get("copy_in_train") or ""]
+                for r in self.split_rows()]
 
     def data_vocabulary(self) -> list[str]:
         """The class names of the data the run was trained on (``split.csv``)."""
@@ -427,123 +384,6 @@ class Run:
             path = enclosing  # inside its run's evaluations/: that run, wherever the folder was moved or copied
         return load_run(path)
 
-    # --- its model and images -------------------------------------------------------------------
-    def load_model(self, tta: bool | None = None) -> Any:
-        """The run's trained Keras model (``model.keras``), loaded in Keras' safe mode; with
-        ``tta`` (default: the run's own choice) wrapped to average it over the image and its
-        mirror image (:func:`btk.tta.with_tta`).
-
-        Raises:
-            BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
-                ``Lambda`` layer holds arbitrary Python code).
-        """
-        from btk.checkpoint import load_model_file
-        from btk.tta import scoring_model
-
-        model_dir = self.evaluated_run().path if self.is_evaluation else self.path
-        return scoring_model(load_model_file(model_dir / "model.keras"), self.tta if tta is None else tta)
-
-    @contextmanager
-    def scorer(self, tta: bool | None = None, devices: str = "", calibrated: bool = True,
-               feedback: Any = None) -> Iterator[Any]:
-        """The run's :class:`btk.scoring.Scorer` inside a ``with`` block: its model loaded (over
-        ``devices``, :func:`btk.distribute.scoring`), with test-time augmentation as ``tta``
-        says (default: the run's choice) and its temperature unless ``calibrated`` is false.
-
-        Raises:
-            BtkError: the model cannot be loaded, or the devices cannot be used.
-        """
-        from btk.distribute import scoring
-        from btk.scoring import Scorer
-
-        with scoring(devices, feedback) as layout:
-            model = self.load_model(tta)
-            scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
-                                       self.config.negative_class, self.temperature, calibrated,
-                                       self.conformal())
-            scorer.layout = layout
-            yield scorer
-
-    def targets(self, labels: list[str]) -> np.ndarray:
-        """The task's class indices of data labels ``labels``: renamed by an evaluation's class
-        map, then the run's classes (binary: 0 for the negative class, 1 for any other)."""
-        mapping = dict(self.evaluation.class_map) if self.evaluation else {}
-        names = [mapping.get(str(label), str(label)) for label in labels]
-        if self.config.task == "binary":
-            return np.array([0 if n == self.config.negative_class else 1 for n in names], dtype=int)
-        index = {c: k for k, c in enumerate(self.classes)}
-        unknown = sorted({n for n in names if n not in index})
-        if unknown:
-            raise BtkError(f"{self.path}: labels {', '.join(unknown)} are not among the run's classes "
-                           f"{', '.join(self.classes)}")
-        return np.array([index[n] for n in names], dtype=int)
-
-    def dataset(self, host: Any = None, feedback: Any = None) -> Any:
-        """The run's data read again as the run read it (:class:`btk.dataset.Dataset`; the decode
-        cache makes this cheap), from where :attr:`data_path` finds it.
-
-        Raises:
-            BtkError: the data is no longer where it was.
-        """
-        from btk.dataset import load_dataset
-        from btk.feedback import Feedback
-        from btk.plugins import get_host
-
-        host = host or get_host()
-        feedback = feedback or Feedback()
-        reader = host.readers.get(self.config.reader)
-        path = self.data_path
-        if self.config.data is not None and path is None:
-            raise BtkError(f"{self.path}: its data {self.config.data} is not here (nor relative to the folder the "
-                           f"run was made in, {self.provenance.cwd if self.provenance else 'not recorded'})")
-        with feedback.task(f"reading {path or reader.name}") as task:
-            data = load_dataset(reader, path, self.read_options(),
-                                progress=lambda done, total: task.update(completed=done, total=total))
-        if self.config.labels:  # the corrections the run was made with, found as its data is
-            from btk.label_corrections import apply_corrections
-
-            corrections = locate(self.config.labels, self.provenance)
-            if corrections is None:
-                raise BtkError(f"{self.path}: its label corrections {self.config.labels} are not here")
-            data = apply_corrections(data, corrections)[0]
-        return data
-
-    def positions(self, data: Any, subset: str) -> np.ndarray:
-        """The rows of ``data`` (:meth:`dataset`) that ``subset`` (train, val, test) holds, in
-        ``split.csv`` order.
-
-        Raises:
-            BtkError: the run has no such images, or some are no longer in the data.
-        """
-        wanted = SUBSETS.get(subset, subset)
-        sources = [r["source"] for r in self.split_rows() if r["subset"] == wanted]
-        if not sources:
-            raise BtkError(f"{self.path}: the run has no {subset} images")
-        position = {str(s): i for i, s in enumerate(data.sources)}
-        missing = [s for s in sources if s not in position]
-        if missing:
-            raise BtkError(f"{self.path}: {len(missing)} {subset} image(s) of the run are missing from its data "
-                           f"{self.data_path}, e.g. {missing[0]}")
-        return np.array([position[s] for s in sources], dtype=int)
-
-    def images(self, subset: str = "test", host: Any = None, feedback: Any = None, data: Any = None) -> Images:
-        """The images of ``subset`` (test, val or train; for an evaluation, test: the images it
-        scored) read again as the run read them, in ``split.csv`` order, with their labels
-        (``data``: the run's dataset, when already read).
-
-        Raises:
-            BtkError: the run has no such images, or its data is no longer where it was.
-        """
-        from btk.cache import gather
-
-        data = data if data is not None else self.dataset(host, feedback)
-        index = self.positions(data, subset)
-        wanted = SUBSETS.get(subset, subset)
-        rows = [r for r in self.split_rows() if r["subset"] == wanted]
-        return Images(gather(data.images, index), self.targets([r["label"] for r in rows]),
-                      np.array([r["source"] for r in rows], dtype=object),
-                      np.array([r.get("copy_in_train") == "1" for r in rows], dtype=bool))
-
     def made_by(self) -> tuple[str, str] | None:
         """What made the run, in words, for reports: ``(what, command)``, e.g. ``("made by btk
         0.1.0 (commit ...), keras 3.15 on tensorflow 2.21, CPU ..., mixed_bfloat16; data ...;
@@ -569,50 +409,6 @@ class Run:
                 **({"ensemble": self.ensemble.to_json()} if self.ensemble else {})}
 
 
-def locate(data: str | None, provenance: Provenance | None) -> Path | None:
-    """A recorded data path as found from here: as it is if it exists, else (a relative path)
-    relative to the folder the run was made in; ``None`` when it is in neither place or was never
-    given."""
-    if data is None:
-        return None
-    path = Path(data)
-    if path.exists():
-        return path
-    if not path.is_absolute() and provenance is not None and provenance.cwd:
-        there = Path(provenance.cwd) / path
-        if there.exists():
-            return there
-    return None
-
-
-def _degradations(items: Any) -> tuple[DegradationRecord, ...]:
-    out = []
-    for d in items or []:
-        if isinstance(d, Mapping):
-            out.append(DegradationRecord(str(d.get("label", d.get("name", ""))), str(d.get("name", "")),
-                                         dict(d.get("params") or {}), d.get("level"), d.get("reference_width")))
-        else:
-            out.append(DegradationRecord(str(d), str(d), {}))
-    return tuple(out)
-
-
-def _ensemble(info: Mapping[str, Any] | None) -> Ensemble | None:
-    if not info:
-        return None
-    members = tuple(Member(str(m.get("run")), str(m.get("path", "")), m.get("seed"), m.get("test_accuracy"),
-                           m.get("val_accuracy"), m.get("train_seconds")) for m in info.get("members", []))
-    return Ensemble(members, bool(info.get("shared_validation")), info.get("val_accuracy"))
-
-
-def _evaluation(info: Mapping[str, Any] | None) -> EvaluationSource | None:
-    if not info:
-        return None
-    return EvaluationSource(Path(info["run"]), str(info.get("run_id", "")), str(info.get("data", "")),
-                            str(info.get("reader", "")), dict(info.get("reader_options") or {}),
-                            str(info.get("split", "")), dict(info.get("class_map") or {}),
-                            float(info.get("duplicate_threshold", 0.95)))
-
-
 def parse_record(path: Path, config: Mapping[str, Any], metrics: Mapping[str, Any], history: Mapping[str, Any],
                  kind: str | None = None) -> Run:
     """The typed record of the run at ``path`` from its ``config.json``, ``metrics.json`` and
@@ -631,15 +427,16 @@ def parse_record(path: Path, config: Mapping[str, Any], metrics: Mapping[str, An
         path=Path(path), kind=kind or str(config.get("kind", "run")), config=run_config, classes=classes,
         trained_classes=tuple(config.get("trained_classes") or classes),
         input_shape=tuple(config.get("input_shape") or ()),
-        train_degrade=_degradations(config.get("train_degrade")),
-        test_degrade=_degradations(config.get("test_degrade")),
+        train_degrade=parse_degradations(config.get("train_degrade")),
+        test_degrade=parse_degradations(config.get("test_degrade")),
         calibration=Calibration(**{k: v for k, v in calibration.items() if k in Calibration.__dataclass_fields__})
         if calibration else None,
         calibrated_predictions=config.get("probabilities") == "calibrated",
         provenance=Provenance.from_json(config.get("provenance")), versions=dict(config.get("versions") or {}),
         plugins=dict(config.get("plugins") or {}), distribution=config.get("distribution"),
-        evaluation=_evaluation(config.get("evaluation")), ensemble=_ensemble(config.get("ensemble")),
+        evaluation=parse_evaluation(config.get("evaluation")), ensemble=parse_ensemble(config.get("ensemble")),
         adaptation=config.get("adaptation"), metrics=dict(metrics), history=dict(history),
+        roles=MappingProxyType(infer_roles({**config, "kind": kind or config.get("kind", "run")})),
     )
 
 

@@ -23,7 +23,7 @@ from btk.commands.run import finish_run
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path),
               help="The new site's labelled scans (class folders, as btk evaluate reads them) [the run's own "
-                   "validation images].")
+                   "calibration images, where they did not train it].")
 @reader_options
 @click.option("--split", help="Split of --data: Testing, Training or all [Testing if the data has one, else all].")
 @click.option("--map", "class_map", multiple=True, metavar="SRC=DST",
@@ -56,8 +56,9 @@ def calibrate(run_dir: Path, data: Path | None, reader: str | None, reader_optio
     With n calibration scans of a class the guarantee moves in steps of 1/(n+1): 95% needs at
     least 19 of each class. A class with none in the sample keeps the run's own calibration.
 
-    Without --data the run's own validation images are used: this gives a run made before
-    prediction sets its sets.
+    Without --data the run's own calibration images are used: this gives a run made before
+    prediction sets its sets. A run whose calibration images trained it (a fold ensemble: each
+    of its validation images trained K-1 of its members) is refused: give it --data.
 
     \b
     Examples:

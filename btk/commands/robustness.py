@@ -22,7 +22,8 @@ from btk.commands.options import Output, json_option, scoring_options
                    "at the run's image size.")
 @click.option("--subset", type=click.Choice(["test", "validation"]), default="test", show_default=True,
               help="Sweep the run's test images, or its validation images (held out from training, never "
-                   "Testing: for choosing a recipe); validation results go to robustness-validation.json.")
+                   "Testing: for choosing a recipe; refused for a run they trained, a fold ensemble); "
+                   "validation results go to robustness-validation.json.")
 @scoring_options
 @json_option
 def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str | None, plot_path: Path | None,
