@@ -210,6 +210,9 @@ def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | N
         sample, rest = _recorded_sample(site.sources, recorded[0], data)
         counts = {c: int((y[sample] == k).sum()) for k, c in enumerate(classes)}
         kept = list(recorded[1])
+    if kept:  # the run's own calibration images, scored again, stand in for these classes
+        run.require_role("calibration", f"keeping the run's own calibration for {', '.join(kept)}",
+                         f"label at least {scans_needed(coverage)} scans of each class in the sample", untrained=True)
     config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated",
                                      data=str(data), reader=reader_name, reader_options=options)
     fit_classes = classes if run.trained_classes == run.classes else list(run.trained_classes)
@@ -261,7 +264,7 @@ def _with_kept_classes(run: Any, scorer: Any, sets: Conformal, kept: list[str], 
     except BtkError as exc:
         raise BtkError(f"{', '.join(kept)}: not enough scans in the sample, and the run's own validation images "
                        f"cannot be read to keep its calibration ({exc})") from None
-    val = own.split["val"]
+    val = own.split["val"] if run.role_subset("calibration") == "val" else run.positions(own.data, role="calibration")
     wanted = np.isin(own.y[val], [own.classes.index(c) for c in kept])
     picked = val[wanted]
     probs = scorer.probabilities(scorer.outputs(gather(own.data.images, picked)))

@@ -402,7 +402,7 @@ class Run(RunData):
     def summary(self) -> dict[str, Any]:
         """The run as one JSON-ready object: what ``--json`` prints."""
         return {"run": str(self.path), "kind": self.kind, "name": self.name, "config": self.config.to_json(),
-                "classes": list(self.classes), "temperature": self.temperature,
+                "classes": list(self.classes), "temperature": self.temperature, "roles": dict(self.roles),
                 "metrics": {c: self.condition_metrics(c) for c in self.metrics.get("conditions", {})},
                 **({"evaluation": {**self.evaluation.__dict__, "run_path": str(self.evaluation.run_path)}}
                    if self.evaluation else {}),

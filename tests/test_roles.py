@@ -98,6 +98,34 @@ def test_calibrate_without_data_refuses_a_fold_ensemble_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_calibrate_on_a_site_keeps_no_class_on_a_fold_ensembles_own_images(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for c, n in (("a", 12), ("b", 2)):  # b: 1 scan in a half sample, too few for 80%: kept from the run
+        (tmp_path / "site" / c).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(tmp_path / "site" / c / f"{i}.png"), rng.integers(0, 255, (40, 40), dtype=np.uint8))
+    path = fold_ensemble(tmp_path)
+    line = one_line_refusal(["calibrate", str(path), "--data", str(tmp_path / "site"), "--split", "all",
+                             "--coverage", "0.8", "--thin-classes", "keep", "--out", str(tmp_path / "out")])
+    assert line.startswith("Error: keeping the run's own calibration for b needs calibration")
+    assert "out-of-fold images (each trained K-1 of its fold models), so they trained it" in line
+    assert line.endswith("label at least 4 scans of each class in the sample")
+
+
+def test_the_record_is_split_and_still_read_through_btk_runs():
+    import btk.record
+    import btk.run_data
+    import btk.runs
+
+    for name in ("Run", "load_run", "parse_record", "Calibration", "Images", "Member", "Ensemble", "locate"):
+        assert hasattr(btk.runs, name)
+    assert btk.runs.Images is btk.record.Images and issubclass(btk.runs.Run, btk.run_data.RunData)
+    for module in (btk.record, btk.run_data, btk.runs):
+        assert len(Path(module.__file__).read_text().splitlines()) < 500
+
+
 def test_adapt_refuses_a_fold_ensemble_in_one_line(tmp_path):
     path = fold_ensemble(tmp_path)
     (tmp_path / "site").mkdir()
@@ -115,6 +143,17 @@ def test_robustness_on_validation_images_refuses_a_fold_ensemble_in_one_line(tmp
     assert "btk robustness --subset validation needs selection (early stopping, best epoch) images of folds2" in line
     assert line.endswith("sweep its test images (--subset test), or a run that held out its own validation images")
     assert not (path / "robustness-validation.json").exists()
+
+
+def test_rerun_of_a_calibrated_run_whose_origin_is_gone_is_one_line(tmp_path):
+    y = np.array([0, 1])
+    path = make_run(tmp_path, "site", y, np.eye(2)[y], CLASSES)
+    metrics = json.loads((path / "metrics.json").read_text())
+    metrics["recalibration"] = {"from_run": "gone", "from_path": str(tmp_path / "gone"), "data": "site/"}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    line = one_line_refusal(["rerun", str(path), "--out", str(tmp_path / "again")])
+    assert line == (f"Error: site: the run it was calibrated from, gone, is not at {tmp_path / 'gone'}; a rerun "
+                    "reuses it (its network)")
 
 
 # --- btk rerun of a calibrated run, an adapted run and a fold ensemble ------------------------------
