@@ -177,8 +177,12 @@ def base_run(tmp_path_factory, sartaj_small):
 
 
 @pytest.mark.slow
-def test_a_plain_run_records_its_roles(base_run):
+def test_a_plain_run_records_its_roles_and_reads_its_images_by_role(base_run):
     assert json.loads((base_run / "config.json").read_text())["roles"] == PLAIN_ROLES
+    run = load_run(base_run)
+    selection = run.images(role="selection")
+    assert list(selection.sources) == run.subset_sources("val") == run.role_sources("calibration")
+    assert len(selection.images) == len(selection.y) > 0 and not run.trained_on("val") and run.trained_on("train")
 
 
 @pytest.mark.slow
@@ -197,6 +201,13 @@ def test_rerun_calibrates_a_calibrated_run_again_on_its_recorded_sample(base_run
     assert done.run.temperature == calibrated.temperature
     assert [p.name for p in (tmp_path / "again").iterdir()] == [done.run.name]  # no network trained
     identical(done)
+    # with another seed the origin is trained again first, then calibrated on the same sample
+    other = rerun(calibrated.path, seed=calibrated.config.seed + 1, out=tmp_path / "seed")
+    assert other.how == ("calibrated again on its recorded site sample (22 scans), its origin made again (trained "
+                         "again from its configuration)")
+    origin = load_run(other.run.recalibration["from_path"])
+    assert origin.path.parent == tmp_path / "seed" and origin.config.seed == calibrated.config.seed + 1
+    assert other.run.role_sources("site_sample") == calibrated.role_sources("site_sample")
 
 
 @pytest.mark.slow
