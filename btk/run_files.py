@@ -1,6 +1,6 @@
-"""Writing run directories and other results: each is written under a hidden ``.<id>.partial``
-name and renamed when complete, so a reader never sees half of one. :mod:`btk.runs` reads them
-back."""
+"""A run directory's files: written under a hidden ``.<id>.partial`` name and renamed when
+complete, so a reader never sees half of one (the same for other results), and read back by the
+run's record (:class:`RunFiles`, the file-reading methods of :class:`btk.runs.Run`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from btk.errors import BtkError
+from btk.record import SUBSETS
 
 FORMAT_VERSION = 1
 MARKER = "btk-run.json"
@@ -147,3 +148,130 @@ def listing_sha256(sources: list[str]) -> str:
         size = os.path.getsize(src) if os.path.isfile(src) else -1
         h.update(f"{src}\t{size}\n".encode())
     return h.hexdigest()
+
+
+class RunFiles:
+    """The methods of :class:`btk.runs.Run` that read its files: predictions, ``split.csv``,
+    label issues, sweeps, examples."""
+
+    path: Path
+    classes: tuple[str, ...]
+    metrics: Any
+    _cache: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The run directory's name."""
+        return self.path.name
+
+    def predictions(self) -> list[dict[str, str]]:
+        """The rows of ``predictions.csv``."""
+        with open(self.path / "predictions.csv", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def label_issues(self) -> list[dict[str, str]]:
+        """The rows of ``label_issues.csv`` (a fold ensemble's: path, given, likely,
+        self_confidence, margin; least self-confident first).
+
+        Raises:
+            BtkError: the run has none (only a fold ensemble, ``btk ensemble --folds K``, finds them).
+        """
+        path = self.path / "label_issues.csv"
+        if not path.is_file():
+            raise BtkError(f"{self.name} has no label issues: they come from a fold ensemble's out-of-fold "
+                           "probabilities (btk ensemble --folds K)")
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def condition_arrays(self, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sources, true class indices, probabilities)`` of the test images under ``condition``."""
+        arrays = self._cache.get("arrays")
+        if arrays is None:
+            arrays = {}
+            rows = self.predictions()
+            index = {c: k for k, c in enumerate(self.classes)}
+            cols = [f"p_{c}" for c in self.classes]
+            for cond in dict.fromkeys(r["condition"] for r in rows):
+                sel = [r for r in rows if r["condition"] == cond]
+                arrays[cond] = (np.array([r["source"] for r in sel]), np.array([index[r["label"]] for r in sel]),
+                                np.array([[float(r[c]) for c in cols] for r in sel]))
+            self._cache["arrays"] = arrays
+        return arrays[condition]
+
+    def condition_metrics(self, condition: str) -> dict[str, Any]:
+        """The metrics of ``condition`` (``metrics.json``), with ``ece`` from the predictions for
+        runs that did not record it."""
+        m = dict(self.metrics["conditions"][condition])
+        if "ece" not in m:
+            from btk.stats import reliability
+
+            _, y, probs = self.condition_arrays(condition)
+            m["ece"] = reliability(y, probs)["ece"]
+        return m
+
+    def split_rows(self) -> list[dict[str, str]]:
+        """The rows of ``split.csv`` (source, label, group, subset, copy_in_train).
+
+        Raises:
+            BtkError: a directory without one (an evaluation made before evaluations kept theirs).
+        """
+        rows = self._cache.get("split")
+        if rows is None:
+            path = self.path / "split.csv"
+            if not path.is_file():
+                raise BtkError(f"{self.path}: no split.csv (an evaluation made before evaluations recorded their "
+                               "images): evaluate the run again")
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            self._cache["split"] = rows
+        return rows
+
+    def subset_sources(self, subset: str) -> list[str]:
+        """The sources of ``subset`` (train, val, test or another name in ``split.csv``), in
+        ``split.csv`` order."""
+        wanted = SUBSETS.get(subset, subset)
+        return [r["source"] for r in self.split_rows() if r["subset"] == wanted]
+
+    def split_table(self) -> list[list[str]]:
+        """The rows of ``split.csv`` as lists, in its column order: for a run that keeps its
+        origin's split (``btk calibrate`` on its own images, ``btk adapt``)."""
+        return [[r["source"], r["label"], r.get("group", ""), r["subset"], r.get("copy_in_train") or ""]
+                for r in self.split_rows()]
+
+    def data_vocabulary(self) -> list[str]:
+        """The class names of the data the run was trained on (``split.csv``)."""
+        return sorted({r["label"] for r in self.split_rows()})
+
+    def examples(self) -> dict[str, np.ndarray]:
+        """The example images kept with the run (empty if there are none)."""
+        path = self.path / "examples.npz"
+        if not path.exists():
+            return {}
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def _json(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def sweep(self, subset: str = "test") -> dict[str, Any] | None:
+        """The robustness sweep ``btk robustness`` kept (``None``: not measured)."""
+        return self._json("robustness.json" if subset == "test" else f"robustness-{subset}.json")
+
+    def sweep_scores(self, subset: str = "test") -> dict[str, Any] | None:
+        """The sweep's CE and mCE against its baseline (``None``: not measured)."""
+        return self._json("robustness-scores.json" if subset == "test" else f"robustness-scores-{subset}.json")
+
+    def explained(self) -> dict[str, Any] | None:
+        """The summary of the latest ``btk explain`` of this run (``None``: never explained)."""
+        return self._json("explain.json")
+
+    def evaluation_dirs(self) -> list[Path]:
+        """The evaluation directories ``btk evaluate`` wrote into this run, oldest first."""
+        folder = self.path / EVALUATIONS
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if (p / MARKER).is_file())
+

@@ -1,7 +1,7 @@
 """Run directories: written under a temporary name and renamed when complete, then read back
 once, through :func:`load_run`, into one typed record (:class:`Run`). Nothing else in btk reads
 a run's JSON files. The record's parts are in :mod:`btk.record`, the methods that read its data
-again in :mod:`btk.run_data`, the writing in :mod:`btk.run_files`.
+again in :mod:`btk.run_data`, those that read its files and the writing in :mod:`btk.run_files`.
 
 A run directory holds:
 
@@ -37,15 +37,12 @@ skip it; a finished run has neither file.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-
-import numpy as np
 
 from btk.config import RunConfig
 from btk.errors import BtkError
@@ -69,14 +66,14 @@ from btk.record import (  # re-exported: the record's parts are read through thi
     parse_evaluation,
 )
 from btk.run_data import RunData
-from btk.run_files import EVALUATIONS, FORMAT_VERSION, MARKER
+from btk.run_files import EVALUATIONS, FORMAT_VERSION, MARKER, RunFiles
 
 __all__ = ["ROLES", "SUBSETS", "Calibration", "DegradationRecord", "Ensemble", "EvaluationSource", "Images",
            "Member", "Provenance", "Run", "load_run", "locate", "parse_record"]
 
 
 @dataclass(frozen=True)
-class Run(RunData):
+class Run(RunFiles, RunData):
     """A finished run (or evaluation), read once from its directory by :func:`load_run`.
 
     Attributes:
@@ -120,11 +117,6 @@ class Run(RunData):
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- what it is -------------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        """The run directory's name."""
-        return self.path.name
-
     @property
     def recipe(self) -> Any:
         """The recipe (:class:`btk.config.Recipe`)."""
@@ -191,75 +183,6 @@ class Run(RunData):
         best = self.history.get("best_epoch")
         return int(best[0]) if best else None
 
-    # --- its files ----------------------------------------------------------------------------
-    def predictions(self) -> list[dict[str, str]]:
-        """The rows of ``predictions.csv``."""
-        with open(self.path / "predictions.csv", newline="") as fh:
-            return list(csv.DictReader(fh))
-
-    def label_issues(self) -> list[dict[str, str]]:
-        """The rows of ``label_issues.csv`` (a fold ensemble's: path, given, likely,
-        self_confidence, margin; least self-confident first).
-
-        Raises:
-            BtkError: the run has none (only a fold ensemble, ``btk ensemble --folds K``, finds them).
-        """
-        path = self.path / "label_issues.csv"
-        if not path.is_file():
-            raise BtkError(f"{self.name} has no label issues: they come from a fold ensemble's out-of-fold "
-                           "probabilities (btk ensemble --folds K)")
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-
-    def condition_arrays(self, condition: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(sources, true class indices, probabilities)`` of the test images under ``condition``."""
-        arrays = self._cache.get("arrays")
-        if arrays is None:
-            arrays = {}
-            rows = self.predictions()
-            index = {c: k for k, c in enumerate(self.classes)}
-            cols = [f"p_{c}" for c in self.classes]
-            for cond in dict.fromkeys(r["condition"] for r in rows):
-                sel = [r for r in rows if r["condition"] == cond]
-                arrays[cond] = (np.array([r["source"] for r in sel]), np.array([index[r["label"]] for r in sel]),
-                                np.array([[float(r[c]) for c in cols] for r in sel]))
-            self._cache["arrays"] = arrays
-        return arrays[condition]
-
-    def condition_metrics(self, condition: str) -> dict[str, Any]:
-        """The metrics of ``condition`` (``metrics.json``), with ``ece`` from the predictions for
-        runs that did not record it."""
-        m = dict(self.metrics["conditions"][condition])
-        if "ece" not in m:
-            from btk.stats import reliability
-
-            _, y, probs = self.condition_arrays(condition)
-            m["ece"] = reliability(y, probs)["ece"]
-        return m
-
-    def split_rows(self) -> list[dict[str, str]]:
-        """The rows of ``split.csv`` (source, label, group, subset, copy_in_train).
-
-        Raises:
-            BtkError: a directory without one (an evaluation made before evaluations kept theirs).
-        """
-        rows = self._cache.get("split")
-        if rows is None:
-            path = self.path / "split.csv"
-            if not path.is_file():
-                raise BtkError(f"{self.path}: no split.csv (an evaluation made before evaluations recorded their "
-                               "images): evaluate the run again")
-            with open(path, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            self._cache["split"] = rows
-        return rows
-
-    def subset_sources(self, subset: str) -> list[str]:
-        """The sources of ``subset`` (train, val, test or another name in ``split.csv``), in
-        ``split.csv`` order."""
-        wanted = SUBSETS.get(subset, subset)
-        return [r["source"] for r in self.split_rows() if r["subset"] == wanted]
-
     # --- the roles of its images --------------------------------------------------------------
     def role_subset(self, role: str) -> str | None:
         """The ``split.csv`` subset that serves ``role`` (``None``: no subset does)."""
@@ -316,49 +239,6 @@ class Run(RunData):
                    + (f" (its {', '.join(held)} images are {'; '.join(self.describe_subset(s) for s in held)})"
                       if held else ""))
         raise BtkError(f"{for_what} needs {ROLE_WORDS[role]} images of {self.name}, and {why}: {instead}")
-
-    def split_table(self) -> list[list[str]]:
-        """The rows of ``split.csv`` as lists, in its column order: for a run that keeps its
-        origin's split (``btk calibrate`` on its own images, ``btk adapt``)."""
-        return [[r["source"], r["label"], r.get("group", ""), r["subset"], r.get("copy_in_train") or ""]
-                for r in self.split_rows()]
-
-    def data_vocabulary(self) -> list[str]:
-        """The class names of the data the run was trained on (``split.csv``)."""
-        return sorted({r["label"] for r in self.split_rows()})
-
-    def examples(self) -> dict[str, np.ndarray]:
-        """The example images kept with the run (empty if there are none)."""
-        path = self.path / "examples.npz"
-        if not path.exists():
-            return {}
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-
-    def _json(self, name: str) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / name).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def sweep(self, subset: str = "test") -> dict[str, Any] | None:
-        """The robustness sweep ``btk robustness`` kept (``None``: not measured)."""
-        return self._json("robustness.json" if subset == "test" else f"robustness-{subset}.json")
-
-    def sweep_scores(self, subset: str = "test") -> dict[str, Any] | None:
-        """The sweep's CE and mCE against its baseline (``None``: not measured)."""
-        return self._json("robustness-scores.json" if subset == "test" else f"robustness-scores-{subset}.json")
-
-    def explained(self) -> dict[str, Any] | None:
-        """The summary of the latest ``btk explain`` of this run (``None``: never explained)."""
-        return self._json("explain.json")
-
-    def evaluation_dirs(self) -> list[Path]:
-        """The evaluation directories ``btk evaluate`` wrote into this run, oldest first."""
-        folder = self.path / EVALUATIONS
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if (p / MARKER).is_file())
 
     def evaluations(self) -> list[Run]:
         """This run's evaluations (those that can be read), oldest first."""

@@ -117,12 +117,14 @@ def test_calibrate_on_a_site_keeps_no_class_on_a_fold_ensembles_own_images(tmp_p
 def test_the_record_is_split_and_still_read_through_btk_runs():
     import btk.record
     import btk.run_data
+    import btk.run_files
     import btk.runs
 
     for name in ("Run", "load_run", "parse_record", "Calibration", "Images", "Member", "Ensemble", "locate"):
         assert hasattr(btk.runs, name)
     assert btk.runs.Images is btk.record.Images and issubclass(btk.runs.Run, btk.run_data.RunData)
-    for module in (btk.record, btk.run_data, btk.runs):
+    assert issubclass(btk.runs.Run, btk.run_files.RunFiles)
+    for module in (btk.record, btk.run_data, btk.run_files, btk.runs):
         assert len(Path(module.__file__).read_text().splitlines()) < 500
 
 
