@@ -164,8 +164,9 @@ def combine_paths(paths: Sequence[Path | str], out_dir: Path | str | None = None
                   feedback: Feedback | None = None, name: str = "", tta: bool | None = None) -> Run:
     """``btk ensemble RUN...``: the runs at ``paths`` combined into a new run under ``out_dir``
     [the first run's parent folder]: when every run is a fold of a K-fold split (``--set
-    fold=k/K``, also folds trained one at a time), a fold ensemble (:func:`combine_folds`, with
-    out-of-fold calibration and label issues), else a plain average (:func:`combine`)."""
+    fold=k/K``, also folds trained one at a time), a fold ensemble (:func:`combine_folds`: they must
+    be the K folds of one split; out-of-fold answers, label issues, calibrated on its own scores of
+    the calibration part), else a plain average (:func:`combine`)."""
     require_run_name(name)
     runs = [load_run(p) for p in paths]
     where = Path(out_dir) if out_dir else runs[0].path.parent
@@ -303,7 +304,9 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     members = tuple(Member(r.name, str(r.path.resolve()), r.config.seed,
                            r.metrics.get("conditions", {}).get("clean", {}).get("accuracy"), _best_val_accuracy(r),
                            r.metrics.get("timing", {}).get("train_seconds")) for r in runs)
-    summary = Ensemble(members, False, calibration_accuracy).to_json()
+    # no validation accuracy: the members' are on their own selection parts, not comparable (cv has the
+    # ensemble's accuracy on the calibration part)
+    summary = Ensemble(members, False, None).to_json()
     cv = {"folds": n, "accuracy_per_fold": accuracies, "accuracy_mean": float(np.mean(accuracies)),
           "accuracy_std": float(np.std(accuracies)), "oof_accuracy": oof_accuracy,
           "oof_recall": {c: float((oof_probs.argmax(axis=1)[prep.y[index] == k] == k).mean())
