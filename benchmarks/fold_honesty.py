@@ -181,7 +181,9 @@ def old_code(code: Path, config_json: dict, folds: int, out: Path, parts_file: P
              if (p := finished(out, n)) is not None}
     env = {**os.environ, "PYTHONPATH": str(code.resolve())}
     arguments = json.dumps([config_json, folds, str(out), str(parts_file), names])
-    subprocess.run([sys.executable, "-c", OLD_DRIVER, arguments, str(code.resolve())], check=True, env=env)
+    # run in the old code's folder: "python -c" puts the working folder first on the import path
+    subprocess.run([sys.executable, "-c", OLD_DRIVER, arguments, str(code.resolve())], check=True, env=env,
+                   cwd=code)
     ensemble = finished(out, f"folds{folds}")
     assert ensemble is not None
     return ensemble
@@ -220,7 +222,9 @@ def summarise(ensemble: Path) -> dict:
             "overall": float(hit.mean()), "mean_size": float(sets.sum(axis=1).mean()),
             "per_class": {name: {"n": int((y == k).sum()), "covered": int(hit[y == k].sum()),
                                  "coverage": float(hit[y == k].mean()),
-                                 "exact_95": clopper_pearson(int(hit[y == k].sum()), int((y == k).sum()))}
+                                 "exact_95": clopper_pearson(int(hit[y == k].sum()), int((y == k).sum())),
+                                 "interval_below_promise": clopper_pearson(int(hit[y == k].sum()),
+                                                                           int((y == k).sum()))[1] < c}
                           for k, name in enumerate(classes) if (y == k).any()}}
     return {"run": str(ensemble), "oof_accuracy": cv["oof_accuracy"], "oof_accuracy_per_fold": cv["accuracy_per_fold"],
             "pool_images": len(rows), "pool_accuracy": float((probs.argmax(axis=1) == y).mean()),
@@ -252,6 +256,13 @@ def main() -> None:
     pool = build_pool(args.data.resolve(), out / "data", args.pool_fraction, args.pool_seed, args.limit)
     print("held-out pool:", pool, flush=True)
     results: dict = {"machine": "this project's CPU machine: 2 cores, 24 GiB, TensorFlow CPU build",
+                     "guarantee": {
+                         "new": "split conformal, class by class, fitted on the ensemble's own scores of a calibration "
+                                "part no member saw: per class, coverage >= C on average over calibration draws, for "
+                                "images exchangeable with the calibration part (the pool is another grouped draw "
+                                "from the same Training)",
+                         "old": "none: sets fitted on single folds' out-of-fold outputs (each fold selected its epoch "
+                                "on them), applied to the averaged ensemble"},
                      "pool": pool, "folds": args.folds, "settings": args.settings, "seeds": {}}
     for seed in [int(s) for s in args.seeds.split(",")]:
         settings = [Setting("data", str(out / "data"), "fold_honesty"), Setting("seed", seed, "fold_honesty"),

@@ -17,8 +17,6 @@ from btk.cli import cli
 from btk.folds import ENSEMBLE_ROLES, FOLD_ROLES
 from btk.runs import load_run
 
-pytestmark = pytest.mark.slow
-
 TINY = ["--reader", "synthetic", "-R", "per_class=16", "-R", "test_per_class=3", "--model", "small-cnn",
         "--image-size", "32", "--epochs", "2", "--reporter", "none"]
 
@@ -39,6 +37,7 @@ def folds(tmp_path_factory) -> dict[str, Path]:
     return {p.name.split("-", 2)[-1]: p for p in out.iterdir()}
 
 
+@pytest.mark.slow
 def test_no_image_is_answered_out_of_fold_by_a_model_that_trained_or_selected_on_it(folds):
     assert sorted(folds) == ["cv-fold1", "cv-fold2", "cv-fold3", "cv-folds3"]
     parts = [_subsets(folds[f"cv-fold{k}"]) for k in (1, 2, 3)]
@@ -64,6 +63,7 @@ def test_no_image_is_answered_out_of_fold_by_a_model_that_trained_or_selected_on
     assert np.allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_ensemble_is_calibrated_on_its_own_scores_of_images_no_member_saw(folds):
     from btk.calibration import fit_temperature
 
@@ -93,6 +93,7 @@ def test_the_ensemble_is_calibrated_on_its_own_scores_of_images_no_member_saw(fo
         assert not np.allclose(member.outputs(images.images), outputs, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_folds_of_two_seeds_are_refused_in_one_line(folds, tmp_path):
     other = CliRunner().invoke(cli, ["run", *TINY, "--tta", "--set", "fold=2/3", "--seed", "7", "--name", "b-fold2",
                                      "--out", str(tmp_path)])
@@ -106,6 +107,7 @@ def test_folds_of_two_seeds_are_refused_in_one_line(folds, tmp_path):
     assert not (tmp_path / "ens").exists() or not list((tmp_path / "ens").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change,message", [
     (lambda cfg, split: cfg["config"].update(duplicate_threshold=0.5), "near-copy threshold 0.5 against 0.95"),
     (lambda cfg, split: cfg["config"].update(labels="fixes.csv"), "label corrections fixes.csv against None"),
@@ -132,3 +134,31 @@ def test_a_fold_of_another_split_is_refused_in_one_line(folds, tmp_path, change,
                                       "--out", str(tmp_path / "ens")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1 and message in result.output, result.output
+
+
+def test_the_parts_of_every_fold_are_disjoint_grouped_and_share_one_calibration_part():
+    from btk.config import Setting, resolve_config
+    from btk.pipeline import folds_for, label_data, load_for_config
+    from btk.plugins import get_host
+
+    config = resolve_config([Setting("reader", "synthetic", "t"), Setting("reader_options.per_class", "20", "t"),
+                             Setting("reader_options.test_per_class", "2", "t"), Setting("image_size", "32", "t")])
+    data = load_for_config(config, get_host())
+    _, classes, y_fit, _ = label_data(config, data)
+    parts = folds_for(config, data, y_fit, classes, 3)
+    pool = set(range(len(data))) - set(parts[0]["test"].tolist())
+    calibration = set(parts[0]["calibration"].tolist())
+    assert 0 < len(calibration) < len(pool) / 5 and len(set(y_fit[list(calibration)])) == len(classes)  # stratified
+    held: set[int] = set()
+    for part in parts:
+        sets = {k: set(v.tolist()) for k, v in part.items()}
+        assert sets["calibration"] == calibration and sets["val"] and sets["train"]
+        names = ["train", "val", "oof", "calibration", "test"]
+        assert sum(len(sets[k]) for k in names) == len(set().union(*(sets[k] for k in names)))  # disjoint
+        assert sets["train"] | sets["val"] | sets["oof"] | calibration == pool
+        held |= sets["oof"]
+    assert held == pool - calibration and sum(len(p["oof"]) for p in parts) == len(held)
+    groups = data.groups
+    for part in parts:  # no group on two sides
+        sides = [set(groups[part[k]].tolist()) for k in ("train", "val", "oof", "calibration")]
+        assert all(not a & b for i, a in enumerate(sides) for b in sides[i + 1:])
