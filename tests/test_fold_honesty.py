@@ -76,6 +76,8 @@ def test_the_ensemble_is_calibrated_on_its_own_scores_of_images_no_member_saw(fo
         assert not calibration & (member["train"] | member["val"])
     assert parts["train"] == set().union(*(_subsets(folds[f"cv-fold{k}"])["oof"] for k in (1, 2, 3)))
     assert sorted(ens.conformal().sources) == sorted(calibration)
+    card = (ens.path / "MODEL_CARD.md").read_text()
+    assert "fitted on the calibration part" in card and "none of them trained or selected on" in card
     # a refit of the temperature on the ensemble's own outputs (with its TTA) for those images gives the recorded one
     assert ens.tta
     images = ens.images("calibration")
