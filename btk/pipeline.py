@@ -374,12 +374,13 @@ def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
     over the task's classes before and after, and keep the images' calibrated probabilities as
     the calibration of the prediction sets (:class:`btk.conformal.Conformal`; ``origin``: what
     the images are). A split with a ``calibration`` part (a fold run's, a fold ensemble's:
-    :mod:`btk.folds`) is calibrated on it instead of its validation images.
+    :mod:`btk.folds`) is calibrated on it instead of its validation images (origin ``calibration``).
 
     Returns:
         The calibration, or None when there are no validation images.
     """
     val = prep.split["calibration"] if "calibration" in prep.split else prep.split["val"]
+    origin = "calibration" if "calibration" in prep.split else origin
     if len(val) == 0:
         return None
     if outputs is None:

@@ -48,6 +48,8 @@ def test_no_image_is_answered_out_of_fold_by_a_model_that_trained_or_selected_on
         seen = mine["train"] | mine["val"]
         assert not mine["oof"] & seen and not mine["calibration"] & seen and not mine["oof"] & mine["calibration"]
         assert mine["train"] | mine["val"] | mine["oof"] == pool and mine["calibration"] == parts[0]["calibration"]
+        own = load_run(folds[f"cv-fold{k}"]).conformal()  # its own temperature and sets: the calibration part
+        assert own.origin == "calibration" and set(own.sources) == mine["calibration"]
     assert set().union(*(p["oof"] for p in parts)) == pool and sum(len(p["oof"]) for p in parts) == len(pool)
     ens = folds["cv-folds3"]
     rows = list(csv.DictReader((ens / "oof.csv").open()))
