@@ -164,8 +164,9 @@ def combine_paths(paths: Sequence[Path | str], out_dir: Path | str | None = None
                   feedback: Feedback | None = None, name: str = "", tta: bool | None = None) -> Run:
     """``btk ensemble RUN...``: the runs at ``paths`` combined into a new run under ``out_dir``
     [the first run's parent folder]: when every run is a fold of a K-fold split (``--set
-    fold=k/K``, also folds trained one at a time), a fold ensemble (:func:`combine_folds`, with
-    out-of-fold calibration and label issues), else a plain average (:func:`combine`)."""
+    fold=k/K``, also folds trained one at a time), a fold ensemble (:func:`combine_folds`: they must
+    be the K folds of one split; out-of-fold answers, label issues, calibrated on its own scores of
+    the calibration part), else a plain average (:func:`combine`)."""
     require_run_name(name)
     runs = [load_run(p) for p in paths]
     where = Path(out_dir) if out_dir else runs[0].path.parent
@@ -209,8 +210,9 @@ def train_ensemble(config: RunConfig, members: int, out_dir: Path | str = "runs"
 def train_folds(config: RunConfig, folds: int, out_dir: Path | str = "runs", feedback: Feedback | None = None,
                 host: PluginHost | None = None, command: str | None = None) -> tuple[list[Run], Run]:
     """``btk ensemble --folds K``: train one run per fold of the training images
-    (:func:`btk.split.fold_splits`: grouped, stratified; each validates on its fold, so early
-    stopping and its temperature come from it), then :func:`combine_folds` them.
+    (:func:`btk.split.fold_splits`: a calibration part held back first, then K grouped, stratified
+    folds; each fold stops early and picks its best epoch on an inner share of its own training
+    part, never on the fold it answers), then :func:`combine_folds` them.
 
     Returns:
         (the fold runs, the fold ensemble run).
@@ -240,28 +242,26 @@ def train_folds(config: RunConfig, folds: int, out_dir: Path | str = "runs", fee
 def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = None,
                   feedback: Feedback | None = None, name: str = "", command: str | None = None,
                   data: Any = None) -> Run:
-    """One run averaging the fold runs' models. Its calibration comes from the out-of-fold
-    probabilities: every training image scored by the fold model that did not train on it, the
-    temperature and the prediction sets fitted on all of them (``oof.csv`` keeps them, with the
-    fold). Its metrics add the cross-validated accuracy per fold, mean and spread, and the label
-    issues confident learning finds in the out-of-fold probabilities (``label_issues.csv``,
-    :mod:`btk.label_issues`), counted per given class.
+    """One run averaging the fold runs' models (:func:`btk.folds.check_folds`: they must be the K
+    folds of one split).
+
+    - **Out of fold.** Every image some fold trained or selected on is answered by the one fold
+      model that did neither (its own test-time augmentation and temperature): ``oof.csv``, with the
+      fold. Its metrics add the cross-validated accuracy per fold, mean and spread, and the label
+      issues confident learning finds in those probabilities (``label_issues.csv``,
+      :mod:`btk.label_issues`), counted per given class.
+    - **Calibration.** The temperature and the prediction sets are fitted on the ensemble's own
+      scores (the averaged model, with the test-time augmentation it is used with) of the
+      calibration part, which no fold trained or selected on: split conformal for the predictor
+      the sets are applied to.
 
     Raises:
         BtkError: runs that are not the folds of one split.
     """
     from btk.cache import gather
+    from btk.folds import ENSEMBLE_ROLES, check_folds
     from btk.label_issues import find_label_issues, issue_rows
-    from btk.pipeline import (
-        Fitted,
-        calibrate,
-        collapse_alert,
-        evaluate_test,
-        parse_fold,
-        prepared_from_run,
-        scorer_for,
-        write_run,
-    )
+    from btk.pipeline import Fitted, calibrate, collapse_alert, evaluate_test, prepared_from_run, scorer_for, write_run
     from btk.provenance import now
 
     host = host or get_host()
@@ -269,47 +269,49 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     t_start, started = time.perf_counter(), now()
     require_run_name(name)
     check_members(runs)
-    numbered = sorted((parse_fold(r.config.fold) if r.config.fold else (0, 0), r.name) for r in runs)
+    runs = check_folds(runs)  # in fold order, however given
     n = len(runs)
-    if [k for (k, _), _ in numbered] != list(range(1, n + 1)) or any(m != n for (_, m), _ in numbered):
-        raise BtkError("a fold ensemble needs the runs of folds 1..N of one split, each once")
-    runs = sorted(runs, key=lambda r: parse_fold(r.config.fold)[0])  # in fold order, however given
     first = runs[0]
     config = first.config.with_changes(name=name or f"folds{n}", ensemble=n, fold="")
     prep = prepared_from_run(first, host, feedback, data, config)
-    position = {str(s): i for i, s in enumerate(prep.data.sources)}
-    oof_index, oof_fold, oof_outputs = [], [], []
+    oof_index, oof_fold, oof_probs_list = [], [], []
     accuracies = []
-    for run in runs:
-        val = np.array([position[s] for s in run.subset_sources("val") if s in position], int)
-        with run.scorer(tta=False, calibrated=False) as member:
-            outputs = member.outputs(gather(prep.data.images, val))
-        accuracies.append(float((outputs.argmax(axis=1) == prep.y_fit[val]).mean()))
-        oof_index.append(val)
-        oof_fold.append(np.full(len(val), parse_fold(run.config.fold)[0]))
-        oof_outputs.append(outputs)
+    for k, run in enumerate(runs, 1):
+        held = run.positions(prep.data, "oof")
+        with run.scorer() as member:
+            probs = member.probabilities(member.outputs(gather(prep.data.images, held)))
+        accuracies.append(float((probs.argmax(axis=1) == prep.y[held]).mean()))
+        oof_index.append(held)
+        oof_fold.append(np.full(len(held), k))
+        oof_probs_list.append(probs)
     index = np.concatenate(oof_index)
-    outputs = np.concatenate(oof_outputs)
+    oof_probs = np.concatenate(oof_probs_list)
     folds = np.concatenate(oof_fold)
-    prep.split = {"train": np.zeros(0, int), "val": index, "test": prep.split["test"]}
+    prep.split = {"train": np.sort(index), "val": np.zeros(0, int),
+                  "calibration": first.positions(prep.data, "calibration"), "test": prep.split["test"]}
     feedback.info(f"combining {n} folds: out-of-fold accuracy {100 * np.mean(accuracies):.1f} "
                   f"(folds {', '.join(f'{100 * a:.1f}' for a in accuracies)})")
     model = ensemble_model([r.load_model(tta=False) for r in runs], name=config.name or "folds")
     scorer = scorer_for(prep, model)
-    calibration = calibrate(prep, scorer, outputs, origin="validation")
+    calibration_outputs = scorer.outputs(gather(prep.data.images, prep.split["calibration"]))
+    calibration = calibrate(prep, scorer, calibration_outputs, origin="calibration")
     scorer = scorer.with_calibration(calibration)
-    oof_probs = scorer.probabilities(outputs)
+    calibration_accuracy = float((scorer.probabilities(calibration_outputs).argmax(axis=1)
+                                  == prep.y[prep.split["calibration"]]).mean())
     oof_accuracy = float((oof_probs.argmax(axis=1) == prep.y[index]).mean())
-    results = evaluate_test(prep, scorer, feedback)  # copies looked for among train and val: what it saw
+    results = evaluate_test(prep, scorer, feedback)  # copies looked for among the members' images: what it saw
     collapse_alert(results, feedback)
     members = tuple(Member(r.name, str(r.path.resolve()), r.config.seed,
                            r.metrics.get("conditions", {}).get("clean", {}).get("accuracy"), _best_val_accuracy(r),
                            r.metrics.get("timing", {}).get("train_seconds")) for r in runs)
-    summary = Ensemble(members, False, oof_accuracy).to_json()
+    # no validation accuracy: the members' are on their own selection parts, not comparable (cv has the
+    # ensemble's accuracy on the calibration part)
+    summary = Ensemble(members, False, None).to_json()
     cv = {"folds": n, "accuracy_per_fold": accuracies, "accuracy_mean": float(np.mean(accuracies)),
           "accuracy_std": float(np.std(accuracies)), "oof_accuracy": oof_accuracy,
           "oof_recall": {c: float((oof_probs.argmax(axis=1)[prep.y[index] == k] == k).mean())
-                         for k, c in enumerate(prep.classes) if (prep.y[index] == k).any()}}
+                         for k, c in enumerate(prep.classes) if (prep.y[index] == k).any()},
+          "calibration_images": int(len(prep.split["calibration"])), "calibration_accuracy": calibration_accuracy}
     classes = list(prep.classes)
     rows = [[prep.data.sources[i], classes[prep.y[i]], int(f), classes[int(p.argmax())], *[f"{v:.6f}" for v in p]]
             for i, f, p in zip(index, folds, oof_probs)]
@@ -336,7 +338,7 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     fitted = Fitted(model, {}, train_seconds, 0, config.recipe.batch_size, len(index), calibration)
     final = unique_dir(check_writable(out_dir), new_run_id(config.name))
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
-                     extra={"config": {"ensemble": summary, "cv": {"folds": n}},
+                     extra={"config": {"ensemble": summary, "cv": {"folds": n}, "roles": ENSEMBLE_ROLES},
                             "metrics": {"ensemble": summary, "cv": cv},
                             "tables": {"oof.csv": (["source", "label", "fold", "predicted",
                                                     *[f"p_{c}" for c in classes]], rows),

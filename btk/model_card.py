@@ -98,7 +98,10 @@ def _training_lines(run: Run) -> list[str]:
         members = ", ".join(f"{m.run} (seed {m.seed})" for m in run.ensemble.members)
         lines.append(f"- An ensemble: the mean of the probabilities of {len(run.ensemble.members)} runs, each "
                      f"trained for up to {recipe.epochs} epochs: {members}; "
-                     + ("they held out the same validation images." if run.ensemble.shared_validation else
+                     + ("they are the folds of one split: each answers its own fold out of fold, and the "
+                        "temperature and sets were fitted on the ensemble's own scores of a calibration part none "
+                        "of them trained or selected on." if "cv" in run.metrics else
+                        "they held out the same validation images." if run.ensemble.shared_validation else
                         "they held out different validation images, so no temperature was fitted."))
     else:
         best = run.best_epoch
@@ -242,7 +245,8 @@ def model_card(run: Run, name: str | None = None) -> str:
     lines += ["## Calibration", ""]
     calibration = run.calibration
     if calibration is not None:
-        lines.append(f"Temperature {calibration.temperature:.3f}, fitted on the validation images: ECE "
+        where = "the calibration part" if run.config.fold or "cv" in run.metrics else "the validation images"
+        lines.append(f"Temperature {calibration.temperature:.3f}, fitted on {where}: ECE "
                      f"{_pct(calibration.val_ece_raw)} before, {_pct(calibration.val_ece_calibrated)} after; NLL "
                      f"{calibration.val_nll_raw or 0:.3f} before, {calibration.val_nll_calibrated or 0:.3f} after. "
                      "Every probability btk reports for this model has it applied.")

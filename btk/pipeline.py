@@ -35,6 +35,8 @@ from btk.device import build_with_precision, step_batch_size
 from btk.duplicates import copy_mask
 from btk.errors import BtkError
 from btk.feedback import Feedback
+from btk.folds import FOLD_ROLES, parse_fold
+from btk.folds import folds_for as fold_parts
 from btk.image_augment import chain, make_image_augmenter
 from btk.lesions import LabelAugment
 from btk.model_card import write_card
@@ -44,7 +46,7 @@ from btk.record import check_roles, infer_roles
 from btk.run_files import RunWriter, check_writable, new_run_id, unique_dir
 from btk.runs import Calibration, Run, load_run, parse_record
 from btk.scoring import Scorer, TestResults, score_conditions
-from btk.split import fingerprints_of, make_split, task_labels
+from btk.split import fingerprints_of, label_data, make_split
 from btk.stats import reliability
 from btk.training import Rows, train
 from btk.tta import scoring_model
@@ -57,8 +59,10 @@ __all__ = [
     "evaluate_test",
     "explain_test",
     "fit",
+    "folds_for",
     "label_data",
     "load_for_config",
+    "parse_fold",
     "prepare",
     "prepared_from_run",
     "resume_run",
@@ -180,57 +184,17 @@ def resume_config(partial: Path) -> tuple[RunConfig, str]:
         raise BtkError(f"{info}: unreadable run configuration ({exc})") from None
 
 
-def label_data(config: RunConfig, data: Dataset) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
-    """``(y, classes, y_fit, fit_classes)``: the task's labels and classes, and what the network
-    learns: the same, or every class when a binary task is learned through the classes
-    (``recipe.binary_via_classes``: each tumour type is its own target, so a subgroup of one type
-    is not absorbed into "tumour"; the task then reads 1 - P(negative))."""
-    y, classes = task_labels(data, config.task, config.negative_class)
-    y_fit, fit_classes = y, classes
-    if config.task == "binary" and config.recipe.binary_via_classes:
-        all_y, all_classes = task_labels(data, "multiclass", config.negative_class)
-        if len(all_classes) > 2:
-            y_fit, fit_classes = all_y, all_classes
-    return y, classes, y_fit, fit_classes
-
-
-def parse_fold(text: str) -> tuple[int, int]:
-    """``(k, n)`` from a run's ``fold`` field ``K/N`` (fold K of N, 1-based).
-
-    Raises:
-        BtkError: anything else.
-    """
-    try:
-        k, n = (int(v) for v in str(text).split("/"))
-    except ValueError:
-        raise BtkError(f"fold {text!r}: write K/N, e.g. 2/5") from None
-    if not 1 <= k <= n:
-        raise BtkError(f"fold {text!r}: K must be between 1 and N")
-    return k, n
-
-
 def folds_for(config: RunConfig, data: Dataset, y_fit: np.ndarray, classes: list[str], folds: int,
               host: PluginHost | None = None, feedback: Feedback | None = None) -> list[dict[str, np.ndarray]]:
-    """The ``folds`` splits of a fold ensemble (:func:`btk.split.fold_splits`), as positions in
-    ``data``. With ``--labels`` the folds are drawn on the data as the reader read it, before the
-    corrections, and then carried over (a dropped image leaves its fold): runs with and without a
-    corrections file hold out the same images, so they compare image for image.
+    """The ``folds`` splits of a fold ensemble (:func:`btk.folds.folds_for`), as positions in
+    ``data``; with ``--labels`` the data is read again as the reader read it, to draw them there.
 
     Raises:
         BtkError: the folds cannot be drawn (:func:`btk.split.fold_splits`).
     """
-    from btk.split import fold_splits
-
-    if not config.labels:
-        return fold_splits(data, y_fit, config, folds, classes)
-    as_read = config.with_changes(labels=None)
-    raw = load_for_config(as_read, host or get_host(), Feedback())
-    _, _, raw_y, raw_classes = label_data(as_read, raw)
-    position = {str(s): i for i, s in enumerate(data.sources)}
-    raw_sources = [str(s) for s in raw.sources]
-    return [{part: np.array([position[raw_sources[i]] for i in sorted(idx) if raw_sources[i] in position], int)
-             for part, idx in split.items()}
-            for split in fold_splits(raw, raw_y, config, folds, list(raw_classes))]
+    as_read = load_for_config(config.with_changes(labels=None), host or get_host(), Feedback()) if config.labels \
+        else None
+    return fold_parts(config, data, y_fit, classes, folds, as_read)
 
 
 def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedback | None = None,
@@ -241,7 +205,7 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
         data: an already loaded dataset for this config's reader, data and image options
             (a suite loads once and reuses it).
         split: train, val and test positions to use instead of splitting (a fold of a fold
-            ensemble, :func:`btk.split.fold_splits`).
+            ensemble, :func:`btk.split.fold_splits`, adds its ``oof`` and ``calibration`` parts).
 
     Raises:
         BtkError: an unknown plugin, a bad degradation, an image too small for the model, too
@@ -303,6 +267,8 @@ def prepared_from_run(run: Run, host: PluginHost | None = None, feedback: Feedba
     y, classes, y_fit, fit_classes = label_data(config, data)
     split = {part: run.positions(data, part) if run.subset_sources(part) else np.zeros(0, int)
              for part in ("train", "val", "test")}
+    if config.fold and run.subset_sources("calibration"):  # a fold run's own calibration part
+        split["calibration"] = run.positions(data, "calibration")
     return Prepared(config, host, host.models.get(config.model_name), data, y, classes, y_fit, fit_classes, split,
                     resolve_degradations(host, config.train_degrade), resolve_degradations(host, config.test_degrade),
                     None, load_seconds)
@@ -408,12 +374,14 @@ def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
     the clean validation images (``outputs``: those, when already scored), measure ECE and NLL
     over the task's classes before and after, and keep the images' calibrated probabilities as
     the calibration of the prediction sets (:class:`btk.conformal.Conformal`; ``origin``: what
-    the images are).
+    the images are). A split with a ``calibration`` part (a fold run's, a fold ensemble's:
+    :mod:`btk.folds`) is calibrated on it instead of its validation images (origin ``calibration``).
 
     Returns:
         The calibration, or None when there are no validation images.
     """
-    val = prep.split["val"]
+    val = prep.split["calibration"] if "calibration" in prep.split else prep.split["val"]
+    origin = "calibration" if "calibration" in prep.split else origin
     if len(val) == 0:
         return None
     if outputs is None:
@@ -509,6 +477,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         "probabilities": "calibrated",
         **({"calibration": fitted.calibration.to_json()} if fitted.calibration else {}),
         **({"distribution": fitted.distribution} if fitted.distribution else {}),
+        **({"roles": FOLD_ROLES} if config.fold else {}),
         "provenance": provenance(model_precision(fitted.model), data.fingerprint, started or now(), command),
         **((extra or {}).get("config") or {}),
     }

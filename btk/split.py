@@ -65,6 +65,20 @@ def stratified_limit(labels: np.ndarray, index: np.ndarray, limit: int, seed: in
     return np.sort(kept)
 
 
+def label_data(config: RunConfig, data: Dataset) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """``(y, classes, y_fit, fit_classes)``: the task's labels and classes, and what the network
+    learns: the same, or every class when a binary task is learned through the classes
+    (``recipe.binary_via_classes``: each tumour type is its own target, so a subgroup of one type
+    is not absorbed into "tumour"; the task then reads 1 - P(negative))."""
+    y, classes = task_labels(data, config.task, config.negative_class)
+    y_fit, fit_classes = y, classes
+    if config.task == "binary" and config.recipe.binary_via_classes:
+        all_y, all_classes = task_labels(data, "multiclass", config.negative_class)
+        if len(all_classes) > 2:
+            y_fit, fit_classes = all_y, all_classes
+    return y, classes, y_fit, fit_classes
+
+
 def task_labels(data: Dataset, task: str, negative_class: str) -> tuple[np.ndarray, list[str]]:
     """Integer labels and class names for ``multiclass`` or ``binary`` (tumour vs ``negative_class``)."""
     names = sorted({str(x) for x in data.labels})
@@ -156,33 +170,51 @@ def make_split(data: Dataset, y: np.ndarray, config: RunConfig) -> dict[str, np.
 
 def fold_splits(data: Dataset, y: np.ndarray, config: RunConfig, folds: int,
                 classes: list[str] | None = None) -> list[dict[str, np.ndarray]]:
-    """``folds`` splits of the training images for a fold ensemble: StratifiedGroupKFold
-    (scikit-learn) over the pool :func:`make_split` would use (every image but the test images),
-    grouped as btk's splits are (the reader's groups, e.g. a DICOM patient or a NIfTI subject,
-    joined with near-copy clusters), stratified by class, shuffled with the split seed. Fold
-    ``k`` validates on its held-out part and trains on the rest; every fold has the same test
-    images.
+    """The ``folds`` splits of a fold ensemble, drawn over the pool :func:`make_split` would use
+    (every image but the test images), every part grouped as btk's splits are (the reader's
+    groups, e.g. a DICOM patient or a NIfTI subject, joined with near-copy clusters), stratified by
+    class and shuffled with the split seed:
+
+    1. ``calibration``: a share ``recipe.val_fraction`` of the pool (:func:`grouped_holdout`), held
+       out before folding. No fold trains or selects on it; the fold ensemble, as a whole, fits
+       its temperature and prediction sets on it.
+    2. The rest is cut into ``folds`` folds (scikit-learn's ``StratifiedGroupKFold``). Fold ``k``
+       holds out fold ``k`` (``oof``: answered by the one model that never saw it) and trains
+       on the other folds, less ``val``: an inner share ``recipe.val_fraction`` of them
+       (:func:`grouped_holdout` again), on which it stops early and picks its best epoch.
+
+    Every fold has the same test and calibration images.
+
+    Returns:
+        One dict per fold: ``train``, ``val``, ``oof``, ``calibration`` and ``test`` positions.
 
     Raises:
-        BtkError: fewer than 2 folds, or more folds than the smallest class has images or groups.
+        BtkError: fewer than 2 folds, or more folds than the smallest class has images or groups
+            outside the calibration part.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
     if folds < 2:
         raise BtkError(f"--folds {folds}: a fold ensemble needs at least 2 folds (K = 1 leaves nothing out)")
     seed = config.seed if config.split_seed is None else config.split_seed
+    fraction = config.recipe.val_fraction
     base = make_split(data, y, config)
     pool = np.sort(np.concatenate([base["train"], base["val"]]))
     groups = split_groups(data, config.duplicate_threshold, pool)
+    held = grouped_holdout(y[pool], groups, fraction, seed)
+    calibration, rest, rest_groups = pool[held], pool[~held], groups[~held]
     for cls in np.unique(y[pool]):
-        mine = y[pool] == cls
-        n_images, n_groups = int(mine.sum()), len(np.unique(groups[mine]))
+        mine = y[rest] == cls
+        n_images, n_groups = int(mine.sum()), len(np.unique(rest_groups[mine]))
         if min(n_images, n_groups) < folds:
             name = classes[int(cls)] if classes else str(cls)
             raise BtkError(f"--folds {folds}: class {name} has only {n_images} training image(s) in {n_groups} "
-                           f"group(s); every fold needs one of each class (use at most {min(n_images, n_groups)})")
+                           f"group(s) outside the ensemble's calibration part; every fold needs one of each class "
+                           f"(use at most {min(n_images, n_groups)})")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     out = []
-    for train, val in splitter.split(pool, y[pool], groups):
-        out.append({"train": pool[train], "val": pool[val], "test": base["test"]})
+    for train, oof in splitter.split(rest, y[rest], rest_groups):
+        selection = grouped_holdout(y[rest[train]], rest_groups[train], fraction, seed)
+        out.append({"train": rest[train][~selection], "val": rest[train][selection], "oof": rest[oof],
+                    "calibration": calibration, "test": base["test"]})
     return out

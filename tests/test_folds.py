@@ -1,5 +1,5 @@
 """Fold ensembles (btk ensemble --folds K): grouped, stratified folds of the training images,
-out-of-fold probabilities, calibration from them, and bad K in one line."""
+out-of-fold probabilities, a calibration part no fold saw, and bad K in one line."""
 
 from __future__ import annotations
 
@@ -26,26 +26,28 @@ def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_p
     assert sorted(runs) == ["cv-fold1", "cv-fold2", "cv-folds2"]
     folds = [load_run(runs[f"cv-fold{k}"]) for k in (1, 2)]
     assert [f.config.fold for f in folds] == ["1/2", "2/2"]
-    vals = [set(f.subset_sources("val")) for f in folds]
-    trains = [set(f.subset_sources("train")) for f in folds]
-    assert not vals[0] & vals[1] and vals[0] == trains[1] and vals[1] == trains[0]  # each image held out once
-    assert len(vals[0] | vals[1]) == 32  # every Training image of the 8 per class
+    vals = [set(f.subset_sources("oof")) for f in folds]  # each fold's held-out images
+    seen = [set(f.subset_sources("train")) | set(f.subset_sources("val")) for f in folds]
+    calibration = set(folds[0].subset_sources("calibration"))
+    assert not vals[0] & vals[1] and vals[0] <= seen[1] and vals[1] <= seen[0]  # each image held out once
+    assert not vals[0] & seen[0] and not vals[1] & seen[1]  # by the fold that neither trained nor selected on it
+    assert calibration == set(folds[1].subset_sources("calibration")) and not calibration & (seen[0] | seen[1])
+    assert len(vals[0] | vals[1] | calibration) == 32  # every Training image of the 8 per class
     ens = load_run(runs["cv-folds2"])
     rows = list(csv.DictReader((ens.path / "oof.csv").open()))
     assert sorted(r["source"] for r in rows) == sorted(vals[0] | vals[1])
     assert {r["source"]: int(r["fold"]) for r in rows} == {s: k + 1 for k in (0, 1) for s in vals[k]}
-    # the out-of-fold probabilities are each fold model's own outputs, read with the ensemble's temperature
+    # the out-of-fold probabilities are each fold model's own (its own temperature)
     data = folds[0].dataset()
     position = {str(s): i for i, s in enumerate(data.sources)}
-    with load_run(folds[0].path).scorer(calibrated=False) as member, ens.scorer() as whole:
+    with load_run(folds[0].path).scorer() as member:
         mine = [r for r in rows if r["fold"] == "1"]
-        outputs = member.outputs(data.images[[position[r["source"]] for r in mine]])
-        expected = whole.probabilities(outputs)
+        expected = member(data.images[[position[r["source"]] for r in mine]])
     got = np.array([[float(r[f"p_{c}"]) for c in ens.classes] for r in mine])
     assert np.allclose(got, expected, atol=1e-5)
     cv = ens.metrics["cv"]
     assert len(cv["accuracy_per_fold"]) == 2 and abs(cv["accuracy_mean"] - np.mean(cv["accuracy_per_fold"])) < 1e-12
-    assert sorted(ens.conformal().sources) == sorted(r["source"] for r in rows)  # sets calibrated out of fold
+    assert sorted(ens.conformal().sources) == sorted(calibration)  # sets calibrated on the held-back part
     assert json.loads((ens.path / "config.json").read_text())["cv"] == {"folds": 2}
     # fold runs given to btk ensemble (e.g. trained one at a time) make the same fold ensemble
     again = CliRunner().invoke(cli, ["ensemble", str(runs["cv-fold2"]), str(runs["cv-fold1"]), "--out",
@@ -77,7 +79,8 @@ def test_a_fold_ensemble_holds_every_training_image_out_once(sartaj_small, tmp_p
 
 @pytest.mark.parametrize("k,message", [
     ("1", "--folds 1: a fold ensemble needs at least 2 folds"),
-    ("9", "--folds 9: class glioma_tumor has only 8 training image(s)"),
+    ("9", "--folds 9: class glioma_tumor has only 7 training image(s) in 7 group(s) outside the ensemble's "
+           "calibration part"),
 ])
 def test_bad_fold_counts_are_one_line(sartaj_small, tmp_path, k, message):
     result = CliRunner().invoke(cli, ["ensemble", "--folds", k, "--data", str(sartaj_small), *TINY,

@@ -143,6 +143,6 @@ def test_folds_hold_out_the_same_images_with_and_without_label_corrections(sarta
     moved = folds_for(corrected_config, corrected, y2, classes2, 2, host)
     names = [str(s) for s in corrected.sources]
     for before, after in zip(plain, moved):
-        for part in ("train", "val", "test"):
+        for part in ("train", "val", "oof", "calibration", "test"):
             kept = {sources[i] for i in before[part]} - {train[0]}
             assert {names[i] for i in after[part]} == kept

@@ -33,9 +33,11 @@ def _members(ctx: click.Context, param: click.Parameter, value: int | None) -> i
               help="Train N members (seeds SEED..SEED+N-1) on one split, each written as a run, then average them; "
                    "the configuration options are btk run's.")
 @click.option("--folds", type=int, metavar="K",
-              help="Train one run per fold of the training images (K folds, grouped by patient and near-copy, "
-                   "stratified by class; each validates on its fold), then average them; temperature and "
-                   "prediction sets come from the out-of-fold probabilities of every training image (oof.csv).")
+              help="Hold back a calibration part of the training images, cut the rest into K folds (grouped by "
+                   "patient and near-copy, stratified by class) and train one run per fold (each stops early on "
+                   "an inner part of its own training images and answers its fold out of fold: oof.csv), then "
+                   "average them; the ensemble's temperature and prediction sets are fitted on its own scores "
+                   "of the calibration part.")
 @config_options
 @out_option("the ensemble run (and, with --train or --folds, its members)", shown="runs; the first run's folder")
 @name_option("Name in the new run directory's name [ensembleN].")
@@ -51,13 +53,16 @@ def ensemble(ctx: click.Context, /, run_dirs: tuple[Path, ...], members: int | N
     tested on the same images. The ensemble's model.keras is plain Keras (one input, each member
     a layer, the mean of their probabilities); predict, evaluate, explain, robustness and report
     treat it as one model. A temperature is fitted only when every run held out the same
-    validation images (members of one --train do; runs with different seeds do not).
+    validation images (members of one --train do; runs with different seeds do not). Fold runs
+    (--set fold=K/N) are combined as a fold ensemble only when they are the N folds of one split
+    (one split seed, label corrections file, near-copy threshold and calibration part; held-out
+    parts that together cover the pool); anything else is refused in one line.
 
     \b
     Examples:
       btk ensemble runs/*-seed101 runs/*-seed102 runs/*-seed103 --name three-seeds
       btk ensemble --train 5 --data DATA/sartaj                  # five seeds on one split, then their mean
-      btk ensemble --folds 5 --data DATA/sartaj                  # five folds of Training, out-of-fold calibration
+      btk ensemble --folds 5 --data DATA/sartaj                  # five folds of Training, answers out of fold
     """
     from btk.ensemble import combine_paths, train_ensemble, train_folds
     from btk.render.tables import render_ensemble
