@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -18,8 +19,16 @@ from btk.cli import cli
 from btk.conformal import (
     Conformal,
     check_coverage,
+    check_delta,
+    coverage_interval,
+    guarantee_lines,
+    in_every_set,
+    in_every_set_warning,
+    order_index,
     scans_needed,
     set_metrics,
+    set_rows,
+    set_warnings,
     shift_check,
     shortfalls,
 )
@@ -88,7 +97,7 @@ def test_the_shift_check_is_quiet_on_exchangeable_data_and_fires_on_a_shifted_co
 
 
 def test_too_few_calibration_images_of_a_class_put_it_in_every_set():
-    assert (scans_needed(0.95), scans_needed(0.9), scans_needed(0.8)) == (19, 9, 4)
+    assert (scans_needed(0.95), scans_needed(0.9), scans_needed(0.8), scans_needed(0.99)) == (20, 10, 5, 100)
     rng = np.random.default_rng(0)
     probs, y = _draw(rng, 400)
     keep = (y != 3) | (np.cumsum(y == 3) <= 10)  # 10 pituitary images: enough for 90%, not for 95%
@@ -97,6 +106,114 @@ def test_too_few_calibration_images_of_a_class_put_it_in_every_set():
     test, _ = _draw(rng, 50)
     assert conformal.sets(test, 0.95)[:, 3].all()
     assert not conformal.sets(test, 0.9)[:, 3].all()
+
+
+@pytest.mark.parametrize("coverage, n, left_out", [(0.9, 9, False), (0.9, 10, True), (0.95, 19, False),
+                                                   (0.95, 20, True), (0.8, 4, False), (0.8, 5, True)])
+def test_a_class_can_be_left_out_exactly_from_one_image_past_the_boundary(coverage, n, left_out):
+    """With n calibration images of a class its smallest p-value is 1/(n+1); a set leaves it out
+    only below 1 - C, so only for n > 1/(1-C) - 1: 10 at 90%, 20 at 95%. At 95% and 19 images the
+    float 1 - 0.95 (0.05000000000000004) is above 1/20 = 0.05, which once let a set leave the
+    class out: the real sets are checked on both sides."""
+    rng = np.random.default_rng(n)
+    probs, y = _draw(rng, 400, weights=(0.34, 0.33, 0.33, 0.0))
+    rare = _draw(rng, 4 * n, weights=(0, 0, 0, 1.0))[0][:n]  # n pituitary images
+    conformal = Conformal(CLASSES, np.concatenate([probs, rare]), np.concatenate([y, np.full(n, 3)]))
+    assert conformal.counts()["pituitary"] == n
+    test = np.array([[0.6, 0.2, 0.2, 0.0], [0.0, 0.0, 0.0, 1.0]])  # no sign of pituitary; nothing but it
+    sets = conformal.sets(test, coverage)
+    assert sets[1, 3]
+    assert bool(sets[0, 3]) is not left_out
+    assert (conformal.thin_classes(coverage) == {"pituitary": n}) is not left_out  # the one function agrees
+    assert (n >= scans_needed(coverage)) is left_out
+
+
+def test_the_interval_of_one_calibration_s_coverage_is_the_beta_law():
+    from scipy.stats import beta
+
+    for n, coverage in [(34, 0.9), (68, 0.9), (19, 0.9), (50, 0.95)]:
+        k = order_index(n, coverage)
+        whole = (n + 1) * coverage
+        assert k == (int(round(whole)) + 1 if abs(whole - round(whole)) < 1e-9 else math.ceil(whole))
+        lo, hi = coverage_interval(n, coverage)
+        assert lo == pytest.approx(beta.ppf(0.05, k, n + 1 - k)) and hi == pytest.approx(beta.ppf(0.95, k, n + 1 - k))
+    # 34 glioma scans at 90% (ceil(35 * 0.9) = 32): a single calibration can cover as little as
+    # about 83% with 5% probability; a coverage of 78% is in its 1% tail, not impossible
+    lo, hi = coverage_interval(34, 0.9)
+    assert 0.82 < lo < 0.83 and 0.97 < hi < 0.98
+    assert beta.cdf(0.78, 32, 3) > 0.005
+    assert coverage_interval(9, 0.9) == (1.0, 1.0)  # in every set
+    # the training-conditional order statistic: the smallest k with at most delta below C
+    for n in (22, 40, 100):
+        k = order_index(n, 0.9, 0.1)
+        assert beta.cdf(0.9, k, n + 1 - k) <= 0.1 < beta.cdf(0.9, k - 1, n + 2 - k)
+    assert scans_needed(0.9, 0.1) == 22 and 0.9 ** 22 <= 0.1 < 0.9 ** 21
+    lines = guarantee_lines({"glioma": 34, "pituitary": 9}, [0.9])
+    assert "average over calibration draws" in lines[0]
+    assert lines[1] == f"  90% sets: glioma (n=34) [{100 * lo:.1f}, {100 * hi:.1f}]%; pituitary (n=9) in every set"
+    assert "at least C with probability 0.9" in guarantee_lines({"glioma": 34}, [0.9], 0.1)[0]
+
+
+def _uniform_draw(rng: np.random.Generator, n: int, delta: float | None) -> Conformal:
+    """A two-class calibration whose class-0 nonconformity scores are uniform on (0, 1)."""
+    p0 = rng.uniform(size=n)
+    other = rng.uniform(size=20)
+    probs = np.concatenate([np.stack([p0, 1 - p0], 1), np.stack([1 - other, other], 1)])
+    return Conformal(("a", "b"), probs, np.r_[np.zeros(n, int), np.ones(20, int)], delta=delta)
+
+
+def test_over_many_calibration_draws_the_plain_promise_is_an_average_and_the_pac_one_holds_per_draw():
+    """Exchangeable synthetic scores: the coverage of class a given one calibration is the share
+    of a fine grid of test scores in its sets. The plain form misses C in about 42% of draws
+    (P(Beta(37, 4) < 0.9) for n = 40) while averaging at least C; the training-conditional
+    form (delta = 0.1) misses it in at most 10% of draws."""
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(11)
+    grid = (np.arange(200) + 0.5) / 200  # P(a) of the test images: nonconformity uniform too
+    test = np.stack([grid, 1 - grid], 1)
+    draws, n, coverage = 150, 40, 0.9
+    plain = np.array([_uniform_draw(rng, n, None).sets(test, coverage)[:, 0].mean() for _ in range(draws)])
+    pac = np.array([_uniform_draw(rng, n, 0.1).sets(test, coverage)[:, 0].mean() for _ in range(draws)])
+    assert plain.mean() >= coverage - 0.01  # the marginal promise
+    assert 0.25 <= (plain < coverage).mean() <= 0.6  # ... but not for each draw
+    assert (pac < coverage).mean() <= binom.ppf(0.999, draws, 0.1) / draws
+    assert pac.mean() > plain.mean()  # the price: larger sets
+
+
+def test_a_training_conditional_calibration_survives_the_file_and_says_so(tmp_path):
+    rng = np.random.default_rng(4)
+    probs, y = _draw(rng, 300)
+    conformal = Conformal(CLASSES, probs, y, delta=0.1)
+    conformal.write(tmp_path / "conformal.csv")
+    back = Conformal.read(tmp_path / "conformal.csv", CLASSES)
+    assert back.delta == 0.1 and "probability 0.9" in back.summary()["method"] and back.summary()["pac_delta"] == 0.1
+    test, _ = _draw(rng, 40)
+    assert np.array_equal(back.sets(test, 0.9), conformal.sets(test, 0.9))
+    assert back.sets(test, 0.9).sum() >= Conformal(CLASSES, probs, y).sets(test, 0.9).sum()
+    assert Conformal.read(tmp_path / "conformal.csv", CLASSES).thin_classes(0.95) == in_every_set(
+        conformal.counts(), 0.95, 0.1)
+    for bad in (0, 0.7, "x"):
+        with pytest.raises(BtkError, match="--pac-delta"):
+            check_delta(bad)
+
+
+def test_every_report_line_flags_a_promise_whose_sets_hold_every_class():
+    """The demo's case: 15 calibration images a class, a 95% promise: every set holds every class
+    (mean size 4.00, coverage 100%), and every report says so."""
+    per_class = {"metrics": {"images": 15, "coverage": 1.0, "mean_size": 4.0}}
+    sets = {"images": 60, "coverage": 1.0, "mean_size": 4.0, "single": 0.0, "single_accuracy": None, "empty": 0.0,
+            "per_class": dict.fromkeys(CLASSES, per_class["metrics"])}
+    conditions = {"clean": {"sets": {"0.9": {**sets, "mean_size": 1.3}, "0.95": sets}}}
+    calibration = {"per_class": dict.fromkeys(CLASSES, 15)}
+    rows = set_rows(conditions, calibration)
+    assert [r["in_every_set"] for r in rows] == [{}, dict.fromkeys(CLASSES, 15)]
+    warnings = set_warnings(conditions, "clean", calibration)
+    assert warnings == [in_every_set_warning(dict.fromkeys(CLASSES, 15), 0.95)]
+    assert warnings[0].startswith("95% sets: every set holds glioma (15), meningioma (15), no_tumour (15), "
+                                  "pituitary (15): too few calibration images")
+    assert "at least 20 of a class" in warnings[0]
+    assert set_rows(conditions)[1]["in_every_set"] == {}  # without the calibration nothing is claimed
 
 
 def test_sets_do_not_depend_on_the_other_images_and_survive_the_file(tmp_path):

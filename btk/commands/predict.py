@@ -133,6 +133,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         render_prediction_summary(tally.answers, tally.images, output.console, tally.set_sizes, coverage)
         if isinstance(sink, PredictionTable) and sink.printed > sink.chunk:
             line(output.console, "(--out DIR keeps the rows in DIR/<time>-predict-RUN/predictions.csv)")
+    warn_lines(result.warnings)
     if result.shift is not None:
         warn_lines([result.shift.sentence()], prefix="btk: ")
     if sr_dir is not None:
