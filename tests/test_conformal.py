@@ -246,6 +246,28 @@ def test_set_metrics_and_the_words_for_a_shortfall():
     assert lines[0].endswith("this site is not exchangeable with the training data")
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.25, 0.7])
+def test_a_site_sample_takes_whole_patients_and_copy_clusters_stratified_by_class(fraction):
+    from btk.recalibrate import draw_sample
+
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(1, 6, size=80)  # 80 patients of 1-5 scans, each of one class
+    classes = rng.choice(4, size=80, p=(0.4, 0.3, 0.2, 0.1))
+    groups = np.repeat(np.arange(80), sizes)
+    y = np.repeat(classes, sizes)
+    sample, rest = draw_sample(y, fraction, seed=3, groups=groups)
+    assert len(sample) + len(rest) == len(y) and not set(sample) & set(rest)
+    assert not set(groups[sample]) & set(groups[rest])  # no patient on both sides
+    assert abs(len(sample) / len(y) - fraction) < 0.12
+    for k in range(4):  # every class on both sides, in about the proportion asked for
+        share = (y[sample] == k).sum() / (y == k).sum()
+        assert 0 < share < 1 and abs(share - fraction) < 0.25, (k, share)
+    again = draw_sample(y, fraction, seed=3, groups=groups)
+    assert np.array_equal(again[0], sample)  # seeded
+    with pytest.raises(BtkError, match="a group is never split"):
+        draw_sample(y, 0.5, seed=3, groups=np.zeros(len(y), int))
+
+
 @pytest.mark.parametrize("value", [1.5, 0, 1, -0.2, "x"])
 def test_a_coverage_outside_zero_and_one_is_refused(value):
     with pytest.raises(BtkError, match="a coverage is a share between 0 and 1"):
@@ -334,24 +356,38 @@ def test_calibrate_on_a_site_sample_records_it_and_refuses_too_few_scans(small_r
     from btk.runs import load_run
 
     runner = CliRunner()
-    base = ["calibrate", str(small_run), "--data", str(sartaj_small), "--split", "all", "--out", str(tmp_path)]
-    few = runner.invoke(cli, base)  # half of 11 per class: 5 or 6 scans, 95% needs 19
+    site = tmp_path / "site"
+    shutil.copytree(sartaj_small, site)
+    copied = sorted((site / "Training" / "meningioma_tumor").glob("*.jpg"))[:3]
+    for f in copied:  # three scans twice each: a copy pair must stay on one side of the sample
+        shutil.copy(f, f.with_name(f"copy-{f.name}"))
+    out = tmp_path / "out"
+    base = ["calibrate", str(small_run), "--data", str(site), "--split", "all", "--out", str(out)]
+    few = runner.invoke(cli, base)  # half of 11 per class: 5 or 6 scans; a 95% set leaves a class out from 20
     assert few.exit_code == 1 and "Traceback" not in few.output
-    assert re.search(r"glioma_tumor: [56] labelled scan\(s\) in the sample, 95% coverage needs at least 19 "
-                     r"\(label 1[34] more\)", few.output)
-    assert not list(tmp_path.iterdir())
-    result = runner.invoke(cli, [*base, "--coverage", "0.8", "--name", "site", "--reporter", "none"])
+    assert re.search(r"glioma_tumor: [4-7] labelled scan\(s\) in the sample, 95% coverage needs at least 20 "
+                     r"\(label 1[3-6] more\)", few.output)
+    assert not out.exists() or not list(out.iterdir())
+    result = runner.invoke(cli, [*base, "--coverage", "0.8", "--name", "site"])
     assert result.exit_code == 0, result.output
-    calibrated = load_run(next(tmp_path.iterdir()))
+    # the report flags the promises whose sets hold a class always (5 a class: 90% needs 10)
+    assert "every set holds" in result.output and "in every set" in result.output
+    assert "average over calibration draws" in result.output
+    calibrated = load_run(next(out.iterdir()))
     record = calibrated.metrics["recalibration"]
-    assert record["from_run"] == small_run.name and record["sample"]["images"] == 22
+    assert record["from_run"] == small_run.name and record["sample"]["images"] + record["rest"]["images"] == 47
     assert record["sample"]["per_class"] == {c: int(n) for c, n in record["calibration_per_class"].items()}
-    assert len(record["sample"]["sha256"]) == 64 and record["rest"]["images"] == 22
+    assert len(record["sample"]["sha256"]) == 64 and record["groups"]["sample"] + record["groups"]["rest"] == 44
+    assert set(record["conditional_coverage"]) == {"0.8", "0.9", "0.95"}
     conformal = calibrated.conformal()
     assert conformal.origin == "site"
-    val = {r["source"] for r in csv.DictReader((calibrated.path / "split.csv").open()) if r["subset"] == "val"}
-    assert set(conformal.sources) == val and len(val) == 22
-    assert calibrated.metrics["counts"]["test"] == 22  # the rest, scored with the new calibration
+    subsets = {r["source"]: r["subset"] for r in csv.DictReader((calibrated.path / "split.csv").open())}
+    val = {s for s, subset in subsets.items() if subset == "val"}
+    assert set(conformal.sources) == val and len(val) == record["sample"]["images"]
+    for f in copied:  # each copy pair on one side
+        pair = [s for s in subsets if s.endswith(f.name)]
+        assert len(pair) == 2 and subsets[pair[0]] == subsets[pair[1]], pair
+    assert calibrated.metrics["counts"]["test"] == record["rest"]["images"]  # scored with the new calibration
     assert "0.9" in calibrated.metrics["conditions"]["clean"]["sets"]
     # a sample share outside (0, 1), a bad coverage: one line each
     bad = runner.invoke(cli, [*base, "--sample", "1.5"])
