@@ -307,6 +307,35 @@ def test_a_run_keeps_its_validation_probabilities_and_measures_its_sets(small_ru
 
 
 @pytest.mark.slow
+def test_every_report_of_a_run_with_thin_calibration_flags_the_sets_that_hold_a_class_always(small_run, tmp_path):
+    """The run has a few validation images a class (fewer than the 10 a 90% set needs): the
+    terminal report, the HTML report, the model card and predict all say that every set holds
+    them, from one function."""
+    from btk.runs import load_run
+
+    run = load_run(small_run)
+    held = run.conformal().thin_classes(0.9)
+    assert held == in_every_set(run.conformal().counts(), 0.9) and held  # all classes: 2-3 images each
+    warning = in_every_set_warning(held, 0.9)
+    html = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(small_run), "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())  # rich wraps long lines
+    assert " ".join(f"clean: {warning}".split()) in flat
+    assert "average over calibration draws" in flat and "in every set" in flat
+    page = html.read_text()
+    assert page.count('<tr class="warn in-every-set">') == 2  # the 90% and 95% rows
+    assert "every set holds" in page
+    card = (small_run / "MODEL_CARD.md").read_text()
+    assert warning in card and "| test images | 90 * |" in card
+    scan = next(iter(run.conformal().sources))
+    data = Path(run.config.data)
+    predicted = CliRunner().invoke(cli, ["predict", str(small_run), "--data", str(data / scan), "--coverage", "0.9"])
+    assert predicted.exit_code == 0, predicted.output
+    assert " ".join(warning.split()) in " ".join(predicted.output.split())
+
+
+@pytest.mark.slow
 def test_predict_gives_each_image_its_set_the_same_as_the_run_computes(small_run, sartaj_small, tmp_path):
     from btk.runs import load_run
 
