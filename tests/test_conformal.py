@@ -196,6 +196,11 @@ def test_a_training_conditional_calibration_survives_the_file_and_says_so(tmp_pa
     for bad in (0, 0.7, "x"):
         with pytest.raises(BtkError, match="--pac-delta"):
             check_delta(bad)
+    from btk.config import make_run_config
+
+    assert make_run_config(pac_delta=0.1).pac_delta == 0.1 and make_run_config().pac_delta is None
+    with pytest.raises(BtkError, match="pac_delta"):
+        make_run_config(pac_delta=0.7)
 
 
 def test_every_report_line_flags_a_promise_whose_sets_hold_every_class():
@@ -423,6 +428,30 @@ def test_calibrate_on_a_site_sample_records_it_and_refuses_too_few_scans(small_r
     assert bad.exit_code == 1 and "--sample 1.5" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(cli, [*base, "--coverage", "1.5"])
     assert bad.exit_code == 1 and "--coverage 1.5" in bad.output
+
+
+@pytest.mark.slow
+def test_calibrate_with_pac_delta_gives_training_conditional_sets_that_every_later_command_uses(small_run, tmp_path):
+    from btk.runs import load_run
+
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["calibrate", str(small_run), "--pac-delta", "0.7", "--out", str(tmp_path)])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.output.strip().splitlines()[-1].startswith("Error: --pac-delta 0.7: ")
+    assert not list(tmp_path.iterdir())
+    made = runner.invoke(cli, ["calibrate", str(small_run), "--pac-delta", "0.1", "--out", str(tmp_path),
+                               "--reporter", "none"])
+    assert made.exit_code == 0, made.output
+    assert "training-conditional promise" in made.output and "probability 0.9" in made.output
+    calibrated = load_run(next(tmp_path.iterdir()))
+    assert calibrated.config.pac_delta == 0.1 and calibrated.conformal().delta == 0.1
+    assert calibrated.calibration.conformal["pac_delta"] == 0.1
+    assert calibrated.metrics["recalibration"]["pac_delta"] == 0.1
+    # its test metrics are the PAC sets of its predictions (2-3 images a class: every set holds all)
+    _, y, probs = calibrated.condition_arrays("clean")
+    sets = calibrated.conformal().sets(probs, 0.9)
+    assert calibrated.metrics["conditions"]["clean"]["sets"]["0.9"] == set_metrics(sets, y, probs, calibrated.classes)
+    assert sets.all() and calibrated.conformal().thin_classes(0.9) == calibrated.conformal().counts()
 
 
 @pytest.mark.slow
