@@ -383,6 +383,8 @@ def test_evaluate_measures_the_coverages_asked_for_clean_and_degraded(small_run,
     assert evaluation.conformal() is not None  # the evaluation keeps its run's calibration
     report = CliRunner().invoke(cli, ["report", str(evaluation.path)])
     assert report.exit_code == 0 and "prediction sets" in report.output
+    # the run's 2-3 validation images a class: the evaluation's report says every set holds them
+    assert "80% sets: every set holds" in " ".join(report.output.split())
 
 
 @pytest.mark.slow
