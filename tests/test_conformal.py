@@ -177,6 +177,9 @@ def test_over_many_calibration_draws_the_plain_promise_is_an_average_and_the_pac
     pac = np.array([_uniform_draw(rng, n, 0.1).sets(test, coverage)[:, 0].mean() for _ in range(draws)])
     assert plain.mean() >= coverage - 0.01  # the marginal promise
     assert 0.25 <= (plain < coverage).mean() <= 0.6  # ... but not for each draw
+    lo, hi = coverage_interval(n, coverage)  # the printed interval holds a draw's coverage 90% of the time
+    inside = ((plain >= lo - 0.005) & (plain <= hi + 0.005)).mean()  # 0.005: the grid's step
+    assert binom.ppf(0.001, draws, 0.9) / draws <= inside <= binom.ppf(0.999, draws, 0.9) / draws
     assert (pac < coverage).mean() <= binom.ppf(0.999, draws, 0.1) / draws
     assert pac.mean() > plain.mean()  # the price: larger sets
 
