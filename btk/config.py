@@ -175,6 +175,8 @@ class RunConfig:
         ensemble: members trained (``btk ensemble --train N``), seeds ``seed`` .. ``seed + N - 1``.
         devices: data-parallel training (:mod:`btk.distribute`): ``auto``, a count or device
             indices such as ``0,1``; empty: Keras' default device.
+        pac_delta: the prediction sets' training-conditional form (:func:`btk.conformal.order_index`);
+            ``None``: the promise on average over calibration draws.
     """
 
     recipe: Recipe
@@ -218,6 +220,10 @@ class RunConfig:
     labels: str | None = _field(None, "Label corrections kept beside the data: a CSV of path and label (or drop), "
                                 "applied to what the reader read; the run records the file and its SHA-256.",
                                 "--labels", metavar="FILE")
+    pac_delta: float | None = _field(None, "Prediction sets, training-conditional: each class's coverage is at least "
+                                     "the promise with probability 1 - DELTA over the calibration draw (e.g. 0.1; "
+                                     "more images a class needed); none: the promise holds on average over draws.",
+                                     low=0, high=0.5, low_open=True)
 
     def __post_init__(self) -> None:
         require_run_name(self.name)

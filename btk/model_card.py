@@ -22,26 +22,34 @@ SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training",
 def _set_lines(run: Run, evaluations: list[Run]) -> list[str]:
     """The prediction sets: what they were calibrated on, and their coverage on the run's test
     images and on each evaluation's (clean), with the warnings a reader must see."""
-    from btk.conformal import set_rows, set_warnings
+    from btk.conformal import guarantee_lines, set_rows, set_warnings
 
     summary = run.calibration.conformal if run.calibration is not None else None
     if not summary:
         return ["No prediction sets: the run was made before them (`btk calibrate RUN` fits them)."]
-    counts = ", ".join(f"{c} {n}" for c, n in (summary.get("per_class") or {}).items())
+    per_class = summary.get("per_class") or {}
+    counts = ", ".join(f"{c} {n}" for c, n in per_class.items())
     lines = [f"Prediction sets (`btk predict --coverage C`): {summary.get('method', 'conformal')}, calibrated on "
              f"{summary.get('images')} {summary.get('origin', 'validation')} images ({counts}). The true class is in "
-             "the set at least C of the time for each class, on scans exchangeable with those.", "",
+             "the set at least C of the time for each class, on scans exchangeable with those. "
+             "A * marks a class that every set holds (too few calibration images to leave it out).", "",
              "| cohort | promise | coverage | " + " | ".join(run.classes) + " | mean size | single | single acc. |",
              "| --- " * (6 + len(run.classes)) + "|"]
+    promises: set[float] = set()
     for who in [run, *evaluations]:
         conditions = who.metrics.get("conditions", {})
         label = "test images" if who is run else who.name
-        for r in set_rows({"clean": conditions.get("clean") or {}}):
-            lines.append(f"| {label} | {100 * r['promise']:g} | {_pct(r['coverage'])} | "
-                         + " | ".join(_pct(r["per_class"].get(c)) for c in run.classes)
+        for r in set_rows({"clean": conditions.get("clean") or {}}, summary):
+            promises.add(r["promise"])
+            held = r["in_every_set"]
+            lines.append(f"| {label} | {100 * r['promise']:g}{' *' if held else ''} | {_pct(r['coverage'])} | "
+                         + " | ".join(_pct(r["per_class"].get(c)) + (" *" if c in held else "") for c in run.classes)
                          + f" | {r['mean_size']:.2f} | {_pct(r['single'])} | {_pct(r['single_accuracy'])} |")
+    if per_class and promises:
+        first, *rest = guarantee_lines(per_class, sorted(promises), summary.get("pac_delta"))
+        lines += ["", first[0].upper() + first[1:], "", *[f"- {t.strip()}" for t in rest]]
     for who in [run, *evaluations]:
-        for warning in set_warnings(who.metrics.get("conditions", {})):
+        for warning in set_warnings(who.metrics.get("conditions", {}), "clean", summary):
             lines += ["", f"**{'test images' if who is run else who.name}**: {warning}."]
     return lines
 
@@ -259,12 +267,14 @@ def model_card(run: Run, name: str | None = None) -> str:
     lines += ["## Explanations", "", *_explanation_lines(run), ""]
 
     lines += ["## External evaluations", ""]
+    sets_calibration = run.calibration.conformal if run.calibration is not None else None
     for e in evaluations:
         cond = e.metrics.get("conditions", {}).get("clean")
         if cond and e.evaluation is not None:
             lines.append(f"- {e.name}: {e.evaluation.data} ({e.evaluation.split}), {cond['n']} images, accuracy "
                          f"{_pct(cond['accuracy'])}, macro F1 {_pct(cond['f1_macro'])}.")
-            lines += [f"  - {w}" for w in conformal.set_warnings(e.metrics.get("conditions", {}))]
+            lines += [f"  - {w}" for w in conformal.set_warnings(e.metrics.get("conditions", {}), "clean",
+                                                                 sets_calibration)]
     if not evaluations:
         lines.append("None: `btk evaluate RUN --data OTHER` scores the model on another labelled dataset.")
     lines.append("")

@@ -390,7 +390,8 @@ def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
     fitted = scorer.with_temperature(temperature)
     raw, calibrated = fitted.probabilities(outputs, calibrated=False), fitted.probabilities(outputs)
     y = prep.y[val]
-    sets = Conformal(tuple(prep.classes), calibrated, y, tuple(str(s) for s in prep.data.sources[val]), origin)
+    sets = Conformal(tuple(prep.classes), calibrated, y, tuple(str(s) for s in prep.data.sources[val]), origin,
+                     delta=prep.config.pac_delta)
     return Calibration(temperature, reliability(y, raw)["ece"], reliability(y, calibrated)["ece"], nll(raw, y),
                        nll(calibrated, y), sets.summary(), sets)
 

@@ -9,7 +9,7 @@ import csv
 import json
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -90,6 +90,7 @@ class PredictResult:
     rows: int
     folder: Path | None
     shift: ShiftCheck | None = None  # with check_shift: the cohort against the run's calibration images
+    warnings: list[str] = field(default_factory=list)  # what a user must read about the sets (every set holds ...)
 
 
 def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = None,
@@ -116,7 +117,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
             written, devices that cannot be used, nothing readable at all, a coverage outside
             (0, 1), sets or a shift check asked of a run without prediction sets.
     """
-    from btk.conformal import check_coverage
+    from btk.conformal import check_coverage, in_every_set_warning
     from btk.distribute import check_devices
     from btk.explain import answer_maps
     from btk.plugins import get_host
@@ -128,6 +129,10 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     if coverage is not None:
         coverage = check_coverage(coverage)
     conformal = run.require_conformal() if coverage is not None or check_shift else None
+    held: dict[str, int] = {}  # classes that every set holds (too few calibration images)
+    if conformal is not None and coverage is not None:
+        held = conformal.thin_classes(coverage)
+    warnings = [in_every_set_warning(held, coverage, conformal.delta)] if held and conformal and coverage else []
     parent = check_writable(out) if out is not None else None
     inputs = gather_inputs(paths, host or get_host(), run.read_options({}), reader_name, reader_options, slices)
     tally = tally if tally is not None else PredictionTally()
@@ -154,8 +159,8 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
             (folder.path("predict.json")).write_text(json.dumps({
                 "run": str(run.path), "inputs": [str(p) for p in paths], "rows": rows, "images": tally.images,
                 "answers": dict(tally.answers), "min_confidence": min_confidence,
-                **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())}}
-                   if coverage is not None else {}),
+                **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())},
+                    "in_every_set": held} if coverage is not None else {}),
                 **({"shift": shift.to_json()} if shift is not None else {}),
                 "skipped": [{"source": s, "reason": r} for s, r in tally.skipped]}, indent=1) + "\n")
-    return PredictResult(tally, rows, folder.final if folder is not None else None, shift)
+    return PredictResult(tally, rows, folder.final if folder is not None else None, shift, warnings)

@@ -4,14 +4,17 @@ of a new site or on the run's own validation images.
 A run's probabilities and its prediction sets (:mod:`btk.conformal`) are calibrated on its
 validation images; their promise holds for scans exchangeable with those. A new site usually is
 not. Given a few labelled scans of that site, :func:`calibrate_run` draws a sample of them
-(stratified by class, seeded), fits the temperature and the sets' calibration on it, and scores
-the rest of the site's scans with the result: a new run (same network) that records the sample
-(paths in ``split.csv`` as ``val``, counts, SHA-256) and holds the rest as its test images.
+(whole groups: the reader's patients and near-copy clusters, stratified by class as far as
+whole groups allow, seeded; :func:`draw_sample`), fits the temperature and the sets' calibration
+on it, and scores the rest of the site's scans with the result: a new run (same network) that
+records the sample (paths in ``split.csv`` as ``val``, counts, SHA-256) and holds the rest as its
+test images. No patient and no near-copy pair has images on both sides.
 
 Each class needs enough scans in the sample for the coverage wanted (:func:`btk.conformal.scans_needed`:
-19 for 95%). A class with none in the sample keeps the run's own calibration (its validation
+20 for 95%). A class with none in the sample keeps the run's own calibration (its validation
 images, scored again with the new temperature); a class with too few is refused, or kept the
-same way with ``thin="keep"``.
+same way with ``thin="keep"``. ``pac_delta`` asks for the training-conditional promise
+(:func:`btk.conformal.order_index`).
 
 Without data the run's own calibration images are used (how a run made before prediction sets
 gets them), and only where they did not train it: a fold ensemble's validation images are out of
@@ -30,7 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from btk.conformal import Conformal, check_coverage, scans_needed
+from btk.conformal import (
+    DEFAULT_COVERAGES,
+    Conformal,
+    check_coverage,
+    check_delta,
+    coverage_interval,
+    in_every_set,
+    scans_needed,
+)
 from btk.errors import BtkError
 from btk.record import SITE_ROLES
 from btk.run_files import listing_sha256
@@ -39,35 +50,47 @@ THIN_CHOICES = ("error", "keep")
 """What :func:`calibrate_run` does with a class that has too few scans in the sample."""
 
 
-def draw_sample(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of a stratified, seeded ``fraction`` of labelled images and of the rest.
+def draw_sample(y: np.ndarray, fraction: float, seed: int,
+                groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of a seeded sample of about ``fraction`` of labelled images and of the rest:
+    whole ``groups`` only (patients, near-copy clusters: :func:`btk.split.split_groups`), stratified
+    by class as far as whole groups allow (:func:`btk.split.grouped_holdout`: scikit-learn's
+    ``StratifiedGroupKFold``, else ``GroupShuffleSplit``). Without ``groups`` each image is its own.
 
     Raises:
-        BtkError: a fraction outside (0, 1), or too few images to leave some on both sides.
+        BtkError: a fraction outside (0, 1), or too few images or groups to leave some on both sides.
     """
-    from sklearn.model_selection import train_test_split
+    from btk.split import grouped_holdout
 
     if not 0.0 < fraction < 1.0:
         raise BtkError(f"--sample {fraction:g}: the share of the labelled scans to calibrate on, between 0 and 1")
-    index = np.arange(len(y))
-    try:
-        sample, rest = train_test_split(index, train_size=fraction, stratify=y, random_state=seed)
-    except ValueError as exc:
-        raise BtkError(f"cannot draw a stratified {fraction:g} sample of {len(y)} labelled scans: {exc}") from None
-    return np.sort(sample), np.sort(rest)
+    y = np.asarray(y)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    distinct = len(np.unique(groups))
+    if distinct < 2:
+        raise BtkError(f"cannot draw a {fraction:g} sample of {len(y)} labelled scans: they form {distinct} group "
+                       "(patient or near-copy cluster), and a group is never split")
+    # grouped_holdout takes one of round(1 / share) folds: the smaller side is drawn, the larger is the rest
+    small = grouped_holdout(y, groups, min(fraction, 1.0 - fraction), seed)
+    mask = small if fraction <= 0.5 else ~small
+    if mask.all() or not mask.any():
+        raise BtkError(f"cannot draw a {fraction:g} sample of {len(y)} labelled scans in {distinct} groups with "
+                       "scans on both sides")
+    return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
-def thin_classes(counts: dict[str, int], coverage: float) -> dict[str, int]:
-    """The classes with some, but too few, scans for ``coverage`` (name -> count)."""
-    need = scans_needed(coverage)
-    return {c: n for c, n in counts.items() if 0 < n < need}
+def thin_classes(counts: dict[str, int], coverage: float, delta: float | None = None) -> dict[str, int]:
+    """The classes with some, but too few, scans for ``coverage`` (name -> count): those
+    :func:`btk.conformal.in_every_set` finds, less those with none."""
+    return {c: n for c, n in in_every_set(counts, coverage, delta).items() if n > 0}
 
 
-def thin_message(thin: dict[str, int], coverage: float) -> str:
+def thin_message(thin: dict[str, int], coverage: float, delta: float | None = None) -> str:
     """The one-line refusal for classes with too few scans in the sample."""
-    need = scans_needed(coverage)
-    named = "; ".join(f"{c}: {n} labelled scan(s) in the sample, {100 * coverage:g}% coverage needs at least {need} "
-                      f"(label {need - n} more)" for c, n in thin.items())
+    need = scans_needed(coverage, delta)
+    form = f" (with probability {1 - delta:g})" if delta is not None else ""
+    named = "; ".join(f"{c}: {n} labelled scan(s) in the sample, {100 * coverage:g}% coverage{form} needs at least "
+                      f"{need} (label {need - n} more)" for c, n in thin.items())
     return (f"{named}. With n scans of a class the promise moves in steps of 1/(n+1). Label more, lower --coverage, "
             "calibrate on a larger --sample, or keep the run's calibration for such classes with --thin-classes keep")
 
@@ -93,7 +116,8 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
                   reader: str | None = None, reader_options: dict[str, str] | None = None, split: str | None = None,
                   class_map: dict[str, str] | None = None, sample: float = 0.5, coverage: float = 0.95,
                   thin: str = "error", seed: int | None = None, out: Path | str | None = None, name: str = "",
-                  command: str | None = None, recorded: tuple[list[str], list[str]] | None = None) -> Any:
+                  command: str | None = None, recorded: tuple[list[str], list[str]] | None = None,
+                  pac_delta: float | None = None) -> Any:
     """``btk calibrate``, the whole job: fit ``run``'s temperature and prediction sets again on a
     labelled ``sample`` (share) of the site ``data`` (read as the run reads images; ``split`` and
     ``class_map`` as ``btk evaluate`` takes them), score the rest, and write a new run; without
@@ -107,6 +131,9 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
         recorded: ``(sample, kept)``: calibrate on these scans of ``data`` (their sources, as a
             calibrated run recorded them) instead of drawing a sample, keeping the run's
             calibration for the classes ``kept`` (:func:`calibrate_again`).
+        pac_delta: the training-conditional form of the sets (each class's coverage at least the
+            promise with probability ``1 - pac_delta`` over the calibration draw); default: the
+            run's (its configuration's ``pac_delta``).
 
     Returns:
         The new run, read back.
@@ -127,6 +154,7 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
     feedback = feedback or Feedback()
     t_start, started = time.perf_counter(), now()
     coverage = check_coverage(coverage)
+    delta = check_delta(pac_delta) if pac_delta is not None else run.config.pac_delta
     if thin not in THIN_CHOICES:
         raise BtkError(f"--thin-classes {thin!r}: give {' or '.join(THIN_CHOICES)}")
     require_run_name(name)
@@ -138,30 +166,32 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
     parent = check_writable(Path(out) if out is not None else Path(run.path).parent)
     seed = run.config.seed if seed is None else int(seed)
     if data is None:
-        prep, record = _own_validation(run, host, feedback, name, coverage)
+        prep, record = _own_validation(run, host, feedback, name, coverage, delta)
     else:
         prep, record = _site_sample(run, Path(data), host, feedback, reader, reader_options, split, class_map or {},
-                                    sample, coverage, thin, seed, name, recorded)
+                                    sample, coverage, thin, seed, name, delta, recorded)
+    record["coverage"], record["pac_delta"] = coverage, delta
     return _write(run, prep, record, parent, host, feedback, t_start, started, command,
                   unique_dir, new_run_id)
 
 
-def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: float) -> tuple[Any, dict[str, Any]]:
+def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: float,
+                    delta: float | None) -> tuple[Any, dict[str, Any]]:
     """The run's own split, to calibrate on its calibration images (``split.csv`` and the roles
     are kept as they are)."""
+    from btk.conformal import in_every_set_warning
     from btk.pipeline import prepared_from_run
 
-    config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated")
+    config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated",
+                                     pac_delta=delta)
     prep = prepared_from_run(run, host, feedback, config=config)
     subset = run.role_subset("calibration")
     if subset != "val":
         prep.split = {**prep.split, "val": run.positions(prep.data, role="calibration")}
     counts = {c: int((prep.y[prep.split["val"]] == k).sum()) for k, c in enumerate(prep.classes)}
-    short = {c: n for c, n in counts.items() if n < scans_needed(coverage)}
+    short = in_every_set(counts, coverage, delta)
     if short:
-        feedback.warn(f"the run's validation images hold too few scans for {100 * coverage:g}% coverage of "
-                      + ", ".join(f"{c} ({n})" for c, n in short.items())
-                      + f": such a class is in every set (at least {scans_needed(coverage)} are needed)")
+        feedback.warn("the run's validation images: " + in_every_set_warning(short, coverage, delta))
     record = {"on": "the run's validation images", "sample": {"images": int(len(prep.split["val"])),
                                                                "per_class": counts}, "kept_from_run": [],
               "rows": run.split_table(), "roles": dict(run.roles)}
@@ -171,15 +201,17 @@ def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: flo
 def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | None,
                  reader_options: dict[str, str] | None, split: str | None, class_map: dict[str, str],
                  fraction: float, coverage: float, thin: str, seed: int, name: str,
-                 recorded: tuple[list[str], list[str]] | None = None) -> tuple[Any, dict[str, Any]]:
-    """The site's labelled scans as a prepared split: the sample (drawn, or ``recorded``) as
-    validation, the rest as test."""
+                 delta: float | None, recorded: tuple[list[str], list[str]] | None = None
+                 ) -> tuple[Any, dict[str, Any]]:
+    """The site's labelled scans as a prepared split: the sample (whole patients and near-copy
+    clusters, drawn; or ``recorded``) as validation, the rest as test."""
     from btk.cache import gather
     from btk.classmap import map_labels
     from btk.dataset import Dataset, load_dataset
     from btk.degraders import resolve_degradations
     from btk.evaluate import check_vocabulary, reader_for_data, select_split
     from btk.pipeline import Prepared
+    from btk.split import split_groups
 
     if not data.exists():
         raise BtkError(f"data not found: {data}")
@@ -198,13 +230,15 @@ def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | N
     y, y_fit = _site_labels(run, mapped)
     site = Dataset(gather(read.images, index), np.array(mapped), read.groups[index], read.sources[index],
                    np.array([""] * len(index)), list(read.skipped), fingerprint=dict(read.fingerprint))
+    threshold = run.config.duplicate_threshold
+    groups = split_groups(site, threshold)  # the reader's groups (patients) joined with near-copy clusters
     classes = list(run.classes)
     if recorded is None:
-        sample, rest = draw_sample(y, fraction, seed)
+        sample, rest = draw_sample(y, fraction, seed, groups)
         counts = {c: int((y[sample] == k).sum()) for k, c in enumerate(classes)}
-        short = thin_classes(counts, coverage)
+        short = thin_classes(counts, coverage, delta)
         if short and thin == "error":
-            raise BtkError(thin_message(short, coverage))
+            raise BtkError(thin_message(short, coverage, delta))
         kept = [c for c, n in counts.items() if n == 0] + list(short)
     else:
         sample, rest = _recorded_sample(site.sources, recorded[0], data)
@@ -214,18 +248,21 @@ def _site_sample(run: Any, data: Path, host: Any, feedback: Any, reader: str | N
         run.require_role("calibration", f"keeping the run's own calibration for {', '.join(kept)}",
                          f"label at least {scans_needed(coverage)} scans of each class in the sample", untrained=True)
     config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated",
-                                     data=str(data), reader=reader_name, reader_options=options)
+                                     data=str(data), reader=reader_name, reader_options=options, pac_delta=delta)
     fit_classes = classes if run.trained_classes == run.classes else list(run.trained_classes)
     prep = Prepared(config, host, host.models.get(config.model_name), site, y, classes, y_fit, fit_classes,
                     {"train": np.zeros(0, int), "val": sample, "test": rest}, [],
                     resolve_degradations(host, config.test_degrade), None, time.perf_counter() - t_load)
     feedback.info(f"calibrating on {len(sample)} of {len(index)} labelled scans of {data} ({split_name}): "
                   + ", ".join(f"{c} {n}" for c, n in counts.items() if n)
-                  + f"; {100 * coverage:g}% coverage needs at least {scans_needed(coverage)} per class"
+                  + f"; {100 * coverage:g}% coverage needs at least {scans_needed(coverage, delta)} per class"
                   + (f"; the run's own calibration is kept for {', '.join(kept)}" if kept else ""))
     sample_sources = [str(s) for s in site.sources[sample]]
     record = {"on": "a labelled sample of a new site", "data": str(data), "split": split_name,
               "class_map": class_map, "fraction": fraction, "seed": seed,
+              "grouped_by": f"the reader's groups joined with near-copy clusters (score >= {threshold:g})"
+                            if threshold > 0 else "the reader's groups",
+              "groups": {"sample": int(len(np.unique(groups[sample]))), "rest": int(len(np.unique(groups[rest])))},
               "sample": {"images": int(len(sample)), "per_class": counts, "sha256": listing_sha256(sample_sources)},
               "rest": {"images": int(len(rest)), "per_class": {c: int((y[rest] == k).sum())
                                                               for k, c in enumerate(classes)}},
@@ -271,7 +308,8 @@ def _with_kept_classes(run: Any, scorer: Any, sets: Conformal, kept: list[str], 
     origins = [*sets.row_origins(), *["validation"] * len(picked)]
     return Conformal(sets.classes, np.concatenate([sets.probabilities, probs]),
                      np.concatenate([sets.labels, own.y[picked]]),
-                     (*sets.sources, *[str(s) for s in own.data.sources[picked]]), "site+validation", tuple(origins))
+                     (*sets.sources, *[str(s) for s in own.data.sources[picked]]), "site+validation", tuple(origins),
+                     sets.delta)
 
 
 def _write(run: Any, prep: Any, record: dict[str, Any], parent: Path, host: Any, feedback: Any, t_start: float,
@@ -297,6 +335,10 @@ def _write(run: Any, prep: Any, record: dict[str, Any], parent: Path, host: Any,
               "calibration_per_class": calibration.sets.counts()}
     feedback.info(f"temperature {run.temperature:.3f} -> {calibration.temperature:.3f}; prediction sets calibrated "
                   "on " + ", ".join(f"{c} {n}" for c, n in calibration.sets.counts().items()))
+    promises = sorted({*DEFAULT_COVERAGES, record["coverage"]})
+    record["conditional_coverage"] = {  # where one calibration's coverage lies (btk.conformal.coverage_interval)
+        f"{c:g}": {k: list(coverage_interval(n, c, calibration.sets.delta)) for k, n in
+                   calibration.sets.counts().items()} for c in promises}
     scorer = scorer.with_calibration(calibration)
     results = evaluate_test(prep, scorer, feedback, explain=False)
     collapse_alert(results, feedback)
@@ -327,7 +369,8 @@ def calibrate_again(calibrated: Any, origin: Any, out: Path | str, host: Any = N
     if not info:
         raise BtkError(f"{calibrated.name} was not made by btk calibrate")
     if not info.get("data"):
-        return calibrate_run(origin, None, host, feedback, seed=info.get("seed"), out=out, name=name, command=command)
+        return calibrate_run(origin, None, host, feedback, seed=info.get("seed"), out=out, name=name, command=command,
+                             pac_delta=info.get("pac_delta"))
     data = calibrated.data_path
     if data is None:
         raise BtkError(f"{calibrated.name}: its site data {calibrated.config.data} is not here, so its calibration "
@@ -335,4 +378,5 @@ def calibrate_again(calibrated: Any, origin: Any, out: Path | str, host: Any = N
     recorded = (calibrated.role_sources("site_sample"), list(info.get("kept_from_run") or []))
     return calibrate_run(origin, data, host, feedback, calibrated.config.reader, dict(calibrated.config.reader_options),
                          info.get("split"), dict(info.get("class_map") or {}), float(info.get("fraction", 0.5)),
-                         float(info.get("coverage", 0.95)), "keep", info.get("seed"), out, name, command, recorded)
+                         float(info.get("coverage", 0.95)), "keep", info.get("seed"), out, name, command, recorded,
+                         info.get("pac_delta"))

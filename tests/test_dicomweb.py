@@ -232,9 +232,21 @@ def test_a_series_of_reports_is_not_an_image(pacs, run_dir, tmp_path):
 @NEEDS_DCIODVFY
 def test_what_btk_writes_as_dicom_passes_dciodvfy(converted, run_dir, tmp_path):
     files = sorted(converted.rglob("*.dcm"))[:2]
-    _ok("predict", str(run_dir), "--data", str(files[0].parent), "--sr", str(tmp_path))
-    reports = list(tmp_path.glob("*/*.dcm"))
-    assert reports
+    _ok("predict", str(run_dir), "--data", str(files[0].parent), "--sr", str(tmp_path / "confident"))
+    # a 1-epoch network is never 99.9% sure: the answer is uncertain, and its SR asserts no class
+    _ok("predict", str(run_dir), "--data", str(files[0].parent), "--sr", str(tmp_path / "uncertain"),
+        "--min-confidence", "0.999")
+    reports = list(tmp_path.glob("*/*/*.dcm"))
+    assert len(reports) == 2
+    uncertain = pydicom.dcmread(next((tmp_path / "uncertain").glob("*/*.dcm")))
+    assert uncertain.SeriesDescription.startswith("btk uncertain")
+    codes, todo = set(), _content(uncertain.ContentSequence)
+    while todo:  # every content item of the tree
+        item = todo.pop()
+        todo += _content(getattr(item, "ContentSequence", None))
+        if item.ValueType == "CODE":
+            codes.add(item.ConceptCodeSequence[0].CodeValue)
+    assert "82334004" in codes and not codes & {"52101004", "272519000"}  # Indeterminate; no Present, no Absent
     for path in [*files, *reports]:
         out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]

@@ -111,7 +111,7 @@ def test_calibrate_on_a_site_keeps_no_class_on_a_fold_ensembles_own_images(tmp_p
                              "--coverage", "0.8", "--thin-classes", "keep", "--out", str(tmp_path / "out")])
     assert line.startswith("Error: keeping the run's own calibration for b needs calibration")
     assert "out-of-fold images (each trained K-1 of its fold models), so they trained it" in line
-    assert line.endswith("label at least 4 scans of each class in the sample")
+    assert line.endswith("label at least 5 scans of each class in the sample")
 
 
 def test_the_record_is_split_and_still_read_through_btk_runs():

@@ -29,8 +29,9 @@ from btk.commands.options import (
                    "below P; the run's report shows accuracy against coverage for such thresholds.")
 @click.option("--coverage", type=float, metavar="C",
               help="Give each row its prediction set at coverage C (e.g. 0.95): every class that cannot be "
-                   "ruled out. The true class is in the set C of the time, for each class, on scans like the "
-                   "run's calibration images. One class: a confident answer; several: 'one of these'; empty: no "
+                   "ruled out. The true class is in the set at least C of the time, for each class, on scans like "
+                   "the run's calibration images (on average over calibration draws; the run's report gives the "
+                   "range for its own calibration). One class: a confident answer; several: 'one of these'; empty: no "
                    "class fits (flagged). Adds the columns set and set_size.")
 @click.option("--check-shift", is_flag=True,
               help="Test whether these scans look like the run's calibration images (no labels needed); when "
@@ -38,7 +39,8 @@ from btk.commands.options import (
 @click.option("--sr", "sr_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Folder in which a directory of DICOM Structured Reports is made: one per DICOM series "
                    "(files or DICOMweb), with the answer, each class's probability, the algorithm and references "
-                   "to every source instance (docs/dicom.md).")
+                   "to every source instance (docs/dicom.md). Present/Absent per class only for a confident "
+                   "answer: an 'uncertain' one (--min-confidence) asserts neither for any class.")
 @click.option("--maps", is_flag=True,
               help="With --sr: also each slice's Grad-CAM map of its answer, as a DICOM Segmentation (fractional, "
                    "on the source slice's own pixel grid), in the same directory and stored with --store.")
@@ -133,6 +135,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         render_prediction_summary(tally.answers, tally.images, output.console, tally.set_sizes, coverage)
         if isinstance(sink, PredictionTable) and sink.printed > sink.chunk:
             line(output.console, "(--out DIR keeps the rows in DIR/<time>-predict-RUN/predictions.csv)")
+    warn_lines(result.warnings)
     if result.shift is not None:
         warn_lines([result.shift.sentence()], prefix="btk: ")
     if sr_dir is not None:

@@ -8,10 +8,12 @@ holding a TID 1500 Measurement Report:
   the run, the model's SHA-256, the temperature and the aggregation as its parameters (the
   IHE AI Results profile's ModelInfo).
 - **Imaging Measurements**: a first group whose finding is the series' answer (the class of the
-  highest mean probability, or *Indeterminate* below ``--min-confidence``), with a qualitative
-  evaluation per class: *Present* for the answer, *Absent* for the others. Then a group per
-  class whose finding is the class, holding its calibrated probability as a numeric measurement
-  (DCM 122157 *Probability*, unit UCUM ``1``).
+  highest mean probability, or *Indeterminate* below ``--min-confidence``). A confident answer
+  carries a qualitative evaluation per class: *Present* for the answer, *Absent* for the others.
+  An indeterminate one carries none: btk does not know, so it asserts neither the presence nor
+  the absence of any class. Then a group per class whose finding is the class, holding its
+  calibrated probability as a numeric measurement (DCM 122157 *Probability*, unit UCUM ``1``),
+  whatever the answer.
 - Every group references every source SOP instance (and frame) of the series; the patient and
   study attributes are copied from the source by highdicom.
 - How the slices became one answer is said in the series description and the algorithm
@@ -138,7 +140,7 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     Args:
         identities: the DICOM identity of each slice that was predicted.
         probabilities: the series' calibrated probabilities (the mean over its slices).
-        answer: the class answered, or ``uncertain``.
+        answer: the class answered, or ``uncertain`` (then no class is said present or absent).
         headers: the source instances' headers (evidence; patient and study are copied from them).
     """
     import highdicom as hd
@@ -152,7 +154,8 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     parameters = [f"run {run.name}", f"model sha256 {model_sha256}", f"temperature {run.temperature:.4f}",
                   f"answer: the class of the highest mean of {slices} slice probabilities (calibrated)"]
     if min_confidence:
-        parameters.append(f"indeterminate below a top probability of {min_confidence:g}")
+        parameters.append(f"indeterminate below a top probability of {min_confidence:g}: then no class is said "
+                          "present or absent")
     algorithm = hd.sr.AlgorithmIdentification(name="btk", version=__version__, parameters=parameters,
                                               manufacturer="btk")
     device = hd.sr.ObserverContext(
@@ -170,12 +173,13 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
         frames = [int(ident["frame"])] if ident.get("frame") else None
         sources.append(hd.sr.SourceImageForMeasurementGroup(ident["sop_class"], ident["sop"], frames))
     present, absent = codes.SCT.Present, CodedConcept("272519000", "SCT", "Absent")
-    answer_code = class_code(answer) if answer in classes else codes.SCT.Indeterminate
+    confident = answer in classes  # else "uncertain": below --min-confidence
+    answer_code = class_code(answer) if confident else codes.SCT.Indeterminate
     groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="btk answer"),
         finding_type=answer_code, algorithm_id=algorithm, source_images=sources,
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(class_code(c), present if c == answer else absent)
-                                 for c in classes])]
+                                 for c in classes] if confident else None)]
     one = CodedConcept("1", "UCUM", "no units")
     for c in classes:
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(

@@ -349,27 +349,40 @@ def _calibration(run: Run) -> str:
 def _sets(run: Run) -> str:
     """The prediction sets' coverage per condition and promise, and the warnings (as the
     terminal report has them)."""
-    from btk.conformal import set_rows, set_warnings
+    from btk.conformal import guarantee_lines, set_rows, set_warnings
 
     conditions = run.metrics["conditions"]
-    rows = set_rows(conditions)
+    calibration = run.calibration.conformal if run.calibration is not None else None
+    rows = set_rows(conditions, calibration)
     if not rows:
         return ""
     head = "".join(f"<th>{_esc(h.replace('_', ' '))}</th>"  # class names wrap at their words
                    for h in ("condition", "promise %", "coverage %", *run.classes, "mean size", "single %",
                              "single acc. %", "empty %", "shift p"))
+    held_mark = '<span title="every set holds this class">&nbsp;*</span>'
     body = "".join(
-        "<tr>" + "".join(f"<td>{v}</td>" for v in (
-            _esc(r["condition"]), f"{100 * r['promise']:g}", _pct(r["coverage"]),
-            *[_pct(r["per_class"].get(c)) for c in run.classes], f"{r['mean_size']:.2f}", _pct(r["single"]),
-            _pct(r["single_accuracy"]), _pct(r["empty"]), "-" if r["shift_p"] is None else f"{r['shift_p']:.2g}"))
+        ('<tr class="warn in-every-set">' if r["in_every_set"] else "<tr>") + "".join(
+            f"<td>{v}</td>" for v in (
+                _esc(r["condition"]), f"{100 * r['promise']:g}" + (held_mark if r["in_every_set"] else ""),
+                _pct(r["coverage"]),
+                *[_pct(r["per_class"].get(c)) + (held_mark if c in r["in_every_set"] else "") for c in run.classes],
+                f"{r['mean_size']:.2f}", _pct(r["single"]), _pct(r["single_accuracy"]), _pct(r["empty"]),
+                "-" if r["shift_p"] is None else f"{r['shift_p']:.2g}"))
         + "</tr>" for r in rows)
-    warnings = "".join(f"<li>{_esc(c)}: {_esc(w)}</li>" for c in conditions for w in set_warnings(conditions, c))
+    warnings = "".join(f"<li>{_esc(c)}: {_esc(w)}</li>" for c in conditions
+                       for w in set_warnings(conditions, c, calibration))
+    guarantee = ""
+    if calibration and calibration.get("per_class"):
+        first, *per_promise = guarantee_lines(calibration["per_class"], sorted({r["promise"] for r in rows}),
+                                              calibration.get("pac_delta"))
+        guarantee = (f'<p class="note">{_esc(first)}</p><ul class="note">'
+                     + "".join(f"<li>{_esc(t.strip())}</li>" for t in per_promise) + "</ul>")
     return (f"<h3>prediction sets</h3><table><tr>{head}</tr>{body}</table>"
-            + (f'<ul class="warn">{warnings}</ul>' if warnings else "")
+            + (f'<ul class="warn">{warnings}</ul>' if warnings else "") + guarantee
             + '<p class="note">Conformal sets, class by class: the true class is in the set at least the promised '
               "share of the time for each class, on scans exchangeable with the run's calibration images. Coverage "
-              "per class column; shift p: the label-free check that the images look like those "
+              "per class column; * every set holds the class (too few calibration images to leave it out); shift "
+              "p: the label-free check that the images look like those "
               "(<code>btk predict --coverage C --check-shift</code>).</p>")
 
 

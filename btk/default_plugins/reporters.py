@@ -68,29 +68,36 @@ def _calibration(run: Run, console: Console) -> None:
 def _sets(run: Run, console: Console) -> None:
     """The prediction sets' coverage per condition and promise (:func:`btk.conformal.set_rows`),
     and the warnings a user must read: a shift check that fired, a class below its promise."""
-    from btk.conformal import ShiftCheck, set_rows, set_warnings
+    from btk.conformal import ShiftCheck, guarantee_lines, set_rows, set_warnings
 
     conditions = run.metrics["conditions"]
-    rows = set_rows(conditions)
+    calibration = run.calibration.conformal if run.calibration is not None else None
+    rows = set_rows(conditions, calibration)
     if not rows:
         return
     classes = list(run.classes)
-    table = Table(title="prediction sets (conformal, per-class promise): coverage % and set size")
+    table = Table(title="prediction sets (conformal, per-class promise): coverage % and set size "
+                        "(* every set holds the class)")
     for col in ("condition", "promise", "coverage", *classes, "mean size", "single", "single acc", "empty",
                 "shift p"):
         table.add_column(col, justify="left" if col == "condition" else "right")
     for r in rows:
-        table.add_row(r["condition"], f"{100 * r['promise']:g}", _pct(r["coverage"]),
-                      *[_pct(r["per_class"].get(c)) for c in classes], f"{r['mean_size']:.2f}", _pct(r["single"]),
-                      _pct(r["single_accuracy"]), _pct(r["empty"]),
+        held = r["in_every_set"]
+        table.add_row(r["condition"], f"{100 * r['promise']:g}" + (" *" if held else ""), _pct(r["coverage"]),
+                      *[_pct(r["per_class"].get(c)) + (" *" if c in held else "") for c in classes],
+                      f"{r['mean_size']:.2f}", _pct(r["single"]), _pct(r["single_accuracy"]), _pct(r["empty"]),
                       f"{r['shift_p']:.2g}" if r["shift_p"] is not None else "-",
-                      style="yellow" if r["shortfalls"] or r["shift_differs"] else None)
+                      style="yellow" if r["shortfalls"] or r["shift_differs"] or held else None)
     console.print(table)
+    if calibration and calibration.get("per_class"):
+        promises = sorted({r["promise"] for r in rows})
+        for text in guarantee_lines(calibration["per_class"], promises, calibration.get("pac_delta")):
+            console.print(text, highlight=False, markup=False)
     shift = (conditions.get("clean") or {}).get("shift")
     if shift and not shift.get("differs"):  # one that fires is among the warnings
         console.print(f"clean: {ShiftCheck.from_json(shift).sentence()}", highlight=False)
     for condition in conditions:
-        for warning in set_warnings(conditions, condition):
+        for warning in set_warnings(conditions, condition, calibration):
             console.print(f"[yellow]{condition}: {warning}[/]", highlight=False)
 
 
