@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# the contract kit's fixtures (btk_host, btk_sample_images, btk_sample_run): opt-in, as for any plugin's tests
+pytest_plugins = ["btk.testing"]
+
 os.environ["BTK_LOAD_PLUGINS"] = ""  # tests see only the built-in plugins and their own
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "BTK_CACHE_DIR" not in os.environ:  # the decode cache of the test session, not the user's
