@@ -6,6 +6,8 @@ checkpoint held and the largest difference in any weight and in any epoch's loss
 uninterrupted run, and writes them as JSON.
 
     python benchmarks/resume_equality.py --epochs 3,6,8 --out docs/results/cpu-demo/resume-equality.json
+    KERAS_BACKEND=jax python benchmarks/resume_equality.py --epochs 2 --options "-R per_class=12 \
+        -R test_per_class=3 --image-size 32 --epochs 4" --out docs/results/cpu-demo/resume-equality-jax.json
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -65,10 +68,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", default="3,6,8", help="comma-separated interruption epochs")
     parser.add_argument("--set", action="append", default=[], help="a recipe or run field for every run")
+    parser.add_argument("--options", default="", help="more btk run options for every run, as one string")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/btk-resume-equality"), help="folder for the runs")
     args = parser.parse_args()
-    extra = [a for s in args.set for a in ("--set", s)]
+    extra = [a for s in args.set for a in ("--set", s)] + shlex.split(args.options)
     import keras
 
     start = time.perf_counter()
@@ -98,7 +102,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-        "backend": keras.backend.backend(), "date": time.strftime("%Y-%m-%d"), "settings": args.set,
+        "backend": keras.backend.backend(), "date": time.strftime("%Y-%m-%d"), "options": extra,
         "uninterrupted_seconds": round(whole_seconds, 1), "results": rows}, indent=1) + "\n")
 
 
