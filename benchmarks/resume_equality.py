@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="a recipe or run field for every run")
     parser.add_argument("--options", default="", help="more btk run options for every run, as one string")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--machine", default="", help="the machine in words, kept in the JSON")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/btk-resume-equality"), help="folder for the runs")
     args = parser.parse_args()
     extra = [a for s in args.set for a in ("--set", s)] + shlex.split(args.options)
@@ -101,7 +102,8 @@ def main() -> None:
               flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "machine": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "machine": args.machine or platform.platform(), "platform": platform.platform(),
+        "processor": platform.processor(), "cpus": os.cpu_count(),
         "backend": keras.backend.backend(), "date": time.strftime("%Y-%m-%d"), "options": extra,
         "uninterrupted_seconds": round(whole_seconds, 1), "results": rows}, indent=1) + "\n")
 
