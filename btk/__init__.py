@@ -7,7 +7,7 @@ gets the same answer as the command line:
 command            function
 =================  ================================================
 ``btk run``        :func:`btk.pipeline.train_run` (:func:`btk.pipeline.run_experiment` in one process)
-``btk resume``     :func:`btk.pipeline.resume_run`
+``btk resume``     :func:`btk.resume.resume_run`
 ``btk plan``       :func:`btk.suite.run_suite`, :func:`btk.suite.write_plan`
 ``btk ensemble``   :func:`btk.ensemble.combine_paths`, :func:`btk.ensemble.train_ensemble`
 ``btk rerun``      :func:`btk.rerun.rerun`
@@ -39,7 +39,7 @@ from btk.errors import BtkError
 
 _LAZY = {
     "load_run": "btk.runs", "make_run_config": "btk.config", "train_run": "btk.pipeline",
-    "run_experiment": "btk.pipeline", "resume_run": "btk.pipeline", "run_suite": "btk.suite",
+    "run_experiment": "btk.pipeline", "resume_run": "btk.resume", "run_suite": "btk.suite",
     "write_plan": "btk.suite", "combine_paths": "btk.ensemble", "train_ensemble": "btk.ensemble",
     "predict_run": "btk.predict_output", "explain_run": "btk.explain", "compare_runs": "btk.robustness",
     "adapt_run": "btk.adapt", "gather_report": "btk.compare", "write_card": "btk.model_card",

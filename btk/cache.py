@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -120,25 +120,39 @@ def load_cached(key: str) -> dict[str, Any] | None:
 
 class Writer:
     """Streams decoded images into a new cache entry; :meth:`finish` makes it visible at once
-    (a half-written entry is never read). Raises ``OSError`` where the cache cannot be written."""
+    (a half-written entry is never read). Raises ``OSError`` where the cache cannot be written.
+
+    The unfinished entry (``.KEY.PID.tmp``) is made by the first :meth:`add`, not here: a caller
+    holds the writer before anything is on disk, so an interruption at any moment after the entry
+    exists (Ctrl-C, or SIGTERM raising :class:`btk.interrupt.Terminated`) reaches a ``finally``
+    that can :meth:`abort` it."""
 
     def __init__(self, key: str) -> None:
         root = cache_root()
         if root is None:
             raise OSError("the cache is off")
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK):
+            raise OSError(f"{root}: not writable")
         self.key, self.root = key, root
         self.tmp = root / f".{key}.{os.getpid()}.tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.tmp / IMAGES, "wb")  # noqa: SIM115 (open while the writer streams; closed in finish/abort)
+        self.fh: BinaryIO | None = None  # opened by the first add
         self.count = 0
 
+    def _open(self) -> BinaryIO:
+        self.tmp.mkdir(exist_ok=True)
+        self.fh = open(self.tmp / IMAGES, "wb")  # noqa: SIM115 (open while the writer streams; closed in finish/abort)
+        return self.fh
+
     def add(self, image: np.ndarray) -> None:
-        """Append one uint8 image."""
-        self.fh.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+        """Append one uint8 image (the first one makes the unfinished entry)."""
+        (self.fh or self._open()).write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
         self.count += 1
 
     def read_back(self, shape: tuple[int, ...]) -> np.ndarray:
         """The images written so far, as an in-memory array (to carry on without the cache)."""
+        if self.fh is None:
+            return np.zeros((0, *shape), np.uint8)
         self.fh.flush()
         return np.fromfile(self.tmp / IMAGES, dtype=np.uint8, count=self.count * int(np.prod(shape))).reshape(
             (self.count, *shape))
@@ -146,7 +160,7 @@ class Writer:
     def finish(self, shape: tuple[int, ...], labels: list, groups: list, sources: list, splits: list,
                skipped: list[tuple[str, str]]) -> np.memmap:
         """Write the metadata, publish the entry and return its images as a memory map."""
-        self.fh.close()
+        (self.fh or self._open()).close()
         meta = {"shape": [self.count, *shape], "labels": [None if v is None else str(v) for v in labels],
                 "groups": [str(g) for g in groups], "sources": [str(s) for s in sources],
                 "splits": [str(s) for s in splits], "skipped": [list(s) for s in skipped], "created": time.time()}
@@ -159,9 +173,10 @@ class Writer:
         return np.memmap(final / IMAGES, dtype=np.uint8, mode="r", shape=(self.count, *shape))
 
     def abort(self) -> None:
-        """Drop the unfinished entry."""
+        """Drop the unfinished entry (nothing to do before the first image)."""
         try:
-            self.fh.close()
+            if self.fh is not None:
+                self.fh.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

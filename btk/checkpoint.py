@@ -1,13 +1,19 @@
-"""Model files: the run's ``model.keras`` (saved and loaded) and the checkpoint written after every epoch."""
+"""Model files: the run's ``model.keras`` (saved and loaded), the checkpoint written after every
+epoch, and the hidden folder of a run in progress that ``btk resume`` continues (:class:`PartialRun`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+RESUME_FILE = "resume.json"
+SEEDS_FILE = "seeds.npz"
 
 
 def network_only(model: Any) -> Any:
@@ -74,6 +80,32 @@ def load_model_file(path: Path | str) -> Any:
         raise BtkError(f"{path}: not a loadable Keras model ({first})") from None
 
 
+def seed_states(model: Any) -> list[Any]:
+    """The state variables of ``model``'s random seed generators (a dropout layer's, a random
+    augmentation layer's): Keras' ``model.save`` leaves them out, and a model loaded from its file
+    draws new ones, so a resumed run would drop different units than the uninterrupted run."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def random_state() -> dict[str, Any]:
+    """The process-wide generators' states (Python's ``random``, NumPy's legacy global one), JSON-ready:
+    btk draws from its own seeded generators, but a library drawing from these between epochs must
+    draw the same after a resume."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {"python": [version, list(internal), gauss],
+            "numpy": [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)]}
+
+
+def restore_random_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`random_state` recorded."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, cached))
+
+
 class Checkpoint:
     """A training checkpoint in a folder: the model with its optimizer state, the best weights
     so far and the loop's state, rewritten after every epoch (each file replaced atomically)."""
@@ -93,13 +125,13 @@ class Checkpoint:
         whichever of two slots the current state does not point to; ``state.json``, replaced
         last, names the slot, so an interruption at any moment leaves a complete checkpoint.
         """
-        import shutil
-
         self.folder.mkdir(parents=True, exist_ok=True)
         current = self._state().get("slot") if self.exists else None
         slot = "model-b" if current == "model-a" else "model-a"
         shutil.rmtree(self.folder / slot, ignore_errors=True)
         model.save(self.folder / slot, zipped=False)
+        with open(self.folder / slot / SEEDS_FILE, "wb") as fh:
+            np.savez(fh, *[keras_value(v) for v in seed_states(model)])
         if best_weights is not None:
             with open(self.folder / "best.tmp.npz", "wb") as fh:
                 np.savez(fh, *best_weights)
@@ -116,13 +148,60 @@ class Checkpoint:
         return self._state()["epoch"] if self.exists else 0
 
     def load(self) -> tuple[Any, dict[str, Any], list[np.ndarray] | None]:
-        """The saved model (compiled, optimizer state included), state and best weights."""
+        """The saved model (compiled, optimizer state and seed generators' states included), state
+        and best weights."""
         import keras
 
         state = self._state()
         model = keras.saving.load_model(self.folder / state["slot"])
+        if (self.folder / state["slot"] / SEEDS_FILE).is_file():
+            with np.load(self.folder / state["slot"] / SEEDS_FILE) as z:
+                for i, variable in enumerate(seed_states(model)):
+                    variable.assign(z[f"arr_{i}"])
         best = None
         if (self.folder / "best.npz").is_file():
             with np.load(self.folder / "best.npz") as z:
                 best = [z[f"arr_{i}"] for i in range(len(z.files))]
         return model, state, best
+
+
+def keras_value(variable: Any) -> np.ndarray:
+    """A Keras variable's value as a NumPy array (any backend)."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+class PartialRun:
+    """A run in progress: the hidden ``.<id>.partial`` folder beside where the run will be, holding
+    what ``btk resume`` needs (``resume.json``: the run's id and configuration; ``checkpoint/``).
+    Renamed into the run when complete (:class:`btk.run_files.RunWriter`)."""
+
+    def __init__(self, path: Path | str) -> None:
+        """``path``: the partial folder itself, or the run path it is for."""
+        path = Path(path)
+        self.folder = path if path.name.endswith(".partial") else path.parent / f".{path.name}.partial"
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.folder / "checkpoint")
+
+    def begin(self, run_id: str, config: dict[str, Any]) -> None:
+        """Make the folder (kept if there) and record the run's id and configuration."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / RESUME_FILE).write_text(json.dumps({"id": run_id, "config": config}, indent=1))
+
+    def read(self) -> dict[str, Any] | None:
+        """What :meth:`begin` recorded, or ``None`` when the folder holds no run in progress."""
+        info = self.folder / RESUME_FILE
+        return json.loads(info.read_text()) if info.is_file() else None
+
+    def stopped(self, exc: BaseException, warn: Any) -> None:
+        """After an interruption or any error (a ``BtkError`` too): a folder holding a checkpoint
+        stays for ``btk resume`` and ``warn(line)`` says how; one without is removed. An error
+        never deletes a checkpoint."""
+        if self.checkpoint.exists:
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
+            warn(f"{what}: resume with btk resume {self.folder}")
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)

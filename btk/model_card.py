@@ -116,6 +116,13 @@ def _training_lines(run: Run) -> list[str]:
         lines.append(f"- {run.epochs_run} of {recipe.epochs} epochs (best epoch {best if best else '-'}), batch "
                      f"{recipe.batch_size}, learning rate {recipe.learning_rate}, schedule {recipe.schedule}, seed "
                      f"{cfg.seed}.")
+    resumed = run.history.get("resumed_after_epoch")
+    if resumed and run.ensemble is None:
+        from btk.determinism import resume_promise
+
+        backend = run.provenance.backend if run.provenance and run.provenance.backend else "an unrecorded backend"
+        lines.append(f"- Interrupted and resumed (`btk resume`) after epoch {', '.join(map(str, resumed))}, on "
+                     f"{backend}: {resume_promise(backend)}.")
     if run.adaptation:
         a = run.adaptation
         lines.append(f"- Adapted to a new site (`btk adapt`, {a.get('method', 'AdaBN')}) from {a.get('from_run')}: "

@@ -11,7 +11,6 @@ Progress and messages go to a :class:`btk.feedback.Feedback`; nothing here draws
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import time
@@ -26,7 +25,7 @@ from btk import __version__, distribute
 from btk.augment import augment_names, make_augmenter
 from btk.cache import gather
 from btk.calibration import fit_temperature, nll
-from btk.checkpoint import Checkpoint, save_model_file
+from btk.checkpoint import Checkpoint, PartialRun, save_model_file
 from btk.config import RunConfig
 from btk.conformal import CONFORMAL_FILE, Conformal
 from btk.dataset import Dataset, load_dataset
@@ -65,14 +64,11 @@ __all__ = [
     "parse_fold",
     "prepare",
     "prepared_from_run",
-    "resume_run",
     "run_experiment",
     "train_run",
     "versions",
     "write_run",
 ]
-
-RESUME_FILE = "resume.json"
 
 
 @dataclass
@@ -162,26 +158,6 @@ def load_for_config(config: RunConfig, host: PluginHost, feedback: Feedback | No
         feedback.info(f"--labels {config.labels}: {record['changed']} label(s) changed, {record['dropped']} "
                       f"image(s) dropped (SHA-256 {record['sha256'][:12]}...)")
     return data
-
-
-def resume_config(partial: Path) -> tuple[RunConfig, str]:
-    """The configuration and run id of the interrupted run in ``partial`` (its hidden
-    ``.<id>.partial`` folder, or the run path it would have had).
-
-    Raises:
-        BtkError: the folder holds no interrupted run.
-    """
-    partial = Path(partial)
-    if not partial.name.endswith(".partial"):
-        partial = partial.parent / f".{partial.name}.partial"
-    info = partial / RESUME_FILE
-    if not info.is_file():
-        raise BtkError(f"{partial}: not an interrupted run (no {RESUME_FILE}); nothing to resume")
-    saved = json.loads(info.read_text())
-    try:
-        return RunConfig.from_json(saved["config"]), saved["id"]
-    except (KeyError, TypeError) as exc:
-        raise BtkError(f"{info}: unreadable run configuration ({exc})") from None
 
 
 def folds_for(config: RunConfig, data: Dataset, y_fit: np.ndarray, classes: list[str], folds: int,
@@ -539,12 +515,13 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
         host: plugin host (default: the process-wide one).
         data: an already loaded dataset for this config's reader, data and image options
             (a plan loads once and reuses it).
-        run_id: the id of an interrupted run to resume (see :func:`resume_run`): training
-            continues from its last checkpoint.
+        run_id: the id of an interrupted run to resume (see :func:`btk.resume.resume_run`):
+            training continues from its last checkpoint.
         command: the command line kept in the run's provenance (default: this process's).
 
-    Training writes a checkpoint after every epoch into the hidden ``.<id>.partial`` folder;
-    if the run is interrupted the folder stays, and ``btk resume`` continues it.
+    Training writes a checkpoint after every epoch into the hidden ``.<id>.partial`` folder
+    (:class:`btk.checkpoint.PartialRun`); if the run is interrupted or stops on any error after
+    an epoch, the folder stays, and ``btk resume`` continues it.
 
     Returns:
         The finished :class:`btk.runs.Run`.
@@ -557,11 +534,10 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
     out_dir = check_writable(out_dir)
     prep = prepare(config, host, feedback, data)
     final = out_dir / run_id if run_id else unique_dir(out_dir, new_run_id(config.name or config.task))
-    partial = final.parent / f".{final.name}.partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / RESUME_FILE).write_text(json.dumps({"id": final.name, "config": config.to_json()}, indent=1))
+    partial = PartialRun(final)
+    partial.begin(final.name, config.to_json())
     try:
-        fitted = fit(prep, Checkpoint(partial / "checkpoint"), feedback)
+        fitted = fit(prep, partial.checkpoint, feedback)
         # validation and test images are scored on the training devices (one process), heat maps on one
         with distribute.scoring(distribute.scoring_after_training(config.devices), feedback):
             scorer = scorer_for(prep, fitted.model)
@@ -573,29 +549,9 @@ def run_experiment(config: RunConfig, out_dir: Path | str = "runs", feedback: Fe
                                getattr(prep.model_spec, "gradcam_layer", None))
         collapse_alert(results, feedback)
         return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command)
-    except BtkError:
-        shutil.rmtree(partial, ignore_errors=True)
+    except BaseException as exc:  # interrupted, a BtkError or a crash: a checkpoint stays for btk resume
+        partial.stopped(exc, feedback.warn)
         raise
-    except BaseException as exc:  # interrupted or crashed: the checkpoint stays for btk resume
-        if (partial / "checkpoint").is_dir():
-            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
-            feedback.warn(f"{what}: resume with btk resume {partial}")
-        else:
-            shutil.rmtree(partial, ignore_errors=True)
-        raise
-
-
-def resume_run(partial: Path | str, feedback: Feedback | None = None, host: PluginHost | None = None) -> Run:
-    """Continue the interrupted run in ``partial`` (its hidden ``.<id>.partial`` folder, or the
-    run path it would have had) from its last checkpoint, with its own configuration.
-
-    Raises:
-        BtkError: the folder holds no interrupted run.
-    """
-    config, run_id = resume_config(Path(partial))
-    folder = Path(partial)
-    parent = folder.parent
-    return run_experiment(config, parent, feedback, host, run_id=run_id)
 
 
 def train_run(config: RunConfig, out_dir: Path | str = "runs", feedback: Feedback | None = None,

@@ -1,5 +1,9 @@
 """The plugin contract kit: checks a plugin author runs on their own reader, degrader, model or
-reporter, shipped as a pytest plugin (``pytest11`` entry point ``btk``).
+reporter, and pytest fixtures for them. The fixtures are opt-in: installing btk adds no pytest
+plugin to anyone's sessions; a plugin's tests ask for them with ``pytest -p btk.testing`` or a
+line in their ``conftest.py``::
+
+    pytest_plugins = ["btk.testing"]
 
 In a plugin's tests::
 
@@ -8,7 +12,7 @@ In a plugin's tests::
     def test_my_degrader():
         check_degrader(MY_DEGRADER, identity={"strength": 0})
 
-or with the fixtures this module provides to pytest: ``btk_host`` (the plugin host with
+and, with the fixtures opted in, ``btk_host`` (the plugin host with
 everything installed), ``btk_sample_images`` (a uint8 batch of brain-like phantoms) and
 ``btk_sample_run`` (a finished run directory to report).
 
@@ -187,7 +191,7 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
     return path
 
 
-try:  # pytest fixtures, when pytest is present (the pytest11 entry point loads this module)
+try:  # pytest fixtures, when pytest is present (``-p btk.testing`` or ``pytest_plugins`` loads them)
     import pytest
 
     @pytest.fixture

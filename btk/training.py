@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from btk.checkpoint import Checkpoint
+from btk.checkpoint import Checkpoint, random_state, restore_random_state
 from btk.config import Recipe
 from btk.device import accelerator_present, step_batch_size
 from btk.distribute import batch_layout
@@ -219,7 +219,12 @@ def train(
         augment, label_augment: on-the-fly augmentation of training batches (see :func:`make_batches`);
             ``recipe.mixup`` blends them there too.
         checkpoint: saved after every epoch; if it holds a saved state, training resumes from
-            it (the saved model replaces ``model``) and continues as the interrupted run would.
+            it (the saved model replaces ``model``) and continues as the interrupted run would:
+            the same order of images and augmentation (both drawn per epoch from ``seed``), the
+            model's weights, optimizer state and dropout seeds, the learning rate of the epoch,
+            the best epoch so far and the process's random generators, all as they were after
+            the checkpoint's epoch (:func:`btk.determinism.resume_promise` says what each
+            backend then promises).
 
     The learning rate follows :func:`learning_rate_at`. With ``recipe.restore_best`` the
     weights of the epoch with the best validation accuracy (first best on ties) are restored at
@@ -235,12 +240,15 @@ def train(
     """
     import keras
 
-    start, prior, best = 0, {}, None
+    from btk.determinism import enable_determinism
+
+    enable_determinism()
+    start, prior, best, resumed = 0, {}, None, None
     if checkpoint is not None and checkpoint.exists:
-        model, state, best_weights = checkpoint.load()
-        start, prior = state["epoch"], state["history"]
-        if state.get("best") is not None:
-            best = (state["best"][0], state["best"][1], best_weights)
+        model, resumed, best_weights = checkpoint.load()
+        start, prior = resumed["epoch"], resumed["history"]
+        if resumed.get("best") is not None:
+            best = (resumed["best"][0], resumed["best"][1], best_weights)
     eye = np.eye(n_classes, dtype=np.float32)
     weights = None
     if recipe.class_weight:
@@ -265,6 +273,8 @@ def train(
     n_batches = len(train_data)
     first_monitored = int(recipe.monitor_after * recipe.epochs)  # 0-based; always before the last epoch
     history: dict[str, list[float]] = {k: list(v) for k, v in prior.items()}
+    if resumed is not None and start < recipe.epochs and "stopped_epoch" not in history:
+        history.setdefault("resumed_after_epoch", []).append(start)
     if step < recipe.batch_size:
         history["micro_batch"] = [step]
 
@@ -298,7 +308,7 @@ def train(
                 self.model.stop_training = True
                 history["stopped_epoch"] = [epoch + 1]
             if checkpoint is not None:
-                state = {"epoch": epoch + 1, "history": history,
+                state = {"epoch": epoch + 1, "history": history, "random": random_state(),
                          "best": None if self.best is None else [self.best[0], self.best[1]]}
                 checkpoint.save(self.model, state, None if self.best is None else self.best[2])
             if on_epoch:
@@ -321,7 +331,9 @@ def train(
         callbacks.insert(0, swap)
     if on_batch is not None and not accelerator_present():
         callbacks.append(BatchProgress())
-    keras.utils.set_random_seed(seed + start)
+    keras.utils.set_random_seed(seed)
+    if resumed is not None and resumed.get("random"):
+        restore_random_state(resumed["random"])  # as they were after the checkpoint's epoch
     stopped = "stopped_epoch" in history
     if start < recipe.epochs and not stopped:
         # shuffle=False: the loader shuffles images itself (seeded, replayable on resume); Keras would

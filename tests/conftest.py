@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# the contract kit's fixtures (btk_host, btk_sample_images, btk_sample_run): opt-in, as for any plugin's tests
+pytest_plugins = ["btk.testing"]
+
 os.environ["BTK_LOAD_PLUGINS"] = ""  # tests see only the built-in plugins and their own
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "BTK_CACHE_DIR" not in os.environ:  # the decode cache of the test session, not the user's
@@ -15,7 +18,14 @@ if "BTK_CACHE_DIR" not in os.environ:  # the decode cache of the test session, n
 
     os.environ["BTK_CACHE_DIR"] = tempfile.mkdtemp(prefix="btk-test-cache-")
 
-SARTAJ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartaj"
+ROOT = Path(__file__).resolve().parents[1]
+# the shared data beside the checkout (../shared), or beside a folder of checkouts (../../shared)
+SARTAJ = next((p / "shared" / "data" / "sartaj" for p in ROOT.parents if (p / "shared" / "data" / "sartaj").is_dir()),
+              ROOT.parent / "shared" / "data" / "sartaj")
+OLD_RUN = Path(__file__).parent / "fixtures" / "run-ad61e95"
+"""A run and its evaluation written by btk at commit ad61e95 (one epoch of small-cnn on 48 SARTAJ
+Training images). Its recorded paths are relative (data ``fixdata``, runs in ``fixture-runs``) and it
+records no working folder: nothing in it names a place on one machine (``test_fixtures.py``)."""
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +45,41 @@ def sartaj() -> Path:
     if not SARTAJ.exists():
         pytest.skip(f"dataset not found at {SARTAJ}")
     return SARTAJ
+
+
+@pytest.fixture
+def old_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of :data:`OLD_RUN` in ``tmp_path``, which becomes the current folder (commands write
+    into a run: its card), so the run's relative data path ``fixdata`` is looked for there."""
+    import shutil
+
+    path = tmp_path / "fixture-runs" / OLD_RUN.name
+    shutil.copytree(OLD_RUN, path)
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+@pytest.fixture
+def old_run_data(old_run: Path, sartaj: Path) -> Path:
+    """The data of :func:`old_run`, rebuilt beside it as ``fixdata`` from the SARTAJ Training images
+    its ``split.csv`` names: the same files (the file list's SHA-256 is the one the run recorded)."""
+    import csv
+    import json
+    import shutil
+
+    from btk.cache import file_listing_digest
+    from btk.plugins import get_host
+    from btk.types import ReadOptions
+
+    data = Path("fixdata").resolve()
+    with open(old_run / "split.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            (data / row["source"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(sartaj / "Training" / row["source"], data / row["source"])
+    recorded = json.loads((old_run / "config.json").read_text())["provenance"]["data"]["sha256"]
+    entries = get_host().readers.get("folder").scan(data, ReadOptions(16, 1))
+    assert file_listing_digest(data, entries)["sha256"] == recorded, "not the run's files"
+    return data
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from btk.conformal import (
 from btk.errors import BtkError
 
 CLASSES = ("glioma", "meningioma", "no_tumour", "pituitary")
-OLD_RUN = Path(__file__).parent / "fixtures" / "run-ad61e95"
+OLD_RUN = Path(__file__).parent / "fixtures" / "run-ad61e95"  # conftest's old_run copies it
 
 
 def _draw(rng: np.random.Generator, n: int, weights=(0.4, 0.3, 0.1, 0.2), signal: float = 1.5):
@@ -460,9 +460,9 @@ def test_calibrate_with_pac_delta_gives_training_conditional_sets_that_every_lat
 
 
 @pytest.mark.slow
-def test_a_run_from_before_sets_is_told_how_to_get_them_and_calibrate_gives_them(sartaj, tmp_path):
-    old = tmp_path / "old"
-    shutil.copytree(OLD_RUN, old)
+def test_a_run_from_before_sets_is_told_how_to_get_them_and_calibrate_gives_them(sartaj, old_run, old_run_data,
+                                                                                   tmp_path):
+    old = old_run
     scan = next((sartaj / "Testing" / "no_tumor").glob("*.jpg"))
     runner = CliRunner()
     refused = runner.invoke(cli, ["predict", str(old), "--data", str(scan), "--coverage", "0.9"])

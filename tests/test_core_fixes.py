@@ -280,6 +280,59 @@ def test_cache_clear_removes_what_a_killed_process_left(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == [f".def.{os.getpid()}.tmp"]
 
 
+def test_sigterm_at_any_moment_of_a_cache_write_leaves_no_unfinished_entry(tmp_path, monkeypatch, image_folder):
+    """The race behind a member's leftover ``.KEY.PID.tmp``, made deterministic: a dataset is decoded
+    into the cache again and again, and SIGTERM arrives at the 1st, 2nd, ... last function call made
+    in btk/cache.py or btk/dataset.py (where Python itself runs a signal's handler: on entering a
+    function). After every load no unfinished entry is left (a signal between the entry's creation
+    and the caller's ``try`` used to leave it)."""
+    from btk import cache, dataset
+    from btk.interrupt import Terminated, terminate_raises
+    from btk.plugins import get_host
+    from btk.types import ReadOptions
+
+    reader = get_host().readers.get("folder")
+    watched = {cache.__file__, dataset.__file__}
+    before = signal.getsignal(signal.SIGTERM)
+    terminate_raises()
+    interrupted, in_writer, total = 0, 0, None
+    try:
+        moment = 0  # 0: a load that counts the calls; then one load per call, SIGTERM at that one
+        while total is None or moment <= total:
+            folder = tmp_path / f"cache{moment}"
+            monkeypatch.setenv("BTK_CACHE_DIR", str(folder))
+            calls, where = 0, ""
+
+            def trace(frame, event, arg):
+                nonlocal calls, where
+                caller = frame.f_back
+                if event == "call" and (frame.f_code.co_filename in watched
+                                        or (caller is not None and caller.f_code.co_filename in watched)):
+                    calls += 1
+                    if calls == moment:
+                        where = f"{caller.f_code.co_qualname if caller else '?'} -> {frame.f_code.co_qualname}"
+                        signal.raise_signal(signal.SIGTERM)  # the handler raises Terminated here
+                return None
+
+            sys.settrace(trace)
+            try:
+                dataset.load_dataset(reader, image_folder, ReadOptions(16, 1), workers=1)
+            except Terminated:
+                interrupted += 1
+                in_writer += where.startswith("Writer.")
+            finally:
+                sys.settrace(None)
+            # interrupted or not (a signal inside a callback whose errors Python ignores), nothing unfinished
+            assert not list(folder.glob(".*.tmp")), f"SIGTERM at call {moment} ({where}) left an unfinished entry"
+            if total is None:
+                total = calls
+                assert len(cache.entries()) == 1  # the counting load went through
+            moment += 1
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert interrupted > 50 and in_writer >= 5, (interrupted, in_writer, total)
+
+
 def test_sigterm_to_a_plan_leaves_nothing_half_written(tmp_path):
     """SIGTERM to `btk plan --jobs 2` while its members decode their data: each member removes its
     unfinished cache entry, the plan waits for them, and nothing half-written is left."""

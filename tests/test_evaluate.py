@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SARTAJ  # the shared data, found as conftest.py finds it
 
 from btk.cli import cli
 from btk.runs import load_run
 
 CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor")
-SARTAJ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sartaj"  # as tests/conftest.py
 RENAMED = {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "no_tumor": "notumor"}
 
 

@@ -1,11 +1,10 @@
 """Run directories written before the typed record still load, report and predict. The fixture
-is a real run and its evaluation written by btk at commit ad61e95 (a one-epoch small-cnn on 48
-SARTAJ images; the data path it records is gone)."""
+(``old_run``, ``old_run_data`` in conftest.py) is a real run and its evaluation written by btk at
+commit ad61e95 (a one-epoch small-cnn on 48 SARTAJ images), its recorded paths made relative."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,13 @@ from click.testing import CliRunner
 from btk.cli import cli
 from btk.runs import load_run
 
-FIXTURE = Path(__file__).parent / "fixtures" / "run-ad61e95"
-
-
-@pytest.fixture
-def old_run(tmp_path) -> Path:
-    """A copy of the fixture (commands write into a run: its card)."""
-    path = tmp_path / FIXTURE.name
-    shutil.copytree(FIXTURE, path)
-    return path
-
 
 def test_an_old_run_loads_into_the_typed_record(old_run):
     run = load_run(old_run)
     assert run.kind == "run" and not run.is_evaluation
     # the run-level "model" of old runs moved into the recipe; the preset name is kept
     assert run.config.model_name == run.recipe.model == "small-cnn" and run.recipe.name == "fast"
-    recorded = Path("/tmp/fixdata")
-    assert run.config.data == str(recorded) and run.data_path == (recorded if recorded.exists() else None)
+    assert run.config.data == "fixdata" and run.data_path is None  # not built here (old_run_data builds it)
     assert run.classes == ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
     assert run.input_shape == (16, 16, 1) and run.recipe.crop == "head"
     assert run.calibration is not None and run.temperature == pytest.approx(0.452123457673083)
@@ -60,7 +48,8 @@ def test_an_old_run_reports_and_predicts(old_run, tmp_path, sartaj):
     assert abs(sum(row["probabilities"].values()) - 1) < 1e-6
 
 
-def test_an_old_evaluation_without_its_images_is_one_line(old_run):
+def test_an_old_evaluation_without_its_images_is_one_line(old_run, old_run_data):
+    assert load_run(old_run).data_path == Path("fixdata")  # found from the current folder
     (evaluation,) = (old_run / "evaluations").iterdir()
     result = CliRunner().invoke(cli, ["robustness", str(evaluation)])
     assert result.exit_code == 1

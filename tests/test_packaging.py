@@ -26,3 +26,28 @@ def test_the_default_plugins_and_py_typed_are_packaged():
     assert (ROOT / "btk" / "default_plugins" / "__init__.py").exists()
     assert (ROOT / "btk" / "py.typed").exists()
     assert not (ROOT / "plugins" / "btk_default").exists()
+
+
+def test_installing_btk_adds_no_pytest_plugin():
+    """btk.testing is opt-in (``-p btk.testing`` or ``pytest_plugins``): installing btk must not load
+    it into every pytest session of the machine."""
+    from importlib.metadata import entry_points
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "pytest11" not in project.get("entry-points", {})
+    assert not [e for e in entry_points(group="pytest11") if e.value.startswith("btk")]
+
+
+def test_a_plugins_tests_opt_into_the_contract_kits_fixtures(tmp_path):
+    """What docs/plugins.md tells a plugin author: without ``-p btk.testing`` its fixtures are
+    unknown, with it they are there."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_kit.py").write_text("def test_images(btk_sample_images):\n"
+                                          "    assert btk_sample_images.shape == (4, 64, 64, 3)\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_kit.py"]
+    without = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert without.returncode == 1 and "fixture 'btk_sample_images' not found" in without.stdout, without.stdout
+    opted = subprocess.run([*command, "-p", "btk.testing"], cwd=tmp_path, capture_output=True, text=True)
+    assert opted.returncode == 0 and "1 passed" in opted.stdout, opted.stdout

@@ -68,20 +68,24 @@ def finish_run(output: Output, result: Any, reporter: tuple[str, ...], what: str
         collapsed_warning(output.console)
 
 
-@click.command()
+def _resume_help() -> str:
+    from btk.determinism import PROMISES, UNCHECKED
+
+    return ("Continue an interrupted run from its last epoch, with its own configuration: PARTIAL is its hidden "
+            ".ID.partial folder (btk run names it when it stops, interrupted or on an error after an epoch), or the "
+            "run path it would have had. Training goes on as the uninterrupted run would have: the same order of "
+            "images and augmentation, dropout seeds, optimizer state and learning rate. On TensorFlow "
+            f"{PROMISES['tensorflow']}; on JAX {PROMISES['jax']}; on PyTorch the {UNCHECKED}. The run's "
+            "MODEL_CARD.md says that it was resumed, and which of these holds."
+            "\n\n\b\nExample:\n  btk resume runs/.20261127-101500-multiclass.partial")
+
+
+@click.command(help=_resume_help())
 @click.argument("partial", type=click.Path())
 @reporter_option
 @json_option
 def resume(partial: str, reporter: tuple[str, ...], as_json: bool) -> None:
-    """Continue an interrupted run from its last epoch, with its own configuration: PARTIAL is
-    its hidden .ID.partial folder (btk run names it when it stops), or the run path it would
-    have had. Training goes on as the uninterrupted run would have.
-
-    \b
-    Example:
-      btk resume runs/.20261127-101500-multiclass.partial
-    """
-    from btk.pipeline import resume_run
+    from btk.resume import resume_run
 
     check_reporters(reporter)
     output = Output(as_json)
