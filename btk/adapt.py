@@ -218,7 +218,8 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
                   "validation accuracy "
                   f"{100 * before:.1f} -> {100 * after:.1f}")
     scorer = scorer_for(prep, model)
-    calibration = calibrate(prep, scorer, outputs_after)
+    # a calibration part of its own (a fold run's) is scored again; else the selection images just scored
+    calibration = calibrate(prep, scorer, None if "calibration" in prep.split else outputs_after)
     scorer = scorer.with_calibration(calibration)
     results = evaluate_test(prep, scorer, feedback)
     collapse_alert(results, feedback)
