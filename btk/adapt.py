@@ -13,8 +13,9 @@ The statistics of a few scans are noise: adaptation wants a whole cohort (hundre
 fewer than :data:`MIN_IMAGES` is refused.
 
 The check before and after the adaptation runs on the run's selection images (:mod:`btk.record`):
-images that did not train it. A fold ensemble has none (each of its validation images trained
-K-1 of its members) and is refused. :func:`adapt_again` repeats an adaptation from its record.
+images that did not train it. A fold ensemble has none (its selection images trained its other
+folds; its calibration part is kept for its temperature and sets, not spent on choosing the
+depth) and is refused. :func:`adapt_again` repeats an adaptation from its record.
 """
 
 from __future__ import annotations
