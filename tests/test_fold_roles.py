@@ -129,3 +129,19 @@ def test_rerun_of_a_fold_ensemble_gives_the_same_predictions(folds, tmp_path):
     for row in done.agreement:  # every test image, the same answer and the same probabilities
         assert row["n"] == original.metrics["conditions"][row["condition"]]["n"]
         assert row["same_class"] == row["n"] and row["max_probability_difference"] == 0.0, row
+
+
+@pytest.mark.slow
+def test_fold_runs_averaged_with_tta_are_calibrated_on_their_calibration_part(folds, tmp_path):
+    result = CliRunner().invoke(cli, ["ensemble", str(folds["cv-fold1"]), str(folds["cv-fold2"]), "--tta",
+                                      "--out", str(tmp_path), "--name", "avg", "--reporter", "none"])
+    assert result.exit_code == 0, result.output
+    assert "different validation images" not in result.output
+    avg = load_run(next(tmp_path.iterdir()))
+    part = _subset(folds["cv-fold1"], "calibration")
+    assert avg.tta and avg.ensemble is not None and avg.calibration is not None
+    assert dict(avg.roles) == {"training": "train", "calibration": "calibration", "test": "test"}
+    assert sorted(avg.conformal().sources) == sorted(part) and avg.conformal().origin == "calibration"
+    # what trained or selected a fold is its training data; the calibration part is not
+    pool = {s for k in ("train", "val", "oof") for s in _subset(folds["cv-fold1"], k)}
+    assert set(_subset(avg.path, "train")) == pool and not set(part) & pool
