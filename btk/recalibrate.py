@@ -99,7 +99,8 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
     """``btk calibrate``, the whole job: fit ``run``'s temperature and prediction sets again on a
     labelled ``sample`` (share) of the site ``data`` (read as the run reads images; ``split`` and
     ``class_map`` as ``btk evaluate`` takes them), score the rest, and write a new run; without
-    ``data``, on the run's own validation images (its test images are scored again).
+    ``data``, on the run's own calibration images (its validation images; a fold ensemble's calibration
+    part, scored by the ensemble), its test images scored again.
 
     Args:
         coverage: the coverage the sample must support for each class (:func:`btk.conformal.scans_needed`).
