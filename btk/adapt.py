@@ -13,8 +13,9 @@ The statistics of a few scans are noise: adaptation wants a whole cohort (hundre
 fewer than :data:`MIN_IMAGES` is refused.
 
 The check before and after the adaptation runs on the run's selection images (:mod:`btk.record`):
-images that did not train it. A fold ensemble has none (each of its validation images trained
-K-1 of its members) and is refused. :func:`adapt_again` repeats an adaptation from its record.
+images that did not train it. A fold ensemble has none (its selection images trained its other
+folds; its calibration part is kept for its temperature and sets, not spent on choosing the
+depth) and is refused. :func:`adapt_again` repeats an adaptation from its record.
 """
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ def adapt_run(run: Any, paths: list[str], out_dir: Any = None, host: Any = None,
                   "validation accuracy "
                   f"{100 * before:.1f} -> {100 * after:.1f}")
     scorer = scorer_for(prep, model)
-    calibration = calibrate(prep, scorer, outputs_after)
+    # a calibration part of its own (a fold run's) is scored again; else the selection images just scored
+    calibration = calibrate(prep, scorer, None if "calibration" in prep.split else outputs_after)
     scorer = scorer.with_calibration(calibration)
     results = evaluate_test(prep, scorer, feedback)
     collapse_alert(results, feedback)

@@ -226,9 +226,10 @@ class Conformal:
         probabilities: ``(n, K)`` calibrated probabilities of the calibration images.
         labels: their true class indices.
         sources: their paths (what they were).
-        origin: where they came from: ``validation`` (the run's own), ``site`` (a sample of a
-            new site, ``btk calibrate``) or ``site+validation`` (with the run's own images of the
-            classes the sample lacked).
+        origin: where they came from: ``validation`` (the run's own), ``calibration`` (a
+            calibration part that no model trained or selected on: a fold run's, a fold
+            ensemble's, :mod:`btk.folds`), ``site`` (a sample of a new site, ``btk calibrate``)
+            or ``site+validation`` (with the run's own images of the classes the sample lacked).
         origins: each image's origin where they differ (default: ``origin`` for all).
         delta: ``None``: the sets keep the promise on average over calibration draws; a share:
             the training-conditional form (:func:`order_index`), each class's coverage at least

@@ -8,10 +8,11 @@ treat it as one model, and ``keras.saving.load_model`` reads it without btk. ``b
 RUN...`` combines runs that already exist.
 
 Nothing is split again: the ensemble is scored on its members' test images (the same for all,
-from their ``split.csv``). Its temperature is fitted on the validation images, which works only
-when every member held out the same ones (members of one ``--train`` do); runs with other
-validation splits are combined without a temperature, and the run says so. Every image a member
-trained or validated on counts as a training image of the ensemble (its copy check).
+from their ``split.csv``). Its temperature is fitted on the members' calibration images (by role,
+:mod:`btk.record`: their validation images; fold runs' calibration part), which works only when
+every member held out the same ones (members of one ``--train`` do); runs with other validation
+splits are combined without a temperature, and the run says so. Every image a member trained or
+selected its epoch on counts as a training image of the ensemble (its copy check).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def check_members(runs: Sequence[Run]) -> None:
                            "runs")
         seen[where] = str(run.path)
     first = runs[0]
-    tests = set(first.subset_sources("test"))
+    tests = set(first.role_sources("test"))
     for run in runs[1:]:
         if run.classes != first.classes or run.trained_classes != first.trained_classes:
             raise BtkError(f"{run.name} has classes {list(run.classes)}; {first.name} has {list(first.classes)}")
@@ -84,7 +85,7 @@ def check_members(runs: Sequence[Run]) -> None:
             mine, theirs = getattr(run.config, key), getattr(first.config, key)
             if mine != theirs:
                 raise BtkError(f"{run.name} differs from {first.name} in {key}: {mine} against {theirs}")
-        if set(run.subset_sources("test")) != tests:
+        if set(run.role_sources("test")) != tests:
             raise BtkError(f"{run.name} was tested on other images than {first.name}")
 
 
@@ -100,7 +101,9 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
             feedback: Feedback | None = None, name: str = "", tta: bool | None = None,
             command: str | None = None, data: Any = None) -> Run:
     """Write one run whose model averages the ``runs``' models, scored on their test images
-    (and on their validation images when all held out the same ones: its temperature).
+    (and on their calibration images when all held out the same ones: its temperature; the
+    members' shared validation images, or the calibration part of fold runs combined as a plain
+    average, which no fold trained or selected on).
 
     Args:
         out_dir: parent folder of the new run.
@@ -128,13 +131,19 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
                                        split_seed=split_seed, tta=first.tta if tta is None else tta)
     prep = prepared_from_run(first, host, feedback, data, config)
     position = {str(s): i for i, s in enumerate(prep.data.sources)}
-    val_sets = [set(r.subset_sources("val")) for r in runs]
-    shared_val = all(v == val_sets[0] for v in val_sets)
-    seen = set().union(*[set(r.subset_sources("train")) | set(r.subset_sources("val")) for r in runs])
-    val = prep.split["val"] if shared_val else np.zeros(0, int)
+    # by role (btk.record): what calibrates each member, and what trained or selected it (the copy check)
+    calibration_sets = [set(r.role_sources("calibration")) for r in runs]
+    shared_val = all(v == calibration_sets[0] for v in calibration_sets)
+    own_part = first.role_subset("calibration") != first.role_subset("selection")  # fold runs: a calibration part
+    seen = set().union(*[set(r.role_sources("training")) | set(r.role_sources("selection")) for r in runs])
+    val = first.positions(prep.data, role="calibration") if shared_val else np.zeros(0, int)
     val_names = {str(prep.data.sources[i]) for i in val}
     prep.split = {"train": np.array(sorted(position[s] for s in seen if s not in val_names and s in position), int),
-                  "val": val, "test": prep.split["test"]}
+                  "val": np.zeros(0, int) if own_part else val, "test": prep.split["test"]}
+    roles = None
+    if own_part and shared_val:
+        prep.split["calibration"] = val
+        roles = {"training": "train", "calibration": "calibration", "test": "test"}
     feedback.info(f"combining {len(runs)} runs: " + ", ".join(r.name for r in runs))
     model = ensemble_model([r.load_model(tta=False) for r in runs], name=config.name or "ensemble")
     scorer = scorer_for(prep, model)
@@ -142,7 +151,7 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
                            r.metrics.get("conditions", {}).get("clean", {}).get("accuracy"), _best_val_accuracy(r),
                            r.metrics.get("timing", {}).get("train_seconds")) for r in runs)
     calibration, val_accuracy = None, None
-    if shared_val:
+    if shared_val and len(val):
         outputs = scorer.outputs(gather(prep.data.images, val))
         val_accuracy = float((outputs.argmax(axis=1) == prep.y_fit[val]).mean())
         calibration = calibrate(prep, scorer, outputs)
@@ -157,7 +166,7 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
     fitted = Fitted(model, {}, train_seconds, 0, config.recipe.batch_size, len(prep.split["train"]), calibration)
     final = unique_dir(out_dir, new_run_id(config.name))
     return write_run(final, prep, fitted, results, time.perf_counter() - t_start, started, command,
-                     extra={"config": {"ensemble": summary}, "metrics": {"ensemble": summary}})
+                     extra={"config": {"ensemble": summary}, "metrics": {"ensemble": summary}}, roles=roles)
 
 
 def combine_paths(paths: Sequence[Path | str], out_dir: Path | str | None = None, host: PluginHost | None = None,

@@ -27,6 +27,7 @@ from btk.feedback import Feedback
 from btk.pipeline import model_precision, versions
 from btk.plugins import PluginHost, get_host
 from btk.provenance import now, provenance
+from btk.record import EVALUATION_ROLES
 from btk.run_files import EVALUATIONS, RunWriter, check_writable, new_run_id, unique_dir
 from btk.runs import Run, load_run
 from btk.scoring import TestResults, score_conditions
@@ -176,7 +177,11 @@ def training_fingerprints(run: Run, host: PluginHost, feedback: Feedback) -> Fin
     except BtkError as exc:
         feedback.warn(f"copy check skipped: the run's training data could not be read ({exc})")
         return None
-    seen = {r["source"] for r in run.split_rows() if r["subset"] in ("train", "val")}
+    rows = run.split_rows()
+    # by role: the images that trained it or selected its epoch (not a fold run's held-out parts)
+    subsets = {r["subset"] for r in rows}
+    seen_subsets = {s for s in subsets if run.trained_on(s) or "selection" in run.roles_of(s)}
+    seen = {r["source"] for r in rows if r["subset"] in seen_subsets}
     pool = np.array([i for i, s in enumerate(data.sources) if s in seen], dtype=int)
     if len(pool) < len(seen):
         feedback.warn(f"copy check: {len(seen) - len(pool)} of the run's {len(seen)} training images are no "
@@ -273,6 +278,7 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
               "reader_options": plan.reader_options, "tta": run.tta if plan.tta is None else plan.tta}
     resolved: dict[str, Any] = {
         "kind": "evaluation",
+        "roles": dict(EVALUATION_ROLES),
         "evaluation": {"run": str(run.path.resolve()), "run_id": run.name, "data": str(plan.data),
                        "reader": plan.reader, "reader_options": plan.reader_options, "split": evaluation.split,
                        "class_map": plan.class_map, "duplicate_threshold": plan.duplicate_threshold},

@@ -226,9 +226,9 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
 def prepared_from_run(run: Run, host: PluginHost | None = None, feedback: Feedback | None = None,
                       data: Dataset | None = None, config: RunConfig | None = None) -> Prepared:
     """A finished run's :class:`Prepared` again, without splitting anything: its data read
-    again (:meth:`btk.runs.Run.dataset`; ``data``: already read) and its train, val and test
-    images taken from its ``split.csv``. ``config``: the configuration to record instead of the
-    run's (an ensemble's, an adapted run's).
+    again (:meth:`btk.runs.Run.dataset`; ``data``: already read) and its images taken from its
+    ``split.csv`` by role (:func:`split_by_role`). ``config``: the configuration to record instead
+    of the run's (an ensemble's, an adapted run's).
 
     Raises:
         BtkError: an evaluation, or a run whose data is no longer where it was.
@@ -241,13 +241,42 @@ def prepared_from_run(run: Run, host: PluginHost | None = None, feedback: Feedba
     data = data if data is not None else run.dataset(host, feedback)
     load_seconds = time.perf_counter() - t_start
     y, classes, y_fit, fit_classes = label_data(config, data)
-    split = {part: run.positions(data, part) if run.subset_sources(part) else np.zeros(0, int)
-             for part in ("train", "val", "test")}
-    if config.fold and run.subset_sources("calibration"):  # a fold run's own calibration part
-        split["calibration"] = run.positions(data, "calibration")
+    split = split_by_role(run, data)
     return Prepared(config, host, host.models.get(config.model_name), data, y, classes, y_fit, fit_classes, split,
                     resolve_degradations(host, config.train_degrade), resolve_degradations(host, config.test_degrade),
                     None, load_seconds)
+
+
+def split_by_role(run: Run, data: Dataset) -> dict[str, np.ndarray]:
+    """A finished run's images as a prepared split, by their roles (:mod:`btk.record`), as
+    positions in ``data``:
+
+    - ``train``: every image that trained the network (``training``; an ensemble's
+      ``out_of_fold``, each of which trained K-1 members) or selected its epoch where that subset
+      also trained it (a fold ensemble's);
+    - ``val``: its ``selection`` images, where they did not train it (empty otherwise);
+    - ``calibration``: its ``calibration`` images, only where they are another subset than ``val``
+      and did not train it (a fold run's, a fold ensemble's calibration part; a site sample);
+    - ``test``: its ``test`` images.
+
+    ``train`` and ``val`` together are what the network saw (:attr:`Prepared.pool`, the copy check).
+    """
+    def at(*roles: str) -> np.ndarray:
+        subsets = {s for s in (run.role_subset(r) for r in roles) if s and run.subset_sources(s)}
+        found = [run.positions(data, s) for s in sorted(subsets)]
+        if len(found) == 1:
+            return found[0]  # in split.csv order, as before roles
+        return np.unique(np.concatenate(found)).astype(int) if found else np.zeros(0, int)
+
+    selection, calibration = run.role_subset("selection"), run.role_subset("calibration")
+    untrained_selection = selection is not None and not run.trained_on(selection)
+    trained = ("training", "out_of_fold") if run.ensemble is not None else ("training",)
+    split = {"train": at(*trained, *(() if untrained_selection else ("selection",))),
+             "val": at("selection") if untrained_selection else np.zeros(0, int), "test": at("test")}
+    if calibration is not None and calibration != (selection if untrained_selection else None) \
+            and not run.trained_on(calibration):
+        split["calibration"] = at("calibration")
+    return split
 
 
 def negative_spots(prep: Prepared) -> LabelAugment | None:
@@ -345,19 +374,20 @@ def scorer_for(prep: Prepared, model: Any, temperature: float = 1.0) -> Scorer:
 
 
 def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
-              origin: str = "validation") -> Calibration | None:
+              origin: str | None = None) -> Calibration | None:
     """Fit a temperature (:func:`btk.calibration.fit_temperature`) on the network's outputs for
     the clean validation images (``outputs``: those, when already scored), measure ECE and NLL
     over the task's classes before and after, and keep the images' calibrated probabilities as
     the calibration of the prediction sets (:class:`btk.conformal.Conformal`; ``origin``: what
-    the images are). A split with a ``calibration`` part (a fold run's, a fold ensemble's:
-    :mod:`btk.folds`) is calibrated on it instead of its validation images (origin ``calibration``).
+    the images are; default ``calibration`` for a ``calibration`` part, else ``validation``). A
+    split with a ``calibration`` part (a fold run's, a fold ensemble's: :mod:`btk.folds`; a site
+    sample) is calibrated on it instead of its validation images.
 
     Returns:
         The calibration, or None when there are no validation images.
     """
     val = prep.split["calibration"] if "calibration" in prep.split else prep.split["val"]
-    origin = "calibration" if "calibration" in prep.split else origin
+    origin = origin or ("calibration" if "calibration" in prep.split else "validation")
     if len(val) == 0:
         return None
     if outputs is None:

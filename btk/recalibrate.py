@@ -17,9 +17,11 @@ same way with ``thin="keep"``. ``pac_delta`` asks for the training-conditional p
 (:func:`btk.conformal.order_index`).
 
 Without data the run's own calibration images are used (how a run made before prediction sets
-gets them), and only where they did not train it: a fold ensemble's validation images are out of
-fold, each trained K-1 of its members, so it is refused and told to give ``--data``
-(:meth:`btk.runs.Run.require_role`).
+gets them), and only where they did not train it (:meth:`btk.runs.Run.require_role`): a run's
+validation images; a fold ensemble's calibration part, which no member trained or selected on,
+scored by the whole ensemble (as :func:`btk.ensemble.combine_folds` fits it). A fold ensemble made
+before it had a calibration part was calibrated on its members' out-of-fold images, each of which
+trained K-1 of them: it is refused and told to give ``--data``.
 
 The new run records its images by role (:mod:`btk.record`): the site sample serves its
 calibration; :func:`calibrate_again` repeats a calibration on the sample it recorded.
@@ -121,7 +123,8 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
     """``btk calibrate``, the whole job: fit ``run``'s temperature and prediction sets again on a
     labelled ``sample`` (share) of the site ``data`` (read as the run reads images; ``split`` and
     ``class_map`` as ``btk evaluate`` takes them), score the rest, and write a new run; without
-    ``data``, on the run's own validation images (its test images are scored again).
+    ``data``, on the run's own calibration images (its validation images; a fold ensemble's calibration
+    part, scored by the ensemble), its test images scored again.
 
     Args:
         coverage: the coverage the sample must support for each class (:func:`btk.conformal.scans_needed`).
@@ -177,24 +180,27 @@ def calibrate_run(run: Any, data: Path | str | None = None, host: Any = None, fe
 
 def _own_validation(run: Any, host: Any, feedback: Any, name: str, coverage: float,
                     delta: float | None) -> tuple[Any, dict[str, Any]]:
-    """The run's own split, to calibrate on its calibration images (``split.csv`` and the roles
-    are kept as they are)."""
+    """The run's own split, to calibrate on its calibration images (its validation images; a fold
+    ensemble's calibration part, scored by the whole ensemble); ``split.csv`` and the roles are
+    kept as they are."""
     from btk.conformal import in_every_set_warning
     from btk.pipeline import prepared_from_run
 
     config = run.config.with_changes(name=name or f"{run.config.name or run.config.task}-calibrated",
                                      pac_delta=delta)
     prep = prepared_from_run(run, host, feedback, config=config)
-    subset = run.role_subset("calibration")
-    if subset != "val":
-        prep.split = {**prep.split, "val": run.positions(prep.data, role="calibration")}
-    counts = {c: int((prep.y[prep.split["val"]] == k).sum()) for k, c in enumerate(prep.classes)}
+    part = run.positions(prep.data, role="calibration")
+    prep.split = {**prep.split, "calibration": part}
+    own_part = run.role_subset("calibration") != run.role_subset("selection")
+    words = "calibration part (no member trained or selected on it)" if own_part else "validation images"
+    counts = {c: int((prep.y[part] == k).sum()) for k, c in enumerate(prep.classes)}
     short = in_every_set(counts, coverage, delta)
     if short:
-        feedback.warn("the run's validation images: " + in_every_set_warning(short, coverage, delta))
-    record = {"on": "the run's validation images", "sample": {"images": int(len(prep.split["val"])),
-                                                               "per_class": counts}, "kept_from_run": [],
-              "rows": run.split_table(), "roles": dict(run.roles)}
+        feedback.warn(f"the run's {words}: " + in_every_set_warning(short, coverage, delta))
+    feedback.info(f"calibrating on the run's {words}: {len(part)} images")
+    record = {"on": f"the run's {words}", "sample": {"images": int(len(part)), "per_class": counts},
+              "kept_from_run": [], "rows": run.split_table(), "roles": dict(run.roles),
+              "origin": "calibration" if own_part else "validation"}
     return prep, record
 
 
@@ -301,11 +307,12 @@ def _with_kept_classes(run: Any, scorer: Any, sets: Conformal, kept: list[str], 
     except BtkError as exc:
         raise BtkError(f"{', '.join(kept)}: not enough scans in the sample, and the run's own validation images "
                        f"cannot be read to keep its calibration ({exc})") from None
-    val = own.split["val"] if run.role_subset("calibration") == "val" else run.positions(own.data, role="calibration")
+    val = run.positions(own.data, role="calibration")
     wanted = np.isin(own.y[val], [own.classes.index(c) for c in kept])
     picked = val[wanted]
     probs = scorer.probabilities(scorer.outputs(gather(own.data.images, picked)))
-    origins = [*sets.row_origins(), *["validation"] * len(picked)]
+    own_part = run.role_subset("calibration") != run.role_subset("selection")  # a fold ensemble's calibration part
+    origins = [*sets.row_origins(), *["calibration" if own_part else "validation"] * len(picked)]
     return Conformal(sets.classes, np.concatenate([sets.probabilities, probs]),
                      np.concatenate([sets.labels, own.y[picked]]),
                      (*sets.sources, *[str(s) for s in own.data.sources[picked]]), "site+validation", tuple(origins),
@@ -321,7 +328,7 @@ def _write(run: Any, prep: Any, record: dict[str, Any], parent: Path, host: Any,
 
     model = run.load_model(tta=False)
     scorer = scorer_for(prep, model)
-    origin = "validation" if record.get("data") is None else "site"
+    origin = record.pop("origin", "site")
     calibration = calibrate(prep, scorer, origin=origin)
     if calibration is None:
         raise BtkError("no calibration images")

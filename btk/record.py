@@ -51,6 +51,9 @@ FOLD_ROLES = {"out_of_fold": "val", "calibration": "val", "test": "test"}
 SITE_ROLES = {"site_sample": "val", "calibration": "val", "test": "test"}
 """A run calibrated again on a labelled sample of a new site (``btk calibrate --data``)."""
 
+EVALUATION_ROLES = {"test": "test"}
+"""An evaluation (``btk evaluate``): every image it scored is a test image."""
+
 
 def check_roles(roles: Mapping[str, Any], where: str) -> dict[str, str]:
     """``roles`` (role -> subset name) as a plain dict, after checking every role is known.
@@ -79,7 +82,7 @@ def infer_roles(config: Mapping[str, Any]) -> dict[str, str]:
     if config.get("roles"):
         return check_roles(config["roles"], "config.json")
     if config.get("kind") == "evaluation":
-        return {"test": "test"}
+        return dict(EVALUATION_ROLES)
     recalibration = config.get("recalibration") or {}
     if recalibration.get("data"):
         return dict(SITE_ROLES)

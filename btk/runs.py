@@ -201,8 +201,10 @@ class Run(RunFiles, RunData):
         return self.subset_sources(subset) if subset else []
 
     def trained_on(self, subset: str) -> bool:
-        """Whether the images of ``subset`` trained the network (or, out of fold, K-1 of its members)."""
-        return any(r in TRAINED_ON for r in self.roles_of(subset))
+        """Whether the images of ``subset`` trained the network (or, out of fold, K-1 of its
+        members; a fold run's own out-of-fold images did not train it)."""
+        trained = TRAINED_ON if self.ensemble is not None else ("training",)
+        return any(r in trained for r in self.roles_of(subset))
 
     def describe_subset(self, subset: str) -> str:
         """What the images of ``subset`` are, in words, e.g. ``"out-of-fold images (each trained
@@ -211,7 +213,7 @@ class Run(RunFiles, RunData):
         if not roles:
             return f"{subset} images (no role)"
         words = " and ".join(ROLE_WORDS[r] for r in roles) + " images"
-        if "out_of_fold" in roles:
+        if "out_of_fold" in roles and self.ensemble is not None:
             words += " (each trained K-1 of its fold models)"
         return words
 

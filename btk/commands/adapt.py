@@ -46,8 +46,9 @@ def adapt(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_opti
     model with batch normalisation (res-cnn, the fast default's, has it). Check the new run with
     btk evaluate on labelled images of that site before trusting it (docs/adapt.md). The check
     before and after runs on the run's selection images (its validation images, held out from
-    training): a fold ensemble has none (each of its validation images trained K-1 of its
-    members) and is refused; adapt one of its fold runs instead.
+    training): a fold ensemble has none (it selected each fold's epoch on images that trained
+    its other folds; its calibration part is kept for its temperature and sets) and is refused;
+    adapt one of its fold runs instead.
 
     \b
     Example:

@@ -65,8 +65,10 @@ def calibrate(run_dir: Path, data: Path | None, reader: str | None, reader_optio
     --pac-delta makes it hold for this sample with probability 1 - DELTA.
 
     Without --data the run's own calibration images are used: this gives a run made before
-    prediction sets its sets. A run whose calibration images trained it (a fold ensemble: each
-    of its validation images trained K-1 of its members) is refused: give it --data.
+    prediction sets its sets. A fold ensemble's are its calibration part, which no fold trained
+    or selected on, scored by the whole ensemble. A run whose calibration images trained it (a
+    fold ensemble made before it had a calibration part: each of its validation images trained
+    K-1 of its members) is refused: give it --data.
 
     \b
     Examples:
