@@ -350,11 +350,15 @@ def _sets(run: Run) -> str:
     """The prediction sets' coverage per condition and promise, and the warnings (as the
     terminal report has them)."""
     from btk.conformal import set_rows, set_warnings
+    from btk.shift import shift_sentence
 
     conditions = run.metrics["conditions"]
     rows = set_rows(conditions)
     if not rows:
         return ""
+    clean_shift = (conditions.get("clean") or {}).get("shift")
+    quiet = (f'<p>clean: {_esc(shift_sentence(clean_shift))}</p>'  # one that says "differs" is a warning
+             if clean_shift and not clean_shift.get("differs") else "")
     head = "".join(f"<th>{_esc(h.replace('_', ' '))}</th>"  # class names wrap at their words
                    for h in ("condition", "promise %", "coverage %", *run.classes, "mean size", "single %",
                              "single acc. %", "empty %", "shift p"))
@@ -366,11 +370,12 @@ def _sets(run: Run) -> str:
         + "</tr>" for r in rows)
     warnings = "".join(f"<li>{_esc(c)}: {_esc(w)}</li>" for c in conditions for w in set_warnings(conditions, c))
     return (f"<h3>prediction sets</h3><table><tr>{head}</tr>{body}</table>"
-            + (f'<ul class="warn">{warnings}</ul>' if warnings else "")
+            + (f'<ul class="warn">{warnings}</ul>' if warnings else "") + quiet
             + '<p class="note">Conformal sets, class by class: the true class is in the set at least the promised '
               "share of the time for each class, on scans exchangeable with the run's calibration images. Coverage "
-              "per class column; shift p: the label-free check that the images look like those "
-              "(<code>btk predict --coverage C --check-shift</code>).</p>")
+              "per class column; shift p: the p-value of the label-free check that the images are exchangeable "
+              "with those (a series counted once; it fires below 0.01; <code>btk predict --check-shift</code>), "
+              "whose verdict is the line above.</p>")
 
 
 def _confusion(run: Run) -> str:
