@@ -146,9 +146,12 @@ class Scorer:
             parts = [np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(len(x), -1) for m in extractors]
             return np.concatenate(parts, axis=1)
 
+        from btk.distribute import batch_layout
+
         if len(images) == 0:
             return np.zeros((0, 0), np.float32)
-        return self._batched(images, self.batch_size, run)
+        multiple = batch_layout()[0]
+        return self._batched(images, -(-self.batch_size // multiple) * multiple, run)
 
     def _batched(self, images: np.ndarray, size: int, run: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
         """``run`` on the prepared network input of ``images`` in batches of one shape ``size``

@@ -21,10 +21,11 @@ The tests (each returns a one-sided p-value; small: the cohort differs):
 
 - :func:`mahalanobis_test`: the Mahalanobis distance of each observation from the reference's
   mean, under a Ledoit-Wolf shrinkage covariance (scikit-learn). The covariance is fitted five
-  times, each time without one fifth of the reference (grouped): a reference observation is
-  scored by the fit that did not see it, a cohort observation by one of the five fits drawn at
-  random, so under exchangeability both are "a new point against a fit on 4/5 of the
-  reference" and a one-sided Mann-Whitney test (cohort farther) is valid.
+  times, each time without one fifth of the reference: a reference observation is scored by the
+  fit that did not see it, and a fifth of the cohort (at random) by each fit, so under
+  exchangeability both are "new points against a fit on 4/5 of the reference". In each fold the
+  two are compared by their Mann-Whitney statistic (cohort farther), and the five are summed
+  (van Elteren's stratified rank test).
 - :func:`classifier_test`: a classifier two-sample test (Lopez-Paz and Oquab 2017): a logistic
   regression told to separate cohort from reference on standardised features, five-fold
   cross-validated (grouped); in each fold the held-out scores of the two samples are compared
@@ -117,30 +118,51 @@ def _folds(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % FOLDS)
 
 
+class _Stratified:
+    """Van Elteren's stratified rank test: the Mann-Whitney statistics of several strata (folds)
+    summed, against their summed null mean and variance (normal approximation, no tie correction)."""
+
+    def __init__(self) -> None:
+        self.u = self.mean = self.var = 0.0
+
+    def add(self, new: np.ndarray, ref: np.ndarray) -> None:
+        """One stratum's cohort and reference scores (larger: more unlike the reference)."""
+        from scipy.stats import mannwhitneyu
+
+        if len(new) and len(ref):
+            self.u += float(mannwhitneyu(new, ref).statistic)
+            self.mean += len(new) * len(ref) / 2
+            self.var += len(new) * len(ref) * (len(new) + len(ref) + 1) / 12
+
+    def p_value(self) -> float:
+        """One-sided: the cohort scores larger."""
+        from scipy.stats import norm
+
+        return float(norm.sf((self.u - self.mean) / np.sqrt(self.var))) if self.var else 1.0
+
+
 def mahalanobis_test(reference: np.ndarray, cohort: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """(p-value, effect) of the cohort lying farther from the reference than the reference's own
-    points, in Mahalanobis distance under a Ledoit-Wolf covariance (cross-fitted, see the module).
+    points, in Mahalanobis distance under a Ledoit-Wolf covariance, cross-fitted (see the module):
+    in each fold, the held-out reference points and the cohort points given that fold are scored
+    by the fit on the other folds and compared by rank; the folds are combined as strata.
     ``reference`` and ``cohort``: one feature row per observation. The effect is the share of
-    cohort-reference pairs in which the cohort point is the farther (0.5: none)."""
-    from scipy.stats import mannwhitneyu
+    cohort-reference pairs (within a fold) in which the cohort point is the farther (0.5: none)."""
     from sklearn.covariance import LedoitWolf
 
     ref, new = np.asarray(reference, np.float64), np.asarray(cohort, np.float64)
     rng = np.random.default_rng(seed)
-    ref_fold, new_fold = _folds(len(ref), rng), rng.integers(0, FOLDS, len(new))
-    d_ref, d_new = np.zeros(len(ref)), np.zeros(len(new))
+    ref_fold, new_fold = _folds(len(ref), rng), _folds(len(new), rng)
+    test = _Stratified()
     for k in range(FOLDS):
         fit = LedoitWolf().fit(ref[ref_fold != k])
-        d_ref[ref_fold == k] = fit.mahalanobis(ref[ref_fold == k])
-        d_new[new_fold == k] = fit.mahalanobis(new[new_fold == k])
-    result = mannwhitneyu(d_new, d_ref, alternative="greater")
-    return float(result.pvalue), float(result.statistic) / (len(ref) * len(new))
+        test.add(fit.mahalanobis(new[new_fold == k]), fit.mahalanobis(ref[ref_fold == k]))
+    return test.p_value(), test.u / (2 * test.mean) if test.mean else 0.5
 
 
 def classifier_test(reference: np.ndarray, cohort: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """(p-value, effect) of a cross-validated logistic regression telling the cohort from the
     reference better than chance (see the module); the effect is its out-of-fold ROC AUC."""
-    from scipy.stats import mannwhitneyu, norm
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
@@ -151,19 +173,14 @@ def classifier_test(reference: np.ndarray, cohort: np.ndarray, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     fold = np.r_[_folds(len(reference), rng), _folds(len(cohort), rng)]
     score = np.zeros(len(y))
-    u_sum = mean_sum = var_sum = 0.0
+    test = _Stratified()
     for k in range(FOLDS):
-        train, test = fold != k, fold == k
+        train, held = fold != k, fold == k
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
         model.fit(x[train], y[train])
-        score[test] = model.decision_function(x[test])
-        new, ref = score[test & (y == 1)], score[test & (y == 0)]
-        if len(new) and len(ref):
-            u_sum += float(mannwhitneyu(new, ref).statistic)
-            mean_sum += len(new) * len(ref) / 2
-            var_sum += len(new) * len(ref) * (len(new) + len(ref) + 1) / 12
-    z = (u_sum - mean_sum) / np.sqrt(var_sum) if var_sum else 0.0
-    return float(norm.sf(z)), float(roc_auc_score(y, score))
+        score[held] = model.decision_function(x[held])
+        test.add(score[held & (y == 1)], score[held & (y == 0)])
+    return test.p_value(), float(roc_auc_score(y, score))
 
 
 def ks_test(reference: np.ndarray, cohort: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -277,9 +294,9 @@ def shift_sentence(record: Mapping[str, Any]) -> str:
     return str(record.get("sentence") or ShiftCheck.from_json(record).sentence())
 
 
-NO_FEATURES = ("top-probability check only: this run keeps no features of its calibration images (made before "
-               "btk kept them; train it again to get them); it misses a site where the network is wrong with "
-               "its usual confidence")
+NO_FEATURES = ("top-probability check only: this run keeps no features of its calibration images (a run made "
+               "before btk kept them: train it again to get them; or a fold ensemble, whose calibration scores came "
+               "from its single folds); it misses a site where the network is wrong with its usual confidence")
 
 
 def shift_check(reference: Reference | None, cohort_features: np.ndarray | None, cohort_groups: Sequence[str] | None,
