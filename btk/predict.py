@@ -294,7 +294,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             ident = s.meta.get("dicom")
             if ident is not None:  # where the network's view was cut from, for a heat map put back
                 ident = {**ident, "framing": s.meta.get("framing")}
-            out.append((_slice_of(s), image, ident, str(s.group or "")))
+            group = str(s.group) if s.group and s.group != s.source else ""  # a file its own group: its input path
+            out.append((_slice_of(s), image, ident, group))
         return out
 
     decoded = iter_entries(adapter, None, options, workers=workers, transform=prepare, entries=jobs)
