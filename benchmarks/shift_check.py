@@ -157,4 +157,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # the small matrix work of 400 tests: threads only fight on a busy machine
+        main()

@@ -23,7 +23,7 @@ from btk.conformal import (
     shortfalls,
 )
 from btk.errors import BtkError
-from btk.shift import read_reference
+from btk.shift import CHOSEN, read_reference
 from btk.shift import shift_check as _shift_check
 
 
@@ -171,7 +171,7 @@ def test_a_run_keeps_its_validation_probabilities_and_measures_its_sets(small_ru
     # the shift check compares the test images' features with the calibration images', which the run keeps
     reference = read_reference(small_run)
     assert reference is not None and len(reference.groups) == len(val) and reference.features.shape[1] > 0
-    assert clean["shift"]["test"] == "mahalanobis" and not clean["shift"]["fallback"]
+    assert clean["shift"]["test"] == CHOSEN and not clean["shift"]["fallback"]
     # the run's own test metrics are the sets of the probabilities in its predictions.csv
     _, y, probs = run.condition_arrays("clean")
     assert clean["sets"]["0.9"] == set_metrics(conformal.sets(probs, 0.9), y, probs, run.classes)

@@ -13,8 +13,10 @@ from btk.conformal import Conformal, set_warnings
 from btk.predict import PredictionTally, _Batcher
 from btk.scoring import Scorer, set_conditions
 from btk.shift import (
+    CHOSEN,
     MIN_GROUPS,
     NO_FEATURES,
+    TEST_NAMES,
     Reference,
     ShiftCheck,
     by_group,
@@ -66,8 +68,8 @@ def test_each_feature_test_fires_on_a_shifted_cohort_and_keeps_its_level_on_exch
 def test_the_verdict_fires_on_a_shifted_cohort_and_is_quiet_on_an_exchangeable_one():
     rng = np.random.default_rng(1)
     quiet = _check(rng, _features(rng, 80))
-    assert quiet.verdict == "quiet" and quiet.test == "mahalanobis" and not quiet.fallback
-    assert quiet.sentence().startswith("no shift seen (Mahalanobis distance of the network's features, p = ")
+    assert quiet.verdict == "quiet" and quiet.test == CHOSEN and not quiet.fallback
+    assert quiet.sentence().startswith(f"no shift seen ({TEST_NAMES[CHOSEN]}, p = ")
     assert "may still break the coverage promise" in quiet.sentence()
     fired = _check(rng, _features(rng, 80, mean=1.0))
     assert fired.differs and fired.p_value is not None and fired.p_value < 1e-6
