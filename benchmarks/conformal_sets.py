@@ -57,6 +57,7 @@ def main() -> None:
     from btk.feedback import Feedback
     from btk.recalibrate import calibrate_run
     from btk.runs import load_run
+    from btk.shift import shift_check
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work
@@ -86,7 +87,7 @@ def main() -> None:
             mean["per_class"] = {c: {"coverage": float(np.mean([p["per_class"][c]["coverage"] for p in parts])),
                                      "images": parts[0]["per_class"][c]["images"]} for c in cal.classes}
             rows.append(_row("validation halves (x20)", source.name, f"{level:g}", mean,
-                             half.shift(cal.probabilities[b]).to_json()))
+                             shift_check(None, None, None, half.reference(), cal.probabilities[b]).to_json()))
         sets, shift = _sets_of(own)
         for level in sorted(sets):
             rows.append(_row("held-out source", source.name, level, sets[level], shift))

@@ -37,13 +37,9 @@ the coverage of this calibration is at least ``C`` with probability at least ``1
 the calibration draw (per class, not for all classes at once). It needs more images per class
 (``n`` with ``C ** n <= delta``: 22 for 90% at ``delta = 0.1``, 45 for 95%) and gives larger sets.
 
-The promise rests on exchangeability. :func:`shift_check` tests it without labels: a
-two-sample Kolmogorov-Smirnov test (SciPy) of the network's doubt about its top answer,
-``1 - max P`` (the nonconformity of the answer it would give), on the cohort against the
-calibration images. A cohort on which the network's confidence is distributed differently (less
-sure, or sure more often) is not exchangeable with them. A cohort on which the network is wrong
-with its usual confidence looks the same to it; :func:`shortfalls` says so from labels where a
-cohort has them.
+The promise rests on exchangeability. :mod:`btk.shift` tests it without labels, against the
+calibration images (:meth:`Conformal.reference`); :func:`shortfalls` says where labels show a
+class below its promise, and the two give one verdict per cohort.
 """
 
 from __future__ import annotations
@@ -60,17 +56,14 @@ import numpy as np
 
 from btk.errors import BtkError
 
-__all__ = ["CONFORMAL_FILE", "DEFAULT_COVERAGES", "INTERVAL_LEVEL", "SHIFT_LEVEL", "Conformal", "ShiftCheck",
-           "check_coverage", "check_delta", "coverage_interval", "guarantee_lines", "in_every_set",
-           "in_every_set_warning", "order_index", "scans_needed", "set_labels", "set_metrics", "set_rows",
-           "set_warnings", "shift_check", "shortfalls"]
+__all__ = ["CONFORMAL_FILE", "DEFAULT_COVERAGES", "INTERVAL_LEVEL", "Conformal", "check_coverage", "check_delta",
+           "coverage_interval", "guarantee_lines", "in_every_set", "in_every_set_warning", "order_index",
+           "scans_needed", "set_labels", "set_metrics", "set_rows", "set_warnings", "shortfalls"]
 
 CONFORMAL_FILE = "conformal.csv"
 """The calibration images' probabilities in a run directory."""
 DEFAULT_COVERAGES = (0.9, 0.95)
 """The coverages a run's test step and ``btk evaluate`` measure unless asked for others."""
-SHIFT_LEVEL = 0.01
-"""The shift check fires below this p-value."""
 INTERVAL_LEVEL = 0.9
 """The probability of the printed interval of a calibration's coverage (:func:`coverage_interval`)."""
 SHORTFALL_LEVEL = 0.05
@@ -310,10 +303,6 @@ class Conformal:
         site = origins == "site"
         return np.asarray(self.probabilities)[site] if site.any() and not site.all() else np.asarray(self.probabilities)
 
-    def shift(self, probabilities: np.ndarray) -> ShiftCheck:
-        """:func:`shift_check` of a cohort against :meth:`reference`."""
-        return shift_check(self.reference(), probabilities)
-
     # --- the file -------------------------------------------------------------------------------
     def write(self, path: Path | str) -> None:
         """Write ``conformal.csv``: source, label, origin, then ``p_<class>`` per class (and
@@ -413,72 +402,12 @@ def shortfalls(metrics: Mapping[str, Any], coverage: float) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class ShiftCheck:
-    """Whether a cohort looks exchangeable with a run's calibration images (:func:`shift_check`).
-
-    Attributes:
-        p_value: of the two-sample Kolmogorov-Smirnov test.
-        effect: its statistic: the largest gap between the two samples' distributions of
-            ``1 - max P`` (0: none, 1: no overlap).
-        images, reference: the two sample sizes.
-    """
-
-    p_value: float
-    effect: float
-    images: int
-    reference: int
-
-    @property
-    def differs(self) -> bool:
-        """Whether the check fires (``p_value`` below :data:`SHIFT_LEVEL`)."""
-        return self.p_value < SHIFT_LEVEL
-
-    def sentence(self) -> str:
-        """The one line a user reads."""
-        if self.differs:
-            return (f"this cohort differs from the training data (p = {self.p_value:.2g}, {self.images} images): "
-                    "coverage is not guaranteed")
-        return (f"this cohort looks exchangeable with the training data (p = {self.p_value:.2g}, {self.images} "
-                "images): no sign against the coverage promise")
-
-    @classmethod
-    def from_json(cls, record: Mapping[str, Any]) -> ShiftCheck:
-        """The check from its ``metrics.json`` record (:meth:`to_json`)."""
-        return cls(float(record["p_value"]), float(record["effect"]), int(record["images"]), int(record["reference"]))
-
-    def to_json(self) -> dict[str, Any]:
-        """The record kept in ``metrics.json``."""
-        return {"p_value": self.p_value, "effect": self.effect, "images": self.images, "reference": self.reference,
-                "differs": self.differs, "level": SHIFT_LEVEL,
-                "test": "two-sample Kolmogorov-Smirnov on 1 - max calibrated probability"}
-
-
-def shift_check(reference: np.ndarray, cohort: np.ndarray) -> ShiftCheck:
-    """Test, without labels, whether the ``cohort``'s calibrated probabilities look like the
-    ``reference``'s (a run's calibration images): the network's doubt about its top answer,
-    ``1 - max P`` (the nonconformity of the answer it would give), compared as distributions
-    (two-sample Kolmogorov-Smirnov, exact where the samples are small).
-
-    Raises:
-        BtkError: an empty cohort or reference.
-    """
-    from scipy.stats import ks_2samp
-
-    ref = 1.0 - np.asarray(reference, dtype=np.float64).max(axis=1)
-    new = 1.0 - np.asarray(cohort, dtype=np.float64).max(axis=1)
-    if len(ref) == 0 or len(new) == 0:
-        raise BtkError("shift check: no images to compare")
-    result = ks_2samp(new, ref)
-    return ShiftCheck(float(result.pvalue), float(result.statistic), len(new), len(ref))
-
-
 def set_rows(conditions: Mapping[str, Mapping[str, Any]],
              calibration: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per condition and coverage of a run's or evaluation's metrics (``sets``, from
     :func:`btk.scoring.set_conditions`), for every report: the promise, the coverage overall and
     per class, the mean set size, the shares of single and empty sets, the single answers'
-    accuracy, the shift check's p-value, the plain-words failures and, given the sets'
+    accuracy, the shift check's p-value and verdict (:mod:`btk.shift`), the plain-words failures and, given the sets'
     ``calibration`` (:meth:`Conformal.summary`), the classes every set holds
     (:func:`in_every_set`, name -> calibration images)."""
     counts = (calibration or {}).get("per_class") or {}
@@ -495,6 +424,7 @@ def set_rows(conditions: Mapping[str, Mapping[str, Any]],
                          "mean_size": s["mean_size"], "single": s["single"],
                          "single_accuracy": s["single_accuracy"], "empty": s["empty"],
                          "shift_p": shift.get("p_value"), "shift_differs": bool(shift.get("differs")),
+                         "shift_verdict": shift.get("verdict"),
                          "shortfalls": shortfalls(s, promise),
                          "in_every_set": in_every_set(counts, promise, delta)})
     return rows
@@ -502,15 +432,18 @@ def set_rows(conditions: Mapping[str, Mapping[str, Any]],
 
 def set_warnings(conditions: Mapping[str, Mapping[str, Any]], condition: str = "clean",
                  calibration: Mapping[str, Any] | None = None) -> list[str]:
-    """The lines a user must read about ``condition``'s sets: its shift check when it fires,
+    """The lines a user must read about ``condition``'s sets: its shift verdict when it says the
+    cohort differs (:func:`btk.shift.shift_sentence`),
     each class whose coverage fell below a promise by more than chance and, given the sets'
     ``calibration`` (:meth:`Conformal.summary`), each promise whose sets cannot leave a class
     out (:func:`in_every_set_warning`)."""
+    from btk.shift import shift_sentence
+
     m = conditions.get(condition) or {}
     lines = []
     shift = m.get("shift")
     if shift and shift.get("differs"):
-        lines.append(ShiftCheck.from_json(shift).sentence())
+        lines.append(shift_sentence(shift))
     delta = (calibration or {}).get("pac_delta")
     for row in set_rows({condition: m}, calibration):
         lines += row["shortfalls"]

@@ -154,7 +154,7 @@ def combine(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | None = 
     if shared_val and len(val):
         outputs = scorer.outputs(gather(prep.data.images, val))
         val_accuracy = float((outputs.argmax(axis=1) == prep.y_fit[val]).mean())
-        calibration = calibrate(prep, scorer, outputs)
+        calibration = calibrate(prep, scorer, outputs, scored_here=True)
         scorer = scorer.with_calibration(calibration)
     else:
         feedback.warn("the members held out different validation images (each trained on some of the others'): "
@@ -303,7 +303,7 @@ def combine_folds(runs: Sequence[Run], out_dir: Path | str, host: PluginHost | N
     model = ensemble_model([r.load_model(tta=False) for r in runs], name=config.name or "folds")
     scorer = scorer_for(prep, model)
     calibration_outputs = scorer.outputs(gather(prep.data.images, prep.split["calibration"]))
-    calibration = calibrate(prep, scorer, calibration_outputs, origin="calibration")
+    calibration = calibrate(prep, scorer, calibration_outputs, origin="calibration", scored_here=True)
     scorer = scorer.with_calibration(calibration)
     calibration_accuracy = float((scorer.probabilities(calibration_outputs).argmax(axis=1)
                                   == prep.y[prep.split["calibration"]]).mean())

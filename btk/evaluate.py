@@ -31,6 +31,7 @@ from btk.record import EVALUATION_ROLES
 from btk.run_files import EVALUATIONS, RunWriter, check_writable, new_run_id, unique_dir
 from btk.runs import Run, load_run
 from btk.scoring import TestResults, score_conditions
+from btk.shift import REFERENCE_FILE, read_reference
 from btk.split import fingerprints_of
 
 SPLIT_NAMES = {"testing": "test", "test": "test", "training": "train", "train": "train"}
@@ -243,6 +244,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     rows = [[data.sources[i], data.labels[i], data.groups[i], "test", int(c) if copies_checked else ""]
             for i, c in zip(index, has_copy)]
     with run.scorer(plan.tta, plan.devices, feedback=feedback) as scorer:
+        scorer = scorer.with_shift_reference(read_reference(run.path))  # the shift check's (btk.shift)
         feedback.info(f"evaluating {run.name} on {len(index)} images of {plan.data} ({split}), "
                       f"{1 + len(plan.degradations)} condition(s)")
         t_predict = time.perf_counter()
@@ -255,7 +257,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
 
             results = score_conditions(scorer, gather(data.images, index), y, data.sources[index],
                                        plan.degradations, run.config.seed, has_copy, counted,
-                                       coverages=plan.coverages or None)
+                                       coverages=plan.coverages or None, groups=data.groups[index])
         predict_seconds = time.perf_counter() - t_predict
         precision, layout = model_precision(scorer.model), scorer.layout
     return Evaluation(plan, split, len(index), results, copies_checked, list(data.skipped), load_seconds,
@@ -304,6 +306,9 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
         writer.write_json("history.json", {})
         if run.conformal() is not None:  # the evaluation is read on its own: it keeps its sets' calibration
             run.conformal().write(writer.path(CONFORMAL_FILE))
+            reference = read_reference(run.path)
+            if reference is not None:
+                reference.write(writer.path(REFERENCE_FILE))
         writer.write_csv("split.csv", ["source", "label", "group", "subset", "copy_in_train"], evaluation.rows)
         np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
         writer.write_csv("predictions.csv", ["condition", "source", "label", "predicted",

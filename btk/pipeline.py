@@ -45,6 +45,7 @@ from btk.record import check_roles, infer_roles
 from btk.run_files import RunWriter, check_writable, new_run_id, unique_dir
 from btk.runs import Calibration, Run, load_run, parse_record
 from btk.scoring import Scorer, TestResults, score_conditions
+from btk.shift import REFERENCE_FILE, Reference
 from btk.split import fingerprints_of, label_data, make_split
 from btk.stats import reliability
 from btk.training import Rows, train
@@ -374,14 +375,17 @@ def scorer_for(prep: Prepared, model: Any, temperature: float = 1.0) -> Scorer:
 
 
 def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
-              origin: str | None = None) -> Calibration | None:
+              origin: str | None = None, scored_here: bool = False) -> Calibration | None:
     """Fit a temperature (:func:`btk.calibration.fit_temperature`) on the network's outputs for
     the clean validation images (``outputs``: those, when already scored), measure ECE and NLL
     over the task's classes before and after, and keep the images' calibrated probabilities as
     the calibration of the prediction sets (:class:`btk.conformal.Conformal`; ``origin``: what
-    the images are; default ``calibration`` for a ``calibration`` part, else ``validation``). A
-    split with a ``calibration`` part (a fold run's, a fold ensemble's: :mod:`btk.folds`; a site
-    sample) is calibrated on it instead of its validation images.
+    the images are; default ``calibration`` for a ``calibration`` part, else ``validation``), and
+    their features for the shift check (:class:`btk.shift.Reference`; not when ``outputs`` are
+    given, unless ``scored_here`` says that this scorer gave them: they may come from other
+    networks). A split with a ``calibration``
+    part (a fold run's, a fold ensemble's: :mod:`btk.folds`; a site sample) is calibrated on it
+    instead of its validation images.
 
     Returns:
         The calibration, or None when there are no validation images.
@@ -390,8 +394,11 @@ def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
     origin = origin or ("calibration" if "calibration" in prep.split else "validation")
     if len(val) == 0:
         return None
-    if outputs is None:
-        outputs = scorer.outputs(gather(prep.data.images, val))
+    reference = None
+    if outputs is None or scored_here:
+        images = gather(prep.data.images, val)
+        outputs = scorer.outputs(images) if outputs is None else outputs
+        reference = Reference(scorer.features(images), tuple(str(g) for g in prep.data.groups[val]))
     temperature = fit_temperature(outputs, prep.y_fit[val])
     fitted = scorer.with_temperature(temperature)
     raw, calibrated = fitted.probabilities(outputs, calibrated=False), fitted.probabilities(outputs)
@@ -399,7 +406,7 @@ def calibrate(prep: Prepared, scorer: Scorer, outputs: np.ndarray | None = None,
     sets = Conformal(tuple(prep.classes), calibrated, y, tuple(str(s) for s in prep.data.sources[val]), origin,
                      delta=prep.config.pac_delta)
     return Calibration(temperature, reliability(y, raw)["ece"], reliability(y, calibrated)["ece"], nll(raw, y),
-                       nll(calibrated, y), sets.summary(), sets)
+                       nll(calibrated, y), sets.summary(), sets, reference)
 
 
 def evaluate_test(prep: Prepared, scorer: Scorer, feedback: Feedback | None = None,
@@ -415,7 +422,7 @@ def evaluate_test(prep: Prepared, scorer: Scorer, feedback: Feedback | None = No
         has_copy = copy_mask(fps.subset(test), fps.subset(prep.pool), config.duplicate_threshold)
     images = gather(data.images, test)
     results = score_conditions(scorer, images, prep.y[test], data.sources[test], prep.test_degradations,
-                               config.seed, has_copy)
+                               config.seed, has_copy, groups=data.groups[test])
     if explain:
         layer = getattr(prep.model_spec, "gradcam_layer", None)
         results = explain_test(results, scorer, images, prep.y[test], config.seed, feedback, layer)
@@ -496,6 +503,8 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
         writer.write_json("history.json", fitted.history)
         if fitted.calibration is not None and fitted.calibration.sets is not None:
             fitted.calibration.sets.write(writer.path(CONFORMAL_FILE))
+            if fitted.calibration.shift_reference is not None:
+                fitted.calibration.shift_reference.write(writer.path(REFERENCE_FILE))
         # Any: with a dict[str, ndarray], numpy's stubs would match **kwargs against allow_pickle
         np.savez_compressed(writer.path("examples.npz"), **cast(dict[str, Any], results.examples))
         save_model_file(fitted.model, writer.path("model.keras"))

@@ -91,6 +91,8 @@ class PredictionTally:
     answers: Counter[str] = field(default_factory=Counter)
     set_sizes: Counter[int] = field(default_factory=Counter)  # with --coverage: each file's answer's set size
     probabilities: list[np.ndarray] = field(default_factory=list)  # kept for a shift check: each image's
+    features: list[np.ndarray] = field(default_factory=list)  # kept for a shift check: each image's (Scorer.features)
+    groups: list[str] = field(default_factory=list)  # kept for a shift check: each image's series (patient, file)
 
 
 class InputsReader:
@@ -113,6 +115,10 @@ class InputsReader:
         return inp.reader.load(inner, replace(options, extra=inp.options.extra))
 
 
+_Slice = tuple[int | None, np.ndarray, dict[str, Any] | None, str]
+"""One decoded image of an entry: slice index, image, DICOM identity, group (patient; "": the entry)."""
+
+
 @dataclass
 class _Pending:
     """A file (series, volume) whose slices are in batches not yet predicted."""
@@ -121,6 +127,7 @@ class _Pending:
     slices: list[int | None]
     probs: np.ndarray
     left: int
+    group: str = ""  # what a shift check counts once: the series' group (patient), else the file
     sets: np.ndarray | None = None
     identities: list[dict[str, Any] | None] = field(default_factory=list)
 
@@ -133,27 +140,29 @@ class _Batcher:
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int, classes: list[str],
                  tally: PredictionTally, min_confidence: float = 0.0,
                  set_of: Callable[[np.ndarray], np.ndarray] | None = None, keep: bool = False,
-                 explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+                 explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 featurize: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
         self.min_confidence = min_confidence
         self.set_of = set_of  # probabilities -> prediction sets (booleans), with --coverage
-        self.keep = keep  # keep every image's probabilities in the tally (a shift check)
+        self.keep = keep  # keep every image's probabilities and group in the tally (a shift check)
+        self.featurize = featurize  # images -> features, kept in the tally with keep (a shift check)
         self.explain = explain  # (images, probabilities) -> heat maps, kept with DICOM slices (--maps)
         self.pending: deque[_Pending] = deque()
         self.images: list[np.ndarray] = []
         self.owners: list[tuple[_Pending, int]] = []
         self.done = 0  # entries whose rows came out
 
-    def add(self, path: str, slices: list[tuple[int | None, np.ndarray, dict[str, Any] | None]]
-            ) -> Iterator[Prediction]:
-        """Queue an entry's images (slice index, image, DICOM identity); yields the rows of the
-        entries a full batch completed."""
+    def add(self, path: str, slices: list[_Slice]) -> Iterator[Prediction]:
+        """Queue an entry's images (slice index, image, DICOM identity, group: what a shift check
+        counts once, default ``path``); yields the rows of the entries a full batch completed."""
         n_classes = len(self.classes)
-        record = _Pending(path, [k for k, _, _ in slices], np.zeros((len(slices), n_classes)), len(slices),
-                          np.zeros((len(slices), n_classes), bool) if self.set_of is not None else None,
-                          [ident for _, _, ident in slices])
+        group = next((g for *_, g in slices if g), path)
+        record = _Pending(path, [k for k, *_ in slices], np.zeros((len(slices), n_classes)), len(slices),
+                          group, np.zeros((len(slices), n_classes), bool) if self.set_of is not None else None,
+                          [ident for _, _, ident, _ in slices])
         self.pending.append(record)
-        for k, (_, image, _) in enumerate(slices):
+        for k, (_, image, *_) in enumerate(slices):
             self.images.append(image)
             self.owners.append((record, k))
             if len(self.images) == self.batch_size:
@@ -178,6 +187,9 @@ class _Batcher:
                 record.identities[k] = {**(record.identities[k] or {}), "heat": heat}
         if self.keep:
             self.tally.probabilities.append(np.asarray(probs))
+            self.tally.groups += [record.group for record, _ in self.owners]
+            if self.featurize is not None:
+                self.tally.features.append(self.featurize(x))
         for i, ((record, k), p) in enumerate(zip(self.owners, probs)):
             record.probs[k] = p
             if sets is not None and record.sets is not None:
@@ -231,7 +243,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                    batch_size: int = BATCH_SIZE, tally: PredictionTally | None = None,
                    workers: int | None = None, min_confidence: float = 0.0,
                    tta: bool | None = None, devices: str = "", coverage: float | None = None,
-                   keep_probabilities: bool = False,
+                   keep_probabilities: bool = False, keep_features: bool = False,
                    heat: Callable[[Any, np.ndarray, np.ndarray], np.ndarray] | None = None
                    ) -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s scorer (:meth:`btk.runs.Run.scorer`),
@@ -252,7 +264,10 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         coverage: give each row its conformal prediction set at this coverage
             (:meth:`btk.scoring.Scorer.sets`). The guarantee is per image (slice); a series'
             mean row gets the set of its mean probabilities, which carries none.
-        keep_probabilities: keep every image's probabilities in ``tally`` (a shift check).
+        keep_probabilities: keep every image's probabilities and group in ``tally`` (a shift
+            check; a group: the series' patient where the reader names one, else the file).
+        keep_features: with ``keep_probabilities``, keep every image's features too
+            (:meth:`btk.scoring.Scorer.features`).
         heat: ``(scorer, images, probabilities) -> maps``: gives each DICOM slice's row a heat map
             of its answer (``identity["heat"]``; :func:`btk.explain.answer_maps`).
 
@@ -270,7 +285,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
     adapter = InputsReader(inputs)
     jobs = adapter.scan(None, ReadOptions())
 
-    def prepare(samples: list[Sample]) -> list[tuple[int | None, np.ndarray, dict[str, Any] | None]]:  # threads
+    def prepare(samples: list[Sample]) -> list[_Slice]:  # threads
         out = []
         for s in samples:
             image = as_hwc(s.image, channels, s.source)
@@ -279,7 +294,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             ident = s.meta.get("dicom")
             if ident is not None:  # where the network's view was cut from, for a heat map put back
                 ident = {**ident, "framing": s.meta.get("framing")}
-            out.append((_slice_of(s), image, ident))
+            group = str(s.group) if s.group and s.group != s.source else ""  # a file its own group: its input path
+            out.append((_slice_of(s), image, ident, group))
         return out
 
     decoded = iter_entries(adapter, None, options, workers=workers, transform=prepare, entries=jobs)
@@ -297,7 +313,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             set_of = (lambda probs: scorer.sets(probs, coverage)) if coverage is not None else None
             explain = (lambda images, probs: heat(scorer, images, probs)) if heat is not None else None
             batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence, set_of,
-                               keep_probabilities, explain)
+                               keep_probabilities, explain, scorer.features if keep_features else None)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))

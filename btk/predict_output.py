@@ -16,10 +16,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from btk.conformal import ShiftCheck
 from btk.errors import BtkError
 from btk.predict import Prediction, PredictionTally
 from btk.runs import Run
+from btk.shift import ShiftCheck
 
 
 def csv_header(classes: Sequence[str], sets: bool = False) -> list[str]:
@@ -108,8 +108,10 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     caller still has them when nothing could be read.
 
     ``coverage`` gives every row its conformal prediction set (:mod:`btk.conformal`);
-    ``check_shift`` tests whether the images look exchangeable with the run's calibration images
-    (:func:`btk.conformal.shift_check`, no labels needed), returned as ``shift``. ``heat`` gives
+    ``check_shift`` tests whether the images are exchangeable with the run's calibration images
+    (:func:`btk.shift.shift_check`, no labels needed; the slices of a series counted once; on the
+    network's features where the run keeps its calibration images', else, saying so, on the top
+    probability), returned as ``shift``. ``heat`` gives
     each DICOM slice's row its Grad-CAM map (for ``btk predict --maps``).
 
     Raises:
@@ -124,6 +126,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     from btk.predict import PredictionTally, predict_stream
     from btk.predict_inputs import gather_inputs
     from btk.run_files import ResultDir, check_writable
+    from btk.shift import read_reference, shift_check
 
     check_devices(devices)
     if coverage is not None:
@@ -133,6 +136,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     if conformal is not None and coverage is not None:
         held = conformal.thin_classes(coverage)
     warnings = [in_every_set_warning(held, coverage, conformal.delta)] if held and conformal and coverage else []
+    reference = read_reference(run.path) if check_shift else None
     parent = check_writable(out) if out is not None else None
     inputs = gather_inputs(paths, host or get_host(), run.read_options({}), reader_name, reader_options, slices)
     tally = tally if tally is not None else PredictionTally()
@@ -144,6 +148,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                                                             min_confidence=min_confidence, tta=tta,
                                                             devices=devices, coverage=coverage,
                                                             keep_probabilities=check_shift,
+                                                            keep_features=reference is not None,
                                                             heat=answer_maps if heat else None)))
         rows = 0
         for prediction in stream:
@@ -154,7 +159,11 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 on_row(prediction)
         if not tally.images:
             raise BtkError("nothing could be read to predict")
-        shift = conformal.shift(np.concatenate(tally.probabilities)) if check_shift and conformal else None
+        shift = None
+        if check_shift and conformal is not None:
+            features = np.concatenate(tally.features) if tally.features else None
+            shift = shift_check(reference, features, tally.groups, conformal.reference(),
+                                np.concatenate(tally.probabilities))
         if folder is not None:
             (folder.path("predict.json")).write_text(json.dumps({
                 "run": str(run.path), "inputs": [str(p) for p in paths], "rows": rows, "images": tally.images,

@@ -105,6 +105,8 @@ class Calibration:
             ``None`` for a run made before prediction sets.
         sets: the calibration itself while a run is being written (read back from
             ``conformal.csv`` by :meth:`Run.conformal`).
+        shift_reference: the calibration images' features while a run is being written
+            (:class:`btk.shift.Reference`; read back by :func:`btk.shift.read_reference`).
     """
 
     temperature: float
@@ -114,6 +116,7 @@ class Calibration:
     val_nll_calibrated: float | None = None
     conformal: Mapping[str, Any] | None = None
     sets: Any = field(default=None, compare=False, repr=False)
+    shift_reference: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The record kept in ``config.json``."""

@@ -68,6 +68,8 @@ class Scorer:
     calibrated: bool = True
     conformal: Any = None  # btk.conformal.Conformal: the prediction sets' calibration, None: no sets
     layout: dict[str, Any] | None = None  # the devices it scores on (btk.distribute.scoring), None: one
+    shift_reference: Any = None  # btk.shift.Reference: the calibration images' features, None: none kept
+    _extractors: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def for_recipe(cls, model: Any, recipe: Recipe, trained_classes: list[str] | tuple[str, ...],
@@ -88,11 +90,17 @@ class Scorer:
         return replace(self, temperature=float(temperature))
 
     def with_calibration(self, calibration: Any) -> Scorer:
-        """The same network read with a :class:`btk.runs.Calibration`'s temperature and
-        prediction sets (``None``: as it is)."""
+        """The same network read with a :class:`btk.runs.Calibration`'s temperature, prediction
+        sets and the features a shift check compares with (``None``: as it is)."""
         if calibration is None:
             return self
-        return replace(self, temperature=float(calibration.temperature), conformal=calibration.sets)
+        return replace(self, temperature=float(calibration.temperature), conformal=calibration.sets,
+                       shift_reference=getattr(calibration, "shift_reference", None))
+
+    def with_shift_reference(self, reference: Any) -> Scorer:
+        """The same network with the calibration images' features (:class:`btk.shift.Reference`)
+        that a shift check compares cohorts with (``None``: none)."""
+        return replace(self, shift_reference=reference)
 
     def sets(self, probabilities: np.ndarray, coverage: float) -> np.ndarray:
         """The prediction sets (:meth:`btk.conformal.Conformal.sets`) of images with these task
@@ -112,25 +120,51 @@ class Scorer:
         (N x H x W x C), uncalibrated, in batches of :attr:`batch_size`; under a data-parallel
         distribution (:func:`btk.distribute.scoring`) every batch is split over the devices."""
         from btk.distribute import batch_layout
-        from btk.training import network_input
 
-        n = len(images)
-        if n == 0:
+        if len(images) == 0:
             return np.zeros((0, len(self.trained_classes)), np.float32)
         multiple = batch_layout()[0]
-        size = -(-self.batch_size // multiple) * multiple
+
+        def run(x: np.ndarray, size: int) -> np.ndarray:
+            if multiple == 1:
+                return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+            return np.asarray(self.model.predict(x, batch_size=size, verbose=0), dtype=np.float32)
+
+        return self._batched(images, -(-self.batch_size // multiple) * multiple, run)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """The network's penultimate features for uint8 ``images``: the input of its last layer
+        (after global pooling), of each member side by side for an ensemble, of the image as it
+        is (not its mirror image) under test-time augmentation; ``(N, D)`` float32, in batches
+        of :attr:`batch_size` (an image's features never depend on its neighbours). What a shift
+        check compares (:mod:`btk.shift`)."""
+        if not self._extractors:
+            self._extractors.extend(penultimate_models(self.model))
+        extractors = self._extractors
+
+        def run(x: np.ndarray, size: int) -> np.ndarray:
+            parts = [np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(len(x), -1) for m in extractors]
+            return np.concatenate(parts, axis=1)
+
+        from btk.distribute import batch_layout
+
+        if len(images) == 0:
+            return np.zeros((0, 0), np.float32)
+        multiple = batch_layout()[0]
+        return self._batched(images, -(-self.batch_size // multiple) * multiple, run)
+
+    def _batched(self, images: np.ndarray, size: int, run: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+        """``run`` on the prepared network input of ``images`` in batches of one shape ``size``
+        (the last filled up with blank images whose rows are dropped)."""
+        from btk.training import network_input
+
         out = []
-        for start in range(0, n, size):
+        for start in range(0, len(images), size):
             chunk = np.asarray(images[start:start + size])
             k = len(chunk)
             if k < size:  # one shape for every call: an image's answer never depends on its neighbours
                 chunk = np.concatenate([chunk, np.zeros((size - k, *chunk.shape[1:]), chunk.dtype)])
-            x = network_input(chunk, self.scale, self.intensity)
-            if multiple == 1:
-                probs = self.model.predict_on_batch(x)
-            else:
-                probs = self.model.predict(x, batch_size=size, verbose=0)
-            out.append(np.asarray(probs, dtype=np.float32)[:k])
+            out.append(run(network_input(chunk, self.scale, self.intensity), size)[:k])
         return np.concatenate(out)
 
     def probabilities(self, outputs: np.ndarray, calibrated: bool | None = None) -> np.ndarray:
@@ -161,6 +195,22 @@ class Scorer:
         positives = np.array([k for k in range(len(self.trained_classes)) if k != neg])
         best_positive = positives[np.asarray(outputs)[:, positives].argmax(axis=1)]
         return np.where(task_class == 0, neg, best_positive)
+
+
+def penultimate_models(model: Any) -> list[Any]:
+    """Keras models that map ``model``'s input to the input of its last layer with weights (the
+    classifier's features), one per network inside it: the members of an ensemble, the network
+    inside a test-time-augmentation wrapper (:mod:`btk.tta`), or ``model`` itself."""
+    import keras
+
+    nested: list[Any] = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and all(layer is not m for m in nested):
+            nested.append(layer)
+    if nested:
+        return [m for inner in nested for m in penultimate_models(inner)]
+    last = next(layer for layer in reversed(model.layers) if layer.weights)
+    return [keras.Model(model.inputs, last.input)]
 
 
 @dataclass
@@ -218,29 +268,36 @@ def condition_metrics(y: np.ndarray, probs: np.ndarray, raw: np.ndarray, classes
             "ece_uncalibrated": reliability(y, raw)["ece"]}
 
 
-def set_conditions(scorer: Scorer, y: np.ndarray, probs: np.ndarray, coverages: tuple[float, ...]) -> dict[str, Any]:
+def set_conditions(scorer: Scorer, y: np.ndarray, probs: np.ndarray, coverages: tuple[float, ...],
+                   features: np.ndarray | None = None, groups: Any = None) -> dict[str, Any]:
     """What the scorer's prediction sets did on labelled images: ``sets`` (per coverage,
-    :func:`btk.conformal.set_metrics`) and ``shift`` (:func:`btk.conformal.shift_check` against
-    its calibration images); nothing when it has no prediction-set calibration or no images."""
+    :func:`btk.conformal.set_metrics`) and ``shift``: one verdict (:func:`btk.shift.shift_check`)
+    from the images' ``features`` against its calibration images' (or, without them, their
+    probabilities), slices of one of ``groups`` counted once, that says "differs" whenever a
+    class fell short of a promise; nothing when it has no prediction-set calibration or no images."""
     if scorer.conformal is None or len(y) == 0:
         return {}
-    from btk.conformal import set_metrics
+    from btk.conformal import set_metrics, shortfalls
+    from btk.shift import shift_check
 
     sets = {f"{c:g}": set_metrics(scorer.sets(probs, c), y, probs, scorer.classes) for c in coverages}
-    return {"sets": sets, "shift": scorer.conformal.shift(probs).to_json()}
+    short = [line for c in coverages for line in shortfalls(sets[f"{c:g}"], c)]
+    check = shift_check(scorer.shift_reference, features, groups, scorer.conformal.reference(), probs, short)
+    return {"sets": sets, "shift": check.to_json()}
 
 
 def score_conditions(scorer: Scorer, images: np.ndarray, y: np.ndarray, sources: np.ndarray,
                      degradations: list[Degradation], seed: int, has_copy: np.ndarray | None = None,
                      progress: Callable[[str], None] | None = None, examples: bool = True,
-                     coverages: tuple[float, ...] | None = None) -> TestResults:
+                     coverages: tuple[float, ...] | None = None, groups: np.ndarray | None = None) -> TestResults:
     """Score labelled ``images`` with ``scorer``, clean and under each degradation (seeded with
     ``seed``): metrics per condition, the rows of ``predictions.csv``, a few example thumbnails;
     the images with ``has_copy`` set are also left out in a second score. ``progress`` hears
     each condition's label when it is done; ``examples=False`` keeps no thumbnails (a sweep).
     Where the scorer has prediction sets, each condition also gets their coverage at
     ``coverages`` (default :data:`btk.conformal.DEFAULT_COVERAGES`) and a shift check
-    (:func:`set_conditions`)."""
+    (:func:`set_conditions`: on the network's features where the scorer has its calibration
+    images' features, each of ``groups`` counted once)."""
     from btk.conformal import DEFAULT_COVERAGES
 
     coverages = DEFAULT_COVERAGES if coverages is None else tuple(coverages)
@@ -264,8 +321,10 @@ def score_conditions(scorer: Scorer, images: np.ndarray, y: np.ndarray, sources:
                 index = example_indices(y, probs.argmax(axis=1), seed)
                 kept["sources"] = np.asarray(sources)[index].astype(str)
             kept[f"images/{label}"] = thumbnails(x[index])
+        features = scorer.features(x) if scorer.conformal is not None and scorer.shift_reference is not None \
+            and len(y) else None
         conditions[label] = {**condition_metrics(y, probs, raw, classes),
-                             **set_conditions(scorer, y, probs, coverages)}
+                             **set_conditions(scorer, y, probs, coverages, features, groups)}
         if has_copy.any() and unseen.sum() >= 2:
             unseen_conditions[label] = condition_metrics(y[unseen], probs[unseen], raw[unseen], classes)
         for source, truth, p in zip(sources, y, probs):

@@ -35,8 +35,8 @@ from btk.commands.options import (
 @click.option("--coverage", "coverages", multiple=True, type=float, metavar="C",
               help="Measure the run's prediction sets at coverage C (e.g. 0.95): coverage overall and per class, "
                    "mean set size, single answers and their accuracy; repeatable [0.9 and 0.95 where the run has "
-                   "sets]. A shift check (no labels needed) says whether the cohort looks like the run's "
-                   "calibration images.")
+                   "sets]. One shift verdict per condition says whether the cohort is exchangeable with the run's "
+                   "calibration images, from the labels and from the network's features (docs/shift.md).")
 @scoring_options
 @out_option("the evaluation directory", shown="RUN_DIR/evaluations")
 @name_option("Name in the evaluation directory's name [the data folder and split].")

@@ -34,8 +34,9 @@ from btk.commands.options import (
                    "range for its own calibration). One class: a confident answer; several: 'one of these'; empty: no "
                    "class fits (flagged). Adds the columns set and set_size.")
 @click.option("--check-shift", is_flag=True,
-              help="Test whether these scans look like the run's calibration images (no labels needed); when "
-                   "they do not, the coverage promise does not hold for them.")
+              help="Test whether these scans are exchangeable with the run's calibration images (no labels "
+                   "needed; the network's features; the slices of a series counted once; no verdict below 20): "
+                   "when they differ, the coverage promise does not hold for them (docs/shift.md).")
 @click.option("--sr", "sr_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Folder in which a directory of DICOM Structured Reports is made: one per DICOM series "
                    "(files or DICOMweb), with the answer, each class's probability, the algorithm and references "

@@ -350,12 +350,16 @@ def _sets(run: Run) -> str:
     """The prediction sets' coverage per condition and promise, and the warnings (as the
     terminal report has them)."""
     from btk.conformal import guarantee_lines, set_rows, set_warnings
+    from btk.shift import shift_sentence
 
     conditions = run.metrics["conditions"]
     calibration = run.calibration.conformal if run.calibration is not None else None
     rows = set_rows(conditions, calibration)
     if not rows:
         return ""
+    clean_shift = (conditions.get("clean") or {}).get("shift")
+    quiet = (f'<p>clean: {_esc(shift_sentence(clean_shift))}</p>'  # one that says "differs" is a warning
+             if clean_shift and not clean_shift.get("differs") else "")
     head = "".join(f"<th>{_esc(h.replace('_', ' '))}</th>"  # class names wrap at their words
                    for h in ("condition", "promise %", "coverage %", *run.classes, "mean size", "single %",
                              "single acc. %", "empty %", "shift p"))
@@ -378,12 +382,13 @@ def _sets(run: Run) -> str:
         guarantee = (f'<p class="note">{_esc(first)}</p><ul class="note">'
                      + "".join(f"<li>{_esc(t.strip())}</li>" for t in per_promise) + "</ul>")
     return (f"<h3>prediction sets</h3><table><tr>{head}</tr>{body}</table>"
-            + (f'<ul class="warn">{warnings}</ul>' if warnings else "") + guarantee
+            + (f'<ul class="warn">{warnings}</ul>' if warnings else "") + quiet + guarantee
             + '<p class="note">Conformal sets, class by class: the true class is in the set at least the promised '
               "share of the time for each class, on scans exchangeable with the run's calibration images. Coverage "
               "per class column; * every set holds the class (too few calibration images to leave it out); shift "
-              "p: the label-free check that the images look like those "
-              "(<code>btk predict --coverage C --check-shift</code>).</p>")
+              "p: the p-value of the label-free check that the images are exchangeable with those (a series "
+              "counted once; it fires below 0.01; <code>btk predict --check-shift</code>), whose verdict is the "
+              "line above.</p>")
 
 
 def _confusion(run: Run) -> str:

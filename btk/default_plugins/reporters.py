@@ -67,8 +67,11 @@ def _calibration(run: Run, console: Console) -> None:
 
 def _sets(run: Run, console: Console) -> None:
     """The prediction sets' coverage per condition and promise (:func:`btk.conformal.set_rows`),
-    and the warnings a user must read: a shift check that fired, a class below its promise."""
-    from btk.conformal import ShiftCheck, guarantee_lines, set_rows, set_warnings
+    and the warnings a user must read: a shift verdict that the cohort differs, a class below its
+    promise, a promise whose sets hold a class always; the clean images' shift verdict otherwise
+    (:func:`btk.shift.shift_sentence`)."""
+    from btk.conformal import guarantee_lines, set_rows, set_warnings
+    from btk.shift import shift_sentence
 
     conditions = run.metrics["conditions"]
     calibration = run.calibration.conformal if run.calibration is not None else None
@@ -94,8 +97,8 @@ def _sets(run: Run, console: Console) -> None:
         for text in guarantee_lines(calibration["per_class"], promises, calibration.get("pac_delta")):
             console.print(text, highlight=False, markup=False)
     shift = (conditions.get("clean") or {}).get("shift")
-    if shift and not shift.get("differs"):  # one that fires is among the warnings
-        console.print(f"clean: {ShiftCheck.from_json(shift).sentence()}", highlight=False)
+    if shift and not shift.get("differs"):  # one that says "differs" is among the warnings
+        console.print(f"clean: {shift_sentence(shift)}", highlight=False)
     for condition in conditions:
         for warning in set_warnings(conditions, condition, calibration):
             console.print(f"[yellow]{condition}: {warning}[/]", highlight=False)
