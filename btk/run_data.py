@@ -75,19 +75,24 @@ class RunData:
                feedback: Any = None) -> Iterator[Any]:
         """The run's :class:`btk.scoring.Scorer` inside a ``with`` block: its model loaded (over
         ``devices``, :func:`btk.distribute.scoring`), with test-time augmentation as ``tta``
-        says (default: the run's choice) and its temperature unless ``calibrated`` is false.
+        says (default: the run's choice) and its temperature unless ``calibrated`` is false; with
+        its prediction sets and the calibration images' features that a shift check compares
+        cohorts with, where the run keeps them (:func:`btk.shift.read_reference`).
 
         Raises:
             BtkError: the model cannot be loaded, or the devices cannot be used.
         """
         from btk.distribute import scoring
         from btk.scoring import Scorer
+        from btk.shift import read_reference
 
         with scoring(devices, feedback) as layout:
             model = self.load_model(tta)
             scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
                                        self.config.negative_class, self.temperature, calibrated,
                                        self.conformal())
+            if scorer.conformal is not None:
+                scorer = scorer.with_shift_reference(read_reference(self.path))
             scorer.layout = layout
             yield scorer
 

@@ -294,9 +294,9 @@ def shift_sentence(record: Mapping[str, Any]) -> str:
     return str(record.get("sentence") or ShiftCheck.from_json(record).sentence())
 
 
-NO_FEATURES = ("top-probability check only: this run keeps no features of its calibration images (a run made "
-               "before btk kept them: train it again to get them; or a fold ensemble, whose calibration scores came "
-               "from its single folds); it misses a site where the network is wrong with its usual confidence")
+NO_FEATURES = ("top-probability check only: this run keeps no features of its calibration images (a run, or a "
+               "fold ensemble, made before btk kept them: train it again to get them); it misses a site where the "
+               "network is wrong with its usual confidence")
 
 
 def shift_check(reference: Reference | None, cohort_features: np.ndarray | None, cohort_groups: Sequence[str] | None,

@@ -319,6 +319,9 @@ def test_a_run_keeps_its_validation_probabilities_and_measures_its_sets(small_ru
     reference = read_reference(small_run)
     assert reference is not None and len(reference.groups) == len(val) and reference.features.shape[1] > 0
     assert clean["shift"]["test"] == CHOSEN and not clean["shift"]["fallback"]
+    with run.scorer() as scorer:  # every command that scores through the run compares with the same features
+        assert scorer.shift_reference is not None
+        assert np.array_equal(scorer.shift_reference.features, reference.features)
     # the run's own test metrics are the sets of the probabilities in its predictions.csv
     _, y, probs = run.condition_arrays("clean")
     assert clean["sets"]["0.9"] == set_metrics(conformal.sets(probs, 0.9), y, probs, run.classes)

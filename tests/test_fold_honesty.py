@@ -89,6 +89,12 @@ def test_the_ensemble_is_calibrated_on_its_own_scores_of_images_no_member_saw(fo
     assert abs(fit_temperature(outputs, images.y) - ens.temperature) < 1e-6
     with ens.scorer() as scorer:
         calibrated = scorer.probabilities(outputs)
+        # the shift check's reference: the whole ensemble's features of the same calibration images
+        reference = scorer.shift_reference
+        assert reference is not None and len(reference.groups) == len(images.sources)
+        here = scorer.features(images.images)
+        assert reference.features.shape == here.shape  # the same rows, in whatever order they were kept
+        assert np.allclose(np.sort(reference.features.sum(axis=1)), np.sort(here.sum(axis=1)), atol=1e-3)
     order = {s: i for i, s in enumerate(images.sources)}
     sets = ens.conformal()
     assert np.allclose(sets.probabilities, calibrated[[order[s] for s in sets.sources]], atol=1e-5)

@@ -15,7 +15,7 @@ from btk.run_files import MARKER
 from btk.runs import load_run
 
 RUN_FILES = {"config.json", "split.csv", "history.json", "model.keras", "predictions.csv", "metrics.json",
-             "examples.npz", "MODEL_CARD.md", "conformal.csv", MARKER}
+             "examples.npz", "MODEL_CARD.md", "conformal.csv", "shift_reference.npz", MARKER}
 
 
 @pytest.mark.slow
