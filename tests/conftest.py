@@ -137,3 +137,16 @@ def sartaj_small(tmp_path_factory) -> Path:
             for f in sorted((SARTAJ / split / c).glob("*.jpg"))[take]:
                 shutil.copy(f, root / split / c / f.name)
     return root
+
+
+def one_line_refusal(args: list[str]) -> str:
+    """The single line a refused ``btk`` command prints (exit 1, no traceback)."""
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import one_line_refusal
 
 from btk.cli import cli
 from btk.folds import ENSEMBLE_ROLES
@@ -25,14 +26,6 @@ TINY = ["--reader", "synthetic", "-R", "per_class=16", "-R", "test_per_class=3",
 def _subset(run_dir: Path, name: str) -> list[str]:
     with open(run_dir / "split.csv", newline="") as fh:
         return [r["source"] for r in csv.DictReader(fh) if r["subset"] == name]
-
-
-def _one_line(args: list[str]) -> str:
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +63,12 @@ def test_calibrate_without_data_refits_a_fold_ensemble_on_its_calibration_part(f
 def test_adapt_and_robustness_on_selection_images_refuse_a_fold_ensemble_in_one_line(folds, tmp_path):
     ens = folds["cv-folds2"]
     (tmp_path / "site").mkdir()
-    line = _one_line(["adapt", str(ens), "--data", str(tmp_path / "site"), "--out", str(tmp_path / "out")])
+    line = one_line_refusal(["adapt", str(ens), "--data", str(tmp_path / "site"), "--out", str(tmp_path / "out")])
     assert "btk adapt (its accuracy check before and after) needs selection" in line
     assert "out-of-fold images (each trained K-1 of its fold models), so they trained it" in line
     assert line.endswith("adapt a run that held out its own validation images (btk run, or one fold run of the "
                          "ensemble)")
-    line = _one_line(["robustness", str(ens), "--subset", "validation"])
+    line = one_line_refusal(["robustness", str(ens), "--subset", "validation"])
     assert "btk robustness --subset validation needs selection" in line and "so they trained it" in line
     assert not (ens / "robustness-validation.json").exists()
     assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import one_line_refusal
 
 from btk.cli import cli
 from btk.errors import BtkError
@@ -62,14 +63,6 @@ def fold_ensemble(tmp_path: Path, roles: dict[str, str] | None = None) -> Path:
         writer.writerows([[f"oof{i}.png", CLASSES[i % 2], f"g{i}", "val", ""] for i in range(6)])
         writer.writerows([[f"img{i:05d}.png", CLASSES[t], f"t{i}", "test", "0"] for i, t in enumerate(y)])
     return path
-
-
-def one_line_refusal(args: list[str]) -> str:
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def test_the_typed_record_answers_by_role(tmp_path):
