@@ -280,11 +280,12 @@ def main() -> None:
         results["seeds"][str(seed)] = mine
         print(json.dumps({seed: {k: {"oof": v["oof_accuracy"], "pool": v["pool_accuracy"]} for k, v in mine.items()}}),
               flush=True)
-    results["seconds_this_sitting"] = round(time.perf_counter() - t0, 1)
-    target = args.results or out / "fold-honesty.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(results, indent=1))
-    print("written", target)
+        # written after each seed, so a sitting that ends early keeps the seeds it finished
+        results["seconds_this_sitting"] = round(time.perf_counter() - t0, 1)
+        target = args.results or out / "fold-honesty.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(results, indent=1))
+        print("written", target, flush=True)
 
 
 if __name__ == "__main__":
