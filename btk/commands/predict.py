@@ -16,6 +16,7 @@ from btk.commands.options import (
     reader_options,
     scoring_options,
 )
+from btk.urls import refuse_credentials
 
 
 @click.command()
@@ -45,7 +46,7 @@ from btk.commands.options import (
 @click.option("--maps", is_flag=True,
               help="With --sr: also each slice's Grad-CAM map of its answer, as a DICOM Segmentation (fractional, "
                    "on the source slice's own pixel grid), in the same directory and stored with --store.")
-@click.option("--store", metavar="URL",
+@click.option("--store", metavar="URL", callback=refuse_credentials,
               help="Send the --sr reports to this DICOMweb server (STOW-RS), e.g. the one the series came from. "
                    "Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
 @scoring_options

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from btk.api import BtkError, __version__
+from btk.file_names import inside, uid_name
 
 LOCAL_SCHEME = "99BTK"
 """The coding scheme of btk's own concepts (a private scheme: DICOM reserves ``99`` prefixes)."""
@@ -206,7 +207,8 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
 def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
                          min_confidence: float = 0.0) -> list[SeriesReport]:
     """One SR per DICOM series among ``btk predict``'s rows (:class:`btk.predict.Prediction`,
-    slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm``.
+    slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm`` (a UID
+    that is not one, digits and dots, is named by its hash: :func:`btk.file_names.uid_name`).
 
     Rows without a DICOM identity (JPEG, NIfTI) are left out; a series predicted in several
     inputs is reported once per input.
@@ -234,7 +236,7 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
         answer = classes[int(np.argmax(probs))] if float(np.max(probs)) >= min_confidence else "uncertain"
         headers = source_headers(identities)
         sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence)
-        path = folder / f"{series}.dcm"
+        path = inside(folder, f"{uid_name(series)}.dcm")
         sr.save_as(path, enforce_file_format=True)
         reports.append(SeriesReport(study, series, answer, mean, len(headers), path, sr))
     return reports
@@ -317,7 +319,8 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
 
 def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[Path, Any]]:
     """One Segmentation per DICOM slice among ``rows`` that carries a heat map
-    (``btk predict --maps``), in ``folder`` (created), named ``<SOPInstanceUID>-gradcam.dcm``."""
+    (``btk predict --maps``), in ``folder`` (created), named ``<SOPInstanceUID>-gradcam.dcm`` (as
+    :func:`btk.file_names.uid_name` names a UID)."""
     maps = [r for r in rows if r.identity and r.identity.get("heat") is not None and r.aggregated_over is None]
     if not maps:
         return []
@@ -330,7 +333,8 @@ def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[P
         ident = r.identity
         seg = heat_map_segmentation(headers[ident["sop"]], ident["heat"], ident.get("framing"), r.predicted, run,
                                     model_sha256)
-        path = folder / f"{ident['sop']}{'-' + str(ident['frame']) if ident.get('frame') else ''}-gradcam.dcm"
+        frame = f"-{int(ident['frame'])}" if ident.get("frame") else ""
+        path = inside(folder, f"{uid_name(ident['sop'])}{frame}-gradcam.dcm")
         seg.save_as(path, enforce_file_format=True)
         out.append((path, seg))
     return out

@@ -12,7 +12,8 @@ any other QIDO-RS matching key (``PatientID=...``, ``Modality=MR``, ``StudyDate=
 
 Credentials never go on the command line (where they would be logged and recorded in a run):
 ``BTK_DICOMWEB_TOKEN`` (a bearer token) or ``BTK_DICOMWEB_USER`` and ``BTK_DICOMWEB_PASSWORD``
-(HTTP basic authentication) are read from the environment.
+(HTTP basic authentication) are read from the environment; every command refuses a URL with
+credentials in it (:mod:`btk.urls`).
 """
 
 from __future__ import annotations
@@ -21,28 +22,19 @@ import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices, hookimpl
 from btk.default_plugins.dicom import series_samples
+from btk.urls import ENV_PASSWORD, ENV_TOKEN, ENV_USER, public_url
 
 OWN_OPTIONS = ("study", "series", "slices", "window")
 TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SOPInstanceUID": "00080018",
         "SOPClassUID": "00080016", "PatientID": "00100020"}
-ENV_TOKEN, ENV_USER, ENV_PASSWORD = "BTK_DICOMWEB_TOKEN", "BTK_DICOMWEB_USER", "BTK_DICOMWEB_PASSWORD"
 
 
 def is_url(path: Any) -> bool:
     """Whether ``path`` (as given) is an http(s) URL."""
     return str(path).startswith(("http://", "https://"))
-
-
-def public_url(url: str) -> str:
-    """``url`` without any user name or password in it: what messages show."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def client(url: str) -> Any:
