@@ -48,11 +48,8 @@ def converted(tmp_path_factory, sartaj_small) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, sartaj_small) -> Path:
-    out = tmp_path_factory.mktemp("dicomweb-runs")
-    _ok("run", "--data", str(sartaj_small), "--model", "small-cnn", "--image-size", "32", "--epochs", "1",
-        "--out", str(out), "--reporter", "none")
-    return next(out.iterdir())
+def run_dir(sartaj_small_run) -> Path:
+    return sartaj_small_run
 
 
 @pytest.fixture(scope="module")
