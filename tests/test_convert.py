@@ -55,10 +55,10 @@ def test_converted_series_keep_every_pixel_and_predict_as_the_jpegs(mixed, sarta
         assert "PixelSpacing" not in ds and "ImagerPixelSpacing" not in ds and "NominalScannedPixelSpacing" not in ds
         assert ds.PatientOrientation in (None, "")  # Type 2, empty: a JPEG says no orientation
         by_source[ds.SOPInstanceUID] = source
-    series: dict[str, set] = {}
+    series: dict[str, list] = {}
     for ds in instances:
-        series.setdefault(ds.SeriesInstanceUID, set()).add((ds.Rows, ds.Columns))
-    assert all(len(sizes) == 1 for sizes in series.values())  # one size per series
+        series.setdefault(ds.SeriesInstanceUID, []).append((ds.Rows, ds.Columns))
+    assert sorted(map(len, series.values())) == [4, 4] and any(len(set(s)) > 1 for s in series.values())  # mixed
     assert sorted(by_source.values()) == sorted(f.relative_to(mixed).as_posix() for f in mixed.rglob("*.jpg"))
     runner = CliRunner()
     from_dicom = runner.invoke(cli, ["predict", str(sartaj_small_run), "--data", str(folder), "-R", "slices=all",
@@ -73,6 +73,19 @@ def test_converted_series_keep_every_pixel_and_predict_as_the_jpegs(mixed, sarta
     assert got.keys() == expected.keys() and len(got) == 8
     for source, probs in got.items():
         assert max(abs(probs[c] - expected[source][c]) for c in probs) < 1e-6, source
+
+
+def test_a_volume_is_one_grid_of_unchanged_images(mixed, tmp_path):
+    import nibabel as nib
+
+    result = CliRunner().invoke(cli, ["convert", "--data", str(mixed), "--to", "nifti", "--out", str(tmp_path),
+                                      "--per-patient", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    volumes = [np.asarray(nib.load(p).dataobj) for p in Path(json.loads(result.stdout)["folder"]).rglob("*.nii.gz")]
+    assert len(volumes) > 2  # four images of a class, of several sizes: several volumes
+    slices = sorted(np.flipud(v[..., z].T).tobytes() for v in volumes for z in range(v.shape[-1]))
+    jpegs = sorted(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).tobytes() for f in mixed.rglob("*.jpg"))
+    assert slices == jpegs
 
 
 def test_patients_and_uids_are_the_contents_own(mixed, tmp_path):

@@ -2,8 +2,9 @@
 class-folder (and Training/Testing) layout, so the dicom and nifti readers can be tested round
 trip on real images.
 
-- Every image keeps its pixels exactly: images of one class are grouped by size, and a series
-  (or volume) of ``--per-patient N`` images holds images of one size only, never resized.
+- Every image keeps its pixels exactly, never resized. A DICOM series of ``--per-patient N``
+  images may mix sizes: each instance has its own Rows and Columns, as the Secondary Capture IOD
+  allows. A NIfTI volume is one grid, so its images are grouped by size first.
 - DICOM: Secondary Capture Image Storage written by highdicom (a JPEG is not an MR acquisition),
   8-bit MONOCHROME2 (RGB where a source image's channels differ), explicit VR little endian, no
   window: the reader returns the stored pixels unchanged. No geometry is invented: no Pixel
@@ -126,7 +127,8 @@ def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, 
             continue
         for s in samples:
             image = stored_pixels(s.image)
-            groups[(s.split, str(s.label), image.shape)].append((s.source, image))
+            grid = image.shape if to == "nifti" else ()  # a volume is one grid; a DICOM series need not be
+            groups[(s.split, str(s.label), grid)].append((s.source, image))
             content.update(f"{s.split}|{s.label}|{s.source}|{image.shape}|".encode())
             content.update(image.tobytes())
     digest, written = content.hexdigest(), 0
@@ -154,7 +156,8 @@ def convert(data: Path, reader_name: str, to: str, out: Path, per_patient: int, 
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR",
               help="Folder in which the converted dataset is made: a new directory, nothing else there is touched.")
 @click.option("--per-patient", type=click.IntRange(1), default=1, show_default=True,
-              help="Images of one class and one size per synthetic patient (slices of one series or volume).")
+              help="Images of one class per synthetic patient (slices of one series, or of one volume: "
+                   "then also of one size).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on standard output.")
 def convert_command(data, reader, reader_option, to, out, per_patient, as_json):
     """Write an image dataset as DICOM series or NIfTI volumes, keeping its class folders.
