@@ -84,7 +84,7 @@ def write_dicom_series(images: list[np.ndarray], folder: Path, patient: str, stu
             study_id="1", accession_number="", series_description="btk convert")
         # highdicom asks an orientation of the PATIENT coordinate system; a JPEG says none, so the
         # attribute is emptied, as its Type 2 allows (no Image Plane module: no other geometry)
-        sc.PatientOrientation = None
+        sc["PatientOrientation"].value = None
         sc.Modality = "MR"  # what the images show; the conversion is stated by the SC module (ConversionType)
         sc.BodyPartExamined = "BRAIN"  # an unpaired part: no Laterality
         if sources:
