@@ -70,6 +70,17 @@ def test_uids_that_climb_out_name_files_inside_the_sr_folder(sartaj_small_run, b
     assert evidence.SeriesInstanceUID == EVIL  # the report still refers to the series as it is
 
 
+def test_one_series_uid_in_two_studies_gets_two_reports(sartaj_small_run, brain, tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.7"
+    studies = {str(pydicom.dcmread(_series(tmp_path / "data" / "glioma_tumor" / f"P{k}", brain, uid)[0])
+                   .StudyInstanceUID) for k in range(2)}
+    result = CliRunner().invoke(cli, ["predict", str(sartaj_small_run), "--data", str(tmp_path / "data"), "--sr",
+                                      str(tmp_path / "sr")])
+    assert result.exit_code == 0, result.output
+    reports = sorted((tmp_path / "sr").glob("*/*.dcm"))
+    assert len(reports) == 2 and {str(pydicom.dcmread(p).StudyInstanceUID) for p in reports} == studies
+
+
 def test_degrade_writes_one_copy_per_series_with_the_whole_uid_and_nothing_outside(brain, tmp_path):
     data = tmp_path / "data" / "glioma_tumor"
     uids = ["1.2.826.0.1.3680043.8.498.11", "1.2.826.0.1.3680043.8.498.12", EVIL]

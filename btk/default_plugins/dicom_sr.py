@@ -208,7 +208,8 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
                          min_confidence: float = 0.0) -> list[SeriesReport]:
     """One SR per DICOM series among ``btk predict``'s rows (:class:`btk.predict.Prediction`,
     slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm`` (a UID
-    that is not one, digits and dots, is named by its hash: :func:`btk.file_names.uid_name`).
+    that is not one, digits and dots, is named by its hash: :func:`btk.file_names.uid_name`;
+    ``<SeriesInstanceUID>-<StudyInstanceUID>.dcm`` for a series UID another study also uses).
 
     Rows without a DICOM identity (JPEG, NIfTI) are left out; a series predicted in several
     inputs is reported once per input.
@@ -237,6 +238,8 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
         headers = source_headers(identities)
         sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence)
         path = inside(folder, f"{uid_name(series)}.dcm")
+        if path.exists():  # the same series UID in another study: a report each
+            path = inside(folder, f"{uid_name(series)}-{uid_name(study)}.dcm")
         sr.save_as(path, enforce_file_format=True)
         reports.append(SeriesReport(study, series, answer, mean, len(headers), path, sr))
     return reports
