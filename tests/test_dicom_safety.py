@@ -17,8 +17,6 @@ from btk.cli import cli
 
 EVIL = "../../x"
 
-pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")  # the UIDs crafted here
-
 
 def _series(folder: Path, image: np.ndarray, series: str, sop: str | None = None, slices: int = 1) -> list[Path]:
     """A converted series in ``folder`` whose SeriesInstanceUID (and SOP Instance UID of its first
