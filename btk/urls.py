@@ -24,6 +24,20 @@ _AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/+(?P<authority>[^
 ``pathlib.Path`` lost one slash)."""
 
 
+_RESOURCE = re.compile(r"^(?P<root>.+?)/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+))?/*$")
+
+
+def split_url(url: str) -> tuple[str, str | None, str | None]:
+    """A DICOMweb URL as (server root, study, series): ``ROOT/studies/S/series/R`` (as btk names
+    a series it read) gives ``(ROOT, S, R)``, ``ROOT/studies/S`` gives ``(ROOT, S, None)`` and a
+    root ``(ROOT, None, None)``."""
+    url = url.rstrip("/")
+    found = _RESOURCE.match(url)
+    if found is None:
+        return url, None, None
+    return found["root"], found["study"], found["series"]
+
+
 def public_url(url: str) -> str:
     """``url`` without any user name or password in it: what messages show."""
     parts = urlsplit(url)

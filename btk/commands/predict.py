@@ -117,9 +117,14 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
             kept.append(row)
 
     def list_skipped() -> None:
+        from btk.default_plugins.dicom import NOT_IMAGES
+
         warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
-        if tally.skipped:
-            warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
+        others = sum(1 for _, reason in tally.skipped if reason.startswith(NOT_IMAGES))
+        if others:
+            warn_lines([f"{others} input(s) of non-image objects skipped (not predicted)"], prefix="btk: ")
+        if len(tally.skipped) > others:
+            warn_lines([f"{len(tally.skipped) - others} input(s) could not be read"], prefix="btk: ")
 
     try:
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
@@ -148,6 +153,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         written = f"{len(reports.reports)} DICOM SR(s)" + (f" and {len(reports.maps)} heat map(s)" if maps else "")
         output.written(f"{written} written to", reports.folder)
         if store:
-            output.written(f"{reports.stored} object(s) stored at", public_url(store))
+            output.written(f"{reports.stored} object(s) stored (already stored: {reports.already}) at",
+                           public_url(store))
     if result.folder is not None:
         output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")
