@@ -22,7 +22,9 @@ from btk.urls import refuse_credentials
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @data_paths("Scans to classify: JPEG/PNG files or folders of them (searched at any depth), DICOM files or "
-            "series folders, NIfTI volumes")
+            "series folders (images only: SEG, SR and other non-image objects are skipped and counted), NIfTI "
+            "volumes, or a DICOMweb URL: a server root with a scope (-R study=UID, series=UID, PatientID=..., "
+            "StudyDate=...; -R all=yes for every series on the server), or a study or series URL as btk prints them")
 @reader_options
 @click.option("--slices", default="all", show_default=True, help="Slices of a series or volume: middle, all, every:N.")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
@@ -45,9 +47,12 @@ from btk.urls import refuse_credentials
                    "answer: an 'uncertain' one (--min-confidence) asserts neither for any class.")
 @click.option("--maps", is_flag=True,
               help="With --sr: also each slice's Grad-CAM map of its answer, as a DICOM Segmentation (fractional, "
-                   "on the source slice's own pixel grid), in the same directory and stored with --store.")
+                   "on the source slice's own pixel grid; a source series' maps in one series, referenced by its SR), "
+                   "in the same directory and stored with --store.")
 @click.option("--store", metavar="URL", callback=refuse_credentials,
               help="Send the --sr reports to this DICOMweb server (STOW-RS), e.g. the one the series came from. "
+                   "What it holds already (the same sources, model and calibration give the same UIDs) is not sent "
+                   "again, and counted ('already stored: N'). "
                    "Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
 @scoring_options
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
@@ -74,6 +79,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
       btk predict runs/20261127-101500-multiclass --data new-scans/ --coverage 0.95 --check-shift
       btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web -R study=1.2.3 \
           --sr reports/ --store http://pacs:8042/dicom-web
+      btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web/studies/1.2.3/series/1.2.4
     """
     from btk.conformal import check_coverage
     from btk.distribute import check_devices

@@ -3,10 +3,12 @@
 Each series ``btk predict`` read from DICOM (files or DICOMweb) gets one Comprehensive 3D SR
 holding a TID 1500 Measurement Report:
 
-- **Observer**: a device, btk, identified by its version and the run (the model file's
-  SHA-256 as its serial number); the same in the algorithm identification of every group, with
-  the run, the model's SHA-256, the temperature and the aggregation as its parameters (the
-  IHE AI Results profile's ModelInfo).
+- **Equipment and observer**: a device, btk, identified by its version and the run (the model
+  file's SHA-256 as its serial number), in the General Equipment module (Manufacturer,
+  Manufacturer's Model Name, Software Versions, Device Serial Number) and as the document's
+  observer; the algorithm identification, once, in the answer's group, with the run, the
+  model's SHA-256, the temperature and the aggregation as its parameters (the IHE AI Results
+  profile's ModelInfo).
 - **Imaging Measurements**: a first group whose finding is the series' answer (the class of the
   highest mean probability, or *Indeterminate* below ``--min-confidence``). A confident answer
   carries a qualitative evaluation per class: *Present* for the answer, *Absent* for the others.
@@ -15,7 +17,13 @@ holding a TID 1500 Measurement Report:
   calibrated probability as a numeric measurement (DCM 122157 *Probability*, unit UCUM ``1``),
   whatever the answer.
 - Every group references every source SOP instance (and frame) of the series; the patient and
-  study attributes are copied from the source by highdicom.
+  study attributes are copied from the source by highdicom. The Current Requested Procedure
+  Evidence lists the sources and the series' Grad-CAM Segmentations (``--maps``: one result
+  series per source series).
+- **The same result, the same UIDs**: the SR's and the maps' Series and SOP Instance UIDs are
+  derived (:func:`result_uid`) from the source series and instances, the model's SHA-256 and the
+  run's calibration (:func:`calibration_key`), so ``--store`` sends only what the server does not
+  hold yet (:func:`store_reports`).
 - How the slices became one answer is said in the series description and the algorithm
   parameters: the mean of the slices' calibrated probabilities.
 
@@ -164,7 +172,7 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
         maps: the series' heat-map Segmentations, referenced as evidence of the same procedure.
 
     Its Series and SOP Instance UIDs are derived from the source series and instances, the
-    :func:`calibration_key` and ``min_confidence`` (:func:`result_uid`).
+    :func:`calibration_key`, ``min_confidence`` and the maps it references (:func:`result_uid`).
     """
     import highdicom as hd
     from highdicom.sr import CodedConcept
@@ -177,7 +185,7 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     source_series = str(identities[0].get("series", "")) if identities else ""
     refs = sorted({f"{i['sop']}#{i.get('frame') or ''}" for i in identities})
     series_uid = result_uid("sr-series", calibration, first.get("StudyInstanceUID", ""), source_series, min_confidence)
-    sop_uid = result_uid("sr", series_uid, *refs)
+    sop_uid = result_uid("sr", series_uid, *refs, *sorted(str(m.SOPInstanceUID) for m in maps))  # with its maps
     parameters = [f"run {run.name}", f"model sha256 {model_sha256}", f"temperature {run.temperature:.4f}",
                   f"answer: the class of the highest mean of {slices} slice probabilities (calibrated)"]
     if min_confidence:
