@@ -90,7 +90,9 @@ def calibration_key(run: Any, model_sha256: str) -> str:
     """What makes btk's results of a source what they are, hashed: the model file's SHA-256, the
     run's temperature and its prediction-set calibration (``conformal.csv``, where there is one).
     The same sources with the same key give the same results, and the same UIDs."""
-    conformal = Path(str(getattr(run, "path", ""))) / "conformal.csv"
+    from btk.conformal import CONFORMAL_FILE
+
+    conformal = Path(str(getattr(run, "path", ""))) / CONFORMAL_FILE
     sets = sha256_of(conformal) if getattr(run, "path", None) and conformal.is_file() else ""
     return hashlib.sha256(f"{model_sha256}|{float(run.temperature)!r}|{sets}".encode()).hexdigest()
 
