@@ -45,11 +45,11 @@ def main() -> None:
         with orthanc_server(work / "orthanc") as pacs:
             pacs.upload(series)
 
-            def timed(source: str) -> float:
+            def timed(source: str, options: dict[str, str] | None = None) -> float:
                 best = float("inf")
                 for k in range(args.repeats + 1):
                     t0 = time.perf_counter()
-                    result = predict_run(run, [source])
+                    result = predict_run(run, [source], reader_options=options)
                     seconds = time.perf_counter() - t0
                     assert result.tally.images == len(images), (source, result.tally.images)
                     if k:  # the first is a warm-up (the model is loaded and compiled)
@@ -57,7 +57,7 @@ def main() -> None:
                 return best
 
             files_s = timed(str(work / "series"))
-            web_s = timed(pacs.dicomweb)
+            web_s = timed(pacs.dicomweb, {"all": "yes"})  # the server holds this one series
         n = len(images)
         figures = {"slices": n, "files_seconds": files_s, "dicomweb_seconds": web_s,
                    "files_slices_per_second": n / files_s, "dicomweb_slices_per_second": n / web_s,

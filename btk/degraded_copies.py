@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -34,11 +35,37 @@ def first_image(reader: Any, path: Path | None, reader_options: dict[str, str], 
     return samples[0].image
 
 
+def copy_path(out: Path, source: str, series: str | None, suffix: str, used: set[Path]) -> Path:
+    """Where the degraded copy of ``source`` (a sample's source, with or without its ``[k]``
+    slice index) goes in ``out``: the same relative path, a file's extension (letters and digits
+    after its last dot, e.g. ``.jpg``) replaced by ``suffix`` and ``.png``. A series read from a
+    folder (``dir#<series>``, ``series`` its SeriesInstanceUID) keeps its whole UID
+    (:func:`btk.file_names.uid_name`). Every component is made safe and the path stays in
+    ``out``; a name already in ``used`` (two inputs, one name) gets ``-2``, ``-3``... The path
+    is added to ``used``."""
+    from btk.file_names import inside, safe_relative, uid_name
+
+    where = re.sub(r"\[\d+\]$", "", source)
+    if series and where.endswith(f"#{series}"):
+        parts = safe_relative(where[:-len(series) - 1])
+        stem = f"{parts.pop() if parts else 'series'}#{uid_name(series)}"
+    else:
+        parts = safe_relative(where) or ["image"]
+        last = PurePosixPath(parts.pop())
+        stem = last.stem if re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", last.suffix) and last.stem else last.name
+    target, n = inside(out, *parts, f"{stem}{suffix}.png"), 1
+    while target in used:
+        n += 1
+        target = inside(out, *parts, f"{stem}{suffix}-{n}.png")
+    used.add(target)
+    return target
+
+
 def write_degraded_copies(reader: Any, path: Path | None, reader_options: dict[str, str], degradation: Degradation,
                           out: Path, seed: int = 0) -> CopyReport:
     """Write every image ``reader`` finds at ``path``, degraded, as PNG under ``out`` in the same
-    layout (a volume's or series' slices get ``_k`` suffixes). Unreadable inputs are skipped and
-    listed.
+    layout (a volume's or series' slices get ``_k`` suffixes; :func:`copy_path` names them).
+    Unreadable inputs are skipped and listed.
 
     Raises:
         BtkError: ``out`` exists and is not empty.
@@ -49,13 +76,14 @@ def write_degraded_copies(reader: Any, path: Path | None, reader_options: dict[s
         raise BtkError(f"output folder is not empty: {out}")
     out.mkdir(parents=True, exist_ok=True)
     report = CopyReport()
+    used: set[Path] = set()
     for entry, samples in iter_entries(reader, path, ReadOptions(None, 3, reader_options)):
         if isinstance(samples, str):
             report.skipped.append((entry.source, samples))
             continue
         for k, sample in enumerate(samples):
-            target = out / (Path(sample.source.split("[")[0]).with_suffix("").as_posix()
-                            + (f"_{k}" if len(samples) > 1 else "") + ".png")
+            target = copy_path(out, sample.source, (sample.meta or {}).get("series"),
+                               f"_{k}" if len(samples) > 1 else "", used)
             target.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(target), degradation.apply(sample.image[None], seed)[0])
             report.written += 1

@@ -19,6 +19,7 @@ from typing import Any
 from btk.errors import BtkError
 from btk.plugins import PluginHost
 from btk.types import Entry, ReadOptions
+from btk.urls import split_url
 
 READER_ORDER = ("dicom", "nifti", "folder")
 
@@ -36,7 +37,10 @@ class PredictInput:
 
     def name(self, entry: Entry) -> str:
         """``entry``'s path as the user would write it: the given path itself for a file, the given
-        folder joined with the entry's path inside it for a folder."""
+        folder joined with the entry's path inside it for a folder; for a server's entry its root (of
+        a given study or series URL too) joined with the entry's path inside it."""
+        if is_url(self.given):
+            return f"{split_url(self.given)[0]}/{entry.source}"
         return os.path.join(self.given, entry.source) if self.folder else self.given
 
 

@@ -139,6 +139,21 @@ def sartaj_small(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def sartaj_small_run(tmp_path_factory, sartaj_small) -> Path:
+    """A one-epoch small-cnn run at 32 px (the fast preset: grey, head crop) on
+    :func:`sartaj_small`, trained once per test session."""
+    from click.testing import CliRunner
+
+    from btk.cli import cli
+
+    out = tmp_path_factory.mktemp("sartaj-small-runs")
+    result = CliRunner().invoke(cli, ["run", "--data", str(sartaj_small), "--model", "small-cnn", "--image-size", "32",
+                                      "--epochs", "1", "--out", str(out), "--reporter", "none"])
+    assert result.exit_code == 0, result.output
+    return next(out.iterdir())
+
+
 def one_line_refusal(args: list[str]) -> str:
     """The single line a refused ``btk`` command prints (exit 1, no traceback)."""
     from click.testing import CliRunner

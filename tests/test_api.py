@@ -21,7 +21,8 @@ EXAMPLES = [ROOT / "examples" / "invert_plugin.py", ROOT / "plugins" / "btk-mri-
 # statistics, calibration, the heat-map overlay of its examples and the configuration's values as
 # its configuration tables show them.
 BUILTIN_CORE_HELPERS = {"btk.phantoms", "btk.stats", "btk.render.plots", "btk.robustness", "btk.compare",
-                        "btk.calibration", "btk.explain", "btk.config", "btk.conformal", "btk.framing", "btk.shift"}
+                        "btk.calibration", "btk.explain", "btk.config", "btk.conformal", "btk.framing", "btk.shift",
+                        "btk.file_names", "btk.urls"}
 
 # A plugin of every kind, written against btk.api alone: a degrader with three levels, a reader,
 # a model and a reporter.

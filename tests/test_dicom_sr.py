@@ -13,6 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 
+import btk
+
 PRESENT, ABSENT, INDETERMINATE = "52101004", "272519000", "82334004"
 CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
 CODES = {"glioma_tumor": "393564001", "meningioma_tumor": "302820008", "no_tumor": "no_tumor",
@@ -112,3 +114,22 @@ def test_both_kinds_of_report_pass_dciodvfy(source, tmp_path):
         errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
         assert errors == [], (answer, errors)
         assert "Comprehensive3DSR" in out.stdout + out.stderr
+
+
+def test_the_same_sources_model_and_calibration_give_the_same_uids_and_another_calibration_others(source):
+    from btk.default_plugins.dicom_sr import build_series_report
+
+    headers, identities = source
+    probs = {"glioma_tumor": 0.7, "meningioma_tumor": 0.1, "no_tumor": 0.1, "pituitary_tumor": 0.1}
+
+    def uids(temperature: float, model: str = "ab" * 32, slices: int = 2) -> tuple[str, str]:
+        run = SimpleNamespace(name="20261207-000000-test", temperature=temperature)
+        sr = build_series_report(run, identities[:slices], probs, "glioma_tumor", headers[:slices], model, slices)
+        assert (sr.Manufacturer, sr.DeviceSerialNumber, sr.SoftwareVersions) == ("btk", model, btk.__version__)
+        return str(sr.SeriesInstanceUID), str(sr.SOPInstanceUID)
+
+    first = uids(1.25)
+    assert uids(1.25) == first  # again: the same
+    assert uids(1.5)[0] != first[0] and uids(1.5)[1] != first[1]  # another temperature
+    assert uids(1.25, "cd" * 32)[1] != first[1]  # another model
+    assert uids(1.25, slices=1)[0] == first[0] and uids(1.25, slices=1)[1] != first[1]  # other sources, same series

@@ -48,11 +48,8 @@ def converted(tmp_path_factory, sartaj_small) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, sartaj_small) -> Path:
-    out = tmp_path_factory.mktemp("dicomweb-runs")
-    _ok("run", "--data", str(sartaj_small), "--model", "small-cnn", "--image-size", "32", "--epochs", "1",
-        "--out", str(out), "--reporter", "none")
-    return next(out.iterdir())
+def run_dir(sartaj_small_run) -> Path:
+    return sartaj_small_run
 
 
 @pytest.fixture(scope="module")
@@ -188,18 +185,18 @@ def test_bad_servers_and_stores_are_one_line_and_keep_nothing_secret(pacs, run_d
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{s.getsockname()[1]}/dicom-web"
-    line = _error("predict", str(run_dir), "--data", down)
+    line = _error("predict", str(run_dir), "--data", down, "-R", "all=yes")
     assert line.startswith("Error: cannot reach the DICOMweb server at http://127.0.0.1:") and "is it running?" in line
     line = _error("predict", str(run_dir), "--data", pacs.dicomweb, "-R", "study=1.2.3.4.5")
     assert line.endswith("for study=1.2.3.4.5") and "no instances at" in line
     kept_here = tmp_path / "kept"
     with orthanc_server(tmp_path / "locked", auth=("alice", "s3cret-pw")) as locked:
         secret = {"BTK_DICOMWEB_USER": "alice", "BTK_DICOMWEB_PASSWORD": "wrong-pw-123"}
-        line = _error("predict", str(run_dir), "--data", locked.dicomweb, env=secret)
+        line = _error("predict", str(run_dir), "--data", locked.dicomweb, "-R", "all=yes", env=secret)
         assert "401" in line and "BTK_DICOMWEB_USER" in line and "wrong-pw-123" not in line
         # a store refused: one line, the local SRs kept
-        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", pacs.dicomweb, "--sr", str(kept_here),
-                                          "--store", locked.dicomweb], env=secret)
+        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", pacs.dicomweb, "-R", "all=yes",
+                                          "--sr", str(kept_here), "--store", locked.dicomweb], env=secret)
         assert result.exit_code == 1 and "Traceback" not in result.output
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and "401" in errors[0] and "they are kept in" in errors[0]
@@ -216,16 +213,18 @@ def test_a_series_of_reports_is_not_an_image(pacs, run_dir, tmp_path):
     files = write_dicom_series([image], tmp_path / "one", "LONE")
     with orthanc_server(tmp_path / "pacs2") as other:
         other.upload(files)
-        _ok("predict", str(run_dir), "--data", other.dicomweb, "--sr", str(tmp_path / "sr"), "--store", other.dicomweb)
+        _ok("predict", str(run_dir), "--data", other.dicomweb, "-R", "all=yes", "--sr", str(tmp_path / "sr"),
+            "--store", other.dicomweb)
         for orthanc_id in other.get("/instances"):
             tags = other.get(f"/instances/{orthanc_id}/simplified-tags")
             if tags.get("Modality") != "SR":
                 import requests
 
                 requests.delete(f"{other.url}/instances/{orthanc_id}", timeout=30).raise_for_status()
-        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", other.dicomweb])
+        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", other.dicomweb, "-R", "all=yes"])
         assert result.exit_code == 1 and "Traceback" not in result.output
-        assert "holds no images" in result.output and "Comprehensive 3D SR" in result.output
+        assert "not images: 1 Comprehensive 3D SR Storage (all btk's own results)" in result.output
+        assert "1 input(s) of non-image objects skipped" in result.output
         assert "Error: nothing could be read to predict" in result.output
 
 
@@ -251,3 +250,97 @@ def test_what_btk_writes_as_dicom_passes_dciodvfy(converted, run_dir, tmp_path):
         out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
         assert errors == [], (path.name, errors)
+
+
+def _patient(converted: Path, kind: str) -> tuple[Path, str, str]:
+    """One converted patient of class ``kind``: its folder, study and series UIDs."""
+    folder = next((converted / kind).iterdir())
+    ds = pydicom.dcmread(next(folder.glob("*.dcm")))
+    return folder, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # the terminal wraps long lines
+
+
+@NEEDS_ORTHANC
+def test_a_search_without_a_scope_or_with_an_unknown_key_is_one_line_and_reads_nothing(pacs, converted, run_dir):
+    _, study, _ = _patient(converted, "meningioma_tumor")
+    for args, words in ((["-R", f"stduy={study}"], ["unknown option(s) stduy", "study, series", "all", "StudyDate"]),
+                        ([], ["no scope", "-R study=UID", "-R all=yes"]),
+                        (["-R", "Modality=MR"], ["no scope"])):  # a filter is no scope
+        result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", pacs.dicomweb, "--json", *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and all(w in errors[0] for w in words), (args, errors)
+        assert json.loads(result.stdout.strip() or "[]") == []  # not one row
+
+
+@NEEDS_ORTHANC
+def test_a_printed_study_or_series_url_reads_that_study_or_series(pacs, converted, run_dir):
+    _, study, series = _patient(converted, "pituitary_tumor")
+    rows = json.loads(_ok("predict", str(run_dir), "--data", pacs.dicomweb, "-R", f"study={study}", "--json"))
+    printed = {r["path"] for r in rows}
+    assert printed == {f"{pacs.dicomweb.rstrip('/')}/studies/{study}/series/{series}"}
+    url = printed.pop()
+    for data in (url, url.rsplit("/series/", 1)[0], url + "/"):  # the series, its study
+        again = json.loads(_ok("predict", str(run_dir), "--data", data, "--json"))
+        assert [(r["path"], r["slice"], r["probabilities"]) for r in again] == \
+            [(r["path"], r["slice"], r["probabilities"]) for r in rows]
+    line = _error("predict", str(run_dir), "--data", url, "-R", "study=1.2.3")
+    assert "study=1.2.3 contradicts the study of --data" in line
+
+
+@NEEDS_ORTHANC
+def test_a_rerun_predicts_the_images_only_stores_nothing_twice_and_the_sr_references_its_maps(
+        pacs, converted, run_dir, tmp_path):
+    from dicomweb_client.api import DICOMwebClient
+
+    folder, study, _ = _patient(converted, "meningioma_tumor")
+    sources = {pydicom.dcmread(f).SOPInstanceUID for f in folder.glob("*.dcm")}
+    url = f"{pacs.dicomweb.rstrip('/')}/studies/{study}"
+    first = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", url, "--sr", str(tmp_path / "a"), "--maps",
+                                     "--store", pacs.dicomweb])
+    assert first.exit_code == 0, first.output
+    assert "4 object(s) stored (already stored: 0)" in _flat(first.output)  # the SR and 3 maps
+    # again, on the study that now holds btk's SR and maps: the images only, and nothing new stored
+    second = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", url, "--json", "--sr", str(tmp_path / "b"),
+                                      "--maps", "--store", pacs.dicomweb])
+    assert second.exit_code == 0, second.output
+    rows = json.loads(second.stdout)
+    assert {r["dicom"]["sop"] for r in rows if "dicom" in r} == sources and len([r for r in rows if "dicom" in r]) == 3
+    said = _flat(second.output)
+    assert "not images: 3 Segmentation Storage (all btk's own results)" in said
+    assert "not images: 1 Comprehensive 3D SR Storage (all btk's own results)" in said
+    assert "2 input(s) of non-image objects skipped" in said
+    assert "0 object(s) stored (already stored: 4)" in said
+    client = DICOMwebClient(pacs.dicomweb)
+    segs = [pydicom.Dataset.from_json(r) for r in
+            client.search_for_instances(study_instance_uid=study, search_filters={"Modality": "SEG"})]
+    srs = [pydicom.Dataset.from_json(r) for r in
+           client.search_for_instances(study_instance_uid=study, search_filters={"Modality": "SR"})]
+    assert len(segs) == 3 and len({s.SeriesInstanceUID for s in segs}) == 1 and len(srs) == 1  # one map series
+    # the SR: a full equipment module, and its maps referenced as evidence of the same procedure
+    sr = client.retrieve_instance(study, srs[0].SeriesInstanceUID, srs[0].SOPInstanceUID)
+    model_sha = __import__("hashlib").sha256((run_dir / "model.keras").read_bytes()).hexdigest()
+    assert (sr.Manufacturer, sr.DeviceSerialNumber) == ("btk", model_sha)
+    assert sr.ManufacturerModelName.startswith("btk ") and sr.SoftwareVersions
+    evidence = {ref.ReferencedSOPInstanceUID: item.SeriesInstanceUID
+                for study_item in sr.CurrentRequestedProcedureEvidenceSequence
+                for item in study_item.ReferencedSeriesSequence for ref in item.ReferencedSOPSequence}
+    assert {s.SOPInstanceUID for s in segs} | sources == set(evidence)
+    assert {evidence[s.SOPInstanceUID] for s in segs} == {segs[0].SeriesInstanceUID}
+    # the same from files: the source slices with btk's SR and maps beside them, the images only read
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in [*folder.glob("*.dcm"), *(tmp_path / "b").glob("*/*.dcm"), *(tmp_path / "b").glob("*/maps/*.dcm")]:
+        shutil.copy(f, mixed / f"{len(list(mixed.iterdir()))}.dcm")
+    result = CliRunner().invoke(cli, ["predict", str(run_dir), "--data", str(mixed), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {r["dicom"]["sop"] for r in json.loads(result.stdout) if "dicom" in r} == sources
+    assert "not images: 3 Segmentation Storage (all btk's own results)" in _flat(result.output)
+    if shutil.which("dciodvfy"):
+        for path in [*(tmp_path / "b").glob("*/*.dcm"), next((tmp_path / "b").glob("*/maps/*.dcm"))]:
+            out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+            errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+            assert errors == [], (path.name, errors)

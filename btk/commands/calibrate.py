@@ -17,11 +17,12 @@ from btk.commands.options import (
     reporter_option,
 )
 from btk.commands.run import finish_run
+from btk.urls import refuse_credentials
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path),
+@click.option("--data", type=click.Path(path_type=Path), callback=refuse_credentials,
               help="The new site's labelled scans (class folders, as btk evaluate reads them) [the run's own "
                    "calibration images, where they did not train it].")
 @reader_options

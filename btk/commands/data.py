@@ -8,14 +8,16 @@ import click
 
 from btk.commands.options import Output, json_option, out_option, pairs
 from btk.errors import BtkError
+from btk.urls import refuse_credentials
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), help="The dataset to audit.")
+@click.option("--data", type=click.Path(path_type=Path), callback=refuse_credentials, help="The dataset to audit.")
 @click.option("--reader", default="folder", show_default=True, help="Reader plugin for --data.")
 @click.option("--reader-option", "-R", "reader_option", multiple=True, metavar="KEY=VALUE",
               help="Reader-specific option; repeatable.")
-@click.option("--against", type=click.Path(path_type=Path), help="Another dataset to look for copies in.")
+@click.option("--against", type=click.Path(path_type=Path), callback=refuse_credentials,
+              help="Another dataset to look for copies in.")
 @click.option("--against-reader", help="Reader for --against [same as --reader].")
 @click.option("--map", "class_map", multiple=True, metavar="SRC=DST",
               help="Rename --against's class SRC to --data's class DST before labels are compared; repeatable.")
@@ -96,7 +98,8 @@ def _label_issues(run_dir: Path, labels_out: Path | None, top: int, as_json: boo
 
 
 @click.command()
-@click.option("--data", type=click.Path(path_type=Path), help="Images to degrade (read with --reader).")
+@click.option("--data", type=click.Path(path_type=Path), callback=refuse_credentials,
+              help="Images to degrade (read with --reader).")
 @click.option("--reader", default="folder", show_default=True, help="Reader for --data.")
 @click.option("--reader-option", "-R", "reader_option", multiple=True, metavar="KEY=VALUE",
               help="Reader-specific option; repeatable.")

@@ -17,11 +17,13 @@ from btk.commands.options import (
     reporter_option,
     scoring_options,
 )
+from btk.urls import refuse_credentials
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="The labelled dataset to evaluate on.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, callback=refuse_credentials,
+              help="The labelled dataset to evaluate on.")
 @reader_options
 @click.option("--split", help="Split of --data: Testing, Training or all [Testing if the data has one, else all].")
 @click.option("--map", "class_map", multiple=True, metavar="SRC=DST",

@@ -26,6 +26,7 @@ import click
 from click.core import ParameterSource
 
 from btk.errors import BtkError
+from btk.urls import refuse_credentials
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -80,7 +81,7 @@ reporter_option = click.option("--reporter", multiple=True, default=("terminal",
 
 def data_paths(what: str) -> Decorator:
     """``--data PATH``, repeatable: the inputs of a command that reads several paths (``what``)."""
-    return click.option("--data", "paths", multiple=True, required=True, type=click.Path(),
+    return click.option("--data", "paths", multiple=True, required=True, type=click.Path(), callback=refuse_credentials,
                         help=f"{what}; repeatable.")
 
 
@@ -248,4 +249,6 @@ def configuration(ctx: click.Context, opts: dict[str, Any], default_preset: str 
         if not eq or not key.strip():
             raise BtkError(f"--set {item}: write FIELD=VALUE")
         settings.append(Setting(key.strip(), value.strip(), f"--set {item}", origin="set"))
-    return resolve_config(settings)
+    config = resolve_config(settings)
+    refuse_credentials(ctx, None, config.data)  # from a flag, --set or the file: never kept in a run
+    return config

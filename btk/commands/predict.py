@@ -16,12 +16,15 @@ from btk.commands.options import (
     reader_options,
     scoring_options,
 )
+from btk.urls import refuse_credentials
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @data_paths("Scans to classify: JPEG/PNG files or folders of them (searched at any depth), DICOM files or "
-            "series folders, NIfTI volumes")
+            "series folders (images only: SEG, SR and other non-image objects are skipped and counted), NIfTI "
+            "volumes, or a DICOMweb URL: a server root with a scope (-R study=UID, series=UID, PatientID=..., "
+            "StudyDate=...; -R all=yes for every series on the server), or a study or series URL as btk prints them")
 @reader_options
 @click.option("--slices", default="all", show_default=True, help="Slices of a series or volume: middle, all, every:N.")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
@@ -44,9 +47,12 @@ from btk.commands.options import (
                    "answer: an 'uncertain' one (--min-confidence) asserts neither for any class.")
 @click.option("--maps", is_flag=True,
               help="With --sr: also each slice's Grad-CAM map of its answer, as a DICOM Segmentation (fractional, "
-                   "on the source slice's own pixel grid), in the same directory and stored with --store.")
-@click.option("--store", metavar="URL",
+                   "on the source slice's own pixel grid; a source series' maps in one series, referenced by its SR), "
+                   "in the same directory and stored with --store.")
+@click.option("--store", metavar="URL", callback=refuse_credentials,
               help="Send the --sr reports to this DICOMweb server (STOW-RS), e.g. the one the series came from. "
+                   "What it holds already (the same sources, model and calibration give the same UIDs) is not sent "
+                   "again, and counted ('already stored: N'). "
                    "Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
 @scoring_options
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
@@ -73,6 +79,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
       btk predict runs/20261127-101500-multiclass --data new-scans/ --coverage 0.95 --check-shift
       btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web -R study=1.2.3 \
           --sr reports/ --store http://pacs:8042/dicom-web
+      btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web/studies/1.2.3/series/1.2.4
     """
     from btk.conformal import check_coverage
     from btk.distribute import check_devices
@@ -116,9 +123,14 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
             kept.append(row)
 
     def list_skipped() -> None:
+        from btk.default_plugins.dicom import NOT_IMAGES
+
         warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
-        if tally.skipped:
-            warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
+        others = sum(1 for _, reason in tally.skipped if reason.startswith(NOT_IMAGES))
+        if others:
+            warn_lines([f"{others} input(s) of non-image objects skipped (not predicted)"], prefix="btk: ")
+        if len(tally.skipped) > others:
+            warn_lines([f"{len(tally.skipped) - others} input(s) could not be read"], prefix="btk: ")
 
     try:
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
@@ -147,6 +159,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         written = f"{len(reports.reports)} DICOM SR(s)" + (f" and {len(reports.maps)} heat map(s)" if maps else "")
         output.written(f"{written} written to", reports.folder)
         if store:
-            output.written(f"{reports.stored} object(s) stored at", public_url(store))
+            output.written(f"{reports.stored} object(s) stored (already stored: {reports.already}) at",
+                           public_url(store))
     if result.folder is not None:
         output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")

@@ -13,12 +13,19 @@
 - Group: PatientID, else StudyInstanceUID. Labels: ``manifest=labels.csv`` (columns ``path`` or
   ``series``, and ``label``), else the class folder (``ROOT/[Training|Testing]/<class>/...``).
 
+- Only images are read: an object whose SOP class is not an image storage class
+  (:func:`is_image_class`: a Segmentation, a Structured Report, a Key Object Selection, a
+  Presentation State, an RT Structure Set or Plan...) is skipped by its SOP class, whether it
+  holds pixels or not, and the skip is reported (``not images: ...``), naming btk's own results
+  (Manufacturer ``btk``: its SRs and Grad-CAM Segmentations) as such.
+
 Reader options (``-R KEY=VALUE``): ``slices``, ``window``, ``manifest``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from functools import cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,41 @@ from btk.api import (
 )
 
 OPTIONS = ("slices", "window", "manifest")
+NOT_IMAGES = "not images"
+"""How the reason of a skipped series of non-image objects begins (``btk predict`` counts them apart)."""
+OWN_MANUFACTURER = "btk"
+"""The Manufacturer of everything btk writes as DICOM (its SRs and Segmentations)."""
+
+
+@cache
+def image_sop_classes() -> frozenset[str]:
+    """The allow-list of image storage SOP classes: every SOP class of pydicom's UID dictionary
+    named "... Image Storage" (CT, MR, Enhanced MR, Secondary Capture, X-ray, ultrasound,
+    nuclear medicine, PET, visible light, ophthalmic, whole-slide...). A Segmentation, an SR, a
+    Key Object Selection, a Presentation State, an RT Structure Set, Plan or Dose, a Parametric
+    Map or an encapsulated document is not on it."""
+    from pydicom.uid import UID_dictionary
+
+    return frozenset(uid for uid, (name, kind, *_) in UID_dictionary.items()
+                     if kind == "SOP Class" and "Image Storage" in name and "Presentation State" not in name)
+
+
+def is_image_class(sop_class: Any) -> bool:
+    """Whether an object of SOP class ``sop_class`` is an image (:func:`image_sop_classes`); an
+    object that names no SOP class (an old or bare file) is taken for one."""
+    return not sop_class or str(sop_class) in image_sop_classes()
+
+
+def not_images(objects: list[tuple[str, str]]) -> str:
+    """The reason a series of non-image ``objects`` ((SOP class UID, Manufacturer) pairs) is
+    skipped: how many of each SOP class, and how many are btk's own results."""
+    from pydicom.uid import UID
+
+    kinds = Counter(str(getattr(UID(c), "name", c) or c or "no SOP class") for c, _ in objects)
+    own = sum(1 for _, maker in objects if maker == OWN_MANUFACTURER)
+    what = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    mine = (" (all btk's own results)" if own == len(objects) else f" ({own} of them btk's own results)") if own else ""
+    return f"{NOT_IMAGES}: {what}{mine}, skipped by SOP class"
 
 
 def _window_option(text: str | None) -> tuple[float, float] | None:
@@ -133,6 +175,7 @@ class DicomReader:
         base, files = find_files(path, "dicom", lambda p: True, "files")
         manifest = read_manifest(options.extra["manifest"]) if "manifest" in options.extra else None
         series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
+        others: dict[str, list[tuple[Path, Any]]] = defaultdict(list)  # non-image objects, by series
         entries: list[Entry] = []
         for f in files:
             try:
@@ -143,7 +186,7 @@ class DicomReader:
             if "PixelData" not in ds and "SeriesInstanceUID" not in ds:
                 continue
             uid = str(ds.get("SeriesInstanceUID", f))
-            series[uid].append((f, ds))
+            (series if is_image_class(ds.get("SOPClassUID")) else others)[uid].append((f, ds))
         for uid, members in series.items():
             first_file, first = members[0]
             rel = first_file.relative_to(base).as_posix()
@@ -153,6 +196,13 @@ class DicomReader:
             group = str(first.get("PatientID") or first.get("StudyInstanceUID") or uid)
             source = rel if len(members) == 1 else first_file.relative_to(base).parent.as_posix() + f"#{uid}"
             entries.append(Entry(source, label, group, split, payload=("series", uid, [m[0] for m in members])))
+        for uid, members in others.items():
+            first_file, first = members[0]
+            source = first_file.relative_to(base).as_posix() if len(members) == 1 else \
+                first_file.relative_to(base).parent.as_posix() + f"#{uid}"
+            kinds = [(str(ds.get("SOPClassUID", "")), str(ds.get("Manufacturer", ""))) for _, ds in members]
+            entries.append(Entry(source, None, str(first.get("PatientID") or uid), "",
+                                 payload=(NOT_IMAGES, not_images(kinds))))
         return entries
 
     def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
@@ -161,6 +211,8 @@ class DicomReader:
 
         if entry.payload[0] == "bad":
             raise UnreadableInputError(f"not a readable DICOM file: {entry.source} ({entry.payload[1]})")
+        if entry.payload[0] == NOT_IMAGES:
+            raise UnreadableInputError(entry.payload[1])
         files = entry.payload[2]
         try:
             datasets = [(str(f), pydicom.dcmread(f)) for f in files]
@@ -192,7 +244,7 @@ def series_samples(entry: Entry, datasets: list[tuple[str, Any]], options: ReadO
     import cv2
 
     window = _window_option(options.extra.get("window"))
-    images = [(where, ds) for where, ds in datasets if "PixelData" in ds]
+    images = [(where, ds) for where, ds in datasets if "PixelData" in ds and is_image_class(ds.get("SOPClassUID"))]
     if not images:
         kinds = sorted({str(getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "?"))) for _, ds in datasets})
         raise UnreadableInputError(f"{entry.source} holds no images ({len(datasets)} object(s): {', '.join(kinds)})")

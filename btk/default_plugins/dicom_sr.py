@@ -3,10 +3,12 @@
 Each series ``btk predict`` read from DICOM (files or DICOMweb) gets one Comprehensive 3D SR
 holding a TID 1500 Measurement Report:
 
-- **Observer**: a device, btk, identified by its version and the run (the model file's
-  SHA-256 as its serial number); the same in the algorithm identification of every group, with
-  the run, the model's SHA-256, the temperature and the aggregation as its parameters (the
-  IHE AI Results profile's ModelInfo).
+- **Equipment and observer**: a device, btk, identified by its version and the run (the model
+  file's SHA-256 as its serial number), in the General Equipment module (Manufacturer,
+  Manufacturer's Model Name, Software Versions, Device Serial Number) and as the document's
+  observer; the algorithm identification, once, in the answer's group, with the run, the
+  model's SHA-256, the temperature and the aggregation as its parameters (the IHE AI Results
+  profile's ModelInfo).
 - **Imaging Measurements**: a first group whose finding is the series' answer (the class of the
   highest mean probability, or *Indeterminate* below ``--min-confidence``). A confident answer
   carries a qualitative evaluation per class: *Present* for the answer, *Absent* for the others.
@@ -15,7 +17,13 @@ holding a TID 1500 Measurement Report:
   calibrated probability as a numeric measurement (DCM 122157 *Probability*, unit UCUM ``1``),
   whatever the answer.
 - Every group references every source SOP instance (and frame) of the series; the patient and
-  study attributes are copied from the source by highdicom.
+  study attributes are copied from the source by highdicom. The Current Requested Procedure
+  Evidence lists the sources and the series' Grad-CAM Segmentations (``--maps``: one result
+  series per source series).
+- **The same result, the same UIDs**: the SR's and the maps' Series and SOP Instance UIDs are
+  derived (:func:`result_uid`) from the source series and instances, the model's SHA-256 and the
+  run's calibration (:func:`calibration_key`), so ``--store`` sends only what the server does not
+  hold yet (:func:`store_reports`).
 - How the slices became one answer is said in the series description and the algorithm
   parameters: the mean of the slices' calibrated probabilities.
 
@@ -40,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from btk.api import BtkError, __version__
+from btk.default_plugins.dicom import OWN_MANUFACTURER
+from btk.file_names import inside, uid_name
 
 LOCAL_SCHEME = "99BTK"
 """The coding scheme of btk's own concepts (a private scheme: DICOM reserves ``99`` prefixes)."""
@@ -74,6 +84,25 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def calibration_key(run: Any, model_sha256: str) -> str:
+    """What makes btk's results of a source what they are, hashed: the model file's SHA-256, the
+    run's temperature and its prediction-set calibration (``conformal.csv``, where there is one).
+    The same sources with the same key give the same results, and the same UIDs."""
+    from btk.conformal import CONFORMAL_FILE
+
+    conformal = Path(str(getattr(run, "path", ""))) / CONFORMAL_FILE
+    sets = sha256_of(conformal) if getattr(run, "path", None) and conformal.is_file() else ""
+    return hashlib.sha256(f"{model_sha256}|{float(run.temperature)!r}|{sets}".encode()).hexdigest()
+
+
+def result_uid(*parts: Any) -> str:
+    """A UID derived from ``parts`` alone (pydicom's ``generate_uid`` with them as its entropy):
+    storing the same result again gives the same Study, Series and SOP Instance UIDs."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["btk", *(str(p) for p in parts)]))
 
 
 @dataclass
@@ -134,7 +163,7 @@ def source_headers(identities: Sequence[dict[str, Any]]) -> list[Any]:
 
 def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabilities: dict[str, float],
                         answer: str, headers: Sequence[Any], model_sha256: str, slices: int,
-                        min_confidence: float = 0.0) -> Any:
+                        min_confidence: float = 0.0, maps: Sequence[Any] = ()) -> Any:
     """The Comprehensive 3D SR of one series' answer (see the module's description).
 
     Args:
@@ -142,15 +171,23 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
         probabilities: the series' calibrated probabilities (the mean over its slices).
         answer: the class answered, or ``uncertain`` (then no class is said present or absent).
         headers: the source instances' headers (evidence; patient and study are copied from them).
+        maps: the series' heat-map Segmentations, referenced as evidence of the same procedure.
+
+    Its Series and SOP Instance UIDs are derived from the source series and instances, the
+    :func:`calibration_key`, ``min_confidence`` and the maps it references (:func:`result_uid`).
     """
     import highdicom as hd
     from highdicom.sr import CodedConcept
     from pydicom import Dataset
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     classes = list(probabilities)
     first = headers[0]
+    calibration = calibration_key(run, model_sha256)
+    source_series = str(identities[0].get("series", "")) if identities else ""
+    refs = sorted({f"{i['sop']}#{i.get('frame') or ''}" for i in identities})
+    series_uid = result_uid("sr-series", calibration, first.get("StudyInstanceUID", ""), source_series, min_confidence)
+    sop_uid = result_uid("sr", series_uid, *refs, *sorted(str(m.SOPInstanceUID) for m in maps))  # with its maps
     parameters = [f"run {run.name}", f"model sha256 {model_sha256}", f"temperature {run.temperature:.4f}",
                   f"answer: the class of the highest mean of {slices} slice probabilities (calibrated)"]
     if min_confidence:
@@ -161,7 +198,8 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="btk", manufacturer_name="btk", model_name=f"btk {__version__} run {run.name}"[:64],
+            uid=result_uid("device", model_sha256), name="btk", manufacturer_name="btk",
+            model_name=f"btk {__version__} run {run.name}"[:64],
             serial_number=model_sha256[:64]))
     sources = []
     seen = set()
@@ -176,24 +214,25 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     confident = answer in classes  # else "uncertain": below --min-confidence
     answer_code = class_code(answer) if confident else codes.SCT.Indeterminate
     groups = [hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="btk answer"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid("tracking", sop_uid, "answer"),
+                                                     identifier="btk answer"),
         finding_type=answer_code, algorithm_id=algorithm, source_images=sources,
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(class_code(c), present if c == answer else absent)
                                  for c in classes] if confident else None)]
     one = CodedConcept("1", "UCUM", "no units")
     for c in classes:
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"btk probability {c}"[:64]),
-            finding_type=class_code(c), algorithm_id=algorithm, source_images=sources,
-            measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=float(probabilities[c]), unit=one,
-                                            algorithm_id=algorithm)]))
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid("tracking", sop_uid, c),
+                                                         identifier=f"btk probability {c}"[:64]),
+            finding_type=class_code(c), source_images=sources,  # the algorithm: the answer group's, the device's
+            measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=float(probabilities[c]), unit=one)]))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups)
     sr = hd.sr.Comprehensive3DSR(
-        evidence=list(headers), content=report[0], series_instance_uid=generate_uid(), series_number=9001,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="btk", is_complete=True,
-        series_description=f"btk {answer}: mean of {slices} slices"[:64])
+        evidence=[*headers, *maps], content=report[0], series_instance_uid=series_uid, series_number=9001,
+        sop_instance_uid=sop_uid, instance_number=1, is_complete=True,
+        series_description=f"btk {answer}: mean of {slices} slices"[:64], **equipment(model_sha256))
     if "StudyInstanceUID" in first and sr.StudyInstanceUID != first.StudyInstanceUID:
         raise BtkError("the SR's study is not its source's")
     scheme = Dataset()  # the private coding scheme, declared as DICOM asks (PS3.3 C.12.1.1.2)
@@ -203,10 +242,20 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     return sr
 
 
-def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
-                         min_confidence: float = 0.0) -> list[SeriesReport]:
+def equipment(model_sha256: str) -> dict[str, Any]:
+    """The General Equipment module of everything btk writes: btk, its version, and the model
+    file's SHA-256 as the device's serial number."""
+    return {"manufacturer": OWN_MANUFACTURER, "manufacturer_model_name": f"btk {__version__}"[:64],
+            "software_versions": __version__, "device_serial_number": model_sha256[:64] or "unknown"}
+
+
+def write_series_reports(run: Any, rows: Sequence[Any], folder: Path, min_confidence: float = 0.0,
+                         maps: Sequence[Any] = ()) -> list[SeriesReport]:
     """One SR per DICOM series among ``btk predict``'s rows (:class:`btk.predict.Prediction`,
-    slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm``.
+    slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm`` (a UID
+    that is not one, digits and dots, is named by its hash: :func:`btk.file_names.uid_name`;
+    ``<SeriesInstanceUID>-<StudyInstanceUID>.dcm`` for a series UID another study also uses).
+    Each SR references the heat maps (``maps``, Segmentations) of its series.
 
     Rows without a DICOM identity (JPEG, NIfTI) are left out; a series predicted in several
     inputs is reported once per input.
@@ -233,16 +282,27 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path,
         mean = {c: float(v) for c, v in zip(classes, probs)}
         answer = classes[int(np.argmax(probs))] if float(np.max(probs)) >= min_confidence else "uncertain"
         headers = source_headers(identities)
-        sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence)
-        path = folder / f"{series}.dcm"
+        mine = [seg for seg in maps if (str(seg.StudyInstanceUID), map_source_series(seg)) == (study, series)]
+        sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence,
+                                 mine)
+        path = inside(folder, f"{uid_name(series)}.dcm")
+        if path.exists():  # the same series UID in another study: a report each
+            path = inside(folder, f"{uid_name(series)}-{uid_name(study)}.dcm")
         sr.save_as(path, enforce_file_format=True)
         reports.append(SeriesReport(study, series, answer, mean, len(headers), path, sr))
     return reports
 
 
-def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any] = ()) -> int:
-    """Send the SRs (and the heat maps) to a DICOMweb server (STOW-RS); returns how many
-    objects were stored.
+def map_source_series(seg: Any) -> str:
+    """The source series of a heat-map Segmentation (its Referenced Series Sequence)."""
+    return str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
+
+
+def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any] = ()) -> tuple[int, int]:
+    """Send the SRs (and the heat maps) to a DICOMweb server (STOW-RS), each object only when the
+    server does not hold its SOP instance yet (QIDO-RS, per result series): the same results of
+    the same sources, model and calibration have the same UIDs, so storing them again adds
+    nothing. Returns how many objects were stored and how many were there already.
 
     Raises:
         BtkError: the server cannot be reached or refuses them (the local files stay).
@@ -250,33 +310,50 @@ def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any]
     from btk.default_plugins.dicomweb import client, explain
 
     objects = [r.dataset for r in reports] + list(maps)
+    where = reports[0].path.parent if reports else "the --sr folder"
+    web = client(url)
+    there: set[str] = set()
     try:
-        client(url).store_instances(objects)
+        for study, series in sorted({(str(o.StudyInstanceUID), str(o.SeriesInstanceUID)) for o in objects}):
+            found = web.search_for_instances(study_instance_uid=study, series_instance_uid=series,
+                                             fields=["SOPInstanceUID"], get_remaining=True)
+            there |= {str((f.get("00080018") or {}).get("Value", [""])[0]) for f in found}
     except Exception as exc:
-        where = reports[0].path.parent if reports else "the --sr folder"
-        raise explain(exc, url, f"storing {len(objects)} object(s) (STOW-RS); they are kept in {where}") from None
-    return len(objects)
+        raise explain(exc, url, f"looking for {len(objects)} object(s) already stored (QIDO-RS); they are kept "
+                                f"in {where}") from None
+    new = [o for o in objects if str(o.SOPInstanceUID) not in there]
+    if new:
+        try:
+            web.store_instances(new)
+        except Exception as exc:
+            raise explain(exc, url, f"storing {len(new)} object(s) (STOW-RS); they are kept in {where}") from None
+    return len(new), len(objects) - len(new)
 
 
 @dataclass
 class ReportResult:
     """What :func:`report_predictions` wrote: the folder, each series' report, the heat maps,
-    how many objects were stored."""
+    how many objects were stored and how many the server held already."""
 
     folder: Path
     reports: list[SeriesReport]
     maps: list[Path]
     stored: int = 0
+    already: int = 0
 
 
 def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None, answer: str, run: Any,
-                          model_sha256: str) -> Any:
+                          model_sha256: str, frame: int | None = None, instance_number: int = 1) -> Any:
     """A slice's Grad-CAM map as a fractional Segmentation (probability type, highdicom) of its
     source instance ``header``, on the source's own pixel grid: the map of the network's view is
     put back where that view was cut from (:func:`btk.framing.unframe`).
 
     A Segmentation rather than a Parametric Map: highdicom's Parametric Map needs a frame of
     reference, which Secondary Capture sources lack, and viewers show SEG overlays widely.
+
+    Every map of one source series goes in one result series (``instance_number`` is its place
+    there); the Series and SOP Instance UIDs are derived from the source series and instance
+    (and ``frame``) and the :func:`calibration_key` (:func:`result_uid`).
     """
     import highdicom as hd
     import numpy as np
@@ -290,6 +367,8 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
     if framing and tuple(framing.get("shape") or shape)[:2] != shape:
         box = None  # a reader that resized before framing: the view is of the whole image
     values = np.clip(unframe(heat, shape, box), 0.0, 1.0)
+    series_uid = result_uid("seg-series", calibration_key(run, model_sha256), header.StudyInstanceUID,
+                            header.SeriesInstanceUID)
     segment = hd.seg.SegmentDescription(
         segment_number=1, segment_label=f"Grad-CAM of {answer}"[:64],
         segmented_property_category=hd.sr.CodedConcept("explanation", LOCAL_SCHEME, "Model explanation"),
@@ -302,10 +381,9 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
         source_images=[header], pixel_array=values[None].astype(np.float32),
         segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY, max_fractional_value=255,
-        segment_descriptions=[segment], series_instance_uid=hd.UID(), series_number=9002,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="btk",
-        manufacturer_model_name=f"btk {__version__}"[:64], software_versions=__version__,
-        device_serial_number=model_sha256[:64] or "unknown", series_description="btk Grad-CAM")
+        segment_descriptions=[segment], series_instance_uid=series_uid, series_number=9002,
+        sop_instance_uid=result_uid("seg", series_uid, header.SOPInstanceUID, frame or ""),
+        instance_number=instance_number, series_description="btk Grad-CAM", **equipment(model_sha256))
     if "FrameOfReferenceUID" not in header and "PatientOrientation" in header:
         seg.PatientOrientation = header.PatientOrientation  # Type 2C without a frame of reference
     scheme = Dataset()
@@ -317,7 +395,8 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
 
 def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[Path, Any]]:
     """One Segmentation per DICOM slice among ``rows`` that carries a heat map
-    (``btk predict --maps``), in ``folder`` (created), named ``<SOPInstanceUID>-gradcam.dcm``."""
+    (``btk predict --maps``), in ``folder`` (created), named ``<SOPInstanceUID>-gradcam.dcm`` (as
+    :func:`btk.file_names.uid_name` names a UID); the maps of a source series share one series."""
     maps = [r for r in rows if r.identity and r.identity.get("heat") is not None and r.aggregated_over is None]
     if not maps:
         return []
@@ -326,11 +405,14 @@ def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[P
     model_sha256 = sha256_of(model) if model.exists() else ""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
+    numbers: dict[tuple[str, str], int] = defaultdict(int)  # each source series' maps: one series
     for r in maps:
         ident = r.identity
+        numbers[(ident["study"], ident["series"])] += 1
         seg = heat_map_segmentation(headers[ident["sop"]], ident["heat"], ident.get("framing"), r.predicted, run,
-                                    model_sha256)
-        path = folder / f"{ident['sop']}{'-' + str(ident['frame']) if ident.get('frame') else ''}-gradcam.dcm"
+                                    model_sha256, ident.get("frame"), numbers[(ident["study"], ident["series"])])
+        frame = f"-{int(ident['frame'])}" if ident.get("frame") else ""
+        path = inside(folder, f"{uid_name(ident['sop'])}{frame}-gradcam.dcm")
         seg.save_as(path, enforce_file_format=True)
         out.append((path, seg))
     return out
@@ -350,12 +432,12 @@ def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store:
     from btk.api import ResultDir, check_writable
 
     with ResultDir(check_writable(parent), f"sr-{run.name}") as folder:
-        reports = write_series_reports(run, rows, folder.path(""), min_confidence)
         maps = write_heat_maps(run, rows, folder.path("maps"))
+        reports = write_series_reports(run, rows, folder.path(""), min_confidence, [seg for _, seg in maps])
     done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports],
                         [folder.final / "maps" / p.name for p, _ in maps])
     if store:
-        done.stored = store_reports(store, done.reports, [seg for _, seg in maps])
+        done.stored, done.already = store_reports(store, done.reports, [seg for _, seg in maps])
     return done
 
 

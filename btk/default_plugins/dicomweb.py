@@ -1,18 +1,23 @@
 """The ``dicomweb`` reader: images from a DICOM server through DICOMweb (dicomweb-client).
 
-``--data`` is the server's DICOMweb root (``http://pacs:8042/dicom-web``). QIDO-RS finds the
+``--data`` is the server's DICOMweb root (``http://pacs:8042/dicom-web``), or a study or series
+under it (``.../dicom-web/studies/UID[/series/UID]``, as btk names its inputs). QIDO-RS finds the
 instances (every page of them), grouped into series; WADO-RS retrieves each series when it is
 read. Slices are ordered, windowed and framed exactly as the ``dicom`` reader does it (the same
 code, :func:`btk.default_plugins.dicom.series_samples`), multi-frame instances included, and
 each slice keeps its DICOM identity (study, series, SOP instance) for results that refer back to
 it (``btk predict --sr``).
 
-Reader options (``-R KEY=VALUE``): ``study=UID``, ``series=UID``, ``slices``, ``window``, and
-any other QIDO-RS matching key (``PatientID=...``, ``Modality=MR``, ``StudyDate=20260101-``).
+Reader options (``-R KEY=VALUE``): ``study=UID``, ``series=UID``, ``slices``, ``window``, ``all=yes``,
+and QIDO-RS matching keys (``PatientID=...``, ``Modality=MR``, ``StudyDate=20260101-``; any DICOM
+keyword). A search must be scoped (:data:`SCOPES`: a study, a series, a patient, an accession
+number or a date) or say ``all=yes`` to read the whole server: a mistyped key or a forgotten
+``-R`` is refused in one line before anything is searched, never read as "everything".
 
 Credentials never go on the command line (where they would be logged and recorded in a run):
 ``BTK_DICOMWEB_TOKEN`` (a bearer token) or ``BTK_DICOMWEB_USER`` and ``BTK_DICOMWEB_PASSWORD``
-(HTTP basic authentication) are read from the environment.
+(HTTP basic authentication) are read from the environment; every command refuses a URL with
+credentials in it (:mod:`btk.urls`).
 """
 
 from __future__ import annotations
@@ -21,15 +26,21 @@ import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices, hookimpl
-from btk.default_plugins.dicom import series_samples
+from btk.default_plugins.dicom import NOT_IMAGES, is_image_class, not_images, series_samples
+from btk.urls import ENV_PASSWORD, ENV_TOKEN, ENV_USER, public_url, split_url
 
-OWN_OPTIONS = ("study", "series", "slices", "window")
+OWN_OPTIONS = ("study", "series", "slices", "window", "all")
+QIDO_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "PatientName", "StudyDate",
+             "StudyTime", "AccessionNumber", "StudyID", "ModalitiesInStudy", "ReferringPhysicianName", "Modality",
+             "SeriesNumber", "SeriesDate", "SOPClassUID", "InstanceNumber")
+"""The QIDO-RS matching keys DICOM names (PS3.18 10.6.1.2); any other DICOM keyword is accepted too."""
+SCOPES = ("study", "series", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID",
+          "AccessionNumber", "StudyDate", "SeriesDate")
+"""The options that scope a search to less than the whole server."""
 TAGS = {"StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SOPInstanceUID": "00080018",
-        "SOPClassUID": "00080016", "PatientID": "00100020"}
-ENV_TOKEN, ENV_USER, ENV_PASSWORD = "BTK_DICOMWEB_TOKEN", "BTK_DICOMWEB_USER", "BTK_DICOMWEB_PASSWORD"
+        "SOPClassUID": "00080016", "PatientID": "00100020", "Manufacturer": "00080070"}
 
 
 def is_url(path: Any) -> bool:
@@ -37,12 +48,37 @@ def is_url(path: Any) -> bool:
     return str(path).startswith(("http://", "https://"))
 
 
-def public_url(url: str) -> str:
-    """``url`` without any user name or password in it: what messages show."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+def search_scope(url: str, extra: dict[str, str]) -> tuple[str, str | None, str | None, dict[str, str]]:
+    """What to search for: the server root, study, series and QIDO-RS matching keys of ``--data
+    url`` and the reader options ``extra``, checked before anything is searched.
+
+    Raises:
+        BtkError: an unknown option, a URL's study or series that an option contradicts, or a
+            search with no scope (:data:`SCOPES`) and without ``all=yes``.
+    """
+    from pydicom.datadict import keyword_dict
+
+    unknown = sorted(k for k in extra if k not in OWN_OPTIONS and k != "inspect" and k not in keyword_dict)
+    if unknown:
+        raise BtkError(f"dicomweb reader: unknown option(s) {', '.join(unknown)} (options: {', '.join(OWN_OPTIONS)}; "
+                       f"QIDO-RS keys: {', '.join(QIDO_KEYS)} or any DICOM keyword)")
+    root, study, series = split_url(url)
+    for key, value in (("study", study), ("series", series)):
+        if value and extra.get(key, value) != value:
+            raise BtkError(f"dicomweb reader: {key}={extra[key]} contradicts the {key} of --data {public_url(url)}")
+    study, series = study or extra.get("study"), series or extra.get("series")
+    whole = extra.get("all", "no").lower()
+    if whole not in ("yes", "no"):
+        raise BtkError(f"dicomweb reader: all must be yes or no, got {extra['all']!r}")
+    scoped = bool(study or series) or any(extra.get(k) for k in SCOPES)
+    if not scoped and whole != "yes":
+        raise BtkError(f"dicomweb reader: no scope for {public_url(root)}: give -R study=UID, -R series=UID, "
+                       "-R StudyDate=..., -R PatientID=... (or a study or series URL as --data), or -R all=yes to "
+                       "read every series on the server")
+    filters = {k: v for k, v in extra.items() if k not in OWN_OPTIONS and k != "inspect"}
+    if series and not study:
+        filters["SeriesInstanceUID"] = series
+    return root, study, series, filters
 
 
 def client(url: str) -> Any:
@@ -109,13 +145,10 @@ class DicomWebReader:
         if path is None or not is_url(path):
             raise BtkError(f"the dicomweb reader needs --data URL (a DICOMweb root, e.g. "
                            f"http://localhost:8042/dicom-web), got {path}")
-        url = str(path).rstrip("/")
+        given = str(path).rstrip("/")
         extra = dict(options.extra)
+        url, study, series, filters = search_scope(given, extra)
         choose_slices(3, extra.get("slices", "middle"), [1, 1, 1])
-        study, series = extra.get("study"), extra.get("series")
-        filters = {k: v for k, v in extra.items() if k not in OWN_OPTIONS and k != "inspect"}
-        if series and not study:
-            filters["SeriesInstanceUID"] = series
         try:
             found = client(url).search_for_instances(
                 study_instance_uid=study or None, series_instance_uid=series if study else None,
@@ -126,22 +159,30 @@ class DicomWebReader:
             asked = ", ".join(f"{k}={v}" for k, v in {"study": study, "series": series, **filters}.items() if v)
             raise BtkError(f"no instances at {public_url(url)}" + (f" for {asked}" if asked else ""))
         members: dict[tuple[str, str], list[str]] = defaultdict(list)
+        others: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # non-image objects
         patients: dict[tuple[str, str], str] = {}
         for record in found:
             key = (_value(record, "StudyInstanceUID"), _value(record, "SeriesInstanceUID"))
-            members[key].append(_value(record, "SOPInstanceUID"))
             patients[key] = _value(record, "PatientID") or key[0]
-        return [Entry(f"studies/{st}/series/{se}", None, patients[(st, se)], "",
-                      payload=(url, st, se, sorted(uids))) for (st, se), uids in members.items()]
+            if is_image_class(_value(record, "SOPClassUID")):
+                members[key].append(_value(record, "SOPInstanceUID"))
+            else:
+                others[key].append((_value(record, "SOPClassUID"), _value(record, "Manufacturer")))
+        entries = [Entry(f"studies/{st}/series/{se}", None, patients[(st, se)], "",
+                         payload=(url, st, se, sorted(uids))) for (st, se), uids in members.items()]
+        return entries + [Entry(f"studies/{st}/series/{se}", None, patients[(st, se)], "",
+                                payload=(NOT_IMAGES, not_images(kinds))) for (st, se), kinds in others.items()]
 
     def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
         """Retrieve one series (WADO-RS) and read it as the ``dicom`` reader reads files."""
+        if entry.payload[0] == NOT_IMAGES:  # not retrieved at all
+            raise UnreadableInputError(entry.payload[1])
         url, study, series, _ = entry.payload
         try:
             datasets = client(url).retrieve_series(study, series)
         except Exception as exc:
             raise UnreadableInputError(str(explain(exc, url, f"retrieving {entry.source} (WADO-RS)"))) from None
-        where = f"{public_url(url)}/{entry.source}"
+        where = f"{public_url(url)}/studies/{study}/series/{series}"
         return series_samples(entry, [(f"{where}/instances/{ds.get('SOPInstanceUID', '')}", ds) for ds in datasets],
                               options)
 
