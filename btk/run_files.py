@@ -38,21 +38,51 @@ def unique_dir(parent: Path, run_id: str) -> Path:
 
 
 def check_writable(parent: Path | str, what: str = "--out") -> Path:
-    """``parent``, created if needed, after checking that a new directory can be made in it.
+    """``parent``, after checking that a new directory can be made in it: it, or the nearest folder
+    above it that exists, is a folder one can write in. Nothing is created (the result's writer
+    makes the folders, and removes the ones it made if the work fails: :func:`make_folder`).
     Every command that writes calls this before any long work.
 
     Raises:
         BtkError: one line naming the folder and why it cannot be written.
     """
     parent = Path(parent)
+    existing = parent
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        blocker = "" if existing == parent else f" ({existing} is not a folder)"
+        raise BtkError(f"{what} {parent}: cannot write there: not a folder{blocker}")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".btk-write-check-{os.getpid()}"
+        probe = existing / f".btk-write-check-{os.getpid()}"
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
         raise BtkError(f"{what} {parent}: cannot write there ({exc.strerror or exc})") from None
     return parent
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Make folder ``path`` and the missing folders above it; the folders made, deepest first
+    (for :func:`remove_made`)."""
+    made, p = [], Path(path)
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove the folders :func:`make_folder` made, deepest first, as long as they are empty: a
+    failed command leaves no empty folder behind."""
+    for p in made:
+        try:
+            p.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: something else is kept there
+            return
 
 
 class RunWriter:
@@ -64,7 +94,7 @@ class RunWriter:
         self.tmp = final.parent / f".{final.name}.partial"
 
     def __enter__(self) -> RunWriter:
-        self.tmp.mkdir(parents=True, exist_ok=True)  # training may have checkpointed into it
+        self.made = make_folder(self.tmp)  # training may have checkpointed into it already
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -76,6 +106,7 @@ class RunWriter:
             self.tmp.rename(self.final)
         elif not (self.tmp / "checkpoint").is_dir():  # a training checkpoint stays for btk resume
             shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_made(self.made)
 
     def path(self, name: str) -> Path:
         """Where file ``name`` goes while the run is being written."""
@@ -104,7 +135,7 @@ class ResultDir:
         self.tmp = self.final.parent / f".{self.final.name}.partial"
 
     def __enter__(self) -> ResultDir:
-        self.tmp.mkdir(parents=True)
+        self.made = make_folder(self.tmp)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -112,6 +143,7 @@ class ResultDir:
             self.tmp.rename(self.final)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_made(self.made)
 
     def path(self, name: str) -> Path:
         """Where file ``name`` goes while the directory is being written."""

@@ -298,7 +298,7 @@ def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", f
     suite, members = _checked_plan(name, base, seeds)  # every plan checked before the first long run
     parent = check_writable(out_dir)
     folder = unique_dir(parent, new_run_id(f"suite-{suite.name}" if name is not None else f"seeds-{suite.name}"))
-    folder.mkdir()
+    folder.mkdir(parents=True)
     t0 = time.perf_counter()
     if jobs > 1:
         feedback.section(f"{suite.name}: {len(members)} runs, {jobs} at a time")

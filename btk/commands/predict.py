@@ -92,7 +92,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     if (store or maps) and sr_dir is None:
         raise BtkError(f"{'--store sends' if store else '--maps go with'} the --sr reports: give --sr DIR too")
     if sr_dir is not None:
-        check_writable(sr_dir)
+        check_writable(sr_dir, "--sr")
     run_ = load_run(run_dir)
     if coverage is not None or check_shift:
         run_.require_conformal()
