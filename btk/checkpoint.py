@@ -64,6 +64,8 @@ def load_model_file(path: Path | str) -> Any:
         BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
             ``Lambda`` layer holds arbitrary Python code).
     """
+    import zipfile
+
     import keras
 
     from btk.errors import BtkError
@@ -71,6 +73,9 @@ def load_model_file(path: Path | str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise BtkError(f"{path.parent}: run has no {path.name}")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise BtkError(f"{path}: damaged: a .keras model is a zip archive and these {path.stat().st_size:,} bytes "
+                       "are not a complete one (truncated or overwritten?)")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, zipfile and h5 errors alike
@@ -207,8 +212,11 @@ class PartialRun:
         never deletes a checkpoint, but a diverged training's (:class:`btk.errors.DivergedError`),
         which resuming would repeat."""
         if self.checkpoint.exists and not isinstance(exc, DivergedError):
+            from btk.interrupt import KEPT
+
             what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
             warn(f"{what}: resume with btk resume {self.folder}")
+            KEPT.append(self.folder)
         else:
             from btk.run_files import remove_made
 

@@ -202,6 +202,10 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
         raise BtkError(f"model '{model_spec.name}' needs an image size of at least {model_spec.min_image_size}, "
                        f"got {recipe.image_size}")
     distribute.check_devices(config.devices, "training")  # before the data is read
+    if config.labels and data is None:
+        from btk.label_corrections import read_corrections
+
+        read_corrections(config.labels)  # an unreadable or empty file, before the data is read
     t_start = time.perf_counter()
     if data is None:
         data = load_for_config(config, host, feedback)

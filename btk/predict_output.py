@@ -76,9 +76,14 @@ class JsonList:
         self._write(("[\n" if self.rows == 0 else ",\n") + json.dumps(p.record()))
         self.rows += 1
 
-    def close(self) -> None:
-        """End the list (an empty one if nothing was written)."""
-        self._write("[]\n" if self.rows == 0 else "\n]\n")
+    def close(self, failed: bool = False) -> None:
+        """End the list (an empty one if nothing was written). After a failure (``failed``) with
+        nothing written, write nothing: a failed command prints no result; a list already begun
+        is ended, so what was printed still parses."""
+        if self.rows:
+            self._write("\n]\n")
+        elif not failed:
+            self._write("[]\n")
 
 
 @dataclass

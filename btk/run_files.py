@@ -62,6 +62,34 @@ def check_writable(parent: Path | str, what: str = "--out") -> Path:
     return parent
 
 
+def check_file_writable(path: Path | str, what: str) -> Path:
+    """``path``, after checking that a file can be written there (its folder exists and takes a
+    new file; it is not a folder). Every command that writes one file (``--pairs``, ``--preview``)
+    calls this before its work, and writes through :func:`partial_file`.
+
+    Raises:
+        BtkError: one line naming the file and why it cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise BtkError(f"{what} {path}: a folder; give a file name")
+    if not path.parent.is_dir():
+        raise BtkError(f"{what} {path}: cannot write there: no folder {path.parent}")
+    probe = partial_file(path)
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise BtkError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def partial_file(path: Path) -> Path:
+    """The hidden name under which file ``path`` is written before it is renamed to ``path`` (its
+    suffix kept, for writers that go by it)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
 def make_folder(path: Path) -> list[Path]:
     """Make folder ``path`` and the missing folders above it; the folders made, deepest first
     (for :func:`remove_made`)."""
@@ -200,6 +228,17 @@ class RunFiles:
         """The rows of ``predictions.csv``."""
         with open(self.path / "predictions.csv", newline="") as fh:
             return list(csv.DictReader(fh))
+
+    def model_sha256(self) -> str | None:
+        """The SHA-256 of the run's ``model.keras`` (``None``: it has none): a copy of a run has its
+        original's."""
+        import hashlib
+
+        path = self.path / "model.keras"
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
 
     def label_issues(self) -> list[dict[str, str]]:
         """The rows of ``label_issues.csv`` (a fold ensemble's: path, given, likely,

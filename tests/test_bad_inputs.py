@@ -34,7 +34,21 @@ REFUSALS = [
      r"--set learning_rate=nan: recipe.learning_rate: 'nan' is not a finite number"),
     ("21 infinite scale", ["run", "--data", MISSING, "--set", "scale=inf", "--out", "{tmp}/runs"],
      r"recipe.scale: 'inf' is not a finite number"),
-    ("34 reader_options = 5", ["run", "--config", "{tmp}/c.toml::reader_options = 5", "--out", "{tmp}/runs"],
+    ("23 empty --labels", ["run", "--data", MISSING, "--labels", "{tmp}/labels.csv::", "--out", "{tmp}/runs"],
+     r"--labels .*labels.csv: the columns must be path and label \(the file is empty\)"),
+    ("23 --labels without rows", ["run", "--data", MISSING, "--labels", "{tmp}/labels.csv::path,label\n", "--out",
+                                  "{tmp}/runs"],
+     r"--labels .*labels.csv: no corrections in it \(a header and no rows\): leave out --labels"),
+    ("31 --pairs in a missing folder", ["audit", "--data", MISSING, "--pairs", "{tmp}/nodir/pairs.csv"],
+     r"--pairs .*nodir/pairs.csv: cannot write there: no folder .*nodir$"),
+    ("32 --preview in a missing folder", ["degrade", "--data", MISSING, "--preview", "{tmp}/nodir/grid.png"],
+     r"--preview .*nodir/grid.png: cannot write there: no folder"),
+    ("32 --preview where no file can be made", ["degrade", "--data", MISSING, "--preview", "/proc/nope.png"],
+     r"--preview /proc/nope.png: cannot write there \("),
+    ("32 --preview of no image kind", ["degrade", "--data", MISSING, "--preview", "{tmp}/grid.txt"],
+     r"--preview .*grid.txt: OpenCV writes no image of that kind: name a .png"),
+    ("34 reader_options = 5", ["run", "--config", f"{{tmp}}/c.toml::data = '{MISSING}'\nreader_options = 5\n",
+                               "--out", "{tmp}/runs"],
      r"c.toml: reader_options: 5 is not a table of options"),
     ("34 fold 7/5 before the data", ["run", "--data", MISSING, "--set", "fold=7/5", "--out", "{tmp}/runs"],
      r"--set fold=7/5: fold: K must be between 1 and N"),
@@ -48,16 +62,18 @@ REFUSALS = [
 ]
 
 
-def _argv(args: list[str], tmp: Path, run: Path) -> list[str]:
-    """The command line with {tmp} and {run} filled in; ``FILE::TEXT`` writes TEXT to FILE first."""
-    out = []
+def _argv(args: list[str], tmp: Path, run: Path) -> tuple[list[str], list[str]]:
+    """The command line with {tmp} and {run} filled in (``FILE::TEXT``: TEXT written to FILE
+    first), and the names of the files so written."""
+    out, written = [], []
     for arg in args:
         arg = arg.format(tmp=tmp, run=run)
         if "::" in arg:
             arg, text = arg.split("::", 1)
-            Path(arg).write_text(f'data = "{tmp}/no-such-data"\n{text}\n')
+            Path(arg).write_text(text)
+            written.append(Path(arg).name)
         out.append(arg)
-    return out
+    return out, written
 
 
 @pytest.fixture
@@ -76,10 +92,11 @@ def test_a_bad_input_is_refused_in_one_line_before_the_work_and_nothing_is_writt
                                                                                      pattern):
     (tmp_path / "afile").write_text("not a folder")
     before = sorted(fake_run.rglob("*"))
-    line = one_line_refusal(_argv(args, tmp_path, fake_run))
+    argv, written = _argv(args, tmp_path, fake_run)
+    line = one_line_refusal(argv)
     assert re.search(pattern, line), line
-    assert "data not found" not in line  # checked before the data is read
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "c.toml") == ["afile"]
+    assert "not found" not in line  # checked before the data is read
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in written) == ["afile"]
     assert sorted(fake_run.rglob("*")) == before
 
 
@@ -121,3 +138,129 @@ def test_a_diverged_training_keeps_no_checkpoint():
             partial.stopped(error, warned.append)
             assert partial.folder.exists() == kept and bool(warned) == kept
             assert (Path(tmp) / "runs").exists() == kept  # the folder begin() made goes too
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> tuple[object, Path, Path]:
+    """A one-epoch phantom run interrupted right after its epoch's checkpoint, then resumed (no
+    more training): (the interrupted command's result, its kept ``.partial`` folder, the run)."""
+    from btk import checkpoint
+
+    runs = tmp_path_factory.mktemp("real") / "runs"
+    save = checkpoint.Checkpoint.save
+
+    def save_then_interrupt(self, model, state, best):
+        save(self, model, state, best)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoint.Checkpoint, "save", save_then_interrupt)
+        stopped = CliRunner().invoke(cli, ["run", *PHANTOMS, "--out", str(runs)])
+    (partial,) = runs.iterdir()
+    resumed = CliRunner().invoke(cli, ["resume", str(partial), "--reporter", "none"])
+    assert resumed.exit_code == 0, resumed.output
+    (run,) = runs.iterdir()
+    return stopped, partial, run
+
+
+def test_an_interrupted_run_says_what_it_kept(real_run):
+    stopped, partial, _ = real_run
+    assert stopped.exit_code == 130
+    assert f"interrupted: resume with btk resume {partial}" in " ".join(stopped.stdout.split())
+    assert stopped.stderr.strip().splitlines()[-1] == (f"btk: interrupted; kept for btk resume: {partial}; nothing "
+                                                       "else half-written was kept")
+
+
+def test_resuming_a_finished_run_says_so(real_run):
+    _, partial, run = real_run
+    for given in (run, partial):
+        assert one_line_refusal(["resume", str(given)]) == f"Error: {run} is a finished run: nothing to resume"
+    assert not partial.exists()
+
+
+def test_an_ensemble_of_a_run_and_its_copy_is_refused(real_run, tmp_path):
+    import shutil
+
+    run = real_run[2]
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    line = one_line_refusal(["ensemble", str(run), str(copy), "--out", str(tmp_path / "ens")])
+    assert re.fullmatch(rf"Error: {copy} has the same model as {run} \(a copy: model.keras SHA-256 [0-9a-f]{{16}}\): "
+                        r"an ensemble needs different runs", line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
+
+
+def test_a_truncated_model_is_damaged_not_missing(real_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(real_run[2], copy)
+    size = (copy / "model.keras").stat().st_size
+    with open(copy / "model.keras", "r+b") as fh:
+        fh.truncate(size // 2)
+    line = one_line_refusal(["predict", str(copy), "--data", str(_jpegs(tmp_path / "scans", cut=False))])
+    assert line == (f"Error: {copy / 'model.keras'}: damaged: a .keras model is a zip archive and these "
+                    f"{size // 2:,} bytes are not a complete one (truncated or overwritten?)")
+
+
+def _jpegs(folder: Path, cut: bool = True) -> Path:
+    """``whole.jpg`` and, with ``cut``, ``cut.jpg``: the same phantom JPEG cut at 60% of its bytes."""
+    import cv2
+
+    from btk.testing import sample_images
+
+    folder.mkdir(parents=True)
+    data = cv2.imencode(".jpg", sample_images(1, 64)[0])[1].tobytes()
+    (folder / "whole.jpg").write_bytes(data)
+    if cut:
+        (folder / "cut.jpg").write_bytes(data[: len(data) * 6 // 10])
+    return folder
+
+
+def test_a_truncated_jpeg_is_counted_as_damaged_and_named(real_run, tmp_path):
+    import json
+
+    folder = _jpegs(tmp_path / "scans")
+    result = CliRunner().invoke(cli, ["predict", str(real_run[2]), "--data", str(folder), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    reason = f"damaged image {folder / 'cut.jpg'}: truncated JPEG: its "
+    assert f"btk: skipped {folder / 'cut.jpg'}: {reason}" in result.stderr
+    assert "btk: 1 input(s) could not be read" in result.stderr
+    (written,) = (tmp_path / "out").iterdir()
+    record = json.loads((written / "predict.json").read_text())
+    assert record["rows"] == 1 and [s["source"] for s in record["skipped"]] == [str(folder / "cut.jpg")]
+    assert record["skipped"][0]["reason"].startswith(reason)
+
+
+@pytest.mark.parametrize("data", ["missing", "only-damaged"])
+def test_a_failed_predict_json_prints_nothing_and_leaves_no_folder(real_run, tmp_path, data):
+    """Nothing on standard output (not even ``[]``), and no --out or --sr folder left behind."""
+    folder = tmp_path / "missing"
+    if data == "only-damaged":
+        folder = _jpegs(tmp_path / "scans", cut=False)
+        (folder / "whole.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:300])
+    result = CliRunner().invoke(cli, ["predict", str(real_run[2]), "--data", str(folder), "--json", "--out",
+                                      str(tmp_path / "deep" / "out"), "--sr", str(tmp_path / "sr")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "sr").exists()
+
+
+def test_a_failed_evaluation_leaves_no_evaluations_folder(real_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    line = one_line_refusal(["evaluate", str(real_run[2]), "--data", str(tmp_path / "empty")])
+    assert line.startswith("Error: ") and "empty" in line
+    assert not (real_run[2] / "evaluations").exists()
+
+
+def test_a_written_plan_records_the_absolute_data_path(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["plan", "--data", "data/three", "--labels", "fix.csv", "--seeds", "1-2",
+                                      "--write", "plan"])
+    assert result.exit_code == 0, result.output
+    for member in sorted((tmp_path / "plan" / "members").glob("*.json")):
+        config = json.loads(member.read_text())["config"]
+        assert (config["data"], config["labels"]) == (str(tmp_path / "data" / "three"), str(tmp_path / "fix.csv"))

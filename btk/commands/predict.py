@@ -120,17 +120,21 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         if tally.skipped:
             warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
 
+    failed = True
     try:
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
                              min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
                              coverage=coverage, check_shift=check_shift, heat=maps)
+        failed = False
     except BtkError:
         list_skipped()  # what could not be read, before the error (nothing readable at all)
         raise
     finally:
-        if sink is not None:
-            sink.close()  # a JSON list is closed whatever happened: standard output always parses
+        if isinstance(sink, JsonList):
+            sink.close(failed)  # nothing when it failed before a row; else the list ends: what was printed parses
+        elif sink is not None:
+            sink.close()
     list_skipped()
     if not as_json:
         render_prediction_summary(tally.answers, tally.images, output.console, tally.set_sizes, coverage)
