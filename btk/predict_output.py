@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from btk.dataset import unread_records
 from btk.errors import BtkError
 from btk.predict import Prediction, PredictionTally
 from btk.runs import Run
@@ -176,5 +177,5 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())},
                     "in_every_set": held} if coverage is not None else {}),
                 **({"shift": shift.to_json()} if shift is not None else {}),
-                "skipped": [{"source": s, "reason": r} for s, r in tally.skipped]}, indent=1) + "\n")
+                **unread_records(tally.skipped, tally.notes)}, indent=1) + "\n")
     return PredictResult(tally, rows, folder.final if folder is not None else None, shift, warnings)

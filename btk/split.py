@@ -31,7 +31,7 @@ def grouped_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, see
     folds = max(2, int(round(1 / fraction)))
     _, counts = np.unique(labels, return_counts=True)
     mask = np.zeros(n, bool)
-    if counts.min() >= folds:
+    if counts.min() >= folds and len(np.unique(groups)) >= folds:
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         _, held = next(splitter.split(np.zeros(n), labels, groups))
     else:

@@ -17,27 +17,32 @@ MISSING = "{tmp}/no-such-data"  # data that would be refused if it were read: a 
 PHANTOMS = ["-R", "per_class=4", "-R", "test_per_class=2", "--model", "small-cnn", "--image-size", "32",
             "--epochs", "1", "--reporter", "none"]
 
+
+def run(*args: str) -> list[str]:
+    """``btk run`` of data that is not there, into ``{tmp}/runs``, with ``args``."""
+    return ["run", "--data", MISSING, *args, "--out", "{tmp}/runs"]
+
+
 # (what, command line, the one line's pattern); {tmp}: the test's folder, which holds only "afile"
 # and must hold nothing else afterwards; {run}: a finished run made without training
 REFUSALS = [
-    ("18 long name on run", ["run", "--data", MISSING, "--name", "n" * 300, "--out", "{tmp}/runs"],
+    ("18 long name on run", run("--name", "n" * 300),
      r"--name: a name of 300 bytes is too long: at most 100"),
     ("18 long name on evaluate", ["evaluate", "{run}", "--data", MISSING, "--name", "n" * 300, "--out", "{tmp}/ev"],
      r"--name: a name of 300 bytes is too long"),
-    ("18 line break in a name", ["run", "--data", MISSING, "--name", "ab\ncd", "--out", "{tmp}/runs"],
+    ("18 line break in a name", run("--name", "ab\ncd"),
      r"--name: 'ab\\ncd' must be a plain name \(no '/', '\\', control character"),
     ("19 --sr is a file", ["predict", "{run}", "--data", MISSING, "--sr", "{tmp}/afile", "--out", "{tmp}/p"],
      r"^Error: --sr .*afile: cannot write there: not a folder$"),
-    ("20 limit_train=1", ["run", "--data", MISSING, "--set", "limit_train=1", "--out", "{tmp}/runs"],
+    ("20 limit_train=1", run("--set", "limit_train=1"),
      r"--set limit_train=1: limit_train: 1 image cannot be split into training and validation images"),
-    ("21 learning rate nan", ["run", "--data", MISSING, "--set", "learning_rate=nan", "--out", "{tmp}/runs"],
+    ("21 learning rate nan", run("--set", "learning_rate=nan"),
      r"--set learning_rate=nan: recipe.learning_rate: 'nan' is not a finite number"),
-    ("21 infinite scale", ["run", "--data", MISSING, "--set", "scale=inf", "--out", "{tmp}/runs"],
+    ("21 infinite scale", run("--set", "scale=inf"),
      r"recipe.scale: 'inf' is not a finite number"),
-    ("23 empty --labels", ["run", "--data", MISSING, "--labels", "{tmp}/labels.csv::", "--out", "{tmp}/runs"],
+    ("23 empty --labels", run("--labels", "{tmp}/labels.csv::"),
      r"--labels .*labels.csv: the columns must be path and label \(the file is empty\)"),
-    ("23 --labels without rows", ["run", "--data", MISSING, "--labels", "{tmp}/labels.csv::path,label\n", "--out",
-                                  "{tmp}/runs"],
+    ("23 --labels without rows", run("--labels", "{tmp}/labels.csv::path,label\n"),
      r"--labels .*labels.csv: no corrections in it \(a header and no rows\): leave out --labels"),
     ("31 --pairs in a missing folder", ["audit", "--data", MISSING, "--pairs", "{tmp}/nodir/pairs.csv"],
      r"--pairs .*nodir/pairs.csv: cannot write there: no folder .*nodir$"),
@@ -50,24 +55,23 @@ REFUSALS = [
     ("34 reader_options = 5", ["run", "--config", f"{{tmp}}/c.toml::data = '{MISSING}'\nreader_options = 5\n",
                                "--out", "{tmp}/runs"],
      r"c.toml: reader_options: 5 is not a table of options"),
-    ("34 fold 7/5 before the data", ["run", "--data", MISSING, "--set", "fold=7/5", "--out", "{tmp}/runs"],
+    ("34 fold 7/5 before the data", run("--set", "fold=7/5"),
      r"--set fold=7/5: fold: K must be between 1 and N"),
-    ("34 devices before the data", ["run", "--data", MISSING, "--devices", "banana", "--out", "{tmp}/runs"],
+    ("34 devices before the data", run("--devices", "banana"),
      r"--devices: devices: write auto, a count \(2\) or device indices"),
-    ("34 several devices on TensorFlow before the data", ["run", "--data", MISSING, "--devices", "2", "--out",
-                                                          "{tmp}/runs"],
+    ("34 several devices on TensorFlow before the data", run("--devices", "2"),
      r"--devices 2: training on several devices needs the JAX backend"),
-    ("34 split_seed before the data", ["run", "--data", MISSING, "--set", "split_seed=-1", "--out", "{tmp}/runs"],
+    ("34 split_seed before the data", run("--set", "split_seed=-1"),
      r"--set split_seed=-1: split_seed: '-1' must be at least 0"),
 ]
 
 
-def _argv(args: list[str], tmp: Path, run: Path) -> tuple[list[str], list[str]]:
+def _argv(args: list[str], tmp: Path, run_dir: Path) -> tuple[list[str], list[str]]:
     """The command line with {tmp} and {run} filled in (``FILE::TEXT``: TEXT written to FILE
     first), and the names of the files so written."""
     out, written = [], []
     for arg in args:
-        arg = arg.format(tmp=tmp, run=run)
+        arg = arg.format(tmp=tmp, run=run_dir)
         if "::" in arg:
             arg, text = arg.split("::", 1)
             Path(arg).write_text(text)
@@ -264,3 +268,48 @@ def test_a_written_plan_records_the_absolute_data_path(tmp_path, monkeypatch):
     for member in sorted((tmp_path / "plan" / "members").glob("*.json")):
         config = json.loads(member.read_text())["config"]
         assert (config["data"], config["labels"]) == (str(tmp_path / "data" / "three"), str(tmp_path / "fix.csv"))
+
+
+def _volumes(folder: Path) -> Path:
+    """``a/four.nii.gz`` (3 volumes) and ``b/three.nii.gz``: small random NIfTI files."""
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name, shape in (("a/four", (24, 24, 4, 3)), ("b/three", (24, 24, 4))):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(rng.integers(0, 255, shape).astype(np.int16), np.eye(4)), folder / f"{name}.nii.gz")
+    return folder
+
+
+NOTE = "a 4-D file: volume 0 of 3 read, the other 2 left out (-R volume=N reads another)"
+
+
+def test_a_4d_volume_read_in_part_is_counted_and_named_by_predict(real_run, tmp_path):
+    import json
+
+    folder = _volumes(tmp_path / "scans")
+    result = CliRunner().invoke(cli, ["predict", str(real_run[2]), "--data", str(folder), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"btk: read in part: {folder / 'a' / 'four.nii.gz'}: {NOTE}" in result.stderr
+    assert "btk: 1 input(s) read in part" in result.stderr
+    (written,) = (tmp_path / "out").iterdir()
+    record = json.loads((written / "predict.json").read_text())
+    assert record["read_in_part"] == [{"source": str(folder / "a" / "four.nii.gz"), "left_out": NOTE}]
+    # a volume the user chose is no note
+    chosen = CliRunner().invoke(cli, ["predict", str(real_run[2]), "--data", str(folder), "-R", "volume=1"])
+    assert chosen.exit_code == 0 and "read in part" not in chosen.output
+
+
+def test_a_4d_volume_read_in_part_is_noted_in_a_dataset_and_its_cache(tmp_path):
+    from btk.dataset import load_dataset, unread_records
+    from btk.plugins import get_host
+    from btk.types import ReadOptions
+
+    folder = _volumes(tmp_path / "data")
+    reader = get_host().readers.get("nifti")
+    first, again = (load_dataset(reader, folder, ReadOptions(16, 1, {"slices": "all"})) for _ in range(2))
+    assert first.notes == again.notes == [("a/four.nii.gz", NOTE)]  # the second read is the cache's
+    assert unread_records(first.skipped, first.notes) == {
+        "skipped": [], "read_in_part": [{"source": "a/four.nii.gz", "left_out": NOTE}]}

@@ -241,9 +241,9 @@ def test_predict_json_prints_nothing_when_the_stream_fails(tmp_path, image_folde
     """A reader that breaks mid-stream, before a row is printed: the error is one line on standard
     error, and nothing is on standard output; a list begun before a failure is ended, so what was
     printed still parses."""
-    from btk.predict_output import JsonList
     from btk.api import Entry, Sample, hookimpl
     from btk.plugins import register_plugin
+    from btk.predict_output import JsonList
 
     class Breaking:
         name, description = "breaking", "every image after the fourth has the wrong size"

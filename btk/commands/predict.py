@@ -119,6 +119,9 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         warn_lines([f"{source}: {reason}" for source, reason in tally.skipped], prefix="btk: skipped ")
         if tally.skipped:
             warn_lines([f"{len(tally.skipped)} input(s) could not be read"], prefix="btk: ")
+        warn_lines([f"{source}: {note}" for source, note in tally.notes], prefix="btk: read in part: ")
+        if tally.notes:
+            warn_lines([f"{len(tally.notes)} input(s) read in part"], prefix="btk: ")
 
     failed = True
     try:
