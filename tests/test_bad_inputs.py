@@ -313,3 +313,18 @@ def test_a_4d_volume_read_in_part_is_noted_in_a_dataset_and_its_cache(tmp_path):
     assert first.notes == again.notes == [("a/four.nii.gz", NOTE)]  # the second read is the cache's
     assert unread_records(first.skipped, first.notes) == {
         "skipped": [], "read_in_part": [{"source": "a/four.nii.gz", "left_out": NOTE}]}
+
+
+def test_a_split_of_few_groups_is_made_or_refused_in_one_line():
+    """Fewer groups than a stratified split's folds: a plain grouped split; one group: one line."""
+    import numpy as np
+
+    from btk.errors import BtkError
+    from btk.split import grouped_holdout
+
+    labels = np.array([0] * 10 + [1] * 10)  # 10 of each class: 10 folds for a share of 0.1, but 7 groups
+    groups = np.array([f"g{i // 3}" for i in range(20)])
+    held = grouped_holdout(labels, groups, 0.1, 0)
+    assert 0 < held.sum() < 20 and not set(groups[held]) & set(groups[~held])
+    with pytest.raises(BtkError, match=r"^20 image\(s\) in 1 group\(s\) are too few to hold out a share of 0.1"):
+        grouped_holdout(labels, np.array(["g"] * 20), 0.1, 0)
