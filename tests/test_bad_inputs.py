@@ -328,3 +328,32 @@ def test_a_split_of_few_groups_is_made_or_refused_in_one_line():
     assert 0 < held.sum() < 20 and not set(groups[held]) & set(groups[~held])
     with pytest.raises(BtkError, match=r"^20 image\(s\) in 1 group\(s\) are too few to hold out a share of 0.1"):
         grouped_holdout(labels, np.array(["g"] * 20), 0.1, 0)
+
+
+def test_an_interrupted_plan_names_the_checkpoints_its_members_kept(tmp_path, monkeypatch):
+    """The members are other processes: what they kept for btk resume is named all the same."""
+    import sys
+    import time
+
+    from btk import plan
+    from btk.config import make_run_config
+    from btk.interrupt import KEPT, interrupted_line
+
+    kept = tmp_path / ".20261207-000000-m.partial"
+    script = ("import pathlib, sys, time; p = pathlib.Path(sys.argv[1]) / 'checkpoint'; p.mkdir(parents=True); "
+              "(p / 'state.json').write_text('{}'); time.sleep(60)")
+    monkeypatch.setattr(plan, "member_command", lambda config_file, out_dir: [sys.executable, "-c", script, str(kept)])
+
+    def interrupt_once_kept(member, proc):
+        deadline = time.monotonic() + 60
+        while not (kept / "checkpoint" / "state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    KEPT.clear()
+    with pytest.raises(KeyboardInterrupt):
+        plan.run_parallel([plan.Member("m", "x", 1, make_run_config(data="D"))], tmp_path, 1,
+                          on_start=interrupt_once_kept)
+    assert interrupted_line() == f"btk: interrupted; kept for btk resume: {kept}; nothing else half-written was kept"
+    KEPT.clear()
+    assert interrupted_line() == "btk: interrupted; nothing half-written was kept"
