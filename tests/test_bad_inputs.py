@@ -104,9 +104,17 @@ def test_a_bad_input_is_refused_in_one_line_before_the_work_and_nothing_is_writt
     assert sorted(fake_run.rglob("*")) == before
 
 
-def test_an_integral_float_is_an_integer_and_a_fraction_is_not():
+def test_an_integral_float_is_an_integer_and_a_fraction_is_not(tmp_path):
+    import json
+
     from btk.config import convert
 
+    (tmp_path / "c.toml").write_text('data = "D"\n[recipe]\nepochs = 30.0\n')
+    result = CliRunner().invoke(cli, ["plan", "--config", str(tmp_path / "c.toml"), "--seeds", "7", "--write",
+                                      str(tmp_path / "plan")])
+    assert result.exit_code == 0, result.output
+    (member,) = (tmp_path / "plan" / "members").glob("*.json")
+    assert json.loads(member.read_text())["config"]["recipe"]["epochs"] == 30
     assert convert("recipe.epochs", 30.0) == 30 and isinstance(convert("recipe.epochs", 30.0), int)
     assert convert("recipe.epochs", "30.0") == 30
     with pytest.raises(ValueError, match=r"30\.5 is not an integer"):
