@@ -203,19 +203,26 @@ def audit(main: ImageSet, against: ImageSet | None = None, threshold: float = DE
 
 
 def write_pairs(result: AuditResult, path: Path) -> None:
-    """Every pair as CSV (``.csv``) or JSON (any other suffix)."""
+    """Every pair as CSV (``.csv``) or JSON (any other suffix), complete or not at all."""
     import csv
     import json
 
+    from btk.run_files import partial_file
+
     rows = [{"scope": p.scope, "a": p.a_source, "a_label": p.a_label, "b": p.b_source, "b_label": p.b_label,
              "kind": p.kind, "score": p.score, "labels_disagree": p.labels_disagree} for p in result.pairs]
-    if path.suffix.lower() == ".csv":
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scope", "a", "b"])
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        path.write_text(json.dumps({"summary": result.summary(), "pairs": rows}, indent=1) + "\n")
+    tmp = partial_file(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["scope", "a", "b"])
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            tmp.write_text(json.dumps({"summary": result.summary(), "pairs": rows}, indent=1) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def audit_paths(data: Path, reader: Reader, reader_options: dict[str, str] | None = None,

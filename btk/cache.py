@@ -85,7 +85,8 @@ def dataset_key(reader: str, path: Path | None, options: ReadOptions, entries: l
     h = hashlib.sha256()
     root = str(Path(path).resolve()) if path else None
     head = {"reader": reader, "path": root, "size": options.image_size,
-            "channels": options.channels, "extra": sorted((options.extra or {}).items()), "format": 2}
+            "channels": options.channels, "extra": sorted((options.extra or {}).items()),
+            "format": 3}  # 3: inputs read in part are noted; truncated JPEGs are unreadable
     if options.crop != "none":
         head["crop"] = options.crop
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
@@ -158,12 +159,13 @@ class Writer:
             (self.count, *shape))
 
     def finish(self, shape: tuple[int, ...], labels: list, groups: list, sources: list, splits: list,
-               skipped: list[tuple[str, str]]) -> np.memmap:
+               skipped: list[tuple[str, str]], notes: list[tuple[str, str]] | None = None) -> np.memmap:
         """Write the metadata, publish the entry and return its images as a memory map."""
         (self.fh or self._open()).close()
         meta = {"shape": [self.count, *shape], "labels": [None if v is None else str(v) for v in labels],
                 "groups": [str(g) for g in groups], "sources": [str(s) for s in sources],
-                "splits": [str(s) for s in splits], "skipped": [list(s) for s in skipped], "created": time.time()}
+                "splits": [str(s) for s in splits], "skipped": [list(s) for s in skipped],
+                "notes": [list(s) for s in notes or []], "created": time.time()}
         (self.tmp / META).write_text(json.dumps(meta))
         final = self.root / self.key
         if final.exists():  # another process cached the same files meanwhile

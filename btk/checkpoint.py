@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from btk.errors import DivergedError
+
 RESUME_FILE = "resume.json"
 SEEDS_FILE = "seeds.npz"
 
@@ -62,6 +64,8 @@ def load_model_file(path: Path | str) -> Any:
         BtkError: no model file, a damaged one, or one Keras refuses to load safely (a
             ``Lambda`` layer holds arbitrary Python code).
     """
+    import zipfile
+
     import keras
 
     from btk.errors import BtkError
@@ -69,6 +73,9 @@ def load_model_file(path: Path | str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise BtkError(f"{path.parent}: run has no {path.name}")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise BtkError(f"{path}: damaged: a .keras model is a zip archive and these {path.stat().st_size:,} bytes "
+                       "are not a complete one (truncated or overwritten?)")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, zipfile and h5 errors alike
@@ -181,6 +188,7 @@ class PartialRun:
         """``path``: the partial folder itself, or the run path it is for."""
         path = Path(path)
         self.folder = path if path.name.endswith(".partial") else path.parent / f".{path.name}.partial"
+        self.made: list[Path] = []  # the folders begin() made, removed again if nothing is kept
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -188,7 +196,9 @@ class PartialRun:
 
     def begin(self, run_id: str, config: dict[str, Any]) -> None:
         """Make the folder (kept if there) and record the run's id and configuration."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from btk.run_files import make_folder
+
+        self.made = make_folder(self.folder)
         (self.folder / RESUME_FILE).write_text(json.dumps({"id": run_id, "config": config}, indent=1))
 
     def read(self) -> dict[str, Any] | None:
@@ -199,9 +209,16 @@ class PartialRun:
     def stopped(self, exc: BaseException, warn: Any) -> None:
         """After an interruption or any error (a ``BtkError`` too): a folder holding a checkpoint
         stays for ``btk resume`` and ``warn(line)`` says how; one without is removed. An error
-        never deletes a checkpoint."""
-        if self.checkpoint.exists:
+        never deletes a checkpoint, but a diverged training's (:class:`btk.errors.DivergedError`),
+        which resuming would repeat."""
+        if self.checkpoint.exists and not isinstance(exc, DivergedError):
+            from btk.interrupt import KEPT
+
             what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
             warn(f"{what}: resume with btk resume {self.folder}")
+            KEPT.append(self.folder)
         else:
+            from btk.run_files import remove_made
+
             shutil.rmtree(self.folder, ignore_errors=True)
+            remove_made(self.made)

@@ -46,8 +46,9 @@ class BtkGroup(click.Group):
         return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from btk.interrupt import Terminated
+        from btk.interrupt import KEPT, Terminated
 
+        KEPT.clear()
         try:
             return super().invoke(ctx)
         except BtkError as exc:
@@ -57,7 +58,9 @@ class BtkGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt as exc:
-            click.echo("btk: interrupted; nothing half-written was kept", err=True)
+            from btk.interrupt import interrupted_line
+
+            click.echo(interrupted_line(), err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
         except Exception as exc:
             if _debug():

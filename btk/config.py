@@ -31,6 +31,7 @@ one line naming its source, e.g. ``c.toml: recipe.schedule: 'cosnie' is not one 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -60,13 +61,23 @@ def _field(default: Any, help: str, flag: str = "", *, metavar: str = "", choice
     return field(default=default, metadata=metadata)
 
 
+NAME_BYTES = 100
+"""The longest run name (bytes in UTF-8): a result directory's name holds it beside a time stamp,
+a prefix and a suffix, and a file system allows 255 bytes."""
+
+
 def check_run_name(name: str) -> str | None:
     """The problem with run name ``name``, or ``None``: it goes into a directory's name, so it must
-    be one path component: no path separator, not ``.`` or ``..``, and not hidden (a leading dot
-    marks unfinished runs)."""
-    if name and ("/" in name or "\\" in name or name in (".", "..") or name.startswith(".") or "\0" in name):
-        return (f"{name!r} must be a plain name (no '/', '\\', leading '.' or '..'): it becomes part of a "
-                "directory's name")
+    be one path component: no path separator, not ``.`` or ``..``, not hidden (a leading dot
+    marks unfinished runs), no control character (a line break) and at most :data:`NAME_BYTES`
+    bytes long."""
+    if name and ("/" in name or "\\" in name or name in (".", "..") or name.startswith(".")
+                 or not name.isprintable()):
+        return (f"{name!r} must be a plain name (no '/', '\\', control character, leading '.' or '..'): it becomes "
+                "part of a directory's name")
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > NAME_BYTES:
+        return f"a name of {size} bytes is too long: at most {NAME_BYTES} (it becomes part of a directory's name)"
     return None
 
 
@@ -88,6 +99,36 @@ def _intensity_problem(value: str) -> str | None:
 
 def _model_problem(value: str) -> str | None:
     return None if value.strip() else "a model name is needed"
+
+
+def _fold_problem(value: str) -> str | None:
+    from btk.folds import parse_fold
+
+    try:
+        if value:
+            parse_fold(value)
+    except BtkError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def _devices_problem(value: str) -> str | None:
+    from btk.distribute import parse_devices
+
+    try:
+        if value:
+            parse_devices(value, 1 << 20)  # the form only: which devices exist is checked before training
+    except BtkError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def _limit_train_problem(value: int) -> str | None:
+    return "1 image cannot be split into training and validation images: use 0 (all) or at least 2" if value == 1 \
+        else None
+
+
+SEED_HIGH = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
 
 
 @dataclass(frozen=True)
@@ -198,9 +239,10 @@ class RunConfig:
                                             "--train-degrade", metavar="SPEC")
     test_degrade: tuple[str, ...] = _field((), "Also score the test images degraded by SPEC; repeatable.",
                                            "--degrade", metavar="SPEC")
-    seed: int = _field(101, "Seed for splits, initialisation and shuffling.", "--seed", metavar="N")
+    seed: int = _field(101, "Seed for splits, initialisation and shuffling.", "--seed", metavar="N", low=0,
+                       high=SEED_HIGH)
     limit_train: int = _field(0, "Use at most N training images (0: all).", "--limit-train", metavar="N",
-                              low=0)
+                              low=0, check=_limit_train_problem)
     limit_test: int = _field(0, "Use at most N test images (0: all).", "--limit-test", metavar="N",
                              low=0)
     test_fraction: float = _field(0.2, "Share held out for testing when the data declares no test split.",
@@ -211,12 +253,13 @@ class RunConfig:
                                         "test images with a copy in training are also reported apart; 0: off.",
                                         "--duplicate-threshold", metavar="SCORE", low=0, high=1)
     tta: bool = _field(False, "Score images with test-time augmentation (each image and its mirror image).", "--tta")
-    split_seed: int | None = _field(None, "Seed of the splits; none: the seed.")
+    split_seed: int | None = _field(None, "Seed of the splits; none: the seed.", low=0, high=SEED_HIGH)
     ensemble: int = _field(1, "Members trained for an ensemble run (btk ensemble --train N).", low=1)
     devices: str = _field("", "Data-parallel training devices: auto, N or a list such as 0,1; empty: one.",
-                          "--devices", metavar="auto|N|LIST")
+                          "--devices", metavar="auto|N|LIST", check=_devices_problem)
     fold: str = _field("", "Train on fold K of N of the training images (K/N, e.g. 2/5: validate on that fold, "
-                            "train on the others; btk ensemble --folds N makes them); empty: the usual split.")
+                            "train on the others; btk ensemble --folds N makes them); empty: the usual split.",
+                       check=_fold_problem)
     labels: str | None = _field(None, "Label corrections kept beside the data: a CSV of path and label (or drop), "
                                 "applied to what the reader read; the run records the file and its SHA-256.",
                                 "--labels", metavar="FILE")
@@ -404,6 +447,8 @@ def parse_pairs(value: Any) -> dict[str, str]:
     """
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
+    if not isinstance(value, (str, list, tuple)):
+        raise ValueError(f"{value!r} is not a table of options (KEY = VALUE) or a list of KEY=VALUE items")
     items = [value] if isinstance(value, str) else list(value)
     out = {}
     for item in items:
@@ -448,11 +493,15 @@ def convert(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError(f"{value!r} is not a number")
         try:
-            number: float = int(str(value).strip()) if kind == "int" else float(str(value).strip())
+            number: float = float(str(value).strip())
         except ValueError:
             raise ValueError(f"{value!r} is not {'an integer' if kind == 'int' else 'a number'}") from None
-        if kind == "int" and isinstance(value, float) and value != int(value):
-            raise ValueError(f"{value!r} is not an integer")
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite number")
+        if kind == "int":
+            if not number.is_integer():
+                raise ValueError(f"{value!r} is not an integer")
+            number = value if isinstance(value, int) else int(number)  # 30.0 is 30
         low, high = meta["low"], meta["high"]
         if low is not None and (number < low or (meta["low_open"] and number == low)):
             raise ValueError(f"{value!r} must be {'above' if meta['low_open'] else 'at least'} {low:g}")
@@ -460,6 +509,9 @@ def convert(key: str, value: Any) -> Any:
             raise ValueError(f"{value!r} must be {'below' if meta['high_open'] else 'at most'} {high:g}")
         if meta["choices"] and str(number) not in meta["choices"]:
             raise ValueError(f"{value!r} is not one of {', '.join(meta['choices'])}")
+        problem = meta["check"](number) if meta["check"] else None
+        if problem:
+            raise ValueError(problem)
         return number
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{value!r} is not text")

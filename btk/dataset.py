@@ -35,11 +35,39 @@ class Dataset:
     sources: np.ndarray
     splits: np.ndarray
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # inputs read in part: (source, what was left out)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived data (fingerprints, clusters)
     fingerprint: dict[str, Any] = field(default_factory=dict)  # what was read (see load_dataset)
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def input_notes(source: str, samples: list[Sample]) -> list[tuple[str, str]]:
+    """``[(source, note)]`` when the samples of input ``source`` say what their reader left out of
+    it (``Sample.meta["note"]``), else ``[]``."""
+    notes = dict.fromkeys(str(s.meta["note"]) for s in samples if s.meta.get("note"))
+    return [(source, note) for note in notes]
+
+
+def warn_unread(data: Dataset, warn: Any) -> None:
+    """Say through ``warn(line)`` what of ``data``'s inputs was not read: how many inputs could not
+    be read (with the first), and each input read in part (what was left out)."""
+    if data.skipped:
+        warn(f"skipped {len(data.skipped)} unreadable input(s), e.g. {data.skipped[0][0]}: {data.skipped[0][1]}")
+    if data.notes:
+        warn(f"{len(data.notes)} input(s) read in part:")
+        for source, note in data.notes:
+            warn(f"  {source}: {note}")
+
+
+def unread_records(skipped: list[tuple[str, str]], notes: list[tuple[str, str]]) -> dict[str, Any]:
+    """What a result's ``metrics.json`` records of the inputs not read: ``skipped`` (source and
+    reason) and, when there are any, ``read_in_part`` (source and what was left out)."""
+    out: dict[str, Any] = {"skipped": [{"source": s, "reason": r} for s, r in skipped]}
+    if notes:
+        out["read_in_part"] = [{"source": s, "left_out": n} for s, n in notes]
+    return out
 
 
 def release_freed_memory() -> None:
@@ -199,7 +227,7 @@ def load_dataset(
         return Dataset(images=hit["images"], labels=np.array(hit["labels"], dtype=object),
                        groups=np.array(hit["groups"], dtype=object), sources=np.array(hit["sources"], dtype=object),
                        splits=np.array(hit["splits"], dtype=object), skipped=[tuple(s) for s in hit["skipped"]],
-                       fingerprint=fingerprint)
+                       notes=[tuple(s) for s in hit.get("notes", [])], fingerprint=fingerprint)
     writer = None
     if key:
         try:
@@ -209,12 +237,14 @@ def load_dataset(
     images: list[np.ndarray] = []
     labels, groups, sources, splits = [], [], [], []
     skipped: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     shapes: set[tuple[int, ...]] = set()
     try:
         for entry, result in iter_entries(reader, path, options, strict, progress, workers, entries=entries):
             if isinstance(result, str):
                 skipped.append((entry.source, result))
                 continue
+            notes += input_notes(entry.source, result)
             for sample in result:
                 image = as_hwc(sample.image, options.channels, sample.source)
                 shapes.add(image.shape)
@@ -238,7 +268,7 @@ def load_dataset(
         (shape,) = shapes
         if writer is not None:
             try:
-                array: np.ndarray = writer.finish(shape, labels, groups, sources, splits, skipped)
+                array: np.ndarray = writer.finish(shape, labels, groups, sources, splits, skipped, notes)
             except OSError:
                 array = writer.read_back(shape)
                 writer.abort()
@@ -256,5 +286,6 @@ def load_dataset(
         sources=np.array(sources, dtype=object),
         splits=np.array(splits, dtype=object),
         skipped=skipped,
+        notes=notes,
         fingerprint=fingerprint,
     )

@@ -62,6 +62,7 @@ def check_members(runs: Sequence[Run]) -> None:
     if len(runs) < 2:
         raise BtkError("an ensemble needs at least two runs")
     seen: dict[Path, str] = {}
+    models: dict[str, str] = {}
     for run in runs:
         if run.is_evaluation:
             raise BtkError(f"{run.path} is an evaluation, not a run: give the run it evaluated")
@@ -72,6 +73,12 @@ def check_members(runs: Sequence[Run]) -> None:
             raise BtkError(f"{run.path}: the same run is given twice ({seen[where]}): an ensemble needs different "
                            "runs")
         seen[where] = str(run.path)
+        digest = run.model_sha256()
+        if digest is not None and digest in models:
+            raise BtkError(f"{run.path} has the same model as {models[digest]} (a copy: model.keras SHA-256 "
+                           f"{digest[:16]}): an ensemble needs different runs")
+        if digest is not None:
+            models[digest] = str(run.path)
     first = runs[0]
     tests = set(first.role_sources("test"))
     for run in runs[1:]:

@@ -15,3 +15,7 @@ class DuplicateNameError(BtkError):
 
 class UnreadableInputError(BtkError):
     """One input (an image file, a slice) could not be read; readers raise it per item."""
+
+
+class DivergedError(BtkError):
+    """Training produced a non-finite loss. Resuming would repeat it, so no checkpoint is kept."""

@@ -19,7 +19,7 @@ from btk.cache import gather
 from btk.classmap import map_labels, unknown_classes, vocabulary_error
 from btk.config import require_run_name
 from btk.conformal import CONFORMAL_FILE
-from btk.dataset import Dataset, load_dataset
+from btk.dataset import Dataset, load_dataset, unread_records, warn_unread
 from btk.degraders import Degradation, resolve_degradations
 from btk.duplicates import Fingerprints, copy_mask
 from btk.errors import BtkError
@@ -207,6 +207,7 @@ class Evaluation:
     precision: str = "float32"
     started: str = ""
     distribution: dict[str, Any] | None = None  # the devices scored on (btk.distribute.scoring)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # inputs read in part (Dataset.notes)
 
 
 def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback: Feedback | None = None) -> Evaluation:
@@ -226,9 +227,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     with feedback.task(f"reading {plan.data} ({reader.name})") as task:
         data = load_dataset(reader, plan.data, run.read_options(plan.reader_options), strict=plan.strict,
                             progress=lambda done, total: task.update(completed=done, total=total))
-    if data.skipped:
-        feedback.warn(f"skipped {len(data.skipped)} unreadable input(s), e.g. {data.skipped[0][0]}: "
-                      f"{data.skipped[0][1]}")
+    warn_unread(data, feedback.warn)
     index, split = select_split(data, plan.split)
     labels = [str(x) for x in data.labels[index]]
     check_vocabulary(run, labels, plan.class_map, plan.data.name)
@@ -261,7 +260,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
         predict_seconds = time.perf_counter() - t_predict
         precision, layout = model_precision(scorer.model), scorer.layout
     return Evaluation(plan, split, len(index), results, copies_checked, list(data.skipped), load_seconds,
-                      predict_seconds, rows, data.fingerprint, precision, started, layout)
+                      predict_seconds, rows, data.fingerprint, precision, started, layout, list(data.notes))
 
 
 def default_destination(plan: EvaluationPlan, split: str) -> Path:
@@ -324,7 +323,7 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
                        "predicted_images_per_second":
                            n * len(results.conditions) / max(evaluation.predict_seconds, 1e-9),
                        "total_seconds": total_seconds},
-            "skipped": [{"source": s, "reason": r} for s, r in evaluation.skipped],
+            **unread_records(evaluation.skipped, evaluation.notes),
         })
     return load_run(final)
 

@@ -548,7 +548,7 @@ def explain_run(run: Any, paths: Sequence[str | Path], out: Path | str | None = 
     import shutil
 
     from btk.plugins import get_host
-    from btk.run_files import check_writable, new_run_id, unique_dir
+    from btk.run_files import check_writable, make_folder, new_run_id, remove_made, unique_dir
 
     if method not in METHODS:
         raise BtkError(f"unknown method '{method}' (known: {', '.join(METHODS)})")
@@ -566,11 +566,13 @@ def explain_run(run: Any, paths: Sequence[str | Path], out: Path | str | None = 
                                 layer_name)
     final = unique_dir(parent, new_run_id(f"explain-{method}"))
     partial = final.parent / f".{final.name}.partial"
+    made = make_folder(partial)
     try:
         write_outputs(result, partial)
         partial.rename(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        remove_made(made)
         raise
     owner = run.evaluated_run() if run.is_evaluation else run
     kept = Path(owner.path) / ".explain.json.partial"

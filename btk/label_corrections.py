@@ -27,16 +27,22 @@ def read_corrections(path: Path | str) -> dict[str, str]:
     """``path -> label or drop`` from a corrections file.
 
     Raises:
-        BtkError: a missing or unreadable file, no ``path`` and ``label`` columns, a path twice.
+        BtkError: a missing or unreadable file, no ``path`` and ``label`` columns (an empty file), no
+            rows, a path twice.
     """
     path = Path(path)
     try:
         with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise BtkError(f"--labels {path}: {exc.strerror or exc}") from None
-    if rows and not {"path", "label"} <= set(rows[0]):
-        raise BtkError(f"--labels {path}: the columns must be path and label (found {', '.join(rows[0])})")
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BtkError(f"--labels {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not {"path", "label"} <= set(columns):
+        found = f"found {', '.join(columns)}" if columns else "the file is empty"
+        raise BtkError(f"--labels {path}: the columns must be path and label ({found})")
+    if not rows:
+        raise BtkError(f"--labels {path}: no corrections in it (a header and no rows): leave out --labels")
     out: dict[str, str] = {}
     for r in rows:
         key = (r["path"] or "").strip()

@@ -242,6 +242,10 @@ def model_card(run: Run, name: str | None = None) -> str:
                      "side.")
     if metrics.get("skipped"):
         lines.append(f"- {len(metrics['skipped'])} unreadable input(s) skipped.")
+    if metrics.get("read_in_part"):
+        first = metrics["read_in_part"][0]
+        lines.append(f"- {len(metrics['read_in_part'])} input(s) read in part, e.g. {first['source']}: "
+                     f"{first['left_out']}.")
     lines.append("")
 
     lines += ["## Training", "", *_training_lines(run), ""]

@@ -28,7 +28,7 @@ from btk.calibration import fit_temperature, nll
 from btk.checkpoint import Checkpoint, PartialRun, save_model_file
 from btk.config import RunConfig
 from btk.conformal import CONFORMAL_FILE, Conformal
-from btk.dataset import Dataset, load_dataset
+from btk.dataset import Dataset, load_dataset, unread_records, warn_unread
 from btk.degraders import Degradation, resolve_degradations
 from btk.device import build_with_precision, step_batch_size
 from btk.duplicates import copy_mask
@@ -149,9 +149,7 @@ def load_for_config(config: RunConfig, host: PluginHost, feedback: Feedback | No
     with feedback.task(f"reading ({reader.name})") as task:
         data = load_dataset(reader, path, options, strict=config.strict,
                             progress=lambda done, total: task.update(completed=done, total=total))
-    if data.skipped:
-        feedback.warn(f"skipped {len(data.skipped)} unreadable input(s), e.g. {data.skipped[0][0]}: "
-                      f"{data.skipped[0][1]}")
+    warn_unread(data, feedback.warn)
     if config.labels:
         from btk.label_corrections import apply_corrections
 
@@ -201,6 +199,11 @@ def prepare(config: RunConfig, host: PluginHost | None = None, feedback: Feedbac
     if recipe.image_size < model_spec.min_image_size:
         raise BtkError(f"model '{model_spec.name}' needs an image size of at least {model_spec.min_image_size}, "
                        f"got {recipe.image_size}")
+    distribute.check_devices(config.devices, "training")  # before the data is read
+    if config.labels and data is None:
+        from btk.label_corrections import read_corrections
+
+        read_corrections(config.labels)  # an unreadable or empty file, before the data is read
     t_start = time.perf_counter()
     if data is None:
         data = load_for_config(config, host, feedback)
@@ -520,7 +523,7 @@ def write_run(final: Path, prep: Prepared, fitted: Fitted, results: TestResults,
             "timing": {"load_seconds": prep.load_seconds, "train_seconds": fitted.train_seconds,
                        "train_images_per_second": fitted.n_train * fitted.epochs_run / max(fitted.train_seconds, 1e-9),
                        "total_seconds": total_seconds},
-            "skipped": [{"source": s, "reason": r} for s, r in data.skipped],
+            **unread_records(data.skipped, data.notes),
             **({"explanations": results.explanations} if results.explanations else {}),
             **((extra or {}).get("metrics") or {}),
         }

@@ -213,6 +213,11 @@ def run_parallel(members: Sequence[Member], folder: Path, jobs: int, feedback: F
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
+        if running:  # what the stopped members kept for btk resume, for the line the interruption ends with
+            from btk.checkpoint import PartialRun
+            from btk.interrupt import KEPT
+
+            KEPT.extend(p for p in sorted(folder.glob(".*.partial")) if PartialRun(p).checkpoint.exists)
     return [results[k] for k in range(len(members))]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from btk.dataset import as_hwc, iter_entries, opencv_threads
+from btk.dataset import as_hwc, input_notes, iter_entries, opencv_threads
 from btk.errors import BtkError
 from btk.feedback import Feedback
 from btk.predict_inputs import PredictInput, pick_reader
@@ -87,6 +87,7 @@ class PredictionTally:
     answer counted by class."""
 
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # inputs read in part: (input, what was left out)
     images: int = 0
     answers: Counter[str] = field(default_factory=Counter)
     set_sizes: Counter[int] = field(default_factory=Counter)  # with --coverage: each file's answer's set size
@@ -104,6 +105,7 @@ class InputsReader:
 
     def __init__(self, inputs: Sequence[PredictInput]) -> None:
         self.inputs = inputs
+        self.notes: dict[str, list[tuple[str, str]]] = {}  # inputs read in part (Dataset.notes)
 
     def scan(self, path: Path | None, options: ReadOptions) -> list[Entry]:
         return [Entry(inp.name(e), None, inp.name(e), payload=(k, e))
@@ -112,7 +114,11 @@ class InputsReader:
     def load(self, entry: Entry, options: ReadOptions) -> list[Sample]:
         k, inner = entry.payload
         inp = self.inputs[k]
-        return inp.reader.load(inner, replace(options, extra=inp.options.extra))
+        samples = inp.reader.load(inner, replace(options, extra=inp.options.extra))
+        notes = input_notes(entry.source, samples)
+        if notes:  # what the reader left out of this input, for the tally
+            self.notes[entry.source] = notes
+        return samples
 
 
 _Slice = tuple[int | None, np.ndarray, dict[str, Any] | None, str]
@@ -318,6 +324,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))
                     continue
+                tally.notes += adapter.notes.pop(job.source, [])
                 for row in batcher.add(job.source, result):
                     yield row
                     task.update(completed=batcher.done + len(tally.skipped))

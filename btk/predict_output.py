@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from btk.dataset import unread_records
 from btk.errors import BtkError
 from btk.predict import Prediction, PredictionTally
 from btk.runs import Run
@@ -76,9 +77,14 @@ class JsonList:
         self._write(("[\n" if self.rows == 0 else ",\n") + json.dumps(p.record()))
         self.rows += 1
 
-    def close(self) -> None:
-        """End the list (an empty one if nothing was written)."""
-        self._write("[]\n" if self.rows == 0 else "\n]\n")
+    def close(self, failed: bool = False) -> None:
+        """End the list (an empty one if nothing was written). After a failure (``failed``) with
+        nothing written, write nothing: a failed command prints no result; a list already begun
+        is ended, so what was printed still parses."""
+        if self.rows:
+            self._write("\n]\n")
+        elif not failed:
+            self._write("[]\n")
 
 
 @dataclass
@@ -171,5 +177,5 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())},
                     "in_every_set": held} if coverage is not None else {}),
                 **({"shift": shift.to_json()} if shift is not None else {}),
-                "skipped": [{"source": s, "reason": r} for s, r in tally.skipped]}, indent=1) + "\n")
+                **unread_records(tally.skipped, tally.notes)}, indent=1) + "\n")
     return PredictResult(tally, rows, folder.final if folder is not None else None, shift, warnings)

@@ -29,7 +29,15 @@ def resume_config(partial: Path | str) -> tuple[RunConfig, str]:
     Raises:
         BtkError: the folder holds no interrupted run.
     """
+    from btk.run_files import MARKER
+
     run = PartialRun(partial)
+    if not run.folder.is_dir():
+        finished = run.folder.parent / run.folder.name[1:-len(".partial")]
+        if (finished / MARKER).is_file():
+            raise BtkError(f"{finished} is a finished run: nothing to resume")
+        raise BtkError(f"{partial}: not an interrupted run: no folder {run.folder} (btk run names the hidden "
+                       ".ID.partial folder it keeps when it stops)")
     try:
         saved = run.read()
     except (OSError, ValueError) as exc:

@@ -38,21 +38,79 @@ def unique_dir(parent: Path, run_id: str) -> Path:
 
 
 def check_writable(parent: Path | str, what: str = "--out") -> Path:
-    """``parent``, created if needed, after checking that a new directory can be made in it.
+    """``parent``, after checking that a new directory can be made in it: it, or the nearest folder
+    above it that exists, is a folder one can write in. Nothing is created (the result's writer
+    makes the folders, and removes the ones it made if the work fails: :func:`make_folder`).
     Every command that writes calls this before any long work.
 
     Raises:
         BtkError: one line naming the folder and why it cannot be written.
     """
     parent = Path(parent)
+    existing = parent
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        blocker = "" if existing == parent else f" ({existing} is not a folder)"
+        raise BtkError(f"{what} {parent}: cannot write there: not a folder{blocker}")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".btk-write-check-{os.getpid()}"
+        probe = existing / f".btk-write-check-{os.getpid()}"
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
         raise BtkError(f"{what} {parent}: cannot write there ({exc.strerror or exc})") from None
     return parent
+
+
+def check_file_writable(path: Path | str, what: str) -> Path:
+    """``path``, after checking that a file can be written there (its folder exists and takes a
+    new file; it is not a folder). Every command that writes one file (``--pairs``, ``--preview``)
+    calls this before its work, and writes through :func:`partial_file`.
+
+    Raises:
+        BtkError: one line naming the file and why it cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise BtkError(f"{what} {path}: a folder; give a file name")
+    if not path.parent.is_dir():
+        raise BtkError(f"{what} {path}: cannot write there: no folder {path.parent}")
+    probe = partial_file(path)
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise BtkError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def partial_file(path: Path) -> Path:
+    """The hidden name under which file ``path`` is written before it is renamed to ``path`` (its
+    suffix kept, for writers that go by it)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Make folder ``path`` and the missing folders above it; the folders made, deepest first
+    (for :func:`remove_made`)."""
+    made, p = [], Path(path)
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove the folders :func:`make_folder` made, deepest first, as long as they are empty: a
+    failed command leaves no empty folder behind."""
+    for p in made:
+        try:
+            p.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: something else is kept there
+            return
 
 
 class RunWriter:
@@ -64,7 +122,7 @@ class RunWriter:
         self.tmp = final.parent / f".{final.name}.partial"
 
     def __enter__(self) -> RunWriter:
-        self.tmp.mkdir(parents=True, exist_ok=True)  # training may have checkpointed into it
+        self.made = make_folder(self.tmp)  # training may have checkpointed into it already
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -76,6 +134,7 @@ class RunWriter:
             self.tmp.rename(self.final)
         elif not (self.tmp / "checkpoint").is_dir():  # a training checkpoint stays for btk resume
             shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_made(self.made)
 
     def path(self, name: str) -> Path:
         """Where file ``name`` goes while the run is being written."""
@@ -104,7 +163,7 @@ class ResultDir:
         self.tmp = self.final.parent / f".{self.final.name}.partial"
 
     def __enter__(self) -> ResultDir:
-        self.tmp.mkdir(parents=True)
+        self.made = make_folder(self.tmp)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -112,6 +171,7 @@ class ResultDir:
             self.tmp.rename(self.final)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_made(self.made)
 
     def path(self, name: str) -> Path:
         """Where file ``name`` goes while the directory is being written."""
@@ -168,6 +228,17 @@ class RunFiles:
         """The rows of ``predictions.csv``."""
         with open(self.path / "predictions.csv", newline="") as fh:
             return list(csv.DictReader(fh))
+
+    def model_sha256(self) -> str | None:
+        """The SHA-256 of the run's ``model.keras`` (``None``: it has none): a copy of a run has its
+        original's."""
+        import hashlib
+
+        path = self.path / "model.keras"
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
 
     def label_issues(self) -> list[dict[str, str]]:
         """The rows of ``label_issues.csv`` (a fold ensemble's: path, given, likely,

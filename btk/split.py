@@ -31,12 +31,16 @@ def grouped_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, see
     folds = max(2, int(round(1 / fraction)))
     _, counts = np.unique(labels, return_counts=True)
     mask = np.zeros(n, bool)
-    if counts.min() >= folds:
+    if counts.min() >= folds and len(np.unique(groups)) >= folds:
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         _, held = next(splitter.split(np.zeros(n), labels, groups))
     else:
         splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        _, held = next(splitter.split(np.zeros(n), labels, groups))
+        try:
+            _, held = next(splitter.split(np.zeros(n), labels, groups))
+        except ValueError:  # too few groups to leave some on each side
+            raise BtkError(f"{n} image(s) in {len(np.unique(groups))} group(s) are too few to hold out a share of "
+                           f"{fraction:g} and keep the rest: use more images") from None
     mask[held] = True
     return mask
 

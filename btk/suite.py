@@ -239,8 +239,9 @@ def write_plan(name: str | None, base: RunConfig, folder: Path | str, seeds: tup
                ) -> list[Path]:
     """Write the runs of suite ``name`` (``None``: ``base`` alone) for each of ``seeds`` as
     ``folder/members/NAME.json`` (a run directory's ``config.json`` format), without training:
-    each is one ``btk run --config FILE``, for a job array or another scheduler. The plan is
-    checked as :func:`run_suite` checks it.
+    each is one ``btk run --config FILE``, for a job array or another scheduler, from any folder
+    (a relative data or labels path is recorded as the absolute path). The plan is checked as
+    :func:`run_suite` checks it.
 
     Returns:
         The files written, in plan order.
@@ -255,6 +256,9 @@ def write_plan(name: str | None, base: RunConfig, folder: Path | str, seeds: tup
     if existing:  # a job array runs every file there: another plan's would be run too
         raise BtkError(f"{Path(folder) / 'members'} already holds {len(existing)} run configuration(s) "
                        f"(e.g. {existing[0].name}): give a new folder")
+    # the files run from any folder: a path typed relative to this one is recorded as the absolute path
+    base = base.with_changes(**{key: str(Path(value).absolute()) for key in ("data", "labels")
+                                if (value := getattr(base, key)) and "://" not in value})
     _, members = _checked_plan(name, base, seeds)
     return [write_member_config(member, Path(folder)) for member in members]
 
@@ -298,7 +302,7 @@ def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", f
     suite, members = _checked_plan(name, base, seeds)  # every plan checked before the first long run
     parent = check_writable(out_dir)
     folder = unique_dir(parent, new_run_id(f"suite-{suite.name}" if name is not None else f"seeds-{suite.name}"))
-    folder.mkdir()
+    folder.mkdir(parents=True)
     t0 = time.perf_counter()
     if jobs > 1:
         feedback.section(f"{suite.name}: {len(members)} runs, {jobs} at a time")

@@ -20,7 +20,7 @@ from btk.checkpoint import Checkpoint, random_state, restore_random_state
 from btk.config import Recipe
 from btk.device import accelerator_present, step_batch_size
 from btk.distribute import batch_layout
-from btk.errors import BtkError
+from btk.errors import BtkError, DivergedError
 from btk.lesions import LabelAugment
 
 
@@ -297,6 +297,10 @@ def train(
             logs["epoch_seconds"] = time.perf_counter() - self.t0
             if recipe.schedule != "constant":
                 logs["learning_rate"] = learning_rate_at(epoch, recipe)
+            for key in ("loss", "val_loss"):
+                if not np.isfinite(logs.get(key, 0.0)):
+                    raise DivergedError(f"training diverged: the {key.replace('_', 'idation ')} is {logs[key]} after "
+                                        f"epoch {epoch + 1} (try a smaller learning rate; resuming would repeat it)")
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             if ema:

@@ -28,7 +28,9 @@ class Sample:
         group: the unit that must stay on one side of a split (patient, volume, series, file).
         source: where it came from (a file path, with a slice index where there is one).
         split: the split the data declares (``"train"``, ``"test"``) or ``""`` when none.
-        meta: anything else the reader knows (original size, spacing, ...).
+        meta: anything else the reader knows (original size, spacing, ...). ``meta["note"]``:
+            what the reader left out of the input this sample came from, in words (e.g. the other
+            volumes of a 4-D file), which the commands count and report with their results.
     """
 
     image: np.ndarray

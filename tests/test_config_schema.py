@@ -55,7 +55,8 @@ def test_a_preset_given_with_a_file_is_that_preset(tmp_path):
     resolved = _resolved(tmp_path, "--config", str(config), "--preset", "fast")
     recipe = resolved["recipe"]
     assert (recipe["name"], recipe["model"], recipe["image_size"], recipe["epochs"]) == ("fast", "res-cnn", 128, 30)
-    assert resolved["data"] == "DATA" and resolved["reader"] == "folder"
+    # a written plan's member runs from any folder: its relative data path is recorded absolute
+    assert resolved["data"] == str(Path("DATA").absolute()) and resolved["reader"] == "folder"
     # a run directory's config.json as the file: its own changes stay on the new preset
     run_config = tmp_path / "config.json"
     run_config.write_text(json.dumps({"config": {**resolved, "recipe": {**recipe, "epochs": 4}}}))

@@ -237,11 +237,13 @@ def test_training_unsets_its_device_layout_when_it_fails(monkeypatch, image_fold
     assert ended
 
 
-def test_predict_json_is_a_whole_list_when_the_stream_fails(tmp_path, image_folder, runs):
-    """A reader that breaks mid-stream: the error is one line on standard error, and standard
-    output is still a JSON list that parses."""
+def test_predict_json_prints_nothing_when_the_stream_fails(tmp_path, image_folder, runs):
+    """A reader that breaks mid-stream, before a row is printed: the error is one line on standard
+    error, and nothing is on standard output; a list begun before a failure is ended, so what was
+    printed still parses."""
     from btk.api import Entry, Sample, hookimpl
     from btk.plugins import register_plugin
+    from btk.predict_output import JsonList
 
     class Breaking:
         name, description = "breaking", "every image after the fourth has the wrong size"
@@ -261,9 +263,18 @@ def test_predict_json_is_a_whole_list_when_the_stream_fails(tmp_path, image_fold
     register_plugin(Plugin())
     result = CliRunner().invoke(cli, ["predict", str(runs["demo"]), "--data", str(image_folder), "--reader",
                                       "breaking", "--json"])
-    assert result.exit_code == 1
-    assert isinstance(json.loads(result.stdout), list)
+    assert result.exit_code == 1 and result.stdout == ""
     assert "expected (32, 32, 3)" in result.stderr
+
+    class Row:
+        def record(self):
+            return {"path": "a.png"}
+
+    printed: list[str] = []
+    begun = JsonList(printed.append)
+    begun.write(Row())
+    begun.close(failed=True)
+    assert json.loads("".join(printed)) == [{"path": "a.png"}]
 
 
 def test_cache_clear_removes_what_a_killed_process_left(tmp_path, monkeypatch):

@@ -84,3 +84,40 @@ def test_readme_quotes_the_measured_demo():
     assert f"Over seeds 101-103 it scores {span([r['accuracy'] for r in auto])}" in text
     assert f"and {span([r['accuracy'] for r in fp32])} in float32" in text
     assert f"({min(seconds):.0f}-{max(seconds):.0f} s)" in text
+
+
+def _options(command: object) -> set[str]:
+    import click
+
+    names = {"--help"}
+    for param in getattr(command, "params", []):
+        names |= {o for o in (*param.opts, *param.secondary_opts) if o.startswith("--")}
+    for sub in getattr(command, "commands", {}).values() if isinstance(command, click.Group) else ():
+        names |= _options(sub)
+    return names
+
+
+def test_every_btk_command_line_in_the_readme_uses_real_commands_and_options():
+    """A README line ``btk CMD ... --option`` names a command of btk and options of that command;
+    any other ``--option`` it names is an option of some btk command."""
+    import re
+
+    import click
+
+    ctx = click.Context(cli)
+    readme = (ROOT / "README.md").read_text()
+    # the code: fenced blocks and `inline` spans, without comments
+    code = "\n".join([*re.findall(r"```[^\n]*\n(.*?)```", readme, re.S),
+                      *re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", readme, flags=re.S))])
+    text = re.sub(r"(^|\s)#.*", "", code, flags=re.M)
+    commands = {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
+    problems = []
+    for name, rest in re.findall(r"\bbtk ([a-z][a-z-]*)([^\n]*)", text):
+        if name not in commands:
+            problems.append(f"btk {name}: no such command")
+            continue
+        problems += [f"btk {name} {o}" for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest)
+                     if o not in _options(commands[name])]
+    every = _options(cli) | {o for c in commands.values() for o in _options(c)}
+    problems += [o for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text) if o not in every]
+    assert problems == []

@@ -58,10 +58,13 @@ def audit(data: Path | None, reader: str, reader_option: tuple[str, ...], agains
     from btk.classmap import parse_class_map
     from btk.plugins import get_host
     from btk.render.tables import render_audit
+    from btk.run_files import check_file_writable
 
     mapping = parse_class_map(class_map)
     if mapping and not against:
         raise BtkError("--map renames --against's classes: give --against too")
+    if pairs_out:
+        check_file_writable(pairs_out, "--pairs")
     host = get_host()
     main_reader = host.readers.get(reader)
     other_reader = host.readers.get(against_reader or reader) if against else None
@@ -129,6 +132,7 @@ def degrade(data: Path | None, reader: str, reader_option: tuple[str, ...], degr
     from btk.plugins import get_host
     from btk.render import warn_lines
     from btk.render.images import degrader_preview
+    from btk.run_files import check_file_writable, partial_file
 
     host = get_host()
     if not preview and not (degrader_name and out):
@@ -139,13 +143,23 @@ def degrade(data: Path | None, reader: str, reader_option: tuple[str, ...], degr
     if degrader_name:
         spec = f"{degrader_name}@{severity}" if severity else degrader_name + (f":{param_text}" if param_text else "")
         (deg,) = resolve_degradations(host, [spec])
+    if preview:
+        check_file_writable(preview, "--preview")
+        if not cv2.haveImageWriter(str(preview)):
+            raise BtkError(f"--preview {preview}: OpenCV writes no image of that kind: name a .png (or .jpg) file")
     options = pairs(reader_option, "reader option")
     reader_ = host.readers.get(reader)
     output = Output(as_json)
     result: dict[str, object] = {}
     if preview:
         degraders = [d for d in host.degraders if d.levels]
-        cv2.imwrite(str(preview), degrader_preview(first_image(reader_, data, options), degraders, seed))
+        tmp = partial_file(preview)
+        try:
+            if not cv2.imwrite(str(tmp), degrader_preview(first_image(reader_, data, options), degraders, seed)):
+                raise BtkError(f"--preview {preview}: OpenCV could not write it")
+            tmp.replace(preview)
+        finally:
+            tmp.unlink(missing_ok=True)
         result["preview"] = str(preview)
         if not as_json:
             output.written(f"preview of {len(degraders)} degraders written to", preview)

@@ -99,7 +99,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     if (store or maps) and sr_dir is None:
         raise BtkError(f"{'--store sends' if store else '--maps go with'} the --sr reports: give --sr DIR too")
     if sr_dir is not None:
-        check_writable(sr_dir)
+        check_writable(sr_dir, "--sr")
     run_ = load_run(run_dir)
     if coverage is not None or check_shift:
         run_.require_conformal()
@@ -131,18 +131,25 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
             warn_lines([f"{others} input(s) of non-image objects skipped (not predicted)"], prefix="btk: ")
         if len(tally.skipped) > others:
             warn_lines([f"{len(tally.skipped) - others} input(s) could not be read"], prefix="btk: ")
+        warn_lines([f"{source}: {note}" for source, note in tally.notes], prefix="btk: read in part: ")
+        if tally.notes:
+            warn_lines([f"{len(tally.notes)} input(s) read in part"], prefix="btk: ")
 
+    failed = True
     try:
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
                              min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
                              coverage=coverage, check_shift=check_shift, heat=maps)
+        failed = False
     except BtkError:
         list_skipped()  # what could not be read, before the error (nothing readable at all)
         raise
     finally:
-        if sink is not None:
-            sink.close()  # a JSON list is closed whatever happened: standard output always parses
+        if isinstance(sink, JsonList):
+            sink.close(failed)  # nothing when it failed before a row; else the list ends: what was printed parses
+        elif sink is not None:
+            sink.close()
     list_skipped()
     if not as_json:
         render_prediction_summary(tally.answers, tally.images, output.console, tally.set_sizes, coverage)

@@ -431,7 +431,7 @@ def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store:
     """
     from btk.api import ResultDir, check_writable
 
-    with ResultDir(check_writable(parent), f"sr-{run.name}") as folder:
+    with ResultDir(check_writable(parent, "--sr"), f"sr-{run.name}") as folder:
         maps = write_heat_maps(run, rows, folder.path("maps"))
         reports = write_series_reports(run, rows, folder.path(""), min_confidence, [seg for _, seg in maps])
     done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports],

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, hookimpl
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -84,18 +86,37 @@ class FolderReader:
         import cv2
 
         flag = cv2.IMREAD_GRAYSCALE if options.channels == 1 else cv2.IMREAD_COLOR
-        image = cv2.imread(str(entry.payload), flag)
+        try:
+            data = np.fromfile(entry.payload, np.uint8)
+        except OSError as exc:
+            raise UnreadableInputError(f"cannot read image {entry.payload}: {exc.strerror or exc}") from None
+        problem = truncated_jpeg(data.tobytes())
+        if problem:
+            raise UnreadableInputError(f"damaged image {entry.payload}: {problem}")
+        image = cv2.imdecode(data, flag) if data.size else None
         if image is None:
             raise UnreadableInputError(f"cannot decode image {entry.payload}")
         meta: dict[str, Any] = {"original_size": [int(image.shape[0]), int(image.shape[1])]}
         if options.extra.get("inspect"):  # btk audit: what the file itself holds
-            raw = cv2.imread(str(entry.payload), cv2.IMREAD_UNCHANGED)
+            raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
             if raw is not None:
                 meta["file_channels"] = 1 if raw.ndim == 2 else int(raw.shape[2])
                 meta["bit_depth"] = int(raw.dtype.itemsize * 8)
         if options.image_size:
             image = cv2.resize(image, (options.image_size, options.image_size))
         return [Sample(image, entry.label, entry.group, entry.source, entry.split, meta)]
+
+
+def truncated_jpeg(data: bytes) -> str | None:
+    """What is wrong with JPEG file contents ``data`` cut short, or ``None`` (also for other
+    formats). libjpeg decodes a truncated file with a grey or smeared bottom and one warning on
+    standard error; here it is damaged: its end-of-image marker must follow its last scan (in the
+    scans' coded data a 0xFF byte is never followed by a marker's code, so neither marker hides there)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        return f"truncated JPEG: its {len(data):,} bytes end before its end-of-image marker"
+    return None
 
 
 @hookimpl

@@ -413,6 +413,8 @@ def _timing(run: Run) -> str:
     skipped = run.metrics.get("skipped") or []
     if skipped:
         text += f"; {len(skipped)} unreadable input(s) skipped"
+    if run.metrics.get("read_in_part"):
+        text += f"; {len(run.metrics['read_in_part'])} input(s) read in part"
     return f'<p class="note">{_esc(text)}</p>'
 
 

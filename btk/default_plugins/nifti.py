@@ -5,7 +5,8 @@
   the same for every file.
 - ``axis=axial`` (default, slices along z), ``coronal`` (y) or ``sagittal`` (x). A 2D slice is
   shown with the anterior (axial, sagittal) or superior (coronal) side at the top.
-- 4D volumes: ``volume=N`` picks the N-th 3D volume (default 0).
+- 4D volumes: ``volume=N`` picks the N-th 3D volume (default 0; the volumes left out are then
+  noted, and counted and named by the command).
 - Intensity: clipped to the volume's 1st and 99th percentiles (``clip=LOW/HIGH``; the full range
   when they are equal; estimated from at most 262,144 evenly strided voxels) and scaled to 0..255,
   the same mapping for every slice of a volume;
@@ -111,10 +112,15 @@ class NiftiReader:
             data = np.asarray(img.dataobj, dtype=np.float32)
         except Exception as exc:
             raise UnreadableInputError(f"cannot read NIfTI file {entry.source}: {type(exc).__name__}: {exc}") from None
+        note = None
         if data.ndim == 4:
-            if not 0 <= opts["volume"] < data.shape[3]:
-                raise UnreadableInputError(f"{entry.source} has {data.shape[3]} volumes; volume={opts['volume']}")
+            count = data.shape[3]
+            if not 0 <= opts["volume"] < count:
+                raise UnreadableInputError(f"{entry.source} has {count} volumes; volume={opts['volume']}")
             data = data[..., opts["volume"]]
+            if count > 1 and "volume" not in options.extra:  # chosen by default, not by the user: say so
+                note = (f"a 4-D file: volume {opts['volume']} of {count} read, the other {count - 1} left out "
+                        "(-R volume=N reads another)")
         elif data.ndim == 2:
             data = data[..., None]
         if data.ndim != 3:
@@ -145,7 +151,8 @@ class NiftiReader:
                 image = cv2.resize(image, (options.image_size, options.image_size))
             if options.channels == 3:
                 image = np.repeat(image[..., None], 3, axis=-1)
-            meta = {"slice": k, "slices": n, "axis": options.extra.get("axis", "axial"), "zooms": zooms}
+            meta = {"slice": k, "slices": n, "axis": options.extra.get("axis", "axial"), "zooms": zooms,
+                    **({"note": note} if note else {})}
             samples.append(Sample(image, entry.label, entry.group, f"{entry.source}[{k}]", entry.split, meta))
         return samples
 

@@ -166,6 +166,9 @@ def terminal_report(run: Run, console: Console) -> None:
                       f"({timing['predicted_images_per_second']:.1f} images/s), total {timing['total_seconds']:.1f} s")
     if run.metrics.get("skipped"):
         console.print(f"[yellow]{len(run.metrics['skipped'])} unreadable input(s) skipped[/]")
+    if run.metrics.get("read_in_part"):
+        console.print(f"[yellow]{len(run.metrics['read_in_part'])} input(s) read in part (metrics.json: "
+                      "read_in_part)[/]")
     _explanations(run, console)
 
 
