@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -16,11 +18,106 @@ COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
 LOWER_IS_BETTER = {"ece"}
 
 
+def data_root(run: Run) -> str:
+    """Where ``run``'s image sources are relative to: its data folder (resolved where it is
+    found), or for generated data (no folder, e.g. the synthetic phantoms) the reader and the
+    fingerprint of what it generated."""
+    path = run.data_path
+    if path is not None:
+        return str(path.resolve())
+    if run.config.data:
+        return os.path.normpath(run.config.data)
+    sha = str((run.provenance.data if run.provenance is not None else {}).get("sha256") or "")
+    return f"<{run.config.reader}{' ' + sha[:16] if sha else ''}>"
+
+
+def image_keys(run: Run, sources: Any) -> frozenset[str]:
+    """``sources`` of ``run`` named so that two runs' images compare: each under its data root
+    (:func:`data_root`)."""
+    root = data_root(run)
+    return frozenset(f"{root}/{s}" for s in sources)
+
+
+def test_images(run: Run, condition: str = "clean") -> frozenset[str]:
+    """The images ``run`` was tested on under ``condition`` (its first condition where it has
+    no such), as :func:`image_keys`."""
+    conditions = run.metrics["conditions"]
+    sources, _, _ = run.condition_arrays(condition if condition in conditions else next(iter(conditions)))
+    return image_keys(run, sources)
+
+
+def images_id(keys: frozenset[str]) -> str:
+    """A short fingerprint of a set of images (:func:`image_keys`): SHA-256 of the sorted names."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
+
+
+def image_sets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sets of test images the rows (:func:`run_rows`) were measured on, in order of first
+    appearance: ``label`` (the rows' ``images``), ``id``, ``n``, ``data`` and the ``runs`` on it;
+    ``compared``: whether two or more runs share it, so that its best can be named."""
+    sets: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = sets.setdefault(r["images"], {"label": r["images"], "id": r["images_id"], "n": r["n"],
+                                              "data": r["data"], "runs": []})
+        if r["run"] not in entry["runs"]:
+            entry["runs"].append(r["run"])
+    for entry in sets.values():
+        entry["compared"] = len(entry["runs"]) > 1
+    return list(sets.values())
+
+
+def image_set_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per set of test images (:func:`image_sets`) saying what is compared on it, for
+    the terminal and the HTML alike."""
+    lines = []
+    for s in image_sets(rows):
+        what = (f"{', '.join(s['runs'])}: the same images, compared" if s["compared"] else
+                f"only {s['runs'][0]}: not compared with the others")
+        lines.append(f"test images {s['label']}: {s['n']} images of {s['data']} (set {s['id']}); {what}")
+    if len(lines) > 1:
+        lines.append("Numbers on different test images are not compared: a best is named only among runs "
+                     "tested on the same images.")
+    return lines
+
+
+def own_images(run: Run, evaluation: Run) -> tuple[str, bool]:
+    """Which of ``evaluation``'s images are ``run``'s own, in words for reports and the model
+    card, and whether the evaluation is external (none of its images is one the run had, as far
+    as the run records): ``("", True)`` when none are, else e.g. ``("the run's own 10 test
+    images, the same images: not an external evaluation", False)`` or ``("10 of them the run's
+    test images, 34 of them the run's training images: not an external evaluation", False)``."""
+    from btk.errors import BtkError
+
+    theirs = test_images(evaluation)
+    mine = test_images(run)
+    if theirs == mine:
+        return f"the run's own {len(mine)} test images, the same images: not an external evaluation", False
+    try:
+        subsets = {subset: image_keys(run, run.subset_sources(subset))
+                   for subset in dict.fromkeys(r["subset"] for r in run.split_rows())}
+    except BtkError:
+        subsets = {}
+    subsets[run.roles.get("test") or "test"] = mine  # the test images as scored
+    parts = [f"{len(theirs & keys)} of them the run's {run.describe_subset(subset)}"
+             for subset, keys in subsets.items() if theirs & keys]
+    if not parts:
+        return "", True
+    shared = len(theirs & frozenset().union(*subsets.values()))
+    return ", ".join(parts) + (": not an external evaluation" if shared == len(theirs) else
+                               f": {shared} of its {len(theirs)} images are the run's own"), False
+
+
 def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """A row per run and test condition: what was run, and its headline metrics (ECE of the
-    reported probabilities, 15 equal-width bins)."""
+    reported probabilities, 15 equal-width bins); ``images``: a letter for the set of test
+    images (the same letter: the same images, :func:`test_images`), ``images_id`` its
+    fingerprint, ``data`` where they are."""
     rows = []
+    labels: dict[frozenset[str], str] = {}
     for run in runs:
+        keys = test_images(run)
+        label = labels.setdefault(keys, chr(ord("A") + len(labels)) if len(labels) < 26 else f"#{len(labels) + 1}")
+        data = run.config.data or f"{run.config.reader} (generated)"
         cfg = run.config
         train = ", ".join(d.label for d in run.train_degrade) or "none"
         for condition in run.metrics["conditions"]:
@@ -30,18 +127,30 @@ def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
                 "train_degrade": train, "test_condition": condition, "n": m["n"],
                 "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "f1_macro": m["f1_macro"],
                 "auc_macro": m["auc_macro"], "ece": m["ece"], "collapsed": m["collapsed"],
+                "images": label, "images_id": images_id(keys), "data": data,
             })
     return rows
 
 
-def best_by_column(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The best value of each metric column (lowest ECE, highest otherwise)."""
-    best = {}
-    for col in COLUMNS:
-        values = [r[col] for r in rows if r[col] is not None]
-        if values:
-            best[col] = min(values) if col in LOWER_IS_BETTER else max(values)
+def best_by_column(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The best value of each metric column (lowest ECE, highest otherwise) per set of test
+    images (the rows' ``images``) that two or more runs share; a set only one run was tested on
+    has none: numbers on different images are not compared."""
+    best: dict[str, dict[str, float]] = {}
+    for s in image_sets(rows):
+        if not s["compared"]:
+            continue
+        mine = [r for r in rows if r["images"] == s["label"]]
+        for col in COLUMNS:
+            values = [r[col] for r in mine if r[col] is not None]
+            if values:
+                best.setdefault(s["label"], {})[col] = min(values) if col in LOWER_IS_BETTER else max(values)
     return best
+
+
+def is_best(row: dict[str, Any], col: str, best: dict[str, dict[str, float]]) -> bool:
+    """Whether ``row``'s ``col`` is the best among the runs on its test images (:func:`best_by_column`)."""
+    return row[col] is not None and row[col] == best.get(row["images"], {}).get(col)
 
 
 def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, Any]]:
@@ -55,7 +164,7 @@ def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, An
             continue
         sa, ya, pa = a.condition_arrays(condition)
         sb, yb, pb = b.condition_arrays(condition)
-        if len(sa) != len(sb) or set(sa) != set(sb):
+        if len(sa) != len(sb) or image_keys(a, sa) != image_keys(b, sb):  # the same images of the same data
             continue
         order = np.argsort(sb)[np.argsort(np.argsort(sa))]  # b's rows in a's order
         if not np.array_equal(ya, yb[order]):

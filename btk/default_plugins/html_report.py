@@ -307,12 +307,20 @@ def _markdown(text: str) -> str:
     return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
 
 
-def _card(run: Run) -> str:
-    """The run's model card (``MODEL_CARD.md``) rendered as HTML, its headings one level down."""
+def _card(run: Run, cards: dict[Path, str] | None = None) -> str:
+    """The run's model card (``MODEL_CARD.md``) rendered as HTML, its headings one level down;
+    an evaluation's is its run's. ``cards``: the runs whose card the page already has, and the
+    section that has it (updated): a card already there is linked to, not printed again."""
     owner = run.evaluated_run() if run.is_evaluation else run
     path = owner.path / "MODEL_CARD.md"
     if not path.exists():
         return ""
+    key = owner.path.resolve()
+    if cards is not None and key in cards:
+        return (f'<p class="note">Model card: that of {_esc(owner.name)}, shown once, under '
+                f'<a href="#{_esc(cards[key])}">{_esc(cards[key])}</a>.</p>')
+    if cards is not None:
+        cards[key] = run.name
     text = "\n".join(("#" + line) if line.startswith("#") else line for line in path.read_text().splitlines())
     title = "model card" + (f" of {_esc(owner.name)}" if owner is not run else "")
     return f'<h3>{title}</h3><div class="card">{_markdown(text)}</div>'
@@ -436,52 +444,72 @@ def _configuration(run: Run) -> str:
 
 
 def evaluations_section(group: Any) -> str:
-    """A run beside its evaluations (``btk evaluate``), every condition (degraded ones too), with
-    McNemar's test where the images are the same: what ``btk report`` prints for the group."""
+    """A run beside its evaluations (``btk evaluate``), every condition (degraded ones too), which
+    test images each was measured on, with McNemar's test where the images are the same: what
+    ``btk report`` prints for the group."""
+    from btk.compare import image_set_lines
+
     rows = "".join(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["test_condition"])}'
-                   f"</td><td>{r['n']}</td><td>{_pct(r['accuracy'])}</td><td>{_pct(r['balanced_accuracy'])}</td>"
-                   f"<td>{_pct(r['f1_macro'])}</td><td>{_pct(r['auc_macro'])}</td><td>{_pct(r['ece'])}</td></tr>"
-                   for r in group.rows)
+                   f"</td><td>{_esc(r['images'])}</td><td>{r['n']}</td><td>{_pct(r['accuracy'])}</td>"
+                   f"<td>{_pct(r['balanced_accuracy'])}</td><td>{_pct(r['f1_macro'])}</td><td>{_pct(r['auc_macro'])}"
+                   f"</td><td>{_pct(r['ece'])}</td></tr>" for r in group.rows)
     tests = "".join(f"<li>{_esc(t['b'])}: McNemar p = {t['p_value']:.4g} ({t['n']} images)</li>" for t in group.tests)
+    sets = "".join(f"<li>{_esc(line)}</li>" for line in image_set_lines(group.rows))
     return (f"<h3>{_esc(group.run.name)}: its own test images and {len(group.evaluations)} evaluation(s)</h3>"
-            "<table><tr><th>run or evaluation</th><th>condition</th><th>n</th><th>accuracy</th><th>balanced acc</th>"
-            f"<th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>{rows}</table>"
-            + (f"<ul>{tests}</ul>" if tests else ""))
+            "<table><tr><th>run or evaluation</th><th>condition</th><th>test images</th><th>n</th><th>accuracy</th>"
+            "<th>balanced acc</th><th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>"
+            f'{rows}</table><ul class="note sets">{sets}</ul>' + (f"<ul>{tests}</ul>" if tests else ""))
 
 
-def run_section(run: Run, groups: list[Any] | None = None) -> str:
+def _own_images(evaluation: Run) -> str:
+    """A warning where an evaluation's images are its run's own (:func:`btk.compare.own_images`)."""
+    from btk.compare import own_images
+    from btk.errors import BtkError
+
+    try:
+        words, _ = own_images(evaluation.evaluated_run(), evaluation)
+    except BtkError:
+        return ""
+    return f'<p class="warn">Its images: {_esc(words)}.</p>' if words else ""
+
+
+def run_section(run: Run, groups: list[Any] | None = None, cards: dict[Path, str] | None = None) -> str:
     """The HTML of one run (or evaluation): everything the terminal report shows, the run's
-    evaluations beside it, its figures, examples, configuration and model card."""
+    evaluations beside it, its figures, examples, configuration and model card (``cards``: the
+    runs whose card the page already has, :func:`_card`)."""
     about = ""
     ev = run.evaluation
     if ev is not None:
         about = (f"<p>Evaluation of run {_esc(ev.run_id)} on {_esc(ev.data)} ({_esc(ev.split)}, reader "
-                 f"{_esc(ev.reader)}): the run's model and preprocessing, nothing re-trained.</p>")
+                 f"{_esc(ev.reader)}): the run's model and preprocessing, nothing re-trained.</p>"
+                 + _own_images(run))
     mine = "".join(evaluations_section(g) for g in (groups or []) if g.run.path == run.path)
     return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}{_provenance(run)}'
             f"<h3>metrics</h3>{_metrics_table(run)}{mine}<h3>per class (clean)</h3>{_per_class(run)}"
             f"{_confusion(run)}{_calibration(run)}{_sets(run)}{_timing(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}{_explanations(run)}<h3>examples</h3>{_examples(run)}"
             f"{_label_issues(run)}"
-            f"{_configuration(run)}{_card(run)}")
+            f"{_configuration(run)}{_card(run, cards)}")
 
 
 def comparison_section(runs: list[Run]) -> str:
-    """The table of all runs with the best of each column marked, and the paired tests."""
-    from btk.compare import COLUMNS, best_by_column, paired_tests, run_rows
+    """The table of all runs with the best of each column marked among the runs on the same
+    test images, a line per set of test images, and the paired tests."""
+    from btk.compare import COLUMNS, best_by_column, image_set_lines, is_best, paired_tests, run_rows
 
     rows = run_rows(runs)
     best = best_by_column(rows)
     head = ("<tr><th>run</th><th>task</th><th>reader</th><th>train degradation</th><th>test</th>"
-            "<th>accuracy</th><th>balanced acc</th><th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>")
+            "<th>test images</th><th>accuracy</th><th>balanced acc</th><th>macro F1</th><th>macro AUC</th>"
+            "<th>ECE</th></tr>")
     body = []
     for r in rows:
-        cells = "".join(
-            f'<td class="best">{_pct(r[c])}</td>' if r[c] is not None and r[c] == best.get(c)
-            else f"<td>{_pct(r[c])}</td>" for c in COLUMNS)
+        cells = "".join(f'<td class="best">{_pct(r[c])}</td>' if is_best(r, c, best) else f"<td>{_pct(r[c])}</td>"
+                        for c in COLUMNS)
         body.append(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["task"])}</td>'
                     f"<td>{_esc(r['reader'])}</td><td>{_esc(r['train_degrade'])}</td><td>{_esc(r['test_condition'])}"
-                    f"</td>{cells}</tr>")
+                    f"</td><td>{_esc(r['images'])}</td>{cells}</tr>")
+    sets = "".join(f"<li>{_esc(line)}</li>" for line in image_set_lines(rows))
     tests = paired_tests(runs)
     paired = ""
     if tests:
@@ -492,9 +520,10 @@ def comparison_section(runs: list[Run]) -> str:
         paired = ("<h3>paired tests (clean test images)</h3><table><tr><th>run A</th><th>run B</th><th>n</th>"
                   "<th>acc A</th><th>acc B</th><th>only A right</th><th>only B right</th><th>McNemar p (exact)</th>"
                   f"</tr>{trows}</table>")
-    return (f"<h2>comparison</h2><table>{head}{''.join(body)}</table>"
-            '<p class="note">Best of each column in bold (lowest ECE). ECE: 15 equal-width confidence bins.</p>'
-            + paired)
+    marked = ("Best of each column in bold (lowest ECE), among the runs on the same test images only."
+              if best else "No two runs were tested on the same images: no best is named.")
+    return (f"<h2>comparison</h2><table>{head}{''.join(body)}</table><ul class=\"note sets\">{sets}</ul>"
+            f'<p class="note">{marked} ECE: 15 equal-width confidence bins.</p>' + paired)
 
 
 def _no_copy(entry: dict[str, Any] | None) -> str:
@@ -537,8 +566,10 @@ def write_html(report: Any, path: Path) -> None:
     if len(runs) > 1:
         body.append(comparison_section(runs))
     shown = {r.path for r in runs}
-    body += [run_section(r, report.groups) for r in runs]
-    body += [run_section(e) for g in report.groups for e in g.evaluations if e.path not in shown]
+    cards: dict[Path, str] = {}  # one model card per run: a run's evaluations link to it
+    body += [run_section(r, report.groups, cards) for r in runs if not r.is_evaluation]
+    body += [run_section(r, report.groups, cards) for r in runs if r.is_evaluation]
+    body += [run_section(e, cards=cards) for g in report.groups for e in g.evaluations if e.path not in shown]
     title = "btk report" + (f": {runs[0].name}" if len(runs) == 1 else f": {len(runs)} runs")
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{''.join(body)}</body></html>\n")

@@ -1,0 +1,139 @@
+"""btk report's HTML and tables: one model card per run, evaluations on the run's own images
+named so, a best named only among runs on the same test images, figures whose text does not
+overlap, tables that fit, and (in headless Chromium) a page whose text neither overlaps nor
+breaks inside a word."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.testing import make_run
+
+CLASSES = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
+
+
+def _probs(n: int, seed: int, strength: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(CLASSES)
+    p = rng.dirichlet(np.ones(len(CLASSES)), n)
+    p[np.arange(n), y] += strength
+    return y, p / p.sum(1, keepdims=True)
+
+
+def run_with_two_evaluations(parent: Path) -> Path:
+    """A run (a model card written) with an evaluation on its own test images and one on other data."""
+    from btk.model_card import write_card
+    from btk.runs import load_run
+
+    y, p = _probs(40, 1)
+    run = make_run(parent, "run-a", y, {"clean": p, "blur": np.roll(p, 1, axis=0)}, CLASSES)
+    make_run(run / "evaluations", "eval-same", y, p, CLASSES, evaluates=run)
+    y2, p2 = _probs(24, 2)
+    make_run(run / "evaluations", "eval-site-b", y2, p2, CLASSES, evaluates=run, data="SITE-B",
+             sources=[f"site-b/scan{i:03d}.png" for i in range(24)])
+    write_card(load_run(run))
+    return run
+
+
+def three_runs(parent: Path) -> list[Path]:
+    """Two runs on the same test images, one on other data (as the synthetic demo against real data)."""
+    y, p = _probs(40, 3)
+    _, q = _probs(40, 4, 0.2)
+    y3, p3 = _probs(32, 5, 1.5)
+    return [make_run(parent, "real-a", y, p, CLASSES), make_run(parent, "real-b", y, q, CLASSES),
+            make_run(parent, "demo-phantoms", y3, p3, CLASSES, data="PHANTOMS")]
+
+
+def _report(paths: list[Path], html: Path, *extra: str) -> str:
+    out = CliRunner().invoke(cli, ["report", *map(str, paths), "--html", str(html), *extra], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """The HTML report without its figures and example images (matplotlib's time), for tests of the rest."""
+    from btk.default_plugins import html_report
+
+    monkeypatch.setattr(html_report, "_figures", lambda run: "")
+    monkeypatch.setattr(html_report, "_examples", lambda run: "")
+
+
+def test_one_model_card_per_run(tmp_path, no_figures):
+    run = run_with_two_evaluations(tmp_path)
+    evaluations = sorted((run / "evaluations").iterdir())
+    for paths in (evaluations, [run, *evaluations]):
+        html = tmp_path / "r.html"
+        _report(paths, html, "--reporter", "none")
+        page = html.read_text()
+        assert page.count('<div class="card">') == 1, paths
+        assert page.count("<h1>Model card: run-a</h1>".replace("h1", "h2")) == 1  # the card's title, one level down
+
+
+def test_an_evaluation_on_the_runs_own_test_images_says_so(tmp_path, no_figures):
+    from btk.compare import own_images, run_rows
+    from btk.runs import load_run
+
+    run = run_with_two_evaluations(tmp_path)
+    card = (run / "MODEL_CARD.md").read_text()
+    same = next(line for line in card.splitlines() if line.startswith("- eval-same"))
+    other = next(line for line in card.splitlines() if line.startswith("- eval-site-b"))
+    assert "the run's own 40 test images, the same images: not an external evaluation" in same
+    assert "own" not in other and "not an external" not in other
+    assert "No external evaluation" not in card  # site B is one
+    words, external = own_images(load_run(run), load_run(run / "evaluations" / "eval-same"))
+    assert not external and "same images" in words
+    html = tmp_path / "r.html"
+    output = _report([run], html, "--reporter", "none")
+    page = html.read_text()
+    assert "Its images: the run&#x27;s own 40 test images" in page  # the evaluation's own section
+    # the run and the evaluation on its images share a letter; site B has its own
+    rows = {r["run"]: r["images"] for r in run_rows([load_run(run), load_run(run / "evaluations" / "eval-same"),
+                                                     load_run(run / "evaluations" / "eval-site-b")])}
+    assert rows["run-a"] == rows["eval-same"] != rows["eval-site-b"]
+    assert "test images A: 40 images of DATA" in output and "only eval-site-b: not compared" in output
+
+
+def test_a_partial_overlap_is_counted(tmp_path):
+    from btk.compare import own_images
+    from btk.runs import load_run
+
+    y, p = _probs(40, 1)
+    run = make_run(tmp_path, "run-a", y, p, CLASSES)
+    make_run(run / "evaluations", "eval-half", y[:20], p[:20], CLASSES, evaluates=run,
+             sources=[f"img{i:05d}.png" for i in range(10)] + [f"new{i}.png" for i in range(10)])
+    words, external = own_images(load_run(run), load_run(run / "evaluations" / "eval-half"))
+    assert not external
+    assert words == "10 of them the run's test images: 10 of its 20 images are the run's own"
+
+
+def test_best_is_named_only_among_runs_on_the_same_images(tmp_path, no_figures):
+    from btk.compare import best_by_column, is_best, run_rows
+    from btk.runs import load_run
+
+    paths = three_runs(tmp_path)
+    rows = run_rows([load_run(p) for p in paths])
+    assert [r["images"] for r in rows] == ["A", "A", "B"]
+    best = best_by_column(rows)
+    assert set(best) == {"A"}  # the demo, alone on its images, is never "best"
+    assert rows[2]["accuracy"] > rows[0]["accuracy"]  # though its accuracy is the highest
+    assert not any(is_best(rows[2], c, best) for c in ("accuracy", "f1_macro", "auc_macro", "ece"))
+    assert is_best(rows[0], "accuracy", best)
+    html = tmp_path / "r.html"
+    output = _report(paths, html, "--reporter", "none")
+    assert "only demo-phantoms: not compared with the others" in output
+    assert "a best is named only among runs tested on the same images" in output
+    page = html.read_text()
+    comparison = page[page.index("<h2>comparison</h2>"):page.index("</table>", page.index("<h2>comparison</h2>"))]
+    demo_row = next(r for r in comparison.split("<tr>") if "demo-phantoms" in r)
+    assert 'class="best"' not in demo_row and 'class="best"' in comparison
+    assert "test images B: 32 images of PHANTOMS" in page
+    # no two runs on the same images: nothing is best, and the table says so
+    alone = [paths[0], paths[2]]
+    assert "no two runs on the same test images" in _report(alone, html, "--reporter", "none")
+    assert 'class="best"' not in html.read_text() and "no best is named" in html.read_text()
