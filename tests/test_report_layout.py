@@ -137,3 +137,27 @@ def test_best_is_named_only_among_runs_on_the_same_images(tmp_path, no_figures):
     alone = [paths[0], paths[2]]
     assert "no two runs on the same test images" in _report(alone, html, "--reporter", "none")
     assert 'class="best"' not in html.read_text() and "no best is named" in html.read_text()
+
+
+def test_the_prediction_table_piped_to_a_file_keeps_a_sane_width(monkeypatch):
+    """Not on a terminal, btk predict's table is 120 columns (or COLUMNS) wide, not the 250 of
+    the other tables: a long path wraps in its cell and is printed in full."""
+    import io
+
+    from btk.predict import Prediction
+    from btk.render import out_console
+    from btk.render.tables import PredictionTable
+
+    long_path = "/".join(f"a_very_long_folder_name_number_{k}" for k in range(12)) + "/image.jpg"
+    for columns, width in (("", 120), ("90", 90)):
+        monkeypatch.setenv("COLUMNS", columns)
+        buffer = io.StringIO()
+        console = out_console(file=buffer)
+        assert not console.is_terminal and console.width >= 250  # what the other tables get
+        table = PredictionTable("predictions of run", CLASSES, console, slices=False)
+        for path in ("short.jpg", long_path):
+            table.write(Prediction(path, None, "no_tumor", {c: 0.25 for c in CLASSES}))
+        table.close()
+        lines = buffer.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width, (columns, max(map(len, lines)))
+        assert long_path in "".join(line.split(" ")[0] for line in lines)  # wrapped, not cut

@@ -29,8 +29,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px so
 text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
 .best{font-weight:bold;background:#e3f4e3}.bad{color:#b3261e;font-weight:bold}.ci{color:#57606a;font-size:.85em}
 img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
-.card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:anywhere}
-.card code{white-space:pre-wrap;overflow-wrap:anywhere}.cols{display:flex;gap:2em;flex-wrap:wrap}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:break-word}
+.card code{white-space:pre-wrap;overflow-wrap:break-word}.cols{display:flex;gap:2em;flex-wrap:wrap}
 .note{color:#57606a;font-size:.9em}.warn{color:#9a6700}.examples td{text-align:center;font-size:.75em}
 """
 

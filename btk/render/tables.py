@@ -11,6 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from btk.render import table_width
+
 
 def _percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}"
@@ -247,7 +249,7 @@ class PredictionTable:
                        "class": max(len("class"), *map(len, self.classes)),
                        **{c: max(5, *map(len, c.split("_"))) for c in self.classes},
                        **({"set": max(len("(empty)"), *map(len, self.classes))} if sets else {})}
-        self.room = max(16, console.width - sum(self.widths.values()) - len(self.widths))
+        self.room = max(16, table_width(console) - sum(self.widths.values()) - len(self.widths))
 
     def write(self, prediction: Any) -> None:
         """Queue one row; a full chunk is printed."""
