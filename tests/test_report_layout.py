@@ -161,3 +161,83 @@ def test_the_prediction_table_piped_to_a_file_keeps_a_sane_width(monkeypatch):
         lines = buffer.getvalue().splitlines()
         assert max(len(line) for line in lines) <= width, (columns, max(map(len, lines)))
         assert long_path in "".join(line.split(" ")[0] for line in lines)  # wrapped, not cut
+
+
+def _texts(fig):
+    """Every text matplotlib draws in ``fig``: titles, axis labels, tick labels in view, the
+    numbers in the axes, legend entries; after a draw, with their window extents."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = list(fig.texts)
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts,
+                  *ax.get_xticklabels(), *ax.get_yticklabels()]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += list(legend.get_texts())
+    shown = [t for t in texts if t.get_visible() and t.get_text().strip()]
+    return [(t, t.get_window_extent(renderer)) for t in shown]
+
+
+def _overlaps(fig) -> list[tuple[str, str]]:
+    texts = _texts(fig)
+    out = []
+    for i, (a, box_a) in enumerate(texts):
+        for b, box_b in texts[i + 1:]:
+            if box_a.overlaps(box_b):
+                out.append((a.get_text(), b.get_text()))
+    return out
+
+
+@pytest.mark.parametrize("classes", [CLASSES[:2], CLASSES, [f"long_class_name_{k}" for k in range(7)]])
+def test_figures_text_does_not_overlap_and_is_readable(tmp_path, classes):
+    """The report's figures, drawn: no two texts overlap (the row-normalised matrix's class names
+    clear of the counts), none is below 8 pt, the figure is no wider than the page shows at its
+    own size, and the training curves of 3 epochs have ticks at whole epochs only."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from btk.default_plugins import html_report
+    from btk.runs import load_run
+
+    n_classes = len(classes)
+    rng = np.random.default_rng(n_classes)
+    y = np.arange(60) % n_classes
+    p = rng.dirichlet(np.ones(n_classes), 60)
+    p[np.arange(60), y] += 0.6
+    run_dir = make_run(tmp_path, "run", y, p / p.sum(1, keepdims=True), classes)
+    (run_dir / "history.json").write_text(json.dumps(
+        {"loss": [1.2, 0.8, 0.6], "accuracy": [0.4, 0.6, 0.7], "val_loss": [1.3, 0.9, 0.8],
+         "val_accuracy": [0.35, 0.55, 0.6], "best_epoch": [3]}))
+    run = load_run(run_dir)
+    for make in (html_report.summary_figure, html_report.history_figure):
+        fig = make(run)
+        try:
+            texts = _texts(fig)
+            assert len(texts) > 10
+            assert not _overlaps(fig), (make.__name__, _overlaps(fig))
+            small = [(t.get_text(), t.get_fontsize()) for t, _ in texts if t.get_fontsize() < 8]
+            assert not small, small
+            assert fig.get_figwidth() * html_report.FIGURE_DPI <= 1000  # the page's column: shown at its own size
+            if make is html_report.history_figure:
+                for ax in fig.axes:
+                    ticks = [float(t.get_text().replace("\u2212", "-")) for t in ax.get_xticklabels()]
+                    assert ticks and all(t == int(t) for t in ticks), ticks
+        finally:
+            plt.close(fig)
+
+
+def test_the_overlap_check_sees_overlapping_text():
+    """The check above fails on the old layout's fault: two panels' texts drawn on each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(4, 2))
+    axes[1].set_yticks([0, 1], ["a_very_long_class_name", "another_long_class_name"])
+    try:
+        assert _overlaps(fig)
+    finally:
+        plt.close(fig)

@@ -39,7 +39,7 @@ def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI)
     plt.close(fig)
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
@@ -52,32 +52,54 @@ def _esc(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _figures(run: Run) -> str:
-    """Confusion matrices, ROC curves, reliability diagram and training curves in one figure."""
+FIGURE_WIDTH = 10.5
+"""Inches: at :data:`FIGURE_DPI` a figure is 840 px wide, shown at its own size in the page (no
+text shrunk below its points), and scaled down only on a narrower window."""
+FIGURE_DPI = 80
+FONT = 9
+"""Points of the smallest figure text (ticks, legends, the numbers in the confusion matrices)."""
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def summary_figure(run: Run) -> Any:
+    """The clean test images' confusion matrices (counts and row-normalised), one-vs-rest ROC
+    curves and reliability diagram, a 2 x 2 grid laid out so that no text overlaps."""
     from sklearn.metrics import roc_curve
 
     from btk.stats import reliability
 
+    plt = _pyplot()
     classes = run.classes
     _, y, probs = run.condition_arrays("clean")
     cm = np.array(run.metrics["conditions"]["clean"]["confusion"], dtype=float)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
-    for ax, matrix, title, fmt in ((axes[0], cm, "confusion (counts)", "{:.0f}"),
-                                   (axes[1], cm / np.maximum(cm.sum(1, keepdims=True), 1), "row-normalised", "{:.2f}")):
+    fig, axes = plt.subplots(2, 2, figsize=(FIGURE_WIDTH, 9.4), layout="constrained")
+    # the predicted classes' names under the columns, at their words, upright where they fit the
+    # columns (about 48 characters across a panel) and turned upright-on-end otherwise: slanted
+    # names would reach under their neighbours
+    names = [c.replace("_", "\n") for c in classes]
+    longest = max(len(w) for c in classes for w in c.split("_"))
+    rotation = 0 if longest * len(classes) <= 48 else 90
+    for ax, matrix, title, fmt in ((axes[0, 0], cm, "confusion (counts)", "{:.0f}"),
+                                   (axes[0, 1], cm / np.maximum(cm.sum(1, keepdims=True), 1), "row-normalised",
+                                    "{:.2f}")):
         ax.imshow(matrix, cmap="Blues")
         for (i, j), v in np.ndenumerate(matrix):
             ax.text(j, i, fmt.format(v), ha="center", va="center",
-                    color="white" if v > matrix.max() * 0.6 else "black", fontsize=9)
-        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+                    color="white" if v > matrix.max() * 0.6 else "black", fontsize=FONT)
+        ax.set_xticks(range(len(classes)), names, rotation=rotation, fontsize=FONT)
+        ax.set_yticks(range(len(classes)), classes, fontsize=FONT)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title)
-    ax = axes[2]
+    ax = axes[1, 0]
     for k, c in enumerate(classes):
         if 0 < (y == k).sum() < len(y):
             fpr, tpr, _ = roc_curve(y == k, probs[:, k])
@@ -87,8 +109,8 @@ def _figures(run: Run) -> str:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC, one vs rest (clean)")
-    ax.legend(fontsize=7, loc="lower right")
-    ax = axes[3]
+    ax.legend(fontsize=FONT, loc="lower right")
+    ax = axes[1, 1]
     rel = reliability(y, probs)
     centers = (np.array(rel["edges"][:-1]) + np.array(rel["edges"][1:])) / 2
     acc = np.array([np.nan if a is None else a for a in rel["accuracy"]])
@@ -98,28 +120,44 @@ def _figures(run: Run) -> str:
     title = f"reliability (clean): ECE {100 * rel['ece']:.1f}%"
     before = run.condition_metrics("clean").get("ece_uncalibrated")
     if before is not None and run.calibration is not None:
-        title += f" (before the temperature {100 * before:.1f}%)"
+        title += f"\n(before the temperature {100 * before:.1f}%)"
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ax.set_xlabel(f"confidence ({rel['bins']} equal-width bins)")
     ax.set_ylabel("accuracy in bin")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
-    parts = [_png(fig)]
+    ax.set_title(title)
+    ax.legend(fontsize=FONT, loc="upper left")
+    return fig
+
+
+def history_figure(run: Run) -> Any:
+    """Loss and accuracy by epoch (training and validation), the kept epoch marked, the epochs
+    on integer ticks; ``None`` for a run without a history."""
+    from matplotlib.ticker import MaxNLocator
+
     hist = {k: v for k, v in run.history.items() if k != "best_epoch"}
-    if hist.get("loss"):
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 3.6))
-        epochs = np.arange(1, len(hist["loss"]) + 1)
-        for key, ax in (("loss", a1), ("accuracy", a2)):
-            for prefix, style in (("", "-"), ("val_", "--")):
-                if prefix + key in hist:
-                    ax.plot(epochs, hist[prefix + key], style, label=(prefix or "train_") + key)
-            if run.history.get("best_epoch"):
-                ax.axvline(run.history["best_epoch"][0], color="grey", ls=":", label="best epoch")
-            ax.set_xlabel("epoch")
-            ax.set_title(key)
-            ax.legend(fontsize=8)
-        parts.append(_png(fig))
-    return "\n".join(parts)
+    if not hist.get("loss"):
+        return None
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.8), layout="constrained")
+    epochs = np.arange(1, len(hist["loss"]) + 1)
+    for key, ax in (("loss", a1), ("accuracy", a2)):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + key in hist:
+                ax.plot(epochs, hist[prefix + key], style, marker="o", ms=3, label=(prefix or "train_") + key)
+        if run.history.get("best_epoch"):
+            ax.axvline(run.history["best_epoch"][0], color="grey", ls=":", label="best epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=FONT)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend(fontsize=FONT)
+    return fig
+
+
+def _figures(run: Run) -> str:
+    """The summary figure (:func:`summary_figure`) and the training curves (:func:`history_figure`)."""
+    figures = [summary_figure(run), history_figure(run)]
+    return "\n".join(_png(fig) for fig in figures if fig is not None)
 
 
 def _examples(run: Run) -> str:
