@@ -5,6 +5,8 @@ breaks inside a word."""
 
 from __future__ import annotations
 
+import html as html_lib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +158,7 @@ def test_the_prediction_table_piped_to_a_file_keeps_a_sane_width(monkeypatch):
         assert not console.is_terminal and console.width >= 250  # what the other tables get
         table = PredictionTable("predictions of run", CLASSES, console, slices=False)
         for path in ("short.jpg", long_path):
-            table.write(Prediction(path, None, "no_tumor", {c: 0.25 for c in CLASSES}))
+            table.write(Prediction(path, None, "no_tumor", dict.fromkeys(CLASSES, 0.25)))
         table.close()
         lines = buffer.getvalue().splitlines()
         assert max(len(line) for line in lines) <= width, (columns, max(map(len, lines)))
@@ -241,3 +243,68 @@ def test_the_overlap_check_sees_overlapping_text():
         assert _overlaps(fig)
     finally:
         plt.close(fig)
+
+
+PROBE = Path(__file__).parent / "layout_probe.js"
+
+
+def _layout(page: Path, tmp_path: Path, width: int) -> dict:
+    """What headless Chromium finds laying ``page`` out at ``width`` px (``layout_probe.js``)."""
+    import json
+
+    from conftest import chromium
+
+    probe = tmp_path / f"probe-{width}.html"
+    probe.write_text(page.read_text().replace("</body>", f"<script>{PROBE.read_text()}</script></body>"))
+    proc = chromium(probe, tmp_path / "profile", width, 900, "--dump-dom", "--virtual-time-budget=10000")
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, (proc.stdout[-500:], proc.stderr[-2000:])
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+def _check_layout(layout: dict, width: int) -> None:
+    assert layout["texts"] > 200 and layout["images"] > 4, layout  # the probe saw the page
+    assert layout["n_overlaps"] == 0, layout["overlaps"]
+    assert layout["n_broken"] == 0, layout["broken"]
+    assert layout["scroll_width"] <= width, layout  # nothing runs off the side
+    # figures at their own size where the window has room, never shrunk below 3/4 of it
+    assert all(s > 0.99 if width >= 1400 else s >= 0.75 for s in layout["figure_scales"]), layout["figure_scales"]
+
+
+@pytest.mark.parametrize("what", ["run with two evaluations", "three runs"])
+def test_the_html_report_lays_out_cleanly_in_chromium(tmp_path, what):
+    """The report of a run with two evaluations, and of three runs, laid out by headless Chromium
+    at 1400 and 800 px: no text over other text or over a figure, no word broken inside, nothing
+    wider than the window, figures not shrunk; one model card per run; the comparison says on
+    which images it compared what."""
+    paths = [run_with_two_evaluations(tmp_path)] if what.startswith("run") else three_runs(tmp_path)
+    page = tmp_path / "report.html"
+    _report(paths, page, "--reporter", "none")
+    text = page.read_text()
+    assert text.count('<div class="card">') == (1 if what.startswith("run") else 0)
+    assert "test images A:" in text and "test images B:" in text
+    for width in (1400, 800):
+        _check_layout(_layout(page, tmp_path, width), width)
+
+
+def test_the_layout_probe_finds_overlaps_and_broken_words(tmp_path):
+    """The probe itself: text pulled over other text, and a word forced to break inside, are found."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><p>first line of text</p>'
+                    '<p style="margin-top:-1.2em">second line of text</p>'
+                    '<div style="width:60px;overflow-wrap:anywhere">glioma_tumor meningioma_tumor</div></body></html>')
+    layout = _layout(page, tmp_path, 800)
+    assert layout["n_overlaps"] >= 1 and "glioma_tumor" in layout["broken"], layout
+
+
+def test_an_evaluation_on_all_the_runs_images_is_counted_by_split(old_run):
+    """A run evaluated on all of its own data (training images too): the card counts them by
+    split, and the run still has no external evaluation."""
+    from btk.model_card import write_card
+    from btk.runs import load_run
+
+    card = write_card(load_run(old_run)).read_text()
+    line = next(x for x in card.splitlines() if x.startswith("- 20261204-202207-eval-old-eval"))
+    assert ("48 images (34 of them the run's training images, 10 of them the run's test images, 4 of them the "
+            "run's selection") in line and line.endswith("not an external evaluation), accuracy 25.0%, macro F1 10.0%.")
+    assert "No external evaluation: performance on other hospitals' images is unknown." in card
