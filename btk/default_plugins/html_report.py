@@ -4,9 +4,10 @@ Per run: the configuration; metrics per test condition with 95% bootstrap interv
 resamples, percentile); the leakage-aware rows; per-class precision, recall, F1, support and
 AUC; the confusion matrix (counts and row-normalised); one-vs-rest ROC curves; a reliability
 diagram with ECE (15 equal-width confidence bins), before and after the run's temperature
-scaling; training curves; example images, right and wrong, under every test condition. For
-several runs: a comparison table with the best of each column marked, and McNemar's exact test
-for every pair of runs on the same test images.
+scaling; training curves; example images, right and wrong, under every test condition; the
+model card, once per run. For several runs: a comparison table with each row's set of test
+images named and the best of each column marked among runs on the same images only, and
+McNemar's exact test for every pair of runs on the same test images.
 """
 
 from __future__ import annotations
