@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -11,44 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from btk.image_sets import image_keys, images_id, test_images
 from btk.runs import Run
 from btk.stats import mcnemar
 
 COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
 LOWER_IS_BETTER = {"ece"}
-
-
-def data_root(run: Run) -> str:
-    """Where ``run``'s image sources are relative to: its data folder (resolved where it is
-    found), or for generated data (no folder, e.g. the synthetic phantoms) the reader and the
-    fingerprint of what it generated."""
-    path = run.data_path
-    if path is not None:
-        return str(path.resolve())
-    if run.config.data:
-        return os.path.normpath(run.config.data)
-    sha = str((run.provenance.data if run.provenance is not None else {}).get("sha256") or "")
-    return f"<{run.config.reader}{' ' + sha[:16] if sha else ''}>"
-
-
-def image_keys(run: Run, sources: Any) -> frozenset[str]:
-    """``sources`` of ``run`` named so that two runs' images compare: each under its data root
-    (:func:`data_root`)."""
-    root = data_root(run)
-    return frozenset(f"{root}/{s}" for s in sources)
-
-
-def test_images(run: Run, condition: str = "clean") -> frozenset[str]:
-    """The images ``run`` was tested on under ``condition`` (its first condition where it has
-    no such), as :func:`image_keys`."""
-    conditions = run.metrics["conditions"]
-    sources, _, _ = run.condition_arrays(condition if condition in conditions else next(iter(conditions)))
-    return image_keys(run, sources)
-
-
-def images_id(keys: frozenset[str]) -> str:
-    """A short fingerprint of a set of images (:func:`image_keys`): SHA-256 of the sorted names."""
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
 
 
 def image_sets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -78,33 +44,6 @@ def image_set_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append("Numbers on different test images are not compared: a best is named only among runs "
                      "tested on the same images.")
     return lines
-
-
-def own_images(run: Run, evaluation: Run) -> tuple[str, bool]:
-    """Which of ``evaluation``'s images are ``run``'s own, in words for reports and the model
-    card, and whether the evaluation is external (none of its images is one the run had, as far
-    as the run records): ``("", True)`` when none are, else e.g. ``("the run's own 10 test
-    images, the same images: not an external evaluation", False)`` or ``("10 of them the run's
-    test images, 34 of them the run's training images: not an external evaluation", False)``."""
-    from btk.errors import BtkError
-
-    theirs = test_images(evaluation)
-    mine = test_images(run)
-    if theirs == mine:
-        return f"the run's own {len(mine)} test images, the same images: not an external evaluation", False
-    try:
-        subsets = {subset: image_keys(run, run.subset_sources(subset))
-                   for subset in dict.fromkeys(r["subset"] for r in run.split_rows())}
-    except BtkError:
-        subsets = {}
-    subsets[run.roles.get("test") or "test"] = mine  # the test images as scored
-    parts = [f"{len(theirs & keys)} of them the run's {run.describe_subset(subset)}"
-             for subset, keys in subsets.items() if theirs & keys]
-    if not parts:
-        return "", True
-    shared = len(theirs & frozenset().union(*subsets.values()))
-    return ", ".join(parts) + (": not an external evaluation" if shared == len(theirs) else
-                               f": {shared} of its {len(theirs)} images are the run's own"), False
 
 
 def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
@@ -270,12 +209,13 @@ def gather_runs(paths: list[Path]) -> tuple[list[Run], list[dict[str, Any]], lis
 @dataclass
 class EvaluationGroup:
     """A run beside its evaluations: a row per run or evaluation and condition, the best of each
-    column, and McNemar's test of the run against each evaluation on the same images."""
+    column among those on the same test images (:func:`best_by_column`), and McNemar's test of
+    the run against each evaluation on the same images."""
 
     run: Run
     evaluations: list[Run]
     rows: list[dict[str, Any]]
-    best: dict[str, float]
+    best: dict[str, dict[str, float]]
     tests: list[dict[str, Any]]
 
 
@@ -287,7 +227,8 @@ class Report:
         runs: the runs (and evaluations) given; ``suites``: their plans' records, and the runs
             that differ only in their seed put together (:func:`btk.suite.seed_summary`);
         skipped: one line per path that is not a complete run;
-        rows, best, tests: the comparison of several runs (a row per run and condition);
+        rows, best, tests: the comparison of several runs (a row per run and condition; the
+            best per set of test images, :func:`best_by_column`);
         groups: each run beside its evaluations.
     """
 
@@ -295,7 +236,7 @@ class Report:
     suites: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, float] = field(default_factory=dict)
+    best: dict[str, dict[str, float]] = field(default_factory=dict)
     tests: list[dict[str, Any]] = field(default_factory=list)
     groups: list[EvaluationGroup] = field(default_factory=list)
 

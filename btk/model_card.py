@@ -194,7 +194,7 @@ def _explanation_lines(run: Run) -> list[str]:
 def model_card(run: Run, name: str | None = None) -> str:
     """The model card of ``run`` as Markdown (``name``: the run's name, if not its folder's)."""
     from btk import conformal
-    from btk.compare import own_images
+    from btk.image_sets import own_images
 
     cfg, recipe = run.config, run.recipe
     made = run.provenance

@@ -78,7 +78,8 @@ def test_one_model_card_per_run(tmp_path, no_figures):
 
 
 def test_an_evaluation_on_the_runs_own_test_images_says_so(tmp_path, no_figures):
-    from btk.compare import own_images, run_rows
+    from btk.compare import run_rows
+    from btk.image_sets import own_images
     from btk.runs import load_run
 
     run = run_with_two_evaluations(tmp_path)
@@ -102,7 +103,7 @@ def test_an_evaluation_on_the_runs_own_test_images_says_so(tmp_path, no_figures)
 
 
 def test_a_partial_overlap_is_counted(tmp_path):
-    from btk.compare import own_images
+    from btk.image_sets import own_images
     from btk.runs import load_run
 
     y, p = _probs(40, 1)

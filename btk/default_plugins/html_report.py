@@ -26,8 +26,9 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
 color:#1d232a;padding:0 1em}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:2px solid #d0d7de;padding-bottom:.2em}h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #d0d7de;padding:.25em .6em;
-text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #d0d7de;padding:.25em .6em;text-align:right}th{background:#f3f5f7}
+td:first-child,th:first-child{text-align:left}
 .best{font-weight:bold;background:#e3f4e3}.bad{color:#b3261e;font-weight:bold}.ci{color:#57606a;font-size:.85em}
 img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:break-word}
@@ -502,8 +503,8 @@ def evaluations_section(group: Any) -> str:
 
 def _own_images(evaluation: Run) -> str:
     """A warning where an evaluation's images are its run's own (:func:`btk.compare.own_images`)."""
-    from btk.compare import own_images
     from btk.errors import BtkError
+    from btk.image_sets import own_images
 
     try:
         words, _ = own_images(evaluation.evaluated_run(), evaluation)
