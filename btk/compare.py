@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from btk.image_sets import image_keys, images_id, test_images
+from btk.image_sets import image_keys, images_id, tested_images
 from btk.runs import Run
 from btk.stats import mcnemar
 
@@ -49,12 +49,12 @@ def image_set_lines(rows: list[dict[str, Any]]) -> list[str]:
 def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """A row per run and test condition: what was run, and its headline metrics (ECE of the
     reported probabilities, 15 equal-width bins); ``images``: a letter for the set of test
-    images (the same letter: the same images, :func:`test_images`), ``images_id`` its
+    images (the same letter: the same images, :func:`tested_images`), ``images_id`` its
     fingerprint, ``data`` where they are."""
     rows = []
     labels: dict[frozenset[str], str] = {}
     for run in runs:
-        keys = test_images(run)
+        keys = tested_images(run)
         label = labels.setdefault(keys, chr(ord("A") + len(labels)) if len(labels) < 26 else f"#{len(labels) + 1}")
         data = run.config.data or f"{run.config.reader} (generated)"
         cfg = run.config

@@ -31,7 +31,7 @@ def image_keys(run: Run, sources: Any) -> frozenset[str]:
     return frozenset(f"{root}/{s}" for s in sources)
 
 
-def test_images(run: Run, condition: str = "clean") -> frozenset[str]:
+def tested_images(run: Run, condition: str = "clean") -> frozenset[str]:
     """The images ``run`` was tested on under ``condition`` (its first condition where it has
     no such), as :func:`image_keys`."""
     conditions = run.metrics["conditions"]
@@ -52,8 +52,8 @@ def own_images(run: Run, evaluation: Run) -> tuple[str, bool]:
     test images, 34 of them the run's training images: not an external evaluation", False)``."""
     from btk.errors import BtkError
 
-    theirs = test_images(evaluation)
-    mine = test_images(run)
+    theirs = tested_images(evaluation)
+    mine = tested_images(run)
     if theirs == mine:
         return f"the run's own {len(mine)} test images, the same images: not an external evaluation", False
     try:
