@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from btk.image_sets import image_keys, images_id, tested_images
 from btk.runs import Run
 from btk.stats import mcnemar
 
@@ -16,11 +17,46 @@ COLUMNS = ("accuracy", "balanced_accuracy", "f1_macro", "auc_macro", "ece")
 LOWER_IS_BETTER = {"ece"}
 
 
+def image_sets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sets of test images the rows (:func:`run_rows`) were measured on, in order of first
+    appearance: ``label`` (the rows' ``images``), ``id``, ``n``, ``data`` and the ``runs`` on it;
+    ``compared``: whether two or more runs share it, so that its best can be named."""
+    sets: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = sets.setdefault(r["images"], {"label": r["images"], "id": r["images_id"], "n": r["n"],
+                                              "data": r["data"], "runs": []})
+        if r["run"] not in entry["runs"]:
+            entry["runs"].append(r["run"])
+    for entry in sets.values():
+        entry["compared"] = len(entry["runs"]) > 1
+    return list(sets.values())
+
+
+def image_set_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per set of test images (:func:`image_sets`) saying what is compared on it, for
+    the terminal and the HTML alike."""
+    lines = []
+    for s in image_sets(rows):
+        what = (f"{', '.join(s['runs'])}: the same images, compared" if s["compared"] else
+                f"only {s['runs'][0]}: not compared with the others")
+        lines.append(f"test images {s['label']}: {s['n']} images of {s['data']} (set {s['id']}); {what}")
+    if len(lines) > 1:
+        lines.append("Numbers on different test images are not compared: a best is named only among runs "
+                     "tested on the same images.")
+    return lines
+
+
 def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """A row per run and test condition: what was run, and its headline metrics (ECE of the
-    reported probabilities, 15 equal-width bins)."""
+    reported probabilities, 15 equal-width bins); ``images``: a letter for the set of test
+    images (the same letter: the same images, :func:`tested_images`), ``images_id`` its
+    fingerprint, ``data`` where they are."""
     rows = []
+    labels: dict[frozenset[str], str] = {}
     for run in runs:
+        keys = tested_images(run)
+        label = labels.setdefault(keys, chr(ord("A") + len(labels)) if len(labels) < 26 else f"#{len(labels) + 1}")
+        data = run.config.data or f"{run.config.reader} (generated)"
         cfg = run.config
         train = ", ".join(d.label for d in run.train_degrade) or "none"
         for condition in run.metrics["conditions"]:
@@ -30,18 +66,30 @@ def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
                 "train_degrade": train, "test_condition": condition, "n": m["n"],
                 "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "f1_macro": m["f1_macro"],
                 "auc_macro": m["auc_macro"], "ece": m["ece"], "collapsed": m["collapsed"],
+                "images": label, "images_id": images_id(keys), "data": data,
             })
     return rows
 
 
-def best_by_column(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The best value of each metric column (lowest ECE, highest otherwise)."""
-    best = {}
-    for col in COLUMNS:
-        values = [r[col] for r in rows if r[col] is not None]
-        if values:
-            best[col] = min(values) if col in LOWER_IS_BETTER else max(values)
+def best_by_column(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The best value of each metric column (lowest ECE, highest otherwise) per set of test
+    images (the rows' ``images``) that two or more runs share; a set only one run was tested on
+    has none: numbers on different images are not compared."""
+    best: dict[str, dict[str, float]] = {}
+    for s in image_sets(rows):
+        if not s["compared"]:
+            continue
+        mine = [r for r in rows if r["images"] == s["label"]]
+        for col in COLUMNS:
+            values = [r[col] for r in mine if r[col] is not None]
+            if values:
+                best.setdefault(s["label"], {})[col] = min(values) if col in LOWER_IS_BETTER else max(values)
     return best
+
+
+def is_best(row: dict[str, Any], col: str, best: dict[str, dict[str, float]]) -> bool:
+    """Whether ``row``'s ``col`` is the best among the runs on its test images (:func:`best_by_column`)."""
+    return row[col] is not None and row[col] == best.get(row["images"], {}).get(col)
 
 
 def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, Any]]:
@@ -55,7 +103,7 @@ def paired_tests(runs: list[Run], condition: str = "clean") -> list[dict[str, An
             continue
         sa, ya, pa = a.condition_arrays(condition)
         sb, yb, pb = b.condition_arrays(condition)
-        if len(sa) != len(sb) or set(sa) != set(sb):
+        if len(sa) != len(sb) or image_keys(a, sa) != image_keys(b, sb):  # the same images of the same data
             continue
         order = np.argsort(sb)[np.argsort(np.argsort(sa))]  # b's rows in a's order
         if not np.array_equal(ya, yb[order]):
@@ -161,12 +209,13 @@ def gather_runs(paths: list[Path]) -> tuple[list[Run], list[dict[str, Any]], lis
 @dataclass
 class EvaluationGroup:
     """A run beside its evaluations: a row per run or evaluation and condition, the best of each
-    column, and McNemar's test of the run against each evaluation on the same images."""
+    column among those on the same test images (:func:`best_by_column`), and McNemar's test of
+    the run against each evaluation on the same images."""
 
     run: Run
     evaluations: list[Run]
     rows: list[dict[str, Any]]
-    best: dict[str, float]
+    best: dict[str, dict[str, float]]
     tests: list[dict[str, Any]]
 
 
@@ -178,7 +227,8 @@ class Report:
         runs: the runs (and evaluations) given; ``suites``: their plans' records, and the runs
             that differ only in their seed put together (:func:`btk.suite.seed_summary`);
         skipped: one line per path that is not a complete run;
-        rows, best, tests: the comparison of several runs (a row per run and condition);
+        rows, best, tests: the comparison of several runs (a row per run and condition; the
+            best per set of test images, :func:`best_by_column`);
         groups: each run beside its evaluations.
     """
 
@@ -186,7 +236,7 @@ class Report:
     suites: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, float] = field(default_factory=dict)
+    best: dict[str, dict[str, float]] = field(default_factory=dict)
     tests: list[dict[str, Any]] = field(default_factory=list)
     groups: list[EvaluationGroup] = field(default_factory=list)
 

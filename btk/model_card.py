@@ -194,6 +194,7 @@ def _explanation_lines(run: Run) -> list[str]:
 def model_card(run: Run, name: str | None = None) -> str:
     """The model card of ``run`` as Markdown (``name``: the run's name, if not its folder's)."""
     from btk import conformal
+    from btk.image_sets import own_images
 
     cfg, recipe = run.config, run.recipe
     made = run.provenance
@@ -282,8 +283,10 @@ def model_card(run: Run, name: str | None = None) -> str:
     for e in evaluations:
         cond = e.metrics.get("conditions", {}).get("clean")
         if cond and e.evaluation is not None:
-            lines.append(f"- {e.name}: {e.evaluation.data} ({e.evaluation.split}), {cond['n']} images, accuracy "
-                         f"{_pct(cond['accuracy'])}, macro F1 {_pct(cond['f1_macro'])}.")
+            own, _ = own_images(run, e)
+            lines.append(f"- {e.name}: {e.evaluation.data} ({e.evaluation.split}), {cond['n']} images"
+                         + (f" ({own})" if own else "") + f", accuracy {_pct(cond['accuracy'])}, macro F1 "
+                         f"{_pct(cond['f1_macro'])}.")
             lines += [f"  - {w}" for w in conformal.set_warnings(e.metrics.get("conditions", {}), "clean",
                                                                  sets_calibration)]
     if not evaluations:
@@ -302,7 +305,7 @@ def model_card(run: Run, name: str | None = None) -> str:
                       "the fairer estimate.")
     if metrics.get("collapsed"):
         limits.append("Training collapsed: the model predicts one class for every image.")
-    if not evaluations:
+    if not any(own_images(run, e)[1] for e in evaluations):
         limits.append("No external evaluation: performance on other hospitals' images is unknown.")
     lines += ["## Known limitations", "", *[f"- {x}" for x in limits], ""]
     return "\n".join(lines)

@@ -148,10 +148,13 @@ def check_reporter(reporter: Any, run_dir: Path, expect_files: list[str] | None 
 
 def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray] | np.ndarray,
              classes: list[str], sources: list[str] | None = None, task: str = "multiclass",
-             train_degrade: list[str] | None = None, examples: bool = True, seed: int | None = None) -> Path:
+             train_degrade: list[str] | None = None, examples: bool = True, seed: int | None = None,
+             data: str = "DATA", evaluates: Path | None = None) -> Path:
     """Write ``parent/name`` as a finished run whose test predictions are ``probs`` (per
     condition, or one array for "clean"), for testing reporters; ``seed`` is recorded in its
-    configuration when given."""
+    configuration when given; ``data``: the data folder it names. ``evaluates``: a run
+    directory: write an evaluation of that run instead (``btk evaluate``'s record, all of
+    ``data`` scored; ``parent`` is usually the run's ``evaluations`` folder)."""
     from btk.config import make_run_config
     from btk.metrics import evaluate
     from btk.run_files import RunWriter
@@ -162,11 +165,14 @@ def make_run(parent: Path, name: str, y: np.ndarray, probs: dict[str, np.ndarray
     # the configuration as btk run records it (RunConfig.to_json, the recipe nested), so the run
     # loads as a real one: the same task, recipe and degradations on the typed record
     config = make_run_config("btk", recipe={"image_size": 64, "channels": 1, "model": "seed-cnn"}, task=task,
-                             reader="folder", data="DATA", name=name, train_degrade=tuple(train_degrade or ()),
+                             reader="folder", data=data, name=name, train_degrade=tuple(train_degrade or ()),
                              **({"seed": seed} if seed is not None else {}))
-    with RunWriter(path) as w:
+    evaluation = {"kind": "evaluation",
+                  "evaluation": {"run": str(Path(evaluates).resolve()), "run_id": Path(evaluates).name, "data": data,
+                                 "reader": "folder", "split": "all"}} if evaluates is not None else {}
+    with RunWriter(path, kind="evaluation" if evaluates is not None else "run") as w:
         w.write_json("config.json", {
-            "config": config.to_json(), "recipe": config.recipe.__dict__, "classes": classes,
+            **evaluation, "config": config.to_json(), "recipe": config.recipe.__dict__, "classes": classes,
             "input_shape": [64, 64, 1],
             "train_degrade": [{"name": d, "params": {}, "label": d} for d in (train_degrade or [])],
             "test_degrade": [], "plugins": {}, "versions": {}})

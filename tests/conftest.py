@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,21 @@ def one_line_refusal(args: list[str]) -> str:
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     return lines[0]
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars")
+"""Headless Chromium reading a local file: nothing fetched, nothing synced, no sandbox (CI containers)."""
+
+
+def chromium(page: Path, profile: Path, width: int, height: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium (Debian's ``chromium``) on the local file ``page`` at ``width`` x ``height``
+    with ``args`` (``--dump-dom``, ``--screenshot=FILE``); the test is skipped where it is not installed."""
+    import shutil
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium): no browser to lay the page out")
+    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                           *args, page.as_uri()], capture_output=True, text=True, timeout=120)

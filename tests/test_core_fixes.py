@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -162,9 +161,6 @@ def test_the_html_report_has_what_the_terminal_shows(runs, sartaj_small, tmp_pat
     sections = {part.split('"')[0]: part for part in html.split('<h2 id="')[1:]}
     assert sections[run.name].count(">augment_probability<") == 1  # the recipe once, not twice
     assert "temperature" in html.lower() and "min confidence" in html  # calibration, as in the terminal
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("headless Chromium not installed (apt-get install chromium); the file checks above ran")
     # laid out at 1200 px by a real browser, nothing runs off the page or hides in a box that scrolls
     # sideways (the card's long lines wrap)
     probe = tmp_path / "probe.html"
@@ -173,10 +169,9 @@ def test_the_html_report_has_what_the_terminal_shows(runs, sartaj_small, tmp_pat
                                               "Array.from(document.querySelectorAll('*')).some(e => "
                                               "e.scrollWidth > e.clientWidth + 1 && "
                                               "getComputedStyle(e).overflowX !== 'visible')))</script></body>"))
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    from conftest import chromium
+
+    dom = chromium(probe, tmp_path / "profile", 1200, 1600, "--dump-dom").stdout
     assert 'data-overflow="false"' in dom, dom[-500:]
 
 

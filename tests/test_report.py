@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import chromium
 
 from btk.cli import cli
 from btk.compare import paired_tests, run_rows
@@ -127,15 +127,9 @@ def test_html_report_is_self_contained_and_renders(tmp_path):
     assert "http://" not in page and "https://" not in page
     assert page.count("data:image/png;base64,") == 2 * 2 + 8 * 3  # 2 figures per run; 8 examples x 3 conditions
     assert "McNemar p (exact)" in page and "ECE" in page and "[" in page  # paired test, calibration, intervals
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("headless Chromium not installed (apt-get install chromium); the file checks above ran")
     shot = tmp_path / "shot.png"
-    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-                           "--window-size=1200,1600", f"--screenshot={shot}", html_path.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = chromium(html_path, tmp_path / "profile", 1200, 1600, "--enable-logging=stderr", "--v=0",
+                    f"--screenshot={shot}")
     assert shot.exists(), proc.stderr
     assert "CONSOLE" not in proc.stderr and "Uncaught" not in proc.stderr
     import cv2

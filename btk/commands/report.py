@@ -22,12 +22,13 @@ def report(paths: tuple[Path, ...], reporter: tuple[str, ...], html_path: Path |
 
     PATHS are run directories, suite or plan directories (their runs are included) or
     evaluation directories (`btk evaluate`). Each run is shown by the reporters; several get one
-    comparison table (a row per run and test condition, the best of each column in bold) and
-    McNemar's test for runs on the same test images. A run's evaluations are shown beside its
+    comparison table (a row per run and test condition, a letter for its set of test images,
+    the best of each column in bold among runs on the same images only) and McNemar's test for
+    runs on the same test images. A run's evaluations are shown beside its
     own test metrics. Runs that differ only in their seed (a plan over seeds, or separate runs
     such as a job array's) also get the mean and range of each metric over the seeds. A
     directory that is not a complete run is named in one line and skipped. --html writes all of
-    it, the model cards included, into one file.
+    it, each run's model card once, into one file.
 
     \b
     Examples:

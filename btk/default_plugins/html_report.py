@@ -4,9 +4,10 @@ Per run: the configuration; metrics per test condition with 95% bootstrap interv
 resamples, percentile); the leakage-aware rows; per-class precision, recall, F1, support and
 AUC; the confusion matrix (counts and row-normalised); one-vs-rest ROC curves; a reliability
 diagram with ECE (15 equal-width confidence bins), before and after the run's temperature
-scaling; training curves; example images, right and wrong, under every test condition. For
-several runs: a comparison table with the best of each column marked, and McNemar's exact test
-for every pair of runs on the same test images.
+scaling; training curves; example images, right and wrong, under every test condition; the
+model card, once per run. For several runs: a comparison table with each row's set of test
+images named and the best of each column marked among runs on the same images only, and
+McNemar's exact test for every pair of runs on the same test images.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
 color:#1d232a;padding:0 1em}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:2px solid #d0d7de;padding-bottom:.2em}h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #d0d7de;padding:.25em .6em;
-text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #d0d7de;padding:.25em .6em;text-align:right}th{background:#f3f5f7}
+td:first-child,th:first-child{text-align:left}
 .best{font-weight:bold;background:#e3f4e3}.bad{color:#b3261e;font-weight:bold}.ci{color:#57606a;font-size:.85em}
 img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}
-.card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:anywhere}
-.card code{white-space:pre-wrap;overflow-wrap:anywhere}.cols{display:flex;gap:2em;flex-wrap:wrap}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:0 1.2em;overflow-wrap:break-word}
+.card code{white-space:pre-wrap;overflow-wrap:break-word}.cols{display:flex;gap:2em;flex-wrap:wrap}
 .note{color:#57606a;font-size:.9em}.warn{color:#9a6700}.examples td{text-align:center;font-size:.75em}
 """
 
@@ -39,7 +41,7 @@ def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI)
     plt.close(fig)
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
@@ -52,32 +54,54 @@ def _esc(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _figures(run: Run) -> str:
-    """Confusion matrices, ROC curves, reliability diagram and training curves in one figure."""
+FIGURE_WIDTH = 10.5
+"""Inches: at :data:`FIGURE_DPI` a figure is 840 px wide, shown at its own size in the page (no
+text shrunk below its points), and scaled down only on a narrower window."""
+FIGURE_DPI = 80
+FONT = 9
+"""Points of the smallest figure text (ticks, legends, the numbers in the confusion matrices)."""
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def summary_figure(run: Run) -> Any:
+    """The clean test images' confusion matrices (counts and row-normalised), one-vs-rest ROC
+    curves and reliability diagram, a 2 x 2 grid laid out so that no text overlaps."""
     from sklearn.metrics import roc_curve
 
     from btk.stats import reliability
 
+    plt = _pyplot()
     classes = run.classes
     _, y, probs = run.condition_arrays("clean")
     cm = np.array(run.metrics["conditions"]["clean"]["confusion"], dtype=float)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
-    for ax, matrix, title, fmt in ((axes[0], cm, "confusion (counts)", "{:.0f}"),
-                                   (axes[1], cm / np.maximum(cm.sum(1, keepdims=True), 1), "row-normalised", "{:.2f}")):
+    fig, axes = plt.subplots(2, 2, figsize=(FIGURE_WIDTH, 9.4), layout="constrained")
+    # the predicted classes' names under the columns, at their words, upright where they fit the
+    # columns (about 48 characters across a panel) and turned upright-on-end otherwise: slanted
+    # names would reach under their neighbours
+    names = [c.replace("_", "\n") for c in classes]
+    longest = max(len(w) for c in classes for w in c.split("_"))
+    rotation = 0 if longest * len(classes) <= 48 else 90
+    for ax, matrix, title, fmt in ((axes[0, 0], cm, "confusion (counts)", "{:.0f}"),
+                                   (axes[0, 1], cm / np.maximum(cm.sum(1, keepdims=True), 1), "row-normalised",
+                                    "{:.2f}")):
         ax.imshow(matrix, cmap="Blues")
         for (i, j), v in np.ndenumerate(matrix):
             ax.text(j, i, fmt.format(v), ha="center", va="center",
-                    color="white" if v > matrix.max() * 0.6 else "black", fontsize=9)
-        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+                    color="white" if v > matrix.max() * 0.6 else "black", fontsize=FONT)
+        ax.set_xticks(range(len(classes)), names, rotation=rotation, fontsize=FONT)
+        ax.set_yticks(range(len(classes)), classes, fontsize=FONT)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title)
-    ax = axes[2]
+    ax = axes[1, 0]
     for k, c in enumerate(classes):
         if 0 < (y == k).sum() < len(y):
             fpr, tpr, _ = roc_curve(y == k, probs[:, k])
@@ -87,8 +111,8 @@ def _figures(run: Run) -> str:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC, one vs rest (clean)")
-    ax.legend(fontsize=7, loc="lower right")
-    ax = axes[3]
+    ax.legend(fontsize=FONT, loc="lower right")
+    ax = axes[1, 1]
     rel = reliability(y, probs)
     centers = (np.array(rel["edges"][:-1]) + np.array(rel["edges"][1:])) / 2
     acc = np.array([np.nan if a is None else a for a in rel["accuracy"]])
@@ -98,28 +122,44 @@ def _figures(run: Run) -> str:
     title = f"reliability (clean): ECE {100 * rel['ece']:.1f}%"
     before = run.condition_metrics("clean").get("ece_uncalibrated")
     if before is not None and run.calibration is not None:
-        title += f" (before the temperature {100 * before:.1f}%)"
+        title += f"\n(before the temperature {100 * before:.1f}%)"
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     ax.set_xlabel(f"confidence ({rel['bins']} equal-width bins)")
     ax.set_ylabel("accuracy in bin")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
-    parts = [_png(fig)]
+    ax.set_title(title)
+    ax.legend(fontsize=FONT, loc="upper left")
+    return fig
+
+
+def history_figure(run: Run) -> Any:
+    """Loss and accuracy by epoch (training and validation), the kept epoch marked, the epochs
+    on integer ticks; ``None`` for a run without a history."""
+    from matplotlib.ticker import MaxNLocator
+
     hist = {k: v for k, v in run.history.items() if k != "best_epoch"}
-    if hist.get("loss"):
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 3.6))
-        epochs = np.arange(1, len(hist["loss"]) + 1)
-        for key, ax in (("loss", a1), ("accuracy", a2)):
-            for prefix, style in (("", "-"), ("val_", "--")):
-                if prefix + key in hist:
-                    ax.plot(epochs, hist[prefix + key], style, label=(prefix or "train_") + key)
-            if run.history.get("best_epoch"):
-                ax.axvline(run.history["best_epoch"][0], color="grey", ls=":", label="best epoch")
-            ax.set_xlabel("epoch")
-            ax.set_title(key)
-            ax.legend(fontsize=8)
-        parts.append(_png(fig))
-    return "\n".join(parts)
+    if not hist.get("loss"):
+        return None
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.8), layout="constrained")
+    epochs = np.arange(1, len(hist["loss"]) + 1)
+    for key, ax in (("loss", a1), ("accuracy", a2)):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + key in hist:
+                ax.plot(epochs, hist[prefix + key], style, marker="o", ms=3, label=(prefix or "train_") + key)
+        if run.history.get("best_epoch"):
+            ax.axvline(run.history["best_epoch"][0], color="grey", ls=":", label="best epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=FONT)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend(fontsize=FONT)
+    return fig
+
+
+def _figures(run: Run) -> str:
+    """The summary figure (:func:`summary_figure`) and the training curves (:func:`history_figure`)."""
+    figures = [summary_figure(run), history_figure(run)]
+    return "\n".join(_png(fig) for fig in figures if fig is not None)
 
 
 def _examples(run: Run) -> str:
@@ -307,12 +347,20 @@ def _markdown(text: str) -> str:
     return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
 
 
-def _card(run: Run) -> str:
-    """The run's model card (``MODEL_CARD.md``) rendered as HTML, its headings one level down."""
+def _card(run: Run, cards: dict[Path, str] | None = None) -> str:
+    """The run's model card (``MODEL_CARD.md``) rendered as HTML, its headings one level down;
+    an evaluation's is its run's. ``cards``: the runs whose card the page already has, and the
+    section that has it (updated): a card already there is linked to, not printed again."""
     owner = run.evaluated_run() if run.is_evaluation else run
     path = owner.path / "MODEL_CARD.md"
     if not path.exists():
         return ""
+    key = owner.path.resolve()
+    if cards is not None and key in cards:
+        return (f'<p class="note">Model card: that of {_esc(owner.name)}, shown once, under '
+                f'<a href="#{_esc(cards[key])}">{_esc(cards[key])}</a>.</p>')
+    if cards is not None:
+        cards[key] = run.name
     text = "\n".join(("#" + line) if line.startswith("#") else line for line in path.read_text().splitlines())
     title = "model card" + (f" of {_esc(owner.name)}" if owner is not run else "")
     return f'<h3>{title}</h3><div class="card">{_markdown(text)}</div>'
@@ -438,52 +486,72 @@ def _configuration(run: Run) -> str:
 
 
 def evaluations_section(group: Any) -> str:
-    """A run beside its evaluations (``btk evaluate``), every condition (degraded ones too), with
-    McNemar's test where the images are the same: what ``btk report`` prints for the group."""
+    """A run beside its evaluations (``btk evaluate``), every condition (degraded ones too), which
+    test images each was measured on, with McNemar's test where the images are the same: what
+    ``btk report`` prints for the group."""
+    from btk.compare import image_set_lines
+
     rows = "".join(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["test_condition"])}'
-                   f"</td><td>{r['n']}</td><td>{_pct(r['accuracy'])}</td><td>{_pct(r['balanced_accuracy'])}</td>"
-                   f"<td>{_pct(r['f1_macro'])}</td><td>{_pct(r['auc_macro'])}</td><td>{_pct(r['ece'])}</td></tr>"
-                   for r in group.rows)
+                   f"</td><td>{_esc(r['images'])}</td><td>{r['n']}</td><td>{_pct(r['accuracy'])}</td>"
+                   f"<td>{_pct(r['balanced_accuracy'])}</td><td>{_pct(r['f1_macro'])}</td><td>{_pct(r['auc_macro'])}"
+                   f"</td><td>{_pct(r['ece'])}</td></tr>" for r in group.rows)
     tests = "".join(f"<li>{_esc(t['b'])}: McNemar p = {t['p_value']:.4g} ({t['n']} images)</li>" for t in group.tests)
+    sets = "".join(f"<li>{_esc(line)}</li>" for line in image_set_lines(group.rows))
     return (f"<h3>{_esc(group.run.name)}: its own test images and {len(group.evaluations)} evaluation(s)</h3>"
-            "<table><tr><th>run or evaluation</th><th>condition</th><th>n</th><th>accuracy</th><th>balanced acc</th>"
-            f"<th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>{rows}</table>"
-            + (f"<ul>{tests}</ul>" if tests else ""))
+            "<table><tr><th>run or evaluation</th><th>condition</th><th>test images</th><th>n</th><th>accuracy</th>"
+            "<th>balanced acc</th><th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>"
+            f'{rows}</table><ul class="note sets">{sets}</ul>' + (f"<ul>{tests}</ul>" if tests else ""))
 
 
-def run_section(run: Run, groups: list[Any] | None = None) -> str:
+def _own_images(evaluation: Run) -> str:
+    """A warning where an evaluation's images are its run's own (:func:`btk.compare.own_images`)."""
+    from btk.errors import BtkError
+    from btk.image_sets import own_images
+
+    try:
+        words, _ = own_images(evaluation.evaluated_run(), evaluation)
+    except BtkError:
+        return ""
+    return f'<p class="warn">Its images: {_esc(words)}.</p>' if words else ""
+
+
+def run_section(run: Run, groups: list[Any] | None = None, cards: dict[Path, str] | None = None) -> str:
     """The HTML of one run (or evaluation): everything the terminal report shows, the run's
-    evaluations beside it, its figures, examples, configuration and model card."""
+    evaluations beside it, its figures, examples, configuration and model card (``cards``: the
+    runs whose card the page already has, :func:`_card`)."""
     about = ""
     ev = run.evaluation
     if ev is not None:
         about = (f"<p>Evaluation of run {_esc(ev.run_id)} on {_esc(ev.data)} ({_esc(ev.split)}, reader "
-                 f"{_esc(ev.reader)}): the run's model and preprocessing, nothing re-trained.</p>")
+                 f"{_esc(ev.reader)}): the run's model and preprocessing, nothing re-trained.</p>"
+                 + _own_images(run))
     mine = "".join(evaluations_section(g) for g in (groups or []) if g.run.path == run.path)
     return (f'<h2 id="{_esc(run.name)}">{_esc(run.name)}</h2>{about}{_provenance(run)}'
             f"<h3>metrics</h3>{_metrics_table(run)}{mine}<h3>per class (clean)</h3>{_per_class(run)}"
             f"{_confusion(run)}{_calibration(run)}{_sets(run)}{_timing(run)}"
             f"<h3>figures</h3>{_figures(run)}{_robustness(run)}{_explanations(run)}<h3>examples</h3>{_examples(run)}"
             f"{_label_issues(run)}"
-            f"{_configuration(run)}{_card(run)}")
+            f"{_configuration(run)}{_card(run, cards)}")
 
 
 def comparison_section(runs: list[Run]) -> str:
-    """The table of all runs with the best of each column marked, and the paired tests."""
-    from btk.compare import COLUMNS, best_by_column, paired_tests, run_rows
+    """The table of all runs with the best of each column marked among the runs on the same
+    test images, a line per set of test images, and the paired tests."""
+    from btk.compare import COLUMNS, best_by_column, image_set_lines, is_best, paired_tests, run_rows
 
     rows = run_rows(runs)
     best = best_by_column(rows)
     head = ("<tr><th>run</th><th>task</th><th>reader</th><th>train degradation</th><th>test</th>"
-            "<th>accuracy</th><th>balanced acc</th><th>macro F1</th><th>macro AUC</th><th>ECE</th></tr>")
+            "<th>test images</th><th>accuracy</th><th>balanced acc</th><th>macro F1</th><th>macro AUC</th>"
+            "<th>ECE</th></tr>")
     body = []
     for r in rows:
-        cells = "".join(
-            f'<td class="best">{_pct(r[c])}</td>' if r[c] is not None and r[c] == best.get(c)
-            else f"<td>{_pct(r[c])}</td>" for c in COLUMNS)
+        cells = "".join(f'<td class="best">{_pct(r[c])}</td>' if is_best(r, c, best) else f"<td>{_pct(r[c])}</td>"
+                        for c in COLUMNS)
         body.append(f'<tr><td><a href="#{_esc(r["run"])}">{_esc(r["run"])}</a></td><td>{_esc(r["task"])}</td>'
                     f"<td>{_esc(r['reader'])}</td><td>{_esc(r['train_degrade'])}</td><td>{_esc(r['test_condition'])}"
-                    f"</td>{cells}</tr>")
+                    f"</td><td>{_esc(r['images'])}</td>{cells}</tr>")
+    sets = "".join(f"<li>{_esc(line)}</li>" for line in image_set_lines(rows))
     tests = paired_tests(runs)
     paired = ""
     if tests:
@@ -494,9 +562,10 @@ def comparison_section(runs: list[Run]) -> str:
         paired = ("<h3>paired tests (clean test images)</h3><table><tr><th>run A</th><th>run B</th><th>n</th>"
                   "<th>acc A</th><th>acc B</th><th>only A right</th><th>only B right</th><th>McNemar p (exact)</th>"
                   f"</tr>{trows}</table>")
-    return (f"<h2>comparison</h2><table>{head}{''.join(body)}</table>"
-            '<p class="note">Best of each column in bold (lowest ECE). ECE: 15 equal-width confidence bins.</p>'
-            + paired)
+    marked = ("Best of each column in bold (lowest ECE), among the runs on the same test images only."
+              if best else "No two runs were tested on the same images: no best is named.")
+    return (f"<h2>comparison</h2><table>{head}{''.join(body)}</table><ul class=\"note sets\">{sets}</ul>"
+            f'<p class="note">{marked} ECE: 15 equal-width confidence bins.</p>' + paired)
 
 
 def _no_copy(entry: dict[str, Any] | None) -> str:
@@ -539,8 +608,10 @@ def write_html(report: Any, path: Path) -> None:
     if len(runs) > 1:
         body.append(comparison_section(runs))
     shown = {r.path for r in runs}
-    body += [run_section(r, report.groups) for r in runs]
-    body += [run_section(e) for g in report.groups for e in g.evaluations if e.path not in shown]
+    cards: dict[Path, str] = {}  # one model card per run: a run's evaluations link to it
+    body += [run_section(r, report.groups, cards) for r in runs if not r.is_evaluation]
+    body += [run_section(r, report.groups, cards) for r in runs if r.is_evaluation]
+    body += [run_section(e, cards=cards) for g in report.groups for e in g.evaluations if e.path not in shown]
     title = "btk report" + (f": {runs[0].name}" if len(runs) == 1 else f": {len(runs)} runs")
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{''.join(body)}</body></html>\n")

@@ -16,6 +16,9 @@ from typing import Any
 PIPE_WIDTH = 250
 # Columns of panels and rules when not on a terminal (they fill the width they are given).
 PIPE_FRAME_WIDTH = 80
+# Columns of a table that grows with its rows (btk predict's, printed as they come) when not on a
+# terminal: its long cells (paths) wrap within it. COLUMNS, if set, wins.
+PIPE_TABLE_WIDTH = 120
 
 
 def out_console(**kwargs: Any) -> Any:
@@ -34,6 +37,12 @@ def _columns() -> int:
         return int(os.environ.get("COLUMNS", ""))
     except ValueError:
         return 0
+
+
+def table_width(console: Any) -> int:
+    """The width for a table whose long cells wrap (btk predict's): all of a terminal; elsewhere
+    COLUMNS, or :data:`PIPE_TABLE_WIDTH`, and never more than ``console`` has."""
+    return console.width if console.is_terminal else min(console.width, _columns() or PIPE_TABLE_WIDTH)
 
 
 def frame_width(console: Any) -> int | None:

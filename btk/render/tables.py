@@ -11,6 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from btk.render import table_width
+
 
 def _percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}"
@@ -18,24 +20,29 @@ def _percent(value: float | None, digits: int = 1) -> str:
 
 def render_comparison(rows: list[dict[str, Any]], best: dict[str, Any], tests: list[dict[str, Any]],
                       console: Console, title: str = "") -> None:
-    """Several runs side by side (:func:`btk.compare.run_rows`), the best of each column in bold,
-    and McNemar's test for each pair of runs on the same images (:func:`btk.compare.paired_tests`)."""
-    from btk.compare import COLUMNS
+    """Several runs side by side (:func:`btk.compare.run_rows`), the best of each column in bold
+    among the runs on the same test images (:func:`btk.compare.best_by_column`), a line per set
+    of test images, and McNemar's test for each pair of runs on the same images
+    (:func:`btk.compare.paired_tests`)."""
+    from btk.compare import COLUMNS, image_set_lines, is_best
 
     runs = len(dict.fromkeys(r["run"] for r in rows))
-    table = Table(title=f"{title or f'{runs} runs'} (%, best of each column in bold)")
+    marked = " best of each column on the same images in bold" if best else " no two runs on the same test images"
+    table = Table(title=f"{title or f'{runs} runs'} (%,{marked})")
     numeric = ("acc", "bal. acc", "macro F1", "macro AUC", "ECE")
-    for col in ("run", "task", "reader", "train degr.", "test", *numeric):
+    for col in ("run", "task", "reader", "train degr.", "test", "images", *numeric):
         table.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
     for r in rows:
         cells = []
         for c in COLUMNS:
             v = r[c]
             text = "-" if v is None else f"{100 * v:.1f}"
-            cells.append(f"[bold green]{text}[/]" if v is not None and v == best.get(c) else text)
+            cells.append(f"[bold green]{text}[/]" if is_best(r, c, best) else text)
         name = r["run"] + (" [red](COLLAPSED)[/]" if r["collapsed"] else "")
-        table.add_row(name, r["task"], r["reader"], r["train_degrade"], r["test_condition"], *cells)
+        table.add_row(name, r["task"], r["reader"], r["train_degrade"], r["test_condition"], r["images"], *cells)
     console.print(table)
+    for line in image_set_lines(rows):
+        console.print(line, highlight=False, markup=False)
     for t in tests:
         console.print(f"McNemar (clean, {t['n']} images): {t['a']} vs {t['b']}: only A right {t['a_only']}, "
                       f"only B right {t['b_only']}, p = {t['p_value']:.4g}", highlight=False)
@@ -242,7 +249,7 @@ class PredictionTable:
                        "class": max(len("class"), *map(len, self.classes)),
                        **{c: max(5, *map(len, c.split("_"))) for c in self.classes},
                        **({"set": max(len("(empty)"), *map(len, self.classes))} if sets else {})}
-        self.room = max(16, console.width - sum(self.widths.values()) - len(self.widths))
+        self.room = max(16, table_width(console) - sum(self.widths.values()) - len(self.widths))
 
     def write(self, prediction: Any) -> None:
         """Queue one row; a full chunk is printed."""
