@@ -19,10 +19,11 @@ EXAMPLES = [ROOT / "examples" / "invert_plugin.py", ROOT / "plugins" / "btk-mri-
             ROOT / "plugins" / "btk-mlflow" / "btk_mlflow.py"]
 # Core helpers the built-in plugins may still import: the phantom generator, the HTML report's
 # statistics, calibration, the heat-map overlay of its examples and the configuration's values as
-# its configuration tables show them.
+# its configuration tables show them, safe file names, URLs without credentials and the sets of
+# images runs were tested on.
 BUILTIN_CORE_HELPERS = {"btk.phantoms", "btk.stats", "btk.render.plots", "btk.robustness", "btk.compare",
                         "btk.calibration", "btk.explain", "btk.config", "btk.conformal", "btk.framing", "btk.shift",
-                        "btk.file_names", "btk.urls"}
+                        "btk.file_names", "btk.urls", "btk.image_sets"}
 
 # A plugin of every kind, written against btk.api alone: a degrader with three levels, a reader,
 # a model and a reporter.

@@ -504,8 +504,8 @@ def evaluations_section(group: Any) -> str:
 
 
 def _own_images(evaluation: Run) -> str:
-    """A warning where an evaluation's images are its run's own (:func:`btk.compare.own_images`)."""
-    from btk.errors import BtkError
+    """A warning where an evaluation's images are its run's own (:func:`btk.image_sets.own_images`)."""
+    from btk.api import BtkError
     from btk.image_sets import own_images
 
     try:
