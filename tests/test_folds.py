@@ -93,4 +93,4 @@ def test_a_bad_fold_field_is_one_line(sartaj_small, tmp_path):
     result = CliRunner().invoke(cli, ["run", "--data", str(sartaj_small), *TINY, "--set", "fold=7/5",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "fold '7/5': K must be between 1 and N" in result.output and not list(tmp_path.iterdir())
+    assert "fold=7/5: fold: K must be between 1 and N" in result.output and not list(tmp_path.iterdir())
