@@ -17,11 +17,13 @@ install: $(BIN)/btk
 demo: install
 	$(BIN)/btk run
 
+# Worker processes (pytest-xdist: one per CPU core, at most 4), whole files to a worker so a file's
+# shared fixtures (a PACS, a trained run) start once; the slowest tests listed at the end.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not slow"
 
 lint: install
 	$(BIN)/ruff check btk plugins examples benchmarks tests

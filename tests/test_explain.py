@@ -74,7 +74,8 @@ def test_gradcam_and_occlusion_peak_on_the_blob(name: str, tmp_path: Path) -> No
         assert _near_cell(cam, centres[i], cell), (_peak(cam), centres[i])
         assert np.abs(_peak(o) - centres[i]).max() <= 8, (_peak(o), centres[i])
         assert _near_cell(cam, _peak(o), cell), (_peak(cam), _peak(o))  # the two methods agree
-    _same_maps_on_jax(model, x[held], cams, tmp_path)
+    if name == "res-cnn":  # the default network; one architecture shows the backends agree
+        _same_maps_on_jax(model, x[held], cams, tmp_path)
 
 
 JAX_GRADCAM = """
