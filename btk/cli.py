@@ -42,8 +42,24 @@ class BtkGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context):
+        """The built-in commands in :data:`btk.commands.COMMANDS` order (also after a plugin's
+        command replaced one and gave it back), then the plugins' own in the order they came."""
+        from btk.commands import COMMANDS
+
         self._ensure_plugin_commands()
-        return list(self.commands)
+        builtin = [command.name for command in COMMANDS if command.name in self.commands]
+        return builtin + [name for name in self.commands if name not in builtin]
+
+    def main(self, args: Any = None, *rest: Any, **options: Any) -> Any:
+        """Run the group on ``args`` (default: the process's arguments), which a run's provenance
+        records as the command typed (:func:`btk.provenance.command_line`)."""
+        from btk import provenance
+
+        provenance.TYPED = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        try:
+            return super().main(args, *rest, **options)
+        finally:
+            provenance.TYPED = None
 
     def invoke(self, ctx: click.Context) -> Any:
         from btk.interrupt import KEPT, Terminated

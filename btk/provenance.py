@@ -19,9 +19,15 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+TYPED: list[str] | None = None
+"""The arguments of the ``btk`` command running now (set by :meth:`btk.cli.BtkGroup.main`), or None
+outside one."""
+
+
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed (``btk`` and its arguments, shell-quoted)."""
-    args = sys.argv[1:] if argv is None else argv
+    """The command as typed (``btk`` and its arguments, shell-quoted): ``argv``, else the arguments
+    of the ``btk`` command running now, else the process's."""
+    args = argv if argv is not None else TYPED if TYPED is not None else sys.argv[1:]
     return shlex.join(["btk", *args])
 
 

@@ -348,6 +348,13 @@ def test_a_core_command_a_plugin_replaced_comes_back_without_the_plugin():
     finally:
         plugins.unregister_plugin(plugin)
     assert "decode cache" in runner.invoke(cli, ["cache", "--help"]).output
+    # and in its place: btk --help lists the built-in commands in one order, whatever came before
+    import click
+
+    from btk.commands import COMMANDS
+
+    listed = cli.list_commands(click.Context(cli))
+    assert listed[:len(COMMANDS)] == [command.name for command in COMMANDS]
 
 
 def test_every_hook_has_a_test_of_its_own():
