@@ -122,9 +122,10 @@ def test_the_same_sources_model_and_calibration_give_the_same_uids_and_another_c
     headers, identities = source
     probs = {"glioma_tumor": 0.7, "meningioma_tumor": 0.1, "no_tumor": 0.1, "pituitary_tumor": 0.1}
 
-    def uids(temperature: float, model: str = "ab" * 32, slices: int = 2) -> tuple[str, str]:
+    def uids(temperature: float, model: str = "ab" * 32, slices: int = 2, tta: bool = False) -> tuple[str, str]:
         run = SimpleNamespace(name="20261207-000000-test", temperature=temperature)
-        sr = build_series_report(run, identities[:slices], probs, "glioma_tumor", headers[:slices], model, slices)
+        sr = build_series_report(run, identities[:slices], probs, "glioma_tumor", headers[:slices], model, slices,
+                                 tta=tta)
         assert (sr.Manufacturer, sr.DeviceSerialNumber, sr.SoftwareVersions) == ("btk", model, btk.__version__)
         return str(sr.SeriesInstanceUID), str(sr.SOPInstanceUID)
 
@@ -133,3 +134,5 @@ def test_the_same_sources_model_and_calibration_give_the_same_uids_and_another_c
     assert uids(1.5)[0] != first[0] and uids(1.5)[1] != first[1]  # another temperature
     assert uids(1.25, "cd" * 32)[1] != first[1]  # another model
     assert uids(1.25, slices=1)[0] == first[0] and uids(1.25, slices=1)[1] != first[1]  # other sources, same series
+    with_tta = uids(1.25, tta=True)  # the same model scored with test-time augmentation: other results
+    assert with_tta[0] != first[0] and with_tta[1] != first[1]

@@ -162,7 +162,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         from btk.default_plugins.dicom_sr import report_predictions
         from btk.default_plugins.dicomweb import public_url
 
-        reports = report_predictions(run_, kept, sr_dir, store, min_confidence)
+        reports = report_predictions(run_, kept, sr_dir, store, min_confidence, tta)
         written = f"{len(reports.reports)} DICOM SR(s)" + (f" and {len(reports.maps)} heat map(s)" if maps else "")
         output.written(f"{written} written to", reports.folder)
         if store:

@@ -86,15 +86,16 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def calibration_key(run: Any, model_sha256: str) -> str:
+def calibration_key(run: Any, model_sha256: str, tta: bool = False) -> str:
     """What makes btk's results of a source what they are, hashed: the model file's SHA-256, the
-    run's temperature and its prediction-set calibration (``conformal.csv``, where there is one).
-    The same sources with the same key give the same results, and the same UIDs."""
+    run's temperature, its prediction-set calibration (``conformal.csv``, where there is one) and
+    whether the images were scored with test-time augmentation (``tta``). The same sources with
+    the same key give the same results, and the same UIDs."""
     from btk.conformal import CONFORMAL_FILE
 
     conformal = Path(str(getattr(run, "path", ""))) / CONFORMAL_FILE
     sets = sha256_of(conformal) if getattr(run, "path", None) and conformal.is_file() else ""
-    return hashlib.sha256(f"{model_sha256}|{float(run.temperature)!r}|{sets}".encode()).hexdigest()
+    return hashlib.sha256(f"{model_sha256}|{float(run.temperature)!r}|{sets}|tta={bool(tta)}".encode()).hexdigest()
 
 
 def result_uid(*parts: Any) -> str:
@@ -163,7 +164,7 @@ def source_headers(identities: Sequence[dict[str, Any]]) -> list[Any]:
 
 def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabilities: dict[str, float],
                         answer: str, headers: Sequence[Any], model_sha256: str, slices: int,
-                        min_confidence: float = 0.0, maps: Sequence[Any] = ()) -> Any:
+                        min_confidence: float = 0.0, maps: Sequence[Any] = (), tta: bool = False) -> Any:
     """The Comprehensive 3D SR of one series' answer (see the module's description).
 
     Args:
@@ -172,6 +173,7 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
         answer: the class answered, or ``uncertain`` (then no class is said present or absent).
         headers: the source instances' headers (evidence; patient and study are copied from them).
         maps: the series' heat-map Segmentations, referenced as evidence of the same procedure.
+        tta: whether the probabilities came with test-time augmentation (:mod:`btk.tta`).
 
     Its Series and SOP Instance UIDs are derived from the source series and instances, the
     :func:`calibration_key`, ``min_confidence`` and the maps it references (:func:`result_uid`).
@@ -183,12 +185,13 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
 
     classes = list(probabilities)
     first = headers[0]
-    calibration = calibration_key(run, model_sha256)
+    calibration = calibration_key(run, model_sha256, tta)
     source_series = str(identities[0].get("series", "")) if identities else ""
     refs = sorted({f"{i['sop']}#{i.get('frame') or ''}" for i in identities})
     series_uid = result_uid("sr-series", calibration, first.get("StudyInstanceUID", ""), source_series, min_confidence)
     sop_uid = result_uid("sr", series_uid, *refs, *sorted(str(m.SOPInstanceUID) for m in maps))  # with its maps
     parameters = [f"run {run.name}", f"model sha256 {model_sha256}", f"temperature {run.temperature:.4f}",
+                  f"test-time augmentation {'on' if tta else 'off'}",
                   f"answer: the class of the highest mean of {slices} slice probabilities (calibrated)"]
     if min_confidence:
         parameters.append(f"indeterminate below a top probability of {min_confidence:g}: then no class is said "
@@ -250,7 +253,7 @@ def equipment(model_sha256: str) -> dict[str, Any]:
 
 
 def write_series_reports(run: Any, rows: Sequence[Any], folder: Path, min_confidence: float = 0.0,
-                         maps: Sequence[Any] = ()) -> list[SeriesReport]:
+                         maps: Sequence[Any] = (), tta: bool = False) -> list[SeriesReport]:
     """One SR per DICOM series among ``btk predict``'s rows (:class:`btk.predict.Prediction`,
     slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm`` (a UID
     that is not one, digits and dots, is named by its hash: :func:`btk.file_names.uid_name`;
@@ -284,7 +287,7 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path, min_confid
         headers = source_headers(identities)
         mine = [seg for seg in maps if (str(seg.StudyInstanceUID), map_source_series(seg)) == (study, series)]
         sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence,
-                                 mine)
+                                 mine, tta)
         path = inside(folder, f"{uid_name(series)}.dcm")
         if path.exists():  # the same series UID in another study: a report each
             path = inside(folder, f"{uid_name(series)}-{uid_name(study)}.dcm")
@@ -343,7 +346,8 @@ class ReportResult:
 
 
 def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None, answer: str, run: Any,
-                          model_sha256: str, frame: int | None = None, instance_number: int = 1) -> Any:
+                          model_sha256: str, frame: int | None = None, instance_number: int = 1,
+                          tta: bool = False) -> Any:
     """A slice's Grad-CAM map as a fractional Segmentation (probability type, highdicom) of its
     source instance ``header``, on the source's own pixel grid: the map of the network's view is
     put back where that view was cut from (:func:`btk.framing.unframe`).
@@ -367,7 +371,7 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
     if framing and tuple(framing.get("shape") or shape)[:2] != shape:
         box = None  # a reader that resized before framing: the view is of the whole image
     values = np.clip(unframe(heat, shape, box), 0.0, 1.0)
-    series_uid = result_uid("seg-series", calibration_key(run, model_sha256), header.StudyInstanceUID,
+    series_uid = result_uid("seg-series", calibration_key(run, model_sha256, tta), header.StudyInstanceUID,
                             header.SeriesInstanceUID)
     segment = hd.seg.SegmentDescription(
         segment_number=1, segment_label=f"Grad-CAM of {answer}"[:64],
@@ -393,7 +397,7 @@ def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None
     return seg
 
 
-def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[Path, Any]]:
+def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path, tta: bool = False) -> list[tuple[Path, Any]]:
     """One Segmentation per DICOM slice among ``rows`` that carries a heat map
     (``btk predict --maps``), in ``folder`` (created), named ``<SOPInstanceUID>-gradcam.dcm`` (as
     :func:`btk.file_names.uid_name` names a UID); the maps of a source series share one series."""
@@ -410,7 +414,7 @@ def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[P
         ident = r.identity
         numbers[(ident["study"], ident["series"])] += 1
         seg = heat_map_segmentation(headers[ident["sop"]], ident["heat"], ident.get("framing"), r.predicted, run,
-                                    model_sha256, ident.get("frame"), numbers[(ident["study"], ident["series"])])
+                                    model_sha256, ident.get("frame"), numbers[(ident["study"], ident["series"])], tta)
         frame = f"-{int(ident['frame'])}" if ident.get("frame") else ""
         path = inside(folder, f"{uid_name(ident['sop'])}{frame}-gradcam.dcm")
         seg.save_as(path, enforce_file_format=True)
@@ -419,11 +423,12 @@ def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path) -> list[tuple[P
 
 
 def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store: str | None = None,
-                       min_confidence: float = 0.0) -> ReportResult:
+                       min_confidence: float = 0.0, tta: bool | None = None) -> ReportResult:
     """``btk predict --sr DIR [--maps] [--store URL]``: the SRs of every DICOM series among
     ``rows`` and, where the rows carry them, their slices' heat maps (``maps/``), written into a
     new directory in ``parent`` (complete or absent), then, with ``store``, sent to that DICOMweb
-    server.
+    server. ``tta``: whether the rows were scored with test-time augmentation (default: the run's
+    own choice); it is part of every result UID, as the model and the calibration are.
 
     Raises:
         BtkError: no DICOM input, a folder that cannot be written, a source that cannot be read
@@ -432,8 +437,10 @@ def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store:
     from btk.api import ResultDir, check_writable
 
     with ResultDir(check_writable(parent, "--sr"), f"sr-{run.name}") as folder:
-        maps = write_heat_maps(run, rows, folder.path("maps"))
-        reports = write_series_reports(run, rows, folder.path(""), min_confidence, [seg for _, seg in maps])
+        scored_with_tta = run.tta if tta is None else tta
+        maps = write_heat_maps(run, rows, folder.path("maps"), scored_with_tta)
+        reports = write_series_reports(run, rows, folder.path(""), min_confidence, [seg for _, seg in maps],
+                                       scored_with_tta)
     done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports],
                         [folder.final / "maps" / p.name for p, _ in maps])
     if store:
