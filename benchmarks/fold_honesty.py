@@ -217,8 +217,12 @@ def summarise(ensemble: Path) -> dict:
     classes = list(run.classes)
     probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
     y = np.array([classes.index(r["label"]) for r in rows])
-    members = [json.loads((Path(m.path) / "metrics.json").read_text())["conditions"]["clean"]["accuracy"]
-               for m in run.ensemble.members] if run.ensemble else []
+    member_paths = [Path(m.path) for m in run.ensemble.members] if run.ensemble else []
+    members = [json.loads((p / "metrics.json").read_text())["conditions"]["clean"]["accuracy"] for p in member_paths]
+    histories = [json.loads((p / "history.json").read_text()) for p in member_paths]
+    trained = [{"train_seconds": round(json.loads((p / "metrics.json").read_text())["timing"]["train_seconds"], 1),
+                "epochs": len(h["accuracy"]), "best_epoch": (h.get("best_epoch") or [None])[-1]}
+               for p, h in zip(member_paths, histories)]
     coverage = {}
     sets_of = run.conformal()
     for c in COVERAGES:
@@ -235,7 +239,7 @@ def summarise(ensemble: Path) -> dict:
     return {"run": str(ensemble), "oof_accuracy": cv["oof_accuracy"], "oof_accuracy_per_fold": cv["accuracy_per_fold"],
             "pool_images": len(rows), "pool_accuracy": float((probs.argmax(axis=1) == y).mean()),
             "pool_accuracy_exact_95": clopper_pearson(int((probs.argmax(axis=1) == y).sum()), len(rows)),
-            "members_pool_accuracy": members, "temperature": run.temperature,
+            "members_pool_accuracy": members, "members_training": trained, "temperature": run.temperature,
             "pool_ece_before_temperature": clean.get("ece_uncalibrated"), "pool_ece": clean.get("ece"),
             "calibration_images": len(sets_of.sources), "coverage": coverage}
 
@@ -270,6 +274,13 @@ def main() -> None:
                          "old": "none: sets fitted on single folds' out-of-fold outputs (each fold selected its epoch "
                                 "on them), applied to the averaged ensemble"},
                      "pool": pool, "folds": args.folds, "settings": args.settings, "seeds": {}}
+    target = args.results or out / "fold-honesty.json"
+    if target.is_file():  # seeds measured in an earlier sitting, on the same pool, folds and settings, are kept
+        earlier = json.loads(target.read_text())
+        if all(earlier.get(k) == results[k] for k in ("pool", "folds", "settings")):
+            results["seeds"] = earlier.get("seeds", {})
+            results["seconds_earlier_sittings"] = earlier.get("seconds_earlier_sittings", 0) + earlier.get(
+                "seconds_this_sitting", 0)
     for seed in [int(s) for s in args.seeds.split(",")]:
         settings = [Setting("data", str(out / "data"), "fold_honesty"), Setting("seed", seed, "fold_honesty"),
                     Setting("split_seed", seed, "fold_honesty"),
@@ -283,12 +294,11 @@ def main() -> None:
         if args.only != "new":
             code = args.old_code or out / "old-code"
             mine["old"] = summarise(old_code(code, config_json, args.folds, out / "old" / f"seed{seed}", parts_file))
-        results["seeds"][str(seed)] = mine
+        results["seeds"][str(seed)] = {**results["seeds"].get(str(seed), {}), **mine}
         print(json.dumps({seed: {k: {"oof": v["oof_accuracy"], "pool": v["pool_accuracy"]} for k, v in mine.items()}}),
               flush=True)
         # written after each seed, so a sitting that ends early keeps the seeds it finished
         results["seconds_this_sitting"] = round(time.perf_counter() - t0, 1)
-        target = args.results or out / "fold-honesty.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(results, indent=1))
         print("written", target, flush=True)
