@@ -278,10 +278,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: float = 60.0) -> Any:
+def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: float = 60.0,
+                   modalities: dict[str, tuple[str, str, int]] | None = None) -> Any:
     """A context manager: a fresh Orthanc with its DICOMweb plugin on 127.0.0.1 at a free port,
     storing in ``folder``, remote access off, with HTTP basic ``auth`` (user, password) if given;
-    stopped on exit. Yields an :class:`OrthancServer`.
+    stopped on exit. Yields an :class:`OrthancServer`. ``modalities``: the DICOM nodes it may
+    send to (name: (AE title, host, port)); its own AE title is ``ORTHANC``.
 
     Raises:
         RuntimeError: Orthanc is missing (:func:`orthanc_missing`) or did not start in ``timeout`` s.
@@ -306,7 +308,8 @@ def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: f
                   "HttpPort": port, "DicomServerEnabled": False, "DicomPort": _free_port(),
                   "RemoteAccessAllowed": False, "AuthenticationEnabled": auth is not None,
                   "RegisteredUsers": {auth[0]: auth[1]} if auth else {}, "Plugins": [plugin],
-                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "StableAge": 1}
+                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "StableAge": 1, "DicomAet": "ORTHANC",
+                  "DicomModalities": {name: list(node) for name, node in (modalities or {}).items()}}
         (folder / "orthanc.json").write_text(json.dumps(config, indent=1))
         binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
         log = open(folder / "orthanc.log", "w")  # noqa: SIM115 (closed when the server stops)

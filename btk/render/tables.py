@@ -365,3 +365,21 @@ def render_label_issues(name: str, rows: Sequence[Mapping[str, str]], console: C
                       f"{float(r['margin']):.3f}")
     console.print(table)
 
+
+
+def render_node_status(counts: Mapping[str, Any], folder: Path, console: Console) -> None:
+    """A node's journal (``btk listen --status``): studies by state, instances, late instances,
+    events by kind, the spool's size, and each failed study's reason."""
+    table = Table(title=f"btk node: {folder}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for state, n in counts["studies"].items():
+        table.add_row(f"studies {state}", f"{n:,}")
+    table.add_row("instances received", f"{counts['instances']:,}")
+    table.add_row("instances kept", f"{counts['instances_kept']:,} ({counts['spool_bytes'] / 2**20:.1f} MiB)")
+    table.add_row("late instances (after the answer)", f"{counts['late']:,}")
+    for event, n in sorted(counts["events"].items()):
+        table.add_row(f"events: {event}", f"{n:,}")
+    console.print(table)
+    for study, reason in counts["failed"].items():
+        console.print(f"failed {study}: {reason}", markup=False, highlight=False)

@@ -1,0 +1,110 @@
+"""``btk listen``: btk as a hospital node that receives studies by DICOM and answers each once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from btk.commands.options import Output, json_option
+from btk.urls import refuse_credentials
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--node", "folder", type=click.Path(path_type=Path), required=True, metavar="DIR",
+              help="The node's folder: its journal, the instances received and not yet answered, the results "
+                   "written and node.log (one JSON line per event). A restarted node goes on from it.")
+@click.option("--port", type=click.IntRange(1, 65535), default=11112, show_default=True,
+              help="The DICOM port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on: loopback unless told otherwise (0.0.0.0: every interface).")
+@click.option("--ae-title", default="BTK", show_default=True, help="The node's AE title.")
+@click.option("--allow", "allowed", multiple=True, metavar="AE",
+              help="A calling AE title let in (repeatable); others are refused at association. Without it any "
+                   "caller is let in.")
+@click.option("--store", metavar="URL", callback=refuse_credentials,
+              help="The DICOMweb server the SRs (and maps) are sent to (STOW-RS), e.g. the PACS the studies come "
+                   "from. Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
+@click.option("--stable", type=click.FloatRange(0.0), default=10.0, show_default=True, metavar="SECONDS",
+              help="A study is complete, and answered, once no instance of it has come for this long.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
+              help="As btk predict: 'uncertain' below P, and then the SR asserts no class present or absent.")
+@click.option("--coverage", type=float, metavar="C", help="As btk predict: each slice's prediction set at C.")
+@click.option("--maps", is_flag=True, help="Also each slice's Grad-CAM map (a DICOM Segmentation), sent with the SR.")
+@click.option("--keep", is_flag=True,
+              help="Keep the received instances after their result is sent [they are deleted then].")
+@click.option("--tries", type=click.IntRange(1), default=5, show_default=True,
+              help="Tries at a study before it is marked failed (the wait between them doubles from 10 s).")
+@click.option("--status", is_flag=True,
+              help="Print what the node in --node has done (studies by state, instances, late ones, events, "
+                   "spool size) and exit; RUN is not needed.")
+@json_option
+def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
+           store: str | None, stable: float, min_confidence: float, coverage: float | None, maps: bool, keep: bool,
+           tries: int, status: bool, as_json: bool) -> None:
+    """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
+    send the SRs back to --store.
+
+    A study is complete when no instance of it has come for --stable seconds. Its series are
+    predicted as btk predict does (the same scorer, sets and --min-confidence) and its SRs (and
+    maps) are the ones btk predict --sr writes for the same files. Every instance received and
+    every result sent is in the node's journal: after a crash or kill, start the node again on
+    the same --node folder and it answers what it had received and not answered, and sends
+    nothing twice (the result UIDs come from the sources, the model and the calibration, and the
+    destination is asked what it holds first). SIGTERM or Ctrl-C: no new association is taken,
+    the study in flight is finished, then the node stops.
+
+    Non-image objects (SR, SEG: btk's own results too) are acknowledged, recorded and not kept,
+    so a PACS that routes everything to the node starts no loop. An instance that comes after
+    its study was answered is counted as late (not answered again).
+
+    \b
+    Examples:
+      btk listen runs/20261127-101500-fast --node node/ --port 11112 --allow ORTHANC \\
+          --store http://127.0.0.1:8042/dicom-web
+      btk listen --node node/ --status
+    """
+    import json
+    import signal
+    import threading
+
+    from btk.errors import BtkError
+    from btk.node.receiver import Door
+    from btk.node.service import NodeSettings, node_status, serve
+    from btk.render import line
+
+    output = Output(as_json)
+    if status:
+        counts = node_status(folder)
+        if as_json:
+            output.json(counts)
+        else:
+            from btk.render.tables import render_node_status
+
+            render_node_status(counts, folder, output.console)
+        return
+    if run_dir is None:
+        raise BtkError("btk listen needs the RUN that answers the studies (or --status)")
+    if not store:
+        raise BtkError("btk listen needs --store URL: the DICOMweb server its SRs are sent to")
+    if coverage is not None:
+        from btk.conformal import check_coverage
+
+        coverage = check_coverage(coverage)
+    settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed)), store, stable, min_confidence,
+                            coverage, maps, keep, tries)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def show(record: dict) -> None:  # one line per event: JSON on standard output with --json
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            line(output.console, " ".join(f"{k}={v}" for k, v in record.items()))
+
+    counts = serve(run_dir, settings, stop, show)
+    if not as_json:
+        line(output.console, f"stopped: {counts['studies']['answered']} studies answered, "
+                             f"{counts['studies']['failed']} failed, {counts['studies']['receiving']} waiting")

@@ -1,0 +1,138 @@
+"""The node's DICOM door: a C-STORE SCP (pynetdicom) that keeps each image it is sent.
+
+Each received image is written whole into the spool (``SPOOL/<study>/<series>/<sop>.dcm``, names
+made safe by :mod:`btk.file_names`; written to a temporary name, then renamed) and only then
+recorded in the journal and acknowledged: an instance the sender was told is stored is on disk.
+Non-image objects (an SR, a Segmentation: btk's own results among them) are acknowledged, recorded
+as skipped and not kept, so a PACS that routes everything, btk's answers included, back to the
+node starts no loop. Only the calling AE titles given are let in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from btk.node.journal import Journal
+
+SUCCESS, CANNOT_UNDERSTAND, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA700
+"""C-STORE statuses (PS3.4 B.2.3): success, an error "cannot understand" (an object without the
+UIDs a study needs, or unreadable), "out of resources" (the spool could not be written)."""
+
+
+@dataclass
+class Door:
+    """Where the node listens: host (loopback unless told otherwise), port, its AE title, the
+    calling AE titles let in (none: any), and a TLS context (``None``: plain DICOM)."""
+
+    port: int
+    ae_title: str = "BTK"
+    host: str = "127.0.0.1"
+    allowed: tuple[str, ...] = ()
+    tls: Any = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Journal, sender: str) -> tuple[str, str]:
+    """Keep one received object. What happened: ``received`` (the first of its study),
+    ``stored``, ``again`` (received before), ``late`` (its study was answered), or ``skipped``
+    (not an image: recorded, not kept); and a detail (the study, or why it was skipped).
+
+    Raises:
+        ValueError: the object names no study, series or SOP instance.
+    """
+    from btk.default_plugins.dicom import is_image_class
+    from btk.file_names import inside, uid_name
+
+    study, series, sop = (str(dataset.get(k, "") or "") for k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                                   "SOPInstanceUID"))
+    if not (study and series and sop):
+        raise ValueError("no Study, Series or SOP Instance UID")
+    if not is_image_class(dataset.get("SOPClassUID", "")):
+        kind = str(getattr(dataset.get("SOPClassUID"), "name", "") or dataset.get("SOPClassUID"))
+        reason = f"{sop}: not an image ({kind}, {dataset.get('Manufacturer', '')})"
+        journal.event("skipped", study, reason)
+        return "skipped", reason
+    path = inside(spool, uid_name(study), uid_name(series), f"{uid_name(sop)}.dcm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(part, "wb") as fh:
+        fh.write(dataset_bytes)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(part, path)
+    state = journal.received(sop, study, series, path, sender)
+    if state in ("again", "late") and not journal.kept(sop):
+        path.unlink()  # its study was answered (and its instances cleared) already
+    return {"first": "received", "new": "stored"}.get(state, state), study
+
+
+def check_port(door: Door) -> None:
+    """Refuse, before anything is made, a port the node cannot listen on (taken, or not ours to
+    take), binding as the receiver will (address reuse on).
+
+    Raises:
+        BtkError: the port cannot be bound.
+    """
+    import socket
+
+    from btk.errors import BtkError
+
+    with socket.socket(socket.AF_INET6 if ":" in door.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((door.host, door.port))
+            probe.listen()
+        except OSError as exc:
+            raise BtkError(f"cannot listen on {door.host}:{door.port}: {exc.strerror}") from None
+
+
+def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = None) -> Any:
+    """Start the C-STORE SCP in its own threads; returns pynetdicom's server (``shutdown()``
+    stops it). ``on_event(kind, detail)`` hears each stored, skipped or refused object and each
+    refused association."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    def tell(kind: str, detail: str) -> None:
+        door.counts[kind] = door.counts.get(kind, 0) + 1
+        if on_event is not None:
+            on_event(kind, detail)
+
+    def on_store(event: Any) -> int:
+        sender = str(event.assoc.requestor.ae_title).strip()
+        try:
+            dataset = event.dataset
+            encoded = event.encoded_dataset(include_meta=True)
+        except Exception as exc:  # an object pydicom cannot decode: refused, the node goes on
+            journal.event("refused", None, f"from {sender}: unreadable ({type(exc).__name__})")
+            tell("refused", f"unreadable object from {sender}")
+            return CANNOT_UNDERSTAND
+        try:
+            kind, detail = keep_instance(encoded, dataset, spool, journal, sender)
+        except ValueError as exc:
+            journal.event("refused", None, f"from {sender}: {exc}")
+            tell("refused", f"{exc} (from {sender})")
+            return CANNOT_UNDERSTAND
+        except OSError as exc:
+            journal.event("refused", None, f"from {sender}: the spool cannot be written ({exc.strerror})")
+            tell("refused", f"the spool cannot be written ({exc.strerror})")
+            return OUT_OF_RESOURCES
+        tell(kind, detail)
+        return SUCCESS
+
+    def on_rejected(event: Any) -> None:
+        sender = str(event.assoc.requestor.ae_title).strip()
+        journal.event("association refused", None, f"calling AE title {sender!r} is not allowed")
+        tell("association refused", sender)
+
+    ae = AE(ae_title=door.ae_title)
+    ae.supported_contexts = AllStoragePresentationContexts
+    ae.add_supported_context(Verification)
+    if door.allowed:
+        ae.require_calling_aet = list(door.allowed)
+    ae.maximum_pdu_size = 0  # no limit: whole slices in one PDU
+    handlers: list[Any] = [(evt.EVT_C_STORE, on_store), (evt.EVT_REJECTED, on_rejected)]
+    return ae.start_server((door.host, door.port), block=False, evt_handlers=handlers, ssl_context=door.tls)

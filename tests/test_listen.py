@@ -1,0 +1,249 @@
+"""btk as a hospital node (``btk listen``), against a real Orthanc that routes studies to it by
+DICOM C-STORE and receives its SRs by DICOMweb: each study answered once, with the SR btk predict
+--sr writes for the same files; nothing lost or sent twice across a kill -9; callers not let in
+are refused; non-image objects are recorded and not kept."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner
+
+from btk.cli import cli
+from btk.testing import orthanc_missing, orthanc_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(orthanc_missing() is not None,
+                                                   reason=f"no local PACS: {orthanc_missing()} (.ci/run installs it)")]
+
+# Attributes of an SR that may differ between the node's and btk predict --sr's: when it was made.
+WHEN = {"InstanceCreationDate", "InstanceCreationTime", "ContentDate", "ContentTime", "SeriesDate", "SeriesTime",
+        "ContributionDateTime"}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Node:
+    """``btk listen`` in its own process, on a free port, in ``folder``."""
+
+    def __init__(self, run_dir: Path, folder: Path, store: str, port: int, *extra: str) -> None:
+        self.folder, self.port = folder, port
+        self.args = [sys.executable, "-m", "btk", "listen", str(run_dir), "--node", str(folder), "--port", str(port),
+                     "--allow", "ORTHANC", "--store", store, *extra]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Node:
+        seen = len(self.events("listening"))
+        out = open(self.folder.parent / f"{self.folder.name}.out", "a")  # noqa: SIM115 (the process holds it)
+        self.process = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+        self.wait(lambda: len(self.events("listening")) > seen, "the node to listen")
+        return self
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        log = self.folder / "node.log"
+        lines = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+        return [e for e in lines if kind is None or e["event"] == kind]
+
+    def wait(self, condition, what: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process is not None and self.process.poll() is not None:
+                out = (self.folder.parent / f"{self.folder.name}.out").read_text()
+                raise AssertionError(f"the node exited ({self.process.returncode}) waiting for {what}:\n{out}")
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.events()}"
+            time.sleep(0.2)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=60)
+
+
+def _ok(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory, sartaj_small) -> list[Path]:
+    """Four one-series studies of three SARTAJ Testing slices each (``btk convert``)."""
+    out = tmp_path_factory.mktemp("converted")
+    _ok("convert", "--data", str(sartaj_small / "Testing"), "--to", "dicom", "--out", str(out), "--per-patient", "3")
+    return sorted(p for p in next(out.iterdir()).glob("*/*") if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory, studies):
+    """Orthanc holding the four studies, with the node as its modality ``btk``."""
+    port = _port()
+    with orthanc_server(tmp_path_factory.mktemp("orthanc"), modalities={"btk": ("BTK", "127.0.0.1", port)}) as server:
+        server.upload(sorted(p for s in studies for p in s.glob("*.dcm")))
+        server.node_port = port
+        yield server
+
+
+def _study_uid(folder: Path) -> str:
+    return str(pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID)
+
+
+def _route(pacs, folder: Path) -> None:
+    """Orthanc sends the study of ``folder`` to the node (C-STORE), and waits until it is sent."""
+    import requests
+
+    found = requests.post(f"{pacs.url}/tools/lookup", data=_study_uid(folder), timeout=30).json()
+    orthanc_id = next(f["ID"] for f in found if f["Type"] == "Study")
+    response = requests.post(f"{pacs.url}/modalities/btk/store", json={"Resources": [orthanc_id],
+                                                                      "Synchronous": True}, timeout=120)
+    assert response.status_code == 200, response.text
+
+
+def _srs_in_pacs(pacs, folder: Path) -> list:
+    """The SRs the PACS holds in the study of ``folder``, read back through DICOMweb."""
+    from dicomweb_client.api import DICOMwebClient
+
+    web = DICOMwebClient(pacs.dicomweb)
+    study = _study_uid(folder)
+    found = web.search_for_series(study_instance_uid=study, search_filters={"Modality": "SR"})
+    out = []
+    for series in found:
+        uid = series["0020000E"]["Value"][0]
+        out += web.retrieve_series(study_instance_uid=study, series_instance_uid=uid)
+    return out
+
+
+def _without_when(data):
+    """A dataset's DICOM JSON (``to_json_dict``) without the :data:`WHEN` attributes, at any depth."""
+    if hasattr(data, "to_json_dict"):
+        data = data.to_json_dict()
+    if isinstance(data, dict):
+        return {k: _without_when(v) for k, v in data.items()
+                if not (len(k) == 8 and pydicom.datadict.keyword_for_tag(int(k, 16)) in WHEN)}
+    if isinstance(data, list):
+        return [_without_when(v) for v in data]
+    return data
+
+
+def test_a_routed_study_is_answered_once_with_the_sr_btk_predict_writes(pacs, studies, sartaj_small_run, tmp_path):
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "1").start()
+    try:
+        _route(pacs, studies[0])
+        node.wait(lambda: node.events("answered"), "the study's answer")
+        _route(pacs, studies[0])  # sent again: the same instances, nothing new to answer
+        time.sleep(2.5)
+    finally:
+        assert node.stop() == 0  # SIGTERM: a clean stop
+    answered = node.events("answered")
+    assert len(answered) == 1 and answered[0]["study"] == _study_uid(studies[0]), node.events()
+    assert answered[0]["instances"] == 3 and answered[0]["already_there"] == 0
+    assert answered[0]["seconds_since_last_instance"] >= 1.0  # stable for --stable seconds first
+    in_pacs = _srs_in_pacs(pacs, studies[0])
+    assert len(in_pacs) == 1
+    # btk predict --sr on the same files gives the same SR: same UIDs, same content
+    _ok("predict", str(sartaj_small_run), "--data", str(studies[0]), "--sr", str(tmp_path / "sr"))
+    [mine] = list((tmp_path / "sr").glob("*/*.dcm"))
+    predicted = pydicom.dcmread(mine)
+    assert in_pacs[0].SOPInstanceUID == predicted.SOPInstanceUID
+    assert _without_when(in_pacs[0]) == _without_when(predicted)
+    assert not list((tmp_path / "node" / "spool").rglob("*.dcm"))  # sent: the instances are deleted
+    status = json.loads(_ok("listen", "--node", str(tmp_path / "node"), "--status", "--json"))
+    assert status["studies"]["answered"] == 1 and status["instances"] == 3 and status["instances_kept"] == 0
+
+
+def test_after_kill_9_the_node_answers_what_it_received_and_sends_nothing_twice(pacs, studies, sartaj_small_run,
+                                                                               tmp_path):
+    folder = tmp_path / "node"
+    waiting = Node(sartaj_small_run, folder, pacs.dicomweb, pacs.node_port, "--stable", "600").start()
+    try:
+        _route(pacs, studies[1])
+        _route(pacs, studies[2])
+        waiting.wait(lambda: len(waiting.events("received")) == 2, "two studies received")
+    finally:
+        waiting.stop(signal.SIGKILL)  # kill -9 before either was answered
+    node = Node(sartaj_small_run, folder, pacs.dicomweb, pacs.node_port, "--stable", "0.5", "--keep").start()
+    try:
+        node.wait(lambda: len(node.events("answered")) == 2, "both studies answered after the restart")
+    finally:
+        assert node.stop() == 0
+    assert {e["study"] for e in node.events("answered")} == {_study_uid(studies[1]), _study_uid(studies[2])}
+    # killed after sending, before the journal said so (its instances still kept): the restarted
+    # node answers it again and finds every object there already (the same UIDs), so nothing is
+    # sent twice
+    with sqlite3.connect(folder / "journal.sqlite") as db:
+        db.execute("UPDATE studies SET state = 'answering' WHERE study = ?", (_study_uid(studies[1]),))
+    node.start()
+    try:
+        node.wait(lambda: len(node.events("answered")) == 3, "the interrupted answer")
+    finally:
+        assert node.stop() == 0
+    again = node.events("answered")[-1]
+    assert again["study"] == _study_uid(studies[1]) and again["already_there"] == again["results"] == 1
+    for study in studies[1:3]:
+        assert len(_srs_in_pacs(pacs, study)) == 1
+
+
+def test_a_caller_not_let_in_is_refused_and_a_non_image_is_recorded_not_kept(pacs, studies, sartaj_small_run,
+                                                                             tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    port = _port()
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, port, "--stable", "600").start()
+    try:
+        stranger = AE(ae_title="STRANGER")
+        stranger.add_requested_context(SecondaryCaptureImageStorage)
+        assoc = stranger.associate("127.0.0.1", port, ae_title="BTK")
+        assert assoc.is_rejected
+        node.wait(lambda: node.events("association refused"), "the refusal recorded")
+
+        _ok("predict", str(sartaj_small_run), "--data", str(studies[3]), "--sr", str(tmp_path / "sr"))
+        sr = pydicom.dcmread(next((tmp_path / "sr").glob("*/*.dcm")))
+        caller = AE(ae_title="ORTHANC")
+        caller.add_requested_context(sr.SOPClassUID)
+        assoc = caller.associate("127.0.0.1", port, ae_title="BTK")
+        assert assoc.is_established
+        status = assoc.send_c_store(sr)
+        assoc.release()
+        assert status.Status == 0x0000  # acknowledged
+        node.wait(lambda: node.events("skipped"), "the non-image recorded")
+    finally:
+        assert node.stop() == 0
+    assert "not an image (Comprehensive 3D SR Storage, btk)" in node.events("skipped")[0]["detail"]
+    assert node.events("association refused")[0]["detail"] == "STRANGER"
+    status = json.loads(_ok("listen", "--node", str(tmp_path / "node"), "--status", "--json"))
+    assert status["instances"] == 0 and status["studies"]["receiving"] == 0
+    assert status["events"] == {"association refused": 1, "skipped": 1}
+    assert not [p for p in (tmp_path / "node").rglob("*") if p.is_file() and "spool" in p.parts]
+
+
+def test_a_node_without_a_run_store_journal_or_free_port_is_one_line(sartaj_small_run, tmp_path):
+    from conftest import one_line_refusal
+
+    assert one_line_refusal(["listen", "--node", str(tmp_path / "n")]) == \
+        "Error: btk listen needs the RUN that answers the studies (or --status)"
+    assert one_line_refusal(["listen", str(sartaj_small_run), "--node", str(tmp_path / "n")]) == \
+        "Error: btk listen needs --store URL: the DICOMweb server its SRs are sent to"
+    assert one_line_refusal(["listen", "--node", str(tmp_path / "n"), "--status"]) == \
+        f"Error: {tmp_path / 'n'}: no node here (no journal.sqlite): give the --node folder of a btk listen"
+    assert "user name or password" in one_line_refusal(
+        ["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--store", "http://u:secret@127.0.0.1:1/x"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert one_line_refusal(["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--port", str(port),
+                                 "--store", "http://127.0.0.1:1/dicom-web"]) == \
+            f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert not (tmp_path / "n").exists()  # refused before anything was made
