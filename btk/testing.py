@@ -279,11 +279,13 @@ def _free_port() -> int:
 
 
 def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: float = 60.0,
-                   modalities: dict[str, tuple[str, str, int]] | None = None) -> Any:
+                   modalities: dict[str, tuple[str, str, int]] | None = None, port: int | None = None,
+                   lua: list[Path] | None = None) -> Any:
     """A context manager: a fresh Orthanc with its DICOMweb plugin on 127.0.0.1 at a free port,
     storing in ``folder``, remote access off, with HTTP basic ``auth`` (user, password) if given;
     stopped on exit. Yields an :class:`OrthancServer`. ``modalities``: the DICOM nodes it may
-    send to (name: (AE title, host, port)); its own AE title is ``ORTHANC``.
+    send to (name: (AE title, host, port)); its own AE title is ``ORTHANC``. ``port``: its HTTP
+    port [a free one]. ``lua``: Lua scripts it runs (``LuaScripts``).
 
     Raises:
         RuntimeError: Orthanc is missing (:func:`orthanc_missing`) or did not start in ``timeout`` s.
@@ -302,19 +304,20 @@ def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: f
         if missing:
             raise RuntimeError(missing)
         folder.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        http_port = port or _free_port()
         plugin = next(p for p in ORTHANC_DICOMWEB_PLUGINS if Path(p).exists())
         config = {"Name": "btk", "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
-                  "HttpPort": port, "DicomServerEnabled": False, "DicomPort": _free_port(),
+                  "HttpPort": http_port, "DicomServerEnabled": False, "DicomPort": _free_port(),
                   "RemoteAccessAllowed": False, "AuthenticationEnabled": auth is not None,
                   "RegisteredUsers": {auth[0]: auth[1]} if auth else {}, "Plugins": [plugin],
                   "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "StableAge": 1, "DicomAet": "ORTHANC",
-                  "DicomModalities": {name: list(node) for name, node in (modalities or {}).items()}}
+                  "DicomModalities": {name: list(node) for name, node in (modalities or {}).items()},
+                  "LuaScripts": [str(Path(p).resolve()) for p in lua or []]}
         (folder / "orthanc.json").write_text(json.dumps(config, indent=1))
         binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
         log = open(folder / "orthanc.log", "w")  # noqa: SIM115 (closed when the server stops)
         process = subprocess.Popen([binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{http_port}"
         try:
             deadline = time.monotonic() + timeout
             while True:

@@ -247,3 +247,81 @@ def test_a_node_without_a_run_store_journal_or_free_port_is_one_line(sartaj_smal
                                  "--store", "http://127.0.0.1:1/dicom-web"]) == \
             f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert not (tmp_path / "n").exists()  # refused before anything was made
+
+
+def test_with_a_certificate_a_tls_association_is_taken_and_a_plain_one_refused(pacs, sartaj_small_run, tmp_path):
+    import ssl
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=btk-node", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    port = _port()
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, port, "--tls-cert", str(cert), "--tls-key",
+                str(key)).start()
+    try:
+        assert node.events("listening")[0]["tls"] is True
+        caller = AE(ae_title="ORTHANC")
+        caller.add_requested_context(Verification)
+        client = ssl.create_default_context(cafile=str(cert))
+        assoc = caller.associate("127.0.0.1", port, ae_title="BTK", tls_args=(client, "127.0.0.1"))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        plain = caller.associate("127.0.0.1", port, ae_title="BTK")
+        assert not plain.is_established
+    finally:
+        assert node.stop() == 0
+
+
+def test_bad_tls_files_are_one_line_before_anything_is_made(sartaj_small_run, tmp_path):
+    from conftest import one_line_refusal
+
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    base = ["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--store", "http://127.0.0.1:1/dicom-web"]
+    assert one_line_refusal([*base, "--tls-cert", str(tmp_path / "junk.pem")]) == \
+        "Error: DICOM over TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)"
+    missing = [*base, "--tls-cert", str(tmp_path / "none.pem"), "--tls-key", str(tmp_path / "junk.pem")]
+    assert one_line_refusal(missing) == f"Error: --tls-cert {tmp_path / 'none.pem'}: no such file"
+    assert one_line_refusal([*base, "--tls-cert", str(tmp_path / "junk.pem"), "--tls-key", str(tmp_path / "junk.pem")]
+                            ).startswith(f"Error: --tls-cert {tmp_path / 'junk.pem'} with --tls-key")
+    assert not (tmp_path / "n").exists()
+
+
+def test_a_destination_that_is_down_gets_the_results_when_it_is_back(pacs, studies, sartaj_small_run, tmp_path):
+    down = _port()  # nothing listens there yet
+    node = Node(sartaj_small_run, tmp_path / "node", f"http://127.0.0.1:{down}/dicom-web", pacs.node_port,
+                "--stable", "0.5").start()
+    try:
+        _route(pacs, studies[3])
+        node.wait(lambda: node.events("retry"), "a failed try")
+        first = node.events("retry")[0]
+        assert "cannot reach the DICOMweb server" in first["reason"] and first["after_seconds"] == 10.0
+        with orthanc_server(tmp_path / "later", port=down) as later:  # the destination comes back
+            node.wait(lambda: node.events("answered"), "the answer, sent when the destination is back")
+            assert len(_srs_in_pacs(later, studies[3])) == 1
+    finally:
+        assert node.stop() == 0
+    assert node.events("answered")[0]["try"] == 2
+
+
+def test_orthanc_configured_as_the_docs_say_routes_a_new_study_and_receives_the_answer(studies, sartaj_small_run,
+                                                                                      tmp_path):
+    """docs/node/orthanc-to-btk.lua, tried end to end: a study uploaded to Orthanc reaches the
+    node by itself, and the SR comes back into the study without going round again."""
+    script = Path(__file__).resolve().parents[1] / "docs" / "node" / "orthanc-to-btk.lua"
+    port = _port()
+    with orthanc_server(tmp_path / "orthanc", modalities={"btk": ("BTK", "127.0.0.1", port)}, lua=[script]) as pacs:
+        node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, port, "--stable", "1").start()
+        try:
+            pacs.upload(sorted(studies[0].glob("*.dcm")))
+            node.wait(lambda: node.events("answered"), "the routed study's answer")
+            time.sleep(2)  # the SR stored in Orthanc is not sent to the node
+        finally:
+            assert node.stop() == 0
+        assert len(_srs_in_pacs(pacs, studies[0])) == 1
+    assert [e["study"] for e in node.events("answered")] == [_study_uid(studies[0])]
+    assert not node.events("skipped")

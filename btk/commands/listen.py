@@ -23,6 +23,11 @@ from btk.urls import refuse_credentials
 @click.option("--allow", "allowed", multiple=True, metavar="AE",
               help="A calling AE title let in (repeatable); others are refused at association. Without it any "
                    "caller is let in.")
+@click.option("--tls-cert", type=click.Path(path_type=Path), metavar="PEM",
+              help="DICOM over TLS: the node's certificate (with --tls-key); then a plain association is refused.")
+@click.option("--tls-key", type=click.Path(path_type=Path), metavar="PEM", help="The private key of --tls-cert.")
+@click.option("--tls-ca", type=click.Path(path_type=Path), metavar="PEM",
+              help="With --tls-cert: callers must present a certificate this CA signed (mutual TLS).")
 @click.option("--store", metavar="URL", callback=refuse_credentials,
               help="The DICOMweb server the SRs (and maps) are sent to (STOW-RS), e.g. the PACS the studies come "
                    "from. Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
@@ -41,8 +46,9 @@ from btk.urls import refuse_credentials
                    "spool size) and exit; RUN is not needed.")
 @json_option
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
-           store: str | None, stable: float, min_confidence: float, coverage: float | None, maps: bool, keep: bool,
-           tries: int, status: bool, as_json: bool) -> None:
+           tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None, stable: float,
+           min_confidence: float, coverage: float | None, maps: bool, keep: bool, tries: int, status: bool,
+           as_json: bool) -> None:
     """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
     send the SRs back to --store.
 
@@ -70,7 +76,7 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     import threading
 
     from btk.errors import BtkError
-    from btk.node.receiver import Door
+    from btk.node.receiver import Door, tls_context
     from btk.node.service import NodeSettings, node_status, serve
     from btk.render import line
 
@@ -92,7 +98,10 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
         from btk.conformal import check_coverage
 
         coverage = check_coverage(coverage)
-    settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed)), store, stable, min_confidence,
+    if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
+        raise BtkError("DICOM over TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
+    tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
+    settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, min_confidence,
                             coverage, maps, keep, tries)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

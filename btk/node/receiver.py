@@ -69,6 +69,37 @@ def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Jour
     return {"first": "received", "new": "stored"}.get(state, state), study
 
 
+def tls_context(certificate: Path, key: Path, clients_ca: Path | None = None) -> Any:
+    """The TLS context of a node that speaks DICOM over TLS (PS3.15 B.1): its ``certificate``
+    and private ``key`` (PEM), TLS 1.2 at least; with ``clients_ca``, callers must present a
+    certificate that CA signed.
+
+    Raises:
+        BtkError: a file that is missing or not a matching certificate, key or CA (one line).
+    """
+    import ssl
+
+    from btk.errors import BtkError
+
+    for flag, path in (("--tls-cert", certificate), ("--tls-key", key), ("--tls-ca", clients_ca)):
+        if path is not None and not Path(path).is_file():
+            raise BtkError(f"{flag} {path}: no such file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(certificate), str(key))
+    except (ssl.SSLError, ValueError) as exc:
+        raise BtkError(f"--tls-cert {certificate} with --tls-key {key}: not a certificate and its private key in "
+                       f"PEM ({getattr(exc, 'reason', None) or exc})") from None
+    if clients_ca is not None:
+        try:
+            context.load_verify_locations(str(clients_ca))
+        except ssl.SSLError as exc:
+            raise BtkError(f"--tls-ca {clients_ca}: not a CA certificate in PEM ({exc.reason})") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def check_port(door: Door) -> None:
     """Refuse, before anything is made, a port the node cannot listen on (taken, or not ours to
     take), binding as the receiver will (address reuse on).
