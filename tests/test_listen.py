@@ -6,6 +6,7 @@ are refused; non-image objects are recorded and not kept."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import sqlite3
@@ -137,7 +138,8 @@ def _without_when(data):
 
 
 def test_a_routed_study_is_answered_once_with_the_sr_btk_predict_writes(pacs, studies, sartaj_small_run, tmp_path):
-    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "1").start()
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "1",
+                "--late-window", "0").start()
     try:
         _route(pacs, studies[0])
         node.wait(lambda: node.events("answered"), "the study's answer")
@@ -325,3 +327,46 @@ def test_orthanc_configured_as_the_docs_say_routes_a_new_study_and_receives_the_
         assert len(_srs_in_pacs(pacs, studies[0])) == 1
     assert [e["study"] for e in node.events("answered")] == [_study_uid(studies[0])]
     assert not node.events("skipped")
+
+
+def _send(port: int, files: list[Path]) -> None:
+    """C-STORE ``files`` to the node as ORTHANC would."""
+    from pynetdicom import AE
+
+    datasets = [pydicom.dcmread(f) for f in files]
+    caller = AE(ae_title="ORTHANC")
+    for uid in {str(d.SOPClassUID) for d in datasets}:
+        caller.add_requested_context(uid)
+    assoc = caller.associate("127.0.0.1", port, ae_title="BTK")
+    assert assoc.is_established
+    try:
+        assert all(assoc.send_c_store(d).Status == 0x0000 for d in datasets)
+    finally:
+        assoc.release()
+
+
+def test_an_instance_after_the_answer_gives_an_sr_that_amends_the_first(pacs, studies, sartaj_small_run, tmp_path):
+    files = sorted(studies[3].glob("*.dcm"))
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "1").start()
+    try:
+        _send(pacs.node_port, files[:2])
+        node.wait(lambda: node.events("answered"), "the first answer (two slices)")
+        _send(pacs.node_port, files[2:])  # the third slice, late
+        node.wait(lambda: len(node.events("answered")) == 2, "the amended answer")
+    finally:
+        assert node.stop() == 0
+    first, second = node.events("answered")
+    assert (first["amends"], second["amends"]) == (0, 1) and node.events("amend")
+    srs = sorted(_srs_in_pacs(pacs, studies[3]), key=lambda d: int(d.InstanceNumber))
+    assert len(srs) == 2 and srs[0].SeriesInstanceUID == srs[1].SeriesInstanceUID
+    assert "PredecessorDocumentsSequence" not in srs[0]
+    [study] = srs[1].PredecessorDocumentsSequence
+    [series] = study.ReferencedSeriesSequence
+    assert [i.ReferencedSOPInstanceUID for i in series.ReferencedSOPSequence] == [srs[0].SOPInstanceUID]
+    referenced = {r.ReferencedSOPInstanceUID for e in srs[1].CurrentRequestedProcedureEvidenceSequence
+                  for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}
+    assert len(referenced) == 3  # the amended answer is of all three slices
+    if shutil.which("dciodvfy"):  # the amending SR is valid DICOM too
+        srs[1].save_as(tmp_path / "amending.dcm", enforce_file_format=True)
+        out = subprocess.run(["dciodvfy", str(tmp_path / "amending.dcm")], capture_output=True, text=True)
+        assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")] == []

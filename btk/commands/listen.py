@@ -37,8 +37,11 @@ from btk.urls import refuse_credentials
               help="As btk predict: 'uncertain' below P, and then the SR asserts no class present or absent.")
 @click.option("--coverage", type=float, metavar="C", help="As btk predict: each slice's prediction set at C.")
 @click.option("--maps", is_flag=True, help="Also each slice's Grad-CAM map (a DICOM Segmentation), sent with the SR.")
-@click.option("--keep", is_flag=True,
-              help="Keep the received instances after their result is sent [they are deleted then].")
+@click.option("--keep", is_flag=True, help="Keep the received instances for good [deleted after --late-window].")
+@click.option("--late-window", type=click.FloatRange(0.0), default=600.0, show_default=True, metavar="SECONDS",
+              help="How long an answered study's instances are kept: an instance of it that comes in that time has "
+                   "the study answered again, with an SR that amends the first (Predecessor Documents). Later ones "
+                   "are counted as late and not answered. 0: deleted once the answer is sent.")
 @click.option("--tries", type=click.IntRange(1), default=5, show_default=True,
               help="Tries at a study before it is marked failed (the wait between them doubles from 10 s).")
 @click.option("--status", is_flag=True,
@@ -47,7 +50,8 @@ from btk.urls import refuse_credentials
 @json_option
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
            tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None, stable: float,
-           min_confidence: float, coverage: float | None, maps: bool, keep: bool, tries: int, status: bool,
+           min_confidence: float, coverage: float | None, maps: bool, keep: bool, late_window: float, tries: int,
+           status: bool,
            as_json: bool) -> None:
     """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
     send the SRs back to --store.
@@ -63,7 +67,8 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
 
     Non-image objects (SR, SEG: btk's own results too) are acknowledged, recorded and not kept,
     so a PACS that routes everything to the node starts no loop. An instance that comes after
-    its study was answered is counted as late (not answered again).
+    its study was answered, within --late-window, has the study answered again with an SR that
+    amends the first; later it is counted as late and not answered.
 
     \b
     Examples:
@@ -102,7 +107,7 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
         raise BtkError("DICOM over TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
     tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
     settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, min_confidence,
-                            coverage, maps, keep, tries)
+                            coverage, maps, keep, late_window, tries)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -164,7 +164,8 @@ def source_headers(identities: Sequence[dict[str, Any]]) -> list[Any]:
 
 def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabilities: dict[str, float],
                         answer: str, headers: Sequence[Any], model_sha256: str, slices: int,
-                        min_confidence: float = 0.0, maps: Sequence[Any] = (), tta: bool = False) -> Any:
+                        min_confidence: float = 0.0, maps: Sequence[Any] = (), tta: bool = False,
+                        previous: Sequence[Any] = ()) -> Any:
     """The Comprehensive 3D SR of one series' answer (see the module's description).
 
     Args:
@@ -174,6 +175,9 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
         headers: the source instances' headers (evidence; patient and study are copied from them).
         maps: the series' heat-map Segmentations, referenced as evidence of the same procedure.
         tta: whether the probabilities came with test-time augmentation (:mod:`btk.tta`).
+        previous: earlier SRs btk wrote; those of this series (the same result series: the same
+            source series, model and calibration) are referenced as the documents this one
+            amends (Predecessor Documents Sequence).
 
     Its Series and SOP Instance UIDs are derived from the source series and instances, the
     :func:`calibration_key`, ``min_confidence`` and the maps it references (:func:`result_uid`).
@@ -189,6 +193,7 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
     source_series = str(identities[0].get("series", "")) if identities else ""
     refs = sorted({f"{i['sop']}#{i.get('frame') or ''}" for i in identities})
     series_uid = result_uid("sr-series", calibration, first.get("StudyInstanceUID", ""), source_series, min_confidence)
+    earlier = [p for p in previous if str(p.SeriesInstanceUID) == series_uid]
     sop_uid = result_uid("sr", series_uid, *refs, *sorted(str(m.SOPInstanceUID) for m in maps))  # with its maps
     parameters = [f"run {run.name}", f"model sha256 {model_sha256}", f"temperature {run.temperature:.4f}",
                   f"test-time augmentation {'on' if tta else 'off'}",
@@ -234,7 +239,8 @@ def build_series_report(run: Any, identities: Sequence[dict[str, Any]], probabil
         procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups)
     sr = hd.sr.Comprehensive3DSR(
         evidence=[*headers, *maps], content=report[0], series_instance_uid=series_uid, series_number=9001,
-        sop_instance_uid=sop_uid, instance_number=1, is_complete=True,
+        sop_instance_uid=sop_uid, instance_number=1 + len(earlier), is_complete=True,
+        previous_versions=earlier or None,
         series_description=f"btk {answer}: mean of {slices} slices"[:64], **equipment(model_sha256))
     if "StudyInstanceUID" in first and sr.StudyInstanceUID != first.StudyInstanceUID:
         raise BtkError("the SR's study is not its source's")
@@ -253,7 +259,8 @@ def equipment(model_sha256: str) -> dict[str, Any]:
 
 
 def write_series_reports(run: Any, rows: Sequence[Any], folder: Path, min_confidence: float = 0.0,
-                         maps: Sequence[Any] = (), tta: bool = False) -> list[SeriesReport]:
+                         maps: Sequence[Any] = (), tta: bool = False,
+                         previous: Sequence[Any] = ()) -> list[SeriesReport]:
     """One SR per DICOM series among ``btk predict``'s rows (:class:`btk.predict.Prediction`,
     slices and series means) in ``folder`` (created), named ``<SeriesInstanceUID>.dcm`` (a UID
     that is not one, digits and dots, is named by its hash: :func:`btk.file_names.uid_name`;
@@ -287,7 +294,7 @@ def write_series_reports(run: Any, rows: Sequence[Any], folder: Path, min_confid
         headers = source_headers(identities)
         mine = [seg for seg in maps if (str(seg.StudyInstanceUID), map_source_series(seg)) == (study, series)]
         sr = build_series_report(run, identities, mean, answer, headers, model_sha256, len(members), min_confidence,
-                                 mine, tta)
+                                 mine, tta, previous)
         path = inside(folder, f"{uid_name(series)}.dcm")
         if path.exists():  # the same series UID in another study: a report each
             path = inside(folder, f"{uid_name(series)}-{uid_name(study)}.dcm")
@@ -423,12 +430,14 @@ def write_heat_maps(run: Any, rows: Sequence[Any], folder: Path, tta: bool = Fal
 
 
 def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store: str | None = None,
-                       min_confidence: float = 0.0, tta: bool | None = None) -> ReportResult:
+                       min_confidence: float = 0.0, tta: bool | None = None,
+                       previous: Sequence[Any] = ()) -> ReportResult:
     """``btk predict --sr DIR [--maps] [--store URL]``: the SRs of every DICOM series among
     ``rows`` and, where the rows carry them, their slices' heat maps (``maps/``), written into a
     new directory in ``parent`` (complete or absent), then, with ``store``, sent to that DICOMweb
     server. ``tta``: whether the rows were scored with test-time augmentation (default: the run's
     own choice); it is part of every result UID, as the model and the calibration are.
+    ``previous``: earlier SRs of these series that the new ones amend (:func:`build_series_report`).
 
     Raises:
         BtkError: no DICOM input, a folder that cannot be written, a source that cannot be read
@@ -440,7 +449,7 @@ def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store:
         scored_with_tta = run.tta if tta is None else tta
         maps = write_heat_maps(run, rows, folder.path("maps"), scored_with_tta)
         reports = write_series_reports(run, rows, folder.path(""), min_confidence, [seg for _, seg in maps],
-                                       scored_with_tta)
+                                       scored_with_tta, previous)
     done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports],
                         [folder.final / "maps" / p.name for p, _ in maps])
     if store:

@@ -6,7 +6,9 @@ A study moves through these states:
 - ``answering``: being predicted and reported (a node killed here finds it again on restart and
   answers it again: the result UIDs are derived from the sources, the model and the calibration,
   so the destination, which is asked first what it holds, is sent nothing twice);
-- ``answered``: its results were written and sent (their SOP Instance UIDs kept);
+- ``answered``: its results were written and sent (their SOP Instance UIDs kept); its instances
+  stay in the spool for the late window, and an instance of it that comes in that window sends
+  it back to ``receiving``, to be answered again with an SR that amends the first;
 - ``failed``: it could not be answered after the allowed tries (the reason kept); it waits, with
   its instances, for a person.
 
@@ -34,7 +36,7 @@ CREATE INDEX IF NOT EXISTS instances_study ON instances (study);
 CREATE TABLE IF NOT EXISTS studies (
     study TEXT PRIMARY KEY, state TEXT NOT NULL, first_received REAL NOT NULL, last_received REAL NOT NULL,
     tries INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, answered REAL, results TEXT,
-    late INTEGER NOT NULL DEFAULT 0, reason TEXT);
+    late INTEGER NOT NULL DEFAULT 0, reason TEXT, clear_after REAL, cleared INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL, study TEXT, event TEXT NOT NULL, detail TEXT);
 """
@@ -95,8 +97,9 @@ class Journal:
     def received(self, sop: str, study: str, series: str, path: Path | str, sender: str,
                  now: float | None = None) -> str:
         """Record an instance kept at ``path``: ``first`` (its study's first), ``new``, ``again``
-        (the same SOP Instance UID received before: nothing changes) or ``late`` (its study was
-        answered already: counted, and the study left as answered)."""
+        (the same SOP Instance UID received before: nothing changes), ``amend`` (its study was
+        answered and its instances are still kept: it is to be answered again, with them) or
+        ``late`` (its study was answered and cleared: counted, not kept, not answered)."""
         now = time.time() if now is None else now
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -106,23 +109,28 @@ class Journal:
                 if added.rowcount == 0:
                     self._db.execute("COMMIT")
                     return "again"
-                state = self._db.execute("SELECT state FROM studies WHERE study = ?", (study,)).fetchone()
+                state = self._db.execute("SELECT state, cleared FROM studies WHERE study = ?", (study,)).fetchone()
+                outcome = "first" if state is None else "new"
                 if state is None:
                     self._db.execute("INSERT INTO studies (study, state, first_received, last_received) "
                                      "VALUES (?, 'receiving', ?, ?)", (study, now, now))
-                elif state[0] == "answered":  # counted; not kept (the answer was sent without it)
+                elif state[0] == "answered" and state[1]:  # counted; not kept (its study is cleared)
+                    outcome = "late"
                     self._db.execute("UPDATE instances SET removed = 1 WHERE sop = ?", (sop,))
                     self._db.execute("UPDATE studies SET late = late + 1 WHERE study = ?", (study,))
                     self._db.execute("INSERT INTO events VALUES (?, ?, 'late', ?)", (now, study, sop))
+                elif state[0] == "answered":  # still kept: answered again, amending the first answer
+                    outcome = "amend"
+                    self._db.execute("UPDATE studies SET state = 'receiving', late = late + 1, last_received = ?, "
+                                     "tries = 0, not_before = 0 WHERE study = ?", (now, study))
+                    self._db.execute("INSERT INTO events VALUES (?, ?, 'amend', ?)", (now, study, sop))
                 else:
                     self._db.execute("UPDATE studies SET last_received = ? WHERE study = ?", (now, study))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        if state is None:
-            return "first"
-        return "late" if state[0] == "answered" else "new"
+        return outcome
 
     def kept(self, sop: str) -> bool:
         """Whether the instance ``sop`` is kept in the spool (received, and its study not answered
@@ -142,11 +150,13 @@ class Journal:
         self._write(("UPDATE studies SET state = 'answering', tries = tries + 1 WHERE study = ?", (study,)))
         return int(self._read("SELECT tries FROM studies WHERE study = ?", (study,))[0][0])
 
-    def answered(self, study: str, results: list[str], now: float | None = None) -> None:
-        """Mark ``study`` answered, keeping the SOP Instance UIDs of its results."""
+    def answered(self, study: str, results: list[str], keep_for: float | None, now: float | None = None) -> None:
+        """Mark ``study`` answered, keeping the SOP Instance UIDs of its results; its instances
+        are to be cleared after ``keep_for`` seconds (``None``: never)."""
         now = time.time() if now is None else now
-        self._write(("UPDATE studies SET state = 'answered', answered = ?, results = ?, reason = NULL "
-                     "WHERE study = ?", (now, " ".join(results), study)),
+        clear_after = None if keep_for is None else now + keep_for
+        self._write(("UPDATE studies SET state = 'answered', answered = ?, results = ?, reason = NULL, "
+                     "clear_after = ? WHERE study = ?", (now, " ".join(results), clear_after, study)),
                     ("INSERT INTO events VALUES (?, ?, 'answered', ?)", (now, study, str(len(results)))))
 
     def retry_later(self, study: str, reason: str, after_seconds: float, now: float | None = None) -> None:
@@ -166,9 +176,16 @@ class Journal:
         return [Path(r[0]) for r in self._read("SELECT path FROM instances WHERE study = ? AND removed = 0 "
                                                "ORDER BY path", (study,))]
 
+    def to_clear(self, now: float | None = None) -> list[str]:
+        """The answered studies whose instances are due to be deleted from the spool."""
+        now = time.time() if now is None else now
+        return [r[0] for r in self._read("SELECT study FROM studies WHERE state = 'answered' AND cleared = 0 AND "
+                                         "clear_after IS NOT NULL AND clear_after <= ?", (now,))]
+
     def removed(self, study: str) -> None:
-        """The instances of ``study`` were deleted from the spool."""
-        self._write(("UPDATE instances SET removed = 1 WHERE study = ?", (study,)))
+        """The instances of ``study`` were deleted from the spool: a later one is only counted."""
+        self._write(("UPDATE instances SET removed = 1 WHERE study = ?", (study,)),
+                    ("UPDATE studies SET cleared = 1 WHERE study = ?", (study,)))
 
     def study(self, study: str) -> Study | None:
         """``study`` as the journal holds it, or ``None``."""

@@ -37,7 +37,8 @@ class Door:
 
 def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Journal, sender: str) -> tuple[str, str]:
     """Keep one received object. What happened: ``received`` (the first of its study),
-    ``stored``, ``again`` (received before), ``late`` (its study was answered), or ``skipped``
+    ``stored``, ``again`` (received before), ``amend`` (its study was answered and is to be
+    answered again), ``late`` (its study was answered and cleared: counted only), or ``skipped``
     (not an image: recorded, not kept); and a detail (the study, or why it was skipped).
 
     Raises:

@@ -42,6 +42,7 @@ class NodeSettings:
     coverage: float | None = None
     maps: bool = False
     keep: bool = False
+    late_window: float = 600.0
     tries: int = 5
     back_off: float = 10.0
     poll: float = 0.5
@@ -67,17 +68,40 @@ def answer_study(run: Any, journal: Journal, study: str, settings: NodeSettings)
     folders = series_folders(journal.instance_paths(study))
     if not folders:
         raise BtkError("no image of it is kept (none was sent, or they were cleared)")
+    previous = earlier_reports(settings.folder / RESULTS / uid_name(study), journal.results(study))
     rows: list[Any] = []
     predict_run(run, folders, on_row=lambda row: rows.append(row) if row.identity else None,
                 min_confidence=settings.min_confidence, coverage=settings.coverage, heat=settings.maps)
     results = inside(settings.folder / RESULTS, uid_name(study))
     results.mkdir(parents=True, exist_ok=True)
-    done = report_predictions(run, rows, results, settings.store, settings.min_confidence)
+    done = report_predictions(run, rows, results, settings.store, settings.min_confidence, previous=previous)
     import pydicom
 
     sent = [str(r.dataset.SOPInstanceUID) for r in done.reports]
     sent += [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in done.maps]
     return sent, done.already
+
+
+def earlier_reports(folder: Path, sent: list[str]) -> list[Any]:
+    """The SRs the node sent before for a study (SOP Instance UIDs ``sent``), read again from
+    its results ``folder``: the documents a new answer of the study amends."""
+    import pydicom
+
+    if not sent or not folder.is_dir():
+        return []
+    found = {}
+    for path in folder.glob("*/*.dcm"):
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        if str(dataset.SOPInstanceUID) in sent:
+            found[str(dataset.SOPInstanceUID)] = dataset
+    return list(found.values())
+
+
+def clear_instances(journal: Journal, study: str) -> None:
+    """Delete ``study``'s instances from the spool and say so in the journal."""
+    for folder in {p.parent.parent for p in journal.instance_paths(study)}:
+        shutil.rmtree(folder, ignore_errors=True)
+    journal.removed(study)
 
 
 def log_line(settings: NodeSettings, record: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None) -> None:
@@ -96,6 +120,7 @@ def handle_study(run: Any, journal: Journal, study: str, settings: NodeSettings,
 
     started = time.monotonic()
     held = journal.study(study)
+    amends = len(journal.results(study))
     tries = journal.start(study)
     waited = round(time.time() - held.last_received, 3) if held else None
     try:
@@ -111,13 +136,11 @@ def handle_study(run: Any, journal: Journal, study: str, settings: NodeSettings,
         log_line(settings, {"study": study, "event": "retry", "try": tries, "after_seconds": after,
                             "reason": reason}, on_log)
         return "retry"
-    journal.answered(study, sent)
-    if not settings.keep:
-        for folder in {p.parent.parent for p in journal.instance_paths(study)}:
-            shutil.rmtree(folder, ignore_errors=True)
-        journal.removed(study)
+    journal.answered(study, sent, None if settings.keep else settings.late_window)
+    if not settings.keep and settings.late_window <= 0:
+        clear_instances(journal, study)
     log_line(settings, {"study": study, "event": "answered", "try": tries, "results": len(sent),
-                        "already_there": already, "instances": held.instances if held else None,
+                        "already_there": already, "amends": amends, "instances": held.instances if held else None,
                         "seconds_since_last_instance": waited,
                         "answer_seconds": round(time.monotonic() - started, 3)}, on_log)
     return "answered"
@@ -155,6 +178,8 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
             ready.set()
         try:
             while not stop.is_set():
+                for study in journal.to_clear():  # past the late window
+                    clear_instances(journal, study)
                 for study in journal.due(settings.stable_seconds):
                     if stop.is_set():
                         break
