@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from btk.config import RunConfig
     from btk.record import EvaluationSource, Provenance
 
+WARM_MODELS = 2
+"""How many scoring models a process keeps loaded (:meth:`RunData.scoring_model`), the last used."""
+_warm: dict[tuple[str, int, int, bool], Any] = {}
+
 
 class RunData:
     """The methods of :class:`btk.runs.Run` that read its data, model and images again."""
@@ -70,6 +74,24 @@ class RunData:
         model_dir = self.evaluated_run().path if self.is_evaluation else self.path
         return scoring_model(load_model_file(model_dir / "model.keras"), self.tta if tta is None else tta)
 
+    def scoring_model(self, tta: bool | None = None) -> Any:
+        """:meth:`load_model` for scoring, kept loaded for the next scorer of the same model
+        file (its path, size and time) and test-time augmentation in this process (the last
+        :data:`WARM_MODELS`): a node that answers study after study loads and traces the network
+        once. Never handed to code that changes a model (``btk adapt`` loads its own)."""
+        model_dir = self.evaluated_run().path if self.is_evaluation else self.path
+        if not (model_dir / "model.keras").is_file():
+            return self.load_model(tta)  # which says what is wrong
+        stat = (model_dir / "model.keras").stat()
+        key = (str((model_dir / "model.keras").resolve()), stat.st_mtime_ns, stat.st_size,
+               bool(self.tta if tta is None else tta))
+        if key not in _warm:
+            model = self.load_model(tta)
+            while len(_warm) >= WARM_MODELS:
+                _warm.pop(next(iter(_warm)))
+            _warm[key] = model
+        return _warm[key]
+
     @contextmanager
     def scorer(self, tta: bool | None = None, devices: str = "", calibrated: bool = True,
                feedback: Any = None) -> Iterator[Any]:
@@ -87,7 +109,8 @@ class RunData:
         from btk.shift import read_reference
 
         with scoring(devices, feedback) as layout:
-            model = self.load_model(tta)
+            # several devices: the model is made inside the layout's scope, every time
+            model = self.load_model(tta) if devices else self.scoring_model(tta)
             scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
                                        self.config.negative_class, self.temperature, calibrated,
                                        self.conformal())

@@ -43,7 +43,7 @@ import hashlib
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -308,11 +308,12 @@ def map_source_series(seg: Any) -> str:
     return str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
 
 
-def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any] = ()) -> tuple[int, int]:
+def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any] = ()) -> tuple[int, set[str]]:
     """Send the SRs (and the heat maps) to a DICOMweb server (STOW-RS), each object only when the
     server does not hold its SOP instance yet (QIDO-RS, per result series): the same results of
     the same sources, model and calibration have the same UIDs, so storing them again adds
-    nothing. Returns how many objects were stored and how many were there already.
+    nothing. Returns how many objects were stored and the SOP Instance UIDs of those that were
+    there already.
 
     Raises:
         BtkError: the server cannot be reached or refuses them (the local files stay).
@@ -337,7 +338,7 @@ def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any]
             web.store_instances(new)
         except Exception as exc:
             raise explain(exc, url, f"storing {len(new)} object(s) (STOW-RS); they are kept in {where}") from None
-    return len(new), len(objects) - len(new)
+    return len(new), {str(o.SOPInstanceUID) for o in objects} & there
 
 
 @dataclass
@@ -350,6 +351,7 @@ class ReportResult:
     maps: list[Path]
     stored: int = 0
     already: int = 0
+    present: set[str] = field(default_factory=set)  # the SOP Instance UIDs the server held already
 
 
 def heat_map_segmentation(header: Any, heat: Any, framing: dict[str, Any] | None, answer: str, run: Any,
@@ -453,7 +455,8 @@ def report_predictions(run: Any, rows: Sequence[Any], parent: Path | str, store:
     done = ReportResult(folder.final, [replace_path(r, folder.final) for r in reports],
                         [folder.final / "maps" / p.name for p, _ in maps])
     if store:
-        done.stored, done.already = store_reports(store, done.reports, [seg for _, seg in maps])
+        done.stored, done.present = store_reports(store, done.reports, [seg for _, seg in maps])
+        done.already = len(done.present)
     return done
 
 

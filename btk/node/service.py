@@ -43,6 +43,7 @@ class NodeSettings:
     maps: bool = False
     keep: bool = False
     late_window: float = 600.0
+    batch: int = 16
     tries: int = 5
     back_off: float = 10.0
     poll: float = 0.5
@@ -53,46 +54,62 @@ def series_folders(paths: list[Path]) -> list[Path]:
     return sorted({p.parent for p in paths})
 
 
-def answer_study(run: Any, journal: Journal, study: str, settings: NodeSettings) -> tuple[list[str], int]:
-    """Predict ``study``'s kept series with ``run`` and send their SRs (and maps); the SOP
-    Instance UIDs of what was sent or found already there, and how many were already there.
+@dataclass
+class Answer:
+    """What was sent for one study: the SOP Instance UIDs of its SRs and maps, and how many of
+    them the destination held already."""
+
+    sent: list[str]
+    already: int
+
+
+def answer_studies(run: Any, journal: Journal, studies: list[str], settings: NodeSettings) -> dict[str, Answer]:
+    """Predict the kept series of ``studies`` with ``run`` in one call, and send their SRs (and
+    maps) in one store, as ``btk predict --sr DIR --store URL`` would for those files; what was
+    sent for each study. An SR of a study answered before amends the earlier one.
 
     Raises:
         BtkError: nothing readable, or the destination could not take the results.
     """
     from btk.default_plugins.dicom_sr import report_predictions
     from btk.errors import BtkError
-    from btk.file_names import inside, uid_name
     from btk.predict_output import predict_run
 
-    folders = series_folders(journal.instance_paths(study))
+    folders = series_folders([p for study in studies for p in journal.instance_paths(study)])
     if not folders:
         raise BtkError("no image of it is kept (none was sent, or they were cleared)")
-    previous = earlier_reports(settings.folder / RESULTS / uid_name(study), journal.results(study))
+    sent_before = [uid for study in studies for uid in journal.results(study)]
+    previous = earlier_reports(settings.folder / RESULTS, sent_before)
     rows: list[Any] = []
     predict_run(run, folders, on_row=lambda row: rows.append(row) if row.identity else None,
                 min_confidence=settings.min_confidence, coverage=settings.coverage, heat=settings.maps)
-    results = inside(settings.folder / RESULTS, uid_name(study))
-    results.mkdir(parents=True, exist_ok=True)
-    done = report_predictions(run, rows, results, settings.store, settings.min_confidence, previous=previous)
+    (settings.folder / RESULTS).mkdir(parents=True, exist_ok=True)
+    done = report_predictions(run, rows, settings.folder / RESULTS, settings.store, settings.min_confidence,
+                              previous=previous)
     import pydicom
 
-    sent = [str(r.dataset.SOPInstanceUID) for r in done.reports]
-    sent += [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in done.maps]
-    return sent, done.already
+    objects = [(r.study, str(r.dataset.SOPInstanceUID)) for r in done.reports]
+    for path in done.maps:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        objects.append((str(header.StudyInstanceUID), str(header.SOPInstanceUID)))
+    out = {}
+    for study in studies:
+        sent = [uid for of, uid in objects if of == study]
+        out[study] = Answer(sent, len(set(sent) & done.present))
+    return out
 
 
 def earlier_reports(folder: Path, sent: list[str]) -> list[Any]:
-    """The SRs the node sent before for a study (SOP Instance UIDs ``sent``), read again from
-    its results ``folder``: the documents a new answer of the study amends."""
+    """The SRs the node sent before (SOP Instance UIDs ``sent``), read again from its results
+    ``folder``: the documents new answers of their studies amend."""
     import pydicom
 
     if not sent or not folder.is_dir():
         return []
-    found = {}
+    wanted, found = set(sent), {}
     for path in folder.glob("*/*.dcm"):
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        if str(dataset.SOPInstanceUID) in sent:
+        if str(dataset.SOPInstanceUID) in wanted:
             found[str(dataset.SOPInstanceUID)] = dataset
     return list(found.values())
 
@@ -106,44 +123,59 @@ def clear_instances(journal: Journal, study: str) -> None:
 
 def log_line(settings: NodeSettings, record: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None) -> None:
     """Append ``record`` (with its time) as one JSON line to the node's log, and hand it on."""
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
+    from datetime import datetime
+
+    record = {"time": datetime.now().astimezone().isoformat(timespec="milliseconds"), **record}
     with open(settings.folder / LOG, "a") as fh:
         fh.write(json.dumps(record) + "\n")
     if on_log is not None:
         on_log(record)
 
 
-def handle_study(run: Any, journal: Journal, study: str, settings: NodeSettings,
-                 on_log: Callable[[dict[str, Any]], None] | None = None) -> str:
-    """One try at ``study``: ``answered``, ``retry`` or ``failed`` (logged and journalled)."""
+def handle_studies(run: Any, journal: Journal, studies: list[str], settings: NodeSettings,
+                   on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, str]:
+    """One try at ``studies``, answered together: each ``answered``, ``retry`` or ``failed``
+    (logged and journalled). When a batch of several fails, each study is tried alone, so one
+    study that cannot be answered holds up no other."""
     from btk.errors import BtkError
 
     started = time.monotonic()
-    held = journal.study(study)
-    amends = len(journal.results(study))
-    tries = journal.start(study)
-    waited = round(time.time() - held.last_received, 3) if held else None
+    held = {study: journal.study(study) for study in studies}
+    amends = {study: len(journal.results(study)) for study in studies}
+    tries = {study: journal.start(study) for study in studies}
     try:
-        sent, already = answer_study(run, journal, study, settings)
+        answers = answer_studies(run, journal, studies, settings)
     except Exception as exc:  # the node outlives any one study: the reason is journalled
+        if len(studies) > 1:  # the batch's try counts as each study's; then each alone
+            return {study: handle_studies(run, journal, [study], settings, on_log)[study] for study in studies}
+        [study] = studies
         reason = str(exc) if isinstance(exc, BtkError) else f"{type(exc).__name__}: {exc}"
-        if tries >= settings.tries:
+        if tries[study] >= settings.tries:
             journal.failed(study, reason)
-            log_line(settings, {"study": study, "event": "failed", "try": tries, "reason": reason}, on_log)
-            return "failed"
-        after = min(settings.back_off * 2 ** (tries - 1), 600.0)
+            log_line(settings, {"study": study, "event": "failed", "try": tries[study], "reason": reason}, on_log)
+            return {study: "failed"}
+        after = min(settings.back_off * 2 ** (tries[study] - 1), 600.0)
         journal.retry_later(study, reason, after)
-        log_line(settings, {"study": study, "event": "retry", "try": tries, "after_seconds": after,
+        log_line(settings, {"study": study, "event": "retry", "try": tries[study], "after_seconds": after,
                             "reason": reason}, on_log)
-        return "retry"
-    journal.answered(study, sent, None if settings.keep else settings.late_window)
-    if not settings.keep and settings.late_window <= 0:
-        clear_instances(journal, study)
-    log_line(settings, {"study": study, "event": "answered", "try": tries, "results": len(sent),
-                        "already_there": already, "amends": amends, "instances": held.instances if held else None,
-                        "seconds_since_last_instance": waited,
-                        "answer_seconds": round(time.monotonic() - started, 3)}, on_log)
-    return "answered"
+        return {study: "retry"}
+    seconds = round(time.monotonic() - started, 3)
+    for study, answer in answers.items():
+        last = held[study]
+        journal.answered(study, answer.sent, None if settings.keep else settings.late_window)
+        if not settings.keep and settings.late_window <= 0:
+            clear_instances(journal, study)
+        log_line(settings, {"study": study, "event": "answered", "try": tries[study], "results": len(answer.sent),
+                            "already_there": answer.already, "amends": amends[study],
+                            "instances": last.instances if last else None, "answered_with": len(studies),
+                            "seconds_since_last_instance": round(started_wall(started) - last.last_received, 3)
+                            if last else None, "answer_seconds": seconds}, on_log)
+    return dict.fromkeys(answers, "answered")
+
+
+def started_wall(monotonic_start: float) -> float:
+    """The wall-clock time of a ``time.monotonic()`` reading."""
+    return time.time() - (time.monotonic() - monotonic_start)
 
 
 def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
@@ -161,6 +193,7 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
     from btk.runs import load_run
 
     run = load_run(run_dir)
+    run.scoring_model()  # loaded once, before the first study (and a damaged model refused before listening)
     check_port(settings.door)
     settings.folder.mkdir(parents=True, exist_ok=True)
     journal = Journal(settings.folder / JOURNAL)
@@ -180,10 +213,11 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
             while not stop.is_set():
                 for study in journal.to_clear():  # past the late window
                     clear_instances(journal, study)
-                for study in journal.due(settings.stable_seconds):
-                    if stop.is_set():
+                while not stop.is_set():  # in batches: under load the node keeps up as btk predict does
+                    due = journal.due(settings.stable_seconds)[:settings.batch]
+                    if not due:
                         break
-                    handle_study(run, journal, study, settings, on_log)
+                    handle_studies(run, journal, due, settings, on_log)
                 stop.wait(settings.poll)
         finally:
             server.shutdown()
