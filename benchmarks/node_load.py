@@ -3,9 +3,9 @@
 The studies are SARTAJ Testing images written as one-series DICOM studies (``btk convert``'s
 writer, Secondary Capture, 256 px) of 12 to 20 slices each, every study with its own UIDs. A fresh
 Orthanc (Debian's ``orthanc`` and ``orthanc-dicomweb``) on a loopback port is the destination;
-the node (``btk listen``, its own process) listens on another. ``--senders`` threads, each with
-its own DICOM association, send their share of the studies at the same moment (pynetdicom
-C-STORE). Measured:
+the node (``btk listen``, its own process) listens on another. ``--senders`` senders, each with
+its own DICOM association, send their share of the studies at the same moment (dcmtk's
+``storescu``, one process each). Measured:
 
 - every study answered exactly once (one ``answered`` line each in the node's log) and one SR per
   study in Orthanc;
@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -61,23 +60,12 @@ def make_studies(data: Path, root: Path, n: int, low: int, high: int, seed: int)
     return studies
 
 
-def send(port: int, studies: list[list[Path]]) -> None:
-    """One sender: its studies, one after the other, over one association, as a PACS sends them."""
-    import pydicom
-    from pynetdicom import AE
-
-    caller = AE(ae_title="ORTHANC")
-    datasets = [[pydicom.dcmread(f) for f in study] for study in studies]
-    for uid in {str(d.SOPClassUID) for study in datasets for d in study}:
-        caller.add_requested_context(uid)
-    assoc = caller.associate("127.0.0.1", port, ae_title="BTK")
-    assert assoc.is_established, "the node refused the association"
-    try:
-        for study in datasets:
-            for d in study:
-                assert assoc.send_c_store(d).Status == 0x0000
-    finally:
-        assoc.release()
+def send(port: int, studies: list[list[Path]]) -> subprocess.Popen:
+    """One sender: dcmtk's ``storescu`` (Debian's ``dcmtk``), its studies one after the other
+    over one association, as a PACS sends them."""
+    return subprocess.Popen(["storescu", "-aet", "ORTHANC", "-aec", "BTK", "127.0.0.1", str(port),
+                             *[str(f) for study in studies for f in study]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def main() -> None:
@@ -127,13 +115,11 @@ def main() -> None:
                 while not (log.is_file() and "listening" in log.read_text()):
                     assert process.poll() is None, "the node did not start"
                     time.sleep(0.2)
-                threads = [threading.Thread(target=send, args=(port, studies[i::args.senders]))
-                           for i in range(args.senders)]
                 start = time.time()
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                senders = [send(port, studies[i::args.senders]) for i in range(args.senders)]
+                for sender in senders:
+                    _, errors = sender.communicate()
+                    assert sender.returncode == 0, errors
                 print(f"sent in {time.time() - start:.1f} s by {args.senders} senders", flush=True)
 
                 def answered() -> list[dict]:

@@ -5,6 +5,7 @@ are refused; non-image objects are recorded and not kept."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import signal
@@ -370,3 +371,42 @@ def test_an_instance_after_the_answer_gives_an_sr_that_amends_the_first(pacs, st
         srs[1].save_as(tmp_path / "amending.dcm", enforce_file_format=True)
         out = subprocess.run(["dciodvfy", str(tmp_path / "amending.dcm")], capture_output=True, text=True)
         assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith("Error")] == []
+
+
+def test_a_damaged_instance_and_a_non_image_in_a_study_are_recorded_and_the_rest_answered(pacs, studies,
+                                                                                          sartaj_small_run, tmp_path):
+    from pydicom.uid import generate_uid
+
+    study_uid, series_uid = generate_uid(entropy_srcs=["damaged", "study"]), generate_uid(entropy_srcs=["damaged"])
+    slices = []
+    for k, f in enumerate(sorted(studies[2].glob("*.dcm"))):
+        d = pydicom.dcmread(f)
+        d.StudyInstanceUID, d.SeriesInstanceUID = study_uid, series_uid
+        d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["damaged", str(k)])
+        slices.append(d)
+    damaged = copy.deepcopy(slices[0])
+    damaged.SOPInstanceUID = damaged.file_meta.MediaStorageSOPInstanceUID = generate_uid(
+        entropy_srcs=["damaged", "pixels"])
+    damaged.PixelData = slices[0].PixelData[:100]  # far fewer bytes than Rows x Columns
+    for i, d in enumerate([*slices, damaged]):
+        d.save_as(tmp_path / f"{i}.dcm", enforce_file_format=True)
+    _ok("predict", str(sartaj_small_run), "--data", str(studies[0]), "--sr", str(tmp_path / "sr"))
+    report = pydicom.dcmread(next((tmp_path / "sr").glob("*/*.dcm")))
+    report.StudyInstanceUID = study_uid  # a non-image object of the same study
+    report.save_as(tmp_path / "report.dcm", enforce_file_format=True)
+
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "1").start()
+    try:
+        _send(pacs.node_port, [*(tmp_path / f"{i}.dcm" for i in range(4)), tmp_path / "report.dcm"])
+        node.wait(lambda: node.events("answered"), "the answer without the damaged slice")
+    finally:
+        assert node.stop() == 0
+    [answered] = node.events("answered")
+    assert answered["instances"] == 4 and answered["left_out"] == [
+        f"1 of 4 instance(s) could not be decoded and were left out ({damaged.SOPInstanceUID}.dcm: ValueError: "
+        "The number of bytes of pixel data is less than expected (100 vs 55696 bytes) - the dataset may be "
+        "corrupted, have an invalid group 0028 element value, or the transfer syntax may be incorrect)"], answered
+    assert "not an image (Comprehensive 3D SR Storage, btk)" in node.events("skipped")[0]["detail"]
+    [sr] = _srs_in_pacs(pacs, tmp_path)  # of the three readable slices
+    assert len({r.ReferencedSOPInstanceUID for e in sr.CurrentRequestedProcedureEvidenceSequence
+                for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}) == 3

@@ -255,21 +255,29 @@ def series_samples(entry: Entry, datasets: list[tuple[str, Any]], options: ReadO
             order = (0, pos) if pos is not None else (1, float(ds.get("InstanceNumber", 0) or 0))
             keyed.append((order, where, ds))
         keyed.sort(key=lambda t: (t[0], t[1]))
-        slices, metas = [], []
-        for _, where, ds in keyed:
+    except Exception as exc:  # a geometry that cannot be read makes this series unreadable, not btk
+        raise UnreadableInputError(
+            f"cannot decode DICOM series {entry.source}: {type(exc).__name__}: {exc}") from None
+    slices, metas, damaged = [], [], []
+    for _, where, ds in keyed:
+        try:  # an instance whose pixels cannot be decoded is left out, and said so; the rest are read
             frames = ds.pixel_array
             n_frames = int(ds.get("NumberOfFrames", 1) or 1)
             if n_frames == 1:
                 frames = frames[None]
             display = to_display(ds, frames, window)
-            for k in range(len(display)):
-                slices.append(display[k])
-                metas.append({"file": where, "frame": k, "series": str(ds.get("SeriesInstanceUID", "")),
-                              "spacing": [float(v) for v in ds.get("PixelSpacing", [1, 1])],
-                              "dicom": identity(ds, k + 1 if n_frames > 1 else None, where)})
-    except Exception as exc:  # any decoding problem makes this series unreadable, not btk
-        raise UnreadableInputError(
-            f"cannot decode DICOM series {entry.source}: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            damaged.append(f"{Path(where).name if '://' not in where else where}: {type(exc).__name__}: {exc}")
+            continue
+        for k in range(len(display)):
+            slices.append(display[k])
+            metas.append({"file": where, "frame": k, "series": str(ds.get("SeriesInstanceUID", "")),
+                          "spacing": [float(v) for v in ds.get("PixelSpacing", [1, 1])],
+                          "dicom": identity(ds, k + 1 if n_frames > 1 else None, where)})
+    if not slices:
+        raise UnreadableInputError(f"cannot decode DICOM series {entry.source}: {damaged[0]}")
+    note = (f"{len(damaged)} of {len(keyed)} instance(s) could not be decoded and were left out "
+            f"({'; '.join(damaged[:3])}{'; ...' if len(damaged) > 3 else ''})") if damaged else None
     samples = []
     for k in choose_slices(len(slices), options.extra.get("slices", "middle")):
         image = slices[k]
@@ -280,7 +288,7 @@ def series_samples(entry: Entry, datasets: list[tuple[str, Any]], options: ReadO
         if options.image_size:
             image = cv2.resize(image, (options.image_size, options.image_size)).reshape(
                 options.image_size, options.image_size, *image.shape[2:])
-        meta = {**metas[k], "slice": k, "slices": len(slices)}
+        meta = {**metas[k], "slice": k, "slices": len(slices), **({"note": note} if note else {})}
         src = entry.source if len(slices) == 1 else f"{entry.source}[{k}]"
         samples.append(Sample(image, entry.label, entry.group, src, entry.split, meta))
     return samples

@@ -15,6 +15,7 @@ so nothing is sent twice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -56,11 +57,13 @@ def series_folders(paths: list[Path]) -> list[Path]:
 
 @dataclass
 class Answer:
-    """What was sent for one study: the SOP Instance UIDs of its SRs and maps, and how many of
-    them the destination held already."""
+    """What was sent for one study: the SOP Instance UIDs of its SRs and maps, how many of
+    them the destination held already, and what of it could not be read (each series or
+    instance left out, with the reason; the study answered with the rest)."""
 
     sent: list[str]
     already: int
+    left_out: list[str]
 
 
 def answer_studies(run: Any, journal: Journal, studies: list[str], settings: NodeSettings) -> dict[str, Answer]:
@@ -73,6 +76,8 @@ def answer_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
     """
     from btk.default_plugins.dicom_sr import report_predictions
     from btk.errors import BtkError
+    from btk.file_names import uid_name
+    from btk.predict import PredictionTally
     from btk.predict_output import predict_run
 
     folders = series_folders([p for study in studies for p in journal.instance_paths(study)])
@@ -81,8 +86,14 @@ def answer_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
     sent_before = [uid for study in studies for uid in journal.results(study)]
     previous = earlier_reports(settings.folder / RESULTS, sent_before)
     rows: list[Any] = []
-    predict_run(run, folders, on_row=lambda row: rows.append(row) if row.identity else None,
-                min_confidence=settings.min_confidence, coverage=settings.coverage, heat=settings.maps)
+    tally = PredictionTally()
+    try:
+        predict_run(run, folders, on_row=lambda row: rows.append(row) if row.identity else None,
+                    min_confidence=settings.min_confidence, coverage=settings.coverage, heat=settings.maps,
+                    tally=tally)
+    except BtkError as exc:
+        reasons = "; ".join(f"{Path(source).name}: {why}" for source, why in tally.skipped[:3])
+        raise BtkError(f"{exc}" + (f" ({reasons})" if reasons else "")) from None
     (settings.folder / RESULTS).mkdir(parents=True, exist_ok=True)
     done = report_predictions(run, rows, settings.folder / RESULTS, settings.store, settings.min_confidence,
                               previous=previous)
@@ -92,10 +103,13 @@ def answer_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
     for path in done.maps:
         header = pydicom.dcmread(path, stop_before_pixels=True)
         objects.append((str(header.StudyInstanceUID), str(header.SOPInstanceUID)))
+    spool = {study: str(settings.folder / SPOOL / uid_name(study)) for study in studies}
     out = {}
     for study in studies:
         sent = [uid for of, uid in objects if of == study]
-        out[study] = Answer(sent, len(set(sent) & done.present))
+        left_out = [why for source, why in [*tally.skipped, *tally.notes]
+                    if str(source).startswith(spool[study] + os.sep)]
+        out[study] = Answer(sent, len(set(sent) & done.present), left_out)
     return out
 
 
@@ -167,7 +181,8 @@ def handle_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
             clear_instances(journal, study)
         log_line(settings, {"study": study, "event": "answered", "try": tries[study], "results": len(answer.sent),
                             "already_there": answer.already, "amends": amends[study],
-                            "instances": last.instances if last else None, "answered_with": len(studies),
+                            "instances": last.instances if last else None, "left_out": answer.left_out,
+                            "answered_with": len(studies),
                             "seconds_since_last_instance": round(started_wall(started) - last.last_received, 3)
                             if last else None, "answer_seconds": seconds}, on_log)
     return dict.fromkeys(answers, "answered")
