@@ -244,11 +244,41 @@ def summarise(ensemble: Path) -> dict:
             "calibration_images": len(sets_of.sources), "coverage": coverage}
 
 
+def markdown(results: dict) -> str:
+    """The results file as the tables of ``docs/ensemble.md``: per seed and code, out-of-fold
+    against pool accuracy, and the ensemble's per-class coverage on the pool."""
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    lines = ["| seed | code | out-of-fold accuracy (folds) | pool accuracy [exact 95%] | members on the pool | "
+             "best epochs | temperature | pool ECE before -> after |", "|" + " --- |" * 8]
+    for seed, codes in results["seeds"].items():
+        for code in ("old", "new"):
+            if code not in codes:
+                continue
+            r = codes[code]
+            folds = ", ".join(pct(v) for v in r["oof_accuracy_per_fold"])
+            low, high = r["pool_accuracy_exact_95"]
+            members = f"{pct(min(r['members_pool_accuracy']))}-{pct(max(r['members_pool_accuracy']))}"
+            best = ", ".join(str(m["best_epoch"]) for m in r.get("members_training", []))
+            ece = f"{pct(r['pool_ece_before_temperature'])} -> {pct(r['pool_ece'])}"
+            lines.append(f"| {seed} | {code} | {pct(r['oof_accuracy'])} ({folds}) | {pct(r['pool_accuracy'])} "
+                         f"[{pct(low)}, {pct(high)}] | {members} | {best} | {r['temperature']:.3f} | {ece} |")
+    lines += ["", "| seed | code | promise | class | n | covered | coverage [exact 95%] |", "|" + " --- |" * 7]
+    for seed, codes in results["seeds"].items():
+        for code in ("old", "new"):
+            for promise, cov in codes.get(code, {}).get("coverage", {}).items():
+                for name, c in cov["per_class"].items():
+                    low, high = c["exact_95"]
+                    flag = " **below**" if c["interval_below_promise"] else ""
+                    lines.append(f"| {seed} | {code} | {promise} | {name} | {c['n']} | {c['covered']} | "
+                                 f"{pct(c['coverage'])} [{pct(low)}, {pct(high)}]{flag} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     from btk.config import Setting, resolve_config
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="SARTAJ root (only its Training split is read)")
+    ap.add_argument("--data", type=Path, help="SARTAJ root (only its Training split is read)")
     ap.add_argument("--out", type=Path, default=Path("runs/fold-honesty"))
     ap.add_argument("--results", type=Path, help="the summary JSON [OUT/fold-honesty.json]")
     ap.add_argument("--folds", type=int, default=5)
@@ -260,7 +290,13 @@ def main() -> None:
                     help="a field of the fast recipe or the run, for both codes (e.g. epochs=1)")
     ap.add_argument("--old-code", type=Path, help=f"btk's files at {OLD_COMMIT} [OUT/old-code]")
     ap.add_argument("--only", choices=("new", "old"), help="run one code only")
+    ap.add_argument("--markdown", type=Path, metavar="RESULTS", help="print a results file as tables, and stop")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
+    if args.data is None:
+        ap.error("--data is required")
     out = args.out.resolve()
     t0 = time.perf_counter()
     pool = build_pool(args.data.resolve(), out / "data", args.pool_fraction, args.pool_seed, args.limit)
