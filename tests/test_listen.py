@@ -410,3 +410,59 @@ def test_a_damaged_instance_and_a_non_image_in_a_study_are_recorded_and_the_rest
     [sr] = _srs_in_pacs(pacs, tmp_path)  # of the three readable slices
     assert len({r.ReferencedSOPInstanceUID for e in sr.CurrentRequestedProcedureEvidenceSequence
                 for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}) == 3
+
+
+def _one_slice_studies(files: list[Path], folder: Path, tag: str) -> list[Path]:
+    """Each image as a one-slice DICOM study of its own (``btk convert``'s writer)."""
+    import cv2
+
+    from btk.default_plugins.convert import write_dicom_series
+
+    out = []
+    for k, f in enumerate(files):
+        image = cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (128, 128))
+        out += write_dicom_series([image], folder / f"{tag}{k:02d}", f"{tag.upper()}{k:02d}", uid_seed=f"{tag}-{k}")
+    return out
+
+
+def test_the_rolling_shift_check_fires_when_the_sender_switches_to_another_source(pacs, tmp_path):
+    """Studies of SARTAJ Training images the run never saw, then of navoneel's (another source):
+    the window of the last 24 series says the second cohort differs from the calibration images."""
+    from conftest import SARTAJ
+
+    navoneel = SARTAJ.parent / "navoneel"
+    if not navoneel.is_dir():
+        pytest.skip(f"navoneel not found at {navoneel}")
+    data = tmp_path / "data" / "Training"
+    unseen = []
+    for c in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"):
+        files = sorted((SARTAJ / "Training" / c).glob("*.jpg"))
+        (data / c).mkdir(parents=True)
+        for f in files[:40]:
+            shutil.copy(f, data / c / f.name)
+        unseen += files[40:46]
+    _ok("run", "--data", str(tmp_path / "data"), "--model", "small-cnn", "--image-size", "32", "--epochs", "1",
+        "--set", "val_fraction=0.3", "--out", str(tmp_path / "runs"), "--reporter", "none")
+    run_dir = next((tmp_path / "runs").iterdir())
+    sartaj = _one_slice_studies(unseen, tmp_path / "sartaj", "s")
+    other = _one_slice_studies(sorted((navoneel / "yes").iterdir())[:12] + sorted((navoneel / "no").iterdir())[:12],
+                               tmp_path / "navoneel", "n")
+    node = Node(run_dir, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "0.5", "--drift-window", "24",
+                "--late-window", "0").start()
+    try:
+        _send(pacs.node_port, sartaj)
+        # each answer is followed by the window's verdict
+        node.wait(lambda: len(node.events("answered")) == 24 and node.events()[-1]["event"] == "drift",
+                  "the SARTAJ studies answered, and the window's verdict")
+        before = node.events("drift")[-1]
+        _send(pacs.node_port, other)
+        node.wait(lambda: len(node.events("answered")) == 48 and node.events()[-1]["event"] == "drift",
+                  "the navoneel studies answered, and the window's verdict")
+    finally:
+        assert node.stop() == 0
+    after = node.events("drift")[-1]
+    assert before["series"] == after["series"] == 24
+    assert before["verdict"] in ("quiet", "differs")  # a verdict: 24 series are enough
+    assert after["verdict"] == "differs" and after["p_value"] < 0.01, (before, after)
+    status = json.loads(_ok("listen", "--node", str(tmp_path / "node"), "--status", "--json"))
+    assert status["drift"]["verdict"] == "differs" and status["drift"]["window_series"] == 24

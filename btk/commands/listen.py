@@ -42,6 +42,10 @@ from btk.urls import refuse_credentials
               help="How long an answered study's instances are kept: an instance of it that comes in that time has "
                    "the study answered again, with an SR that amends the first (Predecessor Documents). Later ones "
                    "are counted as late and not answered. 0: deleted once the answer is sent.")
+@click.option("--drift-window", type=click.IntRange(0), default=50, show_default=True, metavar="SERIES",
+              help="After each answer, btk's shift check on the last SERIES series answered against the run's "
+                   "calibration images (the network's features, a series counted once; no verdict below 20): in the "
+                   "log and --status, so a new scanner or protocol shows before errors do. 0: off.")
 @click.option("--tries", type=click.IntRange(1), default=5, show_default=True,
               help="Tries at a study before it is marked failed (the wait between them doubles from 10 s).")
 @click.option("--status", is_flag=True,
@@ -50,9 +54,8 @@ from btk.urls import refuse_credentials
 @json_option
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
            tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None, stable: float,
-           min_confidence: float, coverage: float | None, maps: bool, keep: bool, late_window: float, tries: int,
-           status: bool,
-           as_json: bool) -> None:
+           min_confidence: float, coverage: float | None, maps: bool, keep: bool, late_window: float,
+           drift_window: int, tries: int, status: bool, as_json: bool) -> None:
     """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
     send the SRs back to --store.
 
@@ -107,7 +110,7 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
         raise BtkError("DICOM over TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
     tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
     settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, min_confidence,
-                            coverage, maps, keep, late_window, tries)
+                            coverage, maps, keep, late_window, tries=tries, drift_window=drift_window)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from btk.node.drift import DRIFT, DriftWindow
 from btk.node.journal import Journal
 from btk.node.receiver import Door
 
@@ -45,6 +46,7 @@ class NodeSettings:
     keep: bool = False
     late_window: float = 600.0
     batch: int = 16
+    drift_window: int = 50
     tries: int = 5
     back_off: float = 10.0
     poll: float = 0.5
@@ -66,10 +68,12 @@ class Answer:
     left_out: list[str]
 
 
-def answer_studies(run: Any, journal: Journal, studies: list[str], settings: NodeSettings) -> dict[str, Answer]:
+def answer_studies(run: Any, journal: Journal, studies: list[str], settings: NodeSettings,
+                   keep_for_drift: bool = False) -> tuple[dict[str, Answer], Any]:
     """Predict the kept series of ``studies`` with ``run`` in one call, and send their SRs (and
     maps) in one store, as ``btk predict --sr DIR --store URL`` would for those files; what was
-    sent for each study. An SR of a study answered before amends the earlier one.
+    sent for each study, and the prediction tally (with each image's features and probabilities
+    when ``keep_for_drift``). An SR of a study answered before amends the earlier one.
 
     Raises:
         BtkError: nothing readable, or the destination could not take the results.
@@ -90,7 +94,7 @@ def answer_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
     try:
         predict_run(run, folders, on_row=lambda row: rows.append(row) if row.identity else None,
                     min_confidence=settings.min_confidence, coverage=settings.coverage, heat=settings.maps,
-                    tally=tally)
+                    tally=tally, check_shift=keep_for_drift)
     except BtkError as exc:
         reasons = "; ".join(f"{Path(source).name}: {why}" for source, why in tally.skipped[:3])
         raise BtkError(f"{exc}" + (f" ({reasons})" if reasons else "")) from None
@@ -110,7 +114,7 @@ def answer_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
         left_out = [why for source, why in [*tally.skipped, *tally.notes]
                     if str(source).startswith(spool[study] + os.sep)]
         out[study] = Answer(sent, len(set(sent) & done.present), left_out)
-    return out
+    return out, tally
 
 
 def earlier_reports(folder: Path, sent: list[str]) -> list[Any]:
@@ -147,10 +151,12 @@ def log_line(settings: NodeSettings, record: dict[str, Any], on_log: Callable[[d
 
 
 def handle_studies(run: Any, journal: Journal, studies: list[str], settings: NodeSettings,
-                   on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, str]:
+                   on_log: Callable[[dict[str, Any]], None] | None = None,
+                   drift: DriftWindow | None = None) -> dict[str, str]:
     """One try at ``studies``, answered together: each ``answered``, ``retry`` or ``failed``
     (logged and journalled). When a batch of several fails, each study is tried alone, so one
-    study that cannot be answered holds up no other."""
+    study that cannot be answered holds up no other. With ``drift``, the answered images join
+    its window and its verdict is logged and kept."""
     from btk.errors import BtkError
 
     started = time.monotonic()
@@ -158,10 +164,10 @@ def handle_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
     amends = {study: len(journal.results(study)) for study in studies}
     tries = {study: journal.start(study) for study in studies}
     try:
-        answers = answer_studies(run, journal, studies, settings)
+        answers, tally = answer_studies(run, journal, studies, settings, drift is not None)
     except Exception as exc:  # the node outlives any one study: the reason is journalled
         if len(studies) > 1:  # the batch's try counts as each study's; then each alone
-            return {study: handle_studies(run, journal, [study], settings, on_log)[study] for study in studies}
+            return {study: handle_studies(run, journal, [study], settings, on_log, drift)[study] for study in studies}
         [study] = studies
         reason = str(exc) if isinstance(exc, BtkError) else f"{type(exc).__name__}: {exc}"
         if tries[study] >= settings.tries:
@@ -185,6 +191,11 @@ def handle_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
                             "answered_with": len(studies),
                             "seconds_since_last_instance": round(started_wall(started) - last.last_received, 3)
                             if last else None, "answer_seconds": seconds}, on_log)
+    if drift is not None:
+        drift.add(tally)
+        check = drift.record(settings.folder, drift.check())
+        log_line(settings, {"event": "drift", "verdict": check["verdict"], "p_value": check["p_value"],
+                            "series": check["window_series"], "sentence": check["sentence"]}, on_log)
     return dict.fromkeys(answers, "answered")
 
 
@@ -219,9 +230,13 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                                     if kind not in ("stored", "again") else None)
         except OSError as exc:
             raise BtkError(f"cannot listen on {settings.door.host}:{settings.door.port}: {exc.strerror}") from None
+        drift = DriftWindow.for_run(run, settings.drift_window)
         log_line(settings, {"event": "listening", "host": settings.door.host, "port": settings.door.port,
                             "ae_title": settings.door.ae_title, "run": str(run_dir),
-                            "tls": settings.door.tls is not None}, on_log)
+                            "tls": settings.door.tls is not None,
+                            "drift_window": settings.drift_window if drift is not None else
+                            "off (the run keeps no prediction-set calibration to compare with)"
+                            if settings.drift_window else "off"}, on_log)
         if ready is not None:
             ready.set()
         try:
@@ -232,7 +247,7 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                     due = journal.due(settings.stable_seconds)[:settings.batch]
                     if not due:
                         break
-                    handle_studies(run, journal, due, settings, on_log)
+                    handle_studies(run, journal, due, settings, on_log, drift)
                 stop.wait(settings.poll)
         finally:
             server.shutdown()
@@ -259,6 +274,8 @@ def node_status(folder: Path) -> dict[str, Any]:
         counts = journal.counts()
     finally:
         journal.close()
+    if (folder / DRIFT).is_file():
+        counts["drift"] = json.loads((folder / DRIFT).read_text())
     spool = folder / SPOOL
     counts["spool_bytes"] = sum(p.stat().st_size for p in spool.rglob("*") if p.is_file()) if spool.is_dir() else 0
     return counts

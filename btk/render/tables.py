@@ -383,3 +383,7 @@ def render_node_status(counts: Mapping[str, Any], folder: Path, console: Console
     console.print(table)
     for study, reason in counts["failed"].items():
         console.print(f"failed {study}: {reason}", markup=False, highlight=False)
+    if counts.get("drift"):
+        drift = counts["drift"]
+        console.print(f"shift over the last {drift['window_series']} series: {drift['sentence']}", markup=False,
+                      highlight=False)
