@@ -20,8 +20,9 @@ on the pool at 90% and 95% with each class's exact (Clopper-Pearson) 95% interva
 
 Each fold run is kept as it finishes (``OUT/new/seedS``, ``OUT/old/seedS``) and a rerun skips the
 finished ones, so the benchmark can run across sittings. The whole of it (5 folds, 2 seeds, both
-codes: 20 fold runs of the ``fast`` recipe, 30 epochs each) takes 8 to 10 hours on 2 CPU cores
-(measured: 28 and 29 minutes a fold run with other jobs beside it, 2026-12-07)::
+codes: 20 fold runs of the ``fast`` recipe, at most 30 epochs each) takes about 1 hour 40
+minutes on 2 CPU cores with the machine to itself (measured 2026-12-07: 4.5 to 5.5 minutes a
+fold run; 7 to 12 beside a test suite)::
 
     python benchmarks/fold_honesty.py --data ../shared/data/sartaj --out runs/fold-honesty \\
         --results docs/results/cpu-fold-honesty/fold-honesty.json
