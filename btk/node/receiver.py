@@ -11,7 +11,7 @@ node starts no loop. Only the calling AE titles given are let in.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class Door:
     host: str = "127.0.0.1"
     allowed: tuple[str, ...] = ()
     tls: Any = None
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Journal, sender: str) -> tuple[str, str]:
@@ -129,7 +128,6 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     def tell(kind: str, detail: str) -> None:
-        door.counts[kind] = door.counts.get(kind, 0) + 1
         if on_event is not None:
             on_event(kind, detail)
 

@@ -205,11 +205,10 @@ def started_wall(monotonic_start: float) -> float:
 
 
 def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
-          on_log: Callable[[dict[str, Any]], None] | None = None,
-          ready: threading.Event | None = None) -> dict[str, Any]:
+          on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the node until ``stop`` is set: receive, answer each stable study, send it back.
     On ``stop`` no association is taken any more and the study in flight is finished; the
-    journal's counts are returned. ``ready`` is set once the node listens.
+    journal's counts are returned.
 
     Raises:
         BtkError: the run cannot be loaded, or the port cannot be opened.
@@ -237,8 +236,6 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                             "drift_window": settings.drift_window if drift is not None else
                             "off (the run keeps no prediction-set calibration to compare with)"
                             if settings.drift_window else "off"}, on_log)
-        if ready is not None:
-            ready.set()
         try:
             while not stop.is_set():
                 for study in journal.to_clear():  # past the late window
