@@ -297,18 +297,20 @@ def test_bad_tls_files_are_one_line_before_anything_is_made(sartaj_small_run, tm
 def test_a_destination_that_is_down_gets_the_results_when_it_is_back(pacs, studies, sartaj_small_run, tmp_path):
     down = _port()  # nothing listens there yet
     node = Node(sartaj_small_run, tmp_path / "node", f"http://127.0.0.1:{down}/dicom-web", pacs.node_port,
-                "--stable", "0.5").start()
+                "--stable", "0.5", "--back-off", "2").start()
     try:
         _route(pacs, studies[3])
         node.wait(lambda: node.events("retry"), "a failed try")
         first = node.events("retry")[0]
-        assert "cannot reach the DICOMweb server" in first["reason"] and first["after_seconds"] == 10.0
+        assert "cannot reach the DICOMweb server" in first["reason"] and first["after_seconds"] == 2.0
         with orthanc_server(tmp_path / "later", port=down) as later:  # the destination comes back
             node.wait(lambda: node.events("answered"), "the answer, sent when the destination is back")
             assert len(_srs_in_pacs(later, studies[3])) == 1
     finally:
         assert node.stop() == 0
-    assert node.events("answered")[0]["try"] == 2
+    tries = [e["try"] for e in node.events() if e["event"] in ("retry", "answered")]
+    assert tries == list(range(1, len(tries) + 1)) and len(tries) >= 2  # each try logged, the last answered
+    assert [e["after_seconds"] for e in node.events("retry")] == [2.0 * 2 ** k for k in range(len(tries) - 1)]
 
 
 def test_orthanc_configured_as_the_docs_say_routes_a_new_study_and_receives_the_answer(studies, sartaj_small_run,
@@ -330,8 +332,9 @@ def test_orthanc_configured_as_the_docs_say_routes_a_new_study_and_receives_the_
     assert not node.events("skipped")
 
 
-def _send(port: int, files: list[Path]) -> None:
-    """C-STORE ``files`` to the node as ORTHANC would."""
+def _send(port: int, files: list[Path], break_off: bool = False) -> None:
+    """C-STORE ``files`` to the node as ORTHANC would, over one association, then release it
+    (or, ``break_off``, abort it as a sender that fails mid-study)."""
     from pynetdicom import AE
 
     datasets = [pydicom.dcmread(f) for f in files]
@@ -343,7 +346,99 @@ def _send(port: int, files: list[Path]) -> None:
     try:
         assert all(assoc.send_c_store(d).Status == 0x0000 for d in datasets)
     finally:
-        assoc.release()
+        assoc.abort() if break_off else assoc.release()
+
+
+def _copy_study(folder: Path, tag: str, out: Path) -> list[Path]:
+    """The slices of the study in ``folder`` as a new study (new Study, Series and SOP Instance
+    UIDs, derived from ``tag``), written to ``out``."""
+    from pydicom.uid import generate_uid
+
+    out.mkdir(parents=True)
+    study, series = generate_uid(entropy_srcs=[tag, "study"]), generate_uid(entropy_srcs=[tag, "series"])
+    files = []
+    for k, f in enumerate(sorted(folder.glob("*.dcm"))):
+        d = pydicom.dcmread(f)
+        d.StudyInstanceUID, d.SeriesInstanceUID = study, series
+        d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[tag, str(k)])
+        d.save_as(out / f"{k}.dcm", enforce_file_format=True)
+        files.append(out / f"{k}.dcm")
+    return files
+
+
+def test_a_sender_that_breaks_off_mid_study_leaves_it_waiting_then_answered_as_partial(pacs, studies,
+                                                                                     sartaj_small_run, tmp_path):
+    cut = _copy_study(studies[1], "cut", tmp_path / "cut")  # two of three slices, then nothing more
+    resent = _copy_study(studies[2], "resent", tmp_path / "resent")  # broken off, then sent again whole
+    node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, pacs.node_port, "--stable", "0.5",
+                "--partial-wait", "5", "--late-window", "0").start()
+    try:
+        _send(pacs.node_port, cut[:2], break_off=True)
+        _send(pacs.node_port, resent[:1], break_off=True)
+        node.wait(lambda: len(node.events("broken off")) == 2, "both broken-off studies recorded")
+        _send(pacs.node_port, resent)
+        node.wait(lambda: node.events("answered"), "the study sent again whole")
+        time.sleep(1.5)
+        assert len(node.events("answered")) == 1  # the other still waits (well past --stable)
+        node.wait(lambda: len(node.events("answered")) == 2, "the partial study, after --partial-wait")
+    finally:
+        assert node.stop() == 0
+    whole, partial = node.events("answered")
+    assert whole["study"] == _study_uid(tmp_path / "resent") and "partial" not in whole
+    assert whole["instances"] == 3 and whole["seconds_since_last_instance"] < 5
+    assert partial["study"] == _study_uid(tmp_path / "cut") and partial["instances"] == 2
+    assert partial["partial"] == ("ORTHANC broke off the association mid-study, and nothing more came for 5 s: "
+                                  "answered with the 2 instance(s) received")
+    assert partial["seconds_since_last_instance"] >= 5
+    assert {e["study"] for e in node.events("broken off")} == {whole["study"], partial["study"]}
+    [sr] = _srs_in_pacs(pacs, tmp_path / "cut")  # the SR is of the two slices that came
+    assert len({r.ReferencedSOPInstanceUID for e in sr.CurrentRequestedProcedureEvidenceSequence
+                for s in e.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}) == 2
+
+
+def test_kill_9_in_the_middle_of_a_load_loses_nothing_and_answers_each_study_once(pacs, studies, sartaj_small_run,
+                                                                                 tmp_path):
+    import threading
+
+    load = [_copy_study(studies[k % 4], f"load{k}", tmp_path / f"load{k}") for k in range(8)]
+    folder = tmp_path / "node"
+    args = ("--stable", "1", "--batch", "2")
+    node = Node(sartaj_small_run, folder, pacs.dicomweb, pacs.node_port, *args).start()
+    failures: list[BaseException] = []
+
+    def sender(share: list[list[Path]]) -> None:
+        try:
+            _send(pacs.node_port, [f for study in share for f in study])
+        except BaseException as exc:  # noqa: BLE001 (reported by the test below)
+            failures.append(exc)
+
+    senders = [threading.Thread(target=sender, args=(load[k::2],)) for k in range(2)]  # two at once
+    try:
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(timeout=120)
+        assert not failures, failures
+        node.wait(lambda: node.events("answered"), "the first answers")
+    finally:
+        node.stop(signal.SIGKILL)
+    before = len(node.events("answered"))
+    assert 1 <= before < 8, before  # killed in the middle: some studies answered, most not
+    node.start()
+    try:
+        with sqlite3.connect(folder / "journal.sqlite") as db:
+            node.wait(lambda: db.execute("SELECT COUNT(*) FROM studies WHERE state = 'answered'").fetchone()[0] == 8,
+                      "every study answered after the restart")
+            once = db.execute("SELECT study, COUNT(*) FROM events WHERE event = 'answered' GROUP BY study").fetchall()
+    finally:
+        assert node.stop() == 0
+    uids = {_study_uid(tmp_path / f"load{k}") for k in range(8)}
+    assert dict(once) == dict.fromkeys(uids, 1)  # each study answered once in the journal, across the kill
+    for k in range(8):
+        assert len(_srs_in_pacs(pacs, tmp_path / f"load{k}")) == 1  # and one SR of it in the PACS
+    status = json.loads(_ok("listen", "--node", str(folder), "--status", "--json"))
+    assert status["studies"] == {"receiving": 0, "answering": 0, "answered": 8, "failed": 0}
+    assert status["instances"] == 24 and status["events"]["answered"] == 8
 
 
 def test_an_instance_after_the_answer_gives_an_sr_that_amends_the_first(pacs, studies, sartaj_small_run, tmp_path):

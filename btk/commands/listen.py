@@ -33,6 +33,13 @@ from btk.urls import refuse_credentials
                    "from. Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
 @click.option("--stable", type=click.FloatRange(0.0), default=10.0, show_default=True, metavar="SECONDS",
               help="A study is complete, and answered, once no instance of it has come for this long.")
+@click.option("--partial-wait", type=click.FloatRange(0.0), default=300.0, show_default=True, metavar="SECONDS",
+              help="A study whose sender broke off the association in the middle of it (aborted, or the connection "
+                   "dropped) waits this long after its last instance for the rest (a PACS sends it again), instead "
+                   "of --stable.")
+@click.option("--partial", type=click.Choice(["answer", "hold"]), default="answer", show_default=True,
+              help="What then becomes of a broken-off study that got no more: answered with the instances that came "
+                   "(the log line says it was partial), or held as failed for a person.")
 @click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, metavar="P",
               help="As btk predict: 'uncertain' below P, and then the SR asserts no class present or absent.")
 @click.option("--coverage", type=float, metavar="C", help="As btk predict: each slice's prediction set at C.")
@@ -46,16 +53,21 @@ from btk.urls import refuse_credentials
               help="After each answer, btk's shift check on the last SERIES series answered against the run's "
                    "calibration images (the network's features, a series counted once; no verdict below 20): in the "
                    "log and --status, so a new scanner or protocol shows before errors do. 0: off.")
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True, metavar="STUDIES",
+              help="At most this many due studies are predicted and sent together (under load the node keeps up "
+                   "as btk predict does on a folder).")
 @click.option("--tries", type=click.IntRange(1), default=5, show_default=True,
-              help="Tries at a study before it is marked failed (the wait between them doubles from 10 s).")
+              help="Tries at a study before it is marked failed (the destination down, say).")
+@click.option("--back-off", type=click.FloatRange(0.1), default=10.0, show_default=True, metavar="SECONDS",
+              help="The wait before a failed try is tried again; it doubles with each try (at most 600 s).")
 @click.option("--status", is_flag=True,
               help="Print what the node in --node has done (studies by state, instances, late ones, events, "
                    "spool size) and exit; RUN is not needed.")
 @json_option
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
            tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None, stable: float,
-           min_confidence: float, coverage: float | None, maps: bool, keep: bool, late_window: float,
-           drift_window: int, tries: int, status: bool, as_json: bool) -> None:
+           partial_wait: float, partial: str, min_confidence: float, coverage: float | None, maps: bool, keep: bool,
+           late_window: float, drift_window: int, batch: int, tries: int, back_off: float, status: bool, as_json: bool) -> None:
     """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
     send the SRs back to --store.
 
@@ -67,6 +79,10 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     nothing twice (the result UIDs come from the sources, the model and the calibration, and the
     destination is asked what it holds first). SIGTERM or Ctrl-C: no new association is taken,
     the study in flight is finished, then the node stops.
+
+    A sender that breaks off in the middle of a study (an aborted association, a dropped
+    connection) leaves the study waiting --partial-wait for the rest; then it is answered with
+    what came, or held for a person (--partial hold), and node.log says which.
 
     Non-image objects (SR, SEG: btk's own results too) are acknowledged, recorded and not kept,
     so a PACS that routes everything to the node starts no loop. An instance that comes after
@@ -109,8 +125,9 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
         raise BtkError("DICOM over TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
     tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
-    settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, min_confidence,
-                            coverage, maps, keep, late_window, tries=tries, drift_window=drift_window)
+    settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, partial_wait,
+                            partial, min_confidence, coverage, maps, keep, late_window, batch, drift_window, tries,
+                            back_off)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

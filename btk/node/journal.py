@@ -2,15 +2,17 @@
 
 A study moves through these states:
 
-- ``receiving``: instances arrive; it is due once none has come for the stable time;
+- ``receiving``: instances arrive; it is due once none has come for the stable time (or, when
+  the sender broke off the association in the middle of it, for the longer partial wait);
 - ``answering``: being predicted and reported (a node killed here finds it again on restart and
   answers it again: the result UIDs are derived from the sources, the model and the calibration,
   so the destination, which is asked first what it holds, is sent nothing twice);
 - ``answered``: its results were written and sent (their SOP Instance UIDs kept); its instances
   stay in the spool for the late window, and an instance of it that comes in that window sends
   it back to ``receiving``, to be answered again with an SR that amends the first;
-- ``failed``: it could not be answered after the allowed tries (the reason kept); it waits, with
-  its instances, for a person.
+- ``failed``: it could not be answered after the allowed tries, or it was held (its sender broke
+  off and the node is told to hold such studies); the reason kept, it waits, with its instances,
+  for a person, or for a new instance of it, which sends it back to ``receiving``.
 
 Every write is one SQLite transaction, so a node killed at any moment leaves the journal as it was
 before or after that write, never between.
@@ -36,7 +38,8 @@ CREATE INDEX IF NOT EXISTS instances_study ON instances (study);
 CREATE TABLE IF NOT EXISTS studies (
     study TEXT PRIMARY KEY, state TEXT NOT NULL, first_received REAL NOT NULL, last_received REAL NOT NULL,
     tries INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, answered REAL, results TEXT,
-    late INTEGER NOT NULL DEFAULT 0, reason TEXT, clear_after REAL, cleared INTEGER NOT NULL DEFAULT 0);
+    late INTEGER NOT NULL DEFAULT 0, reason TEXT, clear_after REAL, cleared INTEGER NOT NULL DEFAULT 0,
+    broken_by TEXT, sending INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL, study TEXT, event TEXT NOT NULL, detail TEXT);
 """
@@ -52,6 +55,9 @@ class Study:
     last_received: float
     tries: int
     instances: int
+    broken_by: str | None = None
+    """Why the study may be incomplete (a sender broke off an association in the middle of it,
+    and has not sent it whole since), else ``None``."""
 
 
 class Journal:
@@ -66,6 +72,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(studies)")}
+        for column, kind in (("broken_by", "TEXT"), ("sending", "INTEGER NOT NULL DEFAULT 0")):
+            if column not in columns:  # a journal an earlier btk wrote
+                self._db.execute(f"ALTER TABLE studies ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the database."""
@@ -124,6 +134,10 @@ class Journal:
                     self._db.execute("UPDATE studies SET state = 'receiving', late = late + 1, last_received = ?, "
                                      "tries = 0, not_before = 0 WHERE study = ?", (now, study))
                     self._db.execute("INSERT INTO events VALUES (?, ?, 'amend', ?)", (now, study, sop))
+                elif state[0] == "failed":  # more came for a study held for a person: tried afresh
+                    self._db.execute("UPDATE studies SET state = 'receiving', last_received = ?, tries = 0, "
+                                     "not_before = 0, broken_by = NULL WHERE study = ?", (now, study))
+                    self._db.execute("INSERT INTO events VALUES (?, ?, 'resumed', ?)", (now, study, sop))
                 else:
                     self._db.execute("UPDATE studies SET last_received = ? WHERE study = ?", (now, study))
                 self._db.execute("COMMIT")
@@ -137,13 +151,49 @@ class Journal:
         and cleared)."""
         return bool(self._read("SELECT 1 FROM instances WHERE sop = ? AND removed = 0", (sop,)))
 
-    def due(self, stable_seconds: float, now: float | None = None) -> list[str]:
+    def due(self, stable_seconds: float, partial_seconds: float = 0.0, now: float | None = None) -> list[str]:
         """The studies to answer now, oldest first: receiving (or answering when a node stopped
-        in the middle) with no instance for ``stable_seconds``, and past any back-off."""
+        in the middle) with no instance for ``stable_seconds`` (``partial_seconds``, when longer,
+        for a study whose sender broke off), and past any back-off."""
         now = time.time() if now is None else now
         rows = self._read("SELECT study FROM studies WHERE state IN ('receiving', 'answering') AND last_received <= ? "
-                          "AND not_before <= ? ORDER BY last_received", (now - stable_seconds, now))
+                          "AND (broken_by IS NULL OR last_received <= ?) AND not_before <= ? ORDER BY last_received",
+                          (now - stable_seconds, now - max(stable_seconds, partial_seconds), now))
         return [r[0] for r in rows]
+
+    def sending(self, study: str) -> None:
+        """An association has begun to carry instances of ``study`` (lifted when it ends)."""
+        self._write(("UPDATE studies SET sending = 1 WHERE study = ?", (study,)))
+
+    def cut_by_stop(self, now: float | None = None) -> list[str]:
+        """At a node's start: the studies an association was carrying when the node last stopped
+        without closing it (killed) are marked broken off, to wait for the sender to send them
+        again; the studies marked."""
+        rows = [r[0] for r in self._read("SELECT study FROM studies WHERE sending = 1 AND state = 'receiving'")]
+        marked = self.broken_off(set(rows), "the node stopped while an association was sending it", now)
+        self._write(("UPDATE studies SET sending = 0", ()))
+        return marked
+
+    def broken_off(self, studies: set[str], why: str, now: float | None = None) -> list[str]:
+        """An association that carried instances of ``studies`` ended without a release (``why``,
+        e.g. "ORTHANC broke off the association mid-study"): those still being received are
+        marked, to wait the partial time for the rest. The studies marked."""
+        now = time.time() if now is None else now
+        marked = []
+        for study in sorted(studies):
+            changed, _ = self._write(("UPDATE studies SET broken_by = ?, sending = 0 WHERE study = ? AND "
+                                      "state = 'receiving'", (why, study)),
+                                     ("INSERT INTO events SELECT ?, ?, 'broken off', ? WHERE changes() > 0",
+                                      (now, study, why)))
+            if changed:
+                marked.append(study)
+        return marked
+
+    def sent_whole(self, studies: set[str]) -> None:
+        """An association that carried instances of ``studies`` was released properly: any mark
+        of an earlier broken-off association is lifted (the sender sent them again, whole)."""
+        for study in sorted(studies):
+            self._write(("UPDATE studies SET broken_by = NULL, sending = 0 WHERE study = ?", (study,)))
 
     def start(self, study: str) -> int:
         """Mark ``study`` as being answered; the number of this try (1 for the first)."""
@@ -156,7 +206,7 @@ class Journal:
         now = time.time() if now is None else now
         clear_after = None if keep_for is None else now + keep_for
         self._write(("UPDATE studies SET state = 'answered', answered = ?, results = ?, reason = NULL, "
-                     "clear_after = ? WHERE study = ?", (now, " ".join(results), clear_after, study)),
+                     "broken_by = NULL, clear_after = ? WHERE study = ?", (now, " ".join(results), clear_after, study)),
                     ("INSERT INTO events VALUES (?, ?, 'answered', ?)", (now, study, str(len(results)))))
 
     def retry_later(self, study: str, reason: str, after_seconds: float, now: float | None = None) -> None:
@@ -190,7 +240,8 @@ class Journal:
     def study(self, study: str) -> Study | None:
         """``study`` as the journal holds it, or ``None``."""
         rows = self._read("SELECT s.study, s.state, s.first_received, s.last_received, s.tries, "
-                          "(SELECT COUNT(*) FROM instances i WHERE i.study = s.study) FROM studies s WHERE s.study = ?",
+                          "(SELECT COUNT(*) FROM instances i WHERE i.study = s.study), s.broken_by FROM studies s "
+                          "WHERE s.study = ?",
                           (study,))
         return Study(*rows[0]) if rows else None
 

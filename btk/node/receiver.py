@@ -5,7 +5,10 @@ made safe by :mod:`btk.file_names`; written to a temporary name, then renamed) a
 recorded in the journal and acknowledged: an instance the sender was told is stored is on disk.
 Non-image objects (an SR, a Segmentation: btk's own results among them) are acknowledged, recorded
 as skipped and not kept, so a PACS that routes everything, btk's answers included, back to the
-node starts no loop. Only the calling AE titles given are let in.
+node starts no loop. Only the calling AE titles given are let in. An association that ends
+without a proper release (the sender aborted, or its connection dropped) marks the studies it
+was carrying as broken off (:meth:`btk.node.journal.Journal.broken_off`): they wait longer for the
+rest before they are answered.
 """
 
 from __future__ import annotations
@@ -122,14 +125,20 @@ def check_port(door: Door) -> None:
 
 def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = None) -> Any:
     """Start the C-STORE SCP in its own threads; returns pynetdicom's server (``shutdown()``
-    stops it). ``on_event(kind, detail)`` hears each stored, skipped or refused object and each
-    refused association."""
+    stops it). ``on_event(kind, detail, study)`` hears each stored, skipped or refused object,
+    each refused association and each study whose sender broke off (``study``: its UID, where
+    the event is of one study)."""
+    import threading
+
     from pynetdicom import AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-    def tell(kind: str, detail: str) -> None:
+    carrying: dict[int, set[str]] = {}  # the studies each open association has sent instances of
+    lock = threading.Lock()
+
+    def tell(kind: str, detail: str, study: str | None = None) -> None:
         if on_event is not None:
-            on_event(kind, detail)
+            on_event(kind, detail, study)
 
     def on_store(event: Any) -> int:
         sender = str(event.assoc.requestor.ae_title).strip()
@@ -150,8 +159,27 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
             journal.event("refused", None, f"from {sender}: the spool cannot be written ({exc.strerror})")
             tell("refused", f"the spool cannot be written ({exc.strerror})")
             return OUT_OF_RESOURCES
+        if kind in ("received", "stored", "amend"):
+            with lock:
+                first = detail not in carrying.setdefault(id(event.assoc), set())
+                carrying[id(event.assoc)].add(detail)
+            if first:
+                journal.sending(detail)
         tell(kind, detail)
         return SUCCESS
+
+    def on_closed(event: Any) -> None:  # released properly, or not (aborted, connection lost)
+        with lock:
+            studies = carrying.pop(id(event.assoc), set())
+        if not studies:
+            return
+        if event.assoc.is_released:
+            journal.sent_whole(studies)
+            return
+        sender = str(event.assoc.requestor.ae_title).strip()
+        why = f"{sender} broke off the association mid-study"
+        for study in journal.broken_off(studies, why):
+            tell("broken off", why, study)
 
     def on_rejected(event: Any) -> None:
         sender = str(event.assoc.requestor.ae_title).strip()
@@ -164,5 +192,6 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
     if door.allowed:
         ae.require_calling_aet = list(door.allowed)
     ae.maximum_pdu_size = 0  # no limit: whole slices in one PDU
-    handlers: list[Any] = [(evt.EVT_C_STORE, on_store), (evt.EVT_REJECTED, on_rejected)]
+    handlers: list[Any] = [(evt.EVT_C_STORE, on_store), (evt.EVT_REJECTED, on_rejected),
+                           (evt.EVT_CONN_CLOSE, on_closed)]
     return ae.start_server((door.host, door.port), block=False, evt_handlers=handlers, ssl_context=door.tls)

@@ -6,10 +6,12 @@ the run's scorer (:func:`btk.predict_output.predict_run`, as ``btk predict`` doe
 heat maps) written by :func:`btk.default_plugins.dicom_sr.report_predictions` and sent to the
 destination (DICOMweb STOW-RS). A study is marked answered in the journal only after the
 destination took it; a try that fails is tried again after a back-off (doubling), and a study that
-fails every try is kept, with its reason, for a person. A restarted node finds the studies it had
-not finished in the journal and answers them: the result UIDs are derived from the sources, the
-model and the calibration, and the destination is asked what it holds before anything is sent,
-so nothing is sent twice.
+fails every try is kept, with its reason, for a person. A study whose sender broke off the
+association in the middle of it waits ``partial_wait`` for the rest, then is answered with what
+came (``partial="answer"``) or held for a person (``"hold"``), and its log line says so. A
+restarted node finds the studies it had not finished in the journal and answers them: the result
+UIDs are derived from the sources, the model and the calibration, and the destination is asked
+what it holds before anything is sent, so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class NodeSettings:
     door: Door
     store: str
     stable_seconds: float = 10.0
+    partial_wait: float = 300.0
+    partial: str = "answer"
     min_confidence: float = 0.0
     coverage: float | None = None
     maps: bool = False
@@ -159,26 +163,37 @@ def handle_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
     its window and its verdict is logged and kept."""
     from btk.errors import BtkError
 
-    started = time.monotonic()
     held = {study: journal.study(study) for study in studies}
+    outcome: dict[str, str] = {}
+    for study, last in held.items():
+        if last is not None and last.broken_by and settings.partial == "hold":
+            reason = broken_sentence(last, settings) + ": held for a person (--partial hold)"
+            journal.failed(study, reason)
+            log_line(settings, {"study": study, "event": "failed", "try": last.tries, "reason": reason}, on_log)
+            outcome[study] = "failed"
+    studies = [study for study in studies if study not in outcome]
+    if not studies:
+        return outcome
+    started = time.monotonic()
     amends = {study: len(journal.results(study)) for study in studies}
     tries = {study: journal.start(study) for study in studies}
     try:
         answers, tally = answer_studies(run, journal, studies, settings, drift is not None)
     except Exception as exc:  # the node outlives any one study: the reason is journalled
         if len(studies) > 1:  # the batch's try counts as each study's; then each alone
-            return {study: handle_studies(run, journal, [study], settings, on_log, drift)[study] for study in studies}
+            return {**outcome, **{study: handle_studies(run, journal, [study], settings, on_log, drift)[study]
+                                  for study in studies}}
         [study] = studies
         reason = str(exc) if isinstance(exc, BtkError) else f"{type(exc).__name__}: {exc}"
         if tries[study] >= settings.tries:
             journal.failed(study, reason)
             log_line(settings, {"study": study, "event": "failed", "try": tries[study], "reason": reason}, on_log)
-            return {study: "failed"}
+            return {**outcome, study: "failed"}
         after = min(settings.back_off * 2 ** (tries[study] - 1), 600.0)
         journal.retry_later(study, reason, after)
         log_line(settings, {"study": study, "event": "retry", "try": tries[study], "after_seconds": after,
                             "reason": reason}, on_log)
-        return {study: "retry"}
+        return {**outcome, study: "retry"}
     seconds = round(time.monotonic() - started, 3)
     for study, answer in answers.items():
         last = held[study]
@@ -188,6 +203,8 @@ def handle_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
         log_line(settings, {"study": study, "event": "answered", "try": tries[study], "results": len(answer.sent),
                             "already_there": answer.already, "amends": amends[study],
                             "instances": last.instances if last else None, "left_out": answer.left_out,
+                            **({"partial": broken_sentence(last, settings) + f": answered with the {last.instances} "
+                                "instance(s) received"} if last and last.broken_by else {}),
                             "answered_with": len(studies),
                             "seconds_since_last_instance": round(started_wall(started) - last.last_received, 3)
                             if last else None, "answer_seconds": seconds}, on_log)
@@ -196,7 +213,13 @@ def handle_studies(run: Any, journal: Journal, studies: list[str], settings: Nod
         check = drift.record(settings.folder, drift.check())
         log_line(settings, {"event": "drift", "verdict": check["verdict"], "p_value": check["p_value"],
                             "series": check["window_series"], "sentence": check["sentence"]}, on_log)
-    return dict.fromkeys(answers, "answered")
+    return {**outcome, **dict.fromkeys(answers, "answered")}
+
+
+def broken_sentence(study: Any, settings: NodeSettings) -> str:
+    """What happened to a study whose sender broke off (a :class:`btk.node.journal.Study`)."""
+    wait = max(settings.stable_seconds, settings.partial_wait)
+    return f"{study.broken_by}, and nothing more came for {wait:g} s"
 
 
 def started_wall(monotonic_start: float) -> float:
@@ -222,11 +245,16 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
     check_port(settings.door)
     settings.folder.mkdir(parents=True, exist_ok=True)
     journal = Journal(settings.folder / JOURNAL)
+
+    def heard(kind: str, detail: str, study: str | None = None) -> None:  # the receiver's events, logged
+        if kind not in ("stored", "again"):
+            log_line(settings, {**({"study": study} if study else {}), "event": kind, "detail": detail}, on_log)
+
     try:
+        for study in journal.cut_by_stop():  # the node was killed while a sender was sending it
+            heard("broken off", "the node stopped while an association was sending it", study)
         try:
-            server = start_receiver(settings.door, settings.folder / SPOOL, journal,
-                                    lambda kind, detail: log_line(settings, {"event": kind, "detail": detail}, on_log)
-                                    if kind not in ("stored", "again") else None)
+            server = start_receiver(settings.door, settings.folder / SPOOL, journal, heard)
         except OSError as exc:
             raise BtkError(f"cannot listen on {settings.door.host}:{settings.door.port}: {exc.strerror}") from None
         drift = DriftWindow.for_run(run, settings.drift_window)
@@ -241,7 +269,7 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                 for study in journal.to_clear():  # past the late window
                     clear_instances(journal, study)
                 while not stop.is_set():  # in batches: under load the node keeps up as btk predict does
-                    due = journal.due(settings.stable_seconds)[:settings.batch]
+                    due = journal.due(settings.stable_seconds, settings.partial_wait)[:settings.batch]
                     if not due:
                         break
                     handle_studies(run, journal, due, settings, on_log, drift)

@@ -1,0 +1,98 @@
+"""The node's journal (SQLite) on its own: when a study is due, what a broken-off association or a
+killed node leaves behind, and a study held for a person."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from btk.node.journal import Journal
+
+
+def _journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "node" / "journal.sqlite")
+
+
+def test_a_broken_off_study_waits_the_partial_time_and_a_whole_resend_lifts_it(tmp_path):
+    journal = _journal(tmp_path)
+    for k, study in enumerate(("A", "B", "C")):
+        journal.received(f"{study}1", study, "s", tmp_path / f"{k}.dcm", "ORTHANC", now=100.0)
+    assert journal.broken_off({"A", "B"}, "ORTHANC broke off the association mid-study", now=100.5) == ["A", "B"]
+    assert journal.due(stable_seconds=2, partial_seconds=30, now=103) == ["C"]
+    journal.sent_whole({"B"})  # the sender sent B again, whole, and released the association
+    assert journal.due(stable_seconds=2, partial_seconds=30, now=103) == ["B", "C"]
+    assert journal.due(stable_seconds=2, partial_seconds=30, now=131) == ["A", "B", "C"]
+    assert journal.study("A").broken_by == "ORTHANC broke off the association mid-study"
+    assert journal.study("B").broken_by is None
+    assert journal.counts()["events"] == {"broken off": 2}
+    journal.answered("C", ["r"], keep_for=None)
+    assert journal.broken_off({"C"}, "late") == []  # an answered study is not marked
+    journal.close()
+
+
+def test_studies_a_killed_node_was_receiving_wait_for_the_sender_to_send_them_again(tmp_path):
+    journal = _journal(tmp_path)
+    journal.received("A1", "A", "s", tmp_path / "a.dcm", "ORTHANC", now=100.0)
+    journal.received("B1", "B", "s", tmp_path / "b.dcm", "ORTHANC", now=100.0)
+    journal.sending("A")  # an association was carrying A when the node died; B's had ended
+    journal.sending("B")
+    journal.sent_whole({"B"})
+    journal.close()
+    restarted = _journal(tmp_path)
+    assert restarted.cut_by_stop() == ["A"]
+    assert restarted.study("A").broken_by == "the node stopped while an association was sending it"
+    assert restarted.due(stable_seconds=1, partial_seconds=60, now=110) == ["B"]
+    assert restarted.cut_by_stop() == []  # once
+    restarted.close()
+
+
+def test_a_new_instance_of_a_failed_study_sends_it_back_to_receiving(tmp_path):
+    journal = _journal(tmp_path)
+    journal.received("A1", "A", "s", tmp_path / "a1.dcm", "ORTHANC", now=100.0)
+    journal.start("A")
+    journal.failed("A", "the destination refused it")
+    assert journal.due(0, now=200) == []
+    assert journal.received("A1", "A", "s", tmp_path / "a1.dcm", "ORTHANC", now=201.0) == "again"
+    assert journal.study("A").state == "failed"  # the same instance again changes nothing
+    assert journal.received("A2", "A", "s", tmp_path / "a2.dcm", "ORTHANC", now=202.0) == "new"
+    assert (journal.study("A").state, journal.study("A").tries) == ("receiving", 0)
+    assert journal.due(1, now=204) == ["A"]
+    journal.close()
+
+
+def test_with_partial_hold_a_broken_off_study_is_held_for_a_person_without_a_prediction(tmp_path):
+    from btk.node.receiver import Door
+    from btk.node.service import NodeSettings, handle_studies
+
+    settings = NodeSettings(tmp_path / "node", Door(11112), "http://127.0.0.1:1/dicom-web", stable_seconds=1,
+                            partial_wait=60, partial="hold")
+    journal = _journal(tmp_path)
+    journal.received("A1", "A", "s", tmp_path / "a.dcm", "ORTHANC", now=100.0)
+    journal.broken_off({"A"}, "ORTHANC broke off the association mid-study")
+    logged = []
+    # no run: a held study is not predicted
+    assert handle_studies(None, journal, ["A"], settings, logged.append) == {"A": "failed"}
+    assert journal.counts()["failed"] == {
+        "A": "ORTHANC broke off the association mid-study, and nothing more came for 60 s: held for a person "
+             "(--partial hold)"}
+    assert [e["event"] for e in logged] == ["failed"]
+    journal.close()
+
+
+def test_a_journal_an_earlier_node_wrote_opens_with_its_studies(tmp_path):
+    path = tmp_path / "node" / "journal.sqlite"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as db:  # the tables as the first btk listen made them
+        db.executescript(
+            "CREATE TABLE instances (sop TEXT PRIMARY KEY, study TEXT NOT NULL, series TEXT NOT NULL, path TEXT NOT "
+            "NULL, sender TEXT NOT NULL, received REAL NOT NULL, removed INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE studies (study TEXT PRIMARY KEY, state TEXT NOT NULL, first_received REAL NOT NULL, "
+            "last_received REAL NOT NULL, tries INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, "
+            "answered REAL, results TEXT, late INTEGER NOT NULL DEFAULT 0, reason TEXT, clear_after REAL, "
+            "cleared INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE events (at REAL NOT NULL, study TEXT, event TEXT NOT NULL, detail TEXT);"
+            "INSERT INTO studies (study, state, first_received, last_received) VALUES ('A', 'receiving', 1, 1);")
+    journal = Journal(path)
+    assert journal.due(1, now=10) == ["A"] and journal.study("A").broken_by is None
+    assert journal.cut_by_stop() == []
+    journal.close()
