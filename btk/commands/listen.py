@@ -67,7 +67,8 @@ from btk.urls import refuse_credentials
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
            tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None, stable: float,
            partial_wait: float, partial: str, min_confidence: float, coverage: float | None, maps: bool, keep: bool,
-           late_window: float, drift_window: int, batch: int, tries: int, back_off: float, status: bool, as_json: bool) -> None:
+           late_window: float, drift_window: int, batch: int, tries: int, back_off: float, status: bool,
+           as_json: bool) -> None:
     """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
     send the SRs back to --store.
 
