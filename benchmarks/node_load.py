@@ -18,6 +18,12 @@ its own DICOM association, send their share of the studies at the same moment (d
   the node's own log (``seconds_since_last_instance`` + ``answer_seconds``), which includes the
   ``--stable`` wait.
 
+With ``--kill-after K`` the same load is sent again to a new node and a new Orthanc, and the node
+is killed (``kill -9``) once K studies are answered, senders still sending; it is started again
+on the same folder, and each sender whose association broke sends its share again, as a PACS
+retries a failed send. Measured: every study answered, once in the journal and once in Orthanc,
+and the journal's counts (``btk listen --status``) equal to the studies sent.
+
     python benchmarks/node_load.py --run runs/<run-id> --data ../shared/data/sartaj \\
         --studies 200 --senders 4 --out docs/results/cpu-node/load.json
 """
@@ -68,6 +74,81 @@ def send(port: int, studies: list[list[Path]]) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def start_node(run: Path, node_dir: Path, port: int, store: str, stable: float) -> subprocess.Popen:
+    """``btk listen`` in its own process on ``port``, its folder ``node_dir``; returned once it listens."""
+    seen = len(logged(node_dir, "listening"))
+    process = subprocess.Popen([sys.executable, "-m", "btk", "listen", str(run), "--node", str(node_dir),
+                                "--port", str(port), "--allow", "ORTHANC", "--store", store,
+                                "--stable", str(stable), "--late-window", "0"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(logged(node_dir, "listening")) == seen:
+        assert process.poll() is None, "the node did not start"
+        time.sleep(0.2)
+    return process
+
+
+def logged(node_dir: Path, event: str) -> list[dict]:
+    """The node's log lines of one kind."""
+    log = node_dir / "node.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return [e for e in map(json.loads, lines) if e["event"] == event]
+
+
+def node_counts(node_dir: Path) -> dict:
+    """``btk listen --node DIR --status --json``."""
+    return json.loads(subprocess.run([sys.executable, "-m", "btk", "listen", "--node", str(node_dir), "--status",
+                                      "--json"], check=True, capture_output=True, text=True).stdout)
+
+
+def srs_in(pacs) -> int:
+    """How many SR series the Orthanc ``pacs`` holds (btk writes one SR series per study)."""
+    return sum(1 for s in pacs.get("/series?expand") if s["MainDicomTags"].get("Modality") == "SR")
+
+
+def kill_run(args: argparse.Namespace, studies: list[list[Path]], work: Path) -> dict:
+    """The fault run: the load sent to a new node, ``kill -9`` once ``args.kill_after`` studies are
+    answered, a restart on the same folder, and each sender that failed sending its share again."""
+    import sqlite3
+
+    from btk.testing import orthanc_server
+
+    port, node_dir = free_port(), work / "node-killed"
+    with orthanc_server(work / "orthanc-killed") as pacs:
+        process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable)
+        shares = [studies[i::args.senders] for i in range(args.senders)]
+        senders = [send(port, share) for share in shares]
+        while len(logged(node_dir, "answered")) < args.kill_after:
+            assert process.poll() is None, "the node stopped"
+            time.sleep(0.1)
+        process.kill()  # kill -9
+        process.wait()
+        answered_before = len(logged(node_dir, "answered"))
+        failed = [i for i, sender in enumerate(senders) if sender.wait() != 0]
+        print(f"killed after {answered_before} answers; {len(failed)} of {len(senders)} senders broke off",
+              flush=True)
+        process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable)
+        try:
+            again = [send(port, shares[i]) for i in failed]  # as a PACS retries a failed send
+            assert all(sender.wait() == 0 for sender in again), "a resend failed"
+            deadline = time.monotonic() + 3600
+            while node_counts(node_dir)["studies"]["answered"] < len(studies):
+                assert process.poll() is None and time.monotonic() < deadline, "the node stopped answering"
+                time.sleep(2)
+            time.sleep(2 * args.stable + 1)
+        finally:
+            process.terminate()
+            process.wait(timeout=120)
+        with sqlite3.connect(node_dir / "journal.sqlite") as db:
+            once = dict(db.execute("SELECT study, COUNT(*) FROM events WHERE event = 'answered' GROUP BY study"))
+        counts = node_counts(node_dir)
+        return {"kill_after": args.kill_after, "answered_before_kill": answered_before,
+                "senders_that_broke_off": len(failed), "studies_broken_off": len(logged(node_dir, "broken off")),
+                "studies_answered": len(once), "studies_answered_twice": sum(1 for v in once.values() if v > 1),
+                "amended": counts["events"].get("amend", 0), "srs_in_orthanc": srs_in(pacs),
+                "journal": counts["studies"], "journal_instances": counts["instances"],
+                "slices_sent": sum(len(s) for s in studies)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True)
@@ -76,6 +157,8 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--stable", type=float, default=2.0, help="the node's --stable")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--kill-after", type=int, default=0, metavar="K",
+                    help="then the fault run: kill -9 the node once K studies are answered, restart, resend")
     ap.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = ap.parse_args()
 
@@ -106,27 +189,16 @@ def main() -> None:
         port = free_port()
         with orthanc_server(work / "orthanc") as pacs:
             node_dir = work / "node"
-            log = node_dir / "node.log"
-            process = subprocess.Popen([sys.executable, "-m", "btk", "listen", str(args.run), "--node", str(node_dir),
-                                        "--port", str(port), "--allow", "ORTHANC", "--store", pacs.dicomweb,
-                                        "--stable", str(args.stable), "--late-window", "0"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable)
             try:
-                while not (log.is_file() and "listening" in log.read_text()):
-                    assert process.poll() is None, "the node did not start"
-                    time.sleep(0.2)
                 start = time.time()
                 senders = [send(port, studies[i::args.senders]) for i in range(args.senders)]
                 for sender in senders:
                     _, errors = sender.communicate()
                     assert sender.returncode == 0, errors
                 print(f"sent in {time.time() - start:.1f} s by {args.senders} senders", flush=True)
-
-                def answered() -> list[dict]:
-                    return [e for e in map(json.loads, log.read_text().splitlines()) if e["event"] == "answered"]
-
                 deadline = time.monotonic() + 3600
-                while len(answered()) < len(studies):
+                while len(logged(node_dir, "answered")) < len(studies):
                     assert process.poll() is None and time.monotonic() < deadline, "the node stopped answering"
                     time.sleep(0.5)
                 done = time.time()
@@ -134,14 +206,12 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait(timeout=120)
-            events = answered()
+            events = logged(node_dir, "answered")
             per_study = {}
             for e in events:
                 per_study[e["study"]] = per_study.get(e["study"], 0) + 1
-            in_pacs = sum(1 for s in pacs.get("/series?expand") if s["MainDicomTags"].get("Modality") == "SR")
-            counts = json.loads(subprocess.run([sys.executable, "-m", "btk", "listen", "--node", str(node_dir),
-                                                "--status", "--json"], check=True, capture_output=True,
-                                               text=True).stdout)
+            in_pacs = srs_in(pacs)
+            counts = node_counts(node_dir)
         node_seconds = done - start
         latency = np.array([e["seconds_since_last_instance"] + e["answer_seconds"] for e in events])
         figures = {
@@ -154,6 +224,8 @@ def main() -> None:
             "latency_p95_seconds": float(np.percentile(latency, 95)),
             "answer_median_seconds": float(np.median([e["answer_seconds"] for e in events])),
             "run": str(args.run), "machine": os.environ.get("BTK_MACHINE", "")}
+        if args.kill_after:
+            figures["kill_9"] = kill_run(args, studies, work)
         print(json.dumps(figures, indent=1))
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

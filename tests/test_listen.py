@@ -40,10 +40,11 @@ def _port() -> int:
 class Node:
     """``btk listen`` in its own process, on a free port, in ``folder``."""
 
-    def __init__(self, run_dir: Path, folder: Path, store: str, port: int, *extra: str) -> None:
+    def __init__(self, run_dir: Path, folder: Path, store: str, port: int, *extra: str,
+                 command: list[str] | None = None) -> None:
         self.folder, self.port = folder, port
-        self.args = [sys.executable, "-m", "btk", "listen", str(run_dir), "--node", str(folder), "--port", str(port),
-                     "--allow", "ORTHANC", "--store", store, *extra]
+        self.args = command or [sys.executable, "-m", "btk", "listen", str(run_dir), "--node", str(folder), "--port",
+                                str(port), "--allow", "ORTHANC", "--store", store, *extra]
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Node:
@@ -313,14 +314,43 @@ def test_a_destination_that_is_down_gets_the_results_when_it_is_back(pacs, studi
     assert [e["after_seconds"] for e in node.events("retry")] == [2.0 * 2 ** k for k in range(len(tries) - 1)]
 
 
-def test_orthanc_configured_as_the_docs_say_routes_a_new_study_and_receives_the_answer(studies, sartaj_small_run,
-                                                                                      tmp_path):
-    """docs/node/orthanc-to-btk.lua, tried end to end: a study uploaded to Orthanc reaches the
-    node by itself, and the SR comes back into the study without going round again."""
-    script = Path(__file__).resolve().parents[1] / "docs" / "node" / "orthanc-to-btk.lua"
+def _unit_command(unit: Path, values: dict[str, str]) -> list[str]:
+    """The ExecStart of the systemd ``unit`` as an argument list, run with this Python, its
+    ``${VAR}`` replaced from ``values`` (each variable must be one the unit sets in Environment=)."""
+    import re
+    import shlex
+
+    lines = unit.read_text().splitlines()
+    environment = dict(x.removeprefix("Environment=").split("=", 1) for x in lines if x.startswith("Environment="))
+    [start] = [x.removeprefix("ExecStart=") for x in lines if x.startswith("ExecStart=")]
+    assert set(re.findall(r"\$\{(\w+)\}", start)) == set(environment) == set(values)
+    program, *args = shlex.split(start)
+    assert program.endswith("/bin/btk")
+    return [sys.executable, "-m", "btk", *(re.sub(r"\$\{(\w+)\}", lambda m: values[m[1]], a) for a in args)]
+
+
+def test_orthanc_and_systemd_configured_as_the_docs_say_route_a_new_study_and_receive_the_answer(
+        studies, sartaj_small_run, tmp_path):
+    """docs/node/orthanc-to-btk.lua and docs/node/btk-listen.service, tried end to end: the node
+    started with the unit's command, a study uploaded to Orthanc reaches it by itself, the SR
+    comes back into the study without going round again, and the unit's stop signal stops the
+    node cleanly."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "node"
+    unit = docs / "btk-listen.service"
+    if shutil.which("systemd-analyze"):  # the unit is one systemd reads without a complaint
+        checked = tmp_path / "btk-listen.service"
+        checked.write_text(unit.read_text().replace("/opt/btk/.venv/bin/btk", str(Path(sys.executable).parent / "btk")
+                                                    if (Path(sys.executable).parent / "btk").exists() else "/bin/true"))
+        verify = subprocess.run(["systemd-analyze", "verify", str(checked)], capture_output=True, text=True)
+        assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    assert "KillSignal=SIGTERM" in unit.read_text().splitlines()
     port = _port()
-    with orthanc_server(tmp_path / "orthanc", modalities={"btk": ("BTK", "127.0.0.1", port)}, lua=[script]) as pacs:
-        node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, port, "--stable", "1").start()
+    with orthanc_server(tmp_path / "orthanc", modalities={"btk": ("BTK", "127.0.0.1", port)},
+                        lua=[docs / "orthanc-to-btk.lua"]) as pacs:
+        command = _unit_command(unit, {"BTK_RUN": str(sartaj_small_run), "BTK_NODE": str(tmp_path / "node"),
+                                       "BTK_PORT": str(port), "BTK_CALLER": "ORTHANC", "BTK_STORE": pacs.dicomweb})
+        node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, port,
+                    command=[*command, "--stable", "1"]).start()  # the unit's --stable 10, shortened
         try:
             pacs.upload(sorted(studies[0].glob("*.dcm")))
             node.wait(lambda: node.events("answered"), "the routed study's answer")
