@@ -244,10 +244,11 @@ def orthanc_missing() -> str | None:
 
 class OrthancServer:
     """A running Orthanc (:func:`orthanc_server`): ``url`` (REST API), ``dicomweb`` (its
-    DICOMweb root), ``auth`` (user, password) or ``None``."""
+    DICOMweb root), ``auth`` (user, password) or ``None``, and ``dicom_port``: the port of its
+    DICOM server (AE title ``ORTHANC``), or ``None`` when it has none."""
 
-    def __init__(self, url: str, auth: tuple[str, str] | None) -> None:
-        self.url, self.auth = url, auth
+    def __init__(self, url: str, auth: tuple[str, str] | None, dicom_port: int | None = None) -> None:
+        self.url, self.auth, self.dicom_port = url, auth, dicom_port
         self.dicomweb = f"{url}/dicom-web"
 
     def upload(self, files: list[Path] | list[str]) -> list[str]:
@@ -280,12 +281,13 @@ def _free_port() -> int:
 
 def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: float = 60.0,
                    modalities: dict[str, tuple[str, str, int]] | None = None, port: int | None = None,
-                   lua: list[Path] | None = None) -> Any:
+                   lua: list[Path] | None = None, dicom: bool = False) -> Any:
     """A context manager: a fresh Orthanc with its DICOMweb plugin on 127.0.0.1 at a free port,
     storing in ``folder``, remote access off, with HTTP basic ``auth`` (user, password) if given;
     stopped on exit. Yields an :class:`OrthancServer`. ``modalities``: the DICOM nodes it may
     send to (name: (AE title, host, port)); its own AE title is ``ORTHANC``. ``port``: its HTTP
-    port [a free one]. ``lua``: Lua scripts it runs (``LuaScripts``).
+    port [a free one]. ``lua``: Lua scripts it runs (``LuaScripts``). ``dicom``: its DICOM server
+    on too (C-STORE and C-FIND from the ``modalities``), on a free port.
 
     Raises:
         RuntimeError: Orthanc is missing (:func:`orthanc_missing`) or did not start in ``timeout`` s.
@@ -304,10 +306,10 @@ def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: f
         if missing:
             raise RuntimeError(missing)
         folder.mkdir(parents=True, exist_ok=True)
-        http_port = port or _free_port()
+        http_port, dicom_port = port or _free_port(), _free_port()
         plugin = next(p for p in ORTHANC_DICOMWEB_PLUGINS if Path(p).exists())
         config = {"Name": "btk", "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
-                  "HttpPort": http_port, "DicomServerEnabled": False, "DicomPort": _free_port(),
+                  "HttpPort": http_port, "DicomServerEnabled": dicom, "DicomPort": dicom_port,
                   "RemoteAccessAllowed": False, "AuthenticationEnabled": auth is not None,
                   "RegisteredUsers": {auth[0]: auth[1]} if auth else {}, "Plugins": [plugin],
                   "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "StableAge": 1, "DicomAet": "ORTHANC",
@@ -329,7 +331,7 @@ def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: f
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"Orthanc did not start (see {folder / 'orthanc.log'})")
                 time.sleep(0.2)
-            yield OrthancServer(url, auth)
+            yield OrthancServer(url, auth, dicom_port if dicom else None)
         finally:
             process.terminate()
             try:

@@ -90,9 +90,11 @@ def studies(tmp_path_factory, sartaj_small) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory, studies):
-    """Orthanc holding the four studies, with the node as its modality ``btk``."""
+    """Orthanc holding the four studies, with the node as its modality ``btk`` (AE title BTK), and
+    its own DICOM server on (AE title ORTHANC)."""
     port = _port()
-    with orthanc_server(tmp_path_factory.mktemp("orthanc"), modalities={"btk": ("BTK", "127.0.0.1", port)}) as server:
+    with orthanc_server(tmp_path_factory.mktemp("orthanc"), modalities={"btk": ("BTK", "127.0.0.1", port)},
+                        dicom=True) as server:
         server.upload(sorted(p for s in studies for p in s.glob("*.dcm")))
         server.node_port = port
         yield server
@@ -238,7 +240,15 @@ def test_a_node_without_a_run_store_journal_or_free_port_is_one_line(sartaj_smal
     assert one_line_refusal(["listen", "--node", str(tmp_path / "n")]) == \
         "Error: btk listen needs the RUN that answers the studies (or --status)"
     assert one_line_refusal(["listen", str(sartaj_small_run), "--node", str(tmp_path / "n")]) == \
-        "Error: btk listen needs --store URL: the DICOMweb server its SRs are sent to"
+        "Error: btk listen needs --store URL: the DICOMweb server (or dicom://HOST:PORT/AE_TITLE) its SRs are sent to"
+    assert one_line_refusal(["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--store",
+                             "dicom://127.0.0.1/ORTHANC"]) == \
+        "Error: dicom://127.0.0.1/ORTHANC: a DICOM destination is written dicom://HOST:PORT/AE_TITLE, e.g. " \
+        "dicom://127.0.0.1:4242/ORTHANC"
+    assert one_line_refusal(["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--store",
+                             "dicom://127.0.0.1:4242/A-TITLE-FAR-TOO-LONG"]) == \
+        "Error: dicom://127.0.0.1:4242/A-TITLE-FAR-TOO-LONG: 'A-TITLE-FAR-TOO-LONG' is not an AE title (1 to 16 " \
+        "characters, no backslash)"
     assert one_line_refusal(["listen", "--node", str(tmp_path / "n"), "--status"]) == \
         f"Error: {tmp_path / 'n'}: no node here (no journal.sqlite): give the --node folder of a btk listen"
     assert "user name or password" in one_line_refusal(
@@ -394,6 +404,28 @@ def _copy_study(folder: Path, tag: str, out: Path) -> list[Path]:
         d.save_as(out / f"{k}.dcm", enforce_file_format=True)
         files.append(out / f"{k}.dcm")
     return files
+
+
+def test_results_go_back_by_c_store_to_a_dicom_destination_and_are_not_sent_twice(pacs, studies,
+                                                                                   sartaj_small_run, tmp_path):
+    from btk.default_plugins.dimse import store_by_c_store
+
+    files = _copy_study(studies[0], "c-store", tmp_path / "c-store")
+    destination = f"dicom://127.0.0.1:{pacs.dicom_port}/ORTHANC?calling=BTK"
+    node = Node(sartaj_small_run, tmp_path / "node", destination, pacs.node_port, "--stable", "0.5").start()
+    try:
+        _send(pacs.node_port, files)
+        node.wait(lambda: node.events("answered"), "the answer, sent by C-STORE")
+    finally:
+        assert node.stop() == 0
+    [answered] = node.events("answered")
+    assert answered["results"] == 1 and answered["already_there"] == 0
+    [sr] = _srs_in_pacs(pacs, tmp_path / "c-store")  # in the study, as read back through DICOMweb
+    _ok("predict", str(sartaj_small_run), "--data", str(tmp_path / "c-store"), "--sr", str(tmp_path / "sr"))
+    predicted = pydicom.dcmread(next((tmp_path / "sr").glob("*/*.dcm")))
+    assert _without_when(sr) == _without_when(predicted)
+    # sent again: the destination is asked first (C-FIND) and holds it, so nothing is sent
+    assert store_by_c_store(destination, [predicted], "here") == (0, {str(predicted.SOPInstanceUID)})
 
 
 def test_a_sender_that_breaks_off_mid_study_leaves_it_waiting_then_answered_as_partial(pacs, studies,

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from btk.commands.options import Output, json_option
-from btk.urls import refuse_credentials
+from btk.commands.options import STORE_HELP, Output, check_store, json_option
 
 
 @click.command()
@@ -28,9 +27,8 @@ from btk.urls import refuse_credentials
 @click.option("--tls-key", type=click.Path(path_type=Path), metavar="PEM", help="The private key of --tls-cert.")
 @click.option("--tls-ca", type=click.Path(path_type=Path), metavar="PEM",
               help="With --tls-cert: callers must present a certificate this CA signed (mutual TLS).")
-@click.option("--store", metavar="URL", callback=refuse_credentials,
-              help="The DICOMweb server the SRs (and maps) are sent to (STOW-RS), e.g. the PACS the studies come "
-                   "from. Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
+@click.option("--store", metavar="URL", callback=check_store,
+              help="Where the SRs (and maps) are sent, e.g. the PACS the studies come from. " + STORE_HELP)
 @click.option("--stable", type=click.FloatRange(0.0), default=10.0, show_default=True, metavar="SECONDS",
               help="A study is complete, and answered, once no instance of it has come for this long.")
 @click.option("--partial-wait", type=click.FloatRange(0.0), default=300.0, show_default=True, metavar="SECONDS",
@@ -118,7 +116,8 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     if run_dir is None:
         raise BtkError("btk listen needs the RUN that answers the studies (or --status)")
     if not store:
-        raise BtkError("btk listen needs --store URL: the DICOMweb server its SRs are sent to")
+        raise BtkError("btk listen needs --store URL: the DICOMweb server (or dicom://HOST:PORT/AE_TITLE) its SRs "
+                       "are sent to")
     if coverage is not None:
         from btk.conformal import check_coverage
 

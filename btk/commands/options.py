@@ -39,6 +39,25 @@ def _chain(*decorators: Decorator) -> Decorator:
     return apply
 
 
+def check_store(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for ``--store``: a DICOMweb URL without credentials in it, or a DICOM node
+    written ``dicom://HOST:PORT/AE_TITLE``, checked before any work."""
+    refuse_credentials(ctx, param, value)
+    if value:
+        from btk.default_plugins.dimse import is_dicom_url, parse_dicom_url
+
+        if is_dicom_url(value):
+            parse_dicom_url(value)
+    return value
+
+
+STORE_HELP = ("A DICOMweb server (STOW-RS; credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or "
+              "BTK_DICOMWEB_TOKEN), or a DICOM node by C-STORE, written dicom://HOST:PORT/AE_TITLE "
+              "(?calling=TITLE: btk's AE title, BTK by default). What it holds already (asked by QIDO-RS or C-FIND; "
+              "the same sources, model and calibration give the same UIDs) is not sent again.")
+"""What every ``--store`` accepts (its help's second half)."""
+
+
 def pairs(values: tuple[str, ...] | list[str], what: str) -> dict[str, str]:
     """``{KEY: VALUE}`` from ``KEY=VALUE`` items.
 

@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from btk.commands.options import (
+    STORE_HELP,
     Output,
+    check_store,
     data_paths,
     json_option,
     out_option,
@@ -16,7 +18,6 @@ from btk.commands.options import (
     reader_options,
     scoring_options,
 )
-from btk.urls import refuse_credentials
 
 
 @click.command()
@@ -49,11 +50,9 @@ from btk.urls import refuse_credentials
               help="With --sr: also each slice's Grad-CAM map of its answer, as a DICOM Segmentation (fractional, "
                    "on the source slice's own pixel grid; a source series' maps in one series, referenced by its SR), "
                    "in the same directory and stored with --store.")
-@click.option("--store", metavar="URL", callback=refuse_credentials,
-              help="Send the --sr reports to this DICOMweb server (STOW-RS), e.g. the one the series came from. "
-                   "What it holds already (the same sources, model and calibration give the same UIDs) is not sent "
-                   "again, and counted ('already stored: N'). "
-                   "Credentials: BTK_DICOMWEB_USER/BTK_DICOMWEB_PASSWORD or BTK_DICOMWEB_TOKEN.")
+@click.option("--store", metavar="URL", callback=check_store,
+              help="Send the --sr reports (and maps) there, e.g. to the PACS the series came from; what it held "
+                   "already is counted ('already stored: N'). " + STORE_HELP)
 @scoring_options
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
 @json_option

@@ -313,15 +313,19 @@ def store_reports(url: str, reports: Sequence[SeriesReport], maps: Sequence[Any]
     server does not hold its SOP instance yet (QIDO-RS, per result series): the same results of
     the same sources, model and calibration have the same UIDs, so storing them again adds
     nothing. Returns how many objects were stored and the SOP Instance UIDs of those that were
-    there already.
+    there already. A ``dicom://HOST:PORT/AE_TITLE`` ``url`` is a DICOM node instead, sent to by
+    C-STORE after a C-FIND (:mod:`btk.default_plugins.dimse`).
 
     Raises:
         BtkError: the server cannot be reached or refuses them (the local files stay).
     """
     from btk.default_plugins.dicomweb import client, explain
+    from btk.default_plugins.dimse import is_dicom_url, store_by_c_store
 
     objects = [r.dataset for r in reports] + list(maps)
     where = reports[0].path.parent if reports else "the --sr folder"
+    if is_dicom_url(url):
+        return store_by_c_store(url, objects, str(where))
     web = client(url)
     there: set[str] = set()
     try:
