@@ -372,6 +372,35 @@ def test_orthanc_and_systemd_configured_as_the_docs_say_route_a_new_study_and_re
     assert not node.events("skipped")
 
 
+def test_a_node_that_follows_orthanc_fetches_each_stable_study_and_answers_it_once(studies, sartaj_small_run,
+                                                                                   tmp_path):
+    with orthanc_server(tmp_path / "orthanc") as pacs:  # routes nothing: the node pulls
+        node = Node(sartaj_small_run, tmp_path / "node", pacs.dicomweb, _port(), "--stable", "0.5", "--follow",
+                    pacs.url, "--follow-every", "0.5").start()
+        try:
+            pacs.upload(sorted(studies[1].glob("*.dcm")))
+            node.wait(lambda: node.events("answered"), "the followed study's answer")
+            # the SR stored makes the study stable again in Orthanc: the follower fetches nothing more
+            def stable_after_the_sr() -> bool:
+                kinds = [c["ChangeType"] for c in pacs.get("/changes?since=0&limit=1000")["Changes"]]
+                return kinds.count("NewSeries") == 2 and kinds[::-1].index("StableStudy") < kinds[::-1].index(
+                    "NewSeries")
+
+            node.wait(stable_after_the_sr, "the study stable again after its SR came")
+            time.sleep(2)  # four reads of the change log
+        finally:
+            assert node.stop() == 0
+        assert len(_srs_in_pacs(pacs, studies[1])) == 1
+    [fetched] = node.events("fetched")
+    assert fetched["study"] == _study_uid(studies[1]) and fetched["detail"].startswith("3 instance(s) from http")
+    [answered] = node.events("answered")
+    assert answered["study"] == _study_uid(studies[1]) and answered["instances"] == 3
+    assert not node.events("skipped") and not node.events("follow failed")
+    with sqlite3.connect(tmp_path / "node" / "journal.sqlite") as db:
+        [(since,)] = db.execute("SELECT since FROM follow").fetchall()
+    assert since > 0  # where it is in the change log, for a restart
+
+
 def _send(port: int, files: list[Path], break_off: bool = False) -> None:
     """C-STORE ``files`` to the node as ORTHANC would, over one association, then release it
     (or, ``break_off``, abort it as a sender that fails mid-study)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from btk.commands.options import STORE_HELP, Output, check_store, json_option
+from btk.urls import refuse_credentials
 
 
 @click.command()
@@ -29,6 +30,12 @@ from btk.commands.options import STORE_HELP, Output, check_store, json_option
               help="With --tls-cert: callers must present a certificate this CA signed (mutual TLS).")
 @click.option("--store", metavar="URL", callback=check_store,
               help="Where the SRs (and maps) are sent, e.g. the PACS the studies come from. " + STORE_HELP)
+@click.option("--follow", metavar="URL", callback=refuse_credentials,
+              help="Also pull: follow this Orthanc (its REST root, e.g. http://127.0.0.1:8042) for new studies: each "
+                   "study it calls stable is fetched (its images only) and answered as a sent one. Credentials as for "
+                   "--store.")
+@click.option("--follow-every", type=click.FloatRange(0.5), default=5.0, show_default=True, metavar="SECONDS",
+              help="How often --follow reads the server's changes.")
 @click.option("--stable", type=click.FloatRange(0.0), default=10.0, show_default=True, metavar="SECONDS",
               help="A study is complete, and answered, once no instance of it has come for this long.")
 @click.option("--partial-wait", type=click.FloatRange(0.0), default=300.0, show_default=True, metavar="SECONDS",
@@ -63,7 +70,8 @@ from btk.commands.options import STORE_HELP, Output, check_store, json_option
                    "spool size) and exit; RUN is not needed.")
 @json_option
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
-           tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None, stable: float,
+           tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None,
+           follow: str | None, follow_every: float, stable: float,
            partial_wait: float, partial: str, min_confidence: float, coverage: float | None, maps: bool, keep: bool,
            late_window: float, drift_window: int, batch: int, tries: int, back_off: float, status: bool,
            as_json: bool) -> None:
@@ -79,6 +87,9 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     destination is asked what it holds first). SIGTERM or Ctrl-C: no new association is taken,
     the study in flight is finished, then the node stops.
 
+    With --follow the node also pulls: it reads an Orthanc's change log and fetches each study
+    Orthanc calls stable, then answers it as one it was sent.
+
     A sender that breaks off in the middle of a study (an aborted association, a dropped
     connection) leaves the study waiting --partial-wait for the rest; then it is answered with
     what came, or held for a person (--partial hold), and node.log says which.
@@ -91,6 +102,8 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     \b
     Examples:
       btk listen runs/20261127-101500-fast --node node/ --port 11112 --allow ORTHANC \\
+          --store http://127.0.0.1:8042/dicom-web
+      btk listen runs/20261127-101500-fast --node node/ --follow http://127.0.0.1:8042 \\
           --store http://127.0.0.1:8042/dicom-web
       btk listen --node node/ --status
     """
@@ -127,7 +140,7 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
     settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, partial_wait,
                             partial, min_confidence, coverage, maps, keep, late_window, batch, drift_window, tries,
-                            back_off)
+                            back_off, follow=follow, follow_every=follow_every)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS studies (
     tries INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, answered REAL, results TEXT,
     late INTEGER NOT NULL DEFAULT 0, reason TEXT, clear_after REAL, cleared INTEGER NOT NULL DEFAULT 0,
     broken_by TEXT, sending INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS follow (url TEXT PRIMARY KEY, since INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL, study TEXT, event TEXT NOT NULL, detail TEXT);
 """
@@ -145,6 +146,20 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
         return outcome
+
+    def known(self, sop: str) -> bool:
+        """Whether the instance ``sop`` was received before (kept, or counted)."""
+        return bool(self._read("SELECT 1 FROM instances WHERE sop = ?", (sop,)))
+
+    def position(self, url: str) -> int:
+        """Where the node is in the change log of the server it follows at ``url`` (0: the start)."""
+        rows = self._read("SELECT since FROM follow WHERE url = ?", (url,))
+        return int(rows[0][0]) if rows else 0
+
+    def move_to(self, url: str, since: int) -> None:
+        """The changes of ``url`` up to ``since`` are done with."""
+        self._write(("INSERT INTO follow VALUES (?, ?) ON CONFLICT (url) DO UPDATE SET since = excluded.since",
+                     (url, since)))
 
     def kept(self, sop: str) -> bool:
         """Whether the instance ``sop`` is kept in the spool (received, and its study not answered

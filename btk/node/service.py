@@ -54,6 +54,8 @@ class NodeSettings:
     tries: int = 5
     back_off: float = 10.0
     poll: float = 0.5
+    follow: str | None = None
+    follow_every: float = 5.0
 
 
 def series_folders(paths: list[Path]) -> list[Path]:
@@ -257,10 +259,18 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
             server = start_receiver(settings.door, settings.folder / SPOOL, journal, heard)
         except OSError as exc:
             raise BtkError(f"cannot listen on {settings.door.host}:{settings.door.port}: {exc.strerror}") from None
+        follower = None
+        if settings.follow:  # pull beside push: new stable studies fetched from an Orthanc
+            from btk.node.follow import follow
+
+            follower = threading.Thread(target=follow, name="btk-follow", daemon=True,
+                                        args=(settings.follow, settings.folder / SPOOL, journal, stop,
+                                              settings.follow_every, heard))
+            follower.start()
         drift = DriftWindow.for_run(run, settings.drift_window)
         log_line(settings, {"event": "listening", "host": settings.door.host, "port": settings.door.port,
                             "ae_title": settings.door.ae_title, "run": str(run_dir),
-                            "tls": settings.door.tls is not None,
+                            "tls": settings.door.tls is not None, "follow": settings.follow,
                             "drift_window": settings.drift_window if drift is not None else
                             "off (the run keeps no prediction-set calibration to compare with)"
                             if settings.drift_window else "off"}, on_log)
@@ -276,6 +286,8 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                 stop.wait(settings.poll)
         finally:
             server.shutdown()
+            if follower is not None:
+                follower.join(timeout=120)
         counts = journal.counts()
         log_line(settings, {"event": "stopped", **counts["studies"]}, on_log)
         return counts
