@@ -1,5 +1,6 @@
-"""The node's journal (SQLite) on its own: when a study is due, what a broken-off association or a
-killed node leaves behind, and a study held for a person."""
+"""The node's journal (SQLite) and its follower on their own: when a study is due, what a
+broken-off association or a killed node leaves behind, a study held for a person, and a server
+that is down."""
 
 from __future__ import annotations
 
@@ -95,4 +96,29 @@ def test_a_journal_an_earlier_node_wrote_opens_with_its_studies(tmp_path):
     journal = Journal(path)
     assert journal.due(1, now=10) == ["A"] and journal.study("A").broken_by is None
     assert journal.cut_by_stop() == []
+    journal.close()
+
+
+def test_the_follower_outlives_a_server_that_is_down_and_says_so(tmp_path):
+    import socket
+    import threading
+
+    from btk.node.follow import follow
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    journal, stop, heard = _journal(tmp_path), threading.Event(), []
+
+    def on_event(kind, detail, study=None):
+        heard.append((kind, detail))
+        stop.set()
+
+    follow(f"http://127.0.0.1:{port}", tmp_path / "spool", journal, stop, 0.5, on_event)
+    [(kind, detail)] = heard
+    assert kind == "follow failed" and detail.startswith(f"http://127.0.0.1:{port}: ConnectionError")
+    assert journal.position(f"http://127.0.0.1:{port}") == 0  # nothing read: nothing skipped
+    journal.move_to("http://pacs", 17)
+    journal.move_to("http://pacs", 18)
+    assert journal.position("http://pacs") == 18
     journal.close()
