@@ -122,3 +122,30 @@ def test_the_follower_outlives_a_server_that_is_down_and_says_so(tmp_path):
     journal.move_to("http://pacs", 18)
     assert journal.position("http://pacs") == 18
     journal.close()
+
+
+def test_an_instance_that_would_take_the_spool_past_its_limit_is_refused_and_not_written(tmp_path):
+    import pytest
+    from pydicom.dataset import Dataset
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    from btk.node.receiver import SpoolFull, keep_instance
+
+    def instance(sop: str) -> Dataset:
+        d = Dataset()
+        d.SOPClassUID, d.StudyInstanceUID, d.SeriesInstanceUID, d.SOPInstanceUID = (
+            SecondaryCaptureImageStorage, "1.2.3", "1.2.3.4", sop)
+        return d
+
+    journal, spool = _journal(tmp_path), tmp_path / "node" / "spool"
+    assert keep_instance(b"x" * 600, instance("1.2.3.4.1"), spool, journal, "ORTHANC", 1000) == ("received", "1.2.3")
+    with pytest.raises(SpoolFull, match=r"the spool is full \(0.0 MiB kept, --spool-limit 0.000953674 MiB\)"):
+        keep_instance(b"x" * 600, instance("1.2.3.4.2"), spool, journal, "ORTHANC", 1000)
+    assert [p.name for p in spool.rglob("*") if p.is_file()] == ["1.2.3.4.1.dcm"]  # nothing of the refused one
+    assert journal.kept_bytes() == 600 and not journal.known("1.2.3.4.2")
+    # the same instance again is no new bytes: taken (and recorded once)
+    assert keep_instance(b"x" * 600, instance("1.2.3.4.1"), spool, journal, "ORTHANC", 1000) == ("again", "1.2.3")
+    journal.removed("1.2.3")  # its instances deleted from the spool: room again
+    assert journal.kept_bytes() == 0
+    assert keep_instance(b"x" * 600, instance("1.2.3.4.2"), spool, journal, "ORTHANC", 1000)[0] == "stored"
+    journal.close()

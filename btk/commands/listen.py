@@ -49,6 +49,9 @@ from btk.urls import refuse_credentials
               help="As btk predict: 'uncertain' below P, and then the SR asserts no class present or absent.")
 @click.option("--coverage", type=float, metavar="C", help="As btk predict: each slice's prediction set at C.")
 @click.option("--maps", is_flag=True, help="Also each slice's Grad-CAM map (a DICOM Segmentation), sent with the SR.")
+@click.option("--spool-limit", type=click.FloatRange(0.0), default=10240.0, show_default=True, metavar="MIB",
+              help="The most disk the instances kept may take; past it a new instance is refused with C-STORE's "
+                   "'out of resources', which a PACS sends again later, and the refusal is logged. 0: no limit.")
 @click.option("--keep", is_flag=True, help="Keep the received instances for good [deleted after --late-window].")
 @click.option("--late-window", type=click.FloatRange(0.0), default=600.0, show_default=True, metavar="SECONDS",
               help="How long an answered study's instances are kept: an instance of it that comes in that time has "
@@ -71,8 +74,8 @@ from btk.urls import refuse_credentials
 @json_option
 def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: str, allowed: tuple[str, ...],
            tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store: str | None,
-           follow: str | None, follow_every: float, stable: float,
-           partial_wait: float, partial: str, min_confidence: float, coverage: float | None, maps: bool, keep: bool,
+           follow: str | None, follow_every: float, stable: float, partial_wait: float, partial: str,
+           min_confidence: float, coverage: float | None, maps: bool, spool_limit: float, keep: bool,
            late_window: float, drift_window: int, batch: int, tries: int, back_off: float, status: bool,
            as_json: bool) -> None:
     """Be a DICOM node: receive studies (C-STORE), answer each complete study once with RUN, and
@@ -140,7 +143,7 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
     settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, partial_wait,
                             partial, min_confidence, coverage, maps, keep, late_window, batch, drift_window, tries,
-                            back_off, follow=follow, follow_every=follow_every)
+                            back_off, follow=follow, follow_every=follow_every, spool_limit_mb=spool_limit)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -45,9 +45,11 @@ def orthanc_session() -> Any:
     return session
 
 
-def fetch_study(session: Any, url: str, orthanc_id: str, spool: Path, journal: Journal) -> tuple[str, int]:
+def fetch_study(session: Any, url: str, orthanc_id: str, spool: Path, journal: Journal,
+                limit_bytes: int = 0) -> tuple[str, int]:
     """Fetch the image instances of the Orthanc study ``orthanc_id`` the journal does not hold
-    and keep them; its Study Instance UID and how many were kept."""
+    and keep them (the spool's limit ``limit_bytes``, as for a sent instance); its Study
+    Instance UID and how many were kept."""
     import io
 
     import pydicom
@@ -65,7 +67,7 @@ def fetch_study(session: Any, url: str, orthanc_id: str, spool: Path, journal: J
             response.raise_for_status()
             data = response.content
             dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-            kind, study_uid = keep_instance(data, dataset, spool, journal, SENDER)
+            kind, study_uid = keep_instance(data, dataset, spool, journal, SENDER, limit_bytes)
             kept += kind != "skipped"
     return study_uid, kept
 
@@ -78,11 +80,12 @@ def get(session: Any, url: str) -> Any:
 
 
 def follow(url: str, spool: Path, journal: Journal, stop: threading.Event, every: float,
-           on_event: Callable[..., None]) -> None:
+           on_event: Callable[..., None], limit_bytes: int = 0) -> None:
     """Follow the Orthanc at ``url`` (its REST root) until ``stop``: every ``every`` seconds,
     read its changes since the journal's position and fetch each stable study's new instances.
     ``on_event(kind, detail, study)`` hears each study fetched and each failed poll (the
-    follower goes on after one, waiting longer each time, at most 5 minutes)."""
+    follower goes on after one, waiting longer each time, at most 5 minutes; a full spool is
+    such a failure: the study is fetched once the spool has room)."""
     from btk.urls import public_url
 
     session = orthanc_session()
@@ -93,7 +96,7 @@ def follow(url: str, spool: Path, journal: Journal, stop: threading.Event, every
             changes = get(session, f"{url}/changes?since={since}&limit=100")
             for change in changes.get("Changes", []):
                 if change.get("ChangeType") == "StableStudy":
-                    study, kept = fetch_study(session, url, change["ID"], spool, journal)
+                    study, kept = fetch_study(session, url, change["ID"], spool, journal, limit_bytes)
                     if kept:
                         on_event("fetched", f"{kept} instance(s) from {public_url(url)}", study)
             journal.move_to(url, int(changes.get("Last", since)))

@@ -33,7 +33,8 @@ STATES = ("receiving", "answering", "answered", "failed")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     sop TEXT PRIMARY KEY, study TEXT NOT NULL, series TEXT NOT NULL, path TEXT NOT NULL,
-    sender TEXT NOT NULL, received REAL NOT NULL, removed INTEGER NOT NULL DEFAULT 0);
+    sender TEXT NOT NULL, received REAL NOT NULL, removed INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS instances_study ON instances (study);
 CREATE TABLE IF NOT EXISTS studies (
     study TEXT PRIMARY KEY, state TEXT NOT NULL, first_received REAL NOT NULL, last_received REAL NOT NULL,
@@ -73,10 +74,11 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(studies)")}
-        for column, kind in (("broken_by", "TEXT"), ("sending", "INTEGER NOT NULL DEFAULT 0")):
-            if column not in columns:  # a journal an earlier btk wrote
-                self._db.execute(f"ALTER TABLE studies ADD COLUMN {column} {kind}")
+        for table, column, kind in (("studies", "broken_by", "TEXT"),
+                                    ("studies", "sending", "INTEGER NOT NULL DEFAULT 0"),
+                                    ("instances", "bytes", "INTEGER NOT NULL DEFAULT 0")):
+            if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")  # an earlier btk's journal
 
     def close(self) -> None:
         """Close the database."""
@@ -106,17 +108,19 @@ class Journal:
         self._write(("INSERT INTO events VALUES (?, ?, ?, ?)", (time.time(), study, event, detail)))
 
     def received(self, sop: str, study: str, series: str, path: Path | str, sender: str,
-                 now: float | None = None) -> str:
+                 now: float | None = None, size: int = 0) -> str:
         """Record an instance kept at ``path``: ``first`` (its study's first), ``new``, ``again``
         (the same SOP Instance UID received before: nothing changes), ``amend`` (its study was
         answered and its instances are still kept: it is to be answered again, with them) or
-        ``late`` (its study was answered and cleared: counted, not kept, not answered)."""
+        ``late`` (its study was answered and cleared: counted, not kept, not answered).
+        ``size``: its bytes on disk."""
         now = time.time() if now is None else now
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                added = self._db.execute("INSERT OR IGNORE INTO instances (sop, study, series, path, sender, received) "
-                                         "VALUES (?, ?, ?, ?, ?, ?)", (sop, study, series, str(path), sender, now))
+                added = self._db.execute("INSERT OR IGNORE INTO instances (sop, study, series, path, sender, received, "
+                                         "bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                         (sop, study, series, str(path), sender, now, size))
                 if added.rowcount == 0:
                     self._db.execute("COMMIT")
                     return "again"
@@ -146,6 +150,10 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
         return outcome
+
+    def kept_bytes(self) -> int:
+        """The bytes of the instances kept in the spool."""
+        return int(self._read("SELECT COALESCE(SUM(bytes), 0) FROM instances WHERE removed = 0")[0][0])
 
     def known(self, sop: str) -> bool:
         """Whether the instance ``sop`` was received before (kept, or counted)."""

@@ -37,14 +37,27 @@ class Door:
     tls: Any = None
 
 
-def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Journal, sender: str) -> tuple[str, str]:
+class SpoolFull(OSError):
+    """The spool holds its limit: an instance is refused (C-STORE "out of resources"; a PACS sends
+    it again later) rather than the disk filled."""
+
+
+def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Journal, sender: str,
+                  limit_bytes: int = 0) -> tuple[str, str]:
     """Keep one received object. What happened: ``received`` (the first of its study),
     ``stored``, ``again`` (received before), ``amend`` (its study was answered and is to be
     answered again), ``late`` (its study was answered and cleared: counted only), or ``skipped``
     (not an image: recorded, not kept); and a detail (the study, or why it was skipped).
 
+    ``limit_bytes`` (0: none): the most the spool's kept instances may take; an instance that
+    would take it past that is refused. Instances received at the same moment over several
+    associations may each pass the check, so the spool can end up to one instance per sender
+    over the limit.
+
     Raises:
         ValueError: the object names no study, series or SOP instance.
+        SpoolFull: the instance is new and would take the spool past ``limit_bytes``.
+        OSError: the spool cannot be written.
     """
     from btk.default_plugins.dicom import is_image_class
     from btk.file_names import inside, uid_name
@@ -58,6 +71,11 @@ def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Jour
         reason = f"{sop}: not an image ({kind}, {dataset.get('Manufacturer', '')})"
         journal.event("skipped", study, reason)
         return "skipped", reason
+    if limit_bytes and not journal.known(sop):
+        used = journal.kept_bytes()
+        if used + len(dataset_bytes) > limit_bytes:
+            raise SpoolFull(28, f"the spool is full ({used / 2**20:.1f} MiB kept, --spool-limit "
+                                f"{limit_bytes / 2**20:g} MiB)")
     path = inside(spool, uid_name(study), uid_name(series), f"{uid_name(sop)}.dcm")
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f".{path.name}.{os.getpid()}.part")
@@ -66,7 +84,7 @@ def keep_instance(dataset_bytes: bytes, dataset: Any, spool: Path, journal: Jour
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(part, path)
-    state = journal.received(sop, study, series, path, sender)
+    state = journal.received(sop, study, series, path, sender, size=len(dataset_bytes))
     if state in ("again", "late") and not journal.kept(sop):
         path.unlink()  # its study was answered (and its instances cleared) already
     return {"first": "received", "new": "stored"}.get(state, state), study
@@ -123,11 +141,11 @@ def check_port(door: Door) -> None:
             raise BtkError(f"cannot listen on {door.host}:{door.port}: {exc.strerror}") from None
 
 
-def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = None) -> Any:
+def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = None, limit_bytes: int = 0) -> Any:
     """Start the C-STORE SCP in its own threads; returns pynetdicom's server (``shutdown()``
     stops it). ``on_event(kind, detail, study)`` hears each stored, skipped or refused object,
     each refused association and each study whose sender broke off (``study``: its UID, where
-    the event is of one study)."""
+    the event is of one study). ``limit_bytes``: the spool's limit (:func:`keep_instance`)."""
     import threading
 
     from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -150,14 +168,15 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
             tell("refused", f"unreadable object from {sender}")
             return CANNOT_UNDERSTAND
         try:
-            kind, detail = keep_instance(encoded, dataset, spool, journal, sender)
+            kind, detail = keep_instance(encoded, dataset, spool, journal, sender, limit_bytes)
         except ValueError as exc:
             journal.event("refused", None, f"from {sender}: {exc}")
             tell("refused", f"{exc} (from {sender})")
             return CANNOT_UNDERSTAND
-        except OSError as exc:
-            journal.event("refused", None, f"from {sender}: the spool cannot be written ({exc.strerror})")
-            tell("refused", f"the spool cannot be written ({exc.strerror})")
+        except OSError as exc:  # the spool full (the sender tries again later), or a disk that fails
+            why = exc.strerror if isinstance(exc, SpoolFull) else f"the spool cannot be written ({exc.strerror})"
+            journal.event("refused", None, f"from {sender}: {why}")
+            tell("refused", why)
             return OUT_OF_RESOURCES
         if kind in ("received", "stored", "amend"):
             with lock:

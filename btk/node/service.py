@@ -56,6 +56,7 @@ class NodeSettings:
     poll: float = 0.5
     follow: str | None = None
     follow_every: float = 5.0
+    spool_limit_mb: float = 10240.0
 
 
 def series_folders(paths: list[Path]) -> list[Path]:
@@ -252,11 +253,12 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
         if kind not in ("stored", "again"):
             log_line(settings, {**({"study": study} if study else {}), "event": kind, "detail": detail}, on_log)
 
+    limit = int(settings.spool_limit_mb * 2**20)
     try:
         for study in journal.cut_by_stop():  # the node was killed while a sender was sending it
             heard("broken off", "the node stopped while an association was sending it", study)
         try:
-            server = start_receiver(settings.door, settings.folder / SPOOL, journal, heard)
+            server = start_receiver(settings.door, settings.folder / SPOOL, journal, heard, limit)
         except OSError as exc:
             raise BtkError(f"cannot listen on {settings.door.host}:{settings.door.port}: {exc.strerror}") from None
         follower = None
@@ -265,12 +267,13 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
 
             follower = threading.Thread(target=follow, name="btk-follow", daemon=True,
                                         args=(settings.follow, settings.folder / SPOOL, journal, stop,
-                                              settings.follow_every, heard))
+                                              settings.follow_every, heard, limit))
             follower.start()
         drift = DriftWindow.for_run(run, settings.drift_window)
         log_line(settings, {"event": "listening", "host": settings.door.host, "port": settings.door.port,
                             "ae_title": settings.door.ae_title, "run": str(run_dir),
                             "tls": settings.door.tls is not None, "follow": settings.follow,
+                            "spool_limit_mib": settings.spool_limit_mb or None,
                             "drift_window": settings.drift_window if drift is not None else
                             "off (the run keeps no prediction-set calibration to compare with)"
                             if settings.drift_window else "off"}, on_log)
