@@ -174,7 +174,7 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
             tell("refused", f"{exc} (from {sender})")
             return CANNOT_UNDERSTAND
         except OSError as exc:  # the spool full (the sender tries again later), or a disk that fails
-            why = exc.strerror if isinstance(exc, SpoolFull) else f"the spool cannot be written ({exc.strerror})"
+            why = str(exc.strerror) if isinstance(exc, SpoolFull) else f"the spool cannot be written ({exc.strerror})"
             journal.event("refused", None, f"from {sender}: {why}")
             tell("refused", why)
             return OUT_OF_RESOURCES
