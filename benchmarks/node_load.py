@@ -74,12 +74,12 @@ def send(port: int, studies: list[list[Path]]) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def start_node(run: Path, node_dir: Path, port: int, store: str, stable: float) -> subprocess.Popen:
+def start_node(run: Path, node_dir: Path, port: int, store: str, stable: float, *extra: str) -> subprocess.Popen:
     """``btk listen`` in its own process on ``port``, its folder ``node_dir``; returned once it listens."""
     seen = len(logged(node_dir, "listening"))
     process = subprocess.Popen([sys.executable, "-m", "btk", "listen", str(run), "--node", str(node_dir),
                                 "--port", str(port), "--allow", "ORTHANC", "--store", store,
-                                "--stable", str(stable), "--late-window", "0"],
+                                "--stable", str(stable), "--late-window", "0", *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while len(logged(node_dir, "listening")) == seen:
         assert process.poll() is None, "the node did not start"
@@ -114,7 +114,7 @@ def kill_run(args: argparse.Namespace, studies: list[list[Path]], work: Path) ->
 
     port, node_dir = free_port(), work / "node-killed"
     with orthanc_server(work / "orthanc-killed") as pacs:
-        process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable)
+        process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable, *args.node_args)
         shares = [studies[i::args.senders] for i in range(args.senders)]
         senders = [send(port, share) for share in shares]
         while len(logged(node_dir, "answered")) < args.kill_after:
@@ -126,7 +126,7 @@ def kill_run(args: argparse.Namespace, studies: list[list[Path]], work: Path) ->
         failed = [i for i, sender in enumerate(senders) if sender.wait() != 0]
         print(f"killed after {answered_before} answers; {len(failed)} of {len(senders)} senders broke off",
               flush=True)
-        process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable)
+        process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable, *args.node_args)
         try:
             again = [send(port, shares[i]) for i in failed]  # as a PACS retries a failed send
             assert all(sender.wait() == 0 for sender in again), "a resend failed"
@@ -160,6 +160,8 @@ def main() -> None:
     ap.add_argument("--kill-after", type=int, default=0, metavar="K",
                     help="then the fault run: kill -9 the node once K studies are answered, restart, resend")
     ap.add_argument("--out", type=Path, help="write the figures here as JSON")
+    ap.add_argument("--keep-log", type=Path, help="copy the node's log here (node.log)")
+    ap.add_argument("node_args", nargs="*", help="more btk listen options, after --, e.g. -- --drift-window 0")
     args = ap.parse_args()
 
     import numpy as np
@@ -189,7 +191,7 @@ def main() -> None:
         port = free_port()
         with orthanc_server(work / "orthanc") as pacs:
             node_dir = work / "node"
-            process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable)
+            process = start_node(args.run, node_dir, port, pacs.dicomweb, args.stable, *args.node_args)
             try:
                 start = time.time()
                 senders = [send(port, studies[i::args.senders]) for i in range(args.senders)]
@@ -207,6 +209,8 @@ def main() -> None:
                 process.terminate()
                 process.wait(timeout=120)
             events = logged(node_dir, "answered")
+            if args.keep_log:
+                shutil.copy(node_dir / "node.log", args.keep_log)
             per_study = {}
             for e in events:
                 per_study[e["study"]] = per_study.get(e["study"], 0) + 1
@@ -223,7 +227,7 @@ def main() -> None:
             "ratio": peer_seconds / node_seconds, "latency_median_seconds": float(np.median(latency)),
             "latency_p95_seconds": float(np.percentile(latency, 95)),
             "answer_median_seconds": float(np.median([e["answer_seconds"] for e in events])),
-            "run": str(args.run), "machine": os.environ.get("BTK_MACHINE", "")}
+            "node_options": args.node_args, "run": str(args.run), "machine": os.environ.get("BTK_MACHINE", "")}
         if args.kill_after:
             figures["kill_9"] = kill_run(args, studies, work)
         print(json.dumps(figures, indent=1))

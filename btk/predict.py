@@ -147,12 +147,12 @@ class _Batcher:
                  tally: PredictionTally, min_confidence: float = 0.0,
                  set_of: Callable[[np.ndarray], np.ndarray] | None = None, keep: bool = False,
                  explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 featurize: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 featurize: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.predict, self.batch_size, self.classes, self.tally = predict, batch_size, classes, tally
         self.min_confidence = min_confidence
         self.set_of = set_of  # probabilities -> prediction sets (booleans), with --coverage
         self.keep = keep  # keep every image's probabilities and group in the tally (a shift check)
-        self.featurize = featurize  # images -> features, kept in the tally with keep (a shift check)
+        self.featurize = featurize  # images -> (probabilities, features): with keep, instead of predict (a shift check)
         self.explain = explain  # (images, probabilities) -> heat maps, kept with DICOM slices (--maps)
         self.pending: deque[_Pending] = deque()
         self.images: list[np.ndarray] = []
@@ -184,7 +184,11 @@ class _Batcher:
     def _predict(self) -> None:
         x = np.stack(self.images)
         n = len(x)
-        probs = self.predict(x)
+        features = None
+        if self.keep and self.featurize is not None:  # one pass of the network for both
+            probs, features = self.featurize(x)
+        else:
+            probs = self.predict(x)
         sets = self.set_of(probs) if self.set_of is not None else None
         wanted = [i for i, (record, k) in enumerate(self.owners) if record.identities[k] is not None]
         if self.explain is not None and wanted:
@@ -194,8 +198,8 @@ class _Batcher:
         if self.keep:
             self.tally.probabilities.append(np.asarray(probs))
             self.tally.groups += [record.group for record, _ in self.owners]
-            if self.featurize is not None:
-                self.tally.features.append(self.featurize(x))
+            if features is not None:
+                self.tally.features.append(features)
         for i, ((record, k), p) in enumerate(zip(self.owners, probs)):
             record.probs[k] = p
             if sets is not None and record.sets is not None:
@@ -319,7 +323,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             set_of = (lambda probs: scorer.sets(probs, coverage)) if coverage is not None else None
             explain = (lambda images, probs: heat(scorer, images, probs)) if heat is not None else None
             batcher = _Batcher(scorer, batch_size, list(run.classes), tally, min_confidence, set_of,
-                               keep_probabilities, explain, scorer.features if keep_features else None)
+                               keep_probabilities, explain,
+                               scorer.probabilities_and_features if keep_features else None)
             for job, result in ahead:
                 if isinstance(result, str) or not result:
                     tally.skipped.append((job.source, result or "no slices to predict"))

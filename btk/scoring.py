@@ -18,6 +18,7 @@ per-image rows every run and evaluation writes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -69,7 +70,6 @@ class Scorer:
     conformal: Any = None  # btk.conformal.Conformal: the prediction sets' calibration, None: no sets
     layout: dict[str, Any] | None = None  # the devices it scores on (btk.distribute.scoring), None: one
     shift_reference: Any = None  # btk.shift.Reference: the calibration images' features, None: none kept
-    _extractors: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def for_recipe(cls, model: Any, recipe: Recipe, trained_classes: list[str] | tuple[str, ...],
@@ -138,9 +138,9 @@ class Scorer:
         is (not its mirror image) under test-time augmentation; ``(N, D)`` float32, in batches
         of :attr:`batch_size` (an image's features never depend on its neighbours). What a shift
         check compares (:mod:`btk.shift`)."""
-        if not self._extractors:
-            self._extractors.extend(penultimate_models(self.model))
-        extractors = self._extractors
+        extractors = _EXTRACTORS.get(self.model)
+        if extractors is None:  # built once per network: traced once
+            extractors = _EXTRACTORS[self.model] = penultimate_models(self.model)
 
         def run(x: np.ndarray, size: int) -> np.ndarray:
             parts = [np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(len(x), -1) for m in extractors]
@@ -152,6 +152,39 @@ class Scorer:
             return np.zeros((0, 0), np.float32)
         multiple = batch_layout()[0]
         return self._batched(images, -(-self.batch_size // multiple) * multiple, run)
+
+    def outputs_and_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`outputs` and :meth:`features` of the same uint8 ``images``, in one pass of the
+        network where it is one plain network on one device (a model with both as outputs: the
+        same layers, the same weights, the same batches, so the same numbers, as the test checks);
+        else in two passes."""
+        from btk.distribute import batch_layout
+
+        multiple = batch_layout()[0]
+        if len(images) == 0 or multiple != 1 or len(penultimate_models(self.model)) != 1 or any(
+                _is_model(layer) for layer in self.model.layers):
+            return self.outputs(images), self.features(images)
+        both = _ONE_PASS.get(self.model)
+        if both is None:  # built once per network (a node's scorers share it): traced once
+            import keras
+
+            [extractor] = penultimate_models(self.model)
+            both = _ONE_PASS[self.model] = keras.Model(self.model.inputs, [self.model.output, extractor.output])
+        width = len(self.trained_classes)
+
+        def run(x: np.ndarray, size: int) -> np.ndarray:
+            out, feats = both.predict_on_batch(x)
+            return np.concatenate([np.asarray(out, dtype=np.float32).reshape(len(x), -1),
+                                   np.asarray(feats, dtype=np.float32).reshape(len(x), -1)], axis=1)
+
+        joined = self._batched(images, self.batch_size, run)
+        return joined[:, :width], joined[:, width:]
+
+    def probabilities_and_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The task's probabilities (:meth:`__call__`) and the features (:meth:`features`) of
+        uint8 ``images``, in one pass of the network where it can (:meth:`outputs_and_features`)."""
+        outputs, features = self.outputs_and_features(images)
+        return self.probabilities(outputs), features
 
     def _batched(self, images: np.ndarray, size: int, run: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
         """``run`` on the prepared network input of ``images`` in batches of one shape ``size``
@@ -195,6 +228,21 @@ class Scorer:
         positives = np.array([k for k in range(len(self.trained_classes)) if k != neg])
         best_positive = positives[np.asarray(outputs)[:, positives].argmax(axis=1)]
         return np.where(task_class == 0, neg, best_positive)
+
+
+_EXTRACTORS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+"""Each network's feature models (:func:`penultimate_models`), kept while the network lives."""
+
+_ONE_PASS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""Each network's model with both its outputs and its features as outputs
+(:meth:`Scorer.outputs_and_features`), kept while the network lives."""
+
+
+def _is_model(layer: Any) -> bool:
+    """Whether ``layer`` is a whole network inside another (an ensemble's member, a TTA wrapper's)."""
+    import keras
+
+    return isinstance(layer, keras.Model)
 
 
 def penultimate_models(model: Any) -> list[Any]:

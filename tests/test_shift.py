@@ -170,3 +170,29 @@ def test_the_scorer_gives_penultimate_features_of_a_plain_a_tta_and_an_ensemble_
                        feats, atol=1e-6)  # the image as it is, under test-time augmentation
     both = Scorer(ensemble_model([plain.model, net(2)]), 1 / 255, "none", ("a", "b"), ("a", "b"))
     assert both.features(images).shape == (7, 10) and np.allclose(both.features(images)[:, :5], feats, atol=1e-6)
+
+
+def test_outputs_and_features_in_one_pass_are_the_numbers_of_two_passes():
+    """A shift check asks for both; one pass of the network gives them, bit for bit the same as
+    the outputs alone and the features alone (a plain network), and a TTA model or an ensemble
+    falls back to two passes."""
+    import keras
+
+    from btk.ensemble import ensemble_model
+    from btk.tta import with_tta
+
+    def net(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((8, 8, 1))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(5, 3, activation="relu")(inputs))
+        return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+    images = np.random.default_rng(7).integers(0, 255, (9, 8, 8, 1)).astype(np.uint8)
+    plain = Scorer(net(1), 1 / 255, "none", ("a", "b"), ("a", "b"), batch_size=4, temperature=1.3)
+    for scorer in (plain, Scorer(with_tta(plain.model), 1 / 255, "none", ("a", "b"), ("a", "b"), batch_size=4),
+                   Scorer(ensemble_model([plain.model, net(2)]), 1 / 255, "none", ("a", "b"), ("a", "b"))):
+        outputs, features = scorer.outputs_and_features(images)
+        assert np.array_equal(outputs, scorer.outputs(images))
+        assert np.array_equal(features, scorer.features(images))
+    probabilities, features = plain.probabilities_and_features(images)
+    assert np.array_equal(probabilities, plain(images)) and features.shape == (9, 5)
