@@ -178,7 +178,7 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
             journal.event("refused", None, f"from {sender}: {why}")
             tell("refused", why)
             return OUT_OF_RESOURCES
-        if kind in ("received", "stored", "amend"):
+        if kind in ("received", "stored", "amend", "again"):  # "again": a sender sending the study once more
             with lock:
                 first = detail not in carrying.setdefault(id(event.assoc), set())
                 carrying[id(event.assoc)].add(detail)
