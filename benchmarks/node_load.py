@@ -96,8 +96,10 @@ def logged(node_dir: Path, event: str) -> list[dict]:
 
 def node_counts(node_dir: Path) -> dict:
     """``btk listen --node DIR --status --json``."""
-    return json.loads(subprocess.run([sys.executable, "-m", "btk", "listen", "--node", str(node_dir), "--status",
-                                      "--json"], check=True, capture_output=True, text=True).stdout)
+    done = subprocess.run([sys.executable, "-m", "btk", "listen", "--node", str(node_dir), "--status", "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def srs_in(pacs) -> int:

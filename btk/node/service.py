@@ -16,6 +16,7 @@ what it holds before anything is sent, so nothing is sent twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -316,6 +317,16 @@ def node_status(folder: Path) -> dict[str, Any]:
         journal.close()
     if (folder / DRIFT).is_file():
         counts["drift"] = json.loads((folder / DRIFT).read_text())
-    spool = folder / SPOOL
-    counts["spool_bytes"] = sum(p.stat().st_size for p in spool.rglob("*") if p.is_file()) if spool.is_dir() else 0
+    counts["spool_bytes"] = disk_use(folder / SPOOL)
     return counts
+
+
+def disk_use(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (0 when it is missing); a file a running node
+    deletes while they are counted is not counted."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
