@@ -13,7 +13,8 @@ its own DICOM association, send their share of the studies at the same moment (d
   stored, against what ``btk predict --sr DIR --store URL`` does on the same files in one call
   (the peer: the same scorer, SR writer and STOW-RS, to another Orthanc, with no DICOM receiving,
   no journal and no waiting; timed in this process after a warm-up, as the node loads its model
-  before it listens), and their ratio;
+  before it listens, once before the node and once after, their mean the peer's time), and their
+  ratio;
 - the time from a study's last instance to its result stored (median and 95th percentile), from
   the node's own log (``seconds_since_last_instance`` + ``answer_seconds``), which includes the
   ``--stable`` wait.
@@ -179,16 +180,23 @@ def main() -> None:
         slices = sum(len(s) for s in studies)
         print(f"{len(studies)} studies, {slices} slices", flush=True)
 
-        # the peer: what btk predict --sr does, on the same files in one call, in this process
+        # the peer: what btk predict --sr does, on the same files in one call, in this process,
+        # timed before the node and again after it (the mean is the peer's figure: a machine
+        # whose speed drifts during the run moves both sides alike)
         run = load_run(args.run)
         predict_run(run, [work / "studies" / "study000"])  # warm-up: the model loaded, as the node loads it first
-        rows: list = []
-        with orthanc_server(work / "peer-orthanc") as peer_pacs:  # the peer stores its SRs too, elsewhere
-            t0 = time.perf_counter()
-            predict_run(run, [work / "studies"], on_row=lambda row: rows.append(row) if row.identity else None)
-            report_predictions(run, rows, work / "peer", peer_pacs.dicomweb)
-            peer_seconds = time.perf_counter() - t0
-        print(f"btk predict --sr --store: {slices / peer_seconds:.1f} slices/s ({peer_seconds:.1f} s)", flush=True)
+
+        def peer(k: int) -> float:
+            rows: list = []
+            with orthanc_server(work / f"peer-orthanc-{k}") as peer_pacs:  # the peer stores its SRs too, elsewhere
+                t0 = time.perf_counter()
+                predict_run(run, [work / "studies"], on_row=lambda row: rows.append(row) if row.identity else None)
+                report_predictions(run, rows, work / f"peer-{k}", peer_pacs.dicomweb)
+                seconds = time.perf_counter() - t0
+            print(f"btk predict --sr --store: {slices / seconds:.1f} slices/s ({seconds:.1f} s)", flush=True)
+            return seconds
+
+        peer_times = [peer(1)]
 
         port = free_port()
         with orthanc_server(work / "orthanc") as pacs:
@@ -218,6 +226,8 @@ def main() -> None:
                 per_study[e["study"]] = per_study.get(e["study"], 0) + 1
             in_pacs = srs_in(pacs)
             counts = node_counts(node_dir)
+        peer_times.append(peer(2))
+        peer_seconds = float(np.mean(peer_times))
         node_seconds = done - start
         latency = np.array([e["seconds_since_last_instance"] + e["answer_seconds"] for e in events])
         figures = {
@@ -225,7 +235,8 @@ def main() -> None:
             "answered_events": len(events), "studies_answered": len(per_study),
             "studies_answered_twice": sum(1 for v in per_study.values() if v > 1), "srs_in_orthanc": in_pacs,
             "journal": counts["studies"], "node_seconds": node_seconds, "node_slices_per_second": slices / node_seconds,
-            "peer_seconds": peer_seconds, "peer_slices_per_second": slices / peer_seconds,
+            "peer_seconds": peer_seconds, "peer_seconds_before_and_after": peer_times,
+            "peer_slices_per_second": slices / peer_seconds,
             "ratio": peer_seconds / node_seconds, "latency_median_seconds": float(np.median(latency)),
             "latency_p95_seconds": float(np.percentile(latency, 95)),
             "answer_median_seconds": float(np.median([e["answer_seconds"] for e in events])),
