@@ -140,7 +140,10 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
         coverage = check_coverage(coverage)
     if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
         raise BtkError("DICOM over TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
-    tls = tls_context(tls_cert, tls_key, tls_ca) if tls_cert is not None and tls_key is not None else None
+    tls = None
+    if tls_cert is not None and tls_key is not None:
+        tls_context(tls_cert, tls_key, tls_ca)  # refused in one line here, before anything is made
+        tls = (str(tls_cert), str(tls_key), str(tls_ca) if tls_ca is not None else None)
     settings = NodeSettings(folder, Door(port, ae_title, host, tuple(allowed), tls), store, stable, partial_wait,
                             partial, min_confidence, coverage, maps, keep, late_window, batch, drift_window, tries,
                             back_off, follow=follow, follow_every=follow_every, spool_limit_mb=spool_limit)

@@ -28,13 +28,14 @@ UIDs a study needs, or unreadable), "out of resources" (the spool could not be w
 @dataclass
 class Door:
     """Where the node listens: host (loopback unless told otherwise), port, its AE title, the
-    calling AE titles let in (none: any), and a TLS context (``None``: plain DICOM)."""
+    calling AE titles let in (none: any), and DICOM over TLS: the certificate, key and clients'
+    CA files of :func:`tls_context` (``None``: plain DICOM)."""
 
     port: int
     ae_title: str = "BTK"
     host: str = "127.0.0.1"
     allowed: tuple[str, ...] = ()
-    tls: Any = None
+    tls: tuple[str, str, str | None] | None = None
 
 
 class SpoolFull(OSError):
@@ -213,4 +214,6 @@ def start_receiver(door: Door, spool: Path, journal: Journal, on_event: Any = No
     ae.maximum_pdu_size = 0  # no limit: whole slices in one PDU
     handlers: list[Any] = [(evt.EVT_C_STORE, on_store), (evt.EVT_REJECTED, on_rejected),
                            (evt.EVT_CONN_CLOSE, on_closed)]
-    return ae.start_server((door.host, door.port), block=False, evt_handlers=handlers, ssl_context=door.tls)
+    tls = tls_context(Path(door.tls[0]), Path(door.tls[1]), Path(door.tls[2]) if door.tls[2] else None) \
+        if door.tls else None
+    return ae.start_server((door.host, door.port), block=False, evt_handlers=handlers, ssl_context=tls)

@@ -1,6 +1,7 @@
 """The node's work: answer each complete study once, send the answer back, and lose nothing.
 
-:func:`serve` starts the receiver (:mod:`btk.node.receiver`) and answers, one at a time, every
+:func:`serve` starts the receiver (:mod:`btk.node.receiver`, in a process of its own:
+:mod:`btk.node.door_process`) and answers, one at a time, every
 study that has been stable (no new instance) for the configured time: its series predicted with
 the run's scorer (:func:`btk.predict_output.predict_run`, as ``btk predict`` does), its SRs (and
 heat maps) written by :func:`btk.default_plugins.dicom_sr.report_predictions` and sent to the
@@ -241,7 +242,8 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
         BtkError: the run cannot be loaded, or the port cannot be opened.
     """
     from btk.errors import BtkError
-    from btk.node.receiver import check_port, start_receiver
+    from btk.node.door_process import start_door
+    from btk.node.receiver import check_port
     from btk.runs import load_run
 
     run = load_run(run_dir)
@@ -258,8 +260,8 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
     try:
         for study in journal.cut_by_stop():  # the node was killed while a sender was sending it
             heard("broken off", "the node stopped while an association was sending it", study)
-        try:
-            server = start_receiver(settings.door, settings.folder / SPOOL, journal, heard, limit)
+        try:  # in a process of its own: receiving shares no interpreter with answering
+            door = start_door(settings.door, settings.folder / SPOOL, settings.folder / JOURNAL, limit, heard)
         except OSError as exc:
             raise BtkError(f"cannot listen on {settings.door.host}:{settings.door.port}: {exc.strerror}") from None
         follower = None
@@ -278,8 +280,17 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                             "drift_window": settings.drift_window if drift is not None else
                             "off (the run keeps no prediction-set calibration to compare with)"
                             if settings.drift_window else "off"}, on_log)
+        # on stop the door closes at once (no new association), while the study in flight is finished
+        def close_on_stop() -> None:
+            stop.wait()
+            door.stop()
+
+        threading.Thread(target=close_on_stop, name="btk-door-close", daemon=True).start()
         try:
             while not stop.is_set():
+                if not door.alive():
+                    raise BtkError(f"the node's DICOM receiver stopped (exit status {door.process.returncode}): "
+                                   "start the node again")
                 for study in journal.to_clear():  # past the late window
                     clear_instances(journal, study)
                 while not stop.is_set():  # in batches: under load the node keeps up as btk predict does
@@ -289,7 +300,7 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
                     handle_studies(run, journal, due, settings, on_log, drift)
                 stop.wait(settings.poll)
         finally:
-            server.shutdown()
+            door.stop()
             if follower is not None:
                 follower.join(timeout=120)
         counts = journal.counts()
