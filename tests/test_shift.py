@@ -102,7 +102,7 @@ def test_slices_of_one_series_count_once():
 def test_predict_keeps_each_image_with_its_series_for_the_check():
     tally = PredictionTally()
     batcher = _Batcher(lambda x: np.full((len(x), 2), 0.5), 4, ["a", "b"], tally, keep=True,
-                       featurize=lambda x: x.reshape(len(x), -1)[:, :3].astype(np.float32))
+                       featurize=lambda x: (np.full((len(x), 2), 0.5), x.reshape(len(x), -1)[:, :3].astype(np.float32)))
     image = np.zeros((2, 2, 1), np.uint8)
     list(batcher.add("scan.dcm", [(k, image + k, None, "patient-7") for k in range(3)]))
     list(batcher.add("photo.jpg", [(None, image, None, "")]))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from btk.errors import BtkError
+from btk.api import BtkError
 
 SCHEME = "dicom"
 """The URL scheme of a DICOM (DIMSE) destination."""
