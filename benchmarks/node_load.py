@@ -145,7 +145,9 @@ def kill_run(args: argparse.Namespace, studies: list[list[Path]], work: Path) ->
             once = dict(db.execute("SELECT study, COUNT(*) FROM events WHERE event = 'answered' GROUP BY study"))
         counts = node_counts(node_dir)
         return {"kill_after": args.kill_after, "answered_before_kill": answered_before,
-                "senders_that_broke_off": len(failed), "studies_broken_off": len(logged(node_dir, "broken off")),
+                "senders_that_broke_off": len(failed),
+                "studies_broken_off": counts["events"].get("broken off", 0),
+                "on_restart": (logged(node_dir, "resumed") or [None])[0],
                 "studies_answered": len(once), "studies_answered_twice": sum(1 for v in once.values() if v > 1),
                 "amended": counts["events"].get("amend", 0), "srs_in_orthanc": srs_in(pacs),
                 "journal": counts["studies"], "journal_instances": counts["instances"],

@@ -475,6 +475,8 @@ def test_kill_9_in_the_middle_of_a_load_loses_nothing_and_answers_each_study_onc
     finally:
         assert node.stop() == 0
     before_restart = len(node.events("answered"))
+    resumed = node.events("resumed")[0]  # what the restarted node found in its journal, in its log
+    assert resumed["answered"] + resumed["receiving"] + resumed["answering"] == 8 and resumed["answered"] < 8
     uids = {_study_uid(tmp_path / f"load{k}") for k in range(8)}
     assert dict(once) == dict.fromkeys(uids, 1)  # each study answered once in the journal, across the kill
     for k in range(8):

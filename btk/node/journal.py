@@ -197,6 +197,11 @@ class Journal:
         self._write(("UPDATE studies SET sending = 0", ()))
         return marked
 
+    def waiting_for_rest(self) -> list[str]:
+        """The studies marked broken off and still being received: waiting for the rest."""
+        return [r[0] for r in self._read("SELECT study FROM studies WHERE broken_by IS NOT NULL AND "
+                                         "state = 'receiving' ORDER BY last_received")]
+
     def broken_off(self, studies: set[str], why: str, now: float | None = None) -> list[str]:
         """An association that carried instances of ``studies`` ended without a release (``why``,
         e.g. "ORTHANC broke off the association mid-study"): those still being received are

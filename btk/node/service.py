@@ -260,6 +260,10 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
     try:
         for study in journal.cut_by_stop():  # the node was killed while a sender was sending it
             heard("broken off", "the node stopped while an association was sending it", study)
+        found = journal.counts()["studies"]
+        if any(found[state] for state in ("receiving", "answering", "failed")):  # what a restarted node goes on with
+            log_line(settings, {"event": "resumed", **found, "waiting_for_rest": len(journal.waiting_for_rest())},
+                     on_log)
         try:  # in a process of its own: receiving shares no interpreter with answering
             door = start_door(settings.door, settings.folder / SPOOL, settings.folder / JOURNAL, limit, heard)
         except OSError as exc:
