@@ -149,3 +149,39 @@ def test_an_instance_that_would_take_the_spool_past_its_limit_is_refused_and_not
     assert journal.kept_bytes() == 0
     assert keep_instance(b"x" * 600, instance("1.2.3.4.2"), spool, journal, "ORTHANC", 1000)[0] == "stored"
     journal.close()
+
+
+def test_the_receiver_process_stopped_mid_association_marks_the_study_broken_off(tmp_path):
+    """The node's receiver runs in its own process; when the node stops it (or dies) while a
+    sender is in the middle of a study, the study is marked broken off in the journal, so it
+    waits for the sender to send it again instead of being answered half-sent."""
+    import socket
+
+    import numpy as np
+    import pydicom
+    from pynetdicom import AE
+
+    from btk.default_plugins.convert import write_dicom_series
+    from btk.node.door_process import start_door
+    from btk.node.receiver import Door
+
+    [first, _] = write_dicom_series([np.full((16, 16), k * 60, np.uint8) for k in (1, 2)], tmp_path / "series", "P1",
+                                    uid_seed="door")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    heard = []
+    door = start_door(Door(port, allowed=("ORTHANC",)), tmp_path / "node" / "spool", tmp_path / "node" / "journal.sqlite",
+                      0, lambda *event: heard.append(event))
+    dataset = pydicom.dcmread(first)
+    caller = AE(ae_title="ORTHANC")
+    caller.add_requested_context(dataset.SOPClassUID)
+    assoc = caller.associate("127.0.0.1", port, ae_title="BTK")
+    assert assoc.is_established and assoc.send_c_store(dataset).Status == 0x0000
+    door.stop()  # one slice of two sent, the association still open
+    assert not door.alive()
+    journal = _journal(tmp_path)
+    study = journal.study(str(dataset.StudyInstanceUID))
+    assert study.instances == 1 and study.broken_by == "ORTHANC broke off the association mid-study"
+    assert [e[0] for e in heard] == ["received", "broken off"]
+    journal.close()

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
 
     def tell(kind: str, detail: str, study: str | None = None) -> None:
-        with lock:
+        with lock, contextlib.suppress(OSError, ValueError):  # a node that died hears nothing: the journal keeps it
             sys.stdout.write(json.dumps([kind, detail, study]) + "\n")
             sys.stdout.flush()
 
@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sys.stdin.read()  # until the node closes it: it stops, or it died
         finally:
-            server.shutdown()
+            open_now = list(server.active_associations)
+            server.shutdown()  # no new association
+            for association in open_now:  # those under way are aborted: each marks its studies broken off
+                association.abort()
+                association.join(timeout=30)
     finally:
         journal.close()
     return 0
