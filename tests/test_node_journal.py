@@ -171,8 +171,9 @@ def test_the_receiver_process_stopped_mid_association_marks_the_study_broken_off
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     heard = []
-    door = start_door(Door(port, allowed=("ORTHANC",)), tmp_path / "node" / "spool", tmp_path / "node" / "journal.sqlite",
-                      0, lambda *event: heard.append(event))
+    node = tmp_path / "node"
+    door = start_door(Door(port, allowed=("ORTHANC",)), node / "spool", node / "journal.sqlite", 0,
+                      lambda *event: heard.append(event))
     dataset = pydicom.dcmread(first)
     caller = AE(ae_title="ORTHANC")
     caller.add_requested_context(dataset.SOPClassUID)
