@@ -24,18 +24,27 @@ _AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/+(?P<authority>[^
 ``pathlib.Path`` lost one slash)."""
 
 
-_RESOURCE = re.compile(r"^(?P<root>.+?)/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+))?/*$")
+_RESOURCE = re.compile(r"^(?P<root>.+?)/studies/(?P<study>[^/]+)"
+                       r"(?:/series/(?P<series>[^/]+)(?:/instances/(?P<instance>[^/]+))?)?/*$")
 
 
 def split_url(url: str) -> tuple[str, str | None, str | None]:
     """A DICOMweb URL as (server root, study, series): ``ROOT/studies/S/series/R`` (as btk names
     a series it read) gives ``(ROOT, S, R)``, ``ROOT/studies/S`` gives ``(ROOT, S, None)`` and a
-    root ``(ROOT, None, None)``."""
+    root ``(ROOT, None, None)``; an instance's URL gives its series' (:func:`url_instance`: the
+    instance)."""
     url = url.rstrip("/")
     found = _RESOURCE.match(url)
     if found is None:
         return url, None, None
     return found["root"], found["study"], found["series"]
+
+
+def url_instance(url: str) -> str | None:
+    """The SOP Instance UID of an instance's DICOMweb URL (``ROOT/studies/S/series/R/instances/I``
+    gives ``I``), else ``None``."""
+    found = _RESOURCE.match(url.rstrip("/"))
+    return found["instance"] if found is not None else None
 
 
 def public_url(url: str) -> str:

@@ -289,6 +289,13 @@ def test_a_printed_study_or_series_url_reads_that_study_or_series(pacs, converte
             [(r["path"], r["slice"], r["probabilities"]) for r in rows]
     line = _error("predict", str(run_dir), "--data", url, "-R", "study=1.2.3")
     assert "study=1.2.3 contradicts the study of --data" in line
+    # one instance's URL (as the JSON names each slice): that slice alone, retrieved alone
+    middle = rows[1]
+    sop = middle["dicom"]["sop"]
+    [one] = json.loads(_ok("predict", str(run_dir), "--data", f"{url}/instances/{sop}", "--json"))
+    assert one["path"] == f"{url}/instances/{sop}" and one["dicom"]["sop"] == sop
+    assert one["probabilities"] == middle["probabilities"]
+    assert "no instances at" in _error("predict", str(run_dir), "--data", f"{url}/instances/1.2.3")
 
 
 @NEEDS_ORTHANC

@@ -29,7 +29,7 @@ from typing import Any
 
 from btk.api import BtkError, Entry, ReadOptions, RegisterReader, Sample, UnreadableInputError, choose_slices, hookimpl
 from btk.default_plugins.dicom import NOT_IMAGES, is_image_class, not_images, series_samples
-from btk.urls import ENV_PASSWORD, ENV_TOKEN, ENV_USER, public_url, split_url
+from btk.urls import ENV_PASSWORD, ENV_TOKEN, ENV_USER, public_url, split_url, url_instance
 
 OWN_OPTIONS = ("study", "series", "slices", "window", "all")
 QIDO_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "PatientName", "StudyDate",
@@ -63,7 +63,8 @@ def search_scope(url: str, extra: dict[str, str]) -> tuple[str, str | None, str 
         raise BtkError(f"dicomweb reader: unknown option(s) {', '.join(unknown)} (options: {', '.join(OWN_OPTIONS)}; "
                        f"QIDO-RS keys: {', '.join(QIDO_KEYS)} or any DICOM keyword)")
     root, study, series = split_url(url)
-    for key, value in (("study", study), ("series", series)):
+    instance = url_instance(url)
+    for key, value in (("study", study), ("series", series), ("SOPInstanceUID", instance)):
         if value and extra.get(key, value) != value:
             raise BtkError(f"dicomweb reader: {key}={extra[key]} contradicts the {key} of --data {public_url(url)}")
     study, series = study or extra.get("study"), series or extra.get("series")
@@ -78,6 +79,8 @@ def search_scope(url: str, extra: dict[str, str]) -> tuple[str, str | None, str 
     filters = {k: v for k, v in extra.items() if k not in OWN_OPTIONS and k != "inspect"}
     if series and not study:
         filters["SeriesInstanceUID"] = series
+    if instance:  # one instance's URL: that instance alone
+        filters["SOPInstanceUID"] = instance
     return root, study, series, filters
 
 
@@ -168,8 +171,10 @@ class DicomWebReader:
                 members[key].append(_value(record, "SOPInstanceUID"))
             else:
                 others[key].append((_value(record, "SOPClassUID"), _value(record, "Manufacturer")))
-        entries = [Entry(f"studies/{st}/series/{se}", None, patients[(st, se)], "",
-                         payload=(url, st, se, sorted(uids))) for (st, se), uids in members.items()]
+        one = url_instance(given)  # an instance's URL: its own entry, retrieved alone
+        entries = [Entry(f"studies/{st}/series/{se}" + (f"/instances/{one}" if one else ""), None,
+                         patients[(st, se)], "", payload=(url, st, se, sorted(uids), bool(one)))
+                   for (st, se), uids in members.items()]
         return entries + [Entry(f"studies/{st}/series/{se}", None, patients[(st, se)], "",
                                 payload=(NOT_IMAGES, not_images(kinds))) for (st, se), kinds in others.items()]
 
@@ -177,9 +182,11 @@ class DicomWebReader:
         """Retrieve one series (WADO-RS) and read it as the ``dicom`` reader reads files."""
         if entry.payload[0] == NOT_IMAGES:  # not retrieved at all
             raise UnreadableInputError(entry.payload[1])
-        url, study, series, _ = entry.payload
+        url, study, series, uids, alone = entry.payload
         try:
-            datasets = client(url).retrieve_series(study, series)
+            web = client(url)
+            datasets = [web.retrieve_instance(study, series, uid) for uid in uids] if alone else \
+                web.retrieve_series(study, series)
         except Exception as exc:
             raise UnreadableInputError(str(explain(exc, url, f"retrieving {entry.source} (WADO-RS)"))) from None
         where = f"{public_url(url)}/studies/{study}/series/{series}"
