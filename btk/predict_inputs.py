@@ -119,3 +119,39 @@ def gather_inputs(paths: Sequence[str | Path], host: PluginHost, base: ReadOptio
             raise BtkError(f"nothing to read in {given}: no image files, DICOM series or NIfTI volumes")
         inputs.append(PredictInput(given, reader, options, entries, folder))
     return inputs
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``K/N`` (the K-th of N shares, 1 <= K <= N) as ``(K, N)``; ``None`` for ``None``.
+
+    Raises:
+        BtkError: not K/N with 1 <= K <= N.
+    """
+    if text is None:
+        return None
+    k, _, n = str(text).partition("/")
+    if not (k.strip().isdigit() and n.strip().isdigit()) or not 1 <= int(k) <= int(n):
+        raise BtkError(f"--shard {text}: give K/N, the K-th of N shares (1 <= K <= N), e.g. --shard 2/8")
+    return int(k), int(n)
+
+
+def take_shard(inputs: list[PredictInput], shard: tuple[int, int]) -> dict[str, int]:
+    """Keep, in ``inputs`` (changed in place), the ``shard`` ``(K, N)``-th contiguous share of all
+    their entries in order: entries ``floor((K-1)M/N)`` to ``floor(KM/N)`` of the M. The shares
+    of K = 1..N cover every entry once, in order, so their outputs put one after the other are
+    the unsharded output. What was kept: ``{"k", "n", "first", "end", "of"}`` (entry indices).
+
+    Raises:
+        BtkError: the share holds no entry (fewer entries than shares).
+    """
+    k, n = shard
+    total = sum(len(i.entries) for i in inputs)
+    first, end = (k - 1) * total // n, k * total // n
+    if first == end:
+        raise BtkError(f"--shard {k}/{n}: no input in this share ({total} input(s) for {n} shares)")
+    seen = 0
+    for item in inputs:
+        count = len(item.entries)
+        item.entries = item.entries[max(first - seen, 0):max(end - seen, 0)]
+        seen += count
+    return {"k": k, "n": n, "first": first, "end": end, "of": total}

@@ -104,7 +104,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 reader_name: str | None = None, reader_options: dict[str, str] | None = None, slices: str = "all",
                 min_confidence: float = 0.0, tta: bool | None = None, devices: str = "",
                 tally: PredictionTally | None = None, coverage: float | None = None,
-                check_shift: bool = False, heat: bool = False) -> PredictResult:
+                check_shift: bool = False, heat: bool = False, shard: tuple[int, int] | None = None) -> PredictResult:
     """``btk predict``, the whole job: every path checked and scanned before the model loads
     (:func:`btk.predict_inputs.gather_inputs`), then predicted with the run's scorer
     (:func:`btk.predict.predict_stream`); each row handed to ``on_row`` as it comes and, with
@@ -118,7 +118,10 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     (:func:`btk.shift.shift_check`, no labels needed; the slices of a series counted once; on the
     network's features where the run keeps its calibration images', else, saying so, on the top
     probability), returned as ``shift``. ``heat`` gives
-    each DICOM slice's row its Grad-CAM map (for ``btk predict --maps``).
+    each DICOM slice's row its Grad-CAM map (for ``btk predict --maps``). ``shard`` ``(K, N)``:
+    only the K-th of N contiguous shares of the inputs' entries
+    (:func:`btk.predict_inputs.take_shard`), recorded in ``predict.json`` so ``btk merge`` can
+    put the shares' tables back together.
 
     Raises:
         BtkError: a path that does not exist or holds nothing readable, a folder that cannot be
@@ -130,7 +133,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     from btk.explain import answer_maps
     from btk.plugins import get_host
     from btk.predict import PredictionTally, predict_stream
-    from btk.predict_inputs import gather_inputs
+    from btk.predict_inputs import gather_inputs, take_shard
     from btk.run_files import ResultDir, check_writable
     from btk.shift import read_reference, shift_check
 
@@ -145,6 +148,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     reference = read_reference(run.path) if check_shift else None
     parent = check_writable(out) if out is not None else None
     inputs = gather_inputs(paths, host or get_host(), run.read_options({}), reader_name, reader_options, slices)
+    share = take_shard(inputs, shard) if shard is not None else None
     tally = tally if tally is not None else PredictionTally()
     with ExitStack() as stack:
         folder = stack.enter_context(ResultDir(parent, f"predict-{run.name}")) if parent is not None else None
@@ -174,6 +178,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
             (folder.path("predict.json")).write_text(json.dumps({
                 "run": str(run.path), "inputs": [str(p) for p in paths], "rows": rows, "images": tally.images,
                 "answers": dict(tally.answers), "min_confidence": min_confidence,
+                **({"shard": share} if share is not None else {}),
                 **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())},
                     "in_every_set": held} if coverage is not None else {}),
                 **({"shift": shift.to_json()} if shift is not None else {}),

@@ -12,6 +12,7 @@ from btk.commands.ensemble import ensemble
 from btk.commands.evaluate import evaluate
 from btk.commands.explain import explain
 from btk.commands.listen import listen
+from btk.commands.merge import merge
 from btk.commands.plan import plan
 from btk.commands.plugins import plugins
 from btk.commands.predict import predict
@@ -20,7 +21,7 @@ from btk.commands.rerun import rerun
 from btk.commands.robustness import robustness
 from btk.commands.run import resume, run
 
-COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, listen, explain, robustness, adapt, calibrate,
+COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, merge, listen, explain, robustness, adapt, calibrate,
             report, card, audit, degrade, cache, plugins)
 """Every built-in command, in the order ``btk --help`` lists them."""
 

@@ -53,12 +53,17 @@ from btk.commands.options import (
 @click.option("--store", metavar="URL", callback=check_store,
               help="Send the --sr reports (and maps) there, e.g. to the PACS the series came from; what it held "
                    "already is counted ('already stored: N'). " + STORE_HELP)
+@click.option("--shard", metavar="K/N",
+              help="Predict only the K-th of N contiguous shares of the inputs (series, volumes, files, in order), "
+                   "e.g. one task of a cluster's job array; with --out, btk merge puts the N shares' tables back "
+                   "together, row for row the table without --shard.")
 @scoring_options
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
 @json_option
 def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
             min_confidence: float, coverage: float | None, check_shift: bool, sr_dir: Path | None,
-            maps: bool, store: str | None, tta: bool | None, devices: str, out: Path | None, as_json: bool) -> None:
+            maps: bool, store: str | None, shard: str | None, tta: bool | None, devices: str, out: Path | None,
+            as_json: bool) -> None:
     """Classify new scans with a trained run. Uses the run's model, the image size, channels,
     framing, intensity normalisation and scaling it recorded, and its scorer: the same
     calibrated probabilities as the run's own predictions.csv, btk evaluate and btk explain.
@@ -85,6 +90,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     from btk.errors import BtkError
     from btk.plugins import get_host
     from btk.predict import PredictionTally
+    from btk.predict_inputs import parse_shard
     from btk.predict_output import JsonList, predict_run
     from btk.render import line, warn_lines
     from btk.render.progress import stderr_feedback
@@ -93,6 +99,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     from btk.runs import load_run
 
     check_devices(devices)  # refused in one line before the run or any image is read
+    share = parse_shard(shard)
     if coverage is not None:
         check_coverage(coverage)
     if (store or maps) and sr_dir is None:
@@ -139,7 +146,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
                              min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
-                             coverage=coverage, check_shift=check_shift, heat=maps)
+                             coverage=coverage, check_shift=check_shift, heat=maps, shard=share)
         failed = False
     except BtkError:
         list_skipped()  # what could not be read, before the error (nothing readable at all)
