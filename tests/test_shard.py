@@ -3,6 +3,7 @@ inputs, give, merged, exactly the table of one unsharded ``btk predict``."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -29,7 +30,9 @@ def test_three_shares_in_three_processes_merge_into_the_unsharded_table(sartaj_s
     for process in shares:  # three at once, as three tasks of a job array
         _, errors = process.communicate(timeout=300)
         assert process.returncode == 0, errors
-    folders = sorted((tmp_path / "shares").iterdir())
+    # each share's folder, in K order (their names, made at the same moment, say nothing of K)
+    folders = sorted((tmp_path / "shares").iterdir(),
+                     key=lambda f: json.loads((f / "predict.json").read_text())["shard"]["k"])
     sizes = [len((f / "predictions.csv").read_text().splitlines()) - 1 for f in folders]
     total = len((whole / "predictions.csv").read_text().splitlines()) - 1
     assert sum(sizes) == total and all(size > 0 for size in sizes)  # each share did part of the work
