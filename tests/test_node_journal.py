@@ -186,3 +186,18 @@ def test_the_receiver_process_stopped_mid_association_marks_the_study_broken_off
     assert study.instances == 1 and study.broken_by == "ORTHANC broke off the association mid-study"
     assert [e[0] for e in heard] == ["received", "broken off"]
     journal.close()
+
+
+def test_earlier_reports_skip_a_result_directory_a_killed_node_left_half_written(tmp_path):
+    import numpy as np
+    import pydicom
+
+    from btk.default_plugins.convert import write_dicom_series
+    from btk.node.service import earlier_reports
+
+    [done] = write_dicom_series([np.zeros((8, 8), np.uint8)], tmp_path / "results" / "sr-run", "P", uid_seed="sr")
+    half = tmp_path / "results" / ".sr-run-2.partial"
+    half.mkdir()
+    (half / "x.dcm").write_bytes(b"\x00" * 10)  # cut off mid-write
+    uid = str(pydicom.dcmread(done, stop_before_pixels=True).SOPInstanceUID)
+    assert [str(d.SOPInstanceUID) for d in earlier_reports(tmp_path / "results", [uid])] == [uid]

@@ -135,6 +135,8 @@ def earlier_reports(folder: Path, sent: list[str]) -> list[Any]:
         return []
     wanted, found = set(sent), {}
     for path in folder.glob("*/*.dcm"):
+        if path.parent.name.startswith("."):  # a result directory a killed node left half-written
+            continue
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
         if str(dataset.SOPInstanceUID) in wanted:
             found[str(dataset.SOPInstanceUID)] = dataset
@@ -257,6 +259,8 @@ def serve(run_dir: Path, settings: NodeSettings, stop: threading.Event,
             log_line(settings, {**({"study": study} if study else {}), "event": kind, "detail": detail}, on_log)
 
     limit = int(settings.spool_limit_mb * 2**20)
+    for leftover in (settings.folder / RESULTS).glob(".*.partial"):  # half-written when the node was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
         for study in journal.cut_by_stop():  # the node was killed while a sender was sending it
             heard("broken off", "the node stopped while an association was sending it", study)
