@@ -230,6 +230,9 @@ def test_a_node_without_a_run_store_journal_or_free_port_is_one_line(sartaj_smal
         "characters, no backslash)"
     assert one_line_refusal(["listen", "--node", str(tmp_path / "n"), "--status"]) == \
         f"Error: {tmp_path / 'n'}: no node here (no journal.sqlite): give the --node folder of a btk listen"
+    assert one_line_refusal(["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--store",
+                             "http://127.0.0.1:1/x", "--follow", "orthanc:8042"]) == \
+        "Error: --follow orthanc:8042: give the http(s) URL of an Orthanc, e.g. http://127.0.0.1:8042"
     assert "user name or password" in one_line_refusal(
         ["listen", str(sartaj_small_run), "--node", str(tmp_path / "n"), "--store", "http://u:secret@127.0.0.1:1/x"])
     with socket.socket() as taken:

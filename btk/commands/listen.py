@@ -134,6 +134,8 @@ def listen(run_dir: Path | None, folder: Path, port: int, host: str, ae_title: s
     if not store:
         raise BtkError("btk listen needs --store URL: the DICOMweb server (or dicom://HOST:PORT/AE_TITLE) its SRs "
                        "are sent to")
+    if follow and not follow.startswith(("http://", "https://")):
+        raise BtkError(f"--follow {follow}: give the http(s) URL of an Orthanc, e.g. http://127.0.0.1:8042")
     if coverage is not None:
         from btk.conformal import check_coverage
 

@@ -84,20 +84,26 @@ def search_scope(url: str, extra: dict[str, str]) -> tuple[str, str | None, str 
     return root, study, series, filters
 
 
+def http_session() -> Any:
+    """A ``requests`` session with the credentials of the environment (never logged): a bearer
+    token (:data:`ENV_TOKEN`) and/or HTTP basic authentication (:data:`ENV_USER`,
+    :data:`ENV_PASSWORD`). What every request btk makes to a server goes through."""
+    import requests
+
+    session = requests.Session()
+    token = os.environ.get(ENV_TOKEN)
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    if os.environ.get(ENV_USER):
+        session.auth = (os.environ[ENV_USER], os.environ.get(ENV_PASSWORD, ""))
+    return session
+
+
 def client(url: str) -> Any:
     """A DICOMweb client for ``url`` with the credentials of the environment (never logged)."""
     from dicomweb_client.api import DICOMwebClient
 
-    headers = {}
-    token = os.environ.get(ENV_TOKEN)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    session = None
-    if os.environ.get(ENV_USER):
-        from dicomweb_client.session_utils import create_session_from_user_pass
-
-        session = create_session_from_user_pass(os.environ[ENV_USER], os.environ.get(ENV_PASSWORD, ""))
-    web = DICOMwebClient(url, headers=headers or None, session=session)
+    web = DICOMwebClient(url, session=http_session())
     # three tries, 0.2 s then 0.4 s apart (the client's default: five, up to 16 s apart, also when
     # nothing listens, which would make "the server is down" a half-minute wait)
     web.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=100)

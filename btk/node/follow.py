@@ -15,7 +15,6 @@ the environment, as for ``--store`` (``BTK_DICOMWEB_USER`` and ``BTK_DICOMWEB_PA
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,20 +28,6 @@ key-object selections: btk's answers among them)."""
 
 SENDER = "FOLLOW"
 """The sender recorded in the journal for the instances the follower fetched."""
-
-
-def orthanc_session() -> Any:
-    """A ``requests`` session with the environment's credentials (never logged)."""
-    import requests
-
-    from btk.urls import ENV_PASSWORD, ENV_TOKEN, ENV_USER
-
-    session = requests.Session()
-    if os.environ.get(ENV_TOKEN):
-        session.headers["Authorization"] = f"Bearer {os.environ[ENV_TOKEN]}"
-    elif os.environ.get(ENV_USER):
-        session.auth = (os.environ[ENV_USER], os.environ.get(ENV_PASSWORD, ""))
-    return session
 
 
 def fetch_study(session: Any, url: str, orthanc_id: str, spool: Path, journal: Journal,
@@ -86,9 +71,10 @@ def follow(url: str, spool: Path, journal: Journal, stop: threading.Event, every
     ``on_event(kind, detail, study)`` hears each study fetched and each failed poll (the
     follower goes on after one, waiting longer each time, at most 5 minutes; a full spool is
     such a failure: the study is fetched once the spool has room)."""
+    from btk.default_plugins.dicomweb import http_session
     from btk.urls import public_url
 
-    session = orthanc_session()
+    session = http_session()
     url, wait = url.rstrip("/"), every
     while not stop.is_set():
         try:
