@@ -30,11 +30,30 @@ def new_run_id(name: str) -> str:
 
 
 def unique_dir(parent: Path, run_id: str) -> Path:
-    """``parent/run_id``, with a numeric suffix if it exists already."""
+    """``parent/run_id``, with a numeric suffix if that name is taken, and claimed for this
+    process: its hidden ``.<id>.partial`` folder is made here, at once and exclusively (with the
+    folders above it), so processes that start in the same second (the tasks of a job array)
+    never share a name. The writer that fills the folder (:class:`RunWriter`, :class:`ResultDir`,
+    :class:`btk.checkpoint.PartialRun`) renames it when done and removes it, with the folders
+    made here, when the work fails."""
+    made = make_folder(parent)
     path, k = parent / run_id, 2
-    while path.exists() or (parent / f".{path.name}.partial").exists():
+    while True:
+        hidden = parent / f".{path.name}.partial"
+        if not path.exists():
+            try:
+                hidden.mkdir()
+            except FileExistsError:
+                pass
+            else:
+                if not path.exists():  # not finished by another process between the two looks
+                    _CLAIMED[hidden] = made
+                    return path
+                hidden.rmdir()
         path, k = parent / f"{run_id}-{k}", k + 1
-    return path
+
+
+_CLAIMED: dict[Path, list[Path]] = {}  # a claimed hidden folder -> the folders made above it
 
 
 def check_writable(parent: Path | str, what: str = "--out") -> Path:
@@ -98,6 +117,8 @@ def make_folder(path: Path) -> list[Path]:
         made.append(p)
         p = p.parent
     Path(path).mkdir(parents=True, exist_ok=True)
+    if Path(path) in _CLAIMED:  # claimed by unique_dir, with the folders made above it
+        made = [Path(path), *_CLAIMED.pop(Path(path))]
     return made
 
 

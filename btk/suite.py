@@ -302,7 +302,7 @@ def run_suite(name: str | None, base: RunConfig, out_dir: Path | str = "runs", f
     suite, members = _checked_plan(name, base, seeds)  # every plan checked before the first long run
     parent = check_writable(out_dir)
     folder = unique_dir(parent, new_run_id(f"suite-{suite.name}" if name is not None else f"seeds-{suite.name}"))
-    folder.mkdir(parents=True)
+    (folder.parent / f".{folder.name}.partial").rename(folder)  # the name unique_dir claimed
     t0 = time.perf_counter()
     if jobs > 1:
         feedback.section(f"{suite.name}: {len(members)} runs, {jobs} at a time")

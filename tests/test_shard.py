@@ -51,3 +51,25 @@ def test_three_shares_in_three_processes_merge_into_the_unsharded_table(sartaj_s
         "Error: --shard 4/3: give K/N, the K-th of N shares (1 <= K <= N), e.g. --shard 2/8"
     assert one_line_refusal(["predict", str(sartaj_small_run), "--data", data, "--shard", "1/50"]) == \
         f"Error: --shard 1/50: no input in this share ({total} input(s) for 50 shares)"
+
+
+def _claim_names(parent: str, start, count: int) -> list[str]:
+    from pathlib import Path
+
+    from btk.run_files import unique_dir
+
+    start.wait()
+    return [unique_dir(Path(parent), "20261208-000000-predict").name for _ in range(count)]
+
+
+def test_processes_that_start_in_the_same_second_never_share_a_result_folder(tmp_path):
+    """The tasks of a job array start together and name their folders by the second: each claim
+    must still be its own (before, two shares wrote into one hidden folder and one failed)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Manager().Barrier(6)
+    with context.Pool(6) as pool:
+        names = [n for share in pool.starmap(_claim_names, [(str(tmp_path / "out"), start, 15)] * 6) for n in share]
+    assert len(names) == 90 and len(set(names)) == 90
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f".{n}.partial" for n in names)
