@@ -56,6 +56,7 @@ class EvaluationPlan:
     out: Path | None = None  # the parent of the evaluation directory (None: the run's evaluations/)
     name: str = ""
     coverages: tuple[float, ...] = ()  # prediction-set coverages to measure (btk.conformal); (): the defaults
+    runtime: str = "keras"  # what computes the network (btk.onnx_runtime): keras, onnx or auto
 
 
 def evaluation_reader(run: Run, data: Path, host: PluginHost, reader: str | None) -> str:
@@ -88,7 +89,8 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
                     class_map: dict[str, str] | None = None, degrade: tuple[str, ...] | list[str] = (),
                     duplicate_threshold: float | None = None, strict: bool = False,
                     tta: bool | None = None, devices: str = "", out: Path | str | None = None,
-                    name: str = "", coverages: tuple[float, ...] | list[float] = ()) -> EvaluationPlan:
+                    name: str = "", coverages: tuple[float, ...] | list[float] = (),
+                    runtime: str = "keras") -> EvaluationPlan:
     """Check everything that can be checked before any image is read.
 
     The reader defaults to the run's (:func:`evaluation_reader`); its options default to the
@@ -104,9 +106,11 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
     """
     from btk.conformal import check_coverage
     from btk.distribute import check_devices
+    from btk.onnx_runtime import check_runtime, chosen_runtime
 
     require_run_name(name)
     check_devices(devices)
+    check_runtime(runtime, devices)
     coverages = tuple(check_coverage(c) for c in coverages)
     host = host or get_host()
     run = load_run(run_dir)
@@ -122,7 +126,8 @@ def plan_evaluation(run_dir: Path | str, data: Path | str, host: PluginHost | No
     degradations = resolve_degradations(host, tuple(degrade))
     parent = check_writable(out if out is not None else run.path / EVALUATIONS)
     return EvaluationPlan(run, data, reader_name, options, split, dict(class_map or {}), degradations, threshold,
-                          strict, tta, devices, parent, name, coverages)
+                          strict, tta, devices, parent, name, coverages,
+                          chosen_runtime(run, runtime, run.tta if tta is None else tta, devices))
 
 
 def select_split(data: Dataset, split: str | None) -> tuple[np.ndarray, str]:
@@ -242,7 +247,7 @@ def evaluate_run(plan: EvaluationPlan, host: PluginHost | None = None, feedback:
     load_seconds = time.perf_counter() - t_load
     rows = [[data.sources[i], data.labels[i], data.groups[i], "test", int(c) if copies_checked else ""]
             for i, c in zip(index, has_copy)]
-    with run.scorer(plan.tta, plan.devices, feedback=feedback) as scorer:
+    with run.scorer(plan.tta, plan.devices, feedback=feedback, runtime=plan.runtime) as scorer:
         scorer = scorer.with_shift_reference(read_reference(run.path))  # the shift check's (btk.shift)
         feedback.info(f"evaluating {run.name} on {len(index)} images of {plan.data} ({split}), "
                       f"{1 + len(plan.degradations)} condition(s)")
@@ -282,7 +287,8 @@ def write_evaluation(final: Path, evaluation: Evaluation, total_seconds: float, 
         "roles": dict(EVALUATION_ROLES),
         "evaluation": {"run": str(run.path.resolve()), "run_id": run.name, "data": str(plan.data),
                        "reader": plan.reader, "reader_options": plan.reader_options, "split": evaluation.split,
-                       "class_map": plan.class_map, "duplicate_threshold": plan.duplicate_threshold},
+                       "class_map": plan.class_map, "duplicate_threshold": plan.duplicate_threshold,
+                       "runtime": plan.runtime},
         "config": config,
         "recipe": run.config.recipe.__dict__,
         "classes": list(run.classes),

@@ -254,8 +254,8 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
                    workers: int | None = None, min_confidence: float = 0.0,
                    tta: bool | None = None, devices: str = "", coverage: float | None = None,
                    keep_probabilities: bool = False, keep_features: bool = False,
-                   heat: Callable[[Any, np.ndarray, np.ndarray], np.ndarray] | None = None
-                   ) -> Generator[Prediction, None, None]:
+                   heat: Callable[[Any, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                   runtime: str = "keras") -> Generator[Prediction, None, None]:
     """Predict every entry of ``inputs`` with ``run``'s scorer (:meth:`btk.runs.Run.scorer`),
     yielding rows in input order as soon as each entry is complete: one per image or slice,
     then, for an entry of several slices, their mean (``aggregated_over``). The model is loaded
@@ -317,7 +317,7 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
         # and no redraw of the display may fall into it.
         import keras  # noqa: F401
 
-        with run.scorer(tta, devices, feedback=feedback) as scorer, \
+        with run.scorer(tta, devices, feedback=feedback, runtime=runtime) as scorer, \
                 feedback.task("loading the model", total=len(jobs)) as task:
             task.update(description="predicting")
             set_of = (lambda probs: scorer.sets(probs, coverage)) if coverage is not None else None

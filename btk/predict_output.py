@@ -104,7 +104,8 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                 reader_name: str | None = None, reader_options: dict[str, str] | None = None, slices: str = "all",
                 min_confidence: float = 0.0, tta: bool | None = None, devices: str = "",
                 tally: PredictionTally | None = None, coverage: float | None = None,
-                check_shift: bool = False, heat: bool = False, shard: tuple[int, int] | None = None) -> PredictResult:
+                check_shift: bool = False, heat: bool = False, shard: tuple[int, int] | None = None,
+                runtime: str = "keras") -> PredictResult:
     """``btk predict``, the whole job: every path checked and scanned before the model loads
     (:func:`btk.predict_inputs.gather_inputs`), then predicted with the run's scorer
     (:func:`btk.predict.predict_stream`); each row handed to ``on_row`` as it comes and, with
@@ -121,7 +122,8 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     each DICOM slice's row its Grad-CAM map (for ``btk predict --maps``). ``shard`` ``(K, N)``:
     only the K-th of N contiguous shares of the inputs' entries
     (:func:`btk.predict_inputs.take_shard`), recorded in ``predict.json`` so ``btk merge`` can
-    put the shares' tables back together.
+    put the shares' tables back together. ``runtime``: what computes the network
+    (:mod:`btk.onnx_runtime`), recorded in ``predict.json``.
 
     Raises:
         BtkError: a path that does not exist or holds nothing readable, a folder that cannot be
@@ -130,7 +132,9 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     """
     from btk.conformal import check_coverage, in_every_set_warning
     from btk.distribute import check_devices
+    from btk.errors import BtkError
     from btk.explain import answer_maps
+    from btk.onnx_runtime import check_runtime, chosen_runtime
     from btk.plugins import get_host
     from btk.predict import PredictionTally, predict_stream
     from btk.predict_inputs import gather_inputs, take_shard
@@ -138,6 +142,11 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
     from btk.shift import read_reference, shift_check
 
     check_devices(devices)
+    check_runtime(runtime, devices)
+    if heat and runtime == "onnx":
+        raise BtkError("--maps needs the network's gradients, which an ONNX graph does not give: "
+                       "use --runtime keras")
+    runtime = "keras" if heat else chosen_runtime(run, runtime, run.tta if tta is None else bool(tta), devices)
     if coverage is not None:
         coverage = check_coverage(coverage)
     conformal = run.require_conformal() if coverage is not None or check_shift else None
@@ -159,7 +168,8 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
                                                             devices=devices, coverage=coverage,
                                                             keep_probabilities=check_shift,
                                                             keep_features=reference is not None,
-                                                            heat=answer_maps if heat else None)))
+                                                            heat=answer_maps if heat else None,
+                                                            runtime=runtime)))
         rows = 0
         for prediction in stream:
             rows += 1
@@ -177,7 +187,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
         if folder is not None:
             (folder.path("predict.json")).write_text(json.dumps({
                 "run": str(run.path), "inputs": [str(p) for p in paths], "rows": rows, "images": tally.images,
-                "answers": dict(tally.answers), "min_confidence": min_confidence,
+                "answers": dict(tally.answers), "min_confidence": min_confidence, "runtime": runtime,
                 **({"shard": share} if share is not None else {}),
                 **({"coverage": coverage, "set_sizes": {str(k): v for k, v in sorted(tally.set_sizes.items())},
                     "in_every_set": held} if coverage is not None else {}),

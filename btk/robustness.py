@@ -57,14 +57,15 @@ def result_file(subset: str, kind: str = "") -> str:
 
 def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
           progress: Callable[[str], None] | None = None, extra: list[Degradation] | None = None,
-          subset: str = "test", tta: bool | None = None, devices: str = "") -> dict[str, Any]:
+          subset: str = "test", tta: bool | None = None, devices: str = "", runtime: str = "keras") -> dict[str, Any]:
     """Accuracy of ``run``'s scorer on its test (or ``validation``) images (an evaluation's: the
     images it scored), clean and under every level of every degrader that has levels (or those
     named), and under each of the ``extra`` degradations (e.g. the report's own blur); writes
     ``robustness.json`` (or ``robustness-validation.json``) into the run, and every image's
     answer under every condition to ``robustness-predictions.csv``. ``tta``: test-time
     augmentation (default: the run's own choice). ``devices``: split every batch over these
-    devices (:func:`btk.distribute.scoring`)."""
+    devices (:func:`btk.distribute.scoring`). ``runtime``: what computes the network
+    (:mod:`btk.onnx_runtime`)."""
     names = degraders or [d.name for d in host.degraders if d.levels]
     levels = []
     for name in names:
@@ -73,12 +74,13 @@ def sweep(run: Run, host: PluginHost, degraders: list[str] | None = None,
             raise BtkError(f"degrader '{name}' has no severity levels")
         levels += [Degradation(degrader, {}, level) for level in range(1, len(degrader.levels) + 1)]
     images = run.images(subset_images(run, subset), host)
-    with run.scorer(tta, devices) as scorer:
+    with run.scorer(tta, devices, runtime=runtime) as scorer:
         results = score_conditions(scorer, images.images, images.y, images.sources, levels + list(extra or []),
                                    run.config.seed, progress=progress, examples=False)
+        runtime = scorer.runtime
     accuracy = {label: m["accuracy"] for label, m in results.conditions.items()}
     result: dict[str, Any] = {"run": run.name, "subset": subset, "tta": run.tta if tta is None else tta,
-                              "n": len(images.y), "clean": accuracy["clean"], "degraders": {}}
+                              "runtime": runtime, "n": len(images.y), "clean": accuracy["clean"], "degraders": {}}
     for name in names:
         result["degraders"][name] = [accuracy[d.label] for d in levels if d.degrader.name == name]
     if extra:
@@ -142,7 +144,8 @@ class RunRobustness:
 
 def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: list[str] | None = None,
                  extra: list[Degradation] | None = None, feedback: Feedback | None = None,
-                 subset: str = "test", tta: bool | None = None, devices: str = "") -> list[RunRobustness]:
+                 subset: str = "test", tta: bool | None = None, devices: str = "",
+                 runtime: str = "keras") -> list[RunRobustness]:
     """Sweep every run (and the baseline, if it is not among them) on its ``subset`` images
     (:func:`subset_images`),
     score each against the baseline's sweep, write each run's ``robustness-scores.json``
@@ -171,7 +174,7 @@ def compare_runs(runs: list[Run], baseline: Run, host: PluginHost, degraders: li
     for run in ([baseline] if baseline.path not in [r.path for r in runs] else []) + runs:
         with feedback.task(f"sweeping {run.name}") as task:
             results[run.name] = sweep(run, host, degraders, describe(task, run.name), extra=extra, subset=subset,
-                                      tta=tta, devices=devices)
+                                      tta=tta, devices=devices, runtime=runtime)
     base = results[baseline.name]
     out = []
     for run in runs:

@@ -94,23 +94,31 @@ class RunData:
 
     @contextmanager
     def scorer(self, tta: bool | None = None, devices: str = "", calibrated: bool = True,
-               feedback: Any = None) -> Iterator[Any]:
+               feedback: Any = None, runtime: str = "keras") -> Iterator[Any]:
         """The run's :class:`btk.scoring.Scorer` inside a ``with`` block: its model loaded (over
         ``devices``, :func:`btk.distribute.scoring`), with test-time augmentation as ``tta``
         says (default: the run's choice) and its temperature unless ``calibrated`` is false; with
         its prediction sets and the calibration images' features that a shift check compares
-        cohorts with, where the run keeps them (:func:`btk.shift.read_reference`).
+        cohorts with, where the run keeps them (:func:`btk.shift.read_reference`). ``runtime``:
+        ``keras``, ``onnx`` or ``auto`` (:mod:`btk.onnx_runtime`); the scorer's ``runtime``
+        says which one scores.
 
         Raises:
-            BtkError: the model cannot be loaded, or the devices cannot be used.
+            BtkError: the model cannot be loaded, or the devices or the runtime cannot be used.
         """
         from btk.distribute import scoring
+        from btk.onnx_runtime import chosen_runtime, onnx_network
         from btk.scoring import Scorer
         from btk.shift import read_reference
 
+        use_tta = self.tta if tta is None else bool(tta)
+        chosen = chosen_runtime(self, runtime, use_tta, devices)
         with scoring(devices, feedback) as layout:
             # several devices: the model is made inside the layout's scope, every time
-            model = self.load_model(tta) if devices else self.scoring_model(tta)
+            if chosen == "onnx":
+                model = onnx_network(self, use_tta, feedback)
+            else:
+                model = self.load_model(tta) if devices else self.scoring_model(tta)
             scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
                                        self.config.negative_class, self.temperature, calibrated,
                                        self.conformal())

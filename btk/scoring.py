@@ -48,7 +48,8 @@ class Scorer:
     """A trained network and how a run reads its answers.
 
     Attributes:
-        model: the Keras model (already wrapped for test-time augmentation if the run uses it).
+        model: the Keras model (already wrapped for test-time augmentation if the run uses it), or
+            the same network as an ONNX graph (:class:`btk.onnx_runtime.OnnxNetwork`).
         scale, intensity: the input preparation (:func:`btk.training.network_input`).
         trained_classes: the network's output classes; ``classes``: the task's.
         negative_class: the class a binary task learned through the classes folds against.
@@ -79,6 +80,11 @@ class Scorer:
         size (images per network call)."""
         return cls(model, recipe.scale, recipe.intensity, tuple(trained_classes), tuple(classes), negative_class,
                    temperature, recipe.batch_size, calibrated, conformal)
+
+    @property
+    def runtime(self) -> str:
+        """What computes the network: ``keras`` or ``onnx`` (:mod:`btk.onnx_runtime`)."""
+        return "onnx" if _is_graph(self.model) else "keras"
 
     @property
     def via_classes(self) -> bool:
@@ -138,13 +144,17 @@ class Scorer:
         is (not its mirror image) under test-time augmentation; ``(N, D)`` float32, in batches
         of :attr:`batch_size` (an image's features never depend on its neighbours). What a shift
         check compares (:mod:`btk.shift`)."""
-        extractors = _EXTRACTORS.get(self.model)
-        if extractors is None:  # built once per network: traced once
-            extractors = _EXTRACTORS[self.model] = penultimate_models(self.model)
+        if _is_graph(self.model):  # an ONNX graph has its features as an output
+            def run(x: np.ndarray, size: int) -> np.ndarray:
+                return self.model.features(x)
+        else:
+            extractors = _EXTRACTORS.get(self.model)
+            if extractors is None:  # built once per network: traced once
+                extractors = _EXTRACTORS[self.model] = penultimate_models(self.model)
 
-        def run(x: np.ndarray, size: int) -> np.ndarray:
-            parts = [np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(len(x), -1) for m in extractors]
-            return np.concatenate(parts, axis=1)
+            def run(x: np.ndarray, size: int) -> np.ndarray:
+                parts = [np.asarray(m.predict_on_batch(x), dtype=np.float32).reshape(len(x), -1) for m in extractors]
+                return np.concatenate(parts, axis=1)
 
         from btk.distribute import batch_layout
 
@@ -161,19 +171,24 @@ class Scorer:
         from btk.distribute import batch_layout
 
         multiple = batch_layout()[0]
-        if len(images) == 0 or multiple != 1 or len(penultimate_models(self.model)) != 1 or any(
-                _is_model(layer) for layer in self.model.layers):
+        graph = _is_graph(self.model)
+        if len(images) == 0 or (not graph and (multiple != 1 or len(penultimate_models(self.model)) != 1 or any(
+                _is_model(layer) for layer in self.model.layers))):
             return self.outputs(images), self.features(images)
-        both = _ONE_PASS.get(self.model)
-        if both is None:  # built once per network (a node's scorers share it): traced once
-            import keras
+        both = self.model.outputs_and_features if graph else None
+        if both is None:
+            keras_both = _ONE_PASS.get(self.model)
+            if keras_both is None:  # built once per network (a node's scorers share it): traced once
+                import keras
 
-            [extractor] = penultimate_models(self.model)
-            both = _ONE_PASS[self.model] = keras.Model(self.model.inputs, [self.model.output, extractor.output])
+                [extractor] = penultimate_models(self.model)
+                keras_both = _ONE_PASS[self.model] = keras.Model(self.model.inputs,
+                                                                 [self.model.output, extractor.output])
+            both = keras_both.predict_on_batch
         width = len(self.trained_classes)
 
         def run(x: np.ndarray, size: int) -> np.ndarray:
-            out, feats = both.predict_on_batch(x)
+            out, feats = both(x)
             return np.concatenate([np.asarray(out, dtype=np.float32).reshape(len(x), -1),
                                    np.asarray(feats, dtype=np.float32).reshape(len(x), -1)], axis=1)
 
@@ -236,6 +251,11 @@ _EXTRACTORS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictiona
 _ONE_PASS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 """Each network's model with both its outputs and its features as outputs
 (:meth:`Scorer.outputs_and_features`), kept while the network lives."""
+
+
+def _is_graph(model: Any) -> bool:
+    """Whether ``model`` is an ONNX graph (:class:`btk.onnx_runtime.OnnxNetwork`), not Keras."""
+    return getattr(model, "runtime", "keras") == "onnx"
 
 
 def _is_model(layer: Any) -> bool:

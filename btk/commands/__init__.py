@@ -11,6 +11,7 @@ from btk.commands.data import audit, cache, degrade
 from btk.commands.ensemble import ensemble
 from btk.commands.evaluate import evaluate
 from btk.commands.explain import explain
+from btk.commands.export import export
 from btk.commands.listen import listen
 from btk.commands.merge import merge
 from btk.commands.plan import plan
@@ -21,8 +22,8 @@ from btk.commands.rerun import rerun
 from btk.commands.robustness import robustness
 from btk.commands.run import resume, run
 
-COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, merge, listen, explain, robustness, adapt, calibrate,
-            report, card, audit, degrade, cache, plugins)
+COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, merge, export, listen, explain, robustness, adapt,
+            calibrate, report, card, audit, degrade, cache, plugins)
 """Every built-in command, in the order ``btk --help`` lists them."""
 
 __all__ = ["COMMANDS"]

@@ -15,6 +15,7 @@ from btk.commands.options import (
     pairs,
     reader_options,
     reporter_option,
+    runtime_option,
     scoring_options,
 )
 from btk.urls import refuse_credentials
@@ -40,13 +41,14 @@ from btk.urls import refuse_credentials
                    "sets]. One shift verdict per condition says whether the cohort is exchangeable with the run's "
                    "calibration images, from the labels and from the network's features (docs/shift.md).")
 @scoring_options
+@runtime_option
 @out_option("the evaluation directory", shown="RUN_DIR/evaluations")
 @name_option("Name in the evaluation directory's name [the data folder and split].")
 @reporter_option
 @json_option
 def evaluate(run_dir: Path, data: Path, reader: str | None, reader_option: tuple[str, ...], split: str | None,
              class_map: tuple[str, ...], degrade: tuple[str, ...], duplicate_threshold: float | None, strict: bool,
-             coverages: tuple[float, ...], tta: bool | None, devices: str, out: Path | None, name: str,
+             coverages: tuple[float, ...], tta: bool | None, devices: str, runtime: str, out: Path | None, name: str,
              reporter: tuple[str, ...], as_json: bool) -> None:
     """Evaluate a finished run on another labelled dataset (external validation).
 
@@ -77,7 +79,7 @@ def evaluate(run_dir: Path, data: Path, reader: str | None, reader_option: tuple
                          reader_options=pairs(reader_option, "reader option"), split=split,
                          class_map=parse_class_map(class_map), degrade=degrade,
                          duplicate_threshold=duplicate_threshold, strict=strict, tta=tta, devices=devices, out=out,
-                         name=name, coverages=coverages)
+                         name=name, coverages=coverages, runtime=runtime)
     output.report(result, reporter)
     if not as_json:
         both = [result.evaluated_run(), result]

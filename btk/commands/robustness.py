@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from btk.commands.options import Output, json_option, scoring_options
+from btk.commands.options import Output, json_option, runtime_option, scoring_options
 
 
 @click.command()
@@ -25,9 +25,11 @@ from btk.commands.options import Output, json_option, scoring_options
                    "Testing: for choosing a recipe; refused for a run they trained, a fold ensemble); "
                    "validation results go to robustness-validation.json.")
 @scoring_options
+@runtime_option
 @json_option
 def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str | None, plot_path: Path | None,
-               also: tuple[str, ...], subset: str, tta: bool | None, devices: str, as_json: bool) -> None:
+               also: tuple[str, ...], subset: str, tta: bool | None, devices: str, runtime: str,
+               as_json: bool) -> None:
     """Evaluate trained runs (or evaluations: the images they scored) under every degrader at
     every severity level, with the run's own scorer, and score them as the corruption benchmarks
     do: corruption error (CE), mean CE and relative mCE against a baseline run. Results go to
@@ -42,6 +44,7 @@ def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str
     """
     from btk.degraders import resolve_degradations
     from btk.distribute import check_devices
+    from btk.onnx_runtime import check_runtime
     from btk.plugins import get_host
     from btk.render import line
     from btk.render.plots import robustness_plot
@@ -50,6 +53,7 @@ def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str
     from btk.runs import load_run
 
     check_devices(devices)  # refused in one line before the runs or any image is read
+    check_runtime(runtime, devices)
     host = get_host()
     names = [n.strip() for n in degraders.split(",")] if degraders else None
     extra = resolve_degradations(host, list(also))
@@ -57,7 +61,7 @@ def robustness(run_dirs: tuple[Path, ...], baseline: Path | None, degraders: str
     base_run = load_run(baseline) if baseline else runs[0]
     output = Output(as_json)
     compared = compare_runs(runs, base_run, host, names, extra, output.feedback, subset=subset, tta=tta,
-                            devices=devices)
+                            devices=devices, runtime=runtime)
     if as_json:
         output.json([{"run": str(item.run.path), "sweep": item.result, "scores": item.scores,
                       "extra_losses": item.extra_losses} for item in compared])
