@@ -341,3 +341,213 @@ def orthanc_server(folder: Path, auth: tuple[str, str] | None = None, timeout: f
             log.close()
 
     return run()
+
+
+SLURM_PROGRAMS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "sinfo", "scancel")
+"""What :func:`slurm_cluster` runs: Debian's ``slurm-wlm`` (daemons and client commands) and ``munge``."""
+
+_SLURM_DONE = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+               "BOOT_FAIL", "DEADLINE")
+
+
+def _slurm_program(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name) or next((str(p) for d in ("/usr/sbin", "/usr/bin")
+                                       if (p := Path(d) / name).exists()), None)
+
+
+def slurm_missing() -> str | None:
+    """Why :func:`slurm_cluster` cannot start here (``None``: it can): a Slurm or munge program is
+    not installed (Debian: ``apt-get install slurm-wlm munge``), or this process is not root
+    (slurmd starts each job as its user, which only root may do)."""
+    import os
+
+    absent = [name for name in SLURM_PROGRAMS if _slurm_program(name) is None]
+    if absent:
+        return f"{', '.join(absent)} not installed (apt-get install slurm-wlm munge)"
+    if os.geteuid() != 0:
+        return "a one-node Slurm here needs root (slurmd starts the jobs as their user)"
+    return None
+
+
+class SlurmCluster:
+    """A running one-node Slurm (:func:`slurm_cluster`): ``conf`` (its slurm.conf), ``env`` (this
+    process's environment with ``SLURM_CONF`` pointing at it and no other ``SLURM_`` variable:
+    what its client commands and its jobs need), ``cpus`` and ``memory`` (MB) of its node."""
+
+    def __init__(self, conf: Path, env: dict[str, str], cpus: int, memory: int) -> None:
+        self.conf, self.env, self.cpus, self.memory = conf, env, cpus, memory
+
+    def run(self, *args: str, check: bool = True, timeout: float = 60.0) -> Any:
+        """Run a Slurm command (``sbatch``, ``squeue``, ``scontrol``...) against this cluster;
+        returns the ``subprocess.CompletedProcess`` (text). ``check``: raise ``RuntimeError`` on a
+        non-zero exit, with what it printed."""
+        import subprocess
+
+        done = subprocess.run([_slurm_program(args[0]) or args[0], *args[1:]], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {(done.stderr or done.stdout).strip()}")
+        return done
+
+    def shell(self, line: str, timeout: float = 60.0) -> str:
+        """Run a line of shell (e.g. the submit line btk prints) with this cluster's environment;
+        returns its standard output. Raises ``RuntimeError`` on a non-zero exit."""
+        import subprocess
+
+        done = subprocess.run(["bash", "-c", line], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{line!r} exited {done.returncode}: {(done.stderr or done.stdout).strip()}")
+        return done.stdout
+
+    def states(self, job_id: str) -> dict[str, str]:
+        """The state of job ``job_id`` (each task of an array: ``ID_TASK``) as Slurm shows it:
+        ``{job: state}``, a pending job whose dependency can never be met as
+        ``DEPENDENCY_NEVER_SATISFIED``. Slurm forgets a finished job after ``MinJobAge`` (300 s)."""
+        shown = self.run("scontrol", "--oneliner", "show", "job", job_id).stdout
+        states = {}
+        for text in shown.splitlines():
+            fields = dict(item.split("=", 1) for item in text.split() if "=" in item)
+            if "JobId" not in fields:
+                continue
+            name = fields["JobId"] + (f"_{fields['ArrayTaskId']}" if fields.get("ArrayTaskId") else "")
+            state = fields.get("JobState", "?")
+            if state == "PENDING" and fields.get("Reason") == "DependencyNeverSatisfied":
+                state = "DEPENDENCY_NEVER_SATISFIED"
+            states[name] = state
+        return states
+
+    def wait(self, job_id: str, timeout: float = 300.0, poll: float = 0.5) -> dict[str, str]:
+        """Wait until job ``job_id`` (every task of an array) has ended; returns :meth:`states`.
+
+        Raises:
+            TimeoutError: still running or pending after ``timeout`` s (its states in the message).
+        """
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.states(job_id)
+            if states and all(s in _SLURM_DONE or s == "DEPENDENCY_NEVER_SATISFIED" for s in states.values()):
+                return states
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Slurm job {job_id} not done after {timeout:.0f} s: {states}")
+            time.sleep(poll)
+
+
+def slurm_cluster(folder: Path, timeout: float = 60.0) -> Any:
+    """A context manager: a fresh one-node Slurm on loopback, everything in ``folder``: a munge
+    daemon with its own key and socket, ``slurmctld`` and ``slurmd`` in the foreground on free
+    ports, a node ``localhost`` with this machine's CPUs and memory in one default partition
+    ``debug``, jobs run as root, no accounting. Yields a :class:`SlurmCluster` once the node is
+    idle; on exit every job is cancelled and the daemons stopped (killed if they linger), also
+    when the body raised. Logs: ``folder/*.log``.
+
+    Raises:
+        RuntimeError: Slurm or munge is missing (:func:`slurm_missing`), or a daemon exited or the
+            node was not idle within ``timeout`` s (the logs' last lines in the message).
+    """
+    import contextlib
+    import os
+    import subprocess
+    import time
+
+    def tail(path: Path, lines: int = 8) -> str:
+        text = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return f"{path.name}: " + " | ".join(text[-lines:])
+
+    @contextlib.contextmanager
+    def run() -> Any:
+        missing = slurm_missing()
+        if missing:
+            raise RuntimeError(missing)
+        folder.mkdir(parents=True, exist_ok=True)
+        munge = folder / "munge"
+        munge.mkdir(mode=0o700, exist_ok=True)
+        key = munge / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        socket = munge / "munge.socket"
+        for name in ("state", "spool"):
+            (folder / name).mkdir(exist_ok=True)
+        cpus = len(os.sched_getaffinity(0))
+        memory = max(1, int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9))
+        settings = {
+            "ClusterName": "btktest", "SlurmctldHost": "localhost(127.0.0.1)",
+            "SlurmctldPort": _free_port(), "SlurmdPort": _free_port(),
+            "SlurmUser": "root", "SlurmdUser": "root",
+            "AuthType": "auth/munge", "CredType": "cred/munge", "AuthInfo": f"socket={socket}",
+            "StateSaveLocation": folder / "state", "SlurmdSpoolDir": folder / "spool",
+            "SlurmctldPidFile": folder / "slurmctld.pid", "SlurmdPidFile": folder / "slurmd.pid",
+            "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
+            "JobAcctGatherType": "jobacct_gather/none", "AccountingStorageType": "accounting_storage/none",
+            "JobCompType": "jobcomp/none", "MpiDefault": "none", "MailProg": "/bin/true",
+            "SchedulerType": "sched/backfill", "SelectType": "select/cons_tres", "SelectTypeParameters": "CR_Core",
+            # the node as configured here, whatever slurmd counts (sockets, threads): never drained for a mismatch
+            "SlurmdParameters": "config_overrides", "ReturnToService": 2,
+            "NodeName": f"localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN",
+            "PartitionName": "debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
+        }
+        conf = folder / "slurm.conf"
+        conf.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env["SLURM_CONF"] = str(conf)
+        cluster = SlurmCluster(conf, env, cpus, memory)
+        commands = {
+            # --force: the socket's folder is private (munged asks for one everyone may enter)
+            "munged": [_slurm_program("munged"), "--foreground", "--force", f"--socket={socket}",
+                       f"--key-file={key}", f"--pid-file={munge / 'munged.pid'}",
+                       f"--seed-file={munge / 'munged.seed'}", f"--log-file={folder / 'munged.log'}"],
+            "slurmctld": [_slurm_program("slurmctld"), "-D", "-f", str(conf)],
+            "slurmd": [_slurm_program("slurmd"), "-D", "-N", "localhost", "-f", str(conf)],
+        }
+        processes: dict[str, subprocess.Popen] = {}
+        logs = []
+        try:
+            for name, command in commands.items():
+                log = open(folder / f"{name}.out.log", "w")  # noqa: SIM115 (closed when the cluster stops)
+                logs.append(log)
+                processes[name] = subprocess.Popen([str(c) for c in command], env=env, stdout=log,
+                                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                if name == "munged":
+                    deadline = time.monotonic() + timeout
+                    while not socket.exists():
+                        if processes[name].poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError(f"munged did not start: {tail(folder / 'munged.out.log')}")
+                        time.sleep(0.1)
+            deadline = time.monotonic() + timeout
+            state = ""
+            while state != "idle":
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        raise RuntimeError(f"{name} exited {process.returncode}: {tail(folder / f'{name}.out.log')}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Slurm node is not idle after {timeout:.0f} s (state {state!r}): "
+                                       f"{tail(folder / 'slurmd.out.log')}; {tail(folder / 'slurmctld.out.log')}")
+                time.sleep(0.3)
+                shown = cluster.run("sinfo", "--noheader", "--nodes=localhost", "--format=%T", check=False)
+                state = shown.stdout.strip() if shown.returncode == 0 else ""  # "idle*": not responding yet
+            yield cluster
+        finally:
+            if "slurmctld" in processes and processes["slurmctld"].poll() is None:
+                with contextlib.suppress(Exception):  # no job left running once the daemons stop
+                    cluster.run("scancel", "--user=root", check=False, timeout=20)
+                    deadline = time.monotonic() + 20
+                    while cluster.run("squeue", "--noheader", check=False).stdout.strip() and \
+                            time.monotonic() < deadline:
+                        time.sleep(0.3)
+            for name in ("slurmd", "slurmctld", "munged"):
+                if name not in processes:
+                    continue
+                process = processes[name]
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+            for log in logs:
+                log.close()
+
+    return run()

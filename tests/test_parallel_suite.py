@@ -149,7 +149,7 @@ def test_a_written_plan_runs_as_separate_runs_and_the_report_puts_them_together(
     assert result.exit_code == 0, result.output
     files = sorted((plan / "members").glob("*.json"))
     assert [f.name for f in files] == ["multiclass-seed101.json", "multiclass-seed102.json"]
-    assert "sbatch --array=0-1" in result.output and not (tmp_path / "unused").exists()
+    assert f"sbatch {plan.absolute() / 'plan.sbatch'}" in result.output and not (tmp_path / "unused").exists()
     out = tmp_path / "out"
     for f in files:
         done = CliRunner().invoke(cli, ["run", "--config", str(f), "--out", str(out), "--reporter", "none"])

@@ -58,11 +58,21 @@ from btk.commands.options import (
                    "e.g. one task of a cluster's job array; with --out, btk merge puts the N shares' tables back "
                    "together, row for row the table without --shard.")
 @scoring_options
+@click.option("--write", "write_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Predict nothing: write DIR/predict.sbatch, a Slurm job array of --shards N tasks (task K: this "
+                   "command with --shard K/N --out OUT/shares, paths made absolute, this Python), and "
+                   "DIR/merge.sbatch (btk merge of the shares into OUT, the --out folder [DIR]); prints how to "
+                   "submit both. Logs: DIR/logs.")
+@click.option("--shards", type=int, metavar="N", help="With --write: the number of shares, one array task each.")
+@click.option("--sbatch", "sbatch_options", multiple=True, metavar="OPTION=VALUE",
+              help="With --write: an #SBATCH line of both scripts, e.g. time=02:00:00, mem=8G, partition=gpu, "
+                   "gres=gpu:1 (not the merge's); repeatable [cpus-per-task=2].")
 @out_option("the predictions directory (predictions.csv, predict.json)", shown="none: the terminal only")
 @json_option
 def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
             min_confidence: float, coverage: float | None, check_shift: bool, sr_dir: Path | None,
-            maps: bool, store: str | None, shard: str | None, tta: bool | None, devices: str, out: Path | None,
+            maps: bool, store: str | None, shard: str | None, tta: bool | None, devices: str,
+            write_dir: Path | None, shards: int | None, sbatch_options: tuple[str, ...], out: Path | None,
             as_json: bool) -> None:
     """Classify new scans with a trained run. Uses the run's model, the image size, channels,
     framing, intensity normalisation and scaling it recorded, and its scorer: the same
@@ -84,6 +94,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
       btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web -R study=1.2.3 \
           --sr reports/ --store http://pacs:8042/dicom-web
       btk predict runs/20261127-101500-multiclass --data http://pacs:8042/dicom-web/studies/1.2.3/series/1.2.4
+      btk predict runs/20261127-101500-multiclass --data archive/ --write slurm/ --shards 8 --out predictions/
     """
     from btk.conformal import check_coverage
     from btk.distribute import check_devices
@@ -100,6 +111,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
 
     check_devices(devices)  # refused in one line before the run or any image is read
     share = parse_shard(shard)
+    _check_write(write_dir, shards, sbatch_options, share)
     if coverage is not None:
         check_coverage(coverage)
     if (store or maps) and sr_dir is None:
@@ -109,6 +121,9 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     run_ = load_run(run_dir)
     if coverage is not None or check_shift:
         run_.require_conformal()
+    if write_dir is not None and shards is not None:
+        _write_array(run_.name, paths, write_dir, shards, sbatch_options, out, as_json)
+        return
     output = Output(as_json)
     sink: Any = None
     if as_json:
@@ -176,3 +191,48 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
                            public_url(store))
     if result.folder is not None:
         output.written(f"{result.rows:,} rows written to", result.folder / "predictions.csv")
+
+
+def _check_write(write_dir: Path | None, shards: int | None, sbatch_options: tuple[str, ...],
+                 share: tuple[int, int] | None) -> None:
+    """--write, --shards and --sbatch: together or not at all, in one line."""
+    from btk.errors import BtkError
+    from btk.slurm import parse_sbatch_options
+
+    if write_dir is None:
+        if shards is not None or sbatch_options:
+            raise BtkError(f"{'--shards' if shards is not None else '--sbatch'} goes with --write DIR "
+                           "(a Slurm job array's scripts)")
+        return
+    if shards is None:
+        raise BtkError("--write DIR needs --shards N: the job array's number of tasks")
+    if shards < 1:
+        raise BtkError(f"--shards {shards}: give at least 1")
+    if share is not None:
+        raise BtkError("--write gives each task its own --shard K/N: leave out --shard")
+    parse_sbatch_options(sbatch_options)
+
+
+def _write_array(run_name: str, paths: tuple[str, ...], write_dir: Path, shards: int,
+                 sbatch_options: tuple[str, ...], out: Path | None, as_json: bool) -> None:
+    """btk predict --write: the job array's scripts, and how to submit them."""
+    from btk.errors import BtkError
+    from btk.slurm import command_arguments, parse_sbatch_options, predict_scripts, submit_predict
+
+    for path in paths:  # the tasks would fail one by one on a missing input: say so now
+        if "://" not in path and not Path(path).exists():
+            raise BtkError(f"--data {path}: no such file or folder")
+    args = command_arguments(click.get_current_context(),
+                             leave_out=("write_dir", "shards", "sbatch_options", "shard", "out", "as_json"))
+    out = (out or write_dir).absolute()
+    script, merge = predict_scripts(write_dir, out, shards, run_name, args, parse_sbatch_options(sbatch_options))
+    submit = submit_predict(write_dir)
+    output = Output(as_json)
+    if as_json:
+        output.json({"script": str(script), "merge": str(merge), "tasks": shards, "shares": str(out / "shares"),
+                     "out": str(out), "submit": submit})
+        return
+    output.written(f"Slurm job array of {shards} task(s) written to", script)
+    output.written("its merge job written to", merge)
+    click.echo("submit both (the merge starts once every task has succeeded):")
+    click.echo(submit)
