@@ -23,13 +23,13 @@ from btk.config import parse_pairs
 from btk.dataset import iter_entries
 from btk.degraders import LEVELS, REFERENCE_SIZE, Degrader, Param
 from btk.errors import BtkError, UnreadableInputError
-from btk.hookspecs import RegisterDegrader, RegisterModel, RegisterReader, RegisterReporter, hookimpl
+from btk.hookspecs import RegisterDegrader, RegisterModel, RegisterReader, RegisterReporter, RegisterRun, hookimpl
 from btk.models import compile_like_report, softmax_head
 from btk.plugins import get_host
 from btk.run_files import ResultDir, check_writable
 from btk.runs import Run
 from btk.stats import metric_cis, reliability
-from btk.types import Entry, ModelSpec, Reader, ReadOptions, Reporter, Sample
+from btk.types import Entry, ModelSpec, PackagedRun, Reader, ReadOptions, Reporter, Sample
 from btk.volumes import choose_slices, find_files, folder_label, read_manifest, to_uint8
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Degrader",
     "Entry",
     "ModelSpec",
+    "PackagedRun",
     "Param",
     "ReadOptions",
     "Reader",
@@ -46,6 +47,7 @@ __all__ = [
     "RegisterModel",
     "RegisterReader",
     "RegisterReporter",
+    "RegisterRun",
     "Report",
     "Reporter",
     "ResultDir",

@@ -22,7 +22,7 @@ import click
 import pluggy
 
 from btk.degraders import Degrader
-from btk.types import ModelSpec, Reader, Reporter
+from btk.types import ModelSpec, PackagedRun, Reader, Reporter
 
 hookspec = pluggy.HookspecMarker("btk")
 hookimpl = pluggy.HookimplMarker("btk")
@@ -38,6 +38,9 @@ RegisterModel = Callable[[ModelSpec], None]
 
 RegisterReporter = Callable[[Reporter], None]
 """The ``register`` callback of :func:`btk_register_reporters`: ``register(reporter)``."""
+
+RegisterRun = Callable[[PackagedRun], None]
+"""The ``register`` callback of :func:`btk_register_runs`: ``register(packaged_run)``."""
 
 
 @hookspec
@@ -61,6 +64,12 @@ def btk_register_models(register: RegisterModel) -> None:
 @hookspec
 def btk_register_reporters(register: RegisterReporter) -> None:
     """Register reporters: ``register(reporter)`` with a :class:`btk.types.Reporter`."""
+
+
+@hookspec
+def btk_register_runs(register: RegisterRun) -> None:
+    """Register trained runs shipped in a package: ``register(run)`` with a
+    :class:`btk.types.PackagedRun` (a hospital packages its own model this way)."""
 
 
 @hookspec

@@ -14,6 +14,8 @@ from pathlib import Path
 from btk.runs import Run
 
 CARD = "MODEL_CARD.md"
+DISTRIBUTION = "DISTRIBUTION.md"
+"""A run's terms of distribution, written by whoever packages it; the card ends with them."""
 
 SECTIONS = ("Model details", "Intended use", "Out of scope", "Data", "Training", "Metrics", "Calibration",
             "Robustness", "Explanations", "External evaluations", "Known limitations")
@@ -308,6 +310,9 @@ def model_card(run: Run, name: str | None = None) -> str:
     if not any(own_images(run, e)[1] for e in evaluations):
         limits.append("No external evaluation: performance on other hospitals' images is unknown.")
     lines += ["## Known limitations", "", *[f"- {x}" for x in limits], ""]
+    terms = run.path / DISTRIBUTION
+    if terms.is_file():  # who may use and pass on this model: its packager's words
+        lines += ["## Distribution", "", terms.read_text().strip(), ""]
     return "\n".join(lines)
 
 

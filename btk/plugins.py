@@ -38,9 +38,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "btk.default_plugins.res_cnn",
     "btk.default_plugins.reporters",
     "btk.default_plugins.html_report",
+    "btk.default_plugins.packaged",
 )
 
-KINDS = ("readers", "degraders", "models", "reporters")
+KINDS = ("readers", "degraders", "models", "reporters", "runs")
 
 
 @dataclass
@@ -62,6 +63,7 @@ class PluginHost:
     degraders: Registry = field(default_factory=lambda: Registry("degrader"))
     models: Registry = field(default_factory=lambda: Registry("model"))
     reporters: Registry = field(default_factory=lambda: Registry("reporter"))
+    runs: Registry = field(default_factory=lambda: Registry("packaged run"))
     plugins: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # plugin name -> the commands it added to the ``btk`` group (filled in by the command line)

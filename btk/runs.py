@@ -322,8 +322,20 @@ def parse_record(path: Path, config: Mapping[str, Any], metrics: Mapping[str, An
     )
 
 
+def packaged_run(name: str) -> Path | None:
+    """The directory of the run a plugin ships under ``name`` (:class:`btk.types.PackagedRun`),
+    or ``None``: a name with a path separator is a path, never a packaged run's name."""
+    if not name or "/" in name or "\\" in name:
+        return None
+    from btk.plugins import get_host
+
+    runs = get_host().runs
+    return Path(runs.get(name).path) if name in runs.names() else None
+
+
 def load_run(path: Path | str) -> Run:
-    """Read a complete run (or evaluation) directory into its typed record.
+    """Read a complete run (or evaluation) directory into its typed record; ``path`` may also be
+    the name of a run a plugin ships (:func:`packaged_run`).
 
     Raises:
         BtkError: not a run directory, an incomplete one, one of another format version, or a
@@ -331,7 +343,10 @@ def load_run(path: Path | str) -> Run:
     """
     path = Path(path)
     if not path.is_dir():
-        raise BtkError(f"not a run directory: {path}")
+        packaged = packaged_run(str(path))
+        if packaged is None:
+            raise BtkError(f"not a run directory: {path}")
+        path = packaged
     marker = path / MARKER
     if not marker.exists():
         raise BtkError(f"{path} is not a complete btk run (no {MARKER})")

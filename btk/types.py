@@ -112,6 +112,25 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class PackagedRun:
+    """A finished run shipped inside a Python package, usable by its name wherever a run is
+    asked for (``btk predict NAME``, ``btk evaluate NAME``, ...; ``btk predict`` without a run
+    uses btk's own or the one ``BTK_RUN`` names).
+
+    Attributes:
+        name: the name commands accept in place of a run directory.
+        path: the run directory inside the package (a complete run: ``btk-run.json``,
+            ``config.json``, ``model.keras``, its card; ``model.onnx`` where it was exported).
+        description: one line for ``btk plugins`` and for the line a command prints when it
+            uses the run: what it was trained on and what it is for.
+    """
+
+    name: str
+    path: Path
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Reporter:
     """A reporter plugin: presents a finished run.
 

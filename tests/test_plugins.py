@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -251,7 +252,7 @@ def test_every_hook_is_documented_with_its_signature():
 
     docs = (ROOT / "docs" / "plugins.md").read_text()
     hooks = [name for name in dir(hookspecs) if name.startswith("btk_")]
-    assert len(hooks) == 5
+    assert len(hooks) == 6
     for name in hooks:
         signature = f"{name}{inspect.signature(getattr(hookspecs, name))}".replace("'", "")
         assert signature in docs, signature
@@ -301,6 +302,36 @@ def test_hook_btk_register_reporters(btk_sample_run):
     result = CliRunner().invoke(cli, ["report", str(btk_sample_run), "--reporter", "toy-reporter"])
     assert result.exit_code == 0, result.output
     assert seen == ["sample-run"]
+
+
+def _hospital_plugin(path: Path) -> type:
+    """A hospital's package, as its ``btk`` entry point would register its run."""
+    from btk.api import PackagedRun, hookimpl
+
+    class Hospital:
+        @staticmethod
+        @hookimpl
+        def btk_register_runs(register):
+            register(PackagedRun("st-elsewhere-v1", path, "our own model"))
+
+    return Hospital
+
+
+def test_hook_btk_register_runs(sartaj_small_run, sartaj_small, tmp_path, monkeypatch):
+    plugin = _hospital_plugin(sartaj_small_run)
+    monkeypatch.setattr(plugins, "_HOST", plugins.load_plugins(extra=[plugin], entrypoints=False))
+    result = CliRunner().invoke(cli, ["predict", "st-elsewhere-v1", "--data", str(sartaj_small / "Testing"),
+                                      "--out", str(tmp_path), "--runtime", "keras"])
+    assert result.exit_code == 0, result.output
+    [folder] = list(tmp_path.iterdir())
+    assert json.loads((folder / "predict.json").read_text())["run"] == str(sartaj_small_run)
+    monkeypatch.setenv("BTK_RUN", "st-elsewhere-v1")
+    result = CliRunner().invoke(cli, ["predict", "--data", str(sartaj_small / "Testing"), "--json"])
+    assert result.exit_code == 0 and "using the packaged run 'st-elsewhere-v1': our own model" in result.stderr
+    monkeypatch.setenv("BTK_RUN", "nobody-shipped-this")
+    from conftest import one_line_refusal
+
+    assert "nobody-shipped-this" in one_line_refusal(["predict", "--data", str(sartaj_small / "Testing")])
 
 
 def test_hook_btk_register_commands():

@@ -16,12 +16,13 @@ from btk.commands.options import (
     out_option,
     pairs,
     reader_options,
+    runtime_option,
     scoring_options,
 )
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
 @data_paths("Scans to classify: JPEG/PNG files or folders of them (searched at any depth), DICOM files or "
             "series folders (images only: SEG, SR and other non-image objects are skipped and counted), NIfTI "
             "volumes, or a DICOMweb URL: a server root with a scope (-R study=UID, series=UID, PatientID=..., "
@@ -58,6 +59,7 @@ from btk.commands.options import (
                    "e.g. one task of a cluster's job array; with --out, btk merge puts the N shares' tables back "
                    "together, row for row the table without --shard.")
 @scoring_options
+@runtime_option
 @click.option("--write", "write_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Predict nothing: write DIR/predict.sbatch, a Slurm job array of --shards N tasks (task K: this "
                    "command with --shard K/N --out OUT/shares, paths made absolute, this Python), and "
@@ -71,12 +73,17 @@ from btk.commands.options import (
 @json_option
 def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
             min_confidence: float, coverage: float | None, check_shift: bool, sr_dir: Path | None,
-            maps: bool, store: str | None, shard: str | None, tta: bool | None, devices: str,
+            maps: bool, store: str | None, shard: str | None, tta: bool | None, devices: str, runtime: str,
             write_dir: Path | None, shards: int | None, sbatch_options: tuple[str, ...], out: Path | None,
             as_json: bool) -> None:
     """Classify new scans with a trained run. Uses the run's model, the image size, channels,
     framing, intensity normalisation and scaling it recorded, and its scorer: the same
     calibrated probabilities as the run's own predictions.csv, btk evaluate and btk explain.
+
+    RUN_DIR: a run directory, or the name of a packaged run (btk plugins lists them). Not
+    given: the packaged run BTK_RUN names, else btk's own, phantom-demo, which was trained on
+    synthetic phantoms and is near chance on real scans (no model trained on real scans ships
+    with btk: README); the command says which it uses.
 
     Each row names its input by the path given (a file inside a given folder: the folder's path
     joined with the file's). A series or volume gets a row per slice and one aggregated answer
@@ -110,6 +117,8 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
     from btk.runs import load_run
 
     check_devices(devices)  # refused in one line before the run or any image is read
+    if run_dir is None:
+        run_dir = _default_run()
     share = parse_shard(shard)
     _check_write(write_dir, shards, sbatch_options, share)
     if coverage is not None:
@@ -161,7 +170,7 @@ def predict(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_op
         result = predict_run(run_, paths, out, on_row, feedback=stderr_feedback(),
                              reader_name=reader, reader_options=pairs(reader_option, "reader option"), slices=slices,
                              min_confidence=min_confidence, tta=tta, devices=devices, tally=tally,
-                             coverage=coverage, check_shift=check_shift, heat=maps, shard=share)
+                             coverage=coverage, check_shift=check_shift, heat=maps, shard=share, runtime=runtime)
         failed = False
     except BtkError:
         list_skipped()  # what could not be read, before the error (nothing readable at all)
@@ -236,3 +245,22 @@ def _write_array(run_name: str, paths: tuple[str, ...], write_dir: Path, shards:
     output.written("its merge job written to", merge)
     click.echo("submit both (the merge starts once every task has succeeded):")
     click.echo(submit)
+
+
+def _default_run() -> Path:
+    """The run ``btk predict`` uses when given none: ``BTK_RUN`` (a packaged run's name or a run
+    directory), else btk's own packaged run; said in one line."""
+    import os
+
+    from btk.default_plugins.packaged import DEFAULT_RUN
+    from btk.plugins import get_host
+    from btk.render import warn_lines
+
+    name = os.environ.get("BTK_RUN") or DEFAULT_RUN
+    if Path(name).is_dir():
+        warn_lines([f"no run given: using BTK_RUN, {name}"], prefix="btk: ")
+        return Path(name)
+    packaged = get_host().runs.get(name)
+    warn_lines([f"no run given: using the packaged run '{name}': {packaged.description}"], prefix="btk: ")
+    return Path(packaged.path)
+
