@@ -276,6 +276,7 @@ def model_card(run: Run, name: str | None = None) -> str:
         lines.append("No temperature was fitted: the probabilities are the network's own (ECE in the table "
                      "above).")
     lines += ["", *_set_lines(run, evaluations), ""]
+    lines += _int8_lines(run)
 
     lines += ["## Robustness", "", *_robustness_lines(run, evaluations), ""]
     lines += ["## Explanations", "", *_explanation_lines(run), ""]
@@ -314,6 +315,23 @@ def model_card(run: Run, name: str | None = None) -> str:
     if terms.is_file():  # who may use and pass on this model: its packager's words
         lines += ["## Distribution", "", terms.read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def _int8_lines(run: Run) -> list[str]:
+    """What the run's int8 graph (``btk export --int8``) measured, where it has one."""
+    from btk.onnx_int8 import read_int8
+
+    int8 = None if run.is_evaluation else read_int8(run.path)
+    if not int8:
+        return []
+    val, test, cal = int8["validation_accuracy"], int8["test_accuracy"], int8["calibration"]
+    return [f"An int8 graph (`model.int8.onnx`, ONNX Runtime's static quantisation; used only with `--runtime int8`, "
+            f"never by default): validation accuracy {_pct(val['float32'])} -> {_pct(val['int8'])} "
+            f"({val['move_points']:+.2f} points on {val['images']} images; kept because within 0.3), test accuracy "
+            f"{_pct(test['float32'])} -> {_pct(test['int8'])} ({test['images']} images). Its own temperature "
+            f"{int8['temperature']:.3f} and prediction sets, fitted on its own outputs for the {cal['images']} "
+            f"{cal['origin']} images (ECE {_pct(cal['ece_before'])} before, {_pct(cal['ece_after'])} after): the "
+            "figures above are the run's own network's.", ""]
 
 
 def write_card(run: Run, name: str | None = None) -> Path:

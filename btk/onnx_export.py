@@ -243,13 +243,15 @@ def measure(run: Any, graph: Path, tta: bool, images: np.ndarray | None, threads
 
 
 def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: bool | None = None,
-               feedback: Any = None, probe: np.ndarray | None = None) -> Exported:
+               feedback: Any = None, probe: np.ndarray | None = None, int8: bool = False) -> Exported:
     """``btk export``, the whole job: ``run``'s network written as ``to`` (``onnx`` or
     ``savedmodel``) with its sidecar, into a new folder under ``out``, or, without ``out`` (ONNX
     only), into the run's own folder (``model.onnx`` and ``model.onnx.json``, what ``--runtime
     auto`` and ``--runtime onnx`` use). ``tta``: test-time augmentation inside the graph
     (default: the run's choice). ``probe``: the uint8 images the agreement is measured on
     (default: up to :data:`PROBE_IMAGES` of the run's test images, when its data is here).
+    ``int8``: also an int8 graph with its own calibration (:mod:`btk.onnx_int8`), kept only where
+    it passes its accuracy rule.
 
     Raises:
         BtkError: an unknown format, a folder that cannot be written, a graph that cannot be made.
@@ -262,6 +264,8 @@ def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: b
         raise BtkError(f"--to {to}: unknown format (known: {', '.join(FORMATS)})")
     if out is None and to != "onnx":
         raise BtkError(f"--to {to} needs --out DIR (the run's own folder keeps only its ONNX graph)")
+    if int8 and to != "onnx":
+        raise BtkError("--int8 quantises the ONNX graph: leave out --to, or give --to onnx")
     if run.is_evaluation:
         raise BtkError(f"{run.path}: an evaluation has no network of its own; export the run it evaluated")
     tta = run.tta if tta is None else bool(tta)
@@ -291,14 +295,35 @@ def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: b
             graph_tmp.replace(run.path / GRAPH)
         finally:
             graph_tmp.unlink(missing_ok=True)
-        return Exported(folder_path, sidecar, [GRAPH, SIDECAR])
+        files = [GRAPH, SIDECAR]
+        if int8:
+            from btk.onnx_int8 import INT8_GRAPH, INT8_SETS, INT8_SIDECAR, export_int8
+
+            sidecar["int8"] = export_int8(run, run.path, run.path / GRAPH, tta, feedback)
+            files += [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
+            _card_again(run)
+        return Exported(folder_path, sidecar, files)
     with ResultDir(Path(out), f"export-{run.name}") as folder:
         with feedback.task("converting the network to ONNX"):
             sidecar.update(write_graph(model, folder.path(GRAPH)))
         with feedback.task("measuring the graph against the Keras network"):
             sidecar["measured"] = measure(run, folder.path(GRAPH), tta, probe)
         write_json_atomic(folder.path(SIDECAR), sidecar)
-    return Exported(folder.final, sidecar, [GRAPH, SIDECAR])
+        files = [GRAPH, SIDECAR]
+        if int8:
+            from btk.onnx_int8 import INT8_GRAPH, INT8_SETS, INT8_SIDECAR, export_int8
+
+            sidecar["int8"] = export_int8(run, folder.tmp, folder.path(GRAPH), tta, feedback)
+            files += [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
+    return Exported(folder.final, sidecar, files)
+
+
+def _card_again(run: Any) -> None:
+    """The run's model card written again: it says what its int8 graph measured."""
+    from btk.model_card import write_card
+    from btk.runs import load_run
+
+    write_card(load_run(run.path))
 
 
 def _test_images(run: Any, feedback: Any) -> np.ndarray | None:

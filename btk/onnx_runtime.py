@@ -6,6 +6,8 @@ one scorer (:class:`btk.scoring.Scorer`), so every command that scores can use i
 - ``onnx``: the float32 graph: the one ``btk export RUN`` left in the run's folder when it has
   the same test-time augmentation, else one converted now and kept in btk's cache
   (``$BTK_CACHE_DIR/onnx``; made again when the model file changes).
+- ``int8``: the int8 graph ``btk export RUN --int8`` left in the run, with its own temperature,
+  prediction sets and shift-check features (:mod:`btk.onnx_int8`); never chosen by ``auto``.
 - ``auto`` (the default): the graph in the run's folder when ``btk export`` measured it
   within 1e-5 of the Keras scorer's probabilities on the run's own test images and faster on
   this machine's kind of CPU; else Keras. The answer never depends on which one runs.
@@ -23,7 +25,7 @@ from typing import Any
 from btk.errors import BtkError
 from btk.onnx_graph import OnnxNetwork
 
-RUNTIMES = ("auto", "keras", "onnx")
+RUNTIMES = ("auto", "keras", "onnx", "int8")
 
 
 def check_runtime(runtime: str, devices: str = "") -> str:
@@ -34,8 +36,8 @@ def check_runtime(runtime: str, devices: str = "") -> str:
     """
     if runtime not in RUNTIMES:
         raise BtkError(f"--runtime {runtime}: unknown (known: {', '.join(RUNTIMES)})")
-    if runtime == "onnx" and devices:
-        raise BtkError("--runtime onnx scores on one device: leave out --devices")
+    if runtime in ("onnx", "int8") and devices:
+        raise BtkError(f"--runtime {runtime} scores on one device: leave out --devices")
     return runtime
 
 
@@ -57,7 +59,7 @@ def _faster(run: Any) -> bool:
 
 
 def chosen_runtime(run: Any, runtime: str, tta: bool, devices: str = "") -> str:
-    """``keras`` or ``onnx``: what ``runtime`` means for ``run`` (see the module docstring)."""
+    """``keras``, ``onnx`` or ``int8``: what ``runtime`` means for ``run`` (see the module docstring)."""
     check_runtime(runtime, devices)
     if runtime != "auto":
         return runtime

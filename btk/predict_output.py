@@ -143,7 +143,7 @@ def predict_run(run: Run, paths: Sequence[str | Path], out: Path | str | None = 
 
     check_devices(devices)
     check_runtime(runtime, devices)
-    if heat and runtime == "onnx":
+    if heat and runtime in ("onnx", "int8"):
         raise BtkError("--maps needs the network's gradients, which an ONNX graph does not give: "
                        "use --runtime keras")
     runtime = "keras" if heat else chosen_runtime(run, runtime, run.tta if tta is None else bool(tta), devices)

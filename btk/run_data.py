@@ -115,15 +115,19 @@ class RunData:
         chosen = chosen_runtime(self, runtime, use_tta, devices)
         with scoring(devices, feedback) as layout:
             # several devices: the model is made inside the layout's scope, every time
-            if chosen == "onnx":
+            temperature, sets, reference = self.temperature, self.conformal(), None
+            if chosen == "int8":  # another predictor: its own calibration, never the run's
+                from btk.onnx_int8 import int8_parts
+
+                model, temperature, sets, reference = int8_parts(self, use_tta)
+            elif chosen == "onnx":
                 model = onnx_network(self, use_tta, feedback)
             else:
                 model = self.load_model(tta) if devices else self.scoring_model(tta)
             scorer = Scorer.for_recipe(model, self.config.recipe, self.trained_classes, self.classes,
-                                       self.config.negative_class, self.temperature, calibrated,
-                                       self.conformal())
+                                       self.config.negative_class, temperature, calibrated, sets)
             if scorer.conformal is not None:
-                scorer = scorer.with_shift_reference(read_reference(self.path))
+                scorer = scorer.with_shift_reference(reference if chosen == "int8" else read_reference(self.path))
             scorer.layout = layout
             yield scorer
 

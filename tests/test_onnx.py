@@ -150,3 +150,42 @@ def test_savedmodel_export_answers_as_the_graph(runs, tmp_path):
     keras_probs = np.asarray(load_run(run).load_model().predict_on_batch(x))
     saved = loaded.serve(tf.constant(x))
     assert np.abs(np.asarray(saved["probabilities"]) - keras_probs).max() <= 1e-5
+
+
+def test_int8_has_its_own_calibration_and_is_refused_past_its_rule(runs, sartaj_small, tmp_path, monkeypatch):
+    """The int8 graph's answers carry the temperature fitted on its own outputs, never the run's;
+    past the 0.3-point rule nothing of it is written."""
+    from conftest import one_line_refusal
+
+    import btk.onnx_int8 as int8
+    from btk.calibration import apply_temperature
+    from btk.onnx_graph import OnnxNetwork
+    from btk.runs import load_run
+    from btk.training import network_input
+
+    run_dir = runs["binary"]
+    monkeypatch.setattr(int8, "MAX_MOVE", -1.0)  # every move is too large
+    assert "no int8 graph written" in one_line_refusal(["export", str(run_dir), "--int8"])
+    assert not (run_dir / int8.INT8_GRAPH).exists() and not (run_dir / int8.INT8_SIDECAR).exists()
+    monkeypatch.setattr(int8, "MAX_MOVE", 100.0)
+    _ok("export", str(run_dir), "--int8")
+    sidecar = json.loads((run_dir / int8.INT8_SIDECAR).read_text())
+    run = load_run(run_dir)
+    assert "int8 graph" in (run_dir / "MODEL_CARD.md").read_text()
+    # on 4 validation images both temperatures may sit at the fit's bound: give the int8 graph
+    # one of its own that no other calibration has, and see that its answers carry it
+    sidecar["temperature"] = 2.0 if run.temperature != 2.0 else 3.0
+    (run_dir / int8.INT8_SIDECAR).write_text(json.dumps(sidecar))
+    folder = _predict(run_dir, sartaj_small / "Testing", tmp_path / "int8", "--runtime", "int8", "--coverage", "0.9")
+    assert json.loads((folder / "predict.json").read_text())["runtime"] == "int8"
+    rows = _probabilities(folder)
+    test = run.images("test")
+    recipe = run.config.recipe
+    outputs = OnnxNetwork(run_dir / int8.INT8_GRAPH).predict_on_batch(
+        network_input(test.images, recipe.scale, recipe.intensity))
+    p_negative = apply_temperature(np.asarray(outputs, np.float64), sidecar["temperature"])[
+        :, list(run.trained_classes).index("no_tumor")]
+    by_source = {str(s): p for s, p in zip(test.sources, p_negative)}
+    for path, probabilities in rows.items():
+        source = str(Path(path).relative_to(sartaj_small))
+        assert abs(probabilities[0] - by_source[source]) <= 1e-6

@@ -125,11 +125,13 @@ def scoring_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def runtime_option(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--runtime`` of the commands that score images with a finished run (:mod:`btk.onnx_runtime`)."""
-    return click.option("--runtime", type=click.Choice(["auto", "keras", "onnx"]), default="auto", show_default=True,
+    return click.option("--runtime", type=click.Choice(["auto", "keras", "onnx", "int8"]), default="auto",
+                        show_default=True,
                         help="What computes the network: keras (the run's network as trained), onnx (ONNX Runtime, "
-                             "the float32 graph btk export left in the run, else converted once into btk's cache) "
-                             "or auto: the run's exported graph where btk export measured it within 1e-5 of the "
-                             "Keras answers and faster, else keras.")(command)
+                             "the float32 graph btk export left in the run, else converted once into btk's cache), "
+                             "int8 (the int8 graph btk export --int8 left, with its own temperature and prediction "
+                             "sets) or auto: the run's exported float32 graph where btk export measured it within "
+                             "1e-5 of the Keras answers and faster, else keras.")(command)
 
 
 class Output:
