@@ -251,7 +251,7 @@ def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: b
     (default: the run's choice). ``probe``: the uint8 images the agreement is measured on
     (default: up to :data:`PROBE_IMAGES` of the run's test images, when its data is here).
     ``int8``: also an int8 graph with its own calibration (:mod:`btk.onnx_int8`), kept only where
-    it passes its accuracy rule.
+    it passes its accuracy rule (the caller writes the run's card again: it tells of the graph).
 
     Raises:
         BtkError: an unknown format, a folder that cannot be written, a graph that cannot be made.
@@ -301,7 +301,6 @@ def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: b
 
             sidecar["int8"] = export_int8(run, run.path, run.path / GRAPH, tta, feedback)
             files += [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
-            _card_again(run)
         return Exported(folder_path, sidecar, files)
     with ResultDir(Path(out), f"export-{run.name}") as folder:
         with feedback.task("converting the network to ONNX"):
@@ -316,14 +315,6 @@ def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: b
             sidecar["int8"] = export_int8(run, folder.tmp, folder.path(GRAPH), tta, feedback)
             files += [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
     return Exported(folder.final, sidecar, files)
-
-
-def _card_again(run: Any) -> None:
-    """The run's model card written again: it says what its int8 graph measured."""
-    from btk.model_card import write_card
-    from btk.runs import load_run
-
-    write_card(load_run(run.path))
 
 
 def _test_images(run: Any, feedback: Any) -> np.ndarray | None:

@@ -58,6 +58,10 @@ def export(run_dir: Path, to: str, out: Path | None, tta: bool | None, int8: boo
     output = Output(as_json)
     run = load_run(run_dir)
     exported = export_run(run, out, to, tta, output.feedback, int8=int8)
+    if int8 and out is None:  # the card tells of the run's int8 graph
+        from btk.model_card import write_card
+
+        write_card(load_run(run.path))
     if as_json:
         output.json({"folder": str(exported.folder), "files": exported.files, "sidecar": exported.sidecar})
         return
