@@ -25,3 +25,30 @@ python3 -c "import keras, platform; print('keras', keras.__version__, keras.back
   | tee -a "$OUT/machine.txt"
 timeout "${SECONDS_LIMIT:-480}" python3 benchmarks/train_vs_baseline.py --data "$DATA" --epochs "$EPOCHS" --fast \
   --baseline .device/seed_pipeline.py --out "$OUT/train_vs_baseline" $QUICK 2>&1 | tee "$OUT/train_vs_baseline.log"
+# ONNX Runtime on the GPU: the float32 graph `btk export` writes (the fast recipe's network), carried
+# as .device/model.onnx, timed alone on batches of 32 and 128 with the CUDA execution provider
+# against the CPU one. Needs onnxruntime-gpu on the machine (its wheel is far over a call's 64 MiB,
+# so it cannot be carried): where it is missing this says so and the CPU figures in
+# docs/performance.md stand.
+if [ -f .device/model.onnx ]; then
+  timeout 120 python3 - .device/model.onnx <<'PY' 2>&1 | tee "$OUT/onnx_cuda.log"
+import sys, time
+import numpy as np
+try:
+    import onnxruntime as ort
+except ImportError:
+    sys.exit("onnxruntime is not installed here: no ONNX Runtime figures on this machine")
+available = ort.get_available_providers()
+print("onnxruntime", ort.__version__, "providers:", ", ".join(available))
+for provider in [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]:
+    session = ort.InferenceSession(sys.argv[1], providers=[provider])
+    shape = session.get_inputs()[0].shape
+    for batch in (32, 128):
+        x = np.random.default_rng(0).random((batch, *shape[1:]), dtype=np.float32)
+        session.run(["probabilities"], {"image": x})
+        t0 = time.perf_counter()
+        for _ in range(20):
+            session.run(["probabilities"], {"image": x})
+        print(f"{provider}: batch {batch}: {20 * batch / (time.perf_counter() - t0):,.0f} images/s")
+PY
+fi
