@@ -199,6 +199,8 @@ def scoring_after_training(spec: str) -> str:
 
 def end() -> None:
     """Unset the distribution :func:`begin` set (evaluation then runs on one device)."""
+    if "keras" not in sys.modules:  # none can have been set: nothing to import (ONNX Runtime scoring)
+        return
     import keras
 
     if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
@@ -230,6 +232,8 @@ def batch_layout() -> tuple[int, int, int]:
     ``block`` of ``blocks`` equal, contiguous blocks of rows of each batch: the rows its devices
     hold in the mesh, so the global batch has the order one process would give it. ``(1, 0, 1)``
     without a distribution; ``(devices, 0, 1)`` in a single process."""
+    if "keras" not in sys.modules:  # none can have been set
+        return 1, 0, 1
     import keras
 
     if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:

@@ -27,6 +27,8 @@ class OnnxNetwork:
             raise BtkError("--runtime onnx needs onnxruntime: pip install 'btk[onnx]'") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # no busy-waiting between calls: the threads that decode the next images need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = int(threads)
         available = ort.get_available_providers()

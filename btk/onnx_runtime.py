@@ -41,13 +41,16 @@ def check_runtime(runtime: str, devices: str = "") -> str:
     return runtime
 
 
-def run_graph(run: Any, tta: bool) -> Path | None:
-    """The graph ``btk export`` left in ``run``'s folder with this test-time augmentation and
-    within 1e-5 of its Keras scorer, or ``None``."""
+def run_graph(run: Any, tta: bool, agreeing: bool = True) -> Path | None:
+    """The graph ``btk export`` left in ``run``'s folder with this test-time augmentation (and,
+    where ``agreeing``, measured within 1e-5 of its Keras scorer), or ``None``."""
     from btk.onnx_export import GRAPH, agrees, read_sidecar
 
     folder = run.evaluated_run().path if run.is_evaluation else run.path
-    return Path(folder) / GRAPH if agrees(read_sidecar(folder), tta) else None
+    sidecar = read_sidecar(folder)
+    if agreeing:
+        return Path(folder) / GRAPH if agrees(sidecar, tta) else None
+    return Path(folder) / GRAPH if sidecar is not None and bool(sidecar.get("tta")) == bool(tta) else None
 
 
 def _faster(run: Any) -> bool:
@@ -79,7 +82,7 @@ def onnx_network(run: Any, tta: bool, feedback: Any = None) -> OnnxNetwork:
     """``run``'s network in ONNX Runtime, with test-time augmentation as ``tta`` says: the graph
     in the run's folder (:func:`run_graph`), else one converted now into btk's cache (or, with
     the cache off, a temporary folder). Kept loaded for the next scorer in this process."""
-    graph = run_graph(run, tta) or _cached_graph(run, tta, feedback)
+    graph = run_graph(run, tta, agreeing=False) or _cached_graph(run, tta, feedback)
     stat = graph.stat()
     key = (str(graph.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _sessions:

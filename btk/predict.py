@@ -20,6 +20,7 @@ import numpy as np
 from btk.dataset import as_hwc, input_notes, iter_entries, opencv_threads
 from btk.errors import BtkError
 from btk.feedback import Feedback
+from btk.onnx_runtime import chosen_runtime
 from btk.predict_inputs import PredictInput, pick_reader
 from btk.read_ahead import ReadAhead
 from btk.runs import Run
@@ -314,8 +315,11 @@ def predict_stream(run: Run, inputs: Sequence[PredictInput], feedback: Feedback 
             ReadAhead(decoded, limit, weight=lambda item: len(item[1]) if isinstance(item[1], list) else 1) as ahead:
         # The backend is imported (seconds) while the first images are decoded, before the progress
         # display starts: the command line silences standard error during that import (btk.quiet),
-        # and no redraw of the display may fall into it.
-        import keras  # noqa: F401
+        # and no redraw of the display may fall into it. ONNX Runtime needs no Keras at all.
+        if chosen_runtime(run, runtime, run.tta if tta is None else bool(tta), devices) == "keras":
+            import keras  # noqa: F401
+        else:
+            import onnxruntime  # noqa: F401
 
         with run.scorer(tta, devices, feedback=feedback, runtime=runtime) as scorer, \
                 feedback.task("loading the model", total=len(jobs)) as task:
