@@ -21,9 +21,10 @@ from btk.commands.report import card, report
 from btk.commands.rerun import rerun
 from btk.commands.robustness import robustness
 from btk.commands.run import resume, run
+from btk.commands.select import select
 
 COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, merge, export, listen, explain, robustness, adapt,
-            calibrate, report, card, audit, degrade, cache, plugins)
+            calibrate, select, report, card, audit, degrade, cache, plugins)
 """Every built-in command, in the order ``btk --help`` lists them."""
 
 __all__ = ["COMMANDS"]
