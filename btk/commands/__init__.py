@@ -9,6 +9,7 @@ from btk.commands.adapt import adapt
 from btk.commands.calibrate import calibrate
 from btk.commands.data import audit, cache, degrade
 from btk.commands.ensemble import ensemble
+from btk.commands.estimate import estimate
 from btk.commands.evaluate import evaluate
 from btk.commands.explain import explain
 from btk.commands.export import export
@@ -24,7 +25,7 @@ from btk.commands.run import resume, run
 from btk.commands.select import select
 
 COMMANDS = (run, resume, plan, ensemble, rerun, evaluate, predict, merge, export, listen, explain, robustness, adapt,
-            calibrate, select, report, card, audit, degrade, cache, plugins)
+            calibrate, select, estimate, report, card, audit, degrade, cache, plugins)
 """Every built-in command, in the order ``btk --help`` lists them."""
 
 __all__ = ["COMMANDS"]
