@@ -23,14 +23,12 @@ DROP = "drop"
 """The label that leaves an image out."""
 
 
-def read_corrections(path: Path | str) -> dict[str, str]:
-    """``path -> label or drop`` from a corrections file.
+def label_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``path,label`` CSV (corrections, or a filled-in ``btk select`` list).
 
     Raises:
-        BtkError: a missing or unreadable file, no ``path`` and ``label`` columns (an empty file), no
-            rows, a path twice.
+        BtkError: a missing or unreadable file, no ``path`` and ``label`` columns.
     """
-    path = Path(path)
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -41,6 +39,18 @@ def read_corrections(path: Path | str) -> dict[str, str]:
     if not {"path", "label"} <= set(columns):
         found = f"found {', '.join(columns)}" if columns else "the file is empty"
         raise BtkError(f"--labels {path}: the columns must be path and label ({found})")
+    return rows
+
+
+def read_corrections(path: Path | str) -> dict[str, str]:
+    """``path -> label or drop`` from a corrections file.
+
+    Raises:
+        BtkError: a missing or unreadable file, no ``path`` and ``label`` columns (an empty file), no
+            rows, a path twice.
+    """
+    path = Path(path)
+    rows = label_rows(path)
     if not rows:
         raise BtkError(f"--labels {path}: no corrections in it (a header and no rows): leave out --labels")
     out: dict[str, str] = {}

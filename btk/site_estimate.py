@@ -15,7 +15,6 @@ counts.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,17 +76,10 @@ def read_labels(path: Path, listed: Mapping[tuple[str, str], str]) -> dict[tuple
     Raises:
         BtkError: an unreadable file, no ``path`` and ``label`` columns, or a scan not in the list.
     """
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = list(reader.fieldnames or [])
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BtkError(f"--labels {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if "path" not in columns or "label" not in columns:
-        raise BtkError(f"--labels {path}: needs the columns path and label (has: {', '.join(columns) or 'none'})")
+    from btk.label_corrections import label_rows
+
     out = {}
-    for row in rows:
+    for row in label_rows(path):
         key = (row["path"], row.get("slice") or "")
         if key not in listed:
             raise BtkError(f"--labels {path}: {row['path']}{' slice ' + key[1] if key[1] else ''} is not in the "
