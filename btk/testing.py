@@ -437,7 +437,8 @@ class SlurmCluster:
 
 
 def slurm_cluster(folder: Path, timeout: float = 60.0) -> Any:
-    """A context manager: a fresh one-node Slurm on loopback, everything in ``folder``: a munge
+    """A context manager: a fresh one-node Slurm on loopback, its files in ``folder`` (its
+    sockets and state in a short private folder under /tmp, removed on exit): a munge
     daemon with its own key and socket, ``slurmctld`` and ``slurmd`` in the foreground on free
     ports, a node ``localhost`` with this machine's CPUs and memory in one default partition
     ``debug``, jobs run as root, no accounting. Yields a :class:`SlurmCluster` once the node is
@@ -450,7 +451,9 @@ def slurm_cluster(folder: Path, timeout: float = 60.0) -> Any:
     """
     import contextlib
     import os
+    import shutil
     import subprocess
+    import tempfile
     import time
 
     def tail(path: Path, lines: int = 8) -> str:
@@ -463,14 +466,18 @@ def slurm_cluster(folder: Path, timeout: float = 60.0) -> Any:
         if missing:
             raise RuntimeError(missing)
         folder.mkdir(parents=True, exist_ok=True)
-        munge = folder / "munge"
+        # munged's socket and slurmd's step sockets need paths under 108 bytes (a Unix socket's
+        # limit), which a deep temporary folder may exceed: they live in a short private folder
+        # of their own, removed with the cluster
+        short = Path(tempfile.mkdtemp(prefix="btk-slurm-", dir="/tmp" if Path("/tmp").is_dir() else None))
+        munge = short / "munge"
         munge.mkdir(mode=0o700, exist_ok=True)
         key = munge / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
         socket = munge / "munge.socket"
         for name in ("state", "spool"):
-            (folder / name).mkdir(exist_ok=True)
+            (short / name).mkdir(exist_ok=True)
         cpus = len(os.sched_getaffinity(0))
         memory = max(1, int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9))
         settings = {
@@ -478,7 +485,7 @@ def slurm_cluster(folder: Path, timeout: float = 60.0) -> Any:
             "SlurmctldPort": _free_port(), "SlurmdPort": _free_port(),
             "SlurmUser": "root", "SlurmdUser": "root",
             "AuthType": "auth/munge", "CredType": "cred/munge", "AuthInfo": f"socket={socket}",
-            "StateSaveLocation": folder / "state", "SlurmdSpoolDir": folder / "spool",
+            "StateSaveLocation": short / "state", "SlurmdSpoolDir": short / "spool",
             "SlurmctldPidFile": folder / "slurmctld.pid", "SlurmdPidFile": folder / "slurmd.pid",
             "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
             "JobAcctGatherType": "jobacct_gather/none", "AccountingStorageType": "accounting_storage/none",
@@ -549,5 +556,6 @@ def slurm_cluster(folder: Path, timeout: float = 60.0) -> Any:
                     process.wait(timeout=10)
             for log in logs:
                 log.close()
+            shutil.rmtree(short, ignore_errors=True)
 
     return run()
