@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from btk.commands.options import Output, data_paths, json_option, pairs, reader_options
+from btk.commands.options import Output, data_paths, json_option, out_option, pairs, reader_options
 
 
 @click.command()
@@ -23,8 +23,7 @@ from btk.commands.options import Output, data_paths, json_option, pairs, reader_
               help="With --method uncertainty: this share of the budget drawn at random all the same: the scans "
                    "an estimate of accuracy at the site may use (the chosen ones are not a random sample).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("selections"), show_default=True,
-              help="Folder in which the directory <time>-select-RUN is made (to_label.csv, selection.json).")
+@out_option("the selection directory (to_label.csv, label.html, selection.json)", default="selections")
 @json_option
 def select(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_option: tuple[str, ...], slices: str,
            budget: int, method: str, random_share: float, seed: int, out: Path, as_json: bool) -> None:
