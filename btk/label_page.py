@@ -37,8 +37,9 @@ def preview_images(paths: Sequence[str], wanted: set[tuple[str, int | None]], ho
     inputs = gather_inputs(sorted(set(paths)), host, options)
     reader = InputsReader(inputs)
     out: dict[tuple[str, int | None], str] = {}
+    sources = {p for p, _ in wanted}
     for entry in reader.scan(None, options):
-        if not any(entry.source == p for p, _ in wanted):
+        if entry.source not in sources:
             continue
         for sample in reader.load(entry, replace(options)):
             key = (entry.source, _slice_of(sample))

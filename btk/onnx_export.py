@@ -188,44 +188,39 @@ class Exported:
     files: list[str]
 
 
-def measure(run: Any, graph: Path, tta: bool, images: np.ndarray | None, threads: int | None = None
-            ) -> dict[str, Any]:
-    """How far the graph's probabilities are from the Keras network's on ``images`` (uint8, the
-    run's preparation applied here): in float32 and as the run's scorer computes (its precision),
-    and the network alone's time per batch of each (the median of five timed batches after one
-    warm-up), on this machine."""
+def measure(run: Any, graph: Path, tta: bool, images: np.ndarray | None, network: Any = None) -> dict[str, Any]:
+    """How far the graph's probabilities are from the Keras network's on ``images`` (uint8),
+    each scored by the one scorer (:class:`btk.scoring.Scorer`, uncalibrated): in float32 and as
+    the run's scorer computes (its precision); and the network alone's time per batch of each
+    (the median of five timed batches after one warm-up), on this machine. ``network``: the
+    run's network, when already loaded."""
+    import os
     import platform
 
     from btk.onnx_graph import OnnxNetwork
+    from btk.scoring import Scorer
     from btk.training import network_input
+    from btk.tta import scoring_model
 
     if images is None or len(images) == 0:
         return {"images": 0, "note": "not measured: the run's test images are not here"}
     recipe = run.config.recipe
+    network = network if network is not None else run.load_model(tta=False)
+    keras_own, onnx = scoring_model(network, tta), OnnxNetwork(graph)
+
+    def outputs(model: Any) -> np.ndarray:
+        scorer = Scorer.for_recipe(model, recipe, run.trained_classes, run.classes, run.config.negative_class,
+                                   calibrated=False)
+        return np.asarray(scorer.outputs(np.asarray(images)), np.float64)
+
+    p_onnx = outputs(onnx)
+    p_f32 = outputs(scoring_model(float32_network(network), tta))
+    p_own = outputs(keras_own)
     batch = int(recipe.batch_size)
-    x = network_input(np.asarray(images), recipe.scale, recipe.intensity)
-    network = run.load_model(tta=False)
-    keras_own = run.load_model(tta=tta)
-    keras_f32 = graph_model(network, tta)
-    onnx = OnnxNetwork(graph, threads=threads)
-
-    def in_batches(fn: Any) -> np.ndarray:
-        out = []
-        for start in range(0, len(x), batch):
-            chunk = x[start:start + batch]
-            k = len(chunk)
-            if k < batch:
-                chunk = np.concatenate([chunk, np.zeros((batch - k, *chunk.shape[1:]), np.float32)])
-            out.append(np.asarray(fn(chunk), np.float64)[:k])
-        return np.concatenate(out)
-
-    p_onnx = in_batches(onnx.predict_on_batch)
-    p_f32 = in_batches(lambda b: keras_f32.predict_on_batch(b)["probabilities"])
-    p_own = in_batches(keras_own.predict_on_batch)
+    chunk = network_input(np.resize(np.asarray(images), (batch, *np.asarray(images).shape[1:])), recipe.scale,
+                          recipe.intensity)
 
     def median_seconds(fn: Any) -> float:
-        chunk = x[:batch] if len(x) >= batch else np.concatenate([x, np.zeros((batch - len(x), *x.shape[1:]),
-                                                                              np.float32)])
         fn(chunk)
         times = []
         for _ in range(5):
@@ -235,11 +230,11 @@ def measure(run: Any, graph: Path, tta: bool, images: np.ndarray | None, threads
         return float(np.median(times))
 
     seconds = {"onnx": median_seconds(onnx.predict_on_batch), "keras": median_seconds(keras_own.predict_on_batch)}
-    return {"images": int(len(x)), "against_keras_float32": float(np.abs(p_onnx - p_f32).max()),
+    return {"images": int(len(images)), "against_keras_float32": float(np.abs(p_onnx - p_f32).max()),
             "against_keras_scorer": float(np.abs(p_onnx - p_own).max()),
             "keras_precision": network_precision(keras_own),
             "batch": batch, "seconds_per_batch": seconds,
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU threads"}
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads"}
 
 
 def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: bool | None = None,
@@ -283,38 +278,41 @@ def export_run(run: Any, out: Path | str | None = None, to: str = "onnx", tta: b
         return Exported(folder.final, sidecar, ["saved_model", "saved_model.json"])
     if probe is None:
         probe = _test_images(run, feedback)
-    if out is None:
-        folder_path = run.path
+    if out is None:  # into the run: the sidecar first, so a graph is never without one
         graph_tmp = run.path / f".{GRAPH}.partial"
         try:
-            with feedback.task("converting the network to ONNX"):
-                sidecar.update(write_graph(model, graph_tmp))
-            with feedback.task("measuring the graph against the Keras network"):
-                sidecar["measured"] = measure(run, graph_tmp, tta, probe)
-            write_json_atomic(run.path / SIDECAR, sidecar)  # the sidecar first: a graph is never without one
+            _write_onnx(run, model, network, graph_tmp, run.path / SIDECAR, tta, probe, sidecar, feedback)
             graph_tmp.replace(run.path / GRAPH)
         finally:
             graph_tmp.unlink(missing_ok=True)
-        files = [GRAPH, SIDECAR]
-        if int8:
-            from btk.onnx_int8 import INT8_GRAPH, INT8_SETS, INT8_SIDECAR, export_int8
-
-            sidecar["int8"] = export_int8(run, run.path, run.path / GRAPH, tta, feedback)
-            files += [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
-        return Exported(folder_path, sidecar, files)
+        return Exported(run.path, sidecar, [GRAPH, SIDECAR, *_int8(run, run.path, tta, int8, sidecar, feedback)])
     with ResultDir(Path(out), f"export-{run.name}") as folder:
-        with feedback.task("converting the network to ONNX"):
-            sidecar.update(write_graph(model, folder.path(GRAPH)))
-        with feedback.task("measuring the graph against the Keras network"):
-            sidecar["measured"] = measure(run, folder.path(GRAPH), tta, probe)
-        write_json_atomic(folder.path(SIDECAR), sidecar)
-        files = [GRAPH, SIDECAR]
-        if int8:
-            from btk.onnx_int8 import INT8_GRAPH, INT8_SETS, INT8_SIDECAR, export_int8
-
-            sidecar["int8"] = export_int8(run, folder.tmp, folder.path(GRAPH), tta, feedback)
-            files += [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
+        _write_onnx(run, model, network, folder.path(GRAPH), folder.path(SIDECAR), tta, probe, sidecar, feedback)
+        files = [GRAPH, SIDECAR, *_int8(run, folder.tmp, tta, int8, sidecar, feedback)]
     return Exported(folder.final, sidecar, files)
+
+
+def _write_onnx(run: Any, model: Any, network: Any, graph: Path, sidecar_path: Path, tta: bool,
+                probe: np.ndarray | None, sidecar: dict[str, Any], feedback: Any) -> None:
+    """The graph at ``graph``, measured, and its sidecar at ``sidecar_path``."""
+    from btk.run_files import write_json_atomic
+
+    with feedback.task("converting the network to ONNX"):
+        sidecar.update(write_graph(model, graph))
+    with feedback.task("measuring the graph against the Keras network"):
+        sidecar["measured"] = measure(run, graph, tta, probe, network)
+    write_json_atomic(sidecar_path, sidecar)
+
+
+def _int8(run: Any, folder: Path, tta: bool, wanted: bool, sidecar: dict[str, Any], feedback: Any) -> list[str]:
+    """With ``wanted``, the int8 graph of ``folder``'s ``model.onnx`` (:mod:`btk.onnx_int8`), its
+    record added to ``sidecar``; the files written."""
+    if not wanted:
+        return []
+    from btk.onnx_int8 import INT8_GRAPH, INT8_SETS, INT8_SIDECAR, export_int8
+
+    sidecar["int8"] = export_int8(run, folder, folder / GRAPH, tta, feedback)
+    return [INT8_GRAPH, INT8_SIDECAR, INT8_SETS]
 
 
 def _test_images(run: Any, feedback: Any) -> np.ndarray | None:

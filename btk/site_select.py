@@ -65,6 +65,7 @@ class Selection:
     scans: int
     groups: int
     method: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # inputs that could not be read, and why
 
 
 def check_selection(budget: int, method: str, random_share: float) -> None:
@@ -110,7 +111,8 @@ def choose(candidates: list[Candidate], budget: int, method: str, random_share: 
     picked = [int(i) for i in order[:n_random]]
     chosen = [(units[i], "random") for i in picked]
     if method == "uncertainty" and budget > n_random:
-        rest = [i for i in range(len(units)) if i not in set(picked)]
+        drawn = set(picked)
+        rest = [i for i in range(len(units)) if i not in drawn]
         wanted = budget - n_random
         rest.sort(key=lambda i: -units[i].entropy)
         pool = rest[:max(wanted, POOL * wanted)]
@@ -195,4 +197,5 @@ def select_site(run: Any, paths: Sequence[str | Path], budget: int, out: Path | 
                               "predicted": run.classes[int(np.argmax(c.probabilities))],
                               "entropy": c.entropy} for c, how in chosen]}
         folder.path(RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    return Selection(folder.final, chosen, len(candidates), len({c.group for c in candidates}), method)
+    return Selection(folder.final, chosen, len(candidates), len({c.group for c in candidates}), method,
+                     list(tally.skipped))

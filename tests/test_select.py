@@ -138,3 +138,18 @@ def test_the_labelling_page_is_played_in_chromium_and_saves_the_list_filled_in(s
     saved = list(csv.reader(seen["saved"].splitlines()))
     assert [r[:2] for r in saved] == [r[:2] for r in listed]  # the same scans, in the same order
     assert [r[2] for r in saved[1:]] == [classes[1], classes[0], "", classes[0], classes[0]]
+
+
+def test_an_unreadable_scan_is_a_reported_skip(sartaj_small_run, sartaj_small, tmp_path):
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(sartaj_small / "Testing", site)
+    (site / "glioma_tumor" / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG")
+    result = CliRunner().invoke(cli, ["select", str(sartaj_small_run), "--data", str(site), "--budget", "3",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "btk: skipped" in result.stderr and "broken.jpg" in result.stderr
+    [folder] = list((tmp_path / "out").iterdir())
+    record = json.loads((folder / "selection.json").read_text())
+    assert len(record["skipped"]) == 1 and record["scans"] == 12

@@ -37,7 +37,7 @@ def select(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_opt
       btk select runs/20261127-101500-multiclass --data new-site/ --budget 40
       btk select runs/20261127-101500-multiclass --data new-site/ --budget 40 --method uncertainty
     """
-    from btk.render import line
+    from btk.render import line, warn_lines
     from btk.render.progress import stderr_feedback
     from btk.runs import load_run
     from btk.site_select import check_selection, select_site
@@ -47,6 +47,10 @@ def select(run_dir: Path, paths: tuple[str, ...], reader: str | None, reader_opt
     result = select_site(run, paths, budget, out, method, random_share, seed, stderr_feedback(), None, reader,
                          pairs(reader_option, "reader option"), slices)
     output = Output(as_json)
+    warn_lines([f"{source}: {reason}" for source, reason in result.skipped], prefix="btk: skipped ")
+    if result.skipped:
+        warn_lines([f"{len(result.skipped)} input(s) could not be read (not among the scans to choose from)"],
+                   prefix="btk: ")
     kinds = {how: sum(1 for _, h in result.chosen if h == how) for how in ("random", "uncertainty")}
     if as_json:
         output.json({"folder": str(result.folder), "scans": result.scans, "groups": result.groups,
